@@ -1,0 +1,62 @@
+"""Types every framer and decoder shares."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Direction(enum.StrEnum):
+    """Which way a frame travelled."""
+
+    C2S = "c2s"  # client to server
+    S2C = "s2c"  # server to client
+
+
+class Proto(enum.StrEnum):
+    KAFKA = "kafka"
+    AMQP = "amqp"
+    MQTT = "mqtt"
+
+
+#: Default largest frame a framer accepts before refusing (bytes). Policies may lower it.
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+class FramingError(ValueError):
+    """A byte stream that cannot be split into frames. Says where, so a person can find it."""
+
+    def __init__(self, proto: str, direction: str, offset: int, reason: str) -> None:
+        self.proto = proto
+        self.direction = direction
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{proto} {direction} stream, byte offset {offset}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One whole wire frame, exactly as it crossed the wire."""
+
+    raw: bytes
+    offset: int  # stream offset of the frame's first byte
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a decoder makes of a frame: a JSON-able summary plus, where possible, a typed body."""
+
+    summary: dict[str, Any]
+    body: Any = None
+    redacted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Framer(Protocol):
+    """Incremental splitter: feed any chunking of a stream, get the same whole frames."""
+
+    def feed(self, data: bytes) -> list[Frame]: ...
+
+    @property
+    def buffered(self) -> int: ...
