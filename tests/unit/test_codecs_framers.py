@@ -1,0 +1,205 @@
+"""Framer properties: chunking-independence, only FramingError on garbage, bounded memory."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rr.codecs import (
+    AmqpFramer,
+    Direction,
+    FramingError,
+    KafkaFramer,
+    MqttFramer,
+    Proto,
+    framer_for,
+)
+from rr.codecs.amqp import PROTOCOL_HEADER
+
+SETTINGS = settings(max_examples=200, deadline=None)
+GIB2 = 2 * 1024 * 1024 * 1024
+
+
+def kafka_frame(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
+def amqp_frame(ftype: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", ftype, channel, len(payload)) + payload + b"\xce"
+
+
+def mqtt_len(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mqtt_frame(ptype: int, flags: int, body: bytes) -> bytes:
+    return bytes([ptype << 4 | flags]) + mqtt_len(len(body)) + body
+
+
+kafka_frames = st.lists(st.binary(min_size=4, max_size=300).map(kafka_frame), max_size=8)
+amqp_frames = st.lists(
+    st.builds(
+        amqp_frame,
+        st.sampled_from([1, 2, 3, 8]),
+        st.integers(0, 65535),
+        st.binary(max_size=300),
+    ),
+    max_size=8,
+)
+mqtt_frames = st.lists(
+    st.builds(
+        mqtt_frame,
+        st.integers(1, 15),
+        st.integers(0, 15),
+        st.one_of(st.binary(max_size=200), st.binary(min_size=128, max_size=20000)),
+    ),
+    max_size=6,
+)
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    bounds = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def run(framer, chunks: list[bytes]) -> list[tuple[bytes, int]]:
+    out = []
+    for chunk in chunks:
+        out += [(f.raw, f.offset) for f in framer.feed(chunk)]
+    return out
+
+
+def expected(frames: list[bytes], start: int = 0) -> list[tuple[bytes, int]]:
+    out, off = [], start
+    for raw in frames:
+        out.append((raw, off))
+        off += len(raw)
+    return out
+
+
+@SETTINGS
+@given(kafka_frames, st.lists(st.integers(0, 10**6), max_size=20), st.sampled_from(Direction))
+def test_kafka_any_chunking_same_frames(frames, cuts, direction):
+    stream = b"".join(frames)
+    framer = KafkaFramer(direction)
+    assert run(framer, chunked(stream, cuts)) == expected(frames)
+    assert framer.buffered == 0
+
+
+@SETTINGS
+@given(amqp_frames, st.lists(st.integers(0, 10**6), max_size=20))
+def test_amqp_c2s_any_chunking_same_frames(frames, cuts):
+    stream = PROTOCOL_HEADER + b"".join(frames)
+    got = run(AmqpFramer(Direction.C2S), chunked(stream, cuts))
+    assert got == expected([PROTOCOL_HEADER, *frames])
+
+
+@SETTINGS
+@given(amqp_frames, st.lists(st.integers(0, 10**6), max_size=20))
+def test_amqp_s2c_any_chunking_same_frames(frames, cuts):
+    got = run(AmqpFramer(Direction.S2C), chunked(b"".join(frames), cuts))
+    assert got == expected(frames)
+
+
+@SETTINGS
+@given(mqtt_frames, st.lists(st.integers(0, 10**6), max_size=20), st.sampled_from(Direction))
+def test_mqtt_any_chunking_same_frames(frames, cuts, direction):
+    got = run(MqttFramer(direction), chunked(b"".join(frames), cuts))
+    assert got == expected(frames)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(Proto),
+    st.sampled_from(Direction),
+    st.lists(st.binary(max_size=64), max_size=10),
+)
+def test_random_bytes_raise_only_framing_error(proto, direction, chunks):
+    framer = framer_for(proto, direction, max_frame_bytes=4096)
+    try:
+        for chunk in chunks:
+            framer.feed(chunk)
+    except FramingError as err:
+        assert err.proto == proto.value and err.direction == direction.value
+        assert err.offset >= 0
+    assert framer.buffered <= 4096 + 8
+
+
+@pytest.mark.parametrize(
+    ("proto", "direction", "header"),
+    [
+        (Proto.KAFKA, Direction.C2S, struct.pack(">i", GIB2 - 1)),
+        (Proto.KAFKA, Direction.S2C, struct.pack(">I", GIB2)),  # negative as int32
+        (Proto.AMQP, Direction.C2S, PROTOCOL_HEADER + struct.pack(">BHI", 1, 0, GIB2)),
+        (Proto.AMQP, Direction.S2C, struct.pack(">BHI", 3, 1, 0xFFFFFFFF)),
+        (Proto.MQTT, Direction.C2S, b"\x30\xff\xff\xff\x7f"),
+    ],
+)
+def test_huge_declared_size_refused_before_buffering(proto, direction, header):
+    framer = framer_for(proto, direction)
+    with pytest.raises(FramingError) as info:
+        framer.feed(header)
+    assert framer.buffered == 0
+    assert info.value.offset in (0, 8)
+    with pytest.raises(FramingError):  # a broken stream stays broken
+        framer.feed(b"\x00" * 16)
+
+
+def test_error_names_protocol_direction_offset():
+    framer = KafkaFramer(Direction.S2C)
+    framer.feed(kafka_frame(b"abcd"))
+    with pytest.raises(FramingError) as info:
+        framer.feed(struct.pack(">i", -5))
+    assert (info.value.proto, info.value.direction, info.value.offset) == ("kafka", "s2c", 8)
+    assert "kafka s2c stream, byte offset 8" in str(info.value)
+
+
+def test_kafka_budget_is_configurable():
+    framer = KafkaFramer(Direction.C2S, max_frame_bytes=100)
+    assert framer.feed(kafka_frame(b"x" * 96))[0].raw[4:] == b"x" * 96
+    with pytest.raises(FramingError, match="budget of 100"):
+        framer.feed(kafka_frame(b"x" * 97))
+
+
+def test_amqp_wrong_protocol_header():
+    with pytest.raises(FramingError, match="protocol header") as info:
+        AmqpFramer(Direction.C2S).feed(b"AMQP\x00\x00\x09\x00")
+    assert info.value.offset == 0
+    with pytest.raises(FramingError, match="protocol header"):  # refused on the first bad byte
+        AmqpFramer(Direction.C2S).feed(b"GET")
+
+
+def test_amqp_bad_frame_end_and_unknown_type():
+    good = amqp_frame(1, 0, b"abc")
+    with pytest.raises(FramingError, match="frame end") as info:
+        AmqpFramer(Direction.S2C).feed(good + good[:-1] + b"\x00")
+    assert info.value.offset == 2 * len(good) - 1
+    with pytest.raises(FramingError, match="unknown frame type 7") as info:
+        AmqpFramer(Direction.S2C).feed(good + b"\x07")
+    assert info.value.offset == len(good)
+
+
+def test_amqp_s2c_version_refusal_is_framed():
+    assert AmqpFramer(Direction.S2C).feed(PROTOCOL_HEADER)[0].raw == PROTOCOL_HEADER
+
+
+def test_mqtt_fifth_length_byte_and_type_zero():
+    with pytest.raises(FramingError, match="longer than 4 bytes"):
+        MqttFramer(Direction.C2S).feed(b"\x30\x80\x80\x80\x80\x01")
+    with pytest.raises(FramingError, match="type 0"):
+        MqttFramer(Direction.C2S).feed(b"\x00\x00")
+
+
+def test_mqtt_max_remaining_length_fits_four_bytes():
+    framer = MqttFramer(Direction.C2S, max_frame_bytes=300_000_000)
+    assert framer.feed(b"\x30\xff\xff\xff\x7f") == []
+    assert framer.buffered == 5
