@@ -1,0 +1,111 @@
+"""One exception hierarchy for cassettes: each says what is wrong, where, and what to do."""
+
+from __future__ import annotations
+
+import os
+
+
+class CassetteError(Exception):
+    """Base of every cassette problem. `str(exc)` is one line fit for a terminal."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class CassetteNotFound(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], what: str = "no cassette here") -> None:
+        super().__init__(path, what)
+
+
+class UnsupportedFormat(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], found: object, supported: str) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            path, f"unsupported cassette format {found!r} (this rrlab reads {supported!r})"
+        )
+
+
+class MalformedManifest(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.reason = reason
+        super().__init__(path, f"malformed manifest: {reason}")
+
+
+class NotFinalized(CassetteError):
+    """The recording never finished (crash, kill): frames may be whole, the manifest is not."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            path,
+            f"cassette not finalized ({reason}); the recording did not finish - "
+            f"run `rrlab verify --repair {path}` to keep every whole frame",
+        )
+
+
+class MalformedFrame(CassetteError):
+    """A frames.jsonl line that is not a valid frame record. `line` counts from 1."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        super().__init__(path, f"frames.jsonl line {line}: {reason}")
+
+
+class TruncatedFrames(MalformedFrame):
+    """The last line has no newline: a torn write."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int, length: int) -> None:
+        self.length = length
+        super().__init__(path, line, f"torn last line ({length} bytes, no newline)")
+
+
+class DigestMismatch(CassetteError):
+    def __init__(
+        self, path: str | os.PathLike[str], what: str, expected: str, actual: str, note: str = ""
+    ) -> None:
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        extra = f"; {note}" if note else ""
+        super().__init__(
+            path, f"sha256 mismatch for {what}: manifest says {expected}, file has {actual}{extra}"
+        )
+
+
+class CountMismatch(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], what: str, expected: object, actual: object):
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        super().__init__(path, f"{what}: manifest says {expected}, frames.jsonl has {actual}")
+
+
+class CassetteExists(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], state: str) -> None:
+        self.state = state
+        super().__init__(
+            path,
+            f"a {state} cassette already exists; record mode 'once' never overwrites it - "
+            "use --mode rewrite to replace it",
+        )
+
+
+class NotACassette(CassetteError):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(
+            path, "directory is not empty and holds no cassette; refusing to write into it"
+        )
+
+
+class WriterClosed(CassetteError):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path, "cassette writer is already finalized")
+
+
+class InvalidRecordMode(ValueError):
+    def __init__(self, value: object, valid: list[str]) -> None:
+        self.value = value
+        super().__init__(f"invalid record mode {value!r}; valid modes: {', '.join(valid)}")

@@ -1,0 +1,277 @@
+"""Cassette v1 on-disk shapes: the manifest, connection and frame records, and the line encoding.
+
+A frame line is canonical JSON (sorted keys, no spaces) built by hand around the base64 payload:
+encoding a 64 KiB frame through a JSON encoder costs a copy and a scan of a string that needs no
+escaping (the base64 alphabet has no `"` or `\\`). Everything else goes through canonicaljson, and a
+unit test proves the lines equal canonicaljson's encoding of the same record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rr.canonical import dumps
+from rr.codecs.base import Direction, Proto
+from rr.policy import Budgets, PolicyError
+
+from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
+
+FORMAT = "rrlab.cassette/1"
+MANIFEST_NAME = "cassette.json"
+FRAMES_NAME = "frames.jsonl"
+ARTIFACTS_DIR = "artifacts"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One recorded wire frame, as read back (raw is the exact wire bytes)."""
+
+    seq: int
+    conn: int
+    dir: Direction
+    t_us: int
+    proto: Proto
+    summary: dict[str, Any]
+    raw: bytes
+    redacted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "conn": self.conn,
+            "dir": str(self.dir),
+            "proto": str(self.proto),
+            "raw": base64.b64encode(self.raw).decode("ascii"),
+            "seq": self.seq,
+            "summary": self.summary,
+            "t_us": self.t_us,
+        }
+        if self.redacted:
+            out["redacted"] = True
+        return out
+
+
+def encode_frame_line(
+    seq: int,
+    conn: int,
+    direction: Direction,
+    t_us: int,
+    proto: Proto,
+    summary: Mapping[str, Any],
+    raw: bytes,
+    redacted: bool = False,
+) -> bytes:
+    """Canonical JSON line of one frame (== dumps_line(FrameRecord(...).to_dict()))."""
+    try:
+        summary_json = dumps(summary)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
+    # keys in code-point order: conn, dir, proto, raw, redacted, seq, summary, t_us
+    return b"".join(
+        (
+            b'{"conn":%d,"dir":"%s","proto":"%s","raw":"'
+            % (conn, direction.value.encode(), proto.value.encode()),
+            base64.b64encode(raw),
+            b'","redacted":true,"seq":%d,"summary":' % seq
+            if redacted
+            else b'","seq":%d,"summary":' % seq,
+            summary_json,
+            b',"t_us":%d}\n' % t_us,
+        )
+    )
+
+
+_FRAME_KEYS = {"conn", "dir", "proto", "raw", "seq", "summary", "t_us"}
+_FRAME_OPTIONAL = {"redacted"}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def decode_frame_line(line: bytes, *, path: str, lineno: int) -> FrameRecord:
+    """Parse one frames.jsonl line (with or without its newline) into a FrameRecord."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedFrame(path, lineno, f"not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise MalformedFrame(path, lineno, "not a JSON object")
+    keys = set(obj)
+    if missing := _FRAME_KEYS - keys:
+        raise MalformedFrame(path, lineno, f"missing keys {sorted(missing)}")
+    if unknown := keys - _FRAME_KEYS - _FRAME_OPTIONAL:
+        raise MalformedFrame(path, lineno, f"unknown keys {sorted(unknown)}")
+    for key in ("seq", "conn", "t_us"):
+        if not _is_int(obj[key]) or obj[key] < 0:
+            raise MalformedFrame(path, lineno, f"{key} must be a non-negative integer")
+    try:
+        direction = Direction(obj["dir"])
+    except ValueError:
+        raise MalformedFrame(path, lineno, f"dir must be c2s or s2c, got {obj['dir']!r}") from None
+    try:
+        proto = Proto(obj["proto"])
+    except ValueError:
+        raise MalformedFrame(path, lineno, f"unknown proto {obj['proto']!r}") from None
+    if not isinstance(obj["summary"], dict):
+        raise MalformedFrame(path, lineno, "summary must be a JSON object")
+    redacted = obj.get("redacted", False)
+    if not isinstance(redacted, bool):
+        raise MalformedFrame(path, lineno, "redacted must be true or false")
+    if not isinstance(obj["raw"], str):
+        raise MalformedFrame(path, lineno, "raw must be a base64 string")
+    try:
+        raw = base64.b64decode(obj["raw"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedFrame(path, lineno, f"raw is not valid base64 ({exc})") from None
+    return FrameRecord(
+        seq=obj["seq"],
+        conn=obj["conn"],
+        dir=direction,
+        t_us=obj["t_us"],
+        proto=proto,
+        summary=obj["summary"],
+        raw=raw,
+        redacted=redacted,
+    )
+
+
+def _dir_counts() -> dict[str, int]:
+    return {"c2s": 0, "s2c": 0}
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """One proxied TCP connection. `opened_at_seq`/`closed_at_seq`: frames recorded before it
+    opened/closed, which orders connections against frames without a wall clock."""
+
+    id: int
+    proto: Proto
+    listen: str | None
+    upstream: str | None
+    opened_at_seq: int
+    closed_at_seq: int | None = None
+    close_reason: str | None = None
+    frames: dict[str, int] = field(default_factory=_dir_counts)
+    bytes: dict[str, int] = field(default_factory=_dir_counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bytes": dict(self.bytes),
+            "close_reason": self.close_reason,
+            "closed_at_seq": self.closed_at_seq,
+            "frames": dict(self.frames),
+            "id": self.id,
+            "listen": self.listen,
+            "opened_at_seq": self.opened_at_seq,
+            "proto": str(self.proto),
+            "upstream": self.upstream,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConnectionInfo:
+        return cls(
+            id=int(data["id"]),
+            proto=Proto(data["proto"]),
+            listen=data.get("listen"),
+            upstream=data.get("upstream"),
+            opened_at_seq=int(data.get("opened_at_seq", 0)),
+            closed_at_seq=data.get("closed_at_seq"),
+            close_reason=data.get("close_reason"),
+            frames={"c2s": int(data["frames"]["c2s"]), "s2c": int(data["frames"]["s2c"])},
+            bytes={"c2s": int(data["bytes"]["c2s"]), "s2c": int(data["bytes"]["s2c"])},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """cassette.json. No wall-clock value anywhere, so two recordings of the same traffic with the
+    same timing-free content produce the same manifest."""
+
+    tool_version: str
+    meta: dict[str, Any]
+    protocols: tuple[str, ...]
+    routes: tuple[dict[str, str], ...]
+    kafka_nodes: dict[str, dict[str, Any]]
+    connections: tuple[ConnectionInfo, ...]
+    frame_count: int
+    frame_counts: dict[str, int]  # {"c2s": n, "s2c": n}
+    raw_bytes: int  # sum of raw frame bytes
+    frames_file_bytes: int
+    frames_sha256: str
+    budgets: Budgets
+    stopped: dict[str, Any] | None  # the BudgetExceeded that stopped recording, if any
+    artifacts: dict[str, str]  # relpath under artifacts/ -> sha256
+    finalized: bool
+    repaired: bool = False
+    format: str = FORMAT
+
+    def connection(self, conn_id: int) -> ConnectionInfo | None:
+        for conn in self.connections:
+            if conn.id == conn_id:
+                return conn
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifacts": dict(sorted(self.artifacts.items())),
+            "budgets": self.budgets.to_dict(),
+            "connections": [c.to_dict() for c in self.connections],
+            "finalized": self.finalized,
+            "format": self.format,
+            "frame_count": self.frame_count,
+            "frame_counts": dict(self.frame_counts),
+            "frames_file": {
+                "bytes": self.frames_file_bytes,
+                "name": FRAMES_NAME,
+                "sha256": self.frames_sha256,
+            },
+            "kafka_nodes": self.kafka_nodes,
+            "meta": self.meta,
+            "protocols": list(self.protocols),
+            "raw_bytes": self.raw_bytes,
+            "repaired": self.repaired,
+            "routes": list(self.routes),
+            "stopped": self.stopped,
+            "tool_version": self.tool_version,
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | os.PathLike[str]) -> Manifest:
+        if not isinstance(data, dict):
+            raise MalformedManifest(path, "not a JSON object")
+        fmt = data.get("format")
+        if fmt != FORMAT:
+            raise UnsupportedFormat(path, fmt, FORMAT)
+        try:
+            frames_file = data["frames_file"]
+            return cls(
+                format=fmt,
+                tool_version=str(data["tool_version"]),
+                meta=dict(data.get("meta") or {}),
+                protocols=tuple(data["protocols"]),
+                routes=tuple(dict(r) for r in data["routes"]),
+                kafka_nodes=dict(data["kafka_nodes"]),
+                connections=tuple(ConnectionInfo.from_dict(c) for c in data["connections"]),
+                frame_count=int(data["frame_count"]),
+                frame_counts={k: int(data["frame_counts"][k]) for k in ("c2s", "s2c")},
+                raw_bytes=int(data["raw_bytes"]),
+                frames_file_bytes=int(frames_file["bytes"]),
+                frames_sha256=str(frames_file["sha256"]),
+                budgets=Budgets.from_dict(data["budgets"]),
+                stopped=data.get("stopped"),
+                artifacts={str(k): str(v) for k, v in data["artifacts"].items()},
+                finalized=data["finalized"] is True,
+                repaired=data.get("repaired") is True,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MalformedManifest(path, what) from None

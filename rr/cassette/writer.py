@@ -1,0 +1,362 @@
+"""CassetteWriter: append frames as they cross the proxy; write the manifest at finalize.
+
+Called from the proxy's reactor thread, so every call is synchronous and cheap: one `write(2)`
+per frame on an unbuffered file (a crash loses at most the line being written), the frames digest
+is kept running, and counts live in memory. A provisional manifest (`finalized: false`) is
+rewritten only on structural events (routes, Kafka nodes, connections, artifacts), so
+`rrlab verify --repair` can rebuild a crashed cassette without guessing where connections went.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import rr
+from rr.canonical import dumps
+from rr.codecs.base import Direction, Proto
+from rr.policy import BudgetExceeded, Budgets, Policy
+
+from .errors import CassetteError, CassetteExists, NotACassette, WriterClosed
+from .format import (
+    ARTIFACTS_DIR,
+    FRAMES_NAME,
+    MANIFEST_NAME,
+    ConnectionInfo,
+    Manifest,
+    encode_frame_line,
+)
+from .record_mode import RecordMode
+
+_OUR_NAMES = (MANIFEST_NAME, FRAMES_NAME, ARTIFACTS_DIR, f".{MANIFEST_NAME}.tmp")
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
+    """Replace `path` with `data` so readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def existing_state(path: Path) -> str | None:
+    """None (absent or empty dir), "finalized", "unfinalized", or raise NotACassette."""
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise NotACassette(path)
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return None
+    if MANIFEST_NAME in names:
+        try:
+            if json.loads((path / MANIFEST_NAME).read_bytes()).get("finalized") is True:
+                return "finalized"
+        except (ValueError, AttributeError):
+            pass
+        return "unfinalized"
+    if FRAMES_NAME in names:
+        return "unfinalized"
+    raise NotACassette(path)
+
+
+def _artifact_relpath(name: str) -> str:
+    rel = PurePosixPath(name)
+    if not name or rel.is_absolute() or any(part in ("..", "") for part in rel.parts):
+        raise ValueError(f"artifact name must be a relative path without '..': {name!r}")
+    return rel.as_posix()
+
+
+class CassetteWriter:
+    """Write one cassette directory. Use `CassetteWriter.create(...)`, not the constructor."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        budgets: Budgets,
+        meta: Mapping[str, Any],
+        clock_ns: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self.budgets = budgets
+        self._meta = dict(meta)
+        dumps(self._meta)  # fail now, not at finalize, if meta is not canonical-JSON-able
+        self._clock_ns = clock_ns
+        self._t0 = clock_ns()
+        self._routes: list[dict[str, str]] = []
+        self._kafka_nodes: dict[str, dict[str, Any]] = {}
+        self._conns: dict[int, ConnectionInfo] = {}
+        self._next_conn = 1
+        self._seq = 0
+        self._frame_counts = {"c2s": 0, "s2c": 0}
+        self._raw_bytes = 0
+        self._file_bytes = 0
+        self._hash = hashlib.sha256()
+        self._artifacts: dict[str, str] = {}
+        self._stopped: BudgetExceeded | None = None
+        self._manifest: Manifest | None = None
+        self._fd = os.open(
+            path / FRAMES_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
+        )
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise CassetteError(path, "another recording holds this cassette") from None
+        self._write_manifest(finalized=False)
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        budgets: Budgets | None = None,
+        policy: Policy | None = None,
+        mode: str | RecordMode = RecordMode.ONCE,
+        meta: Mapping[str, Any] | None = None,
+        base: str | os.PathLike[str] | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> CassetteWriter:
+        """Start a recording in directory `path`.
+
+        `policy` (if given) must allow writing there (its write roots, relative to `base` or the
+        cwd) and supplies the budgets unless `budgets` is given. `mode` "once" refuses any
+        existing cassette, "rewrite" replaces it (only the cassette's own files are removed).
+        `meta` is stored verbatim in the manifest: keep clock values out of it.
+        """
+        record_mode = RecordMode.parse(mode)
+        target = policy.check_write_path(path, base) if policy is not None else Path(path)
+        if budgets is None:
+            budgets = policy.budgets if policy is not None else Budgets()
+        state = existing_state(target)
+        if state is not None:
+            if record_mode is RecordMode.ONCE:
+                raise CassetteExists(target, state)
+            for name in _OUR_NAMES:
+                victim = target / name
+                if victim.is_dir() and not victim.is_symlink():
+                    shutil.rmtree(victim)
+                elif victim.exists() or victim.is_symlink():
+                    victim.unlink()
+        target.mkdir(parents=True, exist_ok=True)
+        (target / ARTIFACTS_DIR).mkdir(exist_ok=True)
+        return cls(target, budgets=budgets, meta=meta or {}, clock_ns=clock_ns)
+
+    # -- structure (rare; each rewrites the provisional manifest) ------------------------------
+
+    def add_route(self, proto: str | Proto, listen: str, upstream: str) -> None:
+        """A listener the proxy serves: `listen` and `upstream` as "host:port"."""
+        self._check_open()
+        route = {"listen": listen, "proto": Proto(proto).value, "upstream": upstream}
+        if route not in self._routes:
+            self._routes.append(route)
+            self._write_manifest(finalized=False)
+
+    def set_kafka_node(self, node_id: int, upstream: str, listen_port: int) -> None:
+        """Kafka broker `node_id` (advertised as `upstream`) is served on `listen_port`."""
+        self._check_open()
+        entry = {"listen_port": int(listen_port), "upstream": upstream}
+        if self._kafka_nodes.get(str(node_id)) != entry:
+            self._kafka_nodes[str(int(node_id))] = entry
+            self._write_manifest(finalized=False)
+
+    def set_kafka_nodes(self, nodes: Mapping[int, tuple[str, int]]) -> None:
+        """Replace the node map: {node_id: (upstream "host:port", listen_port)}."""
+        self._check_open()
+        self._kafka_nodes = {
+            str(int(node)): {"listen_port": int(port), "upstream": upstream}
+            for node, (upstream, port) in nodes.items()
+        }
+        self._write_manifest(finalized=False)
+
+    def open_connection(self, proto: str | Proto, listen: str | None, upstream: str | None) -> int:
+        """Register a client connection; returns its id (1, 2, ... in open order)."""
+        self._check_open()
+        conn_id = self._next_conn
+        self._next_conn += 1
+        self._conns[conn_id] = ConnectionInfo(
+            id=conn_id,
+            proto=Proto(proto),
+            listen=listen,
+            upstream=upstream,
+            opened_at_seq=self._seq,
+        )
+        self._write_manifest(finalized=False)
+        return conn_id
+
+    def close_connection(self, conn_id: int, reason: str | None = None) -> None:
+        """Mark a connection closed (idempotent: the first close wins)."""
+        if self._manifest is not None:
+            return  # late close after finalize (reactor shutdown order): nothing to record
+        conn = self._conn(conn_id)
+        if conn.closed_at_seq is None:
+            conn.closed_at_seq = self._seq
+            conn.close_reason = reason
+            self._write_manifest(finalized=False)
+
+    def add_artifact(self, src: str | os.PathLike[str], name: str) -> str:
+        """Copy file `src` to artifacts/`name`; returns its sha256 (also recorded)."""
+        self._check_open()
+        rel = _artifact_relpath(name)
+        dest = self.path / ARTIFACTS_DIR / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        digest = hashlib.sha256()
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                digest.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dest)
+        self._artifacts[rel] = digest.hexdigest()
+        self._write_manifest(finalized=False)
+        return self._artifacts[rel]
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def write_frame(
+        self,
+        conn: int,
+        direction: str | Direction,
+        proto: str | Proto,
+        summary: Mapping[str, Any],
+        raw: bytes,
+        redacted: bool = False,
+    ) -> int:
+        """Append one whole frame; returns its seq (0, 1, ...).
+
+        Raises BudgetExceeded when this frame would cross a budget: the frame is not written and
+        every later call raises the same error; `finalize()` still works.
+        """
+        if self._stopped is not None:
+            raise self._stopped
+        self._check_open()
+        info = self._conn(conn)
+        d = Direction(direction)
+        p = Proto(proto)
+        if p is not info.proto:
+            raise ValueError(f"connection {conn} is {info.proto}, frame says {p}")
+        size = len(raw)
+        budgets = self.budgets
+        if size > budgets.max_frame_bytes:
+            self._stop("max_frame_bytes", budgets.max_frame_bytes, size)
+        if self._seq + 1 > budgets.max_frames:
+            self._stop("max_frames", budgets.max_frames, self._seq + 1)
+        seq = self._seq
+        t_us = (self._clock_ns() - self._t0) // 1000
+        line = encode_frame_line(seq, conn, d, t_us, p, summary, raw, redacted)
+        if self._file_bytes + len(line) > budgets.max_cassette_bytes:
+            self._stop(
+                "max_cassette_bytes", budgets.max_cassette_bytes, self._file_bytes + len(line)
+            )
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._hash.update(line)
+        self._seq = seq + 1
+        self._file_bytes += len(line)
+        self._raw_bytes += size
+        self._frame_counts[d.value] += 1
+        info.frames[d.value] += 1
+        info.bytes[d.value] += size
+        return seq
+
+    # -- finish -------------------------------------------------------------------------------
+
+    def finalize(self) -> Manifest:
+        """fsync the frames, write the final manifest atomically. Idempotent."""
+        if self._manifest is not None:
+            return self._manifest
+        os.fsync(self._fd)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        manifest = self._write_manifest(finalized=True)
+        self._manifest = manifest
+        return manifest
+
+    @property
+    def finalized(self) -> bool:
+        return self._manifest is not None
+
+    @property
+    def stopped(self) -> BudgetExceeded | None:
+        """The budget error that stopped recording, if any."""
+        return self._stopped
+
+    @property
+    def frame_count(self) -> int:
+        return self._seq
+
+    def __enter__(self) -> CassetteWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finalize()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._manifest is not None:
+            raise WriterClosed(self.path)
+
+    def _conn(self, conn_id: int) -> ConnectionInfo:
+        try:
+            return self._conns[conn_id]
+        except KeyError:
+            raise ValueError(f"unknown connection id {conn_id!r}") from None
+
+    def _stop(self, budget: str, limit: int, value: int) -> None:
+        self._stopped = BudgetExceeded(budget, limit, value)
+        self._write_manifest(finalized=False)
+        raise self._stopped
+
+    def build_manifest(self, *, finalized: bool) -> Manifest:
+        protocols = {r["proto"] for r in self._routes} | {
+            c.proto.value for c in self._conns.values()
+        }
+        return Manifest(
+            tool_version=rr.__version__,
+            meta=self._meta,
+            protocols=tuple(sorted(protocols)),
+            routes=tuple(dict(r) for r in self._routes),
+            kafka_nodes={k: dict(v) for k, v in self._kafka_nodes.items()},
+            connections=tuple(ConnectionInfo.from_dict(c.to_dict()) for c in self._conns.values()),
+            frame_count=self._seq,
+            frame_counts=dict(self._frame_counts),
+            raw_bytes=self._raw_bytes,
+            frames_file_bytes=self._file_bytes,
+            frames_sha256=self._hash.hexdigest(),
+            budgets=self.budgets,
+            stopped=self._stopped.to_dict() if self._stopped else None,
+            artifacts=dict(self._artifacts),
+            finalized=finalized,
+        )
+
+    def _write_manifest(self, *, finalized: bool) -> Manifest:
+        manifest = self.build_manifest(finalized=finalized)
+        write_atomic(self.path / MANIFEST_NAME, manifest.to_json(), durable=finalized)
+        return manifest

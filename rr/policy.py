@@ -1,0 +1,174 @@
+"""What a run may do: named profiles (as data), where it may write, and how much it may record.
+
+Only data, lookups and the write-path check live here; the proxy and the replay sandbox enforce
+the network rules. One place decides what is allowed, so the CLI, the proxy and the cassette
+writer never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class PolicyError(Exception):
+    """Something a policy forbids. One line, says what and what to do; the CLI exits 2."""
+
+
+class UnknownProfile(PolicyError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+
+
+class WritePathRefused(PolicyError):
+    def __init__(self, path: str | os.PathLike[str], roots: Sequence[Path]) -> None:
+        self.path = str(path)
+        self.roots = tuple(roots)
+        allowed = ", ".join(str(r) for r in self.roots) or "(none)"
+        super().__init__(
+            f"refusing to write {self.path}: outside the allowed write roots ({allowed}); "
+            "choose a path under one of them"
+        )
+
+
+class BudgetExceeded(PolicyError):
+    """A recording crossed a budget. Recording stops; what was written stays verifiable."""
+
+    def __init__(self, budget: str, limit: int, value: int) -> None:
+        self.budget = budget
+        self.limit = limit
+        self.value = value
+        super().__init__(
+            f"budget {budget} exceeded: limit {limit}, would reach {value}; recording stopped "
+            "(the cassette keeps every frame before this one)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget": self.budget, "limit": self.limit, "value": self.value}
+
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """Caps on one recording (the X07 rr policy's budgets). All counts are inclusive limits."""
+
+    max_cassette_bytes: int = 256 * MiB  # size of frames.jsonl
+    max_frames: int = 1_000_000
+    max_frame_bytes: int = 64 * MiB  # raw wire bytes of one frame
+
+    def __post_init__(self) -> None:
+        for name in ("max_cassette_bytes", "max_frames", "max_frame_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise PolicyError(f"budget {name} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "max_cassette_bytes": self.max_cassette_bytes,
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_frames": self.max_frames,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Budgets:
+        return cls(**{k: data[k] for k in ("max_cassette_bytes", "max_frames", "max_frame_bytes")})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named profile. Relative write roots are taken from the project directory (the cwd)."""
+
+    name: str
+    description: str
+    #: host:port upstreams the recording proxy may connect to; empty = no upstream at all.
+    upstream_allow: tuple[str, ...] = ()
+    #: "proxy" (record through the proxy) or "loopback-only" (replay: no network beyond lo).
+    network: str = "loopback-only"
+    write_roots: tuple[str | os.PathLike[str], ...] = ("cassettes", "out")
+    #: also allow the system temp directory as a write root (tests, scratch runs).
+    allow_tmp: bool = False
+    #: replay: recorded client frames left unused fail the run.
+    strict: bool = False
+    budgets: Budgets = field(default_factory=Budgets)
+
+    def resolved_write_roots(self, base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
+        roots = [resolve_root(r, base) for r in self.write_roots]
+        if self.allow_tmp:
+            roots.append(Path(tempfile.gettempdir()).resolve())
+        return tuple(roots)
+
+    def check_write_path(
+        self, path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+    ) -> Path:
+        return check_write_path(path, self.resolved_write_roots(base), base=base)
+
+
+PROFILES: dict[str, Policy] = {
+    "os_record": Policy(
+        name="os_record",
+        description="record through the proxy: upstreams only the local brokers",
+        upstream_allow=("127.0.0.1:9092", "127.0.0.1:5672", "127.0.0.1:1883"),
+        network="proxy",
+        write_roots=("cassettes", "out"),
+    ),
+    "rr_replay": Policy(
+        name="rr_replay",
+        description="replay offline: no network beyond loopback, fake broker only",
+        network="loopback-only",
+        write_roots=("out",),
+    ),
+    "ci_replay": Policy(
+        name="ci_replay",
+        description="rr_replay plus strict: unused recorded client frames fail the run",
+        network="loopback-only",
+        write_roots=("out",),
+        strict=True,
+    ),
+}
+
+
+def get_profile(name: str) -> Policy:
+    """The profile called `name`; the error lists the valid names."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UnknownProfile(name) from None
+
+
+def resolve_root(root: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
+    base_path = Path(base) if base is not None else Path.cwd()
+    return (base_path / root).resolve()
+
+
+def default_write_roots(base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
+    """`cassettes/` and `out/` under `base` (default: the cwd, i.e. the project directory)."""
+    return (resolve_root("cassettes", base), resolve_root("out", base))
+
+
+def check_write_path(
+    path: str | os.PathLike[str],
+    roots: Iterable[str | os.PathLike[str]] | None = None,
+    *,
+    base: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Return `path` resolved if it lies inside one of `roots`, else raise WritePathRefused.
+
+    Relative paths and roots are taken from `base` (default cwd). Symlinks and `..` are resolved
+    first, so neither `cassettes/../etc` nor a link out of a root escapes. A root itself is not a
+    valid target (a cassette is a directory *inside* a root).
+    """
+    root_paths = (
+        default_write_roots(base) if roots is None else tuple(resolve_root(r, base) for r in roots)
+    )
+    target = resolve_root(path, base)
+    for root in root_paths:
+        if target != root and target.is_relative_to(root):
+            return target
+    raise WritePathRefused(path, root_paths)

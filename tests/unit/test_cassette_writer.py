@@ -1,0 +1,237 @@
+"""CassetteWriter: canonical lines, manifest, record modes, budgets, write roots."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import canonicaljson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rr.cassette import (
+    CassetteExists,
+    CassetteWriter,
+    InvalidRecordMode,
+    NotACassette,
+    RecordMode,
+    WriterClosed,
+)
+from rr.cassette.format import FrameRecord, encode_frame_line
+from rr.codecs.base import Direction, Proto
+from rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+summaries = st.dictionaries(
+    st.text(max_size=10),
+    st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=3), max_leaves=6),
+    max_size=5,
+)
+
+
+@given(
+    seq=st.integers(0, 2**40),
+    conn=st.integers(0, 2**20),
+    direction=st.sampled_from(list(Direction)),
+    t_us=st.integers(0, 2**50),
+    proto=st.sampled_from(list(Proto)),
+    summary=summaries,
+    raw=st.binary(max_size=300),
+    redacted=st.booleans(),
+)
+def test_frame_line_is_exactly_canonicaljson(
+    seq, conn, direction, t_us, proto, summary, raw, redacted
+):
+    line = encode_frame_line(seq, conn, direction, t_us, proto, summary, raw, redacted)
+    record = FrameRecord(seq, conn, direction, t_us, proto, summary, raw, redacted)
+    assert line == canonicaljson.encode_canonical_json(record.to_dict()) + b"\n"
+
+
+def test_frame_summary_must_be_json():
+    with pytest.raises(ValueError, match="not JSON-able"):
+        encode_frame_line(0, 1, Direction.C2S, 0, Proto.KAFKA, {"x": b"bytes"}, b"")
+
+
+def _clock():
+    t = [0]
+
+    def now() -> int:
+        t[0] += 1500
+        return t[0]
+
+    return now
+
+
+def record_small(path, **kw):
+    w = CassetteWriter.create(path, meta={"seed": 7}, clock_ns=_clock(), **kw)
+    w.add_route("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    w.set_kafka_node(1, "127.0.0.1:9092", 19093)
+    c1 = w.open_connection("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    c2 = w.open_connection(Proto.MQTT, "127.0.0.1:11883", "127.0.0.1:1883")
+    w.write_frame(
+        c1, "c2s", "kafka", {"api": "ApiVersions", "version": 3, "correlation_id": 1}, b"a"
+    )
+    w.write_frame(c1, Direction.S2C, Proto.KAFKA, {"correlation_id": 1}, b"bb")
+    w.write_frame(c2, "c2s", "mqtt", {"type": "CONNECT"}, b"\x10ccc", redacted=True)
+    w.close_connection(c2, "client closed")
+    return w
+
+
+def test_manifest_and_frames(tmp_path):
+    path = tmp_path / "c"
+    w = record_small(path)
+    m = w.finalize()
+    assert w.finalize() is m  # idempotent
+    on_disk = (path / "cassette.json").read_bytes()
+    assert on_disk == canonicaljson.encode_canonical_json(json.loads(on_disk))
+    doc = json.loads(on_disk)
+    frames = (path / "frames.jsonl").read_bytes()
+    assert doc["format"] == "rrlab.cassette/1"
+    assert doc["finalized"] is True
+    assert doc["frames_file"]["sha256"] == hashlib.sha256(frames).hexdigest()
+    assert doc["frames_file"]["bytes"] == len(frames)
+    assert doc["frame_count"] == 3 and doc["raw_bytes"] == 7
+    assert doc["frame_counts"] == {"c2s": 2, "s2c": 1}
+    assert doc["protocols"] == ["kafka", "mqtt"]
+    assert doc["kafka_nodes"] == {"1": {"listen_port": 19093, "upstream": "127.0.0.1:9092"}}
+    assert doc["meta"] == {"seed": 7}
+    c1, c2 = doc["connections"]
+    assert c1["frames"] == {"c2s": 1, "s2c": 1} and c1["bytes"] == {"c2s": 1, "s2c": 2}
+    assert c1["closed_at_seq"] is None
+    assert c2["closed_at_seq"] == 3 and c2["close_reason"] == "client closed"
+    lines = [json.loads(x) for x in frames.splitlines()]
+    assert [x["seq"] for x in lines] == [0, 1, 2]
+    assert [x["t_us"] for x in lines] == [1, 3, 4]  # since start, in microseconds
+    assert "redacted" not in lines[0] and lines[2]["redacted"] is True
+    with pytest.raises(WriterClosed):
+        w.write_frame(1, "c2s", "kafka", {}, b"")
+
+
+def test_manifest_has_no_clock_values(tmp_path):
+    a = record_small(tmp_path / "a").finalize()
+    b = record_small(tmp_path / "b").finalize()
+    assert a.to_json() == b.to_json()
+
+
+def test_provisional_manifest_while_recording(tmp_path):
+    w = record_small(tmp_path / "c")
+    doc = json.loads((tmp_path / "c" / "cassette.json").read_bytes())
+    assert doc["finalized"] is False and len(doc["connections"]) == 2
+    w.finalize()
+
+
+def test_artifacts(tmp_path):
+    src = tmp_path / "aggregate.json"
+    src.write_bytes(b'{"n":1}')
+    w = record_small(tmp_path / "c")
+    digest = w.add_artifact(src, "out/aggregate.json")
+    assert digest == hashlib.sha256(b'{"n":1}').hexdigest()
+    assert (tmp_path / "c/artifacts/out/aggregate.json").read_bytes() == b'{"n":1}'
+    for bad in ("../x", "/etc/x", ""):
+        with pytest.raises(ValueError, match="artifact name"):
+            w.add_artifact(src, bad)
+    assert w.finalize().artifacts == {"out/aggregate.json": digest}
+
+
+def test_record_mode_enum():
+    assert RecordMode.parse("once") is RecordMode.ONCE
+    with pytest.raises(InvalidRecordMode) as err:
+        RecordMode.parse("all")
+    assert "'all'" in str(err.value) and "once, rewrite" in str(err.value)
+
+
+def test_once_refuses_existing(tmp_path):
+    path = tmp_path / "c"
+    record_small(path).finalize()
+    with pytest.raises(CassetteExists) as err:
+        CassetteWriter.create(path)
+    assert str(path) in str(err.value) and "--mode rewrite" in str(err.value)
+    assert "finalized" in str(err.value)
+
+
+def test_once_refuses_crashed(tmp_path):
+    path = tmp_path / "c"
+    record_small(path)  # never finalized
+    with pytest.raises(CassetteExists, match="unfinalized"):
+        CassetteWriter.create(path, mode="once")
+
+
+def test_rewrite_replaces(tmp_path):
+    path = tmp_path / "c"
+    w = record_small(path)
+    w.add_artifact(__file__, "old.txt")
+    w.finalize()
+    (path / "notes.txt").write_text("mine")
+    w2 = CassetteWriter.create(path, mode="rewrite")
+    m = w2.finalize()
+    assert m.frame_count == 0 and m.artifacts == {}
+    assert (path / "frames.jsonl").read_bytes() == b""
+    assert not (path / "artifacts" / "old.txt").exists()
+    assert (path / "notes.txt").read_text() == "mine"  # only the cassette's own files go
+
+
+def test_refuses_foreign_directory(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "thesis.tex").write_text("x")
+    with pytest.raises(NotACassette):
+        CassetteWriter.create(tmp_path / "c", mode="rewrite")
+
+
+def test_policy_write_roots(tmp_path):
+    rec = get_profile("os_record")
+    w = CassetteWriter.create("cassettes/demo", policy=rec, base=tmp_path)
+    assert w.path == tmp_path / "cassettes" / "demo"
+    w.finalize()
+    for bad in ("../escape", "/tmp/elsewhere", "cassettes/../../x"):
+        with pytest.raises(WritePathRefused):
+            CassetteWriter.create(bad, policy=rec, base=tmp_path)
+    tmp_ok = dataclasses.replace(rec, write_roots=(tmp_path,))
+    CassetteWriter.create(tmp_path / "x", policy=tmp_ok).finalize()
+
+
+@pytest.mark.parametrize(
+    ("budgets", "budget", "limit", "value"),
+    [
+        (Budgets(max_frames=2), "max_frames", 2, 3),
+        (Budgets(max_frame_bytes=100), "max_frame_bytes", 100, 200),
+        (Budgets(max_cassette_bytes=300), "max_cassette_bytes", 300, None),
+    ],
+)
+def test_budget_stops_recording(tmp_path, budgets, budget, limit, value):
+    w = CassetteWriter.create(tmp_path / "c", budgets=budgets)
+    conn = w.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+    sizes = [10, 10, 200, 10]
+    written = 0
+    with pytest.raises(BudgetExceeded) as err:
+        for size in sizes:
+            w.write_frame(
+                conn, "c2s", "amqp", {"method": "Basic.Publish", "channel": 1}, b"x" * size
+            )
+            written += 1
+    exc = err.value
+    assert (exc.budget, exc.limit) == (budget, limit)
+    if value is not None:
+        assert exc.value == value
+    assert budget in str(exc) and str(limit) in str(exc)
+    with pytest.raises(BudgetExceeded):  # stays stopped
+        w.write_frame(conn, "c2s", "amqp", {}, b"")
+    m = w.finalize()
+    assert m.frame_count == written
+    assert m.stopped == exc.to_dict()
+    lines = (tmp_path / "c" / "frames.jsonl").read_bytes().splitlines()
+    assert len(lines) == written
+    assert sum(len(x) + 1 for x in lines) <= budgets.max_cassette_bytes
+
+
+def test_wrong_connection_or_proto(tmp_path):
+    w = CassetteWriter.create(tmp_path / "c")
+    conn = w.open_connection("mqtt", None, None)
+    with pytest.raises(ValueError, match="unknown connection"):
+        w.write_frame(99, "c2s", "mqtt", {}, b"")
+    with pytest.raises(ValueError, match="is mqtt"):
+        w.write_frame(conn, "c2s", "kafka", {}, b"")
+    with pytest.raises(ValueError):
+        w.write_frame(conn, "up", "mqtt", {}, b"")
+    w.finalize()
