@@ -1,0 +1,1 @@
+"""Twisted recording proxy: listeners, upstream connections, Kafka address rewriting."""

@@ -1,0 +1,312 @@
+"""Kafka address rewriting and ApiVersions capping, as pure functions on kio entities.
+
+A Kafka client dials whatever broker addresses the cluster advertises. If those reached the client
+unchanged it would bypass the proxy after bootstrap, so every host:port a response advertises
+(Metadata brokers, FindCoordinator single v0-3 and array v4+, DescribeCluster brokers, KIP-951
+node endpoints in Produce/Fetch, ...) is replaced by a proxy listener on loopback. Which entities
+carry an address is read off kio's schemas (a nested entity with `host` and `port` fields), so
+every API and version kio knows is covered without a hand-kept list.
+
+No byte offsets, no sockets: frames are decoded with kio, changed with `dataclasses.replace`,
+and re-encoded with kio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import struct
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map, schema_name_map
+from kio.serial import entity_reader, entity_writer
+from kio.static.constants import EntityType
+from kio.static.primitive import i16, i32
+
+API_VERSIONS = 18
+_SIZE = struct.Struct(">i")
+_REQ_HEAD = struct.Struct(">hhi")  # api key, api version, correlation id (every header version)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One upstream broker address and the proxy listener port that stands in for it."""
+
+    upstream_host: str
+    upstream_port: int
+    listen_port: int
+    node_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "listen": f"127.0.0.1:{self.listen_port}",
+            "listen_port": self.listen_port,
+            "node_ids": list(self.node_ids),
+            "upstream": f"{self.upstream_host}:{self.upstream_port}",
+        }
+
+
+@dataclass(slots=True)
+class NodeMap:
+    """Upstream broker address -> proxy listen port, allocated in discovery order from `base_port`.
+
+    The same address always gets the same port (within a run, and across runs that discover the
+    brokers in the same order), so a cassette's node map can be reopened by the replayer.
+    `on_new` is told about each new node (the proxy opens its listener there) before any
+    response naming that port reaches the client.
+    """
+
+    base_port: int = 19093
+    listen_host: str = "127.0.0.1"
+    on_new: Callable[[KafkaNode], None] | None = None
+    _nodes: dict[tuple[str, int], KafkaNode] = field(default_factory=dict)
+
+    def port_for(self, host: str, port: int, node_id: int | None = None) -> int:
+        key = (host, int(port))
+        node = self._nodes.get(key)
+        if node is None:
+            listen = self.base_port + len(self._nodes)
+            ids = () if node_id is None or node_id < 0 else (int(node_id),)
+            node = KafkaNode(host, int(port), listen, ids)
+            self._nodes[key] = node
+            if self.on_new is not None:
+                self.on_new(node)
+        elif node_id is not None and node_id >= 0 and node_id not in node.node_ids:
+            node = dataclasses.replace(node, node_ids=tuple(sorted((*node.node_ids, node_id))))
+            self._nodes[key] = node
+        return node.listen_port
+
+    def add_upstream(self, node: KafkaNode) -> None:
+        """Seed a known node (e.g. when reopening a map); keeps discovery order."""
+        self._nodes[(node.upstream_host, node.upstream_port)] = node
+
+    @property
+    def nodes(self) -> list[KafkaNode]:
+        return list(self._nodes.values())
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [n.to_dict() for n in self._nodes.values()]
+
+
+# --- which entities carry an address ------------------------------------------------------------
+
+
+def _nested_types(tp: Any) -> list[type]:
+    """Entity classes reachable through one field annotation (tuples, optionals)."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return [tp]
+    origin = typing.get_origin(tp)
+    if origin in (tuple, types.UnionType, typing.Union):
+        return [c for a in typing.get_args(tp) if a is not Ellipsis for c in _nested_types(a)]
+    return []
+
+
+def _is_address(cls: type) -> bool:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return "host" in names and "port" in names
+
+
+@functools.cache
+def _address_fields(cls: type) -> tuple[str, ...]:
+    """Names of `cls`'s fields through which an address entity can be reached."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if any(_is_address(c) or _address_fields(c) for c in _nested_types(f.type)):
+            out.append(f.name)
+    return tuple(out)
+
+
+@functools.cache
+def response_schema(api_key: int, version: int) -> type | None:
+    try:
+        return load_response_schema(api_key, version)
+    except Exception:  # kio raises its own index errors and import errors for unknown entities
+        return None
+
+
+@functools.cache
+def advertises_addresses(api_key: int, version: int) -> bool:
+    """True when the response to (api_key, version) can name a broker address."""
+    cls = response_schema(api_key, version)
+    return cls is not None and (_is_address(cls) or bool(_address_fields(cls)))
+
+
+def needs_rewrite(api_key: int, version: int) -> bool:
+    """Responses the proxy must hold back, decode and re-encode (the rest stream through)."""
+    return api_key == API_VERSIONS or advertises_addresses(api_key, version)
+
+
+def rewrite_addresses(entity: Any, node_map: NodeMap) -> tuple[Any, int]:
+    """Return `entity` with every advertised host:port replaced by its proxy listener.
+
+    The count is the number of addresses rewritten (0 means `entity` is returned unchanged).
+    """
+    cls = type(entity)
+    changes: dict[str, Any] = {}
+    count = 0
+    if _is_address(cls) and isinstance(entity.port, int) and entity.host:
+        node_id = getattr(entity, "node_id", getattr(entity, "broker_id", None))
+        listen = node_map.port_for(entity.host, entity.port, node_id)
+        if (entity.host, entity.port) != (node_map.listen_host, listen):
+            changes["host"] = node_map.listen_host
+            changes["port"] = i32(listen)
+            count += 1
+    for name in _address_fields(cls):
+        value = getattr(entity, name)
+        if isinstance(value, tuple):
+            new_items = []
+            field_count = 0
+            for item in value:
+                new_item, n = rewrite_addresses(item, node_map)
+                new_items.append(new_item)
+                field_count += n
+            if field_count:
+                changes[name] = tuple(new_items)
+                count += field_count
+        elif value is not None:
+            new_value, n = rewrite_addresses(value, node_map)
+            if n:
+                changes[name] = new_value
+                count += n
+    if not changes:
+        return entity, 0
+    return dataclasses.replace(entity, **changes), count
+
+
+# --- ApiVersions capping ------------------------------------------------------------------------
+
+
+@functools.cache
+def parseable_range(api_key: int, lo: int, hi: int) -> tuple[int, int] | None:
+    """The highest contiguous version range within [lo, hi] kio can parse both ways."""
+    name = api_key_map.get(api_key)
+    if name is None:
+        return None
+    versions = schema_name_map.get(name, {})
+    ok = {
+        v
+        for v in range(lo, hi + 1)
+        if EntityType.request in versions.get(v, {}) and EntityType.response in versions.get(v, {})
+    }
+    if not ok:
+        return None
+    top = max(ok)
+    bottom = top
+    while bottom - 1 in ok:
+        bottom -= 1
+    return bottom, top
+
+
+def cap_api_versions(response: Any) -> tuple[Any, int]:
+    """Limit an ApiVersions response to versions kio can parse; count of entries changed."""
+    kept = []
+    changed = 0
+    for entry in response.api_keys:
+        rng = parseable_range(int(entry.api_key), int(entry.min_version), int(entry.max_version))
+        if rng is None:
+            changed += 1
+            continue
+        if rng != (entry.min_version, entry.max_version):
+            changed += 1
+            entry = dataclasses.replace(entry, min_version=i16(rng[0]), max_version=i16(rng[1]))
+        kept.append(entry)
+    if not changed:
+        return response, 0
+    return dataclasses.replace(response, api_keys=tuple(kept)), changed
+
+
+# --- whole frames -------------------------------------------------------------------------------
+
+
+class RewriteError(ValueError):
+    """A response the rewriter had to change but could not decode."""
+
+
+def request_key(raw: bytes) -> tuple[int, int, int]:
+    """(api key, api version, correlation id) of a size-prefixed request frame."""
+    return _REQ_HEAD.unpack_from(raw, 4)
+
+
+def response_correlation_id(raw: bytes) -> int:
+    return _SIZE.unpack_from(raw, 4)[0]
+
+
+def decode_response(raw: bytes, api_key: int, version: int) -> tuple[Any, Any]:
+    """(header, body) of a whole size-prefixed response frame; the body must fill the frame."""
+    cls = response_schema(api_key, version)
+    if cls is None:
+        raise RewriteError(f"kio has no response schema for api {api_key} v{version}")
+    buf = memoryview(raw)
+    # kio readers return (entity, bytes consumed)
+    header, head_size = entity_reader(cls.__header_schema__)(buf, 4)
+    body, body_size = entity_reader(cls)(buf, 4 + head_size)
+    end = 4 + head_size + body_size
+    if end != len(raw):
+        raise RewriteError(
+            f"api {api_key} v{version} response decoded {end - 4} of {len(raw) - 4} bytes"
+        )
+    return header, body
+
+
+def encode_response(header: Any, body: Any) -> bytes:
+    """A whole size-prefixed response frame from a kio header and body."""
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    entity_writer(type(header))(out, header)
+    entity_writer(type(body))(out, body)
+    data = out.getbuffer()
+    _SIZE.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
+
+
+@dataclass(slots=True)
+class RewriteResult:
+    raw: bytes
+    addresses: int = 0
+    api_versions_capped: int = 0
+
+
+def rewrite_response(raw: bytes, api_key: int, version: int, node_map: NodeMap) -> RewriteResult:
+    """Rewrite one whole response frame; returns the original bytes when nothing changed."""
+    if api_key == API_VERSIONS:
+        return _rewrite_api_versions(raw, version, node_map)
+    header, body = decode_response(raw, api_key, version)
+    body, n = rewrite_addresses(body, node_map)
+    if not n:
+        return RewriteResult(raw)
+    return RewriteResult(encode_response(header, body), addresses=n)
+
+
+def _rewrite_api_versions(raw: bytes, version: int, node_map: NodeMap) -> RewriteResult:
+    # A broker that does not support the client's ApiVersions version answers in v0 format
+    # (UNSUPPORTED_VERSION plus its own ranges) and the client retries; parse that too.
+    attempts = [version, 0] if version != 0 else [0]
+    last: Exception | None = None
+    for v in attempts:
+        try:
+            header, body = decode_response(raw, API_VERSIONS, v)
+        except Exception as exc:  # kio raises several types on short or mismatched input
+            last = exc
+            continue
+        if v != version and body.error_code != ErrorCode.unsupported_version:
+            continue
+        body, n = cap_api_versions(body)
+        if not n:
+            return RewriteResult(raw)
+        return RewriteResult(encode_response(header, body), api_versions_capped=n)
+    raise RewriteError(f"ApiVersions v{version} response not decodable: {last}")
+
+
+def request_schema_known(api_key: int, version: int) -> bool:
+    try:
+        load_request_schema(api_key, version)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,243 @@
+"""Kafka address rewriting and ApiVersions capping on real kio entities, encoded and decoded."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib
+from typing import Any
+
+import pytest
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i16, i32
+
+from proxy.kafka_rewrite import (
+    NodeMap,
+    cap_api_versions,
+    decode_response,
+    encode_response,
+    needs_rewrite,
+    parseable_range,
+    rewrite_response,
+)
+
+UPSTREAM = [(1, "broker-a.internal", 9092), (2, "broker-b.internal", 9093), (3, "10.0.0.7", 9094)]
+ZERO = datetime.timedelta(0)
+
+
+def make(cls: type, **values: Any) -> Any:
+    """Build `cls` from the subset of `values` it has fields for (fields differ by version)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def header_for(cls: type, correlation_id: int = 77) -> Any:
+    return cls.__header_schema__(correlation_id=i32(correlation_id))
+
+
+def nested(api: str, version: int, name: str) -> type:
+    return getattr(importlib.import_module(f"kio.schema.{api}.v{version}.response"), name)
+
+
+def roundtrip(api_key: int, version: int, body: Any, node_map: NodeMap) -> tuple[Any, int]:
+    raw = encode_response(header_for(type(body)), body)
+    result = rewrite_response(raw, api_key, version, node_map)
+    header, decoded = decode_response(result.raw, api_key, version)
+    assert header.correlation_id == 77
+    return decoded, result.addresses
+
+
+@pytest.mark.parametrize("version", [0, 1, 4, 8, 9, 10, 12, 13])
+def test_metadata_brokers_rewritten_all_versions(version: int) -> None:
+    cls = load_response_schema(3, version)
+    broker_cls = nested("metadata", version, "MetadataResponseBroker")
+    brokers = tuple(
+        make(broker_cls, node_id=i32(n), host=h, port=i32(p), rack=None) for n, h, p in UPSTREAM
+    )
+    body = make(
+        cls,
+        throttle_time=ZERO,
+        brokers=brokers,
+        cluster_id="c1",
+        controller_id=i32(1),
+        topics=(),
+        error_code=ErrorCode.none,
+    )
+    node_map = NodeMap(base_port=19093)
+    decoded, n = roundtrip(3, version, body, node_map)
+    assert n == 3
+    assert [(b.node_id, b.host, b.port) for b in decoded.brokers] == [
+        (1, "127.0.0.1", 19093),
+        (2, "127.0.0.1", 19094),
+        (3, "127.0.0.1", 19095),
+    ]
+    assert [(x.upstream_host, x.upstream_port, x.listen_port) for x in node_map.nodes] == [
+        (h, p, 19093 + i) for i, (_, h, p) in enumerate(UPSTREAM)
+    ]
+
+
+def test_metadata_same_address_same_port_and_rewrite_is_idempotent() -> None:
+    node_map = NodeMap(base_port=30000)
+    cls = load_response_schema(3, 12)
+    broker_cls = nested("metadata", 12, "MetadataResponseBroker")
+    body = make(
+        cls,
+        throttle_time=ZERO,
+        brokers=(broker_cls(node_id=i32(5), host="h", port=i32(1)),),
+        topics=(),
+    )
+    first, n1 = roundtrip(3, 12, body, node_map)
+    again, n2 = roundtrip(3, 12, body, node_map)
+    assert (n1, n2) == (1, 1)
+    assert first == again
+    assert first.brokers[0].port == 30000
+    assert len(node_map.nodes) == 1 and node_map.nodes[0].node_ids == (5,)
+    # a fresh map (the next run) allocates the same port for the same discovery order
+    assert roundtrip(3, 12, body, NodeMap(base_port=30000)) == (first, 1)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_find_coordinator_single_v0_to_v3(version: int) -> None:
+    cls = load_response_schema(10, version)
+    node_map = NodeMap(base_port=19093)
+    node_map.port_for("broker-a.internal", 9092, 1)  # already discovered through Metadata
+    body = make(
+        cls,
+        throttle_time=ZERO,
+        error_code=ErrorCode.none,
+        error_message=None,
+        node_id=i32(2),
+        host="broker-b.internal",
+        port=i32(9093),
+    )
+    decoded, n = roundtrip(10, version, body, node_map)
+    assert n == 1
+    assert (decoded.node_id, decoded.host, decoded.port) == (2, "127.0.0.1", 19094)
+
+
+@pytest.mark.parametrize("version", [4, 5, 6])
+def test_find_coordinator_array_v4_plus(version: int) -> None:
+    cls = load_response_schema(10, version)
+    coord_cls = nested("find_coordinator", version, "Coordinator")
+    coords = tuple(
+        make(
+            coord_cls,
+            key=f"group-{n}",
+            node_id=i32(n),
+            host=h,
+            port=i32(p),
+            error_code=ErrorCode.none,
+            error_message=None,
+        )
+        for n, h, p in UPSTREAM
+    )
+    body = make(cls, throttle_time=ZERO, coordinators=coords)
+    decoded, n = roundtrip(10, version, body, NodeMap(base_port=19093))
+    assert n == 3
+    assert [(c.key, c.host, c.port) for c in decoded.coordinators] == [
+        ("group-1", "127.0.0.1", 19093),
+        ("group-2", "127.0.0.1", 19094),
+        ("group-3", "127.0.0.1", 19095),
+    ]
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_describe_cluster_brokers(version: int) -> None:
+    cls = load_response_schema(60, version)
+    broker_cls = nested("describe_cluster", version, "DescribeClusterBroker")
+    brokers = tuple(
+        make(broker_cls, broker_id=i32(n), host=h, port=i32(p), rack="r1", is_fenced=False)
+        for n, h, p in UPSTREAM
+    )
+    body = make(cls, throttle_time=ZERO, error_code=ErrorCode.none, cluster_id="c", brokers=brokers)
+    node_map = NodeMap(base_port=21000)
+    decoded, n = roundtrip(60, version, body, node_map)
+    assert n == 3
+    assert [(b.broker_id, b.host, b.port, b.rack) for b in decoded.brokers] == [
+        (1, "127.0.0.1", 21000, "r1"),
+        (2, "127.0.0.1", 21001, "r1"),
+        (3, "127.0.0.1", 21002, "r1"),
+    ]
+    assert [n.node_ids for n in node_map.nodes] == [(1,), (2,), (3,)]
+
+
+def test_produce_kip951_node_endpoints_and_plain_produce() -> None:
+    assert not needs_rewrite(0, 9)  # no node endpoints before v10: streamed through
+    assert needs_rewrite(0, 10) and needs_rewrite(1, 16) and needs_rewrite(3, 0)
+    cls = load_response_schema(0, 10)
+    ep_cls = nested("produce", 10, "NodeEndpoint")
+    body = make(
+        cls,
+        responses=(),
+        throttle_time=ZERO,
+        node_endpoints=(ep_cls(node_id=i32(2), host="broker-b.internal", port=i32(9093)),),
+    )
+    decoded, n = roundtrip(0, 10, body, NodeMap(base_port=19093))
+    assert n == 1
+    assert (decoded.node_endpoints[0].host, decoded.node_endpoints[0].port) == ("127.0.0.1", 19093)
+    # without endpoints (the usual case) the frame is forwarded byte for byte
+    plain = dataclasses.replace(body, node_endpoints=())
+    raw = encode_response(header_for(cls), plain)
+    assert rewrite_response(raw, 0, 10, NodeMap()).raw == raw
+
+
+def test_new_node_callback_runs_once_per_address_in_order() -> None:
+    seen = []
+    node_map = NodeMap(base_port=19093, on_new=seen.append)
+    for host, port in [("a", 1), ("b", 2), ("a", 1), ("c", 3)]:
+        node_map.port_for(host, port)
+    assert [(n.upstream_host, n.listen_port) for n in seen] == [
+        ("a", 19093),
+        ("b", 19094),
+        ("c", 19095),
+    ]
+
+
+def api_versions_body(version: int, entries: list[tuple[int, int, int]], error=ErrorCode.none):
+    cls = load_response_schema(18, version)
+    entry_cls = nested("api_versions", version, "ApiVersion")
+    keys = tuple(
+        entry_cls(api_key=i16(k), min_version=i16(a), max_version=i16(b)) for k, a, b in entries
+    )
+    return make(cls, error_code=error, api_keys=keys, throttle_time=ZERO)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
+def test_api_versions_capped_to_kio(version: int) -> None:
+    # Produce 0-99 (kio knows a contiguous subrange), an api key kio does not know, Metadata 0-13.
+    body = api_versions_body(version, [(0, 0, 99), (9999, 0, 3), (3, 0, 13)])
+    raw = encode_response(header_for(type(body)), body)
+    result = rewrite_response(raw, 18, version, NodeMap())
+    assert result.api_versions_capped == 2
+    _, decoded = decode_response(result.raw, 18, version)
+    got = {e.api_key: (e.min_version, e.max_version) for e in decoded.api_keys}
+    assert got == {0: parseable_range(0, 0, 99), 3: (0, 13)}
+    lo, hi = got[0]
+    for v in range(lo, hi + 1):  # every advertised version is parseable both ways
+        assert load_response_schema(0, v) is not None
+
+
+def test_api_versions_header_is_v0_even_when_flexible() -> None:
+    body = api_versions_body(3, [(3, 0, 12)])
+    raw = encode_response(header_for(type(body)), body)
+    # header v0: correlation id then straight into the body (error code), no tagged-field byte
+    assert raw[4:8] == (77).to_bytes(4, "big")
+    assert raw[8:10] == b"\0\0"
+
+
+def test_api_versions_unsupported_version_answer_in_v0_format() -> None:
+    # Client asked for v4, broker only knows v3: it answers UNSUPPORTED_VERSION in v0 format.
+    body = api_versions_body(0, [(18, 0, 3), (9999, 0, 1)], error=ErrorCode.unsupported_version)
+    raw = encode_response(header_for(type(body)), body)
+    result = rewrite_response(raw, 18, 4, NodeMap())
+    _, decoded = decode_response(result.raw, 18, 0)
+    assert decoded.error_code == ErrorCode.unsupported_version
+    assert [(e.api_key, e.min_version, e.max_version) for e in decoded.api_keys] == [(18, 0, 3)]
+
+
+def test_cap_leaves_parseable_response_alone() -> None:
+    body = api_versions_body(3, [(3, 0, 12)])
+    assert cap_api_versions(body) == (body, 0)
+    raw = encode_response(header_for(type(body)), body)
+    assert rewrite_response(raw, 18, 3, NodeMap()).raw == raw
