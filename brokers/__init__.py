@@ -1,0 +1,30 @@
+"""Real brokers on 127.0.0.1 without Docker: Kafka :9092, AMQP 0-9-1 :5672, MQTT :1883.
+
+Python API (the CLI `rrlab brokers` is a thin layer over it):
+    up(["kafka", "amqp"], kafka_impl="tansu") -> {name: {"address", "port", "pid", "ready_s", ...}}
+    down(["kafka"]) -> names stopped          status() -> rows (broker, impl, port, pid, state, log)
+"""
+
+from brokers.control import NAMES, BrokerError, down, status, up
+from brokers.rabbitmq import PASSWORD as AMQP_PASSWORD
+from brokers.rabbitmq import URL as AMQP_URL
+from brokers.rabbitmq import USER as AMQP_USER
+from brokers.rabbitmq import VHOST as AMQP_VHOST
+
+KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+__all__ = [
+    "AMQP_PASSWORD",
+    "AMQP_URL",
+    "AMQP_USER",
+    "AMQP_VHOST",
+    "KAFKA_BOOTSTRAP",
+    "MQTT_HOST",
+    "MQTT_PORT",
+    "NAMES",
+    "BrokerError",
+    "down",
+    "status",
+    "up",
+]

