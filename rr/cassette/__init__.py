@@ -4,6 +4,7 @@ writer (record), reader (replay, inspect), verify (integrity and crash repair).
 """
 
 from .errors import (
+    ArtifactMissing,
     CassetteError,
     CassetteExists,
     CassetteNotFound,
@@ -14,16 +15,24 @@ from .errors import (
     MalformedManifest,
     NotACassette,
     NotFinalized,
+    RecordingInProgress,
     TruncatedFrames,
     UnsupportedFormat,
     WriterClosed,
 )
 from .format import FORMAT, ConnectionInfo, FrameRecord, Manifest
+from .reader import CassetteReader
 from .record_mode import RecordMode
+from .verify import VerifyReport, verify
 from .writer import CassetteWriter
 
 __all__ = [
     "FORMAT",
+    "ArtifactMissing",
+    "CassetteReader",
+    "RecordingInProgress",
+    "VerifyReport",
+    "verify",
     "CassetteError",
     "CassetteExists",
     "CassetteNotFound",

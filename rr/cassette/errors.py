@@ -109,3 +109,14 @@ class InvalidRecordMode(ValueError):
     def __init__(self, value: object, valid: list[str]) -> None:
         self.value = value
         super().__init__(f"invalid record mode {value!r}; valid modes: {', '.join(valid)}")
+
+
+class ArtifactMissing(CassetteError):
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
+        self.name = name
+        super().__init__(path, f"artifact {name!r} is listed in the manifest but missing")
+
+
+class RecordingInProgress(CassetteError):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path, "a recording is still writing this cassette; stop it first")

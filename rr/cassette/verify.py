@@ -1,0 +1,274 @@
+"""verify: prove a cassette is whole and self-consistent; `repair` finishes a crashed recording.
+
+Repair only ever removes: it keeps every frame line whose newline was written (a torn last line
+is dropped), recounts, rehashes and writes a finalized manifest marked `repaired: true`. It never
+touches a cassette that was finalized: a digest mismatch there means the file changed after the
+recording ended (tampering or corruption), which no repair can make trustworthy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rr.canonical import dumps_line
+from rr.policy import Budgets
+
+from .errors import (
+    ArtifactMissing,
+    CassetteError,
+    CassetteNotFound,
+    CountMismatch,
+    DigestMismatch,
+    MalformedFrame,
+    MalformedManifest,
+    NotFinalized,
+    RecordingInProgress,
+)
+from .format import (
+    ARTIFACTS_DIR,
+    FRAMES_NAME,
+    MANIFEST_NAME,
+    ConnectionInfo,
+    FrameRecord,
+    Manifest,
+    decode_frame_line,
+)
+from .reader import file_sha256, iter_lines, load_manifest
+from .writer import fsync_dir, write_atomic
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    path: Path
+    frames: int
+    connections: int
+    raw_bytes: int
+    artifacts: int
+    repaired: bool = False  # this call repaired the cassette
+    dropped_bytes: int = 0  # torn tail removed by this repair
+    dropped_artifacts: list[str] = field(default_factory=list)
+    stopped: dict | None = None
+
+    def summary(self) -> str:
+        text = (
+            f"{self.path}: ok, {self.frames} frames on {self.connections} connections, "
+            f"{self.raw_bytes} raw bytes, {self.artifacts} artifacts"
+        )
+        if self.stopped:
+            text += f", recording stopped by budget {self.stopped.get('budget')}"
+        if self.repaired:
+            text += f"; repaired (dropped a torn tail of {self.dropped_bytes} bytes"
+            if self.dropped_artifacts:
+                text += f", unverifiable artifacts {', '.join(self.dropped_artifacts)}"
+            text += ")"
+        return text
+
+
+@dataclass(slots=True)
+class _Scan:
+    frames: int = 0
+    raw_bytes: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    conns: dict[int, ConnectionInfo] = field(default_factory=dict)
+
+
+def _check_frame(rec: FrameRecord, line: bytes, expected_seq: int, path: Path, lineno: int):
+    if rec.seq != expected_seq:
+        raise MalformedFrame(
+            path, lineno, f"seq {rec.seq}, expected {expected_seq} (not contiguous)"
+        )
+    if dumps_line(rec.to_dict()) != line + b"\n":
+        raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
+
+
+def _scan(path: Path, known: dict[int, ConnectionInfo], lines, *, learn: bool = False) -> _Scan:
+    """Decode and check every line; count per connection. `learn`: accept unknown conn ids."""
+    scan = _Scan()
+    for lineno, line in lines:
+        rec = decode_frame_line(line, path=str(path), lineno=lineno)
+        _check_frame(rec, line, scan.frames, path, lineno)
+        conn = scan.conns.get(rec.conn)
+        if conn is None:
+            base = known.get(rec.conn)
+            if base is None:
+                if not learn:
+                    raise MalformedFrame(path, lineno, f"conn {rec.conn} not in the manifest")
+                base = ConnectionInfo(rec.conn, rec.proto, None, None, opened_at_seq=rec.seq)
+            conn = scan.conns[rec.conn] = replace(
+                base, frames={"c2s": 0, "s2c": 0}, bytes={"c2s": 0, "s2c": 0}
+            )
+        if rec.proto is not conn.proto:
+            raise MalformedFrame(
+                path, lineno, f"proto {rec.proto} but conn {rec.conn} is {conn.proto}"
+            )
+        d = rec.dir.value
+        conn.frames[d] += 1
+        conn.bytes[d] += len(rec.raw)
+        scan.counts[d] += 1
+        scan.raw_bytes += len(rec.raw)
+        scan.frames += 1
+    return scan
+
+
+def _check_counts(root: Path, m: Manifest, scan: _Scan) -> None:
+    pairs = [
+        ("frame_count", m.frame_count, scan.frames),
+        ("frame_counts", m.frame_counts, scan.counts),
+        ("raw_bytes", m.raw_bytes, scan.raw_bytes),
+    ]
+    for conn in m.connections:
+        seen = scan.conns.get(conn.id)
+        pairs.append(
+            (f"conn {conn.id} frames", conn.frames, seen.frames if seen else {"c2s": 0, "s2c": 0})
+        )
+        pairs.append(
+            (f"conn {conn.id} bytes", conn.bytes, seen.bytes if seen else {"c2s": 0, "s2c": 0})
+        )
+    for what, expected, actual in pairs:
+        if expected != actual:
+            raise CountMismatch(root, what, expected, actual)
+
+
+def _artifact_digest(root: Path, name: str) -> str | None:
+    target = root / ARTIFACTS_DIR / name
+    return file_sha256(target)[0] if target.is_file() else None
+
+
+def _verify_finalized(root: Path, m: Manifest) -> VerifyReport:
+    frames_path = root / FRAMES_NAME
+    if not frames_path.is_file():
+        raise CassetteNotFound(frames_path, f"{FRAMES_NAME} is missing")
+    actual, size = file_sha256(frames_path)
+    if actual != m.frames_sha256:
+        raise DigestMismatch(root, FRAMES_NAME, m.frames_sha256, actual)
+    if size != m.frames_file_bytes:
+        raise CountMismatch(root, f"{FRAMES_NAME} size", m.frames_file_bytes, size)
+    known = {c.id: c for c in m.connections}
+    if len(known) != len(m.connections):
+        raise MalformedManifest(root / MANIFEST_NAME, "duplicate connection ids")
+    scan = _scan(frames_path, known, iter_lines(frames_path))
+    _check_counts(root, m, scan)
+    for name, expected in sorted(m.artifacts.items()):
+        got = _artifact_digest(root, name)
+        if got is None:
+            raise ArtifactMissing(root, name)
+        if got != expected:
+            raise DigestMismatch(root, f"{ARTIFACTS_DIR}/{name}", expected, got)
+    return VerifyReport(
+        root, scan.frames, len(m.connections), scan.raw_bytes, len(m.artifacts), stopped=m.stopped
+    )
+
+
+def verify(path: str | os.PathLike[str], repair: bool = False) -> VerifyReport:
+    """Check a cassette completely; raise the precise CassetteError on the first problem.
+
+    With `repair=True` an unfinalized (crashed) recording is finalized from what is on disk.
+    """
+    root = Path(path)
+    try:
+        manifest: Manifest | None = load_manifest(root, require_finalized=True)
+    except NotFinalized:
+        if not repair:
+            raise
+        manifest = None
+    if manifest is not None:
+        try:
+            return _verify_finalized(root, manifest)
+        except DigestMismatch as exc:
+            if not repair:
+                raise
+            raise DigestMismatch(
+                root,
+                exc.what,
+                exc.expected,
+                exc.actual,
+                note="refusing to repair a finalized cassette: it changed after recording "
+                "(tampering or corruption, not a crash) - record it again",
+            ) from None
+    return _repair(root)
+
+
+def _repair(root: Path) -> VerifyReport:
+    frames_path = root / FRAMES_NAME
+    if not frames_path.is_file():
+        raise CassetteNotFound(frames_path, f"{FRAMES_NAME} is missing; nothing to repair")
+    provisional = None
+    if (root / MANIFEST_NAME).is_file():
+        provisional = load_manifest(root, require_finalized=False)  # format checked here
+    with open(frames_path, "r+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RecordingInProgress(root) from None
+        whole: list[tuple[int, bytes]] = []
+        kept = 0
+        digest = hashlib.sha256()
+        dropped = 0
+        for lineno, line in enumerate(fh, start=1):
+            if not line.endswith(b"\n"):
+                dropped = len(line)  # torn last line: its newline was never written
+                break
+            whole.append((lineno, line[:-1]))
+            digest.update(line)
+            kept += len(line)
+        known = {c.id: c for c in provisional.connections} if provisional else {}
+        # connections the provisional manifest lost are learned from their frames (never invented)
+        scan = _scan(frames_path, known, whole, learn=True)
+        for conn_id, info in known.items():
+            scan.conns.setdefault(
+                conn_id, replace(info, frames={"c2s": 0, "s2c": 0}, bytes={"c2s": 0, "s2c": 0})
+            )
+        if dropped:
+            fh.truncate(kept)
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(root)
+    artifacts: dict[str, str] = {}
+    lost: list[str] = []
+    for name, expected in sorted((provisional.artifacts if provisional else {}).items()):
+        if _artifact_digest(root, name) == expected:
+            artifacts[name] = expected
+        else:
+            lost.append(name)
+    manifest = Manifest(
+        tool_version=provisional.tool_version if provisional else "unknown",
+        meta=provisional.meta if provisional else {},
+        protocols=tuple(
+            sorted(
+                {c.proto.value for c in scan.conns.values()}
+                | {r["proto"] for r in (provisional.routes if provisional else ())}
+            )
+        ),
+        routes=provisional.routes if provisional else (),
+        kafka_nodes=provisional.kafka_nodes if provisional else {},
+        connections=tuple(scan.conns[k] for k in sorted(scan.conns)),
+        frame_count=scan.frames,
+        frame_counts=scan.counts,
+        raw_bytes=scan.raw_bytes,
+        frames_file_bytes=kept,
+        frames_sha256=digest.hexdigest(),
+        budgets=provisional.budgets if provisional else Budgets(),
+        stopped=provisional.stopped if provisional else None,
+        artifacts=artifacts,
+        finalized=True,
+        repaired=True,
+    )
+    write_atomic(root / MANIFEST_NAME, manifest.to_json(), durable=True)
+    return VerifyReport(
+        root,
+        scan.frames,
+        len(manifest.connections),
+        scan.raw_bytes,
+        len(artifacts),
+        repaired=True,
+        dropped_bytes=dropped,
+        dropped_artifacts=lost,
+        stopped=manifest.stopped,
+    )
+
+
+__all__ = ["VerifyReport", "verify", "CassetteError"]

@@ -1,0 +1,249 @@
+"""CassetteReader and verify: roundtrip, and every broken cassette refused with its own error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rr.canonical import dumps
+from rr.cassette import (
+    ArtifactMissing,
+    CassetteNotFound,
+    CassetteReader,
+    CassetteWriter,
+    CountMismatch,
+    DigestMismatch,
+    MalformedFrame,
+    NotFinalized,
+    RecordingInProgress,
+    TruncatedFrames,
+    UnsupportedFormat,
+    verify,
+)
+from rr.codecs.base import Direction, Proto
+from rr.policy import BudgetExceeded, Budgets
+
+FRAMES = [
+    (1, "c2s", "kafka", {"api": "Metadata", "version": 12, "correlation_id": 2}, b"\x00" * 40),
+    (1, "s2c", "kafka", {"correlation_id": 2}, bytes(range(256))),
+    (2, "c2s", "amqp", {"method": "Connection.StartOk", "channel": 0}, b"AMQP\x00", True),
+    (2, "s2c", "amqp", {"method": "Connection.Tune", "channel": 0}, b"\x01\x00"),
+    (1, "c2s", "kafka", {"api": "Produce", "version": 9, "correlation_id": 3}, b"p" * 1000),
+]
+
+
+def record(path, frames=FRAMES, finalize=True, budgets=None):
+    w = CassetteWriter.create(path, budgets=budgets)
+    w.add_route("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    w.add_route("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+    w.open_connection("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    w.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+    for frame in frames:
+        w.write_frame(*frame)
+    if finalize:
+        w.finalize()
+    return w
+
+
+def test_roundtrip(tmp_path):
+    record(tmp_path / "c")
+    reader = CassetteReader.open(tmp_path / "c")
+    assert reader.manifest.frame_count == 5 and reader.manifest.finalized
+    got = list(reader.frames())
+    assert [f.seq for f in got] == [0, 1, 2, 3, 4]
+    for rec, (conn, d, proto, summary, raw, *red) in zip(got, FRAMES, strict=True):
+        assert (rec.conn, rec.dir, rec.proto, rec.summary, rec.raw) == (
+            conn,
+            Direction(d),
+            Proto(proto),
+            summary,
+            raw,
+        )
+        assert rec.redacted is bool(red and red[0])
+    assert [f.seq for f in reader.frames_for(1)] == [0, 1, 4]
+    assert [f.seq for f in reader.frames_for(2)] == [2, 3]
+    assert reader.manifest.connection(2).listen == "127.0.0.1:15673"
+    report = verify(tmp_path / "c")
+    assert (report.frames, report.connections, report.repaired) == (5, 2, False)
+    assert "ok, 5 frames on 2 connections" in report.summary()
+
+
+def test_not_found(tmp_path):
+    with pytest.raises(CassetteNotFound, match="no such cassette"):
+        CassetteReader.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CassetteNotFound, match="not a cassette"):
+        CassetteReader.open(tmp_path / "empty")
+
+
+def test_tampered_frames_refused(tmp_path):
+    record(tmp_path / "c")
+    frames = tmp_path / "c" / "frames.jsonl"
+    frames.write_bytes(frames.read_bytes().replace(b'"version":12', b'"version":11'))
+    for fn in (CassetteReader.open, verify):
+        with pytest.raises(DigestMismatch) as err:
+            fn(tmp_path / "c")
+        assert err.value.expected != err.value.actual
+        assert err.value.expected in str(err.value) and err.value.actual in str(err.value)
+    with pytest.raises(DigestMismatch, match="refusing to repair a finalized cassette"):
+        verify(tmp_path / "c", repair=True)
+
+
+def test_tampered_artifact_refused(tmp_path):
+    w = record(tmp_path / "c", finalize=False)
+    src = tmp_path / "agg.json"
+    src.write_text("{}")
+    w.add_artifact(src, "aggregate.json")
+    w.finalize()
+    art = tmp_path / "c" / "artifacts" / "aggregate.json"
+    art.write_text("{ }")
+    with pytest.raises(DigestMismatch, match="artifacts/aggregate.json"):
+        verify(tmp_path / "c")
+    art.unlink()
+    with pytest.raises(ArtifactMissing, match="aggregate.json"):
+        verify(tmp_path / "c")
+
+
+def test_wrong_version_refused(tmp_path):
+    record(tmp_path / "c")
+    manifest = tmp_path / "c" / "cassette.json"
+    doc = json.loads(manifest.read_bytes())
+    doc["format"] = "rrlab.cassette/2"
+    manifest.write_bytes(dumps(doc))
+    with pytest.raises(UnsupportedFormat) as err:
+        CassetteReader.open(tmp_path / "c")
+    assert "'rrlab.cassette/2'" in str(err.value) and "'rrlab.cassette/1'" in str(err.value)
+    with pytest.raises(UnsupportedFormat):
+        verify(tmp_path / "c", repair=True)
+
+
+def test_unfinalized_refused(tmp_path):
+    w = record(tmp_path / "c", finalize=False)  # crash: provisional manifest only
+    with pytest.raises(NotFinalized) as err:
+        CassetteReader.open(tmp_path / "c")
+    assert f"rrlab verify --repair {tmp_path / 'c'}" in str(err.value)
+    with pytest.raises(RecordingInProgress):  # the writer still holds it
+        verify(tmp_path / "c", repair=True)
+    w.finalize()
+    (tmp_path / "c" / "cassette.json").unlink()  # crash before the first manifest
+    with pytest.raises(NotFinalized, match="cassette.json is missing"):
+        verify(tmp_path / "c")
+
+
+def crash(path, frames=FRAMES):
+    """Record without finalize and release the writer's lock like a dead process would."""
+    import os
+
+    w = record(path, frames=frames, finalize=False)
+    os.close(w._fd)
+
+
+def test_torn_line_refused_then_repaired(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    frames = path / "frames.jsonl"
+    whole = frames.read_bytes()
+    frames.write_bytes(whole + b'{"conn":1,"dir":"c2s","pro')
+    with pytest.raises(NotFinalized):
+        verify(path)
+    report = verify(path, repair=True)
+    assert report.repaired and report.frames == 5 and report.dropped_bytes == 26
+    assert frames.read_bytes() == whole  # every whole line kept, nothing invented
+    reader = CassetteReader.open(path)
+    assert reader.manifest.repaired and reader.manifest.finalized
+    assert reader.manifest.frame_count == 5
+    assert reader.manifest.connection(1).upstream == "127.0.0.1:9092"
+    assert [f.raw for f in reader.frames()] == [f[4] for f in FRAMES]
+    assert not verify(path).repaired  # now a plain finalized cassette
+    assert not verify(path, repair=True).repaired  # repairing a good one is a no-op
+
+
+def test_repair_without_any_manifest(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    (path / "cassette.json").unlink()
+    report = verify(path, repair=True)
+    assert report.frames == 5 and report.connections == 2
+    m = CassetteReader.open(path).manifest
+    assert m.connection(1).listen is None  # unknown stays unknown
+    assert m.protocols == ("amqp", "kafka")
+
+
+def test_torn_line_in_finalized_reader(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    frames = path / "frames.jsonl"
+    frames.write_bytes(frames.read_bytes() + b'{"seq"')
+    reader = CassetteReader(path, None)  # bypass the manifest: exercise the line reader
+    with pytest.raises(TruncatedFrames) as err:
+        list(reader.frames())
+    assert err.value.line == 6 and "line 6" in str(err.value)
+
+
+def test_malformed_middle_line_not_repaired(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    frames = path / "frames.jsonl"
+    lines = frames.read_bytes().splitlines(keepends=True)
+    lines[2] = b"garbage\n"
+    frames.write_bytes(b"".join(lines))
+    with pytest.raises(MalformedFrame) as err:
+        verify(path, repair=True)
+    assert err.value.line == 3 and "line 3" in str(err.value)
+
+
+def edit_frames(path, edit):
+    """Rewrite frames.jsonl through `edit` and re-seal the digest, so deeper checks are reached."""
+    import hashlib
+
+    frames = path / "frames.jsonl"
+    data = edit(frames.read_bytes())
+    frames.write_bytes(data)
+    manifest = path / "cassette.json"
+    doc = json.loads(manifest.read_bytes())
+    doc["frames_file"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest.write_bytes(dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "text"),
+    [
+        (lambda b: b.replace(b'"seq":3', b'"seq":7'), MalformedFrame, "seq 7, expected 3"),
+        (
+            lambda b: b.replace(b'"conn":2', b'"conn":9'),
+            MalformedFrame,
+            "conn 9 not in the manifest",
+        ),
+        (lambda b: b.replace(b'"raw":"AQA="', b'"raw":"AQA"'), MalformedFrame, "base64"),
+        (lambda b: b.replace(b'{"conn":1', b'{ "conn":1', 1), MalformedFrame, "not canonical"),
+        (lambda b: b.rsplit(b"\n", 2)[0] + b"\n", CountMismatch, "frame_count"),
+    ],
+)
+def test_verify_deep_checks(tmp_path, edit, error, text):
+    record(tmp_path / "c")
+    edit_frames(tmp_path / "c", edit)
+    CassetteReader.open(tmp_path / "c")  # the digest alone no longer catches it
+    with pytest.raises(error, match=text):
+        verify(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "budgets",
+    [Budgets(max_frames=3), Budgets(max_frame_bytes=500), Budgets(max_cassette_bytes=700)],
+)
+def test_budget_stopped_cassette_verifies(tmp_path, budgets):
+    path = tmp_path / "c"
+    w = record(path, frames=[], finalize=False, budgets=budgets)
+    written = 0
+    with pytest.raises(BudgetExceeded) as err:
+        for frame in FRAMES:
+            w.write_frame(*frame)
+            written += 1
+    assert written < len(FRAMES)
+    w.finalize()
+    report = verify(path)
+    assert report.frames == written
+    assert report.stopped["budget"] == err.value.budget
+    assert f"stopped by budget {err.value.budget}" in report.summary()
+    assert len(list(CassetteReader.open(path).frames())) == written
