@@ -69,12 +69,15 @@ def up(
     timeout: float = DEFAULT_TIMEOUT_S,
     out: TextIO | None = sys.stdout,
     mqtt_users: dict[str, str] | None = None,
+    ports: dict[str, int] | None = None,
 ) -> dict[str, dict]:
     """Start the named brokers (default all) and wait until each answers its protocol.
 
     Returns {name: {"address", "impl", "host", "port", "pid", "log", "ready_s", "started"}};
     `started` is False for a broker that was already running (then `ready_s` is None).
     Raises BrokerError (wrong impl running, port taken, not ready within `timeout`).
+    `ports` moves a broker off its default port (tests that must not disturb the shared
+    brokers use it with their own RRLAB_STATE_DIR); `mqtt_users` makes MQTT require a password.
     """
     chosen = _names(names)
     impls = {"kafka": kafka_impl, "amqp": "rabbitmq", "mqtt": mqtt_impl}
@@ -108,7 +111,7 @@ def up(
             if record:
                 _stop_record(record)  # leftovers of a crashed broker
                 state.forget(name)
-            port = DEFAULT_PORTS[name]
+            port = (ports or {}).get(name, DEFAULT_PORTS[name])
             if probes.port_open("127.0.0.1", port):
                 raise BrokerError(
                     f"port 127.0.0.1:{port} for {name} is taken by a process rrlab did not start; "
@@ -119,11 +122,11 @@ def up(
             began = time.monotonic()
             try:
                 if name == "kafka":
-                    record = kafka.start(home, impl=kafka_impl)
+                    record = kafka.start(home, impl=kafka_impl, port=port, controller_port=port + 1)
                 elif name == "amqp":
-                    record = rabbitmq.start(home)
+                    record = rabbitmq.start(home, port=port)
                 else:
-                    record = mqtt.start(home, impl=mqtt_impl, users=mqtt_users)
+                    record = mqtt.start(home, impl=mqtt_impl, port=port, users=mqtt_users)
             except (RuntimeError, OSError) as exc:
                 raise BrokerError(f"{name}: {exc}") from exc
             state.save(name, record)

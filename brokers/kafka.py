@@ -6,6 +6,7 @@ benchmark can run a broker that advertises a relay in front of it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from brokers import probes, process
-from brokers.state import PROJECT_ROOT, state_root
+from brokers.state import PROJECT_ROOT
 
 HOST = "127.0.0.1"
 PORT = 9092
@@ -75,14 +76,17 @@ def _start_tansu(home: Path, port: int, advertised: str) -> dict:
 
 
 def libs_dir() -> Path:
-    """Cached broker jars (kept across `down`, shared by every checkout using this state dir)."""
-    return state_root() / "kafka-libs"
+    """Cached broker jars: kept across `down` and shared by every state dir (it is a cache)."""
+    override = os.environ.get("RRLAB_KAFKA_LIBS")
+    return Path(override) if override else PROJECT_ROOT / ".rrlab" / "kafka-libs"
 
 
 def ensure_libs(out=sys.stderr) -> Path:
     """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache."""
     libs = libs_dir()
-    if (libs / ".complete").exists():
+    wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
+    marker = libs / ".complete"
+    if marker.exists() and marker.read_text().strip() == wanted:
         return libs
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise RuntimeError(
@@ -113,7 +117,7 @@ def ensure_libs(out=sys.stderr) -> Path:
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
         raise RuntimeError("Maven could not resolve Apache Kafka jars: " + " | ".join(tail))
-    (tmp / ".complete").touch()
+    (tmp / ".complete").write_text(wanted + "\n")  # the pom it came from: a new pom re-resolves
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
     return libs

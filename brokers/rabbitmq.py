@@ -50,7 +50,11 @@ def _config(home: Path, port: int) -> str:
 
 
 def start(home: Path, port: int = PORT) -> dict:
-    """Spawn epmd (if none on loopback) and a RabbitMQ node with its files under `home`."""
+    """Spawn epmd (if none on loopback) and a RabbitMQ node with its files under `home`.
+
+    Off the default port the node gets its own name and distribution port (port + 20000, as
+    RabbitMQ does), so a second node can run beside the shared one.
+    """
     if not Path(SERVER).exists():
         raise RuntimeError(
             f"RabbitMQ is not installed ({SERVER} missing); run tools/ensure-system-packages"
@@ -65,10 +69,10 @@ def start(home: Path, port: int = PORT) -> dict:
         "HOME": str(home / "home"),
         "ERL_EPMD_ADDRESS": HOST,
         "ERL_EPMD_PORT": str(EPMD_PORT),
-        "RABBITMQ_NODENAME": NODENAME,
+        "RABBITMQ_NODENAME": NODENAME if port == PORT else f"rrlab{port}@localhost",
         "RABBITMQ_NODE_IP_ADDRESS": HOST,
         "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(DIST_PORT),
+        "RABBITMQ_DIST_PORT": str(DIST_PORT if port == PORT else port + 20000),
         "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
         "RABBITMQ_LOG_BASE": str(home / "log"),
         "RABBITMQ_LOGS": "-",
