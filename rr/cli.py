@@ -9,6 +9,8 @@ import sys
 #: subcommand -> module exposing `register(subparsers)`; imported lazily so `rrlab --help` is fast.
 SUBCOMMANDS: dict[str, str] = {
     "brokers": "brokers.cli",
+    "inspect": "rr.cassette_cli",
+    "verify": "rr.cassette_cli",
 }
 
 EXIT_OK = 0
