@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from worker import aggregate, metrics, output
 from worker.drivers import DRIVERS, DriverConfig, redact_url
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--amqp-url",
         default=env("AMQP_URL", DEFAULT_AMQP),
-        help=f"AMQP URL (env AMQP_URL, default {DEFAULT_AMQP})",
+        help=f"AMQP URL (env AMQP_URL, default {DEFAULT_AMQP})".replace("%", "%%"),
     )
     p.add_argument(
         "--mqtt-url",
@@ -88,6 +89,28 @@ def _validate(args: argparse.Namespace) -> None:
         )
 
 
+def _check_address(args: argparse.Namespace) -> None:
+    """Catch a malformed address before any connection attempt."""
+    if args.driver == "kafka":
+        for server in args.kafka_bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise WorkerError(
+                    f"--kafka-bootstrap {args.kafka_bootstrap!r}: expected host:port[,host:port]"
+                )
+        return
+    flag, schemes = {
+        "amqp": ("--amqp-url", ("amqp", "amqps")),
+        "mqtt": ("--mqtt-url", ("mqtt", "mqtts", "ws", "wss")),
+    }[args.driver]
+    url = _address(args)
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise WorkerError(
+            f"{flag} {redact_url(url)!r}: the scheme must be one of {', '.join(schemes)}"
+        )
+
+
 def _address(args: argparse.Namespace) -> str:
     return {"kafka": args.kafka_bootstrap, "amqp": args.amqp_url, "mqtt": args.mqtt_url}[
         args.driver
@@ -97,6 +120,7 @@ def _address(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> None:
     """Produce, consume, aggregate, write the three output files."""
     _validate(args)
+    _check_address(args)
     out = output.prepare(args.out)
     facts = aggregate.RunFacts(
         driver=args.driver,

@@ -17,12 +17,10 @@ class WorkerError(Exception):
 class BrokerUnreachable(WorkerError):
     """No connection to the broker within the timeout (exit 2: fix the address or start it)."""
 
-    def __init__(self, driver: str, address: str, detail: str) -> None:
-        super().__init__(
-            f"cannot reach {driver} broker at {address}: {detail} "
-            f"(start the broker or pass its address)",
-            USAGE,
-        )
+    def __init__(
+        self, driver: str, address: str, detail: str, hint: str = "start it or pass its address"
+    ) -> None:
+        super().__init__(f"cannot reach {driver} broker at {address}: {detail} ({hint})", USAGE)
 
 
 class RunFailed(WorkerError):

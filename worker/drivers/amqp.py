@@ -14,6 +14,10 @@ import time
 
 import pika
 import pika.exceptions as pex
+from pika.adapters.utils.connection_workflow import (
+    AMQPConnectorException,
+    AMQPConnectorStackTimeout,
+)
 from pika.spec import Basic, BasicProperties
 
 from worker.drivers import DriverConfig, Transfer, redact_url
@@ -33,6 +37,17 @@ def _parameters(config: DriverConfig) -> pika.URLParameters:
     params.stack_timeout = config.timeout
     params.blocked_connection_timeout = config.timeout
     return params
+
+
+def _reason(exc: Exception, timeout: float) -> str:
+    """The innermost useful words of a pika connection error (pika nests them)."""
+    inner: object = exc.args[0] if exc.args else exc
+    if isinstance(exc, AMQPConnectorStackTimeout) or isinstance(inner, AMQPConnectorStackTimeout):
+        return f"no AMQP handshake within {timeout:g} s"
+    cause = getattr(inner, "exception", None)  # pika's connector errors wrap the socket error
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause)
+    return str(inner) or type(exc).__name__
 
 
 def _properties(envelope: Envelope) -> BasicProperties:
@@ -83,9 +98,11 @@ def run(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
     transfer = Transfer()
     try:
         connection = pika.BlockingConnection(_parameters(config))
-    except pex.AMQPConnectionError as exc:
-        detail = f"{type(exc).__name__} {exc}".strip()
-        raise BrokerUnreachable("amqp", shown, detail or "connection failed") from exc
+    except (pex.ProbableAuthenticationError, pex.ProbableAccessDeniedError) as exc:
+        hint = "check user, password and vhost in --amqp-url or AMQP_URL"
+        raise BrokerUnreachable("amqp", shown, _reason(exc, config.timeout), hint) from exc
+    except (pex.AMQPConnectionError, AMQPConnectorException) as exc:
+        raise BrokerUnreachable("amqp", shown, _reason(exc, config.timeout)) from exc
     try:
         channel = connection.channel()
         channel.confirm_delivery()

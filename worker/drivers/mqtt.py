@@ -54,7 +54,8 @@ async def _round_trip(config: DriverConfig, envelopes: list[Envelope]) -> Transf
     try:
         await asyncio.wait_for(client.connect(config.address, cleansession=True), config.timeout)
     except (TimeoutError, ConnectError, OSError) as exc:
-        detail = str(exc) or f"no answer within {config.timeout:g} s"
+        silent = isinstance(exc, TimeoutError) or isinstance(exc.__cause__, asyncio.CancelledError)
+        detail = f"no answer within {config.timeout:g} s" if silent else str(exc)
         raise BrokerUnreachable("mqtt", shown, detail) from exc
     try:
         await asyncio.wait_for(client.subscribe([(config.destination, QOS_1)]), config.timeout)
