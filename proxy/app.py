@@ -1,0 +1,286 @@
+"""The recording proxy as a whole: listeners, per-connection recorders, Kafka node listeners,
+policy checks at run time, metrics, logs and an orderly finalize on shutdown.
+
+`ProxyApp` is what the forwarding protocols call back into; it owns the one cassette writer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from rr.codecs import Direction, Proto, decoder_for
+from rr.policy import BudgetExceeded
+from rr.record import ConnectionRecorder
+
+from .forward import ListenFactory, Pair, Route
+from .kafka_rewrite import KafkaNode, NodeMap
+from .kafka_stream import KafkaResponseRewriter
+from .metrics import ProxyMetrics
+
+try:  # the redactor lands separately; until then decoders mark what they redact themselves
+    from rr.redact import redact as _redact
+except ImportError:  # pragma: no cover
+    _redact = None
+
+log = Logger(namespace="rrlab.proxy")
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class ProxyApp:
+    def __init__(
+        self,
+        reactor: Any,
+        writer: Any,
+        routes: Iterable[Route],
+        *,
+        allowed_upstreams: Iterable[str],
+        kafka_node_base_port: int = 19093,
+        max_frame_bytes: int,
+        metrics: ProxyMetrics | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.reactor = reactor
+        self.writer = writer
+        self.routes = list(routes)
+        self.allowed = set(allowed_upstreams)
+        self.max_frame_bytes = max_frame_bytes
+        self.metrics = metrics or ProxyMetrics()
+        self.say = say
+        kafka_hosts = [r.listen_host for r in self.routes if r.proto == Proto.KAFKA]
+        self.node_map = NodeMap(
+            base_port=kafka_node_base_port,
+            listen_host=kafka_hosts[0] if kafka_hosts else "127.0.0.1",
+            on_new=self._new_kafka_node,
+        )
+        self.ports: list[Any] = []
+        self.pairs: set[Pair] = set()
+        self.exit_code = 0
+        self.stopping = False
+        self._progress: LoopingCall | None = None
+
+    # -- start / stop ---------------------------------------------------------------------------
+
+    def listen_all(self) -> None:
+        """Bind every configured route (raises CannotListenError before anything is recorded)."""
+        for route in self.routes:
+            self._listen(route)
+
+    def announce(self) -> None:
+        for route in self.routes:
+            self.writer.add_route(route.proto, route.listen, route.upstream)
+            self._say_listening(route)
+
+    def _listen(self, route: Route) -> None:
+        port = self.reactor.listenTCP(
+            route.listen_port, ListenFactory(self, route), interface=route.listen_host
+        )
+        self.ports.append(port)
+
+    def _say_listening(self, route: Route) -> None:
+        self.say(f"rrlab proxy: listening {route.proto} {route.listen} -> {route.upstream}")
+        log.info(
+            "listening {proto} {listen} -> {upstream}",
+            event="listening",
+            proto=route.proto,
+            listen=route.listen,
+            upstream=route.upstream,
+            kind=route.kind,
+        )
+
+    def serve_metrics(self, port: int) -> int:
+        root = Resource()
+        root.putChild(b"metrics", self.metrics.resource())
+        listening = self.reactor.listenTCP(port, Site(root), interface="127.0.0.1")
+        self.ports.append(listening)
+        actual = listening.getHost().port
+        self.say(f"rrlab proxy: metrics http://127.0.0.1:{actual}/metrics")
+        log.info("metrics on 127.0.0.1:{port}", event="metrics", port=actual)
+        return actual
+
+    def start_progress(self, stream: TextIO) -> None:
+        """A one-line progress display, only when `stream` is a terminal."""
+        if not stream.isatty():
+            return
+
+        def tick() -> None:
+            m = self.metrics
+            stream.write(
+                f"\r{m.total_frames} frames  {m.total_bytes / 1e6:.1f} MB  "
+                f"{m.open_conns} open / {m.total_conns} connections   "
+            )
+            stream.flush()
+
+        self._progress = LoopingCall(tick)
+        self._progress.start(0.5)
+
+    def shutdown(self, reason: str = "proxy shutdown") -> None:
+        """Stop listening, close every open connection in the cassette, finalize it."""
+        if self.writer.finalized:
+            return
+        self.stopping = True
+        if self._progress is not None and self._progress.running:
+            self._progress.stop()
+            sys.stdout.write("\n")
+        for port in self.ports:
+            port.stopListening()
+        for pair in list(self.pairs):
+            if pair.recorder is not None:
+                pair.recorder.close(reason)
+            pair.abort(reason)
+        nodes = {
+            node_id: (f"{n.upstream_host}:{n.upstream_port}", n.listen_port)
+            for n in self.node_map.nodes
+            for node_id in n.node_ids
+        }
+        if nodes:
+            self.writer.set_kafka_nodes(nodes)
+        manifest = self.writer.finalize()
+        log.info(
+            "cassette finalized: {frames} frames, {connections} connections",
+            event="finalized",
+            frames=manifest.frame_count,
+            connections=len(manifest.connections),
+            path=str(self.writer.path),
+        )
+
+    # -- callbacks from the forwarding protocols ------------------------------------------------
+
+    def pair_connected(self, pair: Pair) -> None:
+        route = pair.route
+        if self.stopping:
+            pair.abort("proxy stopping")
+            return
+        conn = self.writer.open_connection(route.proto, route.listen, route.upstream)
+        rewriter = None
+        if route.proto == Proto.KAFKA:
+            rewriter = KafkaResponseRewriter(self.node_map, self._rewrite_event)
+        pair.recorder = ConnectionRecorder(
+            self.writer,
+            conn,
+            route.proto,
+            decoder=decoder_for(route.proto),
+            redactor=_redact,
+            rewriter=rewriter,
+            max_frame_bytes=self.max_frame_bytes,
+            on_frame=self.metrics.on_frame,
+        )
+        self.pairs.add(pair)
+        self.metrics.opened(route.proto)
+        log.info(
+            "connection {conn} open {proto} {listen} -> {upstream}",
+            event="connection_open",
+            conn=conn,
+            proto=route.proto,
+            listen=route.listen,
+            upstream=route.upstream,
+        )
+
+    def pair_closed(self, pair: Pair, reason: str | None) -> None:
+        recorder = pair.recorder
+        if recorder is None or pair not in self.pairs:
+            return
+        self.pairs.discard(pair)
+        self.metrics.closed(pair.route.proto)
+        full = recorder.close(reason or "closed")
+        if reason and reason.startswith("upstream connection lost"):
+            self.metrics.upstream_errors.labels(pair.route.proto, "lost").inc()
+            log.error(
+                "connection {conn}: {reason}",
+                event="upstream_lost",
+                conn=recorder.conn_id,
+                reason=full,
+                upstream=pair.route.upstream,
+            )
+        log.info(
+            "connection {conn} closed: {reason}",
+            event="connection_closed",
+            conn=recorder.conn_id,
+            reason=full,
+            frames_c2s=recorder.frames[Direction.C2S],
+            frames_s2c=recorder.frames[Direction.S2C],
+        )
+
+    def upstream_failed(self, pair: Pair, message: str) -> None:
+        self.metrics.upstream_errors.labels(pair.route.proto, "connect").inc()
+        log.error(
+            "upstream {upstream} refused a {proto} connection: {message}; client closed",
+            event="upstream_failed",
+            proto=pair.route.proto,
+            upstream=pair.route.upstream,
+            message=message,
+        )
+
+    def recording_broken(self, pair: Pair, message: str) -> None:
+        self.metrics.recording_errors.labels(pair.route.proto, "framing").inc()
+        log.error(
+            "connection {conn}: {message}; connection closed, frames before it are kept",
+            event="recording_broken",
+            conn=pair.recorder.conn_id if pair.recorder else None,
+            message=message,
+        )
+
+    def budget_exceeded(self, exc: BudgetExceeded) -> None:
+        if self.exit_code == 2:
+            return
+        self.exit_code = 2
+        print(f"rrlab proxy: {exc}", file=sys.stderr, flush=True)
+        log.critical("{message}", event="budget_exceeded", message=str(exc), **exc.to_dict())
+        self.shutdown(f"budget exceeded: {exc.budget}")
+        self.reactor.callLater(0, self.reactor.stop)
+
+    # -- Kafka -----------------------------------------------------------------------------------
+
+    def _rewrite_event(self, ev: Any) -> None:
+        self.metrics.on_rewrite(ev)
+        if ev.error:
+            log.error(
+                "kafka api {api_key} v{version} response not rewritten: {error}",
+                event="rewrite_failed",
+                api_key=ev.api_key,
+                version=ev.version,
+                error=ev.error,
+            )
+
+    def _new_kafka_node(self, node: KafkaNode) -> None:
+        upstream = f"{node.upstream_host}:{node.upstream_port}"
+        for node_id in node.node_ids:
+            self.writer.set_kafka_node(node_id, upstream, node.listen_port)
+        if upstream not in self.allowed:
+            self.metrics.recording_errors.labels("kafka", "policy").inc()
+            log.error(
+                "kafka broker {upstream} is not on the upstream allow-list; "
+                "no listener for it (add --allow-upstream {upstream})",
+                event="policy_refused",
+                upstream=upstream,
+            )
+            return
+        route = Route(
+            "kafka",
+            self.node_map.listen_host,
+            node.listen_port,
+            node.upstream_host,
+            node.upstream_port,
+            kind="kafka-node",
+        )
+        try:
+            self._listen(route)
+        except Exception as exc:
+            self.metrics.recording_errors.labels("kafka", "listen").inc()
+            log.error(
+                "cannot listen for kafka broker {upstream} on {listen}: {error}",
+                event="listen_failed",
+                upstream=upstream,
+                listen=route.listen,
+                error=str(exc),
+            )
+            return
+        self.writer.add_route(route.proto, route.listen, route.upstream)
+        self._say_listening(route)

@@ -1,0 +1,180 @@
+"""TCP forwarding in the manner of `twisted.protocols.portforward`, plus one recorder call.
+
+The protocols only move bytes. Flow control: each transport is the other's producer, and the
+client side does not read until the upstream connection exists. Everything else (framing,
+decoding, rewriting, writing, counting) happens behind `Pair.relay`, which hands each chunk to
+the connection's recorder and forwards what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import error, protocol
+from twisted.python.failure import Failure
+
+from rr.codecs import Direction
+from rr.policy import BudgetExceeded
+from rr.record import ConnectionRecorder, RecordingBroken
+
+if TYPE_CHECKING:
+    from .app import ProxyApp
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One listener: clients of `proto` on `listen`, forwarded to `upstream`."""
+
+    proto: str
+    listen_host: str
+    listen_port: int
+    upstream_host: str
+    upstream_port: int
+    kind: str = "route"  # "route" (configured) or "kafka-node" (discovered broker)
+
+    @property
+    def listen(self) -> str:
+        return f"{self.listen_host}:{self.listen_port}"
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.upstream_host}:{self.upstream_port}"
+
+
+def _describe(reason: Failure, side: str) -> str:
+    if reason.check(error.ConnectionDone):
+        return f"{side} closed"
+    return f"{side} connection lost: {reason.getErrorMessage()}"
+
+
+class Pair:
+    """One client connection and its upstream: the recorder and who closed first."""
+
+    def __init__(self, app: ProxyApp, route: Route) -> None:
+        self.app = app
+        self.route = route
+        self.recorder: ConnectionRecorder | None = None
+        self.client: ServerSide | None = None
+        self.upstream: UpstreamSide | None = None
+        self.reason: str | None = None
+        self.open_sides = 0
+
+    def relay(self, direction: Direction, data: bytes, peer: Any) -> None:
+        recorder = self.recorder
+        try:
+            out = recorder.feed(direction, data) if recorder is not None else data
+        except RecordingBroken as exc:
+            self.app.recording_broken(self, str(exc))
+            self.abort(f"recording stopped: {exc}")
+            return
+        except BudgetExceeded as exc:
+            self.app.budget_exceeded(exc)
+            return
+        if out and peer is not None:
+            peer.transport.write(out)
+
+    def side_lost(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.open_sides -= 1
+        if self.open_sides <= 0:
+            self.app.pair_closed(self, self.reason)
+
+    def abort(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        for side in (self.client, self.upstream):
+            if side is not None and side.transport is not None:
+                side.transport.loseConnection()
+
+
+class _Side(protocol.Protocol):
+    peer: _Side | None = None
+    pair: Pair
+    direction: Direction  # the direction of the bytes this side reads
+    name: str
+
+    def dataReceived(self, data: bytes) -> None:
+        self.pair.relay(self.direction, data, self.peer)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.peer is not None:
+            self.peer.transport.loseConnection()
+            self.peer.peer = None
+            self.peer = None
+        self.pair.side_lost(_describe(reason, self.name))
+
+
+class UpstreamSide(_Side):
+    direction = Direction.S2C
+    name = "upstream"
+
+    def connectionMade(self) -> None:
+        client = self.pair.client
+        assert client is not None
+        if client.transport is None or client.lost:  # client gave up while we were dialling
+            self.transport.loseConnection()
+            return
+        self.pair.open_sides += 1
+        self.pair.upstream = self
+        self.peer, client.peer = client, self
+        self.pair.app.pair_connected(self.pair)
+        self.transport.registerProducer(client.transport, True)
+        client.transport.registerProducer(self.transport, True)
+        client.transport.resumeProducing()
+
+
+class UpstreamFactory(protocol.ClientFactory):
+    protocol = UpstreamSide
+    noisy = False
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+
+    def buildProtocol(self, addr: Any) -> UpstreamSide:
+        side = UpstreamSide()
+        side.factory = self
+        side.pair = self.pair
+        return side
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.pair.app.upstream_failed(self.pair, reason.getErrorMessage())
+        if self.pair.client is not None:
+            self.pair.client.transport.loseConnection()
+
+
+class ServerSide(_Side):
+    direction = Direction.C2S
+    name = "client"
+    lost = False
+
+    def connectionMade(self) -> None:
+        # Read nothing from the client until there is somewhere to send it.
+        self.transport.pauseProducing()
+        self.pair.open_sides += 1
+        self.pair.client = self
+        self.pair.app.reactor.connectTCP(
+            self.pair.route.upstream_host,
+            self.pair.route.upstream_port,
+            UpstreamFactory(self.pair),
+            timeout=10,
+        )
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.lost = True
+        super().connectionLost(reason)
+
+
+class ListenFactory(protocol.Factory):
+    noisy = False
+
+    def __init__(self, app: ProxyApp, route: Route) -> None:
+        self.app = app
+        self.route = route
+
+    def buildProtocol(self, addr: Any) -> ServerSide | None:
+        side = ServerSide()
+        side.factory = self
+        side.pair = Pair(self.app, self.route)
+        return side

@@ -1,0 +1,181 @@
+"""`rrlab proxy`: the recording proxy as a sidecar, until SIGTERM/SIGINT finalize the cassette.
+
+Everything a user can get wrong is checked here, before a socket is bound or a file written:
+route syntax, loopback-only listeners, the profile's upstream allow-list and write roots.
+Logs are JSON lines (twisted.logger) on stderr or `--log-file`: they hold clock values and
+error text, so they stay out of the cassette directory, which must stay deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from rr.cli import UsageError
+from rr.codecs import Proto
+from rr.policy import PolicyError, get_profile
+
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteSpec:
+    proto: str
+    listen_host: str
+    listen_port: int
+    upstream_host: str
+    upstream_port: int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "proxy",
+        help="record broker traffic through a loopback proxy into a cassette (until SIGTERM)",
+        description="Forward each route LISTEN=UPSTREAM (LISTEN: [host:]port, UPSTREAM: "
+        "host:port) and record every frame into the cassette directory. SIGTERM/SIGINT "
+        "finalize the cassette. Kafka broker addresses are rewritten to extra listeners from "
+        "--kafka-node-base-port upward.",
+    )
+    for proto in ("kafka", "amqp", "mqtt"):
+        p.add_argument(
+            f"--{proto}",
+            action="append",
+            default=[],
+            metavar="LISTEN=UPSTREAM",
+            help=f"a {proto} route, e.g. "
+            + {
+                "kafka": "19092=127.0.0.1:9092",
+                "amqp": "15673=127.0.0.1:5672",
+                "mqtt": "11883=127.0.0.1:1883",
+            }[proto],
+        )
+    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+    p.add_argument("--profile", default="os_record", help="policy profile (default %(default)s)")
+    p.add_argument("--mode", default="once", choices=("once", "rewrite"))
+    p.add_argument(
+        "--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P (0: any)"
+    )
+    p.add_argument(
+        "--allow-upstream",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="add an upstream to the profile's allow-list (tests, private brokers)",
+    )
+    p.add_argument(
+        "--write-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add a write root to the profile's (tests, scratch runs)",
+    )
+    p.add_argument(
+        "--allow-non-loopback-listen",
+        action="store_true",
+        help="permit listeners on addresses other than loopback",
+    )
+    p.add_argument(
+        "--kafka-node-base-port",
+        type=int,
+        metavar="P",
+        help="first port for Kafka broker listeners (default: first Kafka listen port + 1)",
+    )
+    p.add_argument("--log-file", metavar="PATH", help="JSON-lines log file (default stderr)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="budget override")
+    p.add_argument("--max-cassette-bytes", type=int, metavar="N", help="budget override")
+    p.add_argument("--max-frame-bytes", type=int, metavar="N", help="budget override")
+    p.set_defaults(func=run)
+
+
+def parse_hostport(text: str, what: str, default_host: str | None = None) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        if default_host is None:
+            raise UsageError(f"{what} {text!r} must be host:port")
+        host, port = default_host, text
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{what} {text!r} must be host:port with a port in 1-65535")
+    return host, int(port)
+
+
+def parse_route(proto: str, text: str) -> RouteSpec:
+    listen, sep, upstream = text.partition("=")
+    if not sep:
+        raise UsageError(f"--{proto} {text!r}: expected LISTEN=UPSTREAM, e.g. 19092=127.0.0.1:9092")
+    lh, lp = parse_hostport(listen, f"--{proto} listen address", DEFAULT_LISTEN_HOST)
+    uh, up = parse_hostport(upstream, f"--{proto} upstream")
+    return RouteSpec(proto, lh, lp, uh, up)
+
+
+def run(args: argparse.Namespace) -> int:
+    routes = [
+        parse_route(proto, t) for proto in ("kafka", "amqp", "mqtt") for t in getattr(args, proto)
+    ]
+    if not routes:
+        raise UsageError(
+            "no route given; add at least one of --kafka/--amqp/--mqtt LISTEN=UPSTREAM"
+        )
+    try:
+        policy = get_profile(args.profile)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    for extra in args.allow_upstream:
+        parse_hostport(extra, "--allow-upstream")
+    allowed = set(policy.upstream_allow) | set(args.allow_upstream)
+    seen: set[tuple[str, int]] = set()
+    for r in routes:
+        if r.listen_host not in LOOPBACK and not args.allow_non_loopback_listen:
+            raise UsageError(
+                f"--{r.proto} listens on {r.listen_host}: policy binds loopback only "
+                "(pass --allow-non-loopback-listen to permit it)"
+            )
+        upstream = f"{r.upstream_host}:{r.upstream_port}"
+        if upstream not in allowed:
+            raise UsageError(
+                f"--{r.proto} upstream {upstream} is not allowed by profile {policy.name} "
+                f"(upstream allow-list: {', '.join(sorted(allowed)) or 'none'}); "
+                f"add --allow-upstream {upstream} if this broker is yours"
+            )
+        if (r.listen_host, r.listen_port) in seen:
+            raise UsageError(f"listen address {r.listen_host}:{r.listen_port} used twice")
+        seen.add((r.listen_host, r.listen_port))
+    budgets = policy.budgets
+    overrides = {
+        k: v
+        for k, v in (
+            ("max_frames", args.max_frames),
+            ("max_cassette_bytes", args.max_cassette_bytes),
+            ("max_frame_bytes", args.max_frame_bytes),
+        )
+        if v is not None
+    }
+    try:
+        budgets = dataclasses.replace(budgets, **overrides)
+        policy = dataclasses.replace(
+            policy,
+            write_roots=(*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root)),
+            budgets=budgets,
+        )
+        log_path = policy.check_write_path(args.log_file) if args.log_file else None
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    kafka = [r for r in routes if r.proto == Proto.KAFKA]
+    node_base = args.kafka_node_base_port or (kafka[0].listen_port + 1 if kafka else 19093)
+
+    from proxy.main import serve  # the Twisted side; imported only when actually serving
+
+    return serve(
+        routes=routes,
+        cassette=args.cassette,
+        policy=policy,
+        mode=args.mode,
+        allowed_upstreams=sorted(allowed),
+        metrics_port=args.metrics_port,
+        kafka_node_base_port=node_base,
+        log_path=log_path,
+        argv=sys.argv[1:],
+    )

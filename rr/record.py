@@ -1,0 +1,212 @@
+"""The recording glue for one proxied connection: bytes in, frames on disk, bytes out.
+
+`ConnectionRecorder.feed(direction, data)` is the one call the proxy makes per chunk. Behind it:
+a framer per direction (exact frame boundaries), the protocol decoder (summary), the redactor
+(credentials out) and the cassette writer (one line per frame). It returns the bytes to forward,
+which are `data` itself unless a `StreamRewriter` (Kafka address rewriting) holds a frame back
+and replaces it; the cassette then holds the frame the client saw.
+
+No sockets and no Twisted here: the proxy moves bytes, this module decides what gets written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, FramingError, Proto, framer_for
+
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+class StreamRewriter(Protocol):
+    """Changes some frames of one direction (`direction`); sees every frame of the other."""
+
+    direction: Direction
+
+    def observe(self, raw: bytes) -> None:
+        """A whole frame of the other direction (e.g. a Kafka request), before it is forwarded."""
+
+    def should_hold(self, head: bytes) -> bool:
+        """Given at least the first 8 bytes of a frame, whether it must be held and rewritten."""
+
+    def rewrite(self, raw: bytes) -> bytes:
+        """The frame to forward (and record) instead of `raw` (a frame `should_hold` held)."""
+
+
+class FrameDecoder(Protocol):
+    def decode(self, direction: Direction, raw: bytes) -> Decoded: ...
+
+
+#: redact(proto, direction, raw, decoded) -> (raw, decoded); the result is what gets written.
+Redactor = Callable[[Proto, Direction, bytes, Decoded], tuple[bytes, Decoded]]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEvent:
+    """What the metrics hook hears about each recorded frame."""
+
+    proto: Proto
+    direction: Direction
+    api: str
+    size: int
+    redacted: bool
+
+
+class RecordingBroken(Exception):
+    """This connection cannot be recorded faithfully any more (e.g. a framing error): close it."""
+
+
+def api_label(summary: dict[str, Any]) -> str:
+    """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
+    for key in ("api", "method", "packet", "type", "frame"):
+        value = summary.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return "unknown"
+
+
+class ConnectionRecorder:
+    """Frames, decodes, redacts and writes one connection, both directions."""
+
+    def __init__(
+        self,
+        writer: Any,
+        conn_id: int,
+        proto: Proto | str,
+        *,
+        decoder: FrameDecoder,
+        redactor: Redactor | None = None,
+        rewriter: StreamRewriter | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        on_frame: Callable[[FrameEvent], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.conn_id = conn_id
+        self.proto = Proto(proto)
+        self.decoder = decoder
+        self.redactor = redactor
+        self.rewriter = rewriter
+        self.on_frame = on_frame
+        self.framers = {d: framer_for(self.proto, d, max_frame_bytes) for d in (C2S, S2C)}
+        self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
+        self.frames = {C2S: 0, S2C: 0}
+        self.closed = False
+        self.broken: str | None = None
+        # hold-back state of the rewritten direction (stream offsets of that direction)
+        self._fwd = 0  # forwarded (or replaced) up to here
+        self._hold: bool | None = None  # decision for the frame starting at _fwd
+        self._head = b""  # bytes of that frame while still undecided (< 8 bytes known)
+
+    # -- the one call ---------------------------------------------------------------------------
+
+    def feed(self, direction: Direction, data: bytes) -> bytes:
+        """Record `data` (any chunk of `direction`'s stream); return the bytes to forward.
+
+        Raises RecordingBroken when the stream cannot be framed (the frames before the bad
+        byte are written) and BudgetExceeded when the cassette's budget is used up.
+        """
+        if self.closed or self.broken:
+            return data
+        start = self.received[direction]
+        self.received[direction] = start + len(data)
+        try:
+            frames = self.framers[direction].feed(data)
+        except FramingError as err:
+            for frame in getattr(err, "frames", ()):  # whole frames before the bad byte
+                self._write(direction, frame.raw)
+            self.broken = f"framing error: {err}"
+            raise RecordingBroken(self.broken) from err
+        rw = self.rewriter
+        if rw is None:
+            for frame in frames:
+                self._write(direction, frame.raw)
+            return data
+        if direction is not rw.direction:
+            for frame in frames:
+                rw.observe(frame.raw)
+                self._write(direction, frame.raw)
+            return data
+        return self._feed_rewritten(data, start, frames)
+
+    def _feed_rewritten(self, data: bytes, start: int, frames: list[Any]) -> bytes:
+        """Forward what may stream through; hold, rewrite and release the frames that need it."""
+        rw = self.rewriter
+        assert rw is not None
+        out: list[bytes] = []
+        for frame in frames:
+            raw = frame.raw
+            if frame.offset < self._fwd:  # streaming through already: send the rest
+                out.append(raw[self._fwd - frame.offset :])
+            else:
+                hold = self._hold if self._hold is not None else rw.should_hold(raw[:8])
+                if hold:
+                    raw = rw.rewrite(raw)
+                out.append(raw)
+            self._fwd = frame.offset + len(frame.raw)
+            self._hold = None
+            self._head = b""
+            self._write(rw.direction, raw)
+        end = start + len(data)
+        buffered = self.framers[rw.direction].buffered
+        if buffered:
+            tail = end - buffered
+            if self._fwd > tail:  # the partial frame streams through
+                out.append(data[self._fwd - start :])
+                self._fwd = end
+            elif self._hold is None:
+                self._head += data[max(0, tail - start) :]
+                if len(self._head) >= 8:
+                    self._hold = rw.should_hold(self._head[:8])
+                    if not self._hold:
+                        out.append(self._head)
+                        self._fwd = end
+                    self._head = b""
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    # -- per frame ------------------------------------------------------------------------------
+
+    def _write(self, direction: Direction, raw: bytes) -> None:
+        decoded = self.decoder.decode(direction, raw)
+        redacted = decoded.redacted
+        if self.redactor is not None:
+            raw, decoded = self.redactor(self.proto, direction, raw, decoded)
+            redacted = redacted or decoded.redacted
+        self.writer.write_frame(
+            self.conn_id, direction, self.proto, decoded.summary, raw, redacted=redacted
+        )
+        self.frames[direction] += 1
+        if self.on_frame is not None:
+            self.on_frame(
+                FrameEvent(self.proto, direction, api_label(decoded.summary), len(raw), redacted)
+            )
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def partial_note(self) -> str | None:
+        """Bytes of unfinished frames at close (not written as frames), if any."""
+        notes = [
+            f"{d.value} {self.framers[d].buffered} bytes of a partial frame not recorded"
+            for d in (C2S, S2C)
+            if not self.broken and self.framers[d].buffered
+        ]
+        return "; ".join(notes) or None
+
+    def close(self, reason: str) -> str:
+        """Close the connection in the cassette; returns the full reason written."""
+        if self.closed:
+            return reason
+        self.closed = True
+        parts = [reason]
+        if self.broken:
+            parts.append(self.broken)
+        note = self.partial_note()
+        if note:
+            parts.append(note)
+        full = "; ".join(parts)
+        if not getattr(self.writer, "finalized", False):
+            self.writer.close_connection(self.conn_id, full)
+        return full
