@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from .amqp import AmqpFramer
+from typing import Protocol
+
+from .amqp import AmqpDecoder, AmqpFramer
 from .base import (
     DEFAULT_MAX_FRAME_BYTES,
     Decoded,
@@ -15,10 +17,18 @@ from .base import (
     FramingError,
     Proto,
 )
-from .kafka import KafkaFramer
-from .mqtt import MqttFramer
+from .kafka import KafkaDecoder, KafkaFramer
+from .mqtt import MqttDecoder, MqttFramer
+
+
+class Decoder(Protocol):
+    """Per-connection decoder: keeps state (Kafka pending requests, MQTT protocol level)."""
+
+    def decode(self, direction: Direction, raw: bytes) -> Decoded: ...
+
 
 _FRAMERS = {Proto.KAFKA: KafkaFramer, Proto.AMQP: AmqpFramer, Proto.MQTT: MqttFramer}
+_DECODERS = {Proto.KAFKA: KafkaDecoder, Proto.AMQP: AmqpDecoder, Proto.MQTT: MqttDecoder}
 
 
 def framer_for(
@@ -28,16 +38,26 @@ def framer_for(
     return _FRAMERS[Proto(proto)](Direction(direction), max_frame_bytes)
 
 
+def decoder_for(proto: Proto | str) -> Decoder:
+    """A fresh decoder for one connection (use one per connection, both directions)."""
+    return _DECODERS[Proto(proto)]()
+
+
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "AmqpDecoder",
     "AmqpFramer",
     "Decoded",
+    "Decoder",
     "Direction",
     "Frame",
     "Framer",
     "FramingError",
+    "KafkaDecoder",
     "KafkaFramer",
+    "MqttDecoder",
     "MqttFramer",
     "Proto",
+    "decoder_for",
     "framer_for",
 ]

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import struct
+from typing import Any
+
+import pamqp.base
+import pamqp.body
+import pamqp.commands
+import pamqp.exceptions
+import pamqp.frame
+import pamqp.header
 
 from ._framing import BufferedFramer
-from .base import DEFAULT_MAX_FRAME_BYTES, Direction, Proto
+from .base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, Proto
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_END = 0xCE
@@ -69,3 +79,86 @@ class AmqpFramer(BufferedFramer):
             raise self._error(
                 offset + len(raw) - 1, f"frame end octet is {raw[-1]:#04x}, expected 0xce"
             )
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+#: Method arguments that are opaque SASL blobs: a summary shows only their length.
+_OPAQUE_ARGS = {"response", "challenge"}
+#: Peer property tables: a summary keeps only these keys of them.
+_PEER_TABLES = {"client_properties", "server_properties"}
+_PEER_KEYS = ("product", "version", "platform")
+
+
+class AmqpDecoder:
+    """Decodes AMQP 0-9-1 frames with pamqp. Summary: channel, frame type, method name, args.
+
+    Content header frames carry `properties` and `body_size`; body frames their `size`. A frame
+    pamqp cannot read gets `error` in its summary instead of raising: recording must go on.
+    """
+
+    def decode(self, direction: Direction, raw: bytes) -> Decoded:
+        if raw == PROTOCOL_HEADER or raw[:4] == b"AMQP":
+            return Decoded({"frame": "protocol_header", "version": list(raw[5:8])})
+        channel = int.from_bytes(raw[1:3], "big") if len(raw) >= 3 else 0
+        frame_type = FRAME_TYPES.get(raw[0], f"type {raw[0]}") if raw else "empty"
+        summary: dict[str, Any] = {"channel": channel, "frame": frame_type}
+        if raw and raw[0] == 8:
+            return Decoded(summary)
+        try:
+            _consumed, channel, value = pamqp.frame.unmarshal(raw)
+        except (pamqp.exceptions.UnmarshalingException, ValueError, struct.error) as err:
+            summary["error"] = f"pamqp cannot read the frame: {err}"
+            return Decoded(summary)
+        if isinstance(value, pamqp.base.Frame):
+            summary["method"] = value.name
+            summary["args"] = method_args(value)
+        elif isinstance(value, pamqp.header.ContentHeader):
+            summary["body_size"] = value.body_size
+            summary["properties"] = properties(value.properties)
+        elif isinstance(value, pamqp.body.ContentBody):
+            summary["size"] = len(value.value)
+        return Decoded(summary, body=value)
+
+
+def method_args(method: pamqp.base.Frame) -> dict[str, Any]:
+    """A method's arguments, JSON-able; SASL blobs by length, peer tables cut to a few keys."""
+    out: dict[str, Any] = {}
+    for name in method.__slots__:
+        value = getattr(method, name, None)
+        if name in _OPAQUE_ARGS:
+            out[name] = {"len": len(value or b"")}
+        elif name in _PEER_TABLES and isinstance(value, dict):
+            out[name] = {k: jsonable(value[k]) for k in _PEER_KEYS if k in value}
+        else:
+            out[name] = jsonable(value)
+    return out
+
+
+def properties(props: pamqp.commands.Basic.Properties) -> dict[str, Any]:
+    """The content header properties that are set, JSON-able."""
+    out = {}
+    for name in props.__slots__:
+        value = getattr(props, name, None)
+        if value is not None:
+            out[name] = jsonable(value)
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Map AMQP field values onto canonical-JSON types (no floats: they become strings)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(data).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)  # float, Decimal, anything else: exact text, never a float

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import struct
+from dataclasses import dataclass
+from typing import Any
+
+from kio.index import KioIndexError, load_request_schema, load_response_schema
+from kio.schema.index import api_key_map
+from kio.serial import entity_reader, entity_writer
+from kio.serial.errors import SerialError
+from kio.static.primitive import i16, i32
 
 from ._framing import BufferedFramer
-from .base import Proto
+from .base import Decoded, Direction, Proto
+from .kafka_records import Record, RecordsError, read_record_set
 
 _SIZE = struct.Struct(">i")
 #: Smallest body a Kafka frame can have: a response header is at least a correlation id.
@@ -30,3 +40,309 @@ class KafkaFramer(BufferedFramer):
                 f"{self.max_frame_bytes} bytes (raise max_frame_bytes if this is genuine)",
             )
         return size + 4
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+#: Kafka's own API names (ApiVersions, SaslAuthenticate, ...), from kio's key -> module map.
+API_NAMES = {key: name.title().replace("_", "") for key, name in api_key_map.items()}
+_PREVIEW = 24  # characters of a key/value shown in a summary
+_SUMMARY_RECORDS = 10  # records per partition listed in a summary
+
+
+class KafkaCodecError(ValueError):
+    """A Kafka frame kio cannot decode or encode (unknown API/version, malformed body)."""
+
+
+def api_name(api_key: int) -> str:
+    return API_NAMES.get(api_key, f"Unknown{api_key}")
+
+
+def request_schema(api_key: int, version: int) -> type[Any]:
+    """kio's request class for (api_key, version); KafkaCodecError if kio has none."""
+    try:
+        return load_request_schema(api_key, version)
+    except KioIndexError as err:
+        raise KafkaCodecError(f"no kio schema for {api_name(api_key)} v{version} request") from err
+
+
+def response_schema(api_key: int, version: int) -> type[Any]:
+    """kio's response class for (api_key, version); KafkaCodecError if kio has none."""
+    try:
+        return load_response_schema(api_key, version)
+    except KioIndexError as err:
+        raise KafkaCodecError(f"no kio schema for {api_name(api_key)} v{version} response") from err
+
+
+def _read(cls: type[Any], buf: memoryview, offset: int) -> tuple[Any, int]:
+    """kio's reader, returning (entity, next offset) and one error type."""
+    try:
+        entity, size = entity_reader(cls)(buf, offset)
+    except Exception as err:  # kio raises SerialError, ValueError, KeyError, ... on bad bytes
+        raise KafkaCodecError(f"{cls.__name__}: {type(err).__name__}: {err}") from err
+    return entity, offset + size
+
+
+def _write(cls: type[Any], entity: Any, out: io.BytesIO) -> None:
+    try:
+        entity_writer(cls)(out, entity)
+    except (SerialError, ValueError, TypeError, struct.error) as err:
+        raise KafkaCodecError(f"cannot encode {cls.__name__}: {err}") from err
+
+
+def _whole(cls: type[Any], raw: bytes, offset: int) -> Any:
+    entity, end = _read(cls, memoryview(raw), offset)
+    if end != len(raw):
+        raise KafkaCodecError(
+            f"{cls.__name__} ends at byte {end} but the frame has {len(raw)} bytes"
+        )
+    return entity
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRequest:
+    """A decoded request: kio header and body entities."""
+
+    header: Any
+    body: Any
+
+
+def decode_request(raw: bytes) -> KafkaRequest:
+    """Decode a whole request frame (with size prefix) into kio header + body."""
+    api_key, version = _REQ_PREFIX.unpack_from(raw, 4)
+    cls = request_schema(api_key, version)
+    header, end = _read(cls.__header_schema__, memoryview(raw), 4)
+    return KafkaRequest(header, _whole(cls, raw, end))
+
+
+def decode_response_body(api_key: int, version: int, raw: bytes) -> Any:
+    """Decode a whole response frame (with size prefix) as the body of (api_key, version).
+
+    Responses do not name their API: the caller knows it from the paired request.
+    """
+    cls = response_schema(api_key, version)
+    _header, end = _read(cls.__header_schema__, memoryview(raw), 4)
+    return _whole(cls, raw, end)
+
+
+def encode_request(
+    api_key: int, version: int, correlation_id: int, client_id: str | None, entity: Any
+) -> bytes:
+    """Encode a request frame, size prefix included, with the header version the API uses."""
+    cls = request_schema(api_key, version)
+    _check_entity(cls, entity)
+    header_cls = cls.__header_schema__
+    header = header_cls(
+        request_api_key=i16(api_key),
+        request_api_version=i16(version),
+        correlation_id=i32(correlation_id),
+        client_id=client_id,
+    )
+    out = io.BytesIO()
+    _write(header_cls, header, out)
+    _write(cls, entity, out)
+    return _SIZE.pack(len(out.getvalue())) + out.getvalue()
+
+
+def encode_response(api_key: int, version: int, correlation_id: int, entity: Any) -> bytes:
+    """Encode a response frame, size prefix included (ApiVersions keeps header v0, as Kafka)."""
+    cls = response_schema(api_key, version)
+    _check_entity(cls, entity)
+    header_cls = cls.__header_schema__
+    out = io.BytesIO()
+    _write(header_cls, header_cls(correlation_id=i32(correlation_id)), out)
+    _write(cls, entity, out)
+    return _SIZE.pack(len(out.getvalue())) + out.getvalue()
+
+
+def _check_entity(cls: type[Any], entity: Any) -> None:
+    if type(entity) is not cls:
+        raise KafkaCodecError(f"expected a {cls.__module__}.{cls.__name__}, got {type(entity)!r}")
+
+
+class KafkaDecoder:
+    """Decodes one Kafka connection; pairs responses to requests by correlation id.
+
+    Summaries: `api_key`, `api`, `version`, `correlation_id`, plus `client_id` and `flexible` on
+    requests, `error_code` on responses that have one, compact `records` on Produce requests
+    and Fetch responses (full records in `Decoded.extra["records"]`). A frame kio cannot read
+    gets `error` in its summary instead of raising: recording must go on.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[int, int]] = {}  # correlation id -> (api key, version)
+
+    @property
+    def pending(self) -> dict[int, tuple[int, int]]:
+        """Requests still waiting for their response: correlation id -> (api key, version)."""
+        return dict(self._pending)
+
+    def decode(self, direction: Direction, raw: bytes) -> Decoded:
+        if Direction(direction) is Direction.C2S:
+            return self._request(raw)
+        return self._response(raw)
+
+    def _request(self, raw: bytes) -> Decoded:
+        if len(raw) < 12:
+            return Decoded({"error": f"request frame of {len(raw)} bytes is too short"})
+        api_key, version, correlation_id = _REQ_PREFIX_CID.unpack_from(raw, 4)
+        summary: dict[str, Any] = {
+            "api_key": api_key,
+            "api": api_name(api_key),
+            "version": version,
+            "correlation_id": correlation_id,
+        }
+        try:
+            cls = request_schema(api_key, version)
+        except KafkaCodecError as err:
+            summary["error"] = str(err)
+            self._pending[correlation_id] = (api_key, version)
+            return Decoded(summary)
+        summary["flexible"] = bool(cls.__flexible__)
+        try:
+            request = decode_request(raw)
+        except KafkaCodecError as err:
+            summary["error"] = str(err)
+            self._pending[correlation_id] = (api_key, version)
+            return Decoded(summary)
+        summary["client_id"] = request.header.client_id
+        decoded = Decoded(summary, body=request.body, extra={"header": request.header})
+        expects_response = not (api_key == PRODUCE and request.body.acks == 0)
+        if expects_response:
+            self._pending[correlation_id] = (api_key, version)
+        else:
+            summary["expects_response"] = False
+        if api_key == PRODUCE:
+            _attach_records(decoded, _produce_partitions(request.body))
+        return decoded
+
+    def _response(self, raw: bytes) -> Decoded:
+        if len(raw) < 8:
+            return Decoded({"error": f"response frame of {len(raw)} bytes is too short"})
+        (correlation_id,) = _SIZE.unpack_from(raw, 4)
+        paired = self._pending.pop(correlation_id, None)
+        if paired is None:
+            return Decoded(
+                {"correlation_id": correlation_id, "error": "no pending request has this id"}
+            )
+        api_key, version = paired
+        summary: dict[str, Any] = {
+            "api_key": api_key,
+            "api": api_name(api_key),
+            "version": version,
+            "correlation_id": correlation_id,
+        }
+        try:
+            body = decode_response_body(api_key, version, raw)
+        except KafkaCodecError as err:
+            body = self._api_versions_fallback(api_key, version, raw)
+            if body is None:
+                summary["error"] = str(err)
+                return Decoded(summary)
+            summary["answered_version"] = 0
+        error_code = getattr(body, "error_code", None)
+        if error_code is not None:
+            summary["error_code"] = int(error_code)
+        decoded = Decoded(summary, body=body)
+        if api_key == FETCH:
+            _attach_records(decoded, _fetch_partitions(body))
+        return decoded
+
+    @staticmethod
+    def _api_versions_fallback(api_key: int, version: int, raw: bytes) -> Any:
+        """A broker refusing an ApiVersions version answers in v0 (UNSUPPORTED_VERSION)."""
+        if api_key != API_VERSIONS or version == 0:
+            return None
+        try:
+            return decode_response_body(API_VERSIONS, 0, raw)
+        except KafkaCodecError:
+            return None
+
+
+PRODUCE, FETCH, API_VERSIONS = 0, 1, 18
+_REQ_PREFIX = struct.Struct(">hh")
+_REQ_PREFIX_CID = struct.Struct(">hhi")
+
+
+def _produce_partitions(body: Any) -> list[tuple[str, int, bytes | None]]:
+    return [
+        (topic.name, int(part.index), part.records)
+        for topic in body.topic_data or ()
+        for part in topic.partition_data or ()
+    ]
+
+
+def _fetch_partitions(body: Any) -> list[tuple[str, int, bytes | None]]:
+    out = []
+    for topic in body.responses or ():
+        name = getattr(topic, "topic", None)
+        if name is None:  # Fetch v13+ names topics by id
+            name = str(getattr(topic, "topic_id", ""))
+        for part in topic.partitions or ():
+            out.append((name, int(part.partition_index), part.records))
+    return out
+
+
+def _attach_records(decoded: Decoded, partitions: list[tuple[str, int, bytes | None]]) -> None:
+    """Put every record in extra["records"] and a compact view in summary["records"]."""
+    full: list[dict[str, Any]] = []
+    compact: list[dict[str, Any]] = []
+    for topic, partition, data in partitions:
+        try:
+            record_set = read_record_set(data)
+        except RecordsError as err:
+            compact.append({"topic": topic, "partition": partition, "error": str(err)})
+            continue
+        entry: dict[str, Any] = {"topic": topic, "partition": partition, "count": 0}
+        items = []
+        for batch in record_set.batches:
+            if batch.note:
+                entry.setdefault("notes", []).append(batch.note)
+            entry.setdefault("base_offsets", []).append(batch.base_offset)
+            if batch.is_control:
+                entry["control_batches"] = entry.get("control_batches", 0) + 1
+                continue
+            for rec in batch.records:
+                full.append(
+                    {
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": rec.offset,
+                        "timestamp_ms": rec.timestamp_ms,
+                        "key": rec.key,
+                        "value": rec.value,
+                        "headers": list(rec.headers),
+                    }
+                )
+                entry["count"] += 1
+                if len(items) < _SUMMARY_RECORDS:
+                    items.append(_record_view(rec))
+        if items:
+            entry["records"] = items
+        if record_set.partial_tail:
+            entry["partial_tail"] = True
+        compact.append(entry)
+    decoded.summary["records"] = compact
+    decoded.extra["records"] = full
+
+
+def _record_view(rec: Record) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "offset": rec.offset,
+        "key": _preview(rec.key),
+        "value_len": -1 if rec.value is None else len(rec.value),
+    }
+    if rec.headers:
+        view["headers"] = sorted(k for k, _v in rec.headers)
+    return view
+
+
+def _preview(data: bytes | None) -> str | None:
+    """A short, JSON-safe glimpse of a key: text if it is UTF-8, else its length."""
+    if data is None:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(data)} bytes>"
+    return text if len(text) <= _PREVIEW else text[:_PREVIEW] + "…"

@@ -1,0 +1,176 @@
+"""Kafka record batch (magic 2) reader: enough to see keys, values, headers and timestamps.
+
+kio ships `kio.records.readers.read_batch`, but it truncates record timestamps to whole seconds,
+insists on a valid CRC-32C and raises on the partial trailing batch a Fetch response may carry.
+Matching and replay need exact millisecond timestamps and must survive all three, so the layout
+is read here, on top of kio's primitive readers (varints, fixed-width ints).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+
+from kio.serial.errors import SerialError
+from kio.serial.readers import (
+    read_int8,
+    read_int16,
+    read_int32,
+    read_int64,
+    read_signed_varint,
+    read_signed_varlong,
+)
+
+_BATCH_OVERHEAD = 61  # bytes from base offset up to and including the record count
+_LENGTH_PREFIX = 12  # base offset (8) + batch length (4)
+COMPRESSION = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+class RecordsError(ValueError):
+    """Record bytes that do not follow the v2 batch layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(slots=True)
+class Batch:
+    base_offset: int
+    magic: int
+    attributes: int = 0
+    base_timestamp_ms: int = 0
+    max_timestamp_ms: int = 0
+    producer_id: int = -1
+    producer_epoch: int = -1
+    base_sequence: int = -1
+    record_count: int = 0
+    records: list[Record] = field(default_factory=list)
+    note: str | None = None  # why records were not read (legacy format, compression codec)
+
+    @property
+    def compression(self) -> str:
+        return COMPRESSION.get(self.attributes & 0x07, f"codec {self.attributes & 0x07}")
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & 0x20)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & 0x10)
+
+
+@dataclass(slots=True)
+class RecordSet:
+    batches: list[Batch]
+    partial_tail: bool  # a truncated last batch (normal at the end of a Fetch response)
+
+
+def read_record_set(data: bytes | None) -> RecordSet:
+    """Read every batch in a Produce/Fetch `records` field. Raises RecordsError on bad layout."""
+    if not data:
+        return RecordSet([], False)
+    buf = memoryview(data)
+    pos, batches = 0, []
+    while pos < len(buf):
+        if len(buf) - pos < _LENGTH_PREFIX:
+            return RecordSet(batches, True)
+        base_offset = _i64(buf, pos)
+        (length, _) = read_int32(buf, pos + 8)
+        end = pos + _LENGTH_PREFIX + length
+        if length < 0:
+            raise RecordsError(f"negative batch length {length} at byte {pos}")
+        if end > len(buf):
+            return RecordSet(batches, True)
+        batches.append(_read_batch(buf[pos:end], base_offset))
+        pos = end
+    return RecordSet(batches, False)
+
+
+def _i64(buf: memoryview, pos: int) -> int:
+    return read_int64(buf, pos)[0]
+
+
+def _read_batch(buf: memoryview, base_offset: int) -> Batch:
+    magic = read_int8(buf, 16)[0] if len(buf) > 16 else -1
+    if magic != 2:
+        return Batch(base_offset, magic, note=f"legacy message set (magic {magic}) not read")
+    if len(buf) < _BATCH_OVERHEAD:
+        raise RecordsError("record batch shorter than its fixed header")
+    batch = Batch(
+        base_offset=base_offset,
+        magic=magic,
+        attributes=read_int16(buf, 21)[0],
+        base_timestamp_ms=_i64(buf, 27),
+        max_timestamp_ms=_i64(buf, 35),
+        producer_id=_i64(buf, 43),
+        producer_epoch=read_int16(buf, 51)[0],
+        base_sequence=read_int32(buf, 53)[0],
+        record_count=read_int32(buf, 57)[0],
+    )
+    body: memoryview | bytes = buf[_BATCH_OVERHEAD:]
+    if batch.compression == "gzip":
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError) as err:
+            raise RecordsError(f"gzip records do not decompress: {err}") from err
+    elif batch.compression != "none":
+        batch.note = f"{batch.compression}-compressed records not read"
+        return batch
+    batch.records = _read_records(memoryview(body), batch)
+    return batch
+
+
+def _read_records(buf: memoryview, batch: Batch) -> list[Record]:
+    pos, out = 0, []
+    try:
+        for _ in range(batch.record_count):
+            length, n = read_signed_varint(buf, pos)
+            pos += n
+            end = pos + length
+            pos += read_int8(buf, pos)[1]  # record attributes: unused
+            ts_delta, n = read_signed_varlong(buf, pos)
+            pos += n
+            off_delta, n = read_signed_varint(buf, pos)
+            pos += n
+            key, pos = _varbytes(buf, pos)
+            value, pos = _varbytes(buf, pos)
+            count, n = read_signed_varint(buf, pos)
+            pos += n
+            headers = []
+            for _ in range(count):
+                hkey, pos = _varbytes(buf, pos)
+                hval, pos = _varbytes(buf, pos)
+                headers.append(((hkey or b"").decode("utf-8", "replace"), hval))
+            if pos != end:
+                raise RecordsError(f"record length {length} disagrees with its fields")
+            out.append(
+                Record(
+                    offset=batch.base_offset + off_delta,
+                    timestamp_ms=batch.base_timestamp_ms + ts_delta,
+                    key=key,
+                    value=value,
+                    headers=tuple(headers),
+                )
+            )
+    except (IndexError, ValueError, SerialError) as err:
+        if isinstance(err, RecordsError):
+            raise
+        raise RecordsError(f"record {len(out)} of {batch.record_count}: {err}") from err
+    return out
+
+
+def _varbytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
+    length, n = read_signed_varint(buf, pos)
+    pos += n
+    if length < 0:
+        return None, pos
+    if pos + length > len(buf):
+        raise RecordsError("record field runs past the end of the batch")
+    return bytes(buf[pos : pos + length]), pos + length

@@ -1,0 +1,223 @@
+"""Kafka decoder: headers, request/response pairing, records, encode helpers."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+
+import pytest
+from kio.records.schema import NewRecordBatch, Record, RecordHeader
+from kio.records.writers import write_batch
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.api_versions.v3.response import ApiVersion, ApiVersionsResponse
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12.response import FetchableTopicResponse, FetchResponse, PartitionData
+from kio.schema.metadata.v12.request import MetadataRequest
+from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
+
+from rr.canonical import dumps
+from rr.codecs import Direction, KafkaFramer, decoder_for
+from rr.codecs.kafka import (
+    KafkaCodecError,
+    decode_request,
+    decode_response_body,
+    encode_request,
+    encode_response,
+)
+from rr.codecs.kafka_records import read_record_set
+
+C2S, S2C = Direction.C2S, Direction.S2C
+T0 = datetime.datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=datetime.UTC)
+T0_MS = 1704067200123
+
+
+def record_batch(base_offset: int, items: list[tuple[bytes | None, bytes, dict]]) -> bytes:
+    """A v2 record batch written by kio (CRC included) holding (key, value, headers) records."""
+    ts = TZAwareMicros.parse(T0)
+    recs = tuple(
+        Record(
+            attributes=i8(0),
+            timestamp=ts,
+            offset=i64(n),
+            key=key,
+            value=value,
+            headers=tuple(RecordHeader(key=k.encode(), value=v) for k, v in headers.items()),
+        )
+        for n, (key, value, headers) in enumerate(items)
+    )
+    out = io.BytesIO()
+    batch = NewRecordBatch(
+        producer_id=i64(-1),
+        producer_epoch=i16(-1),
+        base_sequence=i32(-1),
+        attributes=i16(0),
+        records=recs,
+    )
+    write_batch(out, batch)
+    raw = bytearray(out.getvalue())
+    raw[0:8] = base_offset.to_bytes(8, "big", signed=True)  # base offset is outside the CRC
+    return bytes(raw)
+
+
+def records(data: bytes) -> Records:
+    return Records(data)
+
+
+def produce(acks: int, batch: bytes) -> ProduceRequest:
+    return ProduceRequest(
+        transactional_id=None,
+        acks=i16(acks),
+        timeout=datetime.timedelta(seconds=5),
+        topic_data=(
+            TopicProduceData(
+                name="orders",
+                partition_data=(PartitionProduceData(index=i32(2), records=records(batch)),),
+            ),
+        ),
+    )
+
+
+def api_versions_response() -> ApiVersionsResponse:
+    return ApiVersionsResponse(
+        error_code=ErrorCode.none,
+        api_keys=(ApiVersion(api_key=i16(0), min_version=i16(0), max_version=i16(9)),),
+        throttle_time=datetime.timedelta(0),
+    )
+
+
+def test_request_summary_and_pairing_with_header_v0_response():
+    dec = decoder_for("kafka")
+    req = ApiVersionsRequest(client_software_name="kp", client_software_version="3")
+    got = dec.decode(C2S, encode_request(18, 3, 41, "client-a", req))
+    assert got.summary == {
+        "api_key": 18,
+        "api": "ApiVersions",
+        "version": 3,
+        "correlation_id": 41,
+        "flexible": True,
+        "client_id": "client-a",
+    }
+    assert got.body == req
+    resp = encode_response(18, 3, 41, api_versions_response())
+    assert resp[8] == 0  # header v0: no tagged-field byte before the body's error code (int16)
+    out = dec.decode(S2C, resp)
+    assert out.summary["api"] == "ApiVersions" and out.summary["correlation_id"] == 41
+    assert out.summary["error_code"] == 0
+    assert out.body == api_versions_response()
+    assert dec.pending == {}
+    dumps(got.summary), dumps(out.summary)  # JSON-able
+
+
+def test_responses_pair_out_of_order_and_unpaired_is_reported():
+    dec = decoder_for("kafka")
+    meta = MetadataRequest(
+        topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+    dec.decode(C2S, encode_request(3, 12, 1, "c", meta))
+    dec.decode(
+        C2S,
+        encode_request(
+            18, 3, 2, "c", ApiVersionsRequest(client_software_name="a", client_software_version="b")
+        ),
+    )
+    assert dec.pending == {1: (3, 12), 2: (18, 3)}
+    out = dec.decode(S2C, encode_response(18, 3, 2, api_versions_response()))
+    assert out.summary["api"] == "ApiVersions"
+    assert dec.pending == {1: (3, 12)}
+    stray = dec.decode(S2C, encode_response(18, 3, 99, api_versions_response()))
+    assert stray.summary == {"correlation_id": 99, "error": "no pending request has this id"}
+
+
+def test_produce_records_and_acks_zero_expects_no_response():
+    batch = record_batch(0, [(b"k1", b"v1", {"h": b"x"}), (None, b"value-2", {})])
+    dec = decoder_for("kafka")
+    got = dec.decode(C2S, encode_request(0, 9, 7, "p", produce(0, batch)))
+    assert got.summary["expects_response"] is False
+    assert dec.pending == {}
+    assert got.summary["records"] == [
+        {
+            "topic": "orders",
+            "partition": 2,
+            "count": 2,
+            "base_offsets": [0],
+            "records": [
+                {"offset": 0, "key": "k1", "value_len": 2, "headers": ["h"]},
+                {"offset": 1, "key": None, "value_len": 7},
+            ],
+        }
+    ]
+    assert got.extra["records"][0] == {
+        "topic": "orders",
+        "partition": 2,
+        "offset": 0,
+        "timestamp_ms": T0_MS,  # exact milliseconds (kio's own reader rounds to seconds)
+        "key": b"k1",
+        "value": b"v1",
+        "headers": [("h", b"x")],
+    }
+    dec.decode(C2S, encode_request(0, 9, 8, "p", produce(1, batch)))
+    assert dec.pending == {8: (0, 9)}
+
+
+def test_fetch_response_records_with_partial_tail():
+    batch1 = record_batch(10, [(b"a", b"1", {})])
+    batch2 = record_batch(11, [(b"b", b"2", {}), (b"c", b"3", {})])
+    data = batch1 + batch2 + batch2[:20]  # brokers may cut the last batch short
+    body = FetchResponse(
+        throttle_time=datetime.timedelta(0),
+        error_code=ErrorCode.none,
+        responses=(
+            FetchableTopicResponse(
+                topic="orders",
+                partitions=(
+                    PartitionData(
+                        partition_index=i32(0),
+                        error_code=ErrorCode.none,
+                        high_watermark=i64(13),
+                        aborted_transactions=None,
+                        records=records(data),
+                    ),
+                ),
+            ),
+        ),
+    )
+    dec = decoder_for("kafka")
+    dec.decode(C2S, _raw_request_header(1, 12, 5))
+    out = dec.decode(S2C, encode_response(1, 12, 5, body))
+    (part,) = out.summary["records"]
+    assert part["count"] == 3 and part["base_offsets"] == [10, 11] and part["partial_tail"]
+    assert [r["offset"] for r in out.extra["records"]] == [10, 11, 12]
+    assert read_record_set(data).partial_tail
+
+
+def _raw_request_header(api_key: int, version: int, cid: int) -> bytes:
+    """A request kio cannot parse beyond the header prefix (the body is missing)."""
+    body = struct.pack(">hhih", api_key, version, cid, -1) + b"\x00"
+    return struct.pack(">i", len(body)) + body
+
+
+def test_unknown_version_and_bad_body_do_not_crash():
+    dec = decoder_for("kafka")
+    got = dec.decode(C2S, _raw_request_header(3, 999, 1))
+    assert got.summary["api"] == "Metadata" and "no kio schema" in got.summary["error"]
+    got = dec.decode(C2S, _raw_request_header(3, 12, 2))
+    assert "error" in got.summary and got.summary["correlation_id"] == 2
+    got = dec.decode(C2S, _raw_request_header(32000, 0, 3))
+    assert got.summary["api"] == "Unknown32000" and "error" in got.summary
+    dumps(got.summary)
+
+
+def test_encode_decode_helpers_round_trip_and_frame():
+    raw = encode_response(18, 3, 77, api_versions_response())
+    assert KafkaFramer(S2C).feed(raw)[0].raw == raw
+    assert decode_response_body(18, 3, raw) == api_versions_response()
+    req = encode_request(
+        18, 3, 5, None, ApiVersionsRequest(client_software_name="x", client_software_version="1")
+    )
+    assert decode_request(req).header.client_id is None
+    with pytest.raises(KafkaCodecError):
+        encode_response(18, 2, 1, api_versions_response())  # v3 entity for v2
+    with pytest.raises(KafkaCodecError):
+        decode_response_body(18, 3, raw[:-3])
