@@ -67,7 +67,7 @@ def up(
     kafka_impl: str = "tansu",
     mqtt_impl: str = "amqtt",
     timeout: float = DEFAULT_TIMEOUT_S,
-    out: TextIO | None = sys.stdout,
+    out: TextIO | None | str = "stdout",
     mqtt_users: dict[str, str] | None = None,
     ports: dict[str, int] | None = None,
 ) -> dict[str, dict]:
@@ -141,7 +141,7 @@ def up(
 
 
 def _wait(
-    pending: dict[str, tuple[dict, float]], timeout: float, results: dict, out: TextIO | None
+    pending: dict[str, tuple[dict, float]], timeout: float, results: dict, out: TextIO | None | str
 ) -> None:
     """Probe every pending broker until it answers; fail on the first one that cannot."""
     deadline = time.monotonic() + timeout
@@ -190,7 +190,7 @@ def _result(name: str, record: dict, started: bool, ready_s: float | None) -> di
     }
 
 
-def down(names: Iterable[str] | None = None, out: TextIO | None = sys.stdout) -> list[str]:
+def down(names: Iterable[str] | None = None, out: TextIO | None | str = "stdout") -> list[str]:
     """Stop the named brokers we started (default: all), drop their state; return those stopped."""
     stopped = []
     for name in _names(names):
@@ -245,6 +245,7 @@ def status(names: Iterable[str] | None = None) -> list[dict]:
     return rows
 
 
-def _say(out: TextIO | None, line: str) -> None:
+def _say(out: TextIO | None | str, line: str) -> None:
+    """Print progress to `out`: "stdout" (resolved now, so pytest's capsys sees it) or None."""
     if out is not None:
-        print(line, file=out, flush=True)
+        print(line, file=sys.stdout if out == "stdout" else out, flush=True)

@@ -7,6 +7,8 @@ Anonymous by default. `users={"name": "password"}` starts a password-protected b
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -71,7 +73,10 @@ def _mosquitto(home: Path, port: int, users: dict[str, str] | None) -> list[str]
         raise RuntimeError(
             f"Mosquitto is not installed ({MOSQUITTO} missing); run tools/ensure-system-packages"
         )
-    lines = [f"listener {port} {HOST}", "persistence false", "log_dest stdout", "log_type all"]
+    # run as ourselves: mosquitto started by root otherwise drops to user `mosquitto`, which
+    # cannot read a password file under a private (0700) state dir
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    lines = [f"listener {port} {HOST}", f"user {me}", "persistence false", "log_dest stdout"]
     if users:
         passwd = home / "passwd"
         passwd.touch()

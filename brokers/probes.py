@@ -8,6 +8,7 @@ reason string when not.
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import struct
 
@@ -65,10 +66,17 @@ def amqp(url: str) -> str | None:
     params.socket_timeout = PROBE_TIMEOUT_S
     params.blocked_connection_timeout = PROBE_TIMEOUT_S
     params.connection_attempts = 1
+    if not port_open(params.host, params.port):  # cheap, and spares pika's error logging
+        return f"amqp {params.host}:{params.port}: connection refused"
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)  # a refused probe is expected, not an error to log
     try:
         pika.BlockingConnection(params).close()
     except Exception as exc:  # pika raises many unrelated types for "not yet"
         return f"amqp {params.host}:{params.port}: {type(exc).__name__} {exc}".strip()
+    finally:
+        pika_log.setLevel(level)
     return None
 
 

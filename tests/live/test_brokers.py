@@ -1,0 +1,176 @@
+"""Real brokers through `brokers.up/down/status`, on side ports and a private state dir.
+
+The shared brokers on 9092/5672/1883 belong to everyone working in this tree, so these tests
+never touch them: RRLAB_STATE_DIR points to a temp dir and every broker runs on a 2xxxx port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pika
+import pytest
+
+from brokers import BrokerError, control, probes, process, state
+from brokers.session import LiveBrokers
+
+pytestmark = pytest.mark.live
+
+PORTS = {"kafka": 29392, "amqp": 25873, "mqtt": 21893}
+
+
+@pytest.fixture
+def private_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRLAB_STATE_DIR", str(tmp_path / "rrlab"))
+    yield tmp_path / "rrlab"
+    control.down(out=None)  # whatever a failing test left behind, in this private dir only
+
+
+def _family_pids(names) -> list[int]:
+    pids = []
+    for name in names:
+        for proc in state.load(name)["procs"].values():
+            pids += process.family(proc["pid"])
+    return pids
+
+
+def _port_closed(port: int) -> bool:
+    return not probes.port_open("127.0.0.1", port)
+
+
+@pytest.mark.timeout(180)
+def test_up_status_idempotent_down(private_state, capsys):
+    first = control.up(ports=PORTS, timeout=90)
+    assert set(first) == {"kafka", "amqp", "mqtt"}
+    assert all(info["started"] and info["ready_s"] > 0 for info in first.values())
+    assert (first["kafka"]["impl"], first["amqp"]["impl"], first["mqtt"]["impl"]) == (
+        "tansu",
+        "rabbitmq",
+        "amqtt",
+    )
+    printed = capsys.readouterr().out
+    assert "kafka (tansu) ready on 127.0.0.1:29392 in" in printed
+
+    rows = {row["broker"]: row for row in control.status()}
+    assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(PORTS, "ready")
+    assert all(os.path.exists(row["log"]) for row in rows.values())
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "rr.cli", "brokers", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert [line.split()[4] for line in cli.stdout.splitlines()[1:]] == ["ready"] * 3
+
+    again = control.up(ports=PORTS)
+    assert not any(info["started"] for info in again.values())
+    assert {n: i["pid"] for n, i in again.items()} == {n: i["pid"] for n, i in first.items()}
+    assert "already running" in capsys.readouterr().out
+
+    # the AMQP fixture credentials and vhost work end to end
+    url = first["amqp"]["address"]
+    assert url.startswith("amqp://rrlab:rrlab-secret-pw@127.0.0.1:25873/rrlab")
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    channel = conn.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.basic_publish("", queue, b"hello")
+    assert channel.basic_get(queue, auto_ack=True)[2] == b"hello"
+    conn.close()
+
+    pids = _family_pids(PORTS)
+    assert len(pids) >= 4  # tansu, rabbitmq-server + beam (+ erl_child_setup), amqtt
+    assert sorted(control.down()) == ["amqp", "kafka", "mqtt"]
+    assert [pid for pid in pids if process.alive(pid)] == []
+    assert all(_port_closed(port) for port in PORTS.values())
+    assert not (private_state / "brokers" / "kafka").exists()
+    assert [row["state"] for row in control.status()] == ["down"] * 3
+
+
+@pytest.mark.timeout(60)
+def test_wrong_impl_and_foreign_port_are_refused(private_state):
+    control.up(["kafka"], ports=PORTS, out=None)
+    with pytest.raises(BrokerError, match="running as tansu.*rrlab brokers down kafka"):
+        control.up(["kafka"], kafka_impl="apache", ports=PORTS, out=None)
+    with socket.create_server(("127.0.0.1", PORTS["mqtt"])):
+        with pytest.raises(
+            BrokerError, match="127.0.0.1:21893 for mqtt is taken by a process rrlab did not start"
+        ):
+            control.up(["mqtt"], ports=PORTS, out=None)
+    assert state.load("mqtt") is None
+    with pytest.raises(BrokerError, match="unknown broker 'redis'"):
+        control.up(["redis"])
+
+
+@pytest.mark.timeout(60)
+def test_timeout_names_the_log_and_stops_the_broker(private_state):
+    with pytest.raises(BrokerError, match=r"amqp \(rabbitmq\) not ready after .*rabbitmq\.log"):
+        control.up(["amqp"], ports=PORTS, timeout=0.2, out=None)
+    record = state.load("amqp")
+    assert os.path.exists(record["log"])
+    assert not control._running(record)
+    assert [row["state"] for row in control.status(["amqp"])] == ["down"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("impl", ["amqtt", "mosquitto"])
+def test_mqtt_password_mode(private_state, impl):
+    control.up(["mqtt"], mqtt_impl=impl, ports=PORTS, mqtt_users={"alice": "pw-1"}, out=None)
+    port = PORTS["mqtt"]
+    assert "refused" in probes.mqtt("127.0.0.1", port)
+    assert "refused" in probes.mqtt("127.0.0.1", port, "alice", "wrong")
+    assert probes.mqtt("127.0.0.1", port, "alice", "pw-1") is None
+    assert control.down(["mqtt"], out=None) == ["mqtt"]
+
+
+@pytest.mark.timeout(120)
+def test_session_stops_only_what_it_started(private_state):
+    control.up(["mqtt"], ports=PORTS, out=None)  # "someone else's" broker
+    session = LiveBrokers(ports=PORTS)
+    addrs = session("kafka", "mqtt")
+    assert addrs == {"kafka": "127.0.0.1:29392", "mqtt": "127.0.0.1:21893"}
+    addrs = session("mqtt", mqtt_impl="mosquitto")  # switch: stops amqtt first
+    assert state.load("mqtt")["impl"] == "mosquitto"
+    session.close()
+    assert state.load("kafka") is None  # started by the session: stopped
+    assert state.load("mqtt")["impl"] == "amqtt"  # replaced: restored
+    assert probes.mqtt("127.0.0.1", PORTS["mqtt"]) is None
+
+
+@pytest.mark.apache
+@pytest.mark.timeout(300)
+def test_apache_kafka_roundtrip(private_state):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    info = control.up(["kafka"], kafka_impl="apache", ports=PORTS, timeout=240)["kafka"]
+    assert info["impl"] == "apache" and info["started"]
+    bootstrap = f"127.0.0.1:{PORTS['kafka']}"
+    topic = f"rrlab-rt-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(5):
+        producer.send(topic, key=b"k%d" % i, value=b"v%d" % i)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(topic, 0)])
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < 5 and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            got += [(r.key, r.value) for r in records]
+    consumer.close()
+    assert got == [(b"k%d" % i, b"v%d" % i) for i in range(5)]
+    pids = _family_pids(["kafka"])
+    assert control.down(["kafka"], out=None) == ["kafka"]
+    assert [pid for pid in pids if process.alive(pid)] == []
+    assert _port_closed(PORTS["kafka"]) and _port_closed(PORTS["kafka"] + 1)
