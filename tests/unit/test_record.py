@@ -1,0 +1,247 @@
+"""ConnectionRecorder: any chunking of a stream gives the same frames on disk and on the wire;
+Kafka responses that need rewriting are held and replaced, all other bytes stream through."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import struct
+from pathlib import Path
+from typing import Any
+
+import pamqp.commands
+import pamqp.frame
+import pytest
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i16, i32
+
+from proxy.kafka_rewrite import NodeMap
+from proxy.kafka_stream import KafkaResponseRewriter
+from rr.cassette import CassetteReader, CassetteWriter, verify
+from rr.codecs import Direction, decoder_for
+from rr.codecs.kafka import encode_request, encode_response
+from rr.policy import BudgetExceeded, Budgets
+from rr.record import ConnectionRecorder, RecordingBroken
+
+C2S, S2C = Direction.C2S, Direction.S2C
+ZERO = datetime.timedelta(0)
+
+
+def make(cls: type, **values: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def nested(api_key: int, version: int, name: str) -> type:
+    module = __import__(load_response_schema(api_key, version).__module__, fromlist=[name])
+    return getattr(module, name)
+
+
+def kafka_exchange() -> tuple[list[bytes], list[bytes]]:
+    """ApiVersions v3, Metadata v12 (rewritten) and Heartbeat v4 (streamed), requests+responses."""
+    reqs = [
+        encode_request(
+            18,
+            3,
+            1,
+            "c",
+            make(
+                load_request_schema(18, 3),
+                client_software_name="t",
+                client_software_version="1",
+            ),
+        ),
+        encode_request(
+            3,
+            12,
+            2,
+            "c",
+            make(
+                load_request_schema(3, 12),
+                topics=None,
+                include_topic_authorized_operations=False,
+                allow_auto_topic_creation=False,
+            ),
+        ),
+        encode_request(
+            12,
+            4,
+            3,
+            "c",
+            make(
+                load_request_schema(12, 4),
+                group_id="g",
+                generation_id=i32(1),
+                member_id="m",
+                group_instance_id=None,
+            ),
+        ),
+    ]
+    entry = nested(18, 3, "ApiVersion")
+    api_versions = make(
+        load_response_schema(18, 3),
+        error_code=ErrorCode.none,
+        api_keys=(
+            entry(api_key=i16(3), min_version=i16(0), max_version=i16(12)),
+            entry(api_key=i16(9999), min_version=i16(0), max_version=i16(1)),
+        ),
+        throttle_time=ZERO,
+    )
+    broker = nested(3, 12, "MetadataResponseBroker")
+    metadata = make(
+        load_response_schema(3, 12),
+        throttle_time=ZERO,
+        brokers=(broker(node_id=i32(7), host="kafka-7.internal", port=i32(9092)),),
+        cluster_id="c",
+        controller_id=i32(7),
+        topics=(),
+    )
+    heartbeat = make(load_response_schema(12, 4), throttle_time=ZERO, error_code=ErrorCode.none)
+    resps = [
+        encode_response(18, 3, 1, api_versions),
+        encode_response(3, 12, 2, metadata),
+        encode_response(12, 4, 3, heartbeat),
+    ]
+    return reqs, resps
+
+
+def new_recorder(tmp_path: Path, name: str, **kw: Any) -> tuple[CassetteWriter, ConnectionRecorder]:
+    writer = CassetteWriter.create(tmp_path / name, budgets=kw.pop("budgets", None))
+    conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
+    node_map = kw.pop("node_map", NodeMap(base_port=40000))
+    rec = ConnectionRecorder(
+        writer,
+        conn,
+        "kafka",
+        decoder=decoder_for("kafka"),
+        rewriter=KafkaResponseRewriter(node_map),
+        **kw,
+    )
+    return writer, rec
+
+
+def chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 64, 10_000])
+def test_kafka_any_chunking_same_frames_and_bytes(tmp_path: Path, size: int) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, f"c{size}")
+    c2s_out = b"".join(rec.feed(C2S, c) for c in chunks(b"".join(reqs), size))
+    s2c_out = b"".join(rec.feed(S2C, c) for c in chunks(b"".join(resps), size))
+    assert c2s_out == b"".join(reqs)  # requests are never changed
+    rec.close("client closed")
+    writer.finalize()
+    verify(writer.path)
+    frames = list(CassetteReader.open(writer.path).frames())
+    assert [(f.dir, f.summary["api"]) for f in frames] == [
+        (C2S, "ApiVersions"),
+        (C2S, "Metadata"),
+        (C2S, "Heartbeat"),
+        (S2C, "ApiVersions"),
+        (S2C, "Metadata"),
+        (S2C, "Heartbeat"),
+    ]
+    # the client got exactly what the cassette holds (the rewritten frames)
+    assert s2c_out == b"".join(f.raw for f in frames if f.dir is S2C)
+    av, md, hb = (f.raw for f in frames if f.dir is S2C)
+    assert hb == resps[2]  # untouched
+    assert av != resps[0] and b"kafka-7.internal" in resps[1] and b"kafka-7.internal" not in md
+    assert struct.unpack_from(">i", md, 0)[0] == len(md) - 4
+    assert all("error" not in f.summary for f in frames)
+
+
+def test_kafka_streams_untouched_responses_and_holds_the_rewritten(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    for r in reqs:
+        rec.feed(C2S, r)
+    # a held response: nothing goes out until the whole frame is there
+    assert rec.feed(S2C, resps[0][:20]) == b""
+    first = rec.feed(S2C, resps[0][20:])
+    assert first and first != resps[0]
+    assert rec.feed(S2C, resps[1][:7]) == b""  # not enough to read the correlation id yet
+    assert rec.feed(S2C, resps[1][7:9]) == b""  # known now: Metadata, held
+    assert b"127.0.0.1" in rec.feed(S2C, resps[1][9:])
+    # a streamed response: bytes leave as soon as its correlation id is known
+    assert rec.feed(S2C, resps[2][:5]) == b""
+    assert rec.feed(S2C, resps[2][5:9]) == resps[2][:9]
+    assert rec.feed(S2C, resps[2][9:]) == resps[2][9:]
+    rec.close("done")
+    writer.finalize()
+    assert writer.frame_count == 6
+
+
+def test_node_map_is_shared_and_recorded_in_order(tmp_path: Path) -> None:
+    seen = []
+    node_map = NodeMap(base_port=40000, on_new=seen.append)
+    reqs, resps = kafka_exchange()
+    for name in ("a", "b"):
+        writer, rec = new_recorder(tmp_path, name, node_map=node_map)
+        for r in reqs:
+            rec.feed(C2S, r)
+        rec.feed(S2C, b"".join(resps))
+        writer.finalize()
+    assert [(n.upstream_host, n.upstream_port, n.listen_port, n.node_ids) for n in seen] == [
+        ("kafka-7.internal", 9092, 40000, (7,))
+    ]
+
+
+def test_partial_frame_at_close_is_noted_not_written(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    rec.feed(C2S, reqs[0])
+    rec.feed(C2S, reqs[1][:10])  # client reset mid-frame
+    reason = rec.close("client connection lost: reset")
+    writer.finalize()
+    verify(writer.path)
+    assert "c2s 10 bytes of a partial frame not recorded" in reason
+    manifest = CassetteReader.open(writer.path).manifest
+    assert manifest.connections[0].close_reason == reason
+    assert [f.summary["api"] for f in CassetteReader.open(writer.path).frames()] == ["ApiVersions"]
+
+
+def test_framing_error_keeps_what_was_written(tmp_path: Path) -> None:
+    reqs, _ = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    rec.feed(C2S, reqs[0])
+    with pytest.raises(RecordingBroken, match="byte offset"):
+        rec.feed(C2S, b"\x00\x00\x00\x01zzzz")  # declared size 1: not Kafka
+    assert rec.feed(C2S, b"more") == b"more"  # broken: bytes still pass, nothing more written
+    reason = rec.close("aborted")
+    writer.finalize()
+    verify(writer.path)
+    assert "framing error" in reason
+    assert writer.frame_count == 1
+
+
+def test_budget_exceeded_propagates_and_cassette_stays_valid(tmp_path: Path) -> None:
+    reqs, _ = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c", budgets=Budgets(max_frames=2))
+    rec.feed(C2S, reqs[0] + reqs[1])
+    with pytest.raises(BudgetExceeded):
+        rec.feed(C2S, reqs[2])
+    rec.close("budget")
+    writer.finalize()
+    verify(writer.path)
+    assert writer.frame_count == 2
+
+
+def test_amqp_passthrough_records_every_frame_any_chunking(tmp_path: Path) -> None:
+    stream = b"AMQP\x00\x00\x09\x01" + b"".join(
+        pamqp.frame.marshal(pamqp.commands.Basic.Publish(exchange="", routing_key=f"q{i}"), i)
+        for i in range(1, 6)
+    )
+    writer = CassetteWriter.create(tmp_path / "a")
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    rec = ConnectionRecorder(writer, conn, "amqp", decoder=decoder_for("amqp"))
+    for piece in chunks(stream, 3):
+        assert rec.feed(C2S, piece) is piece  # no copy, no delay
+    rec.close("client closed")
+    writer.finalize()
+    frames = list(CassetteReader.open(writer.path).frames())
+    assert len(frames) == 6
+    assert b"".join(f.raw for f in frames) == stream
+    assert [f.summary.get("channel") for f in frames[1:]] == [1, 2, 3, 4, 5]
