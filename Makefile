@@ -12,7 +12,7 @@ $(BIN)/.synced: requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@test -x $(BIN)/python || uv venv --quiet --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) uv pip sync --quiet --require-hashes requirements.lock
-	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps -e .
+	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps --config-settings editable_mode=compat -e .
 	@touch $@
 
 venv: $(BIN)/.synced

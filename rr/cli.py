@@ -25,10 +25,11 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rrlab", description="Record and replay message-broker traffic (Kafka, AMQP 0-9-1, MQTT)."
+        prog="rrlab",
+        description="Record and replay message-broker traffic (Kafka, AMQP 0-9-1, MQTT).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SUBCOMMANDS.values():
+    for module_name in dict.fromkeys(SUBCOMMANDS.values()):  # one module may own several
         importlib.import_module(module_name).register(sub)
     return parser
 
