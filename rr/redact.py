@@ -1,0 +1,217 @@
+"""What is secret, and how it leaves a frame. The one place that decides it.
+
+`redact(proto, direction, raw, decoded)` returns the frame with every credential replaced by
+PLACEHOLDER, re-encoded so it still frames and decodes (sizes updated), and a Decoded whose
+summary is re-derived from the redacted bytes, `redacted=True` and `summary["redacted"]` naming
+each field replaced. Frames without credentials come back unchanged (the same objects).
+
+Secret here: Kafka SaslAuthenticate auth bytes (PLAIN password, SCRAM client proof, any other
+mechanism's whole token), AlterUserScramCredentials salted passwords, delegation-token HMACs;
+AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name);
+MQTT CONNECT password (the user name stays). Not secret: Kafka SaslHandshake (a mechanism name),
+SCRAM client-first messages (user name and nonce), AMQP EXTERNAL (empty response).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pamqp.decode
+import pamqp.encode
+
+from rr.codecs import Decoded, Direction, Proto, decoder_for
+from rr.codecs import kafka as kafka_codec
+from rr.codecs import mqtt as mqtt_codec
+from rr.codecs.amqp import PROTOCOL_HEADER
+
+PLACEHOLDER = b"rrlab-redacted"
+
+# Kafka API keys that carry secrets.
+SASL_AUTHENTICATE, CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN = 36, 38, 41
+ALTER_USER_SCRAM_CREDENTIALS = 51
+
+
+class RedactionError(ValueError):
+    """A frame that should hold a credential but cannot be rewritten: refuse to record it."""
+
+
+def redact(
+    proto: Proto | str, direction: Direction | str, raw: bytes, decoded: Decoded
+) -> tuple[bytes, Decoded]:
+    """Replace credentials in one frame. Raises RedactionError rather than let one through."""
+    proto, direction = Proto(proto), Direction(direction)
+    rewrite = _REDACTORS[proto]
+    result = rewrite(direction, raw, decoded)
+    if result is None:
+        return raw, decoded
+    new_raw, fields = result
+    fresh = decoder_for(proto).decode(direction, new_raw)
+    summary = dict(decoded.summary)
+    summary.update(fresh.summary)
+    summary["redacted"] = fields
+    return new_raw, Decoded(summary, body=fresh.body, redacted=True, extra=dict(decoded.extra))
+
+
+# --- Kafka ---------------------------------------------------------------------------------------
+
+
+def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
+    api_key = decoded.summary.get("api_key")
+    if api_key not in (
+        SASL_AUTHENTICATE,
+        ALTER_USER_SCRAM_CREDENTIALS,
+        CREATE_DELEGATION_TOKEN,
+        DESCRIBE_DELEGATION_TOKEN,
+    ):
+        return None
+    version = decoded.summary["version"]
+    correlation_id = decoded.summary["correlation_id"]
+    try:
+        if direction is Direction.C2S:
+            request = kafka_codec.decode_request(raw)
+            body, fields = _kafka_request_body(api_key, request.body)
+            if body is None:
+                return None
+            client_id = request.header.client_id
+            return kafka_codec.encode_request(
+                api_key, version, correlation_id, client_id, body
+            ), fields
+        body = kafka_codec.decode_response_body(api_key, version, raw)
+        body, fields = _kafka_response_body(api_key, body)
+        if body is None:
+            return None
+        return kafka_codec.encode_response(api_key, version, correlation_id, body), fields
+    except kafka_codec.KafkaCodecError as err:
+        raise RedactionError(
+            f"cannot redact Kafka {kafka_codec.api_name(api_key)} v{version} "
+            f"(correlation id {correlation_id}): {err}"
+        ) from err
+
+
+def _kafka_request_body(api_key: int, body: Any) -> tuple[Any, list[str]]:
+    if api_key == SASL_AUTHENTICATE:
+        new, what = sasl_token(body.auth_bytes)
+        if new == body.auth_bytes:
+            return None, []
+        return dataclasses.replace(body, auth_bytes=new), [f"auth_bytes ({what})"]
+    if api_key == ALTER_USER_SCRAM_CREDENTIALS and body.upsertions:
+        upsertions = tuple(
+            dataclasses.replace(u, salted_password=PLACEHOLDER) for u in body.upsertions
+        )
+        return dataclasses.replace(body, upsertions=upsertions), ["upsertions[].salted_password"]
+    return None, []
+
+
+def _kafka_response_body(api_key: int, body: Any) -> tuple[Any, list[str]]:
+    if api_key == CREATE_DELEGATION_TOKEN and body.hmac:
+        return dataclasses.replace(body, hmac=PLACEHOLDER), ["hmac"]
+    if api_key == DESCRIBE_DELEGATION_TOKEN and body.tokens:
+        tokens = tuple(dataclasses.replace(t, hmac=PLACEHOLDER) for t in body.tokens)
+        return dataclasses.replace(body, tokens=tokens), ["tokens[].hmac"]
+    return None, []
+
+
+def sasl_token(token: bytes) -> tuple[bytes, str]:
+    """Redact one client SASL token (Kafka auth bytes). Returns (new token, what was replaced).
+
+    PLAIN "authzid\\0user\\0password" keeps authzid and user. SCRAM client-first carries no
+    secret; SCRAM client-final keeps everything but the proof. Anything else is replaced whole.
+    """
+    if token.count(b"\x00") == 2:
+        authzid, user, _password = token.split(b"\x00")
+        return b"\x00".join((authzid, user, PLACEHOLDER)), "PLAIN password"
+    if token[:2] in (b"n,", b"y,", b"p="):  # SCRAM client-first: gs2 header, user, nonce
+        return token, "none"
+    if token.startswith(b"c=") and b",p=" in token:  # SCRAM client-final
+        head, _proof = token.rsplit(b",p=", 1)
+        return head + b",p=" + PLACEHOLDER, "SCRAM client proof"
+    if not token:
+        return token, "none"
+    return PLACEHOLDER, "SASL token"
+
+
+# --- AMQP 0-9-1 --------------------------------------------------------------------------------
+
+_START_OK, _SECURE_OK = 0x000A000B, 0x000A0015  # Connection.StartOk, Connection.SecureOk
+_FRAME_HEADER = struct.Struct(">BHI")
+
+
+def _amqp(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
+    if direction is not Direction.C2S or raw == PROTOCOL_HEADER or len(raw) < 12 or raw[0] != 1:
+        return None
+    try:
+        return _amqp_method(raw)
+    except (struct.error, IndexError) as err:
+        raise RedactionError(f"cannot redact a malformed AMQP Connection method: {err}") from err
+
+
+def _amqp_method(raw: bytes) -> tuple[bytes, list[str]] | None:
+    """Splice the SASL response of StartOk/SecureOk; every other byte stays as it was."""
+    (method,) = struct.unpack_from(">I", raw, 7)
+    if method == _START_OK:
+        table_len = struct.unpack_from(">I", raw, 11)[0]
+        mech_at = 15 + table_len
+        mechanism = raw[mech_at + 1 : mech_at + 1 + raw[mech_at]].decode("ascii", "replace")
+        at = mech_at + 1 + raw[mech_at]
+    elif method == _SECURE_OK:
+        mechanism, at = "", 11
+    else:
+        return None
+    (length,) = struct.unpack_from(">I", raw, at)
+    if at + 4 + length > len(raw) - 1:
+        raise IndexError(f"response of {length} bytes runs past the frame")
+    response = raw[at + 4 : at + 4 + length]
+    new, what = amqp_response(mechanism, response)
+    if new == response:
+        return None
+    name = "Connection.StartOk" if method == _START_OK else "Connection.SecureOk"
+    payload = raw[7:at] + struct.pack(">I", len(new)) + new + raw[at + 4 + length : -1]
+    header = _FRAME_HEADER.pack(raw[0], int.from_bytes(raw[1:3], "big"), len(payload))
+    return header + payload + b"\xce", [f"{name}.response ({what})"]
+
+
+def amqp_response(mechanism: str, response: bytes) -> tuple[bytes, str]:
+    """Redact a Connection.StartOk/SecureOk SASL response. Returns (new response, what)."""
+    if not response:
+        return response, "none"
+    if mechanism == "PLAIN" and response.count(b"\x00") == 2:
+        authzid, user, _password = response.split(b"\x00")
+        return b"\x00".join((authzid, user, PLACEHOLDER)), "PLAIN password"
+    if mechanism == "AMQPLAIN":
+        try:
+            _n, table = pamqp.decode.field_table(struct.pack(">I", len(response)) + response)
+        except (ValueError, struct.error):
+            return PLACEHOLDER, "AMQPLAIN response"
+        if "PASSWORD" in table:
+            table["PASSWORD"] = PLACEHOLDER.decode()
+            return pamqp.encode.field_table(table)[4:], "AMQPLAIN PASSWORD"
+    return PLACEHOLDER, f"{mechanism or 'SASL'} response"
+
+
+# --- MQTT ---------------------------------------------------------------------------------------
+
+
+def _mqtt(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
+    if direction is not Direction.C2S or raw[0] >> 4 != mqtt_codec.CONNECT:
+        return None
+    packet = decoded.body
+    if not isinstance(packet, mqtt_codec.MqttPacket):
+        if "error" in decoded.summary:  # unreadable CONNECT: cannot tell where the password is
+            raise RedactionError(f"cannot redact an unreadable MQTT CONNECT: {decoded.summary}")
+        return None
+    span = packet.spans.get("password")
+    if span is None:
+        return None
+    start, end = span
+    new = mqtt_codec.splice(raw, start, end, struct.pack(">H", len(PLACEHOLDER)) + PLACEHOLDER)
+    return new, ["CONNECT.password"]
+
+
+_REDACTORS: dict[Proto, Callable[[Direction, bytes, Decoded], tuple[bytes, list[str]] | None]] = {
+    Proto.KAFKA: _kafka,
+    Proto.AMQP: _amqp,
+    Proto.MQTT: _mqtt,
+}

@@ -1,0 +1,168 @@
+"""Redaction on frames built with kio, pamqp and amqtt: secrets out, frames still decode."""
+
+from __future__ import annotations
+
+import struct
+
+import pamqp.encode
+import pamqp.frame
+import pytest
+from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
+from kio.schema.alter_user_scram_credentials.v0.request import (
+    AlterUserScramCredentialsRequest,
+    ScramCredentialUpsertion,
+)
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
+from kio.static.primitive import i8, i32
+from pamqp import commands, header
+
+from rr.canonical import dumps
+from rr.codecs import AmqpFramer, Direction, KafkaFramer, MqttFramer, Proto, decoder_for
+from rr.codecs.kafka import decode_request, encode_request
+from rr.codecs.mqtt import encode_remaining_length
+from rr.redact import PLACEHOLDER, RedactionError, redact, sasl_token
+
+C2S, S2C = Direction.C2S, Direction.S2C
+SECRET = b"Sup3r-s3cret!"
+
+
+def run(proto: Proto, direction: Direction, raw: bytes):
+    decoded = decoder_for(proto).decode(direction, raw)
+    return redact(proto, direction, raw, decoded)
+
+
+def kafka_sasl(token: bytes) -> bytes:
+    return encode_request(36, 2, 9, "cli", SaslAuthenticateRequest(auth_bytes=token))
+
+
+@pytest.mark.parametrize(
+    ("token", "kept", "what"),
+    [
+        (b"\x00alice\x00" + SECRET, b"\x00alice\x00", "PLAIN password"),
+        (b"admin\x00alice\x00" + SECRET, b"admin\x00alice\x00", "PLAIN password"),
+        (b"c=biws,r=abcNONCE,p=" + SECRET, b"c=biws,r=abcNONCE,p=", "SCRAM client proof"),
+        (b"opaque-oauth-token-" + SECRET, b"", "SASL token"),
+    ],
+)
+def test_kafka_sasl_authenticate(token, kept, what):
+    raw = kafka_sasl(token)
+    new, decoded = run(Proto.KAFKA, C2S, raw)
+    assert SECRET not in new and PLACEHOLDER in new
+    assert decoded.redacted and decoded.summary["redacted"] == [f"auth_bytes ({what})"]
+    assert decoded.body.auth_bytes == kept + PLACEHOLDER
+    assert KafkaFramer(C2S).feed(new)[0].raw == new  # size prefix updated
+    assert decode_request(new).body.auth_bytes == kept + PLACEHOLDER
+    assert decoded.summary["api"] == "SaslAuthenticate" and decoded.summary["correlation_id"] == 9
+    assert SECRET not in dumps(decoded.summary)
+
+
+def test_kafka_not_secret_frames_unchanged():
+    first = kafka_sasl(b"n,,n=alice,r=clientnonce")
+    hand = encode_request(17, 1, 1, "cli", SaslHandshakeRequest(mechanism="SCRAM-SHA-256"))
+    for raw in (first, hand):
+        decoded = decoder_for("kafka").decode(C2S, raw)
+        assert redact(Proto.KAFKA, C2S, raw, decoded) == (raw, decoded)
+        assert not decoded.redacted
+    assert sasl_token(b"") == (b"", "none")
+
+
+def test_kafka_scram_credentials_upsertion():
+    body = AlterUserScramCredentialsRequest(
+        deletions=(),
+        upsertions=(
+            ScramCredentialUpsertion(
+                name="alice",
+                mechanism=i8(1),
+                iterations=i32(4096),
+                salt=b"salt",
+                salted_password=SECRET,
+            ),
+        ),
+    )
+    new, decoded = run(Proto.KAFKA, C2S, encode_request(51, 0, 3, "admin", body))
+    assert SECRET not in new and decoded.body.upsertions[0].salted_password == PLACEHOLDER
+
+
+def amqp_start_ok(mechanism: str, response: bytes) -> bytes:
+    method = commands.Connection.StartOk(
+        client_properties={"product": "pika", "capabilities": {"basic.nack": True}},
+        mechanism=mechanism,
+        response=response.decode(),  # pamqp encodes long strings from str
+    )
+    return pamqp.frame.marshal(method, 0)
+
+
+def test_amqp_plain_keeps_user():
+    raw = amqp_start_ok("PLAIN", b"\x00rrlab\x00" + SECRET)
+    new, decoded = run(Proto.AMQP, C2S, raw)
+    assert SECRET not in new
+    assert decoded.summary["redacted"] == ["Connection.StartOk.response (PLAIN password)"]
+    assert decoded.summary["args"]["response"] == {"len": len(b"\x00rrlab\x00" + PLACEHOLDER)}
+    (frame,) = AmqpFramer(S2C).feed(new)  # s2c framer: no protocol header expected
+    _n, _ch, method = pamqp.frame.unmarshal(frame.raw)
+    assert method.response in (
+        "\x00rrlab\x00" + PLACEHOLDER.decode(),
+        b"\x00rrlab\x00" + PLACEHOLDER,
+    )
+    assert method.client_properties == {"product": "pika", "capabilities": {"basic.nack": True}}
+    assert new[:11] == raw[:3] + struct.pack(">I", len(new) - 8) + raw[7:11]
+
+
+def test_amqp_amqplain_and_secure_ok_and_unchanged_frames():
+    table = pamqp.encode.field_table({"LOGIN": "rrlab", "PASSWORD": SECRET.decode()})[4:]
+    new, decoded = run(Proto.AMQP, C2S, amqp_start_ok("AMQPLAIN", table))
+    assert SECRET not in new and b"rrlab" in new
+    assert decoded.summary["redacted"] == ["Connection.StartOk.response (AMQPLAIN PASSWORD)"]
+    secure = pamqp.frame.marshal(commands.Connection.SecureOk(response=SECRET.decode()), 0)
+    new, decoded = run(Proto.AMQP, C2S, secure)
+    assert SECRET not in new and decoded.summary["method"] == "Connection.SecureOk"
+    for raw in (
+        pamqp.frame.marshal(header.ProtocolHeader(), 0),
+        amqp_start_ok("EXTERNAL", b""),
+        pamqp.frame.marshal(commands.Basic.Publish(exchange="x", routing_key="k"), 1),
+    ):
+        decoded = decoder_for("amqp").decode(C2S, raw)
+        assert redact("amqp", "c2s", raw, decoded) == (raw, decoded)
+
+
+def test_amqp_malformed_start_ok_is_refused():
+    raw = amqp_start_ok("PLAIN", b"\x00u\x00" + SECRET)
+    bad = raw[:11] + b"\xff\xff\xff\xff" + raw[15:]  # table length beyond the frame
+    with pytest.raises(RedactionError):
+        redact("amqp", "c2s", bad, decoder_for("amqp").decode(C2S, bad))
+
+
+def mqtt_connect(password: str | None) -> bytes:
+    vh = ConnectVariableHeader(keep_alive=30)
+    vh.username_flag = True
+    vh.password_flag = password is not None
+    payload = ConnectPayload(client_id="w1", username="rrlab", password=password)
+    return bytes(ConnectPacket(variable_header=vh, payload=payload).to_bytes())
+
+
+def test_mqtt_connect_password():
+    raw = mqtt_connect(SECRET.decode())
+    new, decoded = run(Proto.MQTT, C2S, raw)
+    assert SECRET not in new and new.endswith(PLACEHOLDER)
+    assert decoded.summary["redacted"] == ["CONNECT.password"]
+    assert decoded.summary["username"] == "rrlab" and decoded.summary["has_password"]
+    assert MqttFramer(C2S).feed(new)[0].raw == new
+    assert "error" not in decoded.summary
+    plain = mqtt_connect(None)
+    decoded = decoder_for("mqtt").decode(C2S, plain)
+    assert redact("mqtt", "c2s", plain, decoded) == (plain, decoded)
+
+
+def test_mqtt_v5_connect_password_with_long_remaining_length():
+    props = b"\x26\x00\x01k\x00\x80" + b"v" * 128  # pushes the packet past 127 bytes
+
+    plen = encode_remaining_length(len(props))
+    variable = b"\x00\x04MQTT\x05\xc0\x00\x3c" + plen + props
+    payload = b"\x00\x02id\x00\x05alice" + struct.pack(">H", len(SECRET)) + SECRET
+    inner = variable + payload
+    raw = b"\x10" + encode_remaining_length(len(inner)) + inner
+    new, decoded = run(Proto.MQTT, C2S, raw)
+    assert SECRET not in new
+    assert decoded.summary["properties"]["user_property"] == [["k", "v" * 128]]
+    assert MqttFramer(C2S).feed(new)[0].raw == new
