@@ -2,8 +2,10 @@
 
 MQTT 3.1.1 has no message headers (user properties arrived with MQTT 5, which amqtt does not
 speak), so the message body is the whole envelope record: key, sorted headers and payload as
-canonical JSON. The client id is fixed per destination (no random id) and the session is clean,
-so the same seed sends the same CONNECT and SUBSCRIBE every run.
+canonical JSON. The subscriber and the publisher are two connections with fixed client ids
+(`rrlab-worker-<destination>-sub|-pub`, never amqtt's random ids) and clean sessions, so each
+connection sends the same frames in the same order every run: the publisher's packet ids are
+not perturbed by deliveries in flight, and its PUBLISHes never interleave with PUBACKs.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from worker.errors import BrokerUnreachable, RunFailed
 CHUNK = 200
 
 
-def _client(config: DriverConfig) -> MQTTClient:
+def _client(config: DriverConfig, role: str) -> MQTTClient:
     return MQTTClient(
-        client_id=f"rrlab-worker-{config.destination}",
+        client_id=f"rrlab-worker-{config.destination}-{role}",
         config={
             "auto_reconnect": False,
             "connection_timeout": max(1, int(config.timeout)),
@@ -47,28 +49,41 @@ async def _collect(client: MQTTClient, config: DriverConfig, transfer: Transfer,
             transfer.take(from_record(bytes(message.data)))
 
 
-async def _round_trip(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
-    shown = redact_url(config.address)
-    transfer = Transfer()
-    client = _client(config)
+async def _connect(config: DriverConfig, role: str) -> MQTTClient:
+    """A connected client, or BrokerUnreachable within the timeout."""
+    client = _client(config, role)
     try:
         await asyncio.wait_for(client.connect(config.address, cleansession=True), config.timeout)
     except (TimeoutError, ConnectError, OSError) as exc:
         silent = isinstance(exc, TimeoutError) or isinstance(exc.__cause__, asyncio.CancelledError)
         detail = f"no answer within {config.timeout:g} s" if silent else str(exc)
-        raise BrokerUnreachable("mqtt", shown, detail) from exc
+        raise BrokerUnreachable("mqtt", redact_url(config.address), detail) from exc
+    return client
+
+
+async def _publish(client: MQTTClient, config: DriverConfig, envelopes, transfer) -> None:
+    """QoS 1 publishes, CHUNK at a time in flight, each chunk awaited before the next."""
+    for start in range(0, len(envelopes), CHUNK):
+        chunk = envelopes[start : start + CHUNK]
+        for envelope in chunk:
+            transfer.mark_sent(envelope.seq)
+        sends = [client.publish(config.destination, e.record(), qos=QOS_1) for e in chunk]
+        await asyncio.wait_for(asyncio.gather(*sends), config.timeout)
+        transfer.produced += len(chunk)
+
+
+async def _round_trip(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
+    shown = redact_url(config.address)
+    transfer = Transfer()
+    subscriber = await _connect(config, "sub")
     try:
-        await asyncio.wait_for(client.subscribe([(config.destination, QOS_1)]), config.timeout)
-        collector = asyncio.create_task(_collect(client, config, transfer, len(envelopes)))
-        for start in range(0, len(envelopes), CHUNK):
-            chunk = envelopes[start : start + CHUNK]
-            for envelope in chunk:
-                transfer.mark_sent(envelope.seq)
-            sends = [client.publish(config.destination, e.record(), qos=QOS_1) for e in chunk]
-            await asyncio.wait_for(asyncio.gather(*sends), config.timeout)
-            transfer.produced += len(chunk)
+        await asyncio.wait_for(subscriber.subscribe([(config.destination, QOS_1)]), config.timeout)
+        collector = asyncio.create_task(_collect(subscriber, config, transfer, len(envelopes)))
+        publisher = await _connect(config, "pub")
+        await _publish(publisher, config, envelopes, transfer)
+        await publisher.disconnect()
         await collector
-        await client.disconnect()
+        await subscriber.disconnect()
     except TimeoutError as exc:
         raise RunFailed(
             f"mqtt broker at {shown}: no acknowledgement within {config.timeout:g} s"
