@@ -3,9 +3,10 @@
 Python API (the CLI `rrlab brokers` is a thin layer over it):
     up(["kafka", "amqp"], kafka_impl="tansu") -> {name: {"address", "port", "pid", "ready_s", ...}}
     down(["kafka"]) -> names stopped          status() -> rows (broker, impl, port, pid, state, log)
+    start_kafka(home, port, advertised_port=...) -> record; stop(record)   (untracked, e.g. bench)
 """
 
-from brokers.control import NAMES, BrokerError, down, status, up
+from brokers.control import NAMES, BrokerError, down, start_kafka, status, stop, up
 from brokers.rabbitmq import PASSWORD as AMQP_PASSWORD
 from brokers.rabbitmq import URL as AMQP_URL
 from brokers.rabbitmq import USER as AMQP_USER
@@ -25,6 +26,8 @@ __all__ = [
     "NAMES",
     "BrokerError",
     "down",
+    "start_kafka",
     "status",
+    "stop",
     "up",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 from brokers import kafka, mqtt, probes, process, rabbitmq, state
@@ -38,11 +39,11 @@ def _running(record: dict) -> bool:
     return bool(procs) and all(process.alive(p["pid"], p.get("start")) for p in procs)
 
 
-def _stop_record(record: dict) -> bool:
+def _stop_record(record: dict, grace_s: float = process.GRACE_S) -> bool:
     """Stop a broker's processes, last started first (RabbitMQ before its epmd)."""
     stopped = False
     for proc in reversed(list(record.get("procs", {}).values())):
-        stopped = process.stop(proc) or stopped
+        stopped = process.stop(proc, grace_s) or stopped
     return stopped
 
 
@@ -135,7 +136,7 @@ def up(
     except BaseException:
         for name, (record, _) in pending.items():
             if name not in results:
-                _stop_record(record)  # keep its files: the error names its log
+                _stop_record(record, grace_s=3.0)  # keep its files: the error names its log
         raise
     return {name: results[name] for name in chosen}
 
@@ -170,6 +171,37 @@ def _wait(
                 )
         if waiting:
             time.sleep(0.1)
+
+
+def start_kafka(
+    home: Path,
+    port: int,
+    advertised_port: int | None = None,
+    impl: str = "tansu",
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> dict:
+    """A private Kafka, not tracked by up/down (e.g. a benchmark's Tansu that advertises a
+    relay's port): started under `home`, returned once it answers; stop it with `stop(record)`.
+    The record holds "ready_s", "log" and the pids."""
+    began = time.monotonic()
+    try:
+        record = kafka.start(
+            home, impl=impl, port=port, advertised_port=advertised_port, controller_port=port + 1
+        )
+    except (RuntimeError, OSError) as exc:
+        raise BrokerError(f"kafka: {exc}") from exc
+    results: dict[str, dict] = {}
+    try:
+        _wait({"kafka": (record, began)}, timeout, results, out=None)
+    except BaseException:
+        _stop_record(record)
+        raise
+    return {**record, "ready_s": results["kafka"]["ready_s"]}
+
+
+def stop(record: dict) -> bool:
+    """Stop the processes of a record from `start_kafka` (or any broker record)."""
+    return _stop_record(record)
 
 
 def _pid(record: dict) -> int:

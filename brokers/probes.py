@@ -2,7 +2,8 @@
 
 An open port is not enough (RabbitMQ accepts TCP before it can authenticate; a JVM binds
 before the KRaft controller elected itself). Each probe returns None when ready, or a short
-reason string when not.
+reason string when not. Client libraries are imported inside the probes: `rrlab --help`
+should not pay for kio, pika and amqtt.
 """
 
 from __future__ import annotations
@@ -11,15 +12,6 @@ import io
 import logging
 import socket
 import struct
-
-import pika
-from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
-from kio.schema.api_versions.v0.request import ApiVersionsRequest
-from kio.schema.api_versions.v0.response import ApiVersionsResponse
-from kio.schema.request_header.v1.header import RequestHeader
-from kio.schema.response_header.v0.header import ResponseHeader
-from kio.serial import entity_reader, entity_writer
-from kio.static.primitive import i16, i32
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -34,27 +26,41 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def kafka(host: str, port: int) -> str | None:
-    """Send ApiVersions v0; ready when the broker answers with error code 0."""
+def kafka_call(host: str, port: int, request, response_type, correlation_id: int = 1):
+    """One non-flexible Kafka request/response round trip with kio entities (v0 headers)."""
+    from kio.schema.request_header.v1.header import RequestHeader
+    from kio.schema.response_header.v0.header import ResponseHeader
+    from kio.serial import entity_reader, entity_writer
+    from kio.static.primitive import i32
+
     body = io.BytesIO()
     header = RequestHeader(
-        request_api_key=ApiVersionsRequest.__api_key__,
-        request_api_version=i16(0),
-        correlation_id=i32(1),
+        request_api_key=request.__api_key__,
+        request_api_version=request.__version__,
+        correlation_id=i32(correlation_id),
         client_id="rrlab-probe",
     )
     entity_writer(RequestHeader)(body, header)
-    entity_writer(ApiVersionsRequest)(body, ApiVersionsRequest())
+    entity_writer(type(request))(body, request)
     payload = body.getvalue()
+    with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
+        sock.sendall(struct.pack(">i", len(payload)) + payload)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        frame = memoryview(_recv_exact(sock, size))
+    _, offset = entity_reader(ResponseHeader)(frame, 0)
+    response, _ = entity_reader(response_type)(frame, offset)
+    return response
+
+
+def kafka(host: str, port: int) -> str | None:
+    """Send ApiVersions v0; ready when the broker answers with error code 0."""
+    from kio.schema.api_versions.v0.request import ApiVersionsRequest
+    from kio.schema.api_versions.v0.response import ApiVersionsResponse
+
     try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
-            sock.sendall(struct.pack(">i", len(payload)) + payload)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-            frame = memoryview(_recv_exact(sock, size))
+        response = kafka_call(host, port, ApiVersionsRequest(), ApiVersionsResponse)
     except OSError as exc:
         return f"kafka {host}:{port}: {exc}"
-    _, offset = entity_reader(ResponseHeader)(frame, 0)
-    response, _ = entity_reader(ApiVersionsResponse)(frame, offset)
     if response.error_code != 0:
         return f"kafka {host}:{port}: ApiVersions error code {response.error_code}"
     return None
@@ -62,6 +68,8 @@ def kafka(host: str, port: int) -> str | None:
 
 def amqp(url: str) -> str | None:
     """Open and close an AMQP connection with the given credentials (full handshake)."""
+    import pika
+
     params = pika.URLParameters(url)
     params.socket_timeout = PROBE_TIMEOUT_S
     params.blocked_connection_timeout = PROBE_TIMEOUT_S
@@ -84,6 +92,8 @@ def mqtt(
     host: str, port: int, username: str | None = None, password: str | None = None
 ) -> str | None:
     """Send MQTT 3.1.1 CONNECT; ready on CONNACK with return code 0."""
+    from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
+
     header = ConnectVariableHeader()
     header.keep_alive = 10
     header.clean_session_flag = True

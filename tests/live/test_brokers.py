@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pika
 import pytest
 
+import brokers
 from brokers import BrokerError, control, probes, process, state
 from brokers.session import LiveBrokers
 
@@ -60,13 +62,7 @@ def test_up_status_idempotent_down(private_state, capsys):
     assert {name: row["state"] for name, row in rows.items()} == dict.fromkeys(PORTS, "ready")
     assert all(os.path.exists(row["log"]) for row in rows.values())
 
-    cli = subprocess.run(
-        [sys.executable, "-m", "rr.cli", "brokers", "status"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ,
-    )
+    cli = _rrlab("brokers", "status")
     assert cli.returncode == 0, cli.stderr
     assert [line.split()[4] for line in cli.stdout.splitlines()[1:]] == ["ready"] * 3
 
@@ -174,3 +170,39 @@ def test_apache_kafka_roundtrip(private_state):
     assert control.down(["kafka"], out=None) == ["kafka"]
     assert [pid for pid in pids if process.alive(pid)] == []
     assert _port_closed(PORTS["kafka"]) and _port_closed(PORTS["kafka"] + 1)
+
+
+@pytest.mark.timeout(60)
+def test_start_kafka_advertises_another_port(tmp_path):
+    from kio.schema.metadata.v1.request import MetadataRequest
+    from kio.schema.metadata.v1.response import MetadataResponse
+
+    record = brokers.start_kafka(tmp_path / "tansu", port=29492, advertised_port=29493)
+    try:
+        assert record["ready_s"] is not None and record["impl"] == "tansu"
+        meta = probes.kafka_call("127.0.0.1", 29492, MetadataRequest(topics=()), MetadataResponse)
+        assert [(b.host, b.port) for b in meta.brokers] == [("127.0.0.1", 29493)]
+    finally:
+        assert brokers.stop(record)
+    assert _port_closed(29492)
+
+
+def _rrlab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "rrlab"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+
+
+def test_cli_usage_errors_exit_2(private_state):
+    bad = _rrlab("brokers", "up", "redis")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "rrlab brokers: unknown broker 'redis': choose from kafka, amqp, mqtt"
+    )
+    assert _rrlab("brokers", "up", "--kafka-impl", "zookeeper").returncode == 2
+    down = _rrlab("brokers", "down")
+    assert down.returncode == 0 and "kafka: not started by rrlab" in down.stdout
