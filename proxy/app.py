@@ -18,16 +18,12 @@ from twisted.web.server import Site
 from rr.codecs import Direction, Proto, decoder_for
 from rr.policy import BudgetExceeded
 from rr.record import ConnectionRecorder
+from rr.redact import redact
 
 from .forward import ListenFactory, Pair, Route
 from .kafka_rewrite import KafkaNode, NodeMap
 from .kafka_stream import KafkaResponseRewriter
 from .metrics import ProxyMetrics
-
-try:  # the redactor lands separately; until then decoders mark what they redact themselves
-    from rr.redact import redact as _redact
-except ImportError:  # pragma: no cover
-    _redact = None
 
 log = Logger(namespace="rrlab.proxy")
 
@@ -167,7 +163,7 @@ class ProxyApp:
             conn,
             route.proto,
             decoder=decoder_for(route.proto),
-            redactor=_redact,
+            redactor=redact,
             rewriter=rewriter,
             max_frame_bytes=self.max_frame_bytes,
             on_frame=self.metrics.on_frame,

@@ -173,7 +173,11 @@ class ConnectionRecorder:
         decoded = self.decoder.decode(direction, raw)
         redacted = decoded.redacted
         if self.redactor is not None:
-            raw, decoded = self.redactor(self.proto, direction, raw, decoded)
+            try:
+                raw, decoded = self.redactor(self.proto, direction, raw, decoded)
+            except Exception as exc:  # a secret we cannot remove is never written nor forwarded
+                self.broken = f"redaction failed: {exc}"
+                raise RecordingBroken(self.broken) from exc
             redacted = redacted or decoded.redacted
         self.writer.write_frame(
             self.conn_id, direction, self.proto, decoded.summary, raw, redacted=redacted

@@ -1,0 +1,178 @@
+"""Run `rrlab proxy` as a subprocess for live tests and benchmarks: start, wait, scrape, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+RRLAB = ROOT / ".venv" / "bin" / "rrlab"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_block(n: int, lo: int = 33000, hi: int = 38900) -> int:
+    """A base port with n consecutive free ports (outside the shared 19xxx/2xxxx ranges)."""
+    for _ in range(500):
+        base = random.randrange(lo, hi - n)
+        if all(port_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+class RunningProxy:
+    """`rrlab proxy` with --write-root for the test's tmp dir and metrics on a free port."""
+
+    def __init__(self, routes: list[str], cassette: Path, *extra: str, env: dict | None = None):
+        self.cassette = cassette
+        self.log_path = cassette.parent / f"{cassette.name}.proxy-log.jsonl"
+        self.routes = routes
+        argv = [str(RRLAB), "proxy", *routes, "--cassette", str(cassette)]
+        argv += ["--write-root", str(cassette.parent), "--metrics-port", "0", *extra]
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, env=env
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.metrics_url = ""
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_listening(self, timeout: float = 60) -> RunningProxy:
+        """Block until every configured route printed its `listening` line."""
+        deadline = time.monotonic() + timeout
+        want = len([r for r in self.routes if r.startswith("--")])
+        seen = 0
+        while seen < want:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise AssertionError(
+                    f"proxy not listening (rc={self.proc.poll()}): {self.stdout} "
+                    f"{self.log_path.read_text()[-2000:]}"
+                )
+            try:
+                line = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            self.stdout.append(line)
+            if " metrics http" in line:
+                self.metrics_url = line.split()[-1]
+            if " listening " in line:
+                seen += 1
+        return self
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.stdout.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.stdout
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        out: dict[tuple[str, tuple], float] = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def metric_sum(self, name: str, **labels: str) -> float:
+        return sum(
+            v
+            for (n, lbl), v in self.metrics().items()
+            if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log_path.read_text().splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+        return events
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs() if e.get("event") == name]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            self._log.close()
+        self.drain()
+        return rc
+
+    def __enter__(self) -> RunningProxy:
+        return self.wait_listening()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+
+
+def worker_env() -> dict[str, str]:
+    return {
+        k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "AMQP_URL", "MQTT_URL")
+    }
+
+
+def run_worker(
+    driver: str, address: str, out: Path, *, seed: int, count: int, topic: str, sample=None
+) -> tuple[bytes, set[int]]:
+    """Run the worker to completion; returns (aggregate.json bytes, remote ports it dialled).
+
+    Remote ports are sampled with psutil every few ms while it runs (a connection shorter than
+    that can be missed; the proxy's own count covers those).
+    """
+    import psutil
+
+    flag = {"kafka": "--kafka-bootstrap", "amqp": "--amqp-url", "mqtt": "--mqtt-url"}[driver]
+    argv = [sys.executable, "-m", "worker", "--driver", driver, flag, address, "--count",
+            str(count), "--seed", str(seed), "--topic", topic, "--timeout", "30", "--out",
+            str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    ports: set[int] = set()
+    own: set[int] = set()  # pika wakes its ioloop through a loopback TCP socket pair
+    ps = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            for c in ps.net_connections(kind="tcp"):
+                if c.raddr:
+                    ports.add(c.raddr.port)
+                    own.add(c.laddr.port)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            break
+        time.sleep(0.003)
+    ports -= own
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr.decode()
+    return (out / "aggregate.json").read_bytes(), ports

@@ -1,0 +1,212 @@
+"""The recording proxy against real brokers, run as `rrlab proxy` subprocesses.
+
+For each protocol: the worker through the proxy writes the same aggregate.json as talking to the
+broker directly, the cassette verifies, every frame decodes, and no credential is in it. Kafka:
+the client never reaches the broker port itself. Faults: a broker killed mid-recording, and 50
+concurrent clients whose frames must not mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+from proxy_harness import RunningProxy, free_block, run_worker
+
+from rr.cassette import CassetteReader, verify
+
+pytestmark = pytest.mark.live
+
+PASSWORD = b"rrlab-secret-pw"
+COUNT = 200
+UPSTREAM_PORTS = {"kafka": 9092, "amqp": 5672, "mqtt": 1883}
+
+
+def _through(driver: str, direct: str, listen: int) -> str:
+    """The worker's address with the broker's host:port replaced by the proxy's listener."""
+    hostport = f"127.0.0.1:{UPSTREAM_PORTS[driver]}"
+    if driver == "mqtt":
+        return f"mqtt://127.0.0.1:{listen}"
+    return direct.replace(hostport, f"127.0.0.1:{listen}")
+
+
+def _assert_clean_cassette(path: Path) -> list:
+    report = verify(path)
+    assert report.frames > 0
+    frames = list(CassetteReader.open(path).frames())
+    bad = [(f.seq, f.summary) for f in frames if "error" in f.summary]
+    assert not bad, f"frames that did not decode: {bad[:3]}"
+    for f in frames:
+        assert PASSWORD not in f.raw, f"password in raw frame {f.seq}"
+    for file in path.rglob("*"):
+        if file.is_file():
+            data = file.read_bytes()
+            assert PASSWORD not in data, file
+            assert base64.b64encode(PASSWORD)[:16] not in data, file
+    return frames
+
+
+def _record_and_compare(driver: str, direct: str, tmp_path: Path, topic: str) -> tuple:
+    base = free_block(6)
+    upstream = direct if driver == "mqtt" else f"127.0.0.1:{UPSTREAM_PORTS[driver]}"
+    upstream = upstream.removeprefix("mqtt://")
+    cassette = tmp_path / "cassette"
+    want, direct_ports = run_worker(
+        driver, direct if driver != "mqtt" else f"mqtt://{direct}", tmp_path / "direct",
+        seed=5, count=COUNT, topic=topic,
+    )  # fmt: skip
+    with RunningProxy([f"--{driver}", f"{base}={upstream}"], cassette) as proxy:
+        got, ports = run_worker(
+            driver, _through(driver, direct, base), tmp_path / "proxied",
+            seed=5, count=COUNT, topic=topic,
+        )  # fmt: skip
+        metrics = proxy.metrics()
+        rc = proxy.stop()
+    assert rc == 0, proxy.stdout
+    assert got == want  # byte-identical aggregate, proxied or not
+    frames = _assert_clean_cassette(cassette)
+    manifest = CassetteReader.open(cassette).manifest
+    accepted = sum(v for (n, _), v in metrics.items() if n == "rrlab_proxy_connections_total")
+    assert len(manifest.connections) == accepted > 0
+    assert UPSTREAM_PORTS[driver] not in ports, f"worker dialled the broker itself: {ports}"
+    assert ports and ports <= set(range(base, base + 6)), ports
+    return frames, manifest, metrics, base
+
+
+@pytest.mark.parametrize("driver", ["kafka", "amqp", "mqtt"])
+def test_worker_through_proxy_matches_direct(driver, live_brokers, tmp_path):
+    addrs = live_brokers(driver)
+    frames, manifest, metrics, base = _record_and_compare(
+        driver, addrs[driver], tmp_path, f"rrlab.proxytest.{driver}"
+    )
+    if driver == "kafka":
+        apis = {f.summary["api"] for f in frames}
+        assert {"ApiVersions", "Metadata", "Produce", "Fetch"} <= apis
+        rewrites = sum(
+            v for (n, _), v in metrics.items() if n == "rrlab_proxy_kafka_rewrites_total"
+        )
+        assert rewrites > 0
+        # bootstrap on the route port, then the broker node's own listener, both recorded
+        listens = {c.listen for c in manifest.connections}
+        assert f"127.0.0.1:{base}" in listens and f"127.0.0.1:{base + 1}" in listens
+        assert manifest.kafka_nodes and all(
+            n["listen_port"] == base + 1 for n in manifest.kafka_nodes.values()
+        )
+    if driver == "amqp":
+        assert any(f.redacted for f in frames)  # Connection.StartOk PLAIN response replaced
+
+
+@pytest.mark.apache
+def test_kafka_apache_through_proxy_matches_direct(live_brokers, tmp_path):
+    addrs = live_brokers("kafka", kafka_impl="apache")
+    frames, manifest, metrics, base = _record_and_compare(
+        "kafka", addrs["kafka"], tmp_path, "rrlab.proxytest.apache"
+    )
+    assert {"ApiVersions", "Metadata", "Produce", "Fetch"} <= {f.summary["api"] for f in frames}
+    assert sum(v for (n, _), v in metrics.items() if n == "rrlab_proxy_kafka_rewrites_total") > 0
+
+
+def _api_versions_request(correlation_id: int) -> bytes:
+    body = struct.pack(">hhih", 18, 0, correlation_id, 4) + b"test"
+    return struct.pack(">i", len(body)) + body
+
+
+def _ask(port: int, correlation_id: int) -> bytes:
+    """One ApiVersions v0 round trip through the proxy; b'' if the proxy closed on us."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(_api_versions_request(correlation_id))
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        return data
+
+
+def test_broker_killed_during_recording(tmp_path):
+    from brokers import kafka, process
+
+    base = free_block(4)
+    broker_port = base + 3
+    record = kafka.start(tmp_path / "tansu", impl="tansu", port=broker_port)
+    try:
+        deadline = time.monotonic() + 60
+        while kafka.probe(record) is not None:
+            assert time.monotonic() < deadline, "private Tansu did not start"
+            time.sleep(0.2)
+        cassette = tmp_path / "cassette"
+        upstream = f"127.0.0.1:{broker_port}"
+        with RunningProxy(
+            [f"--kafka={base}={upstream}"], cassette, "--allow-upstream", upstream
+        ) as proxy:
+            assert len(_ask(base, 1)) > 8  # recorded while the broker lives
+            # a connection open while the broker dies
+            held = socket.create_connection(("127.0.0.1", base), timeout=10)
+            held.sendall(_api_versions_request(2))
+            assert len(held.recv(65536)) > 8
+            process.stop(record["procs"]["broker"])
+            held.settimeout(10)
+            assert held.recv(65536) == b""  # the proxy closed the client side
+            held.close()
+            for i in range(3):  # broker gone: each new client is closed, the proxy keeps serving
+                assert _ask(base, 10 + i) == b""
+            assert proxy.proc.poll() is None
+            assert proxy.metric_sum("rrlab_proxy_upstream_errors_total", kind="connect") >= 3
+            failed = proxy.events("upstream_failed")
+            assert len(failed) >= 3 and upstream in failed[0]["upstream"]
+            assert proxy.stop() == 0
+        report = verify(cassette)
+        manifest = CassetteReader.open(cassette).manifest
+        assert report.frames == 4 and len(manifest.connections) == 2
+        assert all(c.close_reason for c in manifest.connections)
+    finally:
+        process.stop(record["procs"]["broker"])
+
+
+def test_fifty_concurrent_mqtt_clients_do_not_mix(live_brokers, tmp_path):
+    from amqtt.client import MQTTClient
+    from amqtt.mqtt.constants import QOS_1
+
+    addrs = live_brokers("mqtt")
+    base = free_block(2)
+    cassette = tmp_path / "cassette"
+    n_clients, n_msgs = 50, 10
+
+    async def one(i: int) -> None:
+        client = MQTTClient(client_id=f"rr-client-{i:02d}", config={"auto_reconnect": False})
+        await client.connect(f"mqtt://127.0.0.1:{base}", cleansession=True)
+        for j in range(n_msgs):
+            await client.publish(f"rrlab/fifty/{i:02d}", f"client-{i:02d}-msg-{j}".encode(), QOS_1)
+        await client.disconnect()
+
+    async def all_clients() -> None:
+        await asyncio.gather(*(one(i) for i in range(n_clients)))
+
+    with RunningProxy([f"--mqtt={base}={addrs['mqtt']}"], cassette) as proxy:
+        asyncio.run(all_clients())
+        peak = proxy.metric_sum("rrlab_proxy_connections_total")
+        assert proxy.stop() == 0
+    assert peak == n_clients
+    frames = _assert_clean_cassette(cassette)
+    manifest = CassetteReader.open(cassette).manifest
+    assert len(manifest.connections) == n_clients
+    owner: dict[int, str] = {}
+    payloads: dict[int, list[bytes]] = {}
+    for f in frames:
+        if f.dir == "c2s" and f.raw[0] >> 4 == 1:  # CONNECT names the client
+            owner[f.conn] = f.raw.split(b"rr-client-")[1][:2].decode()
+        if f.dir == "c2s" and f.raw[0] >> 4 == 3:  # PUBLISH
+            payloads.setdefault(f.conn, []).append(f.raw)
+    assert sorted(owner.values()) == [f"{i:02d}" for i in range(n_clients)]
+    for conn, raws in payloads.items():
+        me = owner[conn]
+        assert len(raws) == n_msgs
+        for raw in raws:
+            assert f"rrlab/fifty/{me}".encode() in raw and f"client-{me}-msg-".encode() in raw
+            assert raw.count(b"client-") == 1
