@@ -206,3 +206,19 @@ def test_cli_usage_errors_exit_2(private_state):
     assert _rrlab("brokers", "up", "--kafka-impl", "zookeeper").returncode == 2
     down = _rrlab("brokers", "down")
     assert down.returncode == 0 and "kafka: not started by rrlab" in down.stdout
+
+
+@pytest.mark.timeout(60)
+def test_rabbitmq_brings_and_takes_its_own_epmd(private_state, monkeypatch):
+    """On a fresh machine no epmd runs: we start one on loopback and `down` stops it too."""
+    from brokers import rabbitmq
+
+    monkeypatch.setattr(rabbitmq, "EPMD_PORT", 24469)
+    assert _port_closed(24469)
+    control.up(["amqp"], ports=PORTS, out=None)
+    epmd = state.load("amqp")["procs"]["epmd"]
+    assert process.alive(epmd["pid"], epmd["start"])
+    pids = _family_pids(["amqp"])
+    assert control.down(["amqp"], out=None) == ["amqp"]
+    assert [pid for pid in pids if process.alive(pid)] == []
+    assert _port_closed(24469) and _port_closed(PORTS["amqp"])
