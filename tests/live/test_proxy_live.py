@@ -27,14 +27,6 @@ COUNT = 200
 UPSTREAM_PORTS = {"kafka": 9092, "amqp": 5672, "mqtt": 1883}
 
 
-def _through(driver: str, direct: str, listen: int) -> str:
-    """The worker's address with the broker's host:port replaced by the proxy's listener."""
-    hostport = f"127.0.0.1:{UPSTREAM_PORTS[driver]}"
-    if driver == "mqtt":
-        return f"mqtt://127.0.0.1:{listen}"
-    return direct.replace(hostport, f"127.0.0.1:{listen}")
-
-
 def _assert_clean_cassette(path: Path) -> list:
     report = verify(path)
     assert report.frames > 0
@@ -51,20 +43,22 @@ def _assert_clean_cassette(path: Path) -> list:
     return frames
 
 
-def _record_and_compare(driver: str, direct: str, tmp_path: Path, topic: str) -> tuple:
+def _record_and_compare(
+    driver: str, direct: str, tmp_path: Path, topic: str, upstream_port: int | None = None
+) -> tuple:
+    """Worker direct, then through a fresh proxy; compare, verify, check who it dialled."""
+    broker_port = upstream_port or UPSTREAM_PORTS[driver]
     base = free_block(6)
-    upstream = direct if driver == "mqtt" else f"127.0.0.1:{UPSTREAM_PORTS[driver]}"
-    upstream = upstream.removeprefix("mqtt://")
+    upstream = f"127.0.0.1:{broker_port}"
+    extra = ["--allow-upstream", upstream] if upstream_port else []
     cassette = tmp_path / "cassette"
-    want, direct_ports = run_worker(
-        driver, direct if driver != "mqtt" else f"mqtt://{direct}", tmp_path / "direct",
-        seed=5, count=COUNT, topic=topic,
-    )  # fmt: skip
-    with RunningProxy([f"--{driver}", f"{base}={upstream}"], cassette) as proxy:
+    direct_url = f"mqtt://{direct}" if driver == "mqtt" else direct
+    want, _ = run_worker(driver, direct_url, tmp_path / "direct", seed=5, count=COUNT, topic=topic)
+    with RunningProxy([f"--{driver}", f"{base}={upstream}"], cassette, *extra) as proxy:
+        through = direct_url.replace(upstream, f"127.0.0.1:{base}")
         got, ports = run_worker(
-            driver, _through(driver, direct, base), tmp_path / "proxied",
-            seed=5, count=COUNT, topic=topic,
-        )  # fmt: skip
+            driver, through, tmp_path / "proxied", seed=5, count=COUNT, topic=topic
+        )
         metrics = proxy.metrics()
         rc = proxy.stop()
     assert rc == 0, proxy.stdout
@@ -73,7 +67,7 @@ def _record_and_compare(driver: str, direct: str, tmp_path: Path, topic: str) ->
     manifest = CassetteReader.open(cassette).manifest
     accepted = sum(v for (n, _), v in metrics.items() if n == "rrlab_proxy_connections_total")
     assert len(manifest.connections) == accepted > 0
-    assert UPSTREAM_PORTS[driver] not in ports, f"worker dialled the broker itself: {ports}"
+    assert broker_port not in ports, f"worker dialled the broker itself: {ports}"
     assert ports and ports <= set(range(base, base + 6)), ports
     return frames, manifest, metrics, base
 
@@ -102,13 +96,25 @@ def test_worker_through_proxy_matches_direct(driver, live_brokers, tmp_path):
 
 
 @pytest.mark.apache
-def test_kafka_apache_through_proxy_matches_direct(live_brokers, tmp_path):
-    addrs = live_brokers("kafka", kafka_impl="apache")
-    frames, manifest, metrics, base = _record_and_compare(
-        "kafka", addrs["kafka"], tmp_path, "rrlab.proxytest.apache"
-    )
+def test_kafka_apache_through_proxy_matches_direct(tmp_path):
+    """A private Apache Kafka (KRaft) on a free port, so the shared Tansu stays up."""
+    from brokers import kafka, process
+
+    port = free_block(2, lo=39000, hi=39900)
+    record = kafka.start(tmp_path / "apache", impl="apache", port=port, controller_port=port + 1)
+    try:
+        deadline = time.monotonic() + 180
+        while kafka.probe(record) is not None:
+            assert time.monotonic() < deadline, f"Apache Kafka did not start: {record['log']}"
+            time.sleep(0.5)
+        frames, manifest, metrics, base = _record_and_compare(
+            "kafka", f"127.0.0.1:{port}", tmp_path, "rrlab.proxytest.apache", upstream_port=port
+        )
+    finally:
+        process.stop(record["procs"]["broker"])
     assert {"ApiVersions", "Metadata", "Produce", "Fetch"} <= {f.summary["api"] for f in frames}
     assert sum(v for (n, _), v in metrics.items() if n == "rrlab_proxy_kafka_rewrites_total") > 0
+    assert manifest.kafka_nodes
 
 
 def _api_versions_request(correlation_id: int) -> bytes:
