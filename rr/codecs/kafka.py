@@ -171,6 +171,9 @@ class KafkaDecoder:
 
     def __init__(self) -> None:
         self._pending: dict[int, tuple[int, int]] = {}  # correlation id -> (api key, version)
+        # acks=0 Produce requests: Kafka sends no response, but some brokers (Tansu) do; such a
+        # late answer is still decoded, flagged "unexpected_response". Bounded: oldest dropped.
+        self._unanswered: dict[int, tuple[int, int]] = {}
 
     @property
     def pending(self) -> dict[int, tuple[int, int]]:
@@ -212,6 +215,9 @@ class KafkaDecoder:
             self._pending[correlation_id] = (api_key, version)
         else:
             summary["expects_response"] = False
+            self._unanswered[correlation_id] = (api_key, version)
+            if len(self._unanswered) > _MAX_UNANSWERED:
+                del self._unanswered[next(iter(self._unanswered))]
         if api_key == PRODUCE:
             _attach_records(decoded, _produce_partitions(request.body))
         return decoded
@@ -221,6 +227,9 @@ class KafkaDecoder:
             return Decoded({"error": f"response frame of {len(raw)} bytes is too short"})
         (correlation_id,) = _SIZE.unpack_from(raw, 4)
         paired = self._pending.pop(correlation_id, None)
+        unexpected = paired is None and correlation_id in self._unanswered
+        if unexpected:
+            paired = self._unanswered.pop(correlation_id)
         if paired is None:
             return Decoded(
                 {"correlation_id": correlation_id, "error": "no pending request has this id"}
@@ -232,6 +241,8 @@ class KafkaDecoder:
             "version": version,
             "correlation_id": correlation_id,
         }
+        if unexpected:
+            summary["unexpected_response"] = True
         try:
             body = decode_response_body(api_key, version, raw)
         except KafkaCodecError as err:
@@ -260,6 +271,7 @@ class KafkaDecoder:
 
 
 PRODUCE, FETCH, API_VERSIONS = 0, 1, 18
+_MAX_UNANSWERED = 1024
 _REQ_PREFIX = struct.Struct(">hh")
 _REQ_PREFIX_CID = struct.Struct(">hhi")
 
