@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,19 @@ def test_zero_messages(live_brokers, tmp_path):
 
 
 @pytest.mark.apache
-def test_apache_kafka_same_seed_same_aggregate(live_brokers, tmp_path):
-    addrs = live_brokers("kafka", kafka_impl="apache")
-    _check_determinism("kafka", addrs["kafka"], tmp_path)
+def test_apache_kafka_same_seed_same_aggregate(tmp_path):
+    """A private Apache Kafka (KRaft) on free ports, so the shared Tansu on :9092 stays up."""
+    from proxy_harness import free_block
+
+    from brokers import kafka, process
+
+    port = free_block(2, lo=37000, hi=37900)
+    record = kafka.start(tmp_path / "apache", impl="apache", port=port, controller_port=port + 1)
+    try:
+        deadline = time.monotonic() + 180
+        while kafka.probe(record) is not None:
+            assert time.monotonic() < deadline, f"Apache Kafka did not start: {record['log']}"
+            time.sleep(0.5)
+        _check_determinism("kafka", f"127.0.0.1:{port}", tmp_path)
+    finally:
+        process.stop(record["procs"]["broker"])
