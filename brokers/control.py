@@ -87,6 +87,21 @@ def up(
     if mqtt_impl not in mqtt.IMPLS:
         raise BrokerError(f"unknown --mqtt-impl {mqtt_impl!r}: choose {' or '.join(mqtt.IMPLS)}")
 
+    with state.locked():
+        return _up(chosen, impls, kafka_impl, mqtt_impl, timeout, out, mqtt_users, ports or {})
+
+
+def _up(
+    chosen: list[str],
+    impls: dict[str, str],
+    kafka_impl: str,
+    mqtt_impl: str,
+    timeout: float,
+    out: TextIO | None | str,
+    mqtt_users: dict[str, str] | None,
+    ports: dict[str, int],
+) -> dict[str, dict]:
+    """`up` under the state lock: reuse, clean up or spawn each broker, then wait for all."""
     results: dict[str, dict] = {}
     pending: dict[str, tuple[dict, float]] = {}
     try:
@@ -112,7 +127,7 @@ def up(
             if record:
                 _stop_record(record)  # leftovers of a crashed broker
                 state.forget(name)
-            port = (ports or {}).get(name, DEFAULT_PORTS[name])
+            port = ports.get(name, DEFAULT_PORTS[name])
             if probes.port_open("127.0.0.1", port):
                 raise BrokerError(
                     f"port 127.0.0.1:{port} for {name} is taken by a process rrlab did not start; "
@@ -224,21 +239,28 @@ def _result(name: str, record: dict, started: bool, ready_s: float | None) -> di
 
 def down(names: Iterable[str] | None = None, out: TextIO | None | str = "stdout") -> list[str]:
     """Stop the named brokers we started (default: all), drop their state; return those stopped."""
+    chosen = _names(names)
     stopped = []
-    for name in _names(names):
-        record = state.load(name)
-        if record is None:
-            _say(out, f"{name}: not started by rrlab")
-            continue
-        began = time.monotonic()
-        was_running = _stop_record(record)
-        state.forget(name)
-        if was_running:
-            stopped.append(name)
-            _say(out, f"{name} ({record['impl']}) stopped in {time.monotonic() - began:.1f} s")
-        else:
-            _say(out, f"{name} ({record['impl']}) was not running; state removed")
+    with state.locked():
+        for name in chosen:
+            if _down_one(name, out):
+                stopped.append(name)
     return stopped
+
+
+def _down_one(name: str, out: TextIO | None | str) -> bool:
+    record = state.load(name)
+    if record is None:
+        _say(out, f"{name}: not started by rrlab")
+        return False
+    began = time.monotonic()
+    was_running = _stop_record(record)
+    state.forget(name)
+    if was_running:
+        _say(out, f"{name} ({record['impl']}) stopped in {time.monotonic() - began:.1f} s")
+    else:
+        _say(out, f"{name} ({record['impl']}) was not running; state removed")
+    return was_running
 
 
 def status(names: Iterable[str] | None = None) -> list[dict]:

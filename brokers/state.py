@@ -7,9 +7,12 @@ directory is how `down` forgets a broker.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +47,16 @@ def save(name: str, record: dict) -> None:
 def forget(name: str) -> None:
     """Remove every file of broker `name` (data, logs, config, state)."""
     shutil.rmtree(broker_dir(name), ignore_errors=True)
+
+
+@contextmanager
+def locked() -> Iterator[None]:
+    """Serialize up/down across processes (parallel test sessions call `up` at the same time)."""
+    path = state_root() / "brokers" / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
