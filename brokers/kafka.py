@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from brokers import probes, process
 from brokers.state import PROJECT_ROOT
@@ -81,7 +82,7 @@ def libs_dir() -> Path:
     return Path(override) if override else PROJECT_ROOT / ".rrlab" / "kafka-libs"
 
 
-def ensure_libs(out=sys.stderr) -> Path:
+def ensure_libs(out: TextIO | None = None) -> Path:
     """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache."""
     libs = libs_dir()
     wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
@@ -95,7 +96,7 @@ def ensure_libs(out=sys.stderr) -> Path:
         )
     print(
         f"kafka (apache): downloading broker jars with Maven into {libs} (first use only)...",
-        file=out,
+        file=out or sys.stderr,
         flush=True,
     )
     tmp = libs.with_name(libs.name + ".partial")
