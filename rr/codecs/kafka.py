@@ -13,6 +13,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.primitive import i16, i32
 
+from . import kafka_guard
 from ._framing import BufferedFramer
 from .base import Decoded, Direction, Proto
 from .kafka_records import Record, RecordsError, read_record_set
@@ -75,8 +76,12 @@ def response_schema(api_key: int, version: int) -> type[Any]:
 
 
 def _read(cls: type[Any], buf: memoryview, offset: int) -> tuple[Any, int]:
-    """kio's reader, returning (entity, next offset) and one error type."""
+    """kio's reader, returning (entity, next offset) and one error type.
+
+    The bounds walk first: kio's native reader would abort the process on a huge array length.
+    """
     try:
+        kafka_guard.check(cls, buf, offset)
         entity, size = entity_reader(cls)(buf, offset)
     except Exception as err:  # kio raises SerialError, ValueError, KeyError, ... on bad bytes
         raise KafkaCodecError(f"{cls.__name__}: {type(err).__name__}: {err}") from err

@@ -209,9 +209,7 @@ def test_mqtt_max_remaining_length_fits_four_bytes():
 
 @SETTINGS
 @given(
-    # Kafka is left out: kio's native reader pre-allocates declared array lengths, and a random
-    # huge length aborts the process (see the report); Kafka decoding is tested on real frames.
-    st.sampled_from([Proto.AMQP, Proto.MQTT]),
+    st.sampled_from(Proto),
     st.sampled_from(Direction),
     st.lists(
         st.one_of(kafka_frames.map(b"".join), amqp_frames.map(b"".join), mqtt_frames.map(b"".join)),

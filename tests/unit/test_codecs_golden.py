@@ -116,3 +116,48 @@ def test_fixture_passwords_are_redacted(proto):
                 assert again.raw == new
                 assert "error" not in decoder_for(proto).decode(direction, new).summary
     assert redacted_fields
+
+
+def test_kafka_bounds_walk_agrees_with_kio_on_every_golden_frame():
+    """The pre-kio bounds walk must end exactly where kio's reader ends (no false refusals)."""
+    from kio.serial import entity_reader
+
+    from rr.codecs import kafka as kafka_codec
+    from rr.codecs.kafka_guard import check
+
+    checked = 0
+    for c2s_path in sorted(GOLDEN.glob("kafka-*/conn-*.c2s.bin")):
+        _proto, frames = frames_of(c2s_path)
+        pending = {}
+        for direction, raw in frames:
+            buf = memoryview(raw)
+            if direction is Direction.C2S:
+                api_key, version, cid = int.from_bytes(raw[4:6]), int.from_bytes(raw[6:8]), None
+                cls = kafka_codec.request_schema(api_key, version)
+                pending[int.from_bytes(raw[8:12])] = cls
+            else:
+                cid = int.from_bytes(raw[4:8])
+                cls = kafka_codec.response_schema(
+                    pending[cid].__api_key__, pending[cid].__version__
+                )
+            pos = 4
+            for entity_cls in (cls.__header_schema__, cls):
+                _entity, size = entity_reader(entity_cls)(buf, pos)
+                assert check(entity_cls, buf, pos) == pos + size, entity_cls
+                pos += size
+            assert pos == len(raw)
+            checked += 1
+    assert checked > 50
+
+
+def test_kafka_huge_array_length_is_refused_not_fatal():
+    """kio alone aborts the process on this CreateTopics v5 response (2^31-ish topics)."""
+    from rr.codecs import KafkaDecoder
+
+    raw = bytes.fromhex(
+        "00000013000000080092c33d21f9ccc3d46f3d28bc2df79b35286cd872e5e8dbd18850e856fe265e9adb"
+    )
+    decoder = KafkaDecoder()
+    decoder._pending[8] = (19, 5)  # as if the CreateTopics v5 request had been seen
+    summary = decoder.decode(Direction.S2C, raw).summary
+    assert "array of" in summary["error"]
