@@ -127,7 +127,8 @@ def test_mqtt_password_mode(private_state, impl):
 
 
 @pytest.mark.timeout(120)
-def test_session_stops_only_what_it_started(private_state):
+def test_session_stops_only_what_it_started(private_state, monkeypatch):
+    monkeypatch.delenv("RRLAB_KEEP_BROKERS", raising=False)  # this test is about stopping
     control.up(["mqtt"], ports=PORTS, out=None)  # "someone else's" broker
     session = LiveBrokers(ports=PORTS)
     addrs = session("kafka", "mqtt")
