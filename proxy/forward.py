@@ -62,17 +62,28 @@ class Pair:
 
     def relay(self, direction: Direction, data: bytes, peer: Any) -> None:
         recorder = self.recorder
+        if peer is None:
+            return
+
+        def forward(out: bytes) -> None:
+            transport = peer.transport
+            transport.write(out)
+            # Send now rather than at the reactor's next turn: the recording that follows must
+            # not sit between the bytes and the wire. (Skipped while closing: the reactor owns
+            # the last write then.)
+            if transport.connected and not transport.disconnecting:
+                transport.doWrite()
+
+        if recorder is None:
+            forward(data)
+            return
         try:
-            out = recorder.feed(direction, data) if recorder is not None else data
+            recorder.feed(direction, data, forward)
         except RecordingBroken as exc:
             self.app.recording_broken(self, str(exc))
             self.abort(f"recording stopped: {exc}")
-            return
         except BudgetExceeded as exc:
             self.app.budget_exceeded(exc)
-            return
-        if out and peer is not None:
-            peer.transport.write(out)
 
     def side_lost(self, reason: str) -> None:
         if self.reason is None:
@@ -111,6 +122,7 @@ class UpstreamSide(_Side):
     name = "upstream"
 
     def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)  # a relay must not add Nagle delays the ends avoided
         client = self.pair.client
         assert client is not None
         if client.transport is None or client.lost:  # client gave up while we were dialling
@@ -152,6 +164,7 @@ class ServerSide(_Side):
     def connectionMade(self) -> None:
         # Read nothing from the client until there is somewhere to send it.
         self.transport.pauseProducing()
+        self.transport.setTcpNoDelay(True)
         self.pair.open_sides += 1
         self.pair.client = self
         self.pair.app.reactor.connectTCP(

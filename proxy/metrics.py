@@ -1,15 +1,19 @@
 """Proxy metrics on a private Prometheus registry, served as `/metrics` by Twisted on loopback.
 
-Label children are cached per (proto, direction, api) so the per-frame cost is two dict lookups
-and two increments.
+Per-frame counts are the hot path: they go into a plain dict and become Prometheus counters only
+when scraped (a custom collector), so a frame costs one dict lookup and two additions.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.twisted import MetricsResource
 
-from rr.record import FrameEvent
+from rr.codecs import Direction, Proto
+from rr.record import api_label
 
 from .kafka_stream import RewriteEvent
 
@@ -25,15 +29,8 @@ class ProxyMetrics:
         self.connections = Counter(
             "rrlab_proxy_connections", "Proxied connections accepted", ["proto"], registry=r
         )
-        self.frames = Counter(
-            "rrlab_proxy_frames", "Frames recorded", ["proto", "direction", "api"], registry=r
-        )
-        self.bytes = Counter(
-            "rrlab_proxy_frame_bytes",
-            "Raw wire bytes of recorded frames",
-            ["proto", "direction", "api"],
-            registry=r,
-        )
+        self._frame_counts: dict[tuple[str, str, str], list[int]] = {}
+        r.register(_FrameCollector(self._frame_counts))
         self.upstream_errors = Counter(
             "rrlab_proxy_upstream_errors",
             "Upstream connections refused or lost abnormally",
@@ -55,7 +52,6 @@ class ProxyMetrics:
             ["api_key", "kind"],
             registry=r,
         )
-        self._frame_children: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
         # totals for the progress line (cheaper than reading the registry)
         self.total_frames = 0
         self.total_bytes = 0
@@ -65,18 +61,19 @@ class ProxyMetrics:
     def resource(self) -> MetricsResource:
         return MetricsResource(registry=self.registry)
 
-    def on_frame(self, ev: FrameEvent) -> None:
-        key = (ev.proto.value, ev.direction.value, ev.api)
-        children = self._frame_children.get(key)
-        if children is None:
-            children = (self.frames.labels(*key), self.bytes.labels(*key))
-            self._frame_children[key] = children
-        children[0].inc()
-        children[1].inc(ev.size)
+    def on_frame(
+        self, proto: Proto, direction: Direction, summary: dict[str, Any], size: int, redacted: bool
+    ) -> None:
+        key = (proto.value, direction.value, api_label(summary))
+        counts = self._frame_counts.get(key)
+        if counts is None:
+            counts = self._frame_counts[key] = [0, 0]
+        counts[0] += 1
+        counts[1] += size
         self.total_frames += 1
-        self.total_bytes += ev.size
-        if ev.redacted:
-            self.redactions.labels(ev.proto.value).inc()
+        self.total_bytes += size
+        if redacted:
+            self.redactions.labels(proto.value).inc()
 
     def on_rewrite(self, ev: RewriteEvent) -> None:
         key = str(ev.api_key)
@@ -96,3 +93,29 @@ class ProxyMetrics:
     def closed(self, proto: str) -> None:
         self.active.labels(proto).dec()
         self.open_conns -= 1
+
+
+class _FrameCollector:
+    """Exposes the per-frame dict as rrlab_proxy_frames_total / rrlab_proxy_frame_bytes_total."""
+
+    def __init__(self, counts: dict[tuple[str, str, str], list[int]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return list(self._families({}))
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return list(self._families(dict(self.counts)))
+
+    @staticmethod
+    def _families(counts: dict[tuple[str, str, str], list[int]]):
+        labels = ["proto", "direction", "api"]
+        frames = CounterMetricFamily("rrlab_proxy_frames", "Frames recorded", labels=labels)
+        size = CounterMetricFamily(
+            "rrlab_proxy_frame_bytes", "Raw wire bytes of recorded frames", labels=labels
+        )
+        for key, (n, b) in sorted(counts.items()):
+            frames.add_metric(list(key), n)
+            size.add_metric(list(key), b)
+        yield frames
+        yield size

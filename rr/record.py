@@ -12,7 +12,6 @@ No sockets and no Twisted here: the proxy moves bytes, this module decides what 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, FramingError, Proto, framer_for
@@ -43,15 +42,8 @@ class FrameDecoder(Protocol):
 Redactor = Callable[[Proto, Direction, bytes, Decoded], tuple[bytes, Decoded]]
 
 
-@dataclass(frozen=True, slots=True)
-class FrameEvent:
-    """What the metrics hook hears about each recorded frame."""
-
-    proto: Proto
-    direction: Direction
-    api: str
-    size: int
-    redacted: bool
+#: on_frame(proto, direction, summary, size, redacted): told about each recorded frame (metrics).
+FrameHook = Callable[[Proto, Direction, dict[str, Any], int, bool], None]
 
 
 class RecordingBroken(Exception):
@@ -80,7 +72,7 @@ class ConnectionRecorder:
         redactor: Redactor | None = None,
         rewriter: StreamRewriter | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        on_frame: Callable[[FrameEvent], None] | None = None,
+        on_frame: FrameHook | None = None,
     ) -> None:
         self.writer = writer
         self.conn_id = conn_id
@@ -101,13 +93,22 @@ class ConnectionRecorder:
 
     # -- the one call ---------------------------------------------------------------------------
 
-    def feed(self, direction: Direction, data: bytes) -> bytes:
+    def feed(
+        self,
+        direction: Direction,
+        data: bytes,
+        forward: Callable[[bytes], None] | None = None,
+    ) -> bytes:
         """Record `data` (any chunk of `direction`'s stream); return the bytes to forward.
 
-        Raises RecordingBroken when the stream cannot be framed (the frames before the bad
-        byte are written) and BudgetExceeded when the cassette's budget is used up.
+        With `forward`, those bytes are handed to it *before* the frames are decoded and written,
+        so recording never delays them. Raises RecordingBroken when the stream cannot be framed
+        (the frames before the bad byte are written) and BudgetExceeded when the cassette's
+        budget is used up.
         """
         if self.closed or self.broken:
+            if forward is not None:
+                forward(data)
             return data
         start = self.received[direction]
         self.received[direction] = start + len(data)
@@ -119,22 +120,31 @@ class ConnectionRecorder:
             self.broken = f"framing error: {err}"
             raise RecordingBroken(self.broken) from err
         rw = self.rewriter
-        if rw is None:
-            for frame in frames:
-                self._write(direction, frame.raw)
-            return data
-        if direction is not rw.direction:
-            for frame in frames:
-                rw.observe(frame.raw)
-                self._write(direction, frame.raw)
-            return data
-        return self._feed_rewritten(data, start, frames)
+        if rw is None or direction is not rw.direction:
+            out = data
+            raws = [frame.raw for frame in frames]
+            if rw is not None:
+                for raw in raws:
+                    rw.observe(raw)
+        else:
+            out, raws = self._rewrite_stream(data, start, frames)
+        if forward is not None and out:
+            forward(out)
+        for raw in raws:
+            self._write(direction, raw)
+        return out
 
-    def _feed_rewritten(self, data: bytes, start: int, frames: list[Any]) -> bytes:
-        """Forward what may stream through; hold, rewrite and release the frames that need it."""
+    def _rewrite_stream(
+        self, data: bytes, start: int, frames: list[Any]
+    ) -> tuple[bytes, list[bytes]]:
+        """What may stream through goes out at once; frames that need it are held and rewritten.
+
+        Returns (bytes to forward, frames to record as the client sees them).
+        """
         rw = self.rewriter
         assert rw is not None
         out: list[bytes] = []
+        raws: list[bytes] = []
         for frame in frames:
             raw = frame.raw
             if frame.offset < self._fwd:  # streaming through already: send the rest
@@ -147,7 +157,7 @@ class ConnectionRecorder:
             self._fwd = frame.offset + len(frame.raw)
             self._hold = None
             self._head = b""
-            self._write(rw.direction, raw)
+            raws.append(raw)
         end = start + len(data)
         buffered = self.framers[rw.direction].buffered
         if buffered:
@@ -163,9 +173,7 @@ class ConnectionRecorder:
                         out.append(self._head)
                         self._fwd = end
                     self._head = b""
-        if len(out) == 1:
-            return out[0]
-        return b"".join(out)
+        return (out[0] if len(out) == 1 else b"".join(out)), raws
 
     # -- per frame ------------------------------------------------------------------------------
 
@@ -175,7 +183,7 @@ class ConnectionRecorder:
         if self.redactor is not None:
             try:
                 raw, decoded = self.redactor(self.proto, direction, raw, decoded)
-            except Exception as exc:  # a secret we cannot remove is never written nor forwarded
+            except Exception as exc:  # a secret we cannot remove is never written
                 self.broken = f"redaction failed: {exc}"
                 raise RecordingBroken(self.broken) from exc
             redacted = redacted or decoded.redacted
@@ -184,9 +192,7 @@ class ConnectionRecorder:
         )
         self.frames[direction] += 1
         if self.on_frame is not None:
-            self.on_frame(
-                FrameEvent(self.proto, direction, api_label(decoded.summary), len(raw), redacted)
-            )
+            self.on_frame(self.proto, direction, decoded.summary, len(raw), redacted)
 
     # -- the end --------------------------------------------------------------------------------
 

@@ -245,3 +245,21 @@ def test_amqp_passthrough_records_every_frame_any_chunking(tmp_path: Path) -> No
     assert len(frames) == 6
     assert b"".join(f.raw for f in frames) == stream
     assert [f.summary.get("channel") for f in frames[1:]] == [1, 2, 3, 4, 5]
+
+
+def test_forward_happens_before_recording(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    order: list[str] = []
+    real_write = writer.write_frame
+
+    def write_frame(*args: Any, **kw: Any) -> int:
+        order.append("write")
+        return real_write(*args, **kw)
+
+    writer.write_frame = write_frame  # type: ignore[method-assign]
+    rec.feed(C2S, b"".join(reqs), lambda out: order.append(f"forward {len(out)}"))
+    assert order == [f"forward {len(b''.join(reqs))}", "write", "write", "write"]
+    order.clear()
+    rec.feed(S2C, b"".join(resps), lambda out: order.append("forward"))
+    assert order == ["forward", "write", "write", "write"]

@@ -1,0 +1,395 @@
+"""Recording proxy overhead, measured in one run: direct vs `rrlab proxy` vs socat (plain relay).
+
+For Kafka and AMQP: COUNT messages of SIZE bytes produced then consumed (kafka-python / pika, the
+same load loop for all three paths), and the added latency of single round trips (Kafka
+ApiVersions, which the proxy holds and rewrites - its worst case; AMQP basic.publish with
+publisher confirms). The proxy's RSS is sampled during its runs.
+
+Kafka runs against private Tansu brokers so socat sees every connection: one advertises itself
+(direct and proxy paths; the proxy rewrites the address), one advertises socat's port.
+
+    .venv/bin/python bench/bench_proxy.py [--count 100000] [--size 1024] [--rtt 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RRLAB = ROOT / ".venv" / "bin" / "rrlab"
+#: how the bench starts the proxy (RRLAB_BENCH_PROXY overrides, for experiments)
+PROXY_CMD = (os.environ.get("RRLAB_BENCH_PROXY") or str(RRLAB)).split()
+AMQP_URL = "amqp://rrlab:rrlab-secret-pw@127.0.0.1:{port}/rrlab"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_block(n: int) -> int:
+    import random
+
+    for _ in range(500):
+        base = random.randrange(33000, 38900 - n)
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free ports")
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+# --- relays ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Relay:
+    proc: subprocess.Popen | None = None
+    rss_mb: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample_rss(self) -> None:
+        assert self.proc is not None
+        ps = psutil.Process(self.proc.pid)
+
+        def loop() -> None:
+            while not self._stop.wait(0.5):
+                try:
+                    self.rss_mb.append(ps.memory_info().rss / 1e6)
+                except psutil.NoSuchProcess:
+                    return
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_proxy(proto: str, listen: int, upstream: str, workdir: Path, node_base: int) -> Relay:
+    cassette = workdir / f"cassette-{proto}"
+    argv = [*PROXY_CMD, "proxy", f"--{proto}", f"{listen}={upstream}", "--cassette",
+            str(cassette), "--write-root", str(workdir), "--allow-upstream", upstream,
+            "--kafka-node-base-port", str(node_base), "--max-cassette-bytes", str(8 << 30),
+            "--max-frames", str(50_000_000),
+            "--log-file", str(workdir / f"{proto}.log")]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"proxy exited: rc={proc.wait()}")
+        if " listening " in line:
+            break
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    relay = Relay(proc)
+    relay.sample_rss()
+    return relay
+
+
+def start_socat(listen: int, upstream: str) -> Relay:
+    proc = subprocess.Popen(
+        [
+            "socat",
+            f"TCP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork,nodelay",
+            f"TCP:{upstream},nodelay",
+        ]
+    )
+    wait_port(listen)
+    return Relay(proc)
+
+
+# --- loads ------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def kafka_load(bootstrap: str, topic: str, count: int, size: int) -> tuple[float, float]:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.close()
+    payload = os.urandom(size)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        max_request_size=16 << 20,
+    )
+    t0 = time.perf_counter()
+    for i in range(count):
+        producer.send(topic, value=payload, key=str(i).encode(), partition=0)
+    producer.flush()
+    produce_s = time.perf_counter() - t0
+    producer.close()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=32 << 20,
+        max_partition_fetch_bytes=8 << 20,
+        max_poll_records=10_000,
+    )
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = 0
+    t0 = time.perf_counter()
+    while got < count:
+        for records in consumer.poll(timeout_ms=1000).values():
+            got += len(records)
+    consume_s = time.perf_counter() - t0
+    consumer.close()
+    return produce_s, consume_s
+
+
+def kafka_rtt(port: int, n: int) -> list[float]:
+    body = struct.pack(">hhih", 18, 0, 0, 5) + b"bench"
+    out = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(n):
+            req = struct.pack(">i", len(body)) + body[:4] + struct.pack(">i", i) + body[8:]
+            t0 = time.perf_counter()
+            s.sendall(req)
+            head = s.recv(4, socket.MSG_WAITALL)
+            (size,) = struct.unpack(">i", head)
+            s.recv(size, socket.MSG_WAITALL)
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def amqp_load(port: int, queue: str, count: int, size: int) -> tuple[float, float]:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL.format(port=port)))
+    ch = conn.channel()
+    ch.queue_declare(queue, auto_delete=False)
+    ch.queue_purge(queue)
+    payload = os.urandom(size)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        ch.basic_publish("", queue, payload)
+    conn.process_data_events(0)
+    produce_s = time.perf_counter() - t0
+    ch.basic_qos(prefetch_count=2000)
+    got = 0
+    t0 = time.perf_counter()
+    for _method, _props, _body in ch.consume(queue, auto_ack=True):
+        got += 1
+        if got >= count:
+            break
+    consume_s = time.perf_counter() - t0
+    ch.cancel()
+    ch.queue_delete(queue)
+    conn.close()
+    return produce_s, consume_s
+
+
+def amqp_rtt(port: int, n: int) -> list[float]:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL.format(port=port)))
+    ch = conn.channel()
+    q = f"bench.rtt.{port}"
+    ch.queue_declare(q, auto_delete=True)
+    ch.confirm_delivery()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ch.basic_publish("", q, b"x")
+        out.append(time.perf_counter() - t0)
+    ch.queue_delete(q)
+    conn.close()
+    return out
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    proto: str
+    path: str
+    produce_s: float
+    consume_s: float
+    rtt: list[float]
+    rss: list[float]
+
+    @property
+    def total_rate(self) -> float:
+        return 0.0
+
+
+def run_path(
+    proto: str,
+    path: str,
+    port: int,
+    load: Callable[[int], tuple[float, float]],
+    rtt: Callable[[int], list[float]],
+    relay: Relay | None,
+) -> Row:
+    try:
+        produce_s, consume_s = load(port)
+        lat = rtt(port)
+    finally:
+        if relay is not None:
+            relay.stop()
+    return Row(proto, path, produce_s, consume_s, lat, relay.rss_mb if relay else [])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--rtt", type=int, default=2000, help="round trips for the latency figures")
+    ap.add_argument("--protocols", default="kafka,amqp")
+    args = ap.parse_args()
+    if shutil.which("socat") is None:
+        print("bench: socat not found; run tools/ensure-system-packages", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="rrlab-bench-"))
+    rows: list[Row] = []
+    cleanup: list[Callable[[], None]] = []
+    run_id = os.getpid()
+    try:
+        protos = args.protocols.split(",")
+        if "kafka" in protos:
+            from brokers import kafka, process
+
+            base = free_block(8)
+            plain, via_socat, socat_port = base, base + 1, base + 2
+            proxy_port, node_base = base + 3, base + 4
+            brokers = [
+                kafka.start(work / "tansu-a", impl="tansu", port=plain),
+                kafka.start(
+                    work / "tansu-b", impl="tansu", port=via_socat, advertised_port=socat_port
+                ),
+            ]
+            for rec in brokers:
+                cleanup.append(lambda rec=rec: process.stop(rec["procs"]["broker"]))
+            for rec in brokers:
+                deadline = time.monotonic() + 60
+                while kafka.probe(rec) is not None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Tansu did not start: {rec['log']}")
+                    time.sleep(0.2)
+
+            def kload(tag: str) -> Callable[[int], tuple[float, float]]:
+                topic = f"bench.{run_id}.{tag}"
+                return lambda port: kafka_load(f"127.0.0.1:{port}", topic, args.count, args.size)
+
+            def krtt(port: int) -> list[float]:
+                return kafka_rtt(port, args.rtt)
+
+            rows.append(run_path("kafka", "direct", plain, kload("direct"), krtt, None))
+            relay = start_proxy("kafka", proxy_port, f"127.0.0.1:{plain}", work, node_base)
+            rows.append(run_path("kafka", "proxy", proxy_port, kload("proxy"), krtt, relay))
+            relay = start_socat(socat_port, f"127.0.0.1:{via_socat}")
+            rows.append(run_path("kafka", "socat", socat_port, kload("socat"), krtt, relay))
+        if "amqp" in protos:
+            from brokers import control
+
+            control.up(["amqp"], out=None)
+            base = free_block(2)
+
+            def aload(port: int) -> tuple[float, float]:
+                return amqp_load(port, f"bench.{run_id}.{port}", args.count, args.size)
+
+            def artt(port: int) -> list[float]:
+                return amqp_rtt(port, args.rtt)
+
+            rows.append(run_path("amqp", "direct", 5672, aload, artt, None))
+            relay = start_proxy("amqp", base, "127.0.0.1:5672", work, base + 10)
+            rows.append(run_path("amqp", "proxy", base, aload, artt, relay))
+            relay = start_socat(base + 1, "127.0.0.1:5672")
+            rows.append(run_path("amqp", "socat", base + 1, aload, artt, relay))
+    finally:
+        for fn in reversed(cleanup):
+            fn()
+    print_table(rows, args)
+    cassettes = sorted(work.glob("cassette-*"))
+    for c in cassettes:
+        size = (c / "frames.jsonl").stat().st_size / 1e6
+        print(f"cassette {c.name}: frames.jsonl {size:.0f} MB")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.count} x {args.size} B messages (produce, then consume); {args.rtt} round trips"
+    )
+    head = (
+        f"{'proto':5} {'path':6} {'produce/s':>10} {'consume/s':>10} {'total/s':>9} "
+        f"{'vs direct':>9} {'vs socat':>8} {'p50 ms':>7} {'p99 ms':>7} {'+p50':>6} {'+p99':>6} "
+        f"{'RSS MB min/max/end':>20}"
+    )
+    print(head)
+    print("-" * len(head))
+    by = {(r.proto, r.path): r for r in rows}
+    for r in rows:
+        rate = args.count / (r.produce_s + r.consume_s)
+        direct = by.get((r.proto, "direct"))
+        socat = by.get((r.proto, "socat"))
+        d_rate = args.count / (direct.produce_s + direct.consume_s) if direct else rate
+        s_rate = args.count / (socat.produce_s + socat.consume_s) if socat else rate
+        p50, p99 = percentile(r.rtt, 50) * 1e3, percentile(r.rtt, 99) * 1e3
+        dp50 = p50 - percentile(direct.rtt, 50) * 1e3 if direct else 0.0
+        dp99 = p99 - percentile(direct.rtt, 99) * 1e3 if direct else 0.0
+        rss = f"{min(r.rss):.0f}/{max(r.rss):.0f}/{r.rss[-1]:.0f}" if r.rss else "-"
+        print(
+            f"{r.proto:5} {r.path:6} {args.count / r.produce_s:10.0f} "
+            f"{args.count / r.consume_s:10.0f} {rate:9.0f} {rate / d_rate:9.2f} "
+            f"{rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} {dp99:6.3f} {rss:>20}"
+        )
+    _ = statistics
+
+
+if __name__ == "__main__":
+    sys.exit(main())
