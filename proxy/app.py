@@ -227,7 +227,8 @@ class ProxyApp:
         if self.exit_code == 2:
             return
         self.exit_code = 2
-        print(f"rrlab proxy: {exc}", file=sys.stderr, flush=True)
+        # stdout carries the human lines; stderr (or --log-file) stays pure JSON lines
+        self.say(f"rrlab proxy: error: {exc}")
         log.critical("{message}", event="budget_exceeded", message=str(exc), **exc.to_dict())
         self.shutdown(f"budget exceeded: {exc.budget}")
         self.reactor.callLater(0, self.reactor.stop)

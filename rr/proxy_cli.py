@@ -2,8 +2,10 @@
 
 Everything a user can get wrong is checked here, before a socket is bound or a file written:
 route syntax, loopback-only listeners, the profile's upstream allow-list and write roots.
-Logs are JSON lines (twisted.logger) on stderr or `--log-file`: they hold clock values and
-error text, so they stay out of the cassette directory, which must stay deterministic.
+Once running, stdout carries the human lines (listening addresses, metrics URL, a progress line
+on a terminal, a budget error) and stderr - or `--log-file` - only JSON lines (twisted.logger).
+Logs hold clock values and error text, so they stay out of the cassette directory, which must
+stay deterministic; a supervisor collects stderr without us choosing a path for it.
 """
 
 from __future__ import annotations

@@ -216,3 +216,32 @@ def test_fifty_concurrent_mqtt_clients_do_not_mix(live_brokers, tmp_path):
         for raw in raws:
             assert f"rrlab/fifty/{me}".encode() in raw and f"client-{me}-msg-".encode() in raw
             assert raw.count(b"client-") == 1
+
+
+def test_budget_exceeded_finalizes_and_exits_2(live_brokers, tmp_path):
+    from amqtt.client import MQTTClient
+    from amqtt.mqtt.constants import QOS_1
+
+    addrs = live_brokers("mqtt")
+    base = free_block(2)
+    cassette = tmp_path / "cassette"
+
+    async def publish_until_cut() -> None:
+        client = MQTTClient(client_id="rr-budget", config={"auto_reconnect": False})
+        await client.connect(f"mqtt://127.0.0.1:{base}", cleansession=True)
+        for j in range(50):
+            await client.publish("rrlab/budget", f"m{j}".encode(), QOS_1)
+
+    proxy = RunningProxy([f"--mqtt={base}={addrs['mqtt']}"], cassette, "--max-frames", "6")
+    with proxy:
+        try:
+            asyncio.run(asyncio.wait_for(publish_until_cut(), 10))
+        except Exception:  # the proxy cuts the client off: that is the point
+            pass
+        rc = proxy.proc.wait(30)
+    assert rc == 2
+    budget = proxy.events("budget_exceeded")
+    assert budget and budget[0]["budget"] == "max_frames" and budget[0]["limit"] == 6
+    report = verify(cassette)
+    manifest = CassetteReader.open(cassette).manifest
+    assert report.frames == 6 and manifest.stopped["budget"] == "max_frames"
