@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: venv sysdeps lock demo test test-unit test-live lint format brokers brokers-down bench clean
+.PHONY: venv sysdeps lock demo test test-unit test-live lint format brokers brokers-down cassettes bench clean
 
 $(BIN)/.synced: requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -51,6 +51,10 @@ brokers-down: venv
 
 demo: venv
 	tools/demo
+
+## Re-record the committed reference cassettes (cassettes/worker-*) from real brokers.
+cassettes: venv sysdeps
+	tools/record-cassettes
 
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
