@@ -215,11 +215,14 @@ class ProxyApp:
         )
 
     def recording_broken(self, pair: Pair, message: str) -> None:
-        self.metrics.recording_errors.labels(pair.route.proto, "framing").inc()
+        recorder = pair.recorder
+        rewrite_failed = getattr(recorder and recorder.rewriter, "failed", None) is not None
+        if not rewrite_failed:  # a failed Kafka rewrite is counted by _rewrite_event
+            self.metrics.recording_errors.labels(pair.route.proto, "framing").inc()
         log.error(
-            "connection {conn}: {message}; connection closed, frames before it are kept",
-            event="recording_broken",
-            conn=pair.recorder.conn_id if pair.recorder else None,
+            "connection {conn}: {message}; connection closed",
+            event="rewrite_failed" if rewrite_failed else "recording_broken",
+            conn=recorder.conn_id if recorder else None,
             message=message,
         )
 
@@ -236,15 +239,8 @@ class ProxyApp:
     # -- Kafka -----------------------------------------------------------------------------------
 
     def _rewrite_event(self, ev: Any) -> None:
+        # A failure is logged by recording_broken, with the connection it closes.
         self.metrics.on_rewrite(ev)
-        if ev.error:
-            log.error(
-                "kafka api {api_key} v{version} response not rewritten: {error}",
-                event="rewrite_failed",
-                api_key=ev.api_key,
-                version=ev.version,
-                error=ev.error,
-            )
 
     def _new_kafka_node(self, node: KafkaNode) -> None:
         upstream = f"{node.upstream_host}:{node.upstream_port}"

@@ -7,15 +7,15 @@ node endpoints in Produce/Fetch, ...) is replaced by a proxy listener on loopbac
 carry an address is read off kio's schemas (a nested entity with `host` and `port` fields), so
 every API and version kio knows is covered without a hand-kept list.
 
-No byte offsets, no sockets: frames are decoded with kio, changed with `dataclasses.replace`,
-and re-encoded with kio.
+No byte offsets, no sockets: frames are decoded and re-encoded by `rr.codecs.kafka` (the one
+place that calls kio's reader, behind its bounds walk: kio's native reader aborts the process on a
+huge declared length) and changed with `dataclasses.replace`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import struct
 import types
 import typing
@@ -23,12 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
-from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
+
+from rr.codecs.kafka import (
+    KafkaCodecError,
+    decode_response_body,
+    encode_response,
+    response_schema,
+)
 
 API_VERSIONS = 18
 _SIZE = struct.Struct(">i")
@@ -124,23 +129,39 @@ def _address_fields(cls: type) -> tuple[str, ...]:
 
 
 @functools.cache
-def response_schema(api_key: int, version: int) -> type | None:
+def _response_cls(api_key: int, version: int) -> type | None:
     try:
-        return load_response_schema(api_key, version)
-    except Exception:  # kio raises its own index errors and import errors for unknown entities
+        return response_schema(api_key, version)
+    except KafkaCodecError:
         return None
 
 
 @functools.cache
 def advertises_addresses(api_key: int, version: int) -> bool:
     """True when the response to (api_key, version) can name a broker address."""
-    cls = response_schema(api_key, version)
+    cls = _response_cls(api_key, version)
     return cls is not None and (_is_address(cls) or bool(_address_fields(cls)))
 
 
+@functools.cache
+def _advertising_apis() -> frozenset[int]:
+    """API keys with a broker address in the response of at least one version kio knows."""
+    return frozenset(
+        key
+        for key, name in api_key_map.items()
+        if any(advertises_addresses(key, v) for v in schema_name_map.get(name, {}))
+    )
+
+
 def needs_rewrite(api_key: int, version: int) -> bool:
-    """Responses the proxy must hold back, decode and re-encode (the rest stream through)."""
-    return api_key == API_VERSIONS or advertises_addresses(api_key, version)
+    """Responses the proxy must hold back, decode and re-encode (the rest stream through).
+
+    A version kio does not know of an API that advertises addresses in other versions is held
+    too: its rewrite fails loudly rather than let an unread broker address reach the client.
+    """
+    if api_key == API_VERSIONS or advertises_addresses(api_key, version):
+        return True
+    return _response_cls(api_key, version) is None and api_key in _advertising_apis()
 
 
 def rewrite_addresses(entity: Any, node_map: NodeMap) -> tuple[Any, int]:
@@ -226,7 +247,7 @@ def cap_api_versions(response: Any) -> tuple[Any, int]:
 
 
 class RewriteError(ValueError):
-    """A response the rewriter had to change but could not decode."""
+    """A response the rewriter had to change but could not decode or re-encode."""
 
 
 def request_key(raw: bytes) -> tuple[int, int, int]:
@@ -238,32 +259,19 @@ def response_correlation_id(raw: bytes) -> int:
     return _SIZE.unpack_from(raw, 4)[0]
 
 
-def decode_response(raw: bytes, api_key: int, version: int) -> tuple[Any, Any]:
-    """(header, body) of a whole size-prefixed response frame; the body must fill the frame."""
-    cls = response_schema(api_key, version)
-    if cls is None:
-        raise RewriteError(f"kio has no response schema for api {api_key} v{version}")
-    buf = memoryview(raw)
-    # kio readers return (entity, bytes consumed)
-    header, head_size = entity_reader(cls.__header_schema__)(buf, 4)
-    body, body_size = entity_reader(cls)(buf, 4 + head_size)
-    end = 4 + head_size + body_size
-    if end != len(raw):
-        raise RewriteError(
-            f"api {api_key} v{version} response decoded {end - 4} of {len(raw) - 4} bytes"
-        )
-    return header, body
+def _decode(raw: bytes, api_key: int, version: int) -> Any:
+    try:
+        return decode_response_body(api_key, version, raw)
+    except KafkaCodecError as err:
+        raise RewriteError(f"api {api_key} v{version} response not decodable: {err}") from err
 
 
-def encode_response(header: Any, body: Any) -> bytes:
-    """A whole size-prefixed response frame from a kio header and body."""
-    out = io.BytesIO()
-    out.write(b"\0\0\0\0")
-    entity_writer(type(header))(out, header)
-    entity_writer(type(body))(out, body)
-    data = out.getbuffer()
-    _SIZE.pack_into(data, 0, len(data) - 4)
-    return bytes(data)
+def _encode(raw: bytes, api_key: int, version: int, body: Any) -> bytes:
+    """Re-encode `body` under the frame's correlation id (header version chosen by the codec)."""
+    try:
+        return encode_response(api_key, version, response_correlation_id(raw), body)
+    except KafkaCodecError as err:
+        raise RewriteError(f"api {api_key} v{version} response not encodable: {err}") from err
 
 
 @dataclass(slots=True)
@@ -277,36 +285,28 @@ def rewrite_response(raw: bytes, api_key: int, version: int, node_map: NodeMap) 
     """Rewrite one whole response frame; returns the original bytes when nothing changed."""
     if api_key == API_VERSIONS:
         return _rewrite_api_versions(raw, version, node_map)
-    header, body = decode_response(raw, api_key, version)
-    body, n = rewrite_addresses(body, node_map)
+    body, n = rewrite_addresses(_decode(raw, api_key, version), node_map)
     if not n:
         return RewriteResult(raw)
-    return RewriteResult(encode_response(header, body), addresses=n)
+    return RewriteResult(_encode(raw, api_key, version, body), addresses=n)
 
 
 def _rewrite_api_versions(raw: bytes, version: int, node_map: NodeMap) -> RewriteResult:
     # A broker that does not support the client's ApiVersions version answers in v0 format
     # (UNSUPPORTED_VERSION plus its own ranges) and the client retries; parse that too.
     attempts = [version, 0] if version != 0 else [0]
-    last: Exception | None = None
+    failures: list[str] = []
     for v in attempts:
         try:
-            header, body = decode_response(raw, API_VERSIONS, v)
-        except Exception as exc:  # kio raises several types on short or mismatched input
-            last = exc
+            body = decode_response_body(API_VERSIONS, v, raw)
+        except KafkaCodecError as exc:
+            failures.append(f"as v{v}: {exc}")
             continue
         if v != version and body.error_code != ErrorCode.unsupported_version:
+            failures.append(f"as v{v}: error code {int(body.error_code)}, not UNSUPPORTED_VERSION")
             continue
         body, n = cap_api_versions(body)
         if not n:
             return RewriteResult(raw)
-        return RewriteResult(encode_response(header, body), api_versions_capped=n)
-    raise RewriteError(f"ApiVersions v{version} response not decodable: {last}")
-
-
-def request_schema_known(api_key: int, version: int) -> bool:
-    try:
-        load_request_schema(api_key, version)
-    except Exception:
-        return False
-    return True
+        return RewriteResult(_encode(raw, API_VERSIONS, v, body), api_versions_capped=n)
+    raise RewriteError(f"ApiVersions v{version} response not decodable: {'; '.join(failures)}")

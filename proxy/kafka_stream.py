@@ -4,6 +4,10 @@ Implements `rr.record.StreamRewriter`. Requests are seen first (their api key an
 remembered by correlation id, only for APIs whose responses can need a change); a response whose
 request was remembered is held whole, rewritten with `proxy.kafka_rewrite` and released. All other
 response bytes stream through as they arrive.
+
+A held response that cannot be rewritten is never released: it may name a real broker address,
+and a client that saw one would bypass the proxy from then on, unrecorded. The rewriter raises
+`RecordingBroken` instead, and the proxy closes the connection with a logged error.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rr.codecs import Direction
+from rr.record import RecordingBroken
 
 from .kafka_rewrite import (
     NodeMap,
-    RewriteResult,
     needs_rewrite,
     request_key,
     response_correlation_id,
@@ -44,6 +48,7 @@ class KafkaResponseRewriter:
     ) -> None:
         self.node_map = node_map
         self.on_event = on_event
+        self.failed: str | None = None  # why a held response could not be rewritten
         self._pending: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._current: tuple[int, int] | None = None
 
@@ -61,18 +66,23 @@ class KafkaResponseRewriter:
         return self._current is not None
 
     def rewrite(self, raw: bytes) -> bytes:
+        """The rewritten frame; raises RecordingBroken (after telling `on_event`) if impossible."""
         assert self._current is not None
         api_key, version = self._current
         self._current = None
         try:
             result = rewrite_response(raw, api_key, version, self.node_map)
-        except Exception as exc:  # kio decode errors: forward the original, loudly
-            result = RewriteResult(raw)
-            error: str | None = f"{type(exc).__name__}: {exc}"
-        else:
-            error = None
-        if self.on_event is not None and (error or result.addresses or result.api_versions_capped):
+        except Exception as exc:  # RewriteError, or anything unforeseen: never forward it as is
+            self.failed = (
+                f"kafka api {api_key} v{version} response (correlation id "
+                f"{response_correlation_id(raw)}) cannot be rewritten, not forwarded: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            if self.on_event is not None:
+                self.on_event(RewriteEvent(api_key, version, 0, 0, self.failed))
+            raise RecordingBroken(self.failed) from exc
+        if self.on_event is not None and (result.addresses or result.api_versions_capped):
             self.on_event(
-                RewriteEvent(api_key, version, result.addresses, result.api_versions_capped, error)
+                RewriteEvent(api_key, version, result.addresses, result.api_versions_capped)
             )
         return result.raw

@@ -5,22 +5,30 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kio.index import load_response_schema
+from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
 from proxy.kafka_rewrite import (
     NodeMap,
+    RewriteError,
     cap_api_versions,
-    decode_response,
-    encode_response,
     needs_rewrite,
     parseable_range,
+    response_correlation_id,
     rewrite_response,
 )
+from proxy.kafka_stream import KafkaResponseRewriter
+from rr.cassette import CassetteWriter
+from rr.codecs import Direction, decoder_for
+from rr.codecs.kafka import decode_response_body, encode_request, encode_response
+from rr.record import ConnectionRecorder, RecordingBroken
 
 UPSTREAM = [(1, "broker-a.internal", 9092), (2, "broker-b.internal", 9093), (3, "10.0.0.7", 9094)]
 ZERO = datetime.timedelta(0)
@@ -32,8 +40,8 @@ def make(cls: type, **values: Any) -> Any:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def header_for(cls: type, correlation_id: int = 77) -> Any:
-    return cls.__header_schema__(correlation_id=i32(correlation_id))
+def encode(api_key: int, version: int, body: Any) -> bytes:
+    return encode_response(api_key, version, 77, body)
 
 
 def nested(api: str, version: int, name: str) -> type:
@@ -41,11 +49,10 @@ def nested(api: str, version: int, name: str) -> type:
 
 
 def roundtrip(api_key: int, version: int, body: Any, node_map: NodeMap) -> tuple[Any, int]:
-    raw = encode_response(header_for(type(body)), body)
+    raw = encode(api_key, version, body)
     result = rewrite_response(raw, api_key, version, node_map)
-    header, decoded = decode_response(result.raw, api_key, version)
-    assert header.correlation_id == 77
-    return decoded, result.addresses
+    assert response_correlation_id(result.raw) == 77
+    return decode_response_body(api_key, version, result.raw), result.addresses
 
 
 @pytest.mark.parametrize("version", [0, 1, 4, 8, 9, 10, 12, 13])
@@ -178,7 +185,7 @@ def test_produce_kip951_node_endpoints_and_plain_produce() -> None:
     assert (decoded.node_endpoints[0].host, decoded.node_endpoints[0].port) == ("127.0.0.1", 19093)
     # without endpoints (the usual case) the frame is forwarded byte for byte
     plain = dataclasses.replace(body, node_endpoints=())
-    raw = encode_response(header_for(cls), plain)
+    raw = encode(0, 10, plain)
     assert rewrite_response(raw, 0, 10, NodeMap()).raw == raw
 
 
@@ -207,10 +214,10 @@ def api_versions_body(version: int, entries: list[tuple[int, int, int]], error=E
 def test_api_versions_capped_to_kio(version: int) -> None:
     # Produce 0-99 (kio knows a contiguous subrange), an api key kio does not know, Metadata 0-13.
     body = api_versions_body(version, [(0, 0, 99), (9999, 0, 3), (3, 0, 13)])
-    raw = encode_response(header_for(type(body)), body)
+    raw = encode(18, version, body)
     result = rewrite_response(raw, 18, version, NodeMap())
     assert result.api_versions_capped == 2
-    _, decoded = decode_response(result.raw, 18, version)
+    decoded = decode_response_body(18, version, result.raw)
     got = {e.api_key: (e.min_version, e.max_version) for e in decoded.api_keys}
     assert got == {0: parseable_range(0, 0, 99), 3: (0, 13)}
     lo, hi = got[0]
@@ -219,8 +226,8 @@ def test_api_versions_capped_to_kio(version: int) -> None:
 
 
 def test_api_versions_header_is_v0_even_when_flexible() -> None:
-    body = api_versions_body(3, [(3, 0, 12)])
-    raw = encode_response(header_for(type(body)), body)
+    body = api_versions_body(3, [(3, 0, 12), (9999, 0, 1)])
+    raw = rewrite_response(encode(18, 3, body), 18, 3, NodeMap()).raw
     # header v0: correlation id then straight into the body (error code), no tagged-field byte
     assert raw[4:8] == (77).to_bytes(4, "big")
     assert raw[8:10] == b"\0\0"
@@ -229,9 +236,9 @@ def test_api_versions_header_is_v0_even_when_flexible() -> None:
 def test_api_versions_unsupported_version_answer_in_v0_format() -> None:
     # Client asked for v4, broker only knows v3: it answers UNSUPPORTED_VERSION in v0 format.
     body = api_versions_body(0, [(18, 0, 3), (9999, 0, 1)], error=ErrorCode.unsupported_version)
-    raw = encode_response(header_for(type(body)), body)
+    raw = encode(18, 0, body)
     result = rewrite_response(raw, 18, 4, NodeMap())
-    _, decoded = decode_response(result.raw, 18, 0)
+    decoded = decode_response_body(18, 0, result.raw)
     assert decoded.error_code == ErrorCode.unsupported_version
     assert [(e.api_key, e.min_version, e.max_version) for e in decoded.api_keys] == [(18, 0, 3)]
 
@@ -239,5 +246,93 @@ def test_api_versions_unsupported_version_answer_in_v0_format() -> None:
 def test_cap_leaves_parseable_response_alone() -> None:
     body = api_versions_body(3, [(3, 0, 12)])
     assert cap_api_versions(body) == (body, 0)
-    raw = encode_response(header_for(type(body)), body)
+    raw = encode(18, 3, body)
     assert rewrite_response(raw, 18, 3, NodeMap()).raw == raw
+
+
+def test_flexible_response_keeps_header_v1_after_rewrite() -> None:
+    cls = load_response_schema(3, 12)
+    broker_cls = nested("metadata", 12, "MetadataResponseBroker")
+    brokers = (broker_cls(node_id=i32(1), host="h", port=i32(1)),)
+    body = make(cls, throttle_time=ZERO, brokers=brokers, topics=())
+    raw = rewrite_response(encode(3, 12, body), 3, 12, NodeMap()).raw
+    assert raw[4:8] == (77).to_bytes(4, "big")
+    assert raw[8] == 0  # header v1: the (empty) tagged-field count, then the body
+    assert decode_response_body(3, 12, raw).brokers[0].host == "127.0.0.1"
+
+
+# Frames declaring absurd array lengths. kio 0.6.5's native reader reserves memory for the
+# declared count first and aborts the whole process ("memory allocation of N bytes failed") when
+# that fails: a 5-byte compact-array varint (~2^35 items) always does; an int32 count of 2^31-1
+# does on a machine with less than 16 GB to spare. Run in a child so an abort shows as a signal.
+_HUGE_FRAMES = r"""
+import struct
+from proxy.kafka_rewrite import NodeMap, RewriteError, rewrite_response
+
+def frame(body):
+    return struct.pack(">i", len(body)) + body
+
+CID, PAD = struct.pack(">i", 7), bytes(64)
+HUGE_COMPACT = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x7F])  # uvarint 2^35 - 1
+HUGE_INT32 = struct.pack(">i", 2**31 - 1)
+cases = {
+    # header v1 (tagged fields), throttle time, brokers compact array
+    "metadata v12": (3, 12, frame(CID + b"\0" + bytes(4) + HUGE_COMPACT + PAD)),
+    # header v0, brokers int32 array
+    "metadata v1": (3, 1, frame(CID + HUGE_INT32 + PAD)),
+    # header v0 even though the body is flexible: error code, api_keys compact array
+    "api_versions v3": (18, 3, frame(CID + bytes(2) + HUGE_COMPACT + PAD)),
+    "api_versions v0": (18, 0, frame(CID + bytes(2) + HUGE_INT32 + PAD)),
+}
+for name, (api_key, version, raw) in cases.items():
+    try:
+        rewrite_response(raw, api_key, version, NodeMap())
+    except RewriteError as err:
+        print(name, "|", err, flush=True)
+    else:
+        print(name, "| decoded?!", flush=True)
+"""
+
+
+def test_huge_declared_lengths_are_a_rewrite_error_not_an_abort() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _HUGE_FRAMES], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"child died ({proc.returncode}): {proc.stderr[-800:]}"
+    results = dict(line.split(" | ", 1) for line in proc.stdout.splitlines())
+    assert set(results) == {"metadata v12", "metadata v1", "api_versions v3", "api_versions v0"}
+    for name, message in results.items():
+        assert "items in" in message, (name, message)  # the bounds walk refused it, not kio
+
+
+def test_unrewritable_response_is_never_forwarded(tmp_path: Path) -> None:
+    """The stream rewriter refuses (RecordingBroken) rather than pass on an unread address."""
+    events = []
+    rewriter = KafkaResponseRewriter(NodeMap(base_port=40000), events.append)
+    writer = CassetteWriter.create(tmp_path / "c")
+    conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
+    rec = ConnectionRecorder(writer, conn, "kafka", decoder=decoder_for("kafka"), rewriter=rewriter)
+    request = make(
+        load_request_schema(3, 12),
+        topics=None,
+        include_topic_authorized_operations=False,
+        allow_auto_topic_creation=False,
+    )
+    rec.feed(Direction.C2S, encode_request(3, 12, 9, "c", request))
+    # a Metadata v12 response whose brokers array claims ~2^35 entries
+    body = (9).to_bytes(4, "big") + b"\0" + bytes(4) + b"\xff\xff\xff\xff\x7f" + bytes(64)
+    sent = []
+    with pytest.raises(RecordingBroken, match="Metadata|api 3 v12"):
+        rec.feed(Direction.S2C, len(body).to_bytes(4, "big") + body, sent.append)
+    assert sent == []  # not one byte of it reached the client
+    assert rewriter.failed and "correlation id 9" in rewriter.failed
+    assert [(e.api_key, e.version, bool(e.error)) for e in events] == [(3, 12, True)]
+    rec.close("recording stopped")
+    writer.finalize()
+
+
+def test_unknown_version_of_an_address_api_is_held_not_streamed() -> None:
+    assert needs_rewrite(3, 999)  # Metadata, a version kio does not know: held (and refused)
+    assert not needs_rewrite(12, 999)  # Heartbeat never names an address: streams through
+    with pytest.raises(RewriteError, match="no kio schema"):
+        rewrite_response(b"\0\0\0\x04\0\0\0\x01", 3, 999, NodeMap())
