@@ -9,7 +9,7 @@ import sys
 #: subcommand -> module exposing `register(subparsers)`; imported lazily so `rrlab --help` is fast.
 SUBCOMMANDS: dict[str, str] = {
     "brokers": "brokers.cli",
-    "proxy": "rr.proxy_cli",
+    "proxy": "proxy.cli",
     "inspect": "rr.cassette_cli",
     "verify": "rr.cassette_cli",
 }

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.cli import parse_route
 from rr.cli import main
-from rr.proxy_cli import parse_route
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

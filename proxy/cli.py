@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     kafka = [r for r in routes if r.proto == Proto.KAFKA]
     node_base = args.kafka_node_base_port or (kafka[0].listen_port + 1 if kafka else 19093)
 
-    from proxy.main import serve  # the Twisted side; imported only when actually serving
+    from .main import serve  # the Twisted side; imported only when actually serving
 
     return serve(
         routes=routes,
