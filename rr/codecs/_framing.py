@@ -51,9 +51,14 @@ class BufferedFramer:
         """Hook: validate a whole frame (e.g. a trailer octet). Raise via `_error`."""
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add `data`; return every frame completed by it, in stream order."""
+        """Add `data`; return every frame completed by it, in stream order.
+
+        On a framing error the frames this call completed before the bad byte ride on the
+        error (`err.frames`); a later call raises the same error again, without them.
+        """
         if self._failed is not None:
-            raise self._failed
+            f = self._failed
+            raise FramingError(f.proto, f.direction, f.offset, f.reason)
         self._buf += data
         frames: list[Frame] = []
         pos = 0
@@ -67,6 +72,9 @@ class BufferedFramer:
                 frames.append(Frame(raw=raw, offset=self._offset))
                 self._offset += length
                 pos += length
+        except FramingError as err:
+            err.frames = frames
+            raise
         finally:
             if self._failed is None:
                 del self._buf[:pos]

@@ -25,13 +25,25 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
 class FramingError(ValueError):
-    """A byte stream that cannot be split into frames. Says where, so a person can find it."""
+    """A byte stream that cannot be split into frames. Says where, so a person can find it.
 
-    def __init__(self, proto: str, direction: str, offset: int, reason: str) -> None:
+    `frames` holds the whole frames that the failing `feed()` call completed before the bad
+    byte (they were valid and crossed the wire, so a recorder still writes them).
+    """
+
+    def __init__(
+        self,
+        proto: str,
+        direction: str,
+        offset: int,
+        reason: str,
+        frames: list[Frame] | None = None,
+    ) -> None:
         self.proto = proto
         self.direction = direction
         self.offset = offset
         self.reason = reason
+        self.frames: list[Frame] = frames or []
         super().__init__(f"{proto} {direction} stream, byte offset {offset}: {reason}")
 
 

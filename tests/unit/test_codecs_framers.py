@@ -12,6 +12,7 @@ from rr.canonical import dumps
 from rr.codecs import (
     AmqpFramer,
     Direction,
+    Frame,
     FramingError,
     KafkaFramer,
     MqttFramer,
@@ -163,6 +164,43 @@ def test_error_names_protocol_direction_offset():
         framer.feed(struct.pack(">i", -5))
     assert (info.value.proto, info.value.direction, info.value.offset) == ("kafka", "s2c", 8)
     assert "kafka s2c stream, byte offset 8" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("proto", "direction", "lead", "good", "garbage"),
+    [
+        (Proto.KAFKA, Direction.C2S, b"", kafka_frame(b"abcdefgh"), struct.pack(">i", -5)),
+        (Proto.KAFKA, Direction.S2C, b"", kafka_frame(b"abcd"), struct.pack(">i", GIB2 - 1)),
+        (Proto.AMQP, Direction.C2S, PROTOCOL_HEADER, amqp_frame(8, 0, b""), b"\x07junk"),
+        (
+            Proto.AMQP,
+            Direction.S2C,
+            b"",
+            amqp_frame(1, 0, b"abc"),
+            amqp_frame(3, 1, b"x")[:-1] + b"!",
+        ),
+        (Proto.MQTT, Direction.C2S, b"", mqtt_frame(8, 2, b"\x00\x01\x00\x01t\x00"), b"\x00\x00"),
+        (Proto.MQTT, Direction.S2C, b"", mqtt_frame(3, 0, b"\x00\x01tpayload"), b"\x00\x00"),
+    ],
+)
+def test_frames_before_the_bad_byte_ride_on_the_error(proto, direction, lead, good, garbage):
+    framer = framer_for(proto, direction)
+    assert framer.feed(lead + good[:3]) == ([Frame(lead, 0)] if lead else [])
+    start = len(lead)
+    # one chunk: the rest of a frame begun earlier, a whole frame, then garbage
+    with pytest.raises(FramingError) as info:
+        framer.feed(good[3:] + good + garbage)
+    assert info.value.frames == [Frame(good, start), Frame(good, start + len(good))]
+    assert info.value.offset >= start + 2 * len(good)
+    with pytest.raises(FramingError) as again:  # still broken; those frames are not repeated
+        framer.feed(good)
+    assert again.value.frames == [] and again.value.offset == info.value.offset
+
+
+def test_framing_error_without_earlier_frames_has_none():
+    with pytest.raises(FramingError) as info:
+        KafkaFramer(Direction.C2S).feed(struct.pack(">i", 1))
+    assert info.value.frames == []
 
 
 def test_kafka_budget_is_configurable():
