@@ -249,3 +249,93 @@ def test_budget_exceeded_finalizes_and_exits_2(live_brokers, tmp_path):
     report = verify(cassette)
     manifest = CassetteReader.open(cassette).manifest
     assert report.frames == 6 and manifest.stopped["budget"] == "max_frames"
+
+
+def _hostile_upstream(answers: dict[int, bytes]) -> tuple[socket.socket, list[bytes]]:
+    """A TCP upstream answering each request by api key with a corrupt response frame.
+
+    Not a broker stand-in: no real broker sends these bytes on demand, and the test is about
+    what the proxy does with them (a cassette of it is never used as evidence of a broker).
+    """
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if len(data) < 12:
+                    continue
+                seen.append(data)
+                api_key, _version, cid = struct.unpack_from(">hhi", data, 4)
+                body = struct.pack(">i", cid) + answers[api_key]
+                conn.sendall(struct.pack(">i", len(body)) + body)
+                conn.recv(1)  # until the proxy hangs up
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, seen
+
+
+def test_response_that_cannot_be_rewritten_closes_the_client_not_the_proxy(tmp_path):
+    """kio alone aborts the process on these frames (~2^35 declared array items)."""
+    from kio.index import load_request_schema
+
+    from rr.codecs.kafka import encode_request
+
+    huge = b"\xff\xff\xff\xff\x7f"  # compact array length: 2^35 - 2 items
+    server, seen = _hostile_upstream(
+        {
+            3: b"\0" + bytes(4) + huge + bytes(64),  # Metadata v12: header v1, brokers array
+            18: bytes(2) + huge + bytes(64),  # ApiVersions v3: header v0, api_keys array
+        }
+    )
+    metadata = load_request_schema(3, 12)(
+        topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False
+    )
+    api_versions = load_request_schema(18, 3)(
+        client_software_name="rrlab-test", client_software_version="1"
+    )
+    requests = [
+        encode_request(3, 12, 21, "t", metadata),
+        encode_request(18, 3, 22, "t", api_versions),
+    ]
+    upstream = f"127.0.0.1:{server.getsockname()[1]}"
+    base = free_block(2)
+    cassette = tmp_path / "cassette"
+    try:
+        with RunningProxy(
+            [f"--kafka={base}={upstream}"], cassette, "--allow-upstream", upstream
+        ) as proxy:
+            for request in requests:
+                with socket.create_connection(("127.0.0.1", base), timeout=10) as s:
+                    s.sendall(request)
+                    assert s.recv(65536) == b""  # closed, and not one byte of the answer sent
+            assert proxy.proc.poll() is None  # the proxy lives on
+            assert len(seen) == 2  # both requests reached the upstream, both answers refused
+            assert proxy.metric_sum("rrlab_proxy_recording_errors_total", kind="rewrite") == 2
+            assert proxy.metric_sum("rrlab_proxy_recording_errors_total", kind="framing") == 0
+            assert proxy.stop() == 0
+    finally:
+        server.close()
+    failed = proxy.events("rewrite_failed")
+    assert len(failed) == 2 and all("items in" in e["message"] for e in failed)
+    verify(cassette)
+    manifest = CassetteReader.open(cassette).manifest
+    assert len(manifest.connections) == 2
+    assert all("cannot be rewritten" in c.close_reason for c in manifest.connections)
+    frames = list(CassetteReader.open(cassette).frames())
+    assert [(f.dir, f.summary["api"]) for f in frames] == [
+        ("c2s", "Metadata"),
+        ("c2s", "ApiVersions"),
+    ]
