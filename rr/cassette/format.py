@@ -56,6 +56,41 @@ class FrameRecord:
         return out
 
 
+def frame_line_prefix(conn: int, direction: Direction, proto: Proto) -> bytes:
+    """The part of a frame line before the base64 payload (the same for a whole connection leg)."""
+    return b'{"conn":%d,"dir":"%s","proto":"%s","raw":"' % (
+        conn,
+        str(direction).encode(),
+        str(proto).encode(),
+    )
+
+
+def summary_json(summary: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of a frame summary, or ValueError naming it."""
+    try:
+        return dumps(summary)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
+
+
+def frame_line(
+    prefix: bytes, seq: int, t_us: int, summary: Mapping[str, Any], raw: bytes, redacted: bool
+) -> bytes:
+    """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
+    raw, redacted, seq, summary, t_us)."""
+    return b"".join(
+        (
+            prefix,
+            base64.b64encode(raw),
+            b'","redacted":true,"seq":%d,"summary":' % seq
+            if redacted
+            else b'","seq":%d,"summary":' % seq,
+            summary_json(summary),
+            b',"t_us":%d}\n' % t_us,
+        )
+    )
+
+
 def encode_frame_line(
     seq: int,
     conn: int,
@@ -67,23 +102,7 @@ def encode_frame_line(
     redacted: bool = False,
 ) -> bytes:
     """Canonical JSON line of one frame (== dumps_line(FrameRecord(...).to_dict()))."""
-    try:
-        summary_json = dumps(summary)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
-    # keys in code-point order: conn, dir, proto, raw, redacted, seq, summary, t_us
-    return b"".join(
-        (
-            b'{"conn":%d,"dir":"%s","proto":"%s","raw":"'
-            % (conn, direction.value.encode(), proto.value.encode()),
-            base64.b64encode(raw),
-            b'","redacted":true,"seq":%d,"summary":' % seq
-            if redacted
-            else b'","seq":%d,"summary":' % seq,
-            summary_json,
-            b',"t_us":%d}\n' % t_us,
-        )
-    )
+    return frame_line(frame_line_prefix(conn, direction, proto), seq, t_us, summary, raw, redacted)
 
 
 _FRAME_KEYS = {"conn", "dir", "proto", "raw", "seq", "summary", "t_us"}

@@ -225,6 +225,55 @@ def test_budget_stops_recording(tmp_path, budgets, budget, limit, value):
     assert sum(len(x) + 1 for x in lines) <= budgets.max_cassette_bytes
 
 
+@pytest.mark.parametrize(
+    ("budgets", "budget", "written"),
+    [
+        (Budgets(max_frames=2), "max_frames", 2),
+        (Budgets(max_frame_bytes=100), "max_frame_bytes", 2),
+        (Budgets(max_cassette_bytes=300), "max_cassette_bytes", 2),
+    ],
+)
+def test_write_frames_batch_stops_at_the_budget(tmp_path, budgets, budget, written):
+    """One batch crossing a budget: the frames before the crossing one are on disk and counted."""
+    w = CassetteWriter.create(tmp_path / "c", budgets=budgets, clock_ns=_clock())
+    conn = w.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+    batch = [({"channel": 1, "i": i}, b"x" * size, False) for i, size in enumerate([10, 10, 200])]
+    with pytest.raises(BudgetExceeded) as err:
+        w.write_frames(conn, Direction.C2S, Proto.AMQP, batch)
+    assert err.value.budget == budget
+    assert w.frame_count == written
+    m = w.finalize()
+    assert m.frame_count == written and m.stopped == err.value.to_dict()
+    data = (tmp_path / "c" / "frames.jsonl").read_bytes()
+    assert m.frames_sha256 == hashlib.sha256(data).hexdigest()
+    assert [json.loads(x)["summary"]["i"] for x in data.splitlines()] == list(range(written))
+
+
+def test_write_frames_equals_write_frame_one_by_one(tmp_path):
+    frames = [({"n": i, "s": "é\u2028"}, bytes([i]) * i, i % 2 == 0) for i in range(5)]
+    outputs = []
+    for name, batched in (("a", True), ("b", False)):
+        w = CassetteWriter.create(tmp_path / name, clock_ns=_clock())
+        conn = w.open_connection("amqp", None, None)
+        if batched:
+            assert w.write_frames(conn, "s2c", "amqp", frames) == 5
+        else:
+            for summary, raw, redacted in frames:
+                w.write_frame(conn, "s2c", "amqp", summary, raw, redacted)
+        m = w.finalize()
+        outputs.append(((tmp_path / name / "frames.jsonl").read_bytes(), m.frames_sha256))
+    assert outputs[0] == outputs[1]
+
+
+def test_write_frames_bad_summary_keeps_the_frames_before_it(tmp_path):
+    w = CassetteWriter.create(tmp_path / "c")
+    conn = w.open_connection("amqp", None, None)
+    with pytest.raises(ValueError, match="not JSON-able"):
+        w.write_frames(conn, "c2s", "amqp", [({"a": 1}, b"1", False), ({"b": b"x"}, b"2", False)])
+    assert w.frame_count == 1
+    assert w.finalize().frame_count == 1
+
+
 def test_wrong_connection_or_proto(tmp_path):
     w = CassetteWriter.create(tmp_path / "c")
     conn = w.open_connection("mqtt", None, None)
