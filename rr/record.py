@@ -115,8 +115,9 @@ class ConnectionRecorder:
         try:
             frames = self.framers[direction].feed(data)
         except FramingError as err:
-            for frame in getattr(err, "frames", ()):  # whole frames before the bad byte
-                self._write(direction, frame.raw)
+            whole = [frame.raw for frame in getattr(err, "frames", ())]
+            if whole:  # whole frames before the bad byte
+                self._write(direction, whole)
             self.broken = f"framing error: {err}"
             raise RecordingBroken(self.broken) from err
         rw = self.rewriter
@@ -130,8 +131,8 @@ class ConnectionRecorder:
             out, raws = self._rewrite_stream(data, start, frames)
         if forward is not None and out:
             forward(out)
-        for raw in raws:
-            self._write(direction, raw)
+        if raws:
+            self._write(direction, raws)
         return out
 
     def _rewrite_stream(
@@ -177,22 +178,45 @@ class ConnectionRecorder:
 
     # -- per frame ------------------------------------------------------------------------------
 
-    def _write(self, direction: Direction, raw: bytes) -> None:
-        decoded = self.decoder.decode(direction, raw)
-        redacted = decoded.redacted
-        if self.redactor is not None:
-            try:
-                raw, decoded = self.redactor(self.proto, direction, raw, decoded)
-            except Exception as exc:  # a secret we cannot remove is never written
-                self.broken = f"redaction failed: {exc}"
-                raise RecordingBroken(self.broken) from exc
-            redacted = redacted or decoded.redacted
-        self.writer.write_frame(
-            self.conn_id, direction, self.proto, decoded.summary, raw, redacted=redacted
-        )
-        self.frames[direction] += 1
-        if self.on_frame is not None:
-            self.on_frame(self.proto, direction, decoded.summary, len(raw), redacted)
+    def _write(self, direction: Direction, raws: list[bytes]) -> None:
+        """Decode, redact and write the frames of one chunk: one cassette write for all of them.
+
+        A frame that cannot be redacted stops the batch: the frames before it are written, it
+        and the rest are not (RecordingBroken).
+        """
+        decode = self.decoder.decode
+        redactor = self.redactor
+        proto = self.proto
+        batch: list[tuple[dict[str, Any], bytes, bool]] = []
+        try:
+            for raw in raws:
+                decoded = decode(direction, raw)
+                redacted = decoded.redacted
+                if redactor is not None:
+                    try:
+                        raw, decoded = redactor(proto, direction, raw, decoded)
+                    except Exception as exc:  # a secret we cannot remove is never written
+                        self.broken = f"redaction failed: {exc}"
+                        raise RecordingBroken(self.broken) from exc
+                    redacted = redacted or decoded.redacted
+                batch.append((decoded.summary, raw, redacted))
+        finally:
+            if batch:
+                self._flush(direction, batch)
+
+    def _flush(self, direction: Direction, batch: list[tuple[dict[str, Any], bytes, bool]]) -> None:
+        writer = self.writer
+        before = writer.frame_count
+        try:
+            writer.write_frames(self.conn_id, direction, self.proto, batch)
+        finally:  # a budget may stop the batch part way: count what reached the file
+            written = writer.frame_count - before
+            self.frames[direction] += written
+            on_frame = self.on_frame
+            if on_frame is not None:
+                proto = self.proto
+                for summary, raw, redacted in batch[:written]:
+                    on_frame(proto, direction, summary, len(raw), redacted)
 
     # -- the end --------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import pamqp.encode
 from rr.codecs import Decoded, Direction, Proto, decoder_for
 from rr.codecs import kafka as kafka_codec
 from rr.codecs import mqtt as mqtt_codec
-from rr.codecs.amqp import PROTOCOL_HEADER
 
 PLACEHOLDER = b"rrlab-redacted"
 
@@ -42,7 +41,10 @@ def redact(
     proto: Proto | str, direction: Direction | str, raw: bytes, decoded: Decoded
 ) -> tuple[bytes, Decoded]:
     """Replace credentials in one frame. Raises RedactionError rather than let one through."""
-    proto, direction = Proto(proto), Direction(direction)
+    if proto.__class__ is not Proto:  # the hot path passes members: skip the enum lookups
+        proto = Proto(proto)
+    if direction.__class__ is not Direction:
+        direction = Direction(direction)
     rewrite = _REDACTORS[proto]
     result = rewrite(direction, raw, decoded)
     if result is None:
@@ -137,10 +139,12 @@ def sasl_token(token: bytes) -> tuple[bytes, str]:
 
 _START_OK, _SECURE_OK = 0x000A000B, 0x000A0015  # Connection.StartOk, Connection.SecureOk
 _FRAME_HEADER = struct.Struct(">BHI")
+_C2S = Direction.C2S
 
 
 def _amqp(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
-    if direction is not Direction.C2S or raw == PROTOCOL_HEADER or len(raw) < 12 or raw[0] != 1:
+    # only client method frames (the protocol header starts with "A")
+    if raw[:1] != b"\x01" or direction is not _C2S or len(raw) < 12:
         return None
     try:
         return _amqp_method(raw)

@@ -251,15 +251,17 @@ def test_forward_happens_before_recording(tmp_path: Path) -> None:
     reqs, resps = kafka_exchange()
     writer, rec = new_recorder(tmp_path, "c")
     order: list[str] = []
-    real_write = writer.write_frame
+    real_write = writer.write_frames
 
-    def write_frame(*args: Any, **kw: Any) -> int:
-        order.append("write")
+    def write_frames(*args: Any, **kw: Any) -> int:
+        order.append(f"write {len(args[3])}")
         return real_write(*args, **kw)
 
-    writer.write_frame = write_frame  # type: ignore[method-assign]
+    writer.write_frames = write_frames  # type: ignore[method-assign]
     rec.feed(C2S, b"".join(reqs), lambda out: order.append(f"forward {len(out)}"))
-    assert order == [f"forward {len(b''.join(reqs))}", "write", "write", "write"]
+    assert order == [f"forward {len(b''.join(reqs))}", "write 3"]  # one write for the chunk
     order.clear()
     rec.feed(S2C, b"".join(resps), lambda out: order.append("forward"))
-    assert order == ["forward", "write", "write", "write"]
+    assert order == ["forward", "write 3"]
+    writer.finalize()
+    assert writer.frame_count == 6
