@@ -50,11 +50,14 @@ class RecordingBroken(Exception):
     """This connection cannot be recorded faithfully any more (e.g. a framing error): close it."""
 
 
+_LABEL_KEYS = ("api", "method", "packet", "type", "frame")
+
+
 def api_label(summary: dict[str, Any]) -> str:
     """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
-    for key in ("api", "method", "packet", "type", "frame"):
+    for key in _LABEL_KEYS:
         value = summary.get(key)
-        if isinstance(value, str) and value:
+        if value and isinstance(value, str):  # absent keys (the usual miss) stop at `value`
             return value
     return "unknown"
 

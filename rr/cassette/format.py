@@ -65,8 +65,30 @@ def frame_line_prefix(conn: int, direction: Direction, proto: Proto) -> bytes:
     )
 
 
+def _refuse(value: object) -> object:
+    raise TypeError(type(value).__name__)
+
+
+#: canonicaljson's encoder settings (ensure_ascii=False, allow_nan=False, compact, sorted keys) on
+#: the stdlib's C encoder, built once: `JSONEncoder.encode` builds it again on every call, which
+#: is most of the cost of a small summary. No `default` hook and no circular check here: such a
+#: summary raises and `dumps` (canonicaljson itself) answers instead, so the bytes never differ.
+_encode_summary = (
+    json.encoder.c_make_encoder(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
 def summary_json(summary: Mapping[str, Any]) -> bytes:
-    """Canonical JSON of a frame summary, or ValueError naming it."""
+    """Canonical JSON of a frame summary (== canonicaljson's bytes), or ValueError naming it."""
+    if _encode_summary is not None:
+        try:
+            return "".join(_encode_summary(summary, 0)).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            pass  # canonicaljson decides: a registered type, or the error message
     try:
         return dumps(summary)
     except (TypeError, ValueError) as exc:

@@ -8,7 +8,7 @@ import json
 
 import canonicaljson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rr.cassette import (
@@ -19,7 +19,7 @@ from rr.cassette import (
     RecordMode,
     WriterClosed,
 )
-from rr.cassette.format import FrameRecord, encode_frame_line
+from rr.cassette.format import FrameRecord, encode_frame_line, summary_json
 from rr.codecs.base import Direction, Proto
 from rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
 
@@ -47,6 +47,36 @@ def test_frame_line_is_exactly_canonicaljson(
     line = encode_frame_line(seq, conn, direction, t_us, proto, summary, raw, redacted)
     record = FrameRecord(seq, conn, direction, t_us, proto, summary, raw, redacted)
     assert line == canonicaljson.encode_canonical_json(record.to_dict()) + b"\n"
+
+
+any_json = st.recursive(
+    json_scalars
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["\u2028", 'é\x00"\\', "\ud7ff\U0001f600"]),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500)
+@given(summary=st.dictionaries(st.text(max_size=10), any_json, max_size=6))
+def test_summary_json_is_exactly_canonicaljson(summary):
+    assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
+
+
+def test_summary_json_falls_back_to_canonicaljson_for_the_rest():
+    for bad in ({"x": float("nan")}, {"x": b"bytes"}, {"x": {1, 2}}):
+        with pytest.raises(ValueError, match="not JSON-able"):
+            summary_json(bad)
+    loop: dict = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="not JSON-able"):
+        summary_json(loop)
+    assert summary_json({"t": (1, "a"), "n": None}) == canonicaljson.encode_canonical_json(
+        {"t": (1, "a"), "n": None}
+    )
 
 
 def test_frame_summary_must_be_json():
