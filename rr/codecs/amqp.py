@@ -107,7 +107,30 @@ class AmqpDecoder:
         fast = _fast_summary(raw)
         if fast is not None:
             return Decoded(fast)
+        if raw[:1] == b"\x02" and _whole(raw) and len(raw) >= 22:
+            return self._header(direction, raw)
         return self.decode_pamqp(direction, raw)
+
+    def _header(self, direction: Direction, raw: bytes) -> Decoded:
+        """A content header with properties: publishers repeat the same few property sets, so
+        pamqp reads each distinct one once (the properties depend on those bytes alone)."""
+        key = raw[19:-1]  # property flags + property list
+        props = _PROPERTIES.get(key)
+        if props is None:
+            decoded = self.decode_pamqp(direction, raw)
+            if "error" not in decoded.summary:
+                if len(_PROPERTIES) >= _PROPERTIES_MAX:
+                    _PROPERTIES.clear()
+                _PROPERTIES[key] = dict(decoded.summary["properties"])
+            return decoded
+        return Decoded(
+            {
+                "body_size": int.from_bytes(raw[11:19], "big"),
+                "channel": (raw[1] << 8) | raw[2],
+                "frame": "header",
+                "properties": dict(props),
+            }
+        )
 
     def decode_pamqp(self, direction: Direction, raw: bytes) -> Decoded:
         """The general path: every frame through pamqp (the fast path must agree with it)."""
@@ -199,11 +222,22 @@ def _shortstr(p: bytes, at: int) -> tuple[str, int]:
     return p[at + 1 : end].decode("utf-8"), end
 
 
+#: content-header properties by their wire bytes (bounded: cleared when full)
+_PROPERTIES: dict[bytes, dict[str, Any]] = {}
+_PROPERTIES_MAX = 256
+
+
+def _whole(raw: bytes) -> bool:
+    """A frame whose declared size and end octet match its length (the framer's guarantee)."""
+    n = len(raw)
+    return n >= 8 and raw[-1] == FRAME_END and int.from_bytes(raw[3:7], "big") == n - 8
+
+
 def _fast_summary(raw: bytes) -> dict[str, Any] | None:
     """The summary of a common stream frame without pamqp, or None to take the general path."""
-    n = len(raw)
-    if n < 8 or raw[-1] != FRAME_END or int.from_bytes(raw[3:7], "big") != n - 8:
+    if not _whole(raw):
         return None
+    n = len(raw)
     kind = raw[0]
     channel = (raw[1] << 8) | raw[2]
     if kind == 3:

@@ -115,3 +115,25 @@ def test_arbitrary_payloads_agree(kind, ch, method, rest):
     """Truncated, overlong and garbage payloads: the fast path declines or agrees."""
     payload = (struct.pack(">I", method) if kind == 1 else b"") + rest
     assert_same(struct.pack(">BHI", kind, ch, len(payload)) + payload + b"\xce")
+
+
+props_sets = st.builds(
+    commands.Basic.Properties,
+    content_type=st.none() | st.sampled_from(["text/plain", "application/json"]),
+    delivery_mode=st.none() | st.sampled_from([1, 2]),
+    priority=st.none() | st.integers(0, 9),
+    headers=st.none()
+    | st.dictionaries(st.text(max_size=5), st.integers(0, 9) | st.text(max_size=5)),
+    message_id=st.none() | st.text(max_size=10),
+)
+
+
+@settings(max_examples=200)
+@given(props=props_sets, sizes=st.lists(st.integers(0, 2**40), min_size=1, max_size=3), ch=channels)
+def test_headers_with_properties_same_summary_first_time_and_cached(props, sizes, ch):
+    for size in sizes:  # the first read fills the cache, the others come from it
+        raw = pamqp.frame.marshal(header.ContentHeader(0, size, props), ch)
+        assert DEC.decode(C2S, raw).summary == DEC.decode_pamqp(C2S, raw).summary
+    again = DEC.decode(C2S, raw).summary
+    again["properties"]["mutated"] = 1  # a caller changing its summary does not touch the cache
+    assert DEC.decode(C2S, raw).summary == DEC.decode_pamqp(C2S, raw).summary
