@@ -6,7 +6,9 @@ summary is re-derived from the redacted bytes, `redacted=True` and `summary["red
 each field replaced. Frames without credentials come back unchanged (the same objects).
 
 Secret here: Kafka SaslAuthenticate auth bytes (PLAIN password, SCRAM client proof, any other
-mechanism's whole token), AlterUserScramCredentials salted passwords, delegation-token HMACs;
+mechanism's whole token), AlterUserScramCredentials salted passwords, delegation-token HMACs,
+and every Kafka client frame the decoder could not read as a request (fail closed: its payload
+is replaced whole, it may be a token in disguise);
 AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name);
 MQTT CONNECT password (the user name stays). Not secret: Kafka SaslHandshake (a mechanism name),
 SCRAM client-first messages (user name and nonce), AMQP EXTERNAL (empty response).
@@ -45,6 +47,10 @@ def redact(
         proto = Proto(proto)
     if direction.__class__ is not Direction:
         direction = Direction(direction)
+    if proto is Proto.KAFKA and direction is _C2S:
+        opaque = _kafka_opaque(raw, decoded)
+        if opaque is not None:
+            return opaque
     rewrite = _REDACTORS[proto]
     result = rewrite(direction, raw, decoded)
     if result is None:
@@ -58,6 +64,33 @@ def redact(
 
 
 # --- Kafka ---------------------------------------------------------------------------------------
+
+_SIZE = struct.Struct(">i")
+UNDECODABLE = "undecodable client frame (may hold a credential)"
+
+
+def _kafka_opaque(raw: bytes, decoded: Decoded) -> tuple[bytes, Decoded] | None:
+    """Client frames with no readable Kafka request around their bytes: anything the decoder
+    could not read. Fail closed: it is never kept, it may be a token the decoder did not
+    recognise as one.
+
+    The summary is built here, not re-derived: a fresh decoder lacks the connection's state.
+    """
+    summary = decoded.summary
+    if "error" not in summary and decoded.body is not None:
+        return None
+    kept: dict[str, Any] = {"api": "Undecodable"}
+    if summary.get("api_key") in kafka_codec.API_NAMES:  # a real header: its fields are no secret
+        kept = {k: summary[k] for k in _HEADER_KEYS if k in summary}
+        kept["error"] = summary.get("error", "request body not decoded")
+    else:  # the "header" may be the first bytes of a token: keep none of them
+        kept["error"] = "not a request of a known Kafka API"
+    kept["redacted"] = [UNDECODABLE]
+    new_raw = _SIZE.pack(len(PLACEHOLDER)) + PLACEHOLDER
+    return new_raw, Decoded(kept, redacted=True, extra={})
+
+
+_HEADER_KEYS = ("api_key", "api", "version", "correlation_id")
 
 
 def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:

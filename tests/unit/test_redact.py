@@ -84,6 +84,51 @@ def test_kafka_scram_credentials_upsertion():
     assert SECRET not in new and decoded.body.upsertions[0].salted_password == PLACEHOLDER
 
 
+def _sized(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+UNDECODABLE_CLIENT_FRAMES = {
+    # a SASL v0 raw token seen without its handshake: "Unknown97 v27753"
+    "raw PLAIN token": (_sized(b"\x00alice\x00" + SECRET), {"api": "Undecodable"}),
+    "short": (_sized(SECRET[:6]), {"api": "Undecodable"}),
+    "empty": (_sized(b""), {"api": "Undecodable"}),
+    "unknown api": (_sized(struct.pack(">hhi", 32000, 0, 5) + SECRET), {"api": "Undecodable"}),
+    "unknown version": (
+        _sized(struct.pack(">hhih", 36, 999, 5, -1) + SECRET),
+        {"api_key": 36, "api": "SaslAuthenticate", "version": 999, "correlation_id": 5},
+    ),
+    "bad body": (
+        kafka_sasl(b"\x00alice\x00" + SECRET)[:-3] + b"\xff\xff\xff",
+        {"api_key": 36, "api": "SaslAuthenticate", "version": 2, "correlation_id": 9},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDECODABLE_CLIENT_FRAMES))
+def test_kafka_undecodable_client_frame_is_replaced_whole(name):
+    """Fail closed: what the decoder cannot read as a request may be a credential."""
+    raw, header = UNDECODABLE_CLIENT_FRAMES[name]
+    decoded = decoder_for("kafka").decode(C2S, raw)
+    assert "error" in decoded.summary
+    new, out = redact(Proto.KAFKA, C2S, raw, decoded)
+    assert new == struct.pack(">i", len(PLACEHOLDER)) + PLACEHOLDER
+    assert KafkaFramer(C2S).feed(new)[0].raw == new  # size fixed
+    assert out.redacted and out.body is None and out.extra == {}
+    assert out.summary["redacted"] == ["undecodable client frame (may hold a credential)"]
+    assert {k: out.summary[k] for k in header} == header
+    assert set(out.summary) == {*header, "error", "redacted"}  # nothing read from the payload
+    assert SECRET[:4] not in dumps(out.summary)
+
+
+def test_kafka_undecodable_server_frame_is_kept():
+    """Responses carry no client credential (delegation-token HMACs are decoded and redacted)."""
+    raw = _sized(struct.pack(">i", 5) + SECRET)
+    decoded = decoder_for("kafka").decode(S2C, raw)
+    assert "error" in decoded.summary
+    assert redact(Proto.KAFKA, S2C, raw, decoded) == (raw, decoded)
+
+
 def amqp_start_ok(mechanism: str, response: bytes) -> bytes:
     method = commands.Connection.StartOk(
         client_properties={"product": "pika", "capabilities": {"basic.nack": True}},
