@@ -62,6 +62,9 @@ class KafkaResponseRewriter:
                 self._pending.popitem(last=False)
 
     def should_hold(self, head: bytes) -> bool:
+        if len(head) < 8:  # no correlation id: a raw SASL token reply (SaslHandshake v0), size 0
+            self._current = None
+            return False
         self._current = self._pending.pop(response_correlation_id(head), None)
         return self._current is not None
 

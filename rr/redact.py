@@ -5,10 +5,10 @@ PLACEHOLDER, re-encoded so it still frames and decodes (sizes updated), and a De
 summary is re-derived from the redacted bytes, `redacted=True` and `summary["redacted"]` naming
 each field replaced. Frames without credentials come back unchanged (the same objects).
 
-Secret here: Kafka SaslAuthenticate auth bytes (PLAIN password, SCRAM client proof, any other
-mechanism's whole token), AlterUserScramCredentials salted passwords, delegation-token HMACs,
-and every Kafka client frame the decoder could not read as a request (fail closed: its payload
-is replaced whole, it may be a token in disguise);
+Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens (PLAIN
+password, SCRAM client proof, any other mechanism's whole token), AlterUserScramCredentials
+salted passwords, delegation-token HMACs, and every Kafka client frame the decoder could not read
+as a request (fail closed: its payload is replaced whole, it may be a token in disguise);
 AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name);
 MQTT CONNECT password (the user name stays). Not secret: Kafka SaslHandshake (a mechanism name),
 SCRAM client-first messages (user name and nonce), AMQP EXTERNAL (empty response).
@@ -70,13 +70,23 @@ UNDECODABLE = "undecodable client frame (may hold a credential)"
 
 
 def _kafka_opaque(raw: bytes, decoded: Decoded) -> tuple[bytes, Decoded] | None:
-    """Client frames with no readable Kafka request around their bytes: anything the decoder
-    could not read. Fail closed: it is never kept, it may be a token the decoder did not
-    recognise as one.
+    """Client frames with no readable Kafka request around their bytes: a raw SASL token
+    (after SaslHandshake v0), or anything the decoder could not read. Fail closed: the latter
+    is never kept, since it may be a token the decoder did not recognise as one.
 
     The summary is built here, not re-derived: a fresh decoder lacks the connection's state.
     """
     summary = decoded.summary
+    if summary.get("api") == kafka_codec.SASL_RAW_TOKEN:
+        token = raw[4:]
+        new, what = sasl_token(token)
+        if new == token:
+            return None
+        summary = dict(summary)
+        summary["size"] = len(new)
+        summary["redacted"] = [f"token ({what})"]
+        extra = dict(decoded.extra)
+        return _SIZE.pack(len(new)) + new, Decoded(summary, redacted=True, extra=extra)
     if "error" not in summary and decoded.body is not None:
         return None
     kept: dict[str, Any] = {"api": "Undecodable"}

@@ -19,12 +19,15 @@ from .base import Decoded, Direction, Proto
 from .kafka_records import Record, RecordsError, read_record_set
 
 _SIZE = struct.Struct(">i")
-#: Smallest body a Kafka frame can have: a response header is at least a correlation id.
-_MIN_BODY = 4
 
 
 class KafkaFramer(BufferedFramer):
-    """Splits a Kafka stream (either direction) into frames; each keeps its size prefix."""
+    """Splits a Kafka stream (either direction) into frames; each keeps its size prefix.
+
+    Any size from 0 up to the budget frames: after a SaslHandshake v0 the SASL tokens travel
+    with the size prefix only, and a broker's PLAIN success is an empty one (size 0). So a frame
+    may be shorter than a Kafka header; the decoder, not the framer, says what it is.
+    """
 
     proto = Proto.KAFKA
 
@@ -32,8 +35,8 @@ class KafkaFramer(BufferedFramer):
         if len(buf) - start < 4:
             return None
         (size,) = _SIZE.unpack_from(buf, start)
-        if size < _MIN_BODY:
-            raise self._error(offset, f"declared frame size {size} is below {_MIN_BODY} bytes")
+        if size < 0:
+            raise self._error(offset, f"declared frame size {size} is negative")
         if size + 4 > self.max_frame_bytes:
             raise self._error(
                 offset,
@@ -172,6 +175,14 @@ class KafkaDecoder:
     requests, `error_code` on responses that have one, compact `records` on Produce requests
     and Fetch responses (full records in `Decoded.extra["records"]`). A frame kio cannot read
     gets `error` in its summary instead of raising: recording must go on.
+
+    Raw SASL (KIP-43): after a SaslHandshake v0 answered with error code 0 the SASL tokens
+    travel with no Kafka header, as bare size-prefixed frames, both ways. Such frames decode as
+    `{"api": "SaslRawToken", "sasl_mechanism", "exchange", "size"}` (no kio decode). The mode
+    ends after a known number of server tokens: PLAIN and OAUTHBEARER 1, SCRAM-SHA-256/512 2
+    (client-first/server-first, client-final/server-final); on failure the broker closes the
+    connection. For any other mechanism (GSSAPI is not handled) it ends at the first client
+    frame that kio reads whole, to its last byte, as a request of a known API and version.
     """
 
     def __init__(self) -> None:
@@ -179,6 +190,13 @@ class KafkaDecoder:
         # acks=0 Produce requests: Kafka sends no response, but some brokers (Tansu) do; such a
         # late answer is still decoded, flagged "unexpected_response". Bounded: oldest dropped.
         self._unanswered: dict[int, tuple[int, int]] = {}
+        self._handshakes: dict[int, str] = {}  # SaslHandshake v0 correlation id -> mechanism
+        self._raw_sasl: _RawSasl | None = None  # set while tokens travel without a header
+
+    @property
+    def raw_sasl(self) -> bool:
+        """Whether the next frames are SASL tokens without a Kafka header (SaslHandshake v0)."""
+        return self._raw_sasl is not None
 
     @property
     def pending(self) -> dict[int, tuple[int, int]]:
@@ -191,6 +209,12 @@ class KafkaDecoder:
         return self._response(raw)
 
     def _request(self, raw: bytes) -> Decoded:
+        sasl = self._raw_sasl
+        if sasl is not None:
+            if sasl.exchanges is not None or not _whole_request(raw):
+                sasl.client_tokens += 1
+                return Decoded(sasl.summary(sasl.client_tokens, raw))
+            self._raw_sasl = None  # unknown mechanism: a real request again
         if len(raw) < 12:
             return Decoded({"error": f"request frame of {len(raw)} bytes is too short"})
         api_key, version, correlation_id = _REQ_PREFIX_CID.unpack_from(raw, 4)
@@ -215,6 +239,10 @@ class KafkaDecoder:
             return Decoded(summary)
         summary["client_id"] = request.header.client_id
         decoded = Decoded(summary, body=request.body, extra={"header": request.header})
+        if api_key == SASL_HANDSHAKE and version == 0:
+            self._handshakes[correlation_id] = str(request.body.mechanism)
+            if len(self._handshakes) > _MAX_HANDSHAKES:
+                del self._handshakes[next(iter(self._handshakes))]
         expects_response = not (api_key == PRODUCE and request.body.acks == 0)
         if expects_response:
             self._pending[correlation_id] = (api_key, version)
@@ -228,6 +256,12 @@ class KafkaDecoder:
         return decoded
 
     def _response(self, raw: bytes) -> Decoded:
+        sasl = self._raw_sasl
+        if sasl is not None:
+            sasl.server_tokens += 1
+            if sasl.exchanges is not None and sasl.server_tokens >= sasl.exchanges:
+                self._raw_sasl = None
+            return Decoded(sasl.summary(sasl.server_tokens, raw))
         if len(raw) < 8:
             return Decoded({"error": f"response frame of {len(raw)} bytes is too short"})
         (correlation_id,) = _SIZE.unpack_from(raw, 4)
@@ -259,6 +293,10 @@ class KafkaDecoder:
         error_code = getattr(body, "error_code", None)
         if error_code is not None:
             summary["error_code"] = int(error_code)
+        if api_key == SASL_HANDSHAKE and version == 0:
+            mechanism = self._handshakes.pop(correlation_id, None)
+            if mechanism is not None and error_code is not None and int(error_code) == 0:
+                self._raw_sasl = _RawSasl(mechanism, _RAW_SASL_EXCHANGES.get(mechanism))
         decoded = Decoded(summary, body=body)
         if api_key == FETCH:
             _attach_records(decoded, _fetch_partitions(body))
@@ -275,10 +313,46 @@ class KafkaDecoder:
             return None
 
 
-PRODUCE, FETCH, API_VERSIONS = 0, 1, 18
+PRODUCE, FETCH, SASL_HANDSHAKE, API_VERSIONS = 0, 1, 17, 18
 _MAX_UNANSWERED = 1024
+_MAX_HANDSHAKES = 8
 _REQ_PREFIX = struct.Struct(">hh")
 _REQ_PREFIX_CID = struct.Struct(">hhi")
+
+#: Server tokens that end a SaslHandshake v0 raw-token session, by mechanism (None: unknown).
+_RAW_SASL_EXCHANGES = {"PLAIN": 1, "OAUTHBEARER": 1, "SCRAM-SHA-256": 2, "SCRAM-SHA-512": 2}
+#: The `api` of a SASL token sent without a Kafka header (either direction).
+SASL_RAW_TOKEN = "SaslRawToken"
+
+
+@dataclass(slots=True)
+class _RawSasl:
+    """One connection's SaslHandshake v0 token exchange, while it lasts."""
+
+    mechanism: str
+    exchanges: int | None
+    client_tokens: int = 0
+    server_tokens: int = 0
+
+    def summary(self, exchange: int, raw: bytes) -> dict[str, Any]:
+        """Only the size: the token's bytes are a credential (client) or the server's nonce."""
+        return {
+            "api": SASL_RAW_TOKEN,
+            "sasl_mechanism": self.mechanism,
+            "exchange": exchange,
+            "size": len(raw) - 4,
+        }
+
+
+def _whole_request(raw: bytes) -> bool:
+    """Whether kio reads `raw` to its last byte as a request of a known API and version."""
+    if len(raw) < 12:
+        return False
+    try:
+        decode_request(raw)
+    except KafkaCodecError:
+        return False
+    return True
 
 
 def _produce_partitions(body: Any) -> list[tuple[str, int, bytes | None]]:

@@ -47,7 +47,8 @@ def mqtt_frame(ptype: int, flags: int, body: bytes) -> bytes:
     return bytes([ptype << 4 | flags]) + mqtt_len(len(body)) + body
 
 
-kafka_frames = st.lists(st.binary(min_size=4, max_size=300).map(kafka_frame), max_size=8)
+# any size from 0: a raw SASL token (after SaslHandshake v0) has no header, and may be empty
+kafka_frames = st.lists(st.binary(max_size=300).map(kafka_frame), max_size=8)
 amqp_frames = st.lists(
     st.builds(
         amqp_frame,
@@ -198,9 +199,23 @@ def test_frames_before_the_bad_byte_ride_on_the_error(proto, direction, lead, go
 
 
 def test_framing_error_without_earlier_frames_has_none():
-    with pytest.raises(FramingError) as info:
-        KafkaFramer(Direction.C2S).feed(struct.pack(">i", 1))
+    with pytest.raises(FramingError, match="size -1 is negative") as info:
+        KafkaFramer(Direction.C2S).feed(struct.pack(">i", -1))
     assert info.value.frames == []
+
+
+def test_kafka_frames_shorter_than_a_header():
+    """A broker's raw SASL PLAIN success is an empty frame; a raw token can be a byte or two."""
+    framer = KafkaFramer(Direction.S2C)
+    stream = kafka_frame(b"") + kafka_frame(b"x") + kafka_frame(b"abcd")
+    assert framer.feed(stream[:3]) == [] and framer.buffered == 3
+    assert run(framer, [stream[3:]]) == expected(
+        [kafka_frame(b""), kafka_frame(b"x"), kafka_frame(b"abcd")]
+    )
+    assert framer.buffered == 0
+    for size in (-1, -(2**31)):  # only negative sizes and sizes past the budget are refused
+        with pytest.raises(FramingError, match="negative"):
+            KafkaFramer(Direction.C2S).feed(kafka_frame(b"ok") + struct.pack(">i", size))
 
 
 def test_kafka_budget_is_configurable():

@@ -246,3 +246,107 @@ def test_every_kio_api_version_survives_garbage_bodies():
                 out = dec.decode(S2C, resp)
                 assert out.summary["api_key"] == key
                 dumps(out.summary)
+
+
+# --- SaslHandshake v0: SASL tokens without a Kafka header (KIP-43) ------------------------------
+
+
+def sasl_handshake(dec, cid: int, mechanism: str, error: ErrorCode = ErrorCode.none, v: int = 0):
+    """A SaslHandshake request and its answer through `dec`; returns the response summary."""
+    from kio.schema.sasl_handshake.v0 import request as req_v0
+    from kio.schema.sasl_handshake.v0 import response as resp_v0
+    from kio.schema.sasl_handshake.v1 import request as req_v1
+    from kio.schema.sasl_handshake.v1 import response as resp_v1
+
+    req, resp = (req_v0, resp_v0) if v == 0 else (req_v1, resp_v1)
+    got = dec.decode(
+        C2S, encode_request(17, v, cid, "old", req.SaslHandshakeRequest(mechanism=mechanism))
+    )
+    assert got.summary["api"] == "SaslHandshake" and "error" not in got.summary
+    body = resp.SaslHandshakeResponse(error_code=error, mechanisms=(mechanism,))
+    return dec.decode(S2C, encode_response(17, v, cid, body)).summary
+
+
+def sized(token: bytes) -> bytes:
+    return struct.pack(">i", len(token)) + token
+
+
+def api_versions_request(cid: int) -> bytes:
+    return encode_request(
+        18, 3, cid, "old", ApiVersionsRequest(client_software_name="k", client_software_version="1")
+    )
+
+
+def raw_token(mechanism: str, exchange: int, size: int) -> dict:
+    return {"api": "SaslRawToken", "sasl_mechanism": mechanism, "exchange": exchange, "size": size}
+
+
+def test_sasl_v0_plain_token_and_empty_reply_then_requests_again():
+    dec = decoder_for("kafka")
+    assert sasl_handshake(dec, 1, "PLAIN")["error_code"] == 0
+    assert dec.raw_sasl
+    token = b"\x00alice\x00pw-0123456789"  # read as a header this is "Unknown97 v27753"
+    got = dec.decode(C2S, sized(token))
+    assert got.summary == raw_token("PLAIN", 1, len(token)) and got.body is None
+    (empty,) = KafkaFramer(S2C).feed(sized(b""))  # the broker's success: a size-0 frame
+    assert dec.decode(S2C, empty.raw).summary == raw_token("PLAIN", 1, 0)
+    assert not dec.raw_sasl  # one exchange for PLAIN
+    assert dec.decode(C2S, api_versions_request(2)).summary["api"] == "ApiVersions"
+    assert (
+        dec.decode(S2C, encode_response(18, 3, 2, api_versions_response())).summary["error_code"]
+        == 0
+    )
+    assert dec.pending == {}
+
+
+def test_sasl_v0_scram_two_exchanges():
+    dec = decoder_for("kafka")
+    sasl_handshake(dec, 7, "SCRAM-SHA-256")
+    steps = [
+        (C2S, b"n,,n=alice,r=cnonce"),
+        (S2C, b"r=cnonceSNONCE,s=c2FsdA==,i=4096"),
+        (C2S, b"c=biws,r=cnonceSNONCE,p=cHJvb2Y="),
+        (S2C, b"v=c2lnbmF0dXJl"),
+    ]
+    for n, (direction, token) in enumerate(steps):
+        assert dec.raw_sasl
+        got = dec.decode(direction, sized(token))
+        assert got.summary == raw_token("SCRAM-SHA-256", n // 2 + 1, len(token))
+    assert not dec.raw_sasl
+    assert dec.decode(C2S, api_versions_request(8)).summary["api"] == "ApiVersions"
+
+
+def test_no_raw_mode_after_a_refused_or_v1_handshake():
+    dec = decoder_for("kafka")
+    assert sasl_handshake(dec, 1, "PLAIN", ErrorCode.unsupported_sasl_mechanism)["error_code"]
+    assert not dec.raw_sasl
+    sasl_handshake(dec, 2, "PLAIN", v=1)  # v1: tokens come in SaslAuthenticate requests
+    assert not dec.raw_sasl
+    got = dec.decode(C2S, sized(b"\x00alice\x00pw"))
+    assert got.summary["api"] != "SaslRawToken" and "error" in got.summary
+
+
+def test_sasl_v0_unknown_mechanism_ends_at_the_first_whole_request():
+    dec = decoder_for("kafka")
+    sasl_handshake(dec, 1, "X-CUSTOM")
+    for n in (1, 2, 3):  # tokens, however many, and whatever they look like
+        assert dec.decode(C2S, sized(b"opaque-%d" % n)).summary["exchange"] == n
+        assert dec.decode(S2C, sized(b"")).summary == raw_token("X-CUSTOM", n, 0)
+    # a token whose first bytes look like a known API header is still a token
+    assert dec.decode(C2S, _raw_request_header(3, 12, 4)).summary["api"] == "SaslRawToken"
+    assert dec.decode(C2S, api_versions_request(5)).summary["api"] == "ApiVersions"
+    assert not dec.raw_sasl and dec.pending == {5: (18, 3)}
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512", "X-CUSTOM"])
+def test_raw_sasl_mode_never_raises_on_garbage(mechanism):
+    import random
+
+    rng = random.Random(mechanism)
+    for _round in range(50):
+        dec = decoder_for("kafka")
+        sasl_handshake(dec, 1, mechanism)
+        for _ in range(6):
+            direction = rng.choice([C2S, S2C])
+            frame = sized(bytes(rng.randrange(256) for _ in range(rng.randrange(40))))
+            dumps(dec.decode(direction, frame).summary)

@@ -208,7 +208,7 @@ def test_framing_error_keeps_what_was_written(tmp_path: Path) -> None:
     writer, rec = new_recorder(tmp_path, "c")
     rec.feed(C2S, reqs[0])
     with pytest.raises(RecordingBroken, match="byte offset"):
-        rec.feed(C2S, b"\x00\x00\x00\x01zzzz")  # declared size 1: not Kafka
+        rec.feed(C2S, b"\xff\xff\xff\xffzzzz")  # declared size -1: not Kafka
     assert rec.feed(C2S, b"more") == b"more"  # broken: bytes still pass, nothing more written
     reason = rec.close("aborted")
     writer.finalize()
