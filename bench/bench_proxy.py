@@ -79,6 +79,7 @@ def wait_port(port: int, timeout: float = 60) -> None:
 class Relay:
     proc: subprocess.Popen | None = None
     rss_mb: list[float] = field(default_factory=list)
+    cpu_s: float | None = None  # the relay process's CPU time (user + system) at stop
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample_rss(self) -> None:
@@ -97,6 +98,11 @@ class Relay:
     def stop(self) -> None:
         self._stop.set()
         if self.proc is not None and self.proc.poll() is None:
+            try:  # the machine is shared: CPU per message is the steadier figure
+                cpu = psutil.Process(self.proc.pid).cpu_times()
+                self.cpu_s = cpu.user + cpu.system
+            except psutil.NoSuchProcess:
+                pass
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(120)
@@ -259,6 +265,7 @@ class Row:
     consume_s: float
     rtt: list[float]
     rss: list[float]
+    cpu_s: float | None = None
 
 
 REPEAT = 1
@@ -280,7 +287,10 @@ def run_path(
     finally:
         if relay is not None:
             relay.stop()
-    return Row(proto, path, produce_s, consume_s, lat, relay.rss_mb if relay else [])
+    return Row(
+        proto, path, produce_s, consume_s, lat, relay.rss_mb if relay else [],
+        relay.cpu_s if relay else None,
+    )  # fmt: skip
 
 
 def main() -> int:
@@ -374,7 +384,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     head = (
         f"{'proto':5} {'path':6} {'produce/s':>10} {'consume/s':>10} {'total/s':>9} "
         f"{'vs direct':>9} {'vs socat':>8} {'p50 ms':>7} {'p99 ms':>7} {'+p50':>6} {'+p99':>6} "
-        f"{'RSS MB min/max/end':>20}"
+        f"{'RSS MB min/max/end':>20} {'CPU us/msg':>10}"
     )
     print(head)
     print("-" * len(head))
@@ -389,11 +399,18 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         dp50 = p50 - percentile(direct.rtt, 50) * 1e3 if direct else 0.0
         dp99 = p99 - percentile(direct.rtt, 99) * 1e3 if direct else 0.0
         rss = f"{min(r.rss):.0f}/{max(r.rss):.0f}/{r.rss[-1]:.0f}" if r.rss else "-"
+        moved = args.count * REPEAT
+        cpu = f"{r.cpu_s / moved * 1e6:.1f}" if r.cpu_s and r.path == "proxy" else "-"
         print(
             f"{r.proto:5} {r.path:6} {args.count / r.produce_s:10.0f} "
             f"{args.count / r.consume_s:10.0f} {rate:9.0f} {rate / d_rate:9.2f} "
-            f"{rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} {dp99:6.3f} {rss:>20}"
+            f"{rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} {dp99:6.3f} {rss:>20} "
+            f"{cpu:>10}"
         )
+    print(
+        "CPU us/msg: the relay process's CPU time over all its load runs and round trips "
+        "(proxy only: socat forks per connection), per message moved"
+    )
 
 
 if __name__ == "__main__":
