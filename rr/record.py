@@ -106,10 +106,17 @@ class ConnectionRecorder:
 
         With `forward`, those bytes are handed to it *before* the frames are decoded and written,
         so recording never delays them. Raises RecordingBroken when the stream cannot be framed
-        (the frames before the bad byte are written) and BudgetExceeded when the cassette's
+        (the frames before the bad byte are written) or a held frame cannot be rewritten (the
+        frames before it are forwarded and written), and BudgetExceeded when the cassette's
         budget is used up.
+
+        Once broken or closed, bytes pass through unrecorded, except in the rewritten direction:
+        those are dropped, since unrewritten they could show the client a real broker address.
         """
         if self.closed or self.broken:
+            rw = self.rewriter
+            if rw is not None and direction is rw.direction:
+                return b""
             if forward is not None:
                 forward(data)
             return data
@@ -131,24 +138,47 @@ class ConnectionRecorder:
                 for raw in raws:
                     rw.observe(raw)
         else:
-            out, raws = self._rewrite_stream(data, start, frames)
+            parts: list[bytes] = []
+            raws = []
+            try:
+                self._rewrite_stream(data, start, frames, parts, raws)
+            except Exception as exc:  # the frames before the failing one still go out and in
+                self.broken = f"rewrite failed: {exc}"
+                self._rewrite_failed(direction, parts, raws, forward)
+                if isinstance(exc, RecordingBroken):
+                    raise
+                raise RecordingBroken(self.broken) from exc
+            out = parts[0] if len(parts) == 1 else b"".join(parts)
         if forward is not None and out:
             forward(out)
         if raws:
             self._write(direction, raws)
         return out
 
+    def _rewrite_failed(
+        self,
+        direction: Direction,
+        parts: list[bytes],
+        raws: list[bytes],
+        forward: Callable[[bytes], None] | None,
+    ) -> None:
+        """A rewrite raised: forward and write what the chunk completed before the failing frame
+        (the caller then raises; the proxy closes the connection)."""
+        if forward is not None and parts:
+            forward(b"".join(parts))
+        if raws:
+            self._write(direction, raws)
+
     def _rewrite_stream(
-        self, data: bytes, start: int, frames: list[Any]
-    ) -> tuple[bytes, list[bytes]]:
+        self, data: bytes, start: int, frames: list[Any], out: list[bytes], raws: list[bytes]
+    ) -> None:
         """What may stream through goes out at once; frames that need it are held and rewritten.
 
-        Returns (bytes to forward, frames to record as the client sees them).
+        Appends the bytes to forward to `out` and the frames to record (as the client sees
+        them) to `raws`, frame by frame: if a rewrite raises, both hold what came before it.
         """
         rw = self.rewriter
         assert rw is not None
-        out: list[bytes] = []
-        raws: list[bytes] = []
         for frame in frames:
             raw = frame.raw
             if frame.offset < self._fwd:  # streaming through already: send the rest
@@ -177,7 +207,6 @@ class ConnectionRecorder:
                         out.append(self._head)
                         self._fwd = end
                     self._head = b""
-        return (out[0] if len(out) == 1 else b"".join(out)), raws
 
     # -- per frame ------------------------------------------------------------------------------
 

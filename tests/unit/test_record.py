@@ -265,3 +265,64 @@ def test_forward_happens_before_recording(tmp_path: Path) -> None:
     assert order == ["forward", "write 3"]
     writer.finalize()
     assert writer.frame_count == 6
+
+
+def broken_metadata(resp: bytes) -> bytes:
+    """The Metadata response cut short (size prefix fixed): it frames, but cannot be rewritten."""
+    body = resp[4:-6]
+    return struct.pack(">i", len(body)) + body
+
+
+def test_failed_rewrite_forwards_and_writes_the_frames_before_it(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    rec.feed(C2S, b"".join(reqs))
+    sent: list[bytes] = []
+    chunk = resps[0] + resps[2] + broken_metadata(resps[1]) + resps[2]
+    with pytest.raises(RecordingBroken, match="cannot be rewritten"):
+        rec.feed(S2C, chunk, sent.append)
+    assert rec.broken and "rewrite failed" in rec.broken
+    _w, fresh = new_recorder(tmp_path, "fresh")
+    fresh.feed(C2S, reqs[0])
+    rewritten_av = fresh.feed(S2C, resps[0])
+    assert rewritten_av != resps[0]
+    # the rewritten ApiVersions and the streamed Heartbeat went out; nothing of the bad frame
+    out = b"".join(sent)
+    assert out == rewritten_av + resps[2]
+    rec.close("aborted")
+    writer.finalize()
+    verify(writer.path)
+    s2c = [f for f in CassetteReader.open(writer.path).frames() if f.dir is S2C]
+    assert [f.summary["api"] for f in s2c] == ["ApiVersions", "Heartbeat"]
+    assert b"".join(f.raw for f in s2c) == out  # the cassette holds what the client saw
+    assert "rewrite failed" in CassetteReader.open(writer.path).manifest.connections[0].close_reason
+
+
+def test_failed_rewrite_as_the_first_frame_sends_and_writes_nothing(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    rec.feed(C2S, b"".join(reqs))
+    sent: list[bytes] = []
+    with pytest.raises(RecordingBroken):
+        rec.feed(S2C, broken_metadata(resps[1]) + resps[2], sent.append)
+    assert sent == [] and rec.broken
+    writer.finalize()
+    assert writer.frame_count == 3  # the requests only
+
+
+def test_broken_connection_drops_the_rewritten_direction(tmp_path: Path) -> None:
+    reqs, resps = kafka_exchange()
+    writer, rec = new_recorder(tmp_path, "c")
+    rec.feed(C2S, reqs[0])
+    with pytest.raises(RecordingBroken):
+        rec.feed(C2S, b"\xff\xff\xff\xffzzzz")  # a framing error breaks the connection
+    sent: list[bytes] = []
+    rec.feed(C2S, reqs[1], sent.append)
+    assert sent == [reqs[1]]  # client bytes still pass
+    # a Metadata response naming the real broker must not reach the client unrewritten
+    assert rec.feed(S2C, resps[1], sent.append) == b""
+    assert sent == [reqs[1]]
+    rec.close("aborted")
+    assert rec.feed(S2C, resps[1], sent.append) == b""  # nor after close
+    writer.finalize()
+    assert writer.frame_count == 1
