@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.schema.index import api_key_map
@@ -16,7 +17,14 @@ from kio.static.primitive import i16, i32
 from . import kafka_guard
 from ._framing import BufferedFramer
 from .base import Decoded, Direction, Proto
-from .kafka_records import Record, RecordsError, read_record_set
+from .kafka_records import (
+    MIN_RECORD_BYTES,
+    Record,
+    RecordsError,
+    read_record_set,
+    read_records,
+    scan_record_set,
+)
 
 _SIZE = struct.Struct(">i")
 
@@ -173,7 +181,7 @@ class KafkaDecoder:
 
     Summaries: `api_key`, `api`, `version`, `correlation_id`, plus `client_id` and `flexible` on
     requests, `error_code` on responses that have one, compact `records` on Produce requests
-    and Fetch responses (full records in `Decoded.extra["records"]`). A frame kio cannot read
+    and Fetch responses (every record on demand: `records_of(decoded)`). A frame kio cannot read
     gets `error` in its summary instead of raising: recording must go on.
 
     Raw SASL (KIP-43): after a SaslHandshake v0 answered with error code 0 the SASL tokens
@@ -375,23 +383,97 @@ def _fetch_partitions(body: Any) -> list[tuple[str, int, bytes | None]]:
 
 
 def _attach_records(decoded: Decoded, partitions: list[tuple[str, int, bytes | None]]) -> None:
-    """Put every record in extra["records"] and a compact view in summary["records"]."""
-    full: list[dict[str, Any]] = []
+    """A compact view in summary["records"]; every record later, on demand (`records_of`).
+
+    Counts come from the batch headers, and only the records the summary lists are decoded:
+    a Fetch may carry thousands, and the recorder keeps none of them but the first few.
+    """
     compact: list[dict[str, Any]] = []
     for topic, partition, data in partitions:
         try:
-            record_set = read_record_set(data)
+            compact.append(_partition_summary(topic, partition, data))
         except RecordsError as err:
             compact.append({"topic": topic, "partition": partition, "error": str(err)})
+    decoded.summary["records"] = compact
+    decoded.extra["records"] = RecordList(partitions)
+
+
+def _partition_summary(topic: str, partition: int, data: bytes | None) -> dict[str, Any]:
+    record_set = scan_record_set(data)
+    entry: dict[str, Any] = {"topic": topic, "partition": partition, "count": 0}
+    items: list[dict[str, Any]] = []
+    count = 0
+    for batch in record_set.batches:
+        if batch.note:
+            entry.setdefault("notes", []).append(batch.note)
+        entry.setdefault("base_offsets", []).append(batch.base_offset)
+        if batch.is_control:
+            entry["control_batches"] = entry.get("control_batches", 0) + 1
             continue
-        entry: dict[str, Any] = {"topic": topic, "partition": partition, "count": 0}
-        items = []
+        if batch.magic != 2:
+            continue  # a legacy message set: nothing read, nothing counted
+        declared = max(batch.record_count, 0)
+        body = batch.body
+        if body is not None and batch.note is None and batch.compression == "none":
+            if declared * MIN_RECORD_BYTES > len(body):  # a count the bytes cannot hold:
+                read_records(batch)  # read them all, so the error names the bad record
+        count += declared
+        if len(items) < _SUMMARY_RECORDS:
+            items += map(_record_view, read_records(batch, _SUMMARY_RECORDS - len(items)))
+    entry["count"] = count
+    if items:
+        entry["records"] = items
+    if record_set.partial_tail:
+        entry["partial_tail"] = True
+    return entry
+
+
+class RecordList(Sequence[dict[str, Any]]):
+    """Every record of a Produce request or Fetch response, decoded on first use.
+
+    Each is {"topic", "partition", "offset", "timestamp_ms", "key", "value", "headers"}, in
+    frame order; control batches and partitions whose records do not decode are left out.
+    """
+
+    def __init__(self, partitions: list[tuple[str, int, bytes | None]]) -> None:
+        self._partitions = partitions
+        self._records: list[dict[str, Any]] | None = None
+
+    def _all(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            self._records = _full_records(self._partitions)
+        return self._records
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        state = "not decoded" if self._records is None else f"{len(self._records)} records"
+        return f"<RecordList of {len(self._partitions)} partitions, {state}>"
+
+
+def records_of(decoded: Decoded) -> list[dict[str, Any]]:
+    """Every record of a decoded Produce request or Fetch response ([] for other frames)."""
+    records = decoded.extra.get("records")
+    return list(records) if records is not None else []
+
+
+def _full_records(partitions: list[tuple[str, int, bytes | None]]) -> list[dict[str, Any]]:
+    full: list[dict[str, Any]] = []
+    for topic, partition, data in partitions:
+        try:
+            record_set = read_record_set(data)
+        except RecordsError:
+            continue  # its summary entry carries the error
         for batch in record_set.batches:
-            if batch.note:
-                entry.setdefault("notes", []).append(batch.note)
-            entry.setdefault("base_offsets", []).append(batch.base_offset)
             if batch.is_control:
-                entry["control_batches"] = entry.get("control_batches", 0) + 1
                 continue
             for rec in batch.records:
                 full.append(
@@ -405,16 +487,7 @@ def _attach_records(decoded: Decoded, partitions: list[tuple[str, int, bytes | N
                         "headers": list(rec.headers),
                     }
                 )
-                entry["count"] += 1
-                if len(items) < _SUMMARY_RECORDS:
-                    items.append(_record_view(rec))
-        if items:
-            entry["records"] = items
-        if record_set.partial_tail:
-            entry["partial_tail"] = True
-        compact.append(entry)
-    decoded.summary["records"] = compact
-    decoded.extra["records"] = full
+    return full
 
 
 def _record_view(rec: Record) -> dict[str, Any]:

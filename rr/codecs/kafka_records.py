@@ -49,9 +49,10 @@ class Batch:
     producer_id: int = -1
     producer_epoch: int = -1
     base_sequence: int = -1
-    record_count: int = 0
-    records: list[Record] = field(default_factory=list)
+    record_count: int = 0  # as the batch header declares it
+    records: list[Record] = field(default_factory=list)  # empty until read (see read_records)
     note: str | None = None  # why records were not read (legacy format, compression codec)
+    body: memoryview | None = None  # the record bytes after the header (compressed or not)
 
     @property
     def compression(self) -> str:
@@ -74,6 +75,19 @@ class RecordSet:
 
 def read_record_set(data: bytes | None) -> RecordSet:
     """Read every batch in a Produce/Fetch `records` field. Raises RecordsError on bad layout."""
+    record_set = scan_record_set(data)
+    for batch in record_set.batches:
+        batch.records = read_records(batch)
+    return record_set
+
+
+def scan_record_set(data: bytes | None) -> RecordSet:
+    """The batches' headers only (counts, offsets, attributes): no record is decoded.
+
+    A recorder summarising a Fetch of thousands of records needs the counts and a few of them;
+    `read_records` decodes a batch's records when they are wanted. Raises RecordsError on a bad
+    batch layout (not on bad records: those are found when read).
+    """
     if not data:
         return RecordSet([], False)
     buf = memoryview(data)
@@ -88,7 +102,7 @@ def read_record_set(data: bytes | None) -> RecordSet:
             raise RecordsError(f"negative batch length {length} at byte {pos}")
         if end > len(buf):
             return RecordSet(batches, True)
-        batches.append(_read_batch(buf[pos:end], base_offset))
+        batches.append(_scan_batch(buf[pos:end], base_offset))
         pos = end
     return RecordSet(batches, False)
 
@@ -97,7 +111,7 @@ def _i64(buf: memoryview, pos: int) -> int:
     return read_int64(buf, pos)[0]
 
 
-def _read_batch(buf: memoryview, base_offset: int) -> Batch:
+def _scan_batch(buf: memoryview, base_offset: int) -> Batch:
     magic = read_int8(buf, 16)[0] if len(buf) > 16 else -1
     if magic != 2:
         return Batch(base_offset, magic, note=f"legacy message set (magic {magic}) not read")
@@ -113,24 +127,40 @@ def _read_batch(buf: memoryview, base_offset: int) -> Batch:
         producer_epoch=read_int16(buf, 51)[0],
         base_sequence=read_int32(buf, 53)[0],
         record_count=read_int32(buf, 57)[0],
+        body=buf[_BATCH_OVERHEAD:],
     )
-    body: memoryview | bytes = buf[_BATCH_OVERHEAD:]
+    if batch.compression not in ("none", "gzip"):
+        batch.note = f"{batch.compression}-compressed records not read"
+    return batch
+
+
+def read_records(batch: Batch, limit: int | None = None) -> list[Record]:
+    """The first `limit` (default: all declared) records of a batch from `scan_record_set`.
+
+    Empty for a batch with a `note` (legacy format, unread compression codec). Raises
+    RecordsError when the records do not follow the layout (or gzip does not decompress).
+    """
+    if batch.note is not None or batch.body is None:
+        return []
+    body: memoryview | bytes = batch.body
     if batch.compression == "gzip":
         try:
             body = gzip.decompress(body)
         except (OSError, EOFError) as err:
             raise RecordsError(f"gzip records do not decompress: {err}") from err
-    elif batch.compression != "none":
-        batch.note = f"{batch.compression}-compressed records not read"
-        return batch
-    batch.records = _read_records(memoryview(body), batch)
-    return batch
+    count = batch.record_count if limit is None else min(limit, batch.record_count)
+    return _read_records(memoryview(body), batch, count)
 
 
-def _read_records(buf: memoryview, batch: Batch) -> list[Record]:
+#: the smallest record: length, attributes, timestamp delta, offset delta, key and value
+#: lengths and header count, one byte each
+MIN_RECORD_BYTES = 7
+
+
+def _read_records(buf: memoryview, batch: Batch, count: int) -> list[Record]:
     pos, out = 0, []
     try:
-        for _ in range(batch.record_count):
+        for _ in range(count):
             length, n = read_signed_varint(buf, pos)
             pos += n
             end = pos + length
@@ -141,10 +171,10 @@ def _read_records(buf: memoryview, batch: Batch) -> list[Record]:
             pos += n
             key, pos = _varbytes(buf, pos)
             value, pos = _varbytes(buf, pos)
-            count, n = read_signed_varint(buf, pos)
+            n_headers, n = read_signed_varint(buf, pos)
             pos += n
             headers = []
-            for _ in range(count):
+            for _ in range(n_headers):
                 hkey, pos = _varbytes(buf, pos)
                 hval, pos = _varbytes(buf, pos)
                 headers.append(((hkey or b"").decode("utf-8", "replace"), hval))

@@ -13,6 +13,7 @@ import pytest
 
 from rr.canonical import dumps
 from rr.codecs import Direction, Proto, decoder_for, framer_for
+from rr.codecs.kafka import records_of
 from rr.redact import PLACEHOLDER, redact
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
@@ -85,9 +86,9 @@ def test_kafka_records_seen_in_produce_and_fetch():
                 got = decoder.decode(direction, raw)
                 api = got.summary.get("api")
                 if api == "Produce" and direction is Direction.C2S:
-                    produced += got.extra["records"]
+                    produced += records_of(got)
                 elif api == "Fetch" and direction is Direction.S2C:
-                    fetched += got.extra["records"]
+                    fetched += records_of(got)
         assert [r["key"] for r in produced] == [b"k0", b"k1", b"k2", b"k3"], impl
         assert [r["key"] for r in fetched] == [b"k0", b"k1", b"k2", b"k3"], impl
         assert [r["offset"] for r in fetched] == [0, 1, 2, 3]

@@ -25,8 +25,9 @@ from rr.codecs.kafka import (
     decode_response_body,
     encode_request,
     encode_response,
+    records_of,
 )
-from rr.codecs.kafka_records import read_record_set
+from rr.codecs.kafka_records import read_record_set, scan_record_set
 
 C2S, S2C = Direction.C2S, Direction.S2C
 T0 = datetime.datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=datetime.UTC)
@@ -148,7 +149,7 @@ def test_produce_records_and_acks_zero_expects_no_response():
             ],
         }
     ]
-    assert got.extra["records"][0] == {
+    assert records_of(got)[0] == {
         "topic": "orders",
         "partition": 2,
         "offset": 0,
@@ -188,8 +189,46 @@ def test_fetch_response_records_with_partial_tail():
     out = dec.decode(S2C, encode_response(1, 12, 5, body))
     (part,) = out.summary["records"]
     assert part["count"] == 3 and part["base_offsets"] == [10, 11] and part["partial_tail"]
-    assert [r["offset"] for r in out.extra["records"]] == [10, 11, 12]
+    assert [r["offset"] for r in records_of(out)] == [10, 11, 12]
     assert read_record_set(data).partial_tail
+
+
+def _produce_summary(data: bytes):
+    dec = decoder_for("kafka")
+    got = dec.decode(C2S, encode_request(0, 9, 7, "p", produce(1, data)))
+    (part,) = got.summary["records"]
+    return got, part
+
+
+def test_produce_summary_decodes_ten_records_and_counts_from_the_header():
+    items = [(f"k{n}".encode(), b"v" * n, {}) for n in range(25)]
+    data = record_batch(0, items[:15]) + record_batch(15, items[15:])
+    got, part = _produce_summary(data)
+    assert part["count"] == 25 and part["base_offsets"] == [0, 15]
+    assert [r["key"] for r in part["records"]] == [f"k{n}" for n in range(10)]
+    assert "not decoded" in repr(got.extra["records"])  # the full list waits until asked for
+    full = records_of(got)
+    assert [r["key"] for r in full] == [f"k{n}".encode() for n in range(25)]
+    assert [r["offset"] for r in full] == list(range(25))
+    assert full[24]["value"] == b"v" * 24
+    assert len(got.extra["records"]) == 25 and "25 records" in repr(got.extra["records"])
+
+
+def test_compressed_batch_counts_from_the_header_without_reading_records():
+    raw = bytearray(record_batch(0, [(b"a", b"1", {}), (b"b", b"2", {}), (b"c", b"3", {})]))
+    raw[22] |= 2  # attributes: snappy (the CRC is not checked)
+    _got, part = _produce_summary(bytes(raw))
+    assert part["count"] == 3 and part["notes"] == ["snappy-compressed records not read"]
+    assert "records" not in part
+    assert scan_record_set(bytes(raw)).batches[0].record_count == 3
+
+
+def test_record_count_the_bytes_cannot_hold_is_an_error_as_before():
+    raw = bytearray(record_batch(0, [(b"a", b"1", {}), (b"b", b"2", {})]))
+    raw[57:61] = (1_000_000).to_bytes(4, "big")  # record count far beyond the batch's bytes
+    got, part = _produce_summary(bytes(raw))
+    assert part["error"].startswith("record 2 of 1000000") and "count" not in part
+    assert records_of(got) == []  # a partition whose records do not decode has none to give
 
 
 def _raw_request_header(api_key: int, version: int, cid: int) -> bytes:
