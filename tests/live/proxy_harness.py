@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,22 @@ def free_block(n: int, lo: int = 33000, hi: int = 38900) -> int:
         if all(port_free(base + i) for i in range(n)):
             return base
     raise RuntimeError("no free port block")
+
+
+@contextmanager
+def private_kafka(
+    home: Path, impl: str = "apache", port: int | None = None, **kw: Any
+) -> Iterator[dict]:
+    """A Kafka of our own on free ports (the shared broker on :9092 stays untouched), answering
+    before it is handed out and stopped afterwards. The record's "port" is its listener."""
+    from brokers import control
+
+    port = port or free_block(2, lo=39000, hi=39900)  # listener + controller
+    record = control.start_kafka(home, port, impl=impl, timeout=180, **kw)
+    try:
+        yield {**record, "port": port}
+    finally:
+        control.stop(record)
 
 
 class RunningProxy:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from proxy_harness import RunningProxy, free_block, run_worker
+from proxy_harness import RunningProxy, free_block, private_kafka, run_worker
 
 from rr.cassette import CassetteReader, verify
 from rr.codecs import Direction, Proto, decoder_for
@@ -143,17 +143,9 @@ def test_mqtt_password_never_reaches_the_cassette(impl, private_state, tmp_path)
 @pytest.fixture(scope="module")
 def sasl_kafka(tmp_path_factory):
     """A private Apache Kafka whose client listener is SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256)."""
-    from brokers import control
-
-    port = free_block(2, lo=39000, hi=39900)
     home = tmp_path_factory.mktemp("apache-sasl")
-    record = control.start_kafka(
-        home, port, impl="apache", sasl_users={KAFKA_USER: KAFKA_PASSWORD}, timeout=120
-    )
-    try:
+    with private_kafka(home, sasl_users={KAFKA_USER: KAFKA_PASSWORD}) as record:
         yield record
-    finally:
-        control.stop(record)
 
 
 def _sasl(mechanism: str, password: str = KAFKA_PASSWORD) -> dict:
@@ -196,14 +188,16 @@ def _round_trip(bootstrap: str, topic: str, mechanism: str, n: int = 5) -> list[
 @pytest.mark.apache
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
-def test_kafka_sasl_password_never_reaches_the_cassette(mechanism, sasl_kafka, tmp_path, caplog):
+def test_kafka_sasl_password_never_reaches_the_cassette(mechanism, sasl_kafka, tmp_path):
     from kafka import KafkaProducer
     from kafka.errors import KafkaTimeoutError
 
     direct = f"127.0.0.1:{sasl_kafka['port']}"
-    with pytest.raises(KafkaTimeoutError):  # the broker really checks the password
+    # The broker really checks the password: a wrong one never bootstraps (the right one does,
+    # below). Whether kafka-python logs the broker's "Authentication failed" or only sees the
+    # socket close depends on timing, so the log text is not asserted.
+    with pytest.raises(KafkaTimeoutError):
         KafkaProducer(bootstrap_servers=direct, bootstrap_timeout_ms=2000, **_sasl(mechanism, "x"))
-    assert "Authentication failed" in caplog.text
 
     base = free_block(4)
     cassette = tmp_path / "cassette"

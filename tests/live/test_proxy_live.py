@@ -12,11 +12,10 @@ import asyncio
 import base64
 import socket
 import struct
-import time
 from pathlib import Path
 
 import pytest
-from proxy_harness import RunningProxy, free_block, run_worker
+from proxy_harness import RunningProxy, free_block, private_kafka, run_worker
 
 from rr.cassette import CassetteReader, verify
 
@@ -102,20 +101,11 @@ def test_worker_through_proxy_matches_direct(driver, live_brokers, tmp_path):
 @pytest.mark.apache
 def test_kafka_apache_through_proxy_matches_direct(tmp_path):
     """A private Apache Kafka (KRaft) on a free port, so the shared Tansu stays up."""
-    from brokers import kafka, process
-
-    port = free_block(2, lo=39000, hi=39900)
-    record = kafka.start(tmp_path / "apache", impl="apache", port=port, controller_port=port + 1)
-    try:
-        deadline = time.monotonic() + 180
-        while kafka.probe(record) is not None:
-            assert time.monotonic() < deadline, f"Apache Kafka did not start: {record['log']}"
-            time.sleep(0.5)
+    with private_kafka(tmp_path / "apache") as broker:
+        port = broker["port"]
         frames, manifest, metrics, base = _record_and_compare(
             "kafka", f"127.0.0.1:{port}", tmp_path, "rrlab.proxytest.apache", upstream_port=port
         )
-    finally:
-        process.stop(record["procs"]["broker"])
     assert {"ApiVersions", "Metadata", "Produce", "Fetch"} <= {f.summary["api"] for f in frames}
     assert sum(v for (n, _), v in metrics.items() if n == "rrlab_proxy_kafka_rewrites_total") > 0
     assert manifest.kafka_nodes
@@ -140,16 +130,11 @@ def _ask(port: int, correlation_id: int) -> bytes:
 
 
 def test_broker_killed_during_recording(tmp_path):
-    from brokers import kafka, process
+    from brokers import process
 
     base = free_block(4)
     broker_port = base + 3
-    record = kafka.start(tmp_path / "tansu", impl="tansu", port=broker_port)
-    try:
-        deadline = time.monotonic() + 60
-        while kafka.probe(record) is not None:
-            assert time.monotonic() < deadline, "private Tansu did not start"
-            time.sleep(0.2)
+    with private_kafka(tmp_path / "tansu", impl="tansu", port=broker_port) as record:
         cassette = tmp_path / "cassette"
         upstream = f"127.0.0.1:{broker_port}"
         with RunningProxy(
@@ -175,8 +160,6 @@ def test_broker_killed_during_recording(tmp_path):
         manifest = CassetteReader.open(cassette).manifest
         assert report.frames == 4 and len(manifest.connections) == 2
         assert all(c.close_reason for c in manifest.connections)
-    finally:
-        process.stop(record["procs"]["broker"])
 
 
 def test_fifty_concurrent_mqtt_clients_do_not_mix(live_brokers, tmp_path):

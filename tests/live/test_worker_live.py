@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -85,17 +84,7 @@ def test_zero_messages(live_brokers, tmp_path):
 @pytest.mark.apache
 def test_apache_kafka_same_seed_same_aggregate(tmp_path):
     """A private Apache Kafka (KRaft) on free ports, so the shared Tansu on :9092 stays up."""
-    from proxy_harness import free_block
+    from proxy_harness import private_kafka
 
-    from brokers import kafka, process
-
-    port = free_block(2, lo=37000, hi=37900)
-    record = kafka.start(tmp_path / "apache", impl="apache", port=port, controller_port=port + 1)
-    try:
-        deadline = time.monotonic() + 180
-        while kafka.probe(record) is not None:
-            assert time.monotonic() < deadline, f"Apache Kafka did not start: {record['log']}"
-            time.sleep(0.5)
-        _check_determinism("kafka", f"127.0.0.1:{port}", tmp_path)
-    finally:
-        process.stop(record["procs"]["broker"])
+    with private_kafka(tmp_path / "apache") as broker:
+        _check_determinism("kafka", f"127.0.0.1:{broker['port']}", tmp_path)
