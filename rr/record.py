@@ -122,8 +122,10 @@ class ConnectionRecorder:
             return data
         start = self.received[direction]
         self.received[direction] = start + len(data)
+        framer = self.framers[direction]
+        first = framer.offset  # stream offset of the first frame this chunk completes
         try:
-            frames = self.framers[direction].feed(data)
+            raws = framer.feed_raws(data)
         except FramingError as err:
             whole = [frame.raw for frame in getattr(err, "frames", ())]
             if whole:  # whole frames before the bad byte
@@ -133,22 +135,22 @@ class ConnectionRecorder:
         rw = self.rewriter
         if rw is None or direction is not rw.direction:
             out = data
-            raws = [frame.raw for frame in frames]
             if rw is not None:
                 for raw in raws:
                     rw.observe(raw)
         else:
             parts: list[bytes] = []
-            raws = []
+            sent: list[bytes] = []
             try:
-                self._rewrite_stream(data, start, frames, parts, raws)
+                self._rewrite_stream(data, start, first, raws, parts, sent)
             except Exception as exc:  # the frames before the failing one still go out and in
                 self.broken = f"rewrite failed: {exc}"
-                self._rewrite_failed(direction, parts, raws, forward)
+                self._rewrite_failed(direction, parts, sent, forward)
                 if isinstance(exc, RecordingBroken):
                     raise
                 raise RecordingBroken(self.broken) from exc
             out = parts[0] if len(parts) == 1 else b"".join(parts)
+            raws = sent
         if forward is not None and out:
             forward(out)
         if raws:
@@ -170,25 +172,34 @@ class ConnectionRecorder:
             self._write(direction, raws)
 
     def _rewrite_stream(
-        self, data: bytes, start: int, frames: list[Any], out: list[bytes], raws: list[bytes]
+        self,
+        data: bytes,
+        start: int,
+        first: int,
+        frames: list[bytes],
+        out: list[bytes],
+        raws: list[bytes],
     ) -> None:
         """What may stream through goes out at once; frames that need it are held and rewritten.
 
+        `frames` are the whole frames `data` completed, the first at stream offset `first`.
         Appends the bytes to forward to `out` and the frames to record (as the client sees
         them) to `raws`, frame by frame: if a rewrite raises, both hold what came before it.
         """
         rw = self.rewriter
         assert rw is not None
+        offset = first
         for frame in frames:
-            raw = frame.raw
-            if frame.offset < self._fwd:  # streaming through already: send the rest
-                out.append(raw[self._fwd - frame.offset :])
+            raw = frame
+            if offset < self._fwd:  # streaming through already: send the rest
+                out.append(raw[self._fwd - offset :])
             else:
                 hold = self._hold if self._hold is not None else rw.should_hold(raw[:8])
                 if hold:
                     raw = rw.rewrite(raw)
                 out.append(raw)
-            self._fwd = frame.offset + len(frame.raw)
+            offset += len(frame)
+            self._fwd = offset
             self._hold = None
             self._head = b""
             raws.append(raw)

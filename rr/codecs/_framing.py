@@ -10,8 +10,13 @@ class BufferedFramer:
 
     `_frame_length(buf, start, offset)` returns the length of the frame beginning at `buf[start]`
     (stream offset `offset`) once enough header bytes are present, or None to wait for more.
-    It must raise (via `_error`) before a huge frame is buffered, so memory stays bounded by
-    the header size plus `max_frame_bytes`.
+    `buf` is bytes or a bytearray. It must raise (via `_error`) before a huge frame is buffered,
+    so memory stays bounded by the header size plus `max_frame_bytes`.
+
+    The hot path (`feed_raws`) copies each frame's bytes once: straight out of the received
+    chunk when no partial frame is pending (a chunk that is exactly one frame is not copied at
+    all), out of the buffer through a memoryview otherwise. While the pending frame is known to
+    be longer than what is buffered, a chunk is only appended.
     """
 
     proto: Proto
@@ -23,7 +28,10 @@ class BufferedFramer:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
         self._offset = 0  # stream offset of _buf[0]
+        self._need = 0  # length of the frame at _buf[0], once known (0: not known)
         self._failed: FramingError | None = None
+        overridden = type(self)._check_frame is not BufferedFramer._check_frame
+        self._check = self._check_frame if overridden else None
 
     @property
     def buffered(self) -> int:
@@ -39,11 +47,12 @@ class BufferedFramer:
         """Build the error for stream offset `at` and poison the framer (a stream stays broken)."""
         err = FramingError(self.proto.value, self.direction.value, at, reason)
         self._failed = err
-        self._buf.clear()  # nothing more will be framed; release the memory
+        self._buf = bytearray()  # nothing more will be framed; release the memory (not clear():
+        self._need = 0  # feed_raws may hold a memoryview of the old buffer)
         return err
 
     def _frame_length(
-        self, buf: bytearray, start: int, offset: int
+        self, buf: bytes | bytearray, start: int, offset: int
     ) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -56,26 +65,63 @@ class BufferedFramer:
         On a framing error the frames this call completed before the bad byte ride on the
         error (`err.frames`); a later call raises the same error again, without them.
         """
+        offset = self._offset
+        frames = []
+        for raw in self.feed_raws(data):
+            frames.append(Frame(raw=raw, offset=offset))
+            offset += len(raw)
+        return frames
+
+    def feed_raws(self, data: bytes) -> list[bytes]:
+        """`feed`, returning only the frames' bytes (the first starts at the `offset` this call
+        began with, each next one where the previous ended). `err.frames` as for `feed`."""
         if self._failed is not None:
             f = self._failed
             raise FramingError(f.proto, f.direction, f.offset, f.reason)
-        self._buf += data
-        frames: list[Frame] = []
-        pos = 0
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:  # the pending frame is still incomplete
+                return []
+            src: bytes | bytearray = buf
+        else:
+            src = data
+        end = len(src)
+        view = None if src.__class__ is bytes else memoryview(src)
+        frame_length, check = self._frame_length, self._check
+        start = offset = self._offset
+        raws: list[bytes] = []
+        pos = need = 0
         try:
-            while pos < len(self._buf):
-                length = self._frame_length(self._buf, pos, self._offset)
-                if length is None or len(self._buf) - pos < length:
+            while pos < end:
+                length = frame_length(src, pos, offset)
+                if length is None:
                     break
-                raw = bytes(self._buf[pos : pos + length])
-                self._check_frame(raw, self._offset)
-                frames.append(Frame(raw=raw, offset=self._offset))
-                self._offset += length
-                pos += length
+                stop = pos + length
+                if stop > end:
+                    need = length
+                    break
+                raw = src[pos:stop] if view is None else view[pos:stop].tobytes()
+                if check is not None:
+                    check(raw, offset)
+                raws.append(raw)
+                offset += length
+                pos = stop
         except FramingError as err:
-            err.frames = frames
+            at = start
+            err.frames = []
+            for raw in raws:
+                err.frames.append(Frame(raw=raw, offset=at))
+                at += len(raw)
             raise
         finally:
+            if view is not None:
+                view.release()
+            self._offset = offset
             if self._failed is None:
-                del self._buf[:pos]
-        return frames
+                if src is buf:
+                    del buf[:pos]
+                elif pos < end:
+                    buf += memoryview(src)[pos:]
+                self._need = need
+        return raws
