@@ -123,6 +123,32 @@ def test_mqtt_any_chunking_same_frames(frames, cuts, direction):
 
 @SETTINGS
 @given(
+    kafka_frames,
+    st.lists(st.integers(0, 10**6), max_size=20),
+    st.lists(st.sampled_from([bytes, bytearray, memoryview]), min_size=1, max_size=5),
+)
+def test_feed_raws_any_chunking_and_chunk_type(frames, cuts, kinds):
+    framer = KafkaFramer(Direction.S2C)
+    got, offsets = [], []
+    for i, chunk in enumerate(chunked(b"".join(frames), cuts)):
+        offsets.append(framer.offset)
+        got += framer.feed_raws(kinds[i % len(kinds)](chunk))
+    assert got == frames and all(type(raw) is bytes for raw in got)
+    assert framer.buffered == 0 and framer.offset == sum(map(len, frames))
+
+
+def test_a_chunk_that_is_one_frame_is_not_copied():
+    frame = kafka_frame(b"x" * 1000)
+    framer = KafkaFramer(Direction.C2S)
+    (raw,) = framer.feed_raws(frame)
+    assert raw is frame
+    big = kafka_frame(b"y" * 100_000)  # across many reads: appended, cut out once
+    pieces = [framer.feed_raws(big[i : i + 4096]) for i in range(0, len(big), 4096)]
+    assert [p for p in pieces if p] == [[big]] and framer.offset == len(frame) + len(big)
+
+
+@SETTINGS
+@given(
     st.sampled_from(Proto),
     st.sampled_from(Direction),
     st.lists(st.binary(max_size=64), max_size=10),
