@@ -166,7 +166,7 @@ class ProxyApp:
             redactor=redact,
             rewriter=rewriter,
             max_frame_bytes=self.max_frame_bytes,
-            on_frame=self.metrics.on_frame,
+            on_frames=self.metrics.on_frames,
         )
         self.pairs.add(pair)
         self.metrics.opened(route.proto)

@@ -1,11 +1,13 @@
 """Proxy metrics on a private Prometheus registry, served as `/metrics` by Twisted on loopback.
 
 Per-frame counts are the hot path: they go into a plain dict and become Prometheus counters only
-when scraped (a custom collector), so a frame costs one dict lookup and two additions.
+when scraped (a custom collector). The recorder reports the frames of a chunk at once
+(`on_frames`): a frame costs its label and a tally, each label set one dict update per chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
@@ -61,19 +63,43 @@ class ProxyMetrics:
     def resource(self) -> MetricsResource:
         return MetricsResource(registry=self.registry)
 
-    def on_frame(
-        self, proto: Proto, direction: Direction, summary: dict[str, Any], size: int, redacted: bool
+    def on_frames(
+        self,
+        proto: Proto,
+        direction: Direction,
+        frames: Sequence[tuple[dict[str, Any], bytes, bool]],
     ) -> None:
-        key = (proto.value, direction.value, api_label(summary))
-        counts = self._frame_counts.get(key)
-        if counts is None:
-            counts = self._frame_counts[key] = [0, 0]
-        counts[0] += 1
-        counts[1] += size
-        self.total_frames += 1
-        self.total_bytes += size
-        if redacted:
-            self.redactions.labels(proto.value).inc()
+        """Count the recorded frames (summary, raw, redacted) of one chunk of one direction."""
+        tally: dict[str, list[int]] = {}
+        size_all = redacted_n = 0
+        for summary, raw, redacted in frames:
+            label = api_label(summary)
+            size = len(raw)
+            size_all += size
+            counts = tally.get(label)
+            if counts is None:
+                tally[label] = [1, size]
+            else:
+                counts[0] += 1
+                counts[1] += size
+            if redacted:
+                redacted_n += 1
+        if not tally:
+            return
+        p, d = proto.value, direction.value
+        frame_counts = self._frame_counts
+        for label, (n, size) in tally.items():
+            key = (p, d, label)
+            counts = frame_counts.get(key)
+            if counts is None:
+                frame_counts[key] = [n, size]
+            else:
+                counts[0] += n
+                counts[1] += size
+        self.total_frames += len(frames)
+        self.total_bytes += size_all
+        if redacted_n:
+            self.redactions.labels(p).inc(redacted_n)
 
     def on_rewrite(self, ev: RewriteEvent) -> None:
         key = str(ev.api_key)

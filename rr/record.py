@@ -42,8 +42,9 @@ class FrameDecoder(Protocol):
 Redactor = Callable[[Proto, Direction, bytes, Decoded], tuple[bytes, Decoded]]
 
 
-#: on_frame(proto, direction, summary, size, redacted): told about each recorded frame (metrics).
-FrameHook = Callable[[Proto, Direction, dict[str, Any], int, bool], None]
+#: on_frames(proto, direction, frames): told about the recorded frames (summary, raw, redacted)
+#: of one chunk, once per chunk (metrics).
+FramesHook = Callable[[Proto, Direction, list[tuple[dict[str, Any], bytes, bool]]], None]
 
 
 class RecordingBroken(Exception):
@@ -75,7 +76,7 @@ class ConnectionRecorder:
         redactor: Redactor | None = None,
         rewriter: StreamRewriter | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        on_frame: FrameHook | None = None,
+        on_frames: FramesHook | None = None,
     ) -> None:
         self.writer = writer
         self.conn_id = conn_id
@@ -83,7 +84,7 @@ class ConnectionRecorder:
         self.decoder = decoder
         self.redactor = redactor
         self.rewriter = rewriter
-        self.on_frame = on_frame
+        self.on_frames = on_frames
         self.framers = {d: framer_for(self.proto, d, max_frame_bytes) for d in (C2S, S2C)}
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
         self.frames = {C2S: 0, S2C: 0}
@@ -255,11 +256,9 @@ class ConnectionRecorder:
         finally:  # a budget may stop the batch part way: count what reached the file
             written = writer.frame_count - before
             self.frames[direction] += written
-            on_frame = self.on_frame
-            if on_frame is not None:
-                proto = self.proto
-                for summary, raw, redacted in batch[:written]:
-                    on_frame(proto, direction, summary, len(raw), redacted)
+            on_frames = self.on_frames
+            if on_frames is not None and written:
+                on_frames(self.proto, direction, batch[:written] if written < len(batch) else batch)
 
     # -- the end --------------------------------------------------------------------------------
 
