@@ -82,8 +82,46 @@ _encode_summary = (
 )
 
 
+#: Encoded summaries of the frames that carry a message stream's payload and repeat with it:
+#: AMQP body frames and property-less content headers (two of a message's three frames). Keyed
+#: by every value of the summary, each checked to be exactly an int (so True never stands for
+#: 1), hence the same bytes as an encoding. Bounded: cleared when full.
+_REPEATS: dict[tuple[Any, ...], bytes] = {}
+_REPEATS_MAX = 4096
+_NO_PROPERTIES = {"cluster_id": ""}
+
+
+def _repeat_key(summary: Mapping[str, Any], frame: str) -> tuple[Any, ...] | None:
+    channel = summary.get("channel")
+    if channel.__class__ is not int:
+        return None
+    if frame == "body":
+        size = summary.get("size")
+        if len(summary) == 3 and size.__class__ is int:
+            return (channel, size)
+    elif len(summary) == 4:
+        props, body_size = summary.get("properties"), summary.get("body_size")
+        if body_size.__class__ is int and props.__class__ is dict and props == _NO_PROPERTIES:
+            return (channel, body_size, None)
+    return None
+
+
 def summary_json(summary: Mapping[str, Any]) -> bytes:
     """Canonical JSON of a frame summary (== canonicaljson's bytes), or ValueError naming it."""
+    frame = summary.get("frame")
+    if frame == "body" or frame == "header":
+        key = _repeat_key(summary, frame)
+        if key is not None:
+            encoded = _REPEATS.get(key)
+            if encoded is None:
+                if len(_REPEATS) >= _REPEATS_MAX:
+                    _REPEATS.clear()
+                encoded = _REPEATS[key] = _summary_json(summary)
+            return encoded
+    return _summary_json(summary)
+
+
+def _summary_json(summary: Mapping[str, Any]) -> bytes:
     if _encode_summary is not None:
         try:
             return "".join(_encode_summary(summary, 0)).encode("utf-8")

@@ -66,6 +66,34 @@ def test_summary_json_is_exactly_canonicaljson(summary):
     assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
 
 
+look_alike = st.sampled_from([0, 1, 1024, True, False, 1.0, "1", None, -1, 2**70])
+amqp_shaped = st.one_of(
+    st.fixed_dictionaries({"channel": look_alike, "frame": st.just("body"), "size": look_alike}),
+    st.fixed_dictionaries(
+        {
+            "body_size": look_alike,
+            "channel": look_alike,
+            "frame": st.just("header"),
+            "properties": st.sampled_from(
+                [{"cluster_id": ""}, {"cluster_id": "x"}, {}, {"cluster_id": 0}, None]
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"channel": look_alike, "frame": st.sampled_from(["body", "header"]), "extra": look_alike}
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(amqp_shaped, min_size=1, max_size=12))
+def test_repeated_frame_summaries_cached_yet_exactly_canonicaljson(summaries):
+    # repeated and look-alike (1, True, 1.0) summaries in a row: a cached encoding never
+    # answers for a summary whose bytes differ
+    for summary in summaries + summaries:
+        assert summary_json(summary) == canonicaljson.encode_canonical_json(summary), summary
+
+
 def test_summary_json_falls_back_to_canonicaljson_for_the_rest():
     for bad in ({"x": float("nan")}, {"x": b"bytes"}, {"x": {1, 2}}):
         with pytest.raises(ValueError, match="not JSON-able"):
