@@ -30,8 +30,9 @@ class BufferedFramer:
         self._offset = 0  # stream offset of _buf[0]
         self._need = 0  # length of the frame at _buf[0], once known (0: not known)
         self._failed: FramingError | None = None
-        overridden = type(self)._check_frame is not BufferedFramer._check_frame
-        self._check = self._check_frame if overridden else None
+        cls = type(self)
+        self._check = self._check_frame if cls._check_frame is not _BASE_CHECK else None
+        self._run = self._run_frames if cls._run_frames is not _BASE_RUN else None
 
     @property
     def buffered(self) -> int:
@@ -58,6 +59,21 @@ class BufferedFramer:
 
     def _check_frame(self, raw: bytes, offset: int) -> None:
         """Hook: validate a whole frame (e.g. a trailer octet). Raise via `_error`."""
+
+    def _run_frames(
+        self,
+        src: bytes | bytearray,
+        view: memoryview | None,
+        pos: int,
+        end: int,
+        offset: int,
+        raws: list[bytes],
+    ) -> int:
+        """Hook, the fast path: append the ordinary whole frames from `src[pos]` (stream offset
+        `offset`) up to `end` to `raws` in one loop (slice `src`, or `view` when not None);
+        return where it stopped. Anything unusual (a partial frame, a bad or special header)
+        it leaves to `_frame_length` and `_check_frame`, which decide and raise."""
+        return pos
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add `data`; return every frame completed by it, in stream order.
@@ -88,12 +104,18 @@ class BufferedFramer:
             src = data
         end = len(src)
         view = None if src.__class__ is bytes else memoryview(src)
-        frame_length, check = self._frame_length, self._check
+        frame_length, check, run = self._frame_length, self._check, self._run
         start = offset = self._offset
         raws: list[bytes] = []
         pos = need = 0
         try:
             while pos < end:
+                if run is not None:
+                    stop = run(src, view, pos, end, offset, raws)
+                    offset += stop - pos
+                    pos = stop
+                    if pos == end:
+                        break
                 length = frame_length(src, pos, offset)
                 if length is None:
                     break
@@ -125,3 +147,7 @@ class BufferedFramer:
                     buf += memoryview(src)[pos:]
                 self._need = need
         return raws
+
+
+_BASE_CHECK = BufferedFramer._check_frame
+_BASE_RUN = BufferedFramer._run_frames

@@ -23,6 +23,7 @@ FRAME_END = 0xCE
 #: Frame types of AMQP 0-9-1 as RabbitMQ and pamqp use them (heartbeat is 8, not the spec's 4).
 FRAME_TYPES = {1: "method", 2: "header", 3: "body", 8: "heartbeat"}
 _HEADER = struct.Struct(">BHI")
+_SIZE = struct.Struct(">I")  # a frame's payload size, at byte 3 of its header
 _ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+")
 
 
@@ -73,6 +74,27 @@ class AmqpFramer(BufferedFramer):
             return None
         self._need_header = False
         return len(PROTOCOL_HEADER)
+
+    def _run_frames(
+        self,
+        src: bytes | bytearray,
+        view: memoryview | None,
+        pos: int,
+        end: int,
+        offset: int,
+        raws: list[bytes],
+    ) -> int:
+        if offset == 0:  # a protocol header may start here: the general path
+            return pos
+        unpack, limit, types = _SIZE.unpack_from, self.max_frame_bytes, FRAME_TYPES
+        while end - pos >= 8:
+            (size,) = unpack(src, pos + 3)
+            stop = pos + size + 8
+            if stop > end or size + 8 > limit or src[pos] not in types or src[stop - 1] != 0xCE:
+                break
+            raws.append(src[pos:stop] if view is None else view[pos:stop].tobytes())
+            pos = stop
+        return pos
 
     def _check_frame(self, raw: bytes, offset: int) -> None:
         if raw == PROTOCOL_HEADER and offset == 0:
