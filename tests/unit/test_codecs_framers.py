@@ -305,3 +305,17 @@ def test_decoders_never_raise_on_framed_garbage(proto, direction, parts):
         return
     for frame in frames:
         dumps(decoder.decode(direction, frame.raw).summary)
+
+
+def test_amqp_fast_path_leaves_every_refusal_to_the_general_path():
+    ok = amqp_frame(3, 1, b"x" * 10)
+    for bad, reason in [
+        (amqp_frame(3, 1, b"y" * 200), "exceeds the frame budget"),  # whole, yet over budget
+        (amqp_frame(3, 1, b"z")[:-1] + b"\x00", "frame end octet"),
+        (b"\x05" + amqp_frame(3, 1, b"z")[1:], "unknown frame type"),
+    ]:
+        framer = AmqpFramer(Direction.S2C, max_frame_bytes=100)
+        with pytest.raises(FramingError, match=reason) as info:
+            framer.feed(ok + ok + bad + ok)
+        assert [f.raw for f in info.value.frames] == [ok, ok]
+        assert info.value.offset >= 2 * len(ok)
