@@ -83,9 +83,9 @@ _encode_summary = (
 
 
 #: Encoded summaries of the frames that carry a message stream's payload and repeat with it:
-#: AMQP body frames and property-less content headers (two of a message's three frames). Keyed
-#: by every value of the summary, each checked to be exactly an int (so True never stands for
-#: 1), hence the same bytes as an encoding. Bounded: cleared when full.
+#: AMQP body frames, property-less content headers and Basic.Publish (a publisher's every
+#: frame). Keyed by every value of the summary, each checked to be exactly of its type (so True
+#: never stands for 1), hence the same bytes as an encoding. Bounded: cleared when full.
 _REPEATS: dict[tuple[Any, ...], bytes] = {}
 _REPEATS_MAX = 4096
 _NO_PROPERTIES = {"cluster_id": ""}
@@ -94,6 +94,24 @@ _NO_PROPERTIES = {"cluster_id": ""}
 def _repeat_key(summary: Mapping[str, Any], frame: str) -> tuple[Any, ...] | None:
     channel = summary.get("channel")
     if channel.__class__ is not int:
+        return None
+    if frame == "method":
+        args = summary.get("args")
+        if len(summary) != 4 or args.__class__ is not dict or len(args) != 5:
+            return None
+        if summary.get("method") != "Basic.Publish":
+            return None
+        key = (
+            channel,
+            args.get("exchange"),
+            args.get("routing_key"),
+            args.get("ticket"),
+            args.get("immediate"),
+            args.get("mandatory"),
+        )
+        if key[1].__class__ is str and key[2].__class__ is str and key[3].__class__ is int:
+            if key[4].__class__ is bool and key[5].__class__ is bool:
+                return key
         return None
     if frame == "body":
         size = summary.get("size")
@@ -109,7 +127,7 @@ def _repeat_key(summary: Mapping[str, Any], frame: str) -> tuple[Any, ...] | Non
 def summary_json(summary: Mapping[str, Any]) -> bytes:
     """Canonical JSON of a frame summary (== canonicaljson's bytes), or ValueError naming it."""
     frame = summary.get("frame")
-    if frame == "body" or frame == "header":
+    if frame == "body" or frame == "header" or frame == "method":
         key = _repeat_key(summary, frame)
         if key is not None:
             encoded = _REPEATS.get(key)

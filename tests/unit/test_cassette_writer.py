@@ -82,6 +82,22 @@ amqp_shaped = st.one_of(
     st.fixed_dictionaries(
         {"channel": look_alike, "frame": st.sampled_from(["body", "header"]), "extra": look_alike}
     ),
+    st.fixed_dictionaries(
+        {
+            "args": st.fixed_dictionaries(
+                {
+                    "exchange": st.sampled_from(["", "x", 0, None]),
+                    "immediate": look_alike,
+                    "mandatory": look_alike,
+                    "routing_key": st.sampled_from(["q", "", 1, True]),
+                    "ticket": look_alike,
+                }
+            ),
+            "channel": look_alike,
+            "frame": st.just("method"),
+            "method": st.sampled_from(["Basic.Publish", "Basic.Deliver"]),
+        }
+    ),
 )
 
 
@@ -92,6 +108,39 @@ def test_repeated_frame_summaries_cached_yet_exactly_canonicaljson(summaries):
     # answers for a summary whose bytes differ
     for summary in summaries + summaries:
         assert summary_json(summary) == canonicaljson.encode_canonical_json(summary), summary
+
+
+def test_cached_summaries_never_answer_for_a_look_alike():
+    publish = {"exchange": "", "immediate": False, "mandatory": False, "routing_key": "q"}
+    none = {"cluster_id": ""}
+    shapes = [
+        lambda v: {"channel": 1, "frame": "body", "size": v},
+        lambda v: {"channel": v, "frame": "body", "size": 1},
+        lambda v: {"body_size": v, "channel": 1, "frame": "header", "properties": none},
+        lambda v: {"body_size": 1, "channel": v, "frame": "header", "properties": none},
+        lambda v: {
+            "args": {**publish, "ticket": v},
+            "channel": 1,
+            "frame": "method",
+            "method": "Basic.Publish",
+        },
+        lambda v: {
+            "args": {**publish, "ticket": 0, "immediate": v},
+            "channel": 1,
+            "frame": "method",
+            "method": "Basic.Publish",
+        },
+        lambda v: {
+            "args": {**publish, "ticket": 0, "routing_key": v},
+            "channel": 1,
+            "frame": "method",
+            "method": "Basic.Publish",
+        },
+    ]
+    for shape in shapes:
+        for value in (1, True, 1.0, 0, False, "1"):
+            summary = shape(value)
+            assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
 
 
 def test_summary_json_falls_back_to_canonicaljson_for_the_rest():
