@@ -1,5 +1,8 @@
 """Recording proxy overhead, measured in one run: direct vs `rrlab proxy` vs socat (plain relay).
 
+Load runs go round-robin across the paths (direct, proxy, socat, direct, ...) and each path
+reports the median of its runs, so slow drift of a shared machine biases no path.
+
 For Kafka and AMQP: COUNT messages of SIZE bytes produced then consumed (kafka-python / pika, the
 same load loop for all three paths), and the added latency of single round trips (Kafka
 ApiVersions, which the proxy holds and rewrites - its worst case; AMQP basic.publish with
@@ -8,7 +11,7 @@ publisher confirms). The proxy's RSS is sampled during its runs.
 Kafka runs against private Tansu brokers so socat sees every connection: one advertises itself
 (direct and proxy paths; the proxy rewrites the address), one advertises socat's port.
 
-    .venv/bin/python bench/bench_proxy.py [--count 100000] [--size 1024] [--rtt 2000]
+    .venv/bin/python bench/bench_proxy.py [--count 100000] [--size 1024] [--rtt 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -261,36 +265,63 @@ def amqp_rtt(port: int, n: int) -> list[float]:
 class Row:
     proto: str
     path: str
-    produce_s: float
-    consume_s: float
+    runs: list[tuple[float, float]]  # (produce_s, consume_s) of each load run, in run order
     rtt: list[float]
     rss: list[float]
     cpu_s: float | None = None
 
+    @property
+    def produce_s(self) -> float:
+        return median([p for p, _ in self.runs])
 
-REPEAT = 1
+    @property
+    def consume_s(self) -> float:
+        return median([c for _, c in self.runs])
+
+    @property
+    def total_s(self) -> float:
+        return median([p + c for p, c in self.runs])
+
+    @property
+    def best_s(self) -> float:
+        return min(p + c for p, c in self.runs)
 
 
-def run_path(
-    proto: str,
-    path: str,
-    port: int,
-    load: Callable[[int, int], tuple[float, float]],
-    rtt: Callable[[int], list[float]],
-    relay: Relay | None,
-) -> Row:
-    """Best of REPEAT load runs (fresh topic/queue each), then the round-trip loop."""
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass
+class Route:
+    """One way to reach the broker: its port, load and round-trip loops, and relay (if any)."""
+
+    name: str
+    port: int
+    load: Callable[[int, int], tuple[float, float]]
+    rtt: Callable[[int], list[float]]
+    relay: Relay | None = None
+
+
+def run_paths(proto: str, paths: list[Route], repeat: int) -> list[Row]:
+    """Load runs round-robin across the paths (direct, proxy, socat, direct, ...) so machine
+    drift hits every path alike, then each path's round-trip loop; relays stop at the end."""
+    runs: dict[str, list[tuple[float, float]]] = {p.name: [] for p in paths}
+    lats: dict[str, list[float]] = {}
     try:
-        runs = [load(port, i) for i in range(REPEAT)]
-        produce_s, consume_s = min(runs, key=sum)
-        lat = rtt(port)
+        for i in range(repeat):
+            for p in paths:
+                runs[p.name].append(p.load(p.port, i))
+        for p in paths:
+            lats[p.name] = p.rtt(p.port)
     finally:
-        if relay is not None:
-            relay.stop()
-    return Row(
-        proto, path, produce_s, consume_s, lat, relay.rss_mb if relay else [],
-        relay.cpu_s if relay else None,
-    )  # fmt: skip
+        for p in paths:
+            if p.relay is not None:
+                p.relay.stop()
+    return [
+        Row(proto, p.name, runs[p.name], lats[p.name], p.relay.rss_mb if p.relay else [],
+            p.relay.cpu_s if p.relay else None)
+        for p in paths
+    ]  # fmt: skip
 
 
 def main() -> int:
@@ -299,10 +330,10 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--rtt", type=int, default=2000, help="round trips for the latency figures")
     ap.add_argument("--protocols", default="kafka,amqp")
-    ap.add_argument("--repeat", type=int, default=2, help="load runs per path; the best counts")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="load runs per path, round-robin; medians count"
+    )
     args = ap.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
     if shutil.which("socat") is None:
         print("bench: socat not found; run tools/ensure-system-packages", file=sys.stderr)
         return 2
@@ -343,11 +374,12 @@ def main() -> int:
             def krtt(port: int) -> list[float]:
                 return kafka_rtt(port, args.rtt)
 
-            rows.append(run_path("kafka", "direct", plain, kload("direct"), krtt, None))
+            paths = [Route("direct", plain, kload("direct"), krtt)]
             relay = start_proxy("kafka", proxy_port, f"127.0.0.1:{plain}", work, node_base)
-            rows.append(run_path("kafka", "proxy", proxy_port, kload("proxy"), krtt, relay))
+            paths.append(Route("proxy", proxy_port, kload("proxy"), krtt, relay))
             relay = start_socat(socat_port, f"127.0.0.1:{via_socat}")
-            rows.append(run_path("kafka", "socat", socat_port, kload("socat"), krtt, relay))
+            paths.append(Route("socat", socat_port, kload("socat"), krtt, relay))
+            rows += run_paths("kafka", paths, args.repeat)
         if "amqp" in protos:
             from brokers import control
 
@@ -360,11 +392,12 @@ def main() -> int:
             def artt(port: int) -> list[float]:
                 return amqp_rtt(port, args.rtt)
 
-            rows.append(run_path("amqp", "direct", 5672, aload, artt, None))
+            paths = [Route("direct", 5672, aload, artt)]
             relay = start_proxy("amqp", base, "127.0.0.1:5672", work, base + 10)
-            rows.append(run_path("amqp", "proxy", base, aload, artt, relay))
+            paths.append(Route("proxy", base, aload, artt, relay))
             relay = start_socat(base + 1, "127.0.0.1:5672")
-            rows.append(run_path("amqp", "socat", base + 1, aload, artt, relay))
+            paths.append(Route("socat", base + 1, aload, artt, relay))
+            rows += run_paths("amqp", paths, args.repeat)
     finally:
         for fn in reversed(cleanup):
             fn()
@@ -379,34 +412,39 @@ def main() -> int:
 
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
-        f"\n{args.count} x {args.size} B messages (produce, then consume); {args.rtt} round trips"
+        f"\n{args.count} x {args.size} B messages (produce, then consume); {args.rtt} round trips; "
+        f"{args.repeat} load runs per path, round-robin across paths"
     )
     head = (
         f"{'proto':5} {'path':6} {'produce/s':>10} {'consume/s':>10} {'total/s':>9} "
-        f"{'vs direct':>9} {'vs socat':>8} {'p50 ms':>7} {'p99 ms':>7} {'+p50':>6} {'+p99':>6} "
-        f"{'RSS MB min/max/end':>20} {'CPU us/msg':>10}"
+        f"{'best/s':>9} {'vs direct':>9} {'vs socat':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'+p50':>6} {'+p99':>6} {'RSS MB min/max/end':>20} {'CPU us/msg':>10}"
     )
     print(head)
     print("-" * len(head))
     by = {(r.proto, r.path): r for r in rows}
     for r in rows:
-        rate = args.count / (r.produce_s + r.consume_s)
+        rate = args.count / r.total_s
         direct = by.get((r.proto, "direct"))
         socat = by.get((r.proto, "socat"))
-        d_rate = args.count / (direct.produce_s + direct.consume_s) if direct else rate
-        s_rate = args.count / (socat.produce_s + socat.consume_s) if socat else rate
+        d_rate = args.count / direct.total_s if direct else rate
+        s_rate = args.count / socat.total_s if socat else rate
         p50, p99 = percentile(r.rtt, 50) * 1e3, percentile(r.rtt, 99) * 1e3
         dp50 = p50 - percentile(direct.rtt, 50) * 1e3 if direct else 0.0
         dp99 = p99 - percentile(direct.rtt, 99) * 1e3 if direct else 0.0
         rss = f"{min(r.rss):.0f}/{max(r.rss):.0f}/{r.rss[-1]:.0f}" if r.rss else "-"
-        moved = args.count * REPEAT
+        moved = args.count * len(r.runs)
         cpu = f"{r.cpu_s / moved * 1e6:.1f}" if r.cpu_s and r.path == "proxy" else "-"
         print(
             f"{r.proto:5} {r.path:6} {args.count / r.produce_s:10.0f} "
-            f"{args.count / r.consume_s:10.0f} {rate:9.0f} {rate / d_rate:9.2f} "
-            f"{rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} {dp99:6.3f} {rss:>20} "
-            f"{cpu:>10}"
+            f"{args.count / r.consume_s:10.0f} {rate:9.0f} {args.count / r.best_s:9.0f} "
+            f"{rate / d_rate:9.2f} {rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} "
+            f"{dp99:6.3f} {rss:>20} {cpu:>10}"
         )
+    print(
+        "produce/s, consume/s, total/s: medians over the load runs (total from the median run "
+        "time); best/s: the fastest run; vs direct / vs socat: ratios of the median total/s"
+    )
     print(
         "CPU us/msg: the relay process's CPU time over all its load runs and round trips "
         "(proxy only: socat forks per connection), per message moved"
