@@ -10,8 +10,10 @@ password, SCRAM client proof, any other mechanism's whole token), AlterUserScram
 salted passwords, delegation-token HMACs, and every Kafka client frame the decoder could not read
 as a request (fail closed: its payload is replaced whole, it may be a token in disguise);
 AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name);
-MQTT CONNECT password (the user name stays). Not secret: Kafka SaslHandshake (a mechanism name),
-SCRAM client-first messages (user name and nonce), AMQP EXTERNAL (empty response).
+MQTT CONNECT password (the user name stays) and MQTT 5 authentication_data in a client's
+CONNECT or AUTH (enhanced authentication; the method name stays). Not secret: Kafka
+SaslHandshake (a mechanism name), SCRAM client-first messages (user name and nonce), AMQP
+EXTERNAL (empty response).
 """
 
 from __future__ import annotations
@@ -242,19 +244,34 @@ def amqp_response(mechanism: str, response: bytes) -> tuple[bytes, str]:
 
 
 def _mqtt(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
-    if direction is not Direction.C2S or raw[0] >> 4 != mqtt_codec.CONNECT:
+    ptype = raw[0] >> 4
+    if direction is not Direction.C2S or ptype not in (mqtt_codec.CONNECT, mqtt_codec.AUTH):
         return None
+    name = "CONNECT" if ptype == mqtt_codec.CONNECT else "AUTH"
     packet = decoded.body
     if not isinstance(packet, mqtt_codec.MqttPacket):
-        if "error" in decoded.summary:  # unreadable CONNECT: cannot tell where the password is
-            raise RedactionError(f"cannot redact an unreadable MQTT CONNECT: {decoded.summary}")
+        if "error" in decoded.summary:  # unreadable: cannot tell where a credential is
+            raise RedactionError(f"cannot redact an unreadable MQTT {name}: {decoded.summary}")
         return None
+    replaced: list[str] = []
+    placeholder = struct.pack(">H", len(PLACEHOLDER)) + PLACEHOLDER
+    # The later field first, so the earlier field's span is still right.
     span = packet.spans.get("password")
-    if span is None:
-        return None
-    start, end = span
-    new = mqtt_codec.splice(raw, start, end, struct.pack(">H", len(PLACEHOLDER)) + PLACEHOLDER)
-    return new, ["CONNECT.password"]
+    if span is not None:
+        raw = mqtt_codec.splice(raw, *span, placeholder)
+        replaced.append(f"{name}.password")
+    span = packet.spans.get("authentication_data")  # MQTT 5 enhanced auth (e.g. SCRAM)
+    if span is not None:
+        props_at, props_end = packet.spans["properties"]
+        list_at = props_at + 1
+        while raw[list_at - 1] & 0x80:  # past the property-length varint
+            list_at += 1
+        start, end = span
+        props = raw[list_at:start] + placeholder + raw[end:props_end]
+        encoded = mqtt_codec.encode_remaining_length(len(props)) + props
+        raw = mqtt_codec.splice(raw, props_at, props_end, encoded)
+        replaced.append(f"{name}.authentication_data")
+    return (raw, replaced) if replaced else None
 
 
 _REDACTORS: dict[Proto, Callable[[Direction, bytes, Decoded], tuple[bytes, list[str]] | None]] = {

@@ -167,7 +167,11 @@ class _Reader:
         except UnicodeDecodeError as err:
             raise MqttDecodeError(f"string before byte {self.pos} is not UTF-8") from err
 
-    def properties(self) -> dict[str, Any]:
+    def properties(self, spans: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+        """Read a v5 property list. With `spans`, note where the list (its length varint
+        included) and an authentication_data value (its 2-byte length included) lie, so the
+        redactor can replace that credential without re-parsing."""
+        at = self.pos
         length = self.varint()
         inner = _Reader(self.raw, self.pos, self.pos + length)
         if inner.end > self.end:
@@ -178,9 +182,12 @@ class _Reader:
             if ident not in PROPERTIES:
                 raise MqttDecodeError(f"unknown MQTT 5 property id {ident:#04x}")
             name, kind = PROPERTIES[ident]
+            value_at = inner.pos
             value = inner.property_value(kind)
             if name == "authentication_data":  # an opaque SASL blob, like AMQP's response
                 value = {"len": len(base64.b64decode(value["base64"]))}
+                if spans is not None:
+                    spans["authentication_data"] = (value_at, inner.pos)
             if name in _REPEATABLE:
                 props.setdefault(name, []).append(value)
             elif name in props:
@@ -188,6 +195,8 @@ class _Reader:
             else:
                 props[name] = value
         self.pos = inner.end
+        if spans is not None and "authentication_data" in spans:
+            spans["properties"] = (at, self.pos)
         return props
 
     def property_value(self, kind: str) -> Any:
@@ -280,10 +289,10 @@ class MqttDecoder:
         cflags = r.u8()
         f["clean_start"] = bool(cflags & 0x02)
         f["keep_alive"] = r.u16()
-        if v5:
-            f["properties"] = r.properties()
-        f["client_id"] = r.text()
         packet = MqttPacket(CONNECT, flags, f)
+        if v5:
+            f["properties"] = r.properties(packet.spans)
+        f["client_id"] = r.text()
         if cflags & 0x04:
             will: dict[str, Any] = {"qos": (cflags >> 3) & 0x03, "retain": bool(cflags & 0x20)}
             if v5:
@@ -378,7 +387,7 @@ def _read_disconnect(r: _Reader, p: MqttPacket, v5: bool) -> None:
     if v5 and r.left:
         p.fields["reason_code"] = r.u8()
         if r.left:
-            p.fields["properties"] = r.properties()
+            p.fields["properties"] = r.properties(p.spans)
 
 
 def _read_nothing(r: _Reader, p: MqttPacket, v5: bool) -> None:
