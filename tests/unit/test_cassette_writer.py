@@ -98,6 +98,32 @@ amqp_shaped = st.one_of(
             "method": st.sampled_from(["Basic.Publish", "Basic.Deliver"]),
         }
     ),
+    st.fixed_dictionaries(
+        {
+            "args": st.fixed_dictionaries(
+                {
+                    "consumer_tag": st.sampled_from(["ctag", "", 1, None, '"delivery_tag":1,']),
+                    "delivery_tag": st.one_of(look_alike, st.integers()),
+                    "exchange": st.sampled_from(["", "x", 0, None]),
+                    "redelivered": look_alike,
+                    "routing_key": st.sampled_from(["q", "", 1, True, "ü\n"]),
+                }
+            ),
+            "channel": look_alike,
+            "frame": st.just("method"),
+            "method": st.sampled_from(["Basic.Deliver", "Basic.Ack", "Basic.Publish"]),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "args": st.fixed_dictionaries(
+                {"delivery_tag": st.one_of(look_alike, st.integers()), "multiple": look_alike}
+            ),
+            "channel": look_alike,
+            "frame": st.just("method"),
+            "method": st.sampled_from(["Basic.Ack", "Basic.Deliver"]),
+        }
+    ),
 )
 
 
@@ -113,6 +139,15 @@ def test_repeated_frame_summaries_cached_yet_exactly_canonicaljson(summaries):
 def test_cached_summaries_never_answer_for_a_look_alike():
     publish = {"exchange": "", "immediate": False, "mandatory": False, "routing_key": "q"}
     none = {"cluster_id": ""}
+    deliver = {
+        "consumer_tag": "ctag",
+        "delivery_tag": 5,
+        "exchange": "",
+        "redelivered": False,
+        "routing_key": "q",
+    }
+    deliver_frame = {"channel": 1, "frame": "method", "method": "Basic.Deliver"}
+    ack_frame = {"channel": 1, "frame": "method", "method": "Basic.Ack"}
     shapes = [
         lambda v: {"channel": 1, "frame": "body", "size": v},
         lambda v: {"channel": v, "frame": "body", "size": 1},
@@ -136,10 +171,45 @@ def test_cached_summaries_never_answer_for_a_look_alike():
             "frame": "method",
             "method": "Basic.Publish",
         },
+        lambda v: {"args": {**deliver, "delivery_tag": v}, **deliver_frame},
+        lambda v: {"args": {**deliver, "redelivered": v}, **deliver_frame},
+        lambda v: {"args": {**deliver, "consumer_tag": v}, **deliver_frame},
+        lambda v: {"args": {**deliver, "routing_key": v}, **deliver_frame},
+        lambda v: {**deliver_frame, "args": deliver, "channel": v},
+        lambda v: {**ack_frame, "args": {"delivery_tag": v, "multiple": False}},
+        lambda v: {**ack_frame, "args": {"delivery_tag": 7, "multiple": v}},
+        lambda v: {**ack_frame, "args": {"delivery_tag": 7, "multiple": False}, "channel": v},
     ]
     for shape in shapes:
-        for value in (1, True, 1.0, 0, False, "1"):
+        for value in (1, True, 1.0, 0, False, "1") * 2:  # twice: cached answers too
             summary = shape(value)
+            assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
+
+
+def test_deliver_and_ack_tags_spliced_into_cached_encodings():
+    # one cached encoding per consumer; every delivery tag (one digit, many, negative, past 64
+    # bits) spliced into it gives canonicaljson's bytes
+    for tag in (1, 7, 10, 99, 2**63 - 1, -3, 2**70, 0, 12345):
+        for summary in (
+            {
+                "args": {
+                    "consumer_tag": 'c"delivery_tag":1,',
+                    "delivery_tag": tag,
+                    "exchange": "ex",
+                    "redelivered": tag == 7,
+                    "routing_key": "rk",
+                },
+                "channel": 3,
+                "frame": "method",
+                "method": "Basic.Deliver",
+            },
+            {
+                "args": {"delivery_tag": tag, "multiple": tag == 99},
+                "channel": 1,
+                "frame": "method",
+                "method": "Basic.Ack",
+            },
+        ):
             assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
 
 
