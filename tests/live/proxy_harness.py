@@ -43,6 +43,19 @@ def free_block(n: int, lo: int = 33000, hi: int = 38900) -> int:
     raise RuntimeError("no free port block")
 
 
+def recv_kafka_frame(sock: socket.socket) -> bytes | None:
+    """The payload of one size-prefixed Kafka frame (size 0 allowed: a SASL v0 success); None
+    when the peer closes before sending anything. A close mid-frame fails the test."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big", signed=True):
+        chunk = sock.recv(65536)
+        if not chunk:
+            assert not data, f"peer closed mid-frame after {len(data)} bytes"
+            return None
+        data += chunk
+    return data[4:]
+
+
 @contextmanager
 def private_kafka(
     home: Path, impl: str = "apache", port: int | None = None, **kw: Any

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from proxy_harness import RunningProxy, free_block, private_kafka, run_worker
+from proxy_harness import RunningProxy, free_block, private_kafka, recv_kafka_frame, run_worker
 
 from rr.cassette import CassetteReader, verify
 from rr.codecs import Direction, Proto, decoder_for
@@ -241,28 +241,17 @@ def _frame(api_key: int, version: int, correlation_id: int, body: bytes) -> byte
     return struct.pack(">i", len(payload)) + payload
 
 
-def _read_frame(sock: socket.socket) -> bytes | None:
-    """One size-prefixed frame (size 0 allowed: a SASL v0 success), None on EOF."""
-    data = b""
-    while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    return data[4:]
-
-
 def _plain_v0_session(port: int, password: str) -> bytes | None:
     """SaslHandshake v0, then the PLAIN token unframed (KIP-43), then ApiVersions: its answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(_frame(17, 0, 1, struct.pack(">h", 5) + b"PLAIN"))
-        assert _read_frame(sock) is not None
+        assert recv_kafka_frame(sock) is not None
         token = b"\x00" + KAFKA_USER.encode() + b"\x00" + password.encode()
         sock.sendall(struct.pack(">i", len(token)) + token)
-        if _read_frame(sock) != b"":  # the broker's empty challenge: authenticated
+        if recv_kafka_frame(sock) != b"":  # the broker's empty challenge: authenticated
             return None
         sock.sendall(_frame(18, 0, 2, b""))
-        return _read_frame(sock)
+        return recv_kafka_frame(sock)
 
 
 @pytest.mark.apache

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from proxy_harness import RunningProxy, free_block, private_kafka, run_worker
+from proxy_harness import RunningProxy, free_block, private_kafka, recv_kafka_frame, run_worker
 
 from rr.cassette import CassetteReader, verify
 
@@ -117,16 +117,11 @@ def _api_versions_request(correlation_id: int) -> bytes:
 
 
 def _ask(port: int, correlation_id: int) -> bytes:
-    """One ApiVersions v0 round trip through the proxy; b'' if the proxy closed on us."""
+    """One ApiVersions v0 round trip through the proxy (the response payload); b"" if the proxy
+    closed on us."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(_api_versions_request(correlation_id))
-        data = b""
-        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
-            chunk = s.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-        return data
+        return recv_kafka_frame(s) or b""
 
 
 def test_broker_killed_during_recording(tmp_path):
