@@ -35,6 +35,7 @@ format: venv
 
 test: venv sysdeps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 test-unit: venv
