@@ -21,6 +21,7 @@ from rr.codecs import (
     framer_for,
 )
 from rr.codecs.amqp import PROTOCOL_HEADER
+from rr.codecs.mqtt import encode_remaining_length
 
 SETTINGS = settings(max_examples=200, deadline=None)
 GIB2 = 2 * 1024 * 1024 * 1024
@@ -34,17 +35,8 @@ def amqp_frame(ftype: int, channel: int, payload: bytes) -> bytes:
     return struct.pack(">BHI", ftype, channel, len(payload)) + payload + b"\xce"
 
 
-def mqtt_len(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def mqtt_frame(ptype: int, flags: int, body: bytes) -> bytes:
-    return bytes([ptype << 4 | flags]) + mqtt_len(len(body)) + body
+    return bytes([ptype << 4 | flags]) + encode_remaining_length(len(body)) + body
 
 
 # any size from 0: a raw SASL token (after SaslHandshake v0) has no header, and may be empty
