@@ -77,8 +77,10 @@ def serve(
             port.stopListening()
         raise UsageError(str(exc)) from None
     _start_logging(log_path)
-    app.announce()
-    app.start_progress(sys.stdout)
     reactor.addSystemEventTrigger("before", "shutdown", app.shutdown)
+    # Say "listening" only once the reactor runs: its SIGTERM/SIGINT handlers are installed by
+    # then, so a supervisor that stops us right after that line still gets a finalized cassette.
+    reactor.callWhenRunning(app.announce)
+    reactor.callWhenRunning(app.start_progress, sys.stdout)
     reactor.run()
     return app.exit_code
