@@ -8,7 +8,6 @@ should not pay for kio, pika and amqtt.
 
 from __future__ import annotations
 
-import io
 import logging
 import socket
 import struct
@@ -26,40 +25,29 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def kafka_call(host: str, port: int, request, response_type, correlation_id: int = 1):
-    """One non-flexible Kafka request/response round trip with kio entities (v0 headers)."""
-    from kio.schema.request_header.v1.header import RequestHeader
-    from kio.schema.response_header.v0.header import ResponseHeader
-    from kio.serial import entity_reader, entity_writer
-    from kio.static.primitive import i32
+def kafka_call(host: str, port: int, request, correlation_id: int = 1):
+    """One Kafka request/response round trip with a kio entity, through the project's codec
+    (header versions per API, bounds-checked decoding)."""
+    from rr.codecs.kafka import decode_response_body, encode_request
 
-    body = io.BytesIO()
-    header = RequestHeader(
-        request_api_key=request.__api_key__,
-        request_api_version=request.__version__,
-        correlation_id=i32(correlation_id),
-        client_id="rrlab-probe",
-    )
-    entity_writer(RequestHeader)(body, header)
-    entity_writer(type(request))(body, request)
-    payload = body.getvalue()
+    api_key, version = request.__api_key__, request.__version__
+    frame = encode_request(api_key, version, correlation_id, "rrlab-probe", request)
     with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as sock:
-        sock.sendall(struct.pack(">i", len(payload)) + payload)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        frame = memoryview(_recv_exact(sock, size))
-    _, offset = entity_reader(ResponseHeader)(frame, 0)
-    response, _ = entity_reader(response_type)(frame, offset)
-    return response
+        sock.sendall(frame)
+        size = _recv_exact(sock, 4)
+        raw = size + _recv_exact(sock, struct.unpack(">i", size)[0])
+    return decode_response_body(api_key, version, raw)
 
 
 def kafka(host: str, port: int) -> str | None:
     """Send ApiVersions v0; ready when the broker answers with error code 0."""
     from kio.schema.api_versions.v0.request import ApiVersionsRequest
-    from kio.schema.api_versions.v0.response import ApiVersionsResponse
+
+    from rr.codecs.kafka import KafkaCodecError
 
     try:
-        response = kafka_call(host, port, ApiVersionsRequest(), ApiVersionsResponse)
-    except OSError as exc:
+        response = kafka_call(host, port, ApiVersionsRequest())
+    except (OSError, KafkaCodecError) as exc:
         return f"kafka {host}:{port}: {exc}"
     if response.error_code != 0:
         return f"kafka {host}:{port}: ApiVersions error code {response.error_code}"
