@@ -55,6 +55,7 @@ class ProxyApp:
             base_port=kafka_node_base_port,
             listen_host=kafka_hosts[0] if kafka_hosts else "127.0.0.1",
             on_new=self._new_kafka_node,
+            on_new_id=self._new_kafka_node_id,
         )
         self.ports: list[Any] = []
         self.pairs: set[Pair] = set()
@@ -131,13 +132,6 @@ class ProxyApp:
             if pair.recorder is not None:
                 pair.recorder.close(reason)
             pair.abort(reason)
-        nodes = {
-            node_id: (f"{n.upstream_host}:{n.upstream_port}", n.listen_port)
-            for n in self.node_map.nodes
-            for node_id in n.node_ids
-        }
-        if nodes:
-            self.writer.set_kafka_nodes(nodes)
         manifest = self.writer.finalize()
         log.info(
             "cassette finalized: {frames} frames, {connections} connections",
@@ -242,10 +236,15 @@ class ProxyApp:
         # A failure is logged by recording_broken, with the connection it closes.
         self.metrics.on_rewrite(ev)
 
+    def _new_kafka_node_id(self, node: KafkaNode, node_id: int) -> None:
+        """The manifest learns each node id when it is learnt (not only at finalize)."""
+        upstream = f"{node.upstream_host}:{node.upstream_port}"
+        self.writer.set_kafka_node(node_id, upstream, node.listen_port)
+
     def _new_kafka_node(self, node: KafkaNode) -> None:
         upstream = f"{node.upstream_host}:{node.upstream_port}"
         for node_id in node.node_ids:
-            self.writer.set_kafka_node(node_id, upstream, node.listen_port)
+            self._new_kafka_node_id(node, node_id)
         if upstream not in self.allowed:
             self.metrics.recording_errors.labels("kafka", "policy").inc()
             log.error(

@@ -71,6 +71,9 @@ class NodeMap:
     base_port: int = 19093
     listen_host: str = "127.0.0.1"
     on_new: Callable[[KafkaNode], None] | None = None
+    #: told about a node id learnt for a node already known (e.g. FindCoordinator named the
+    #: address first, Metadata its id later), so a crashed recording still has the whole map
+    on_new_id: Callable[[KafkaNode, int], None] | None = None
     _nodes: dict[tuple[str, int], KafkaNode] = field(default_factory=dict)
 
     def port_for(self, host: str, port: int, node_id: int | None = None) -> int:
@@ -86,6 +89,8 @@ class NodeMap:
         elif node_id is not None and node_id >= 0 and node_id not in node.node_ids:
             node = dataclasses.replace(node, node_ids=tuple(sorted((*node.node_ids, node_id))))
             self._nodes[key] = node
+            if self.on_new_id is not None:
+                self.on_new_id(node, int(node_id))
         return node.listen_port
 
     def add_upstream(self, node: KafkaNode) -> None:

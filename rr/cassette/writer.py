@@ -186,15 +186,6 @@ class CassetteWriter:
             self._kafka_nodes[str(int(node_id))] = entry
             self._write_manifest(finalized=False)
 
-    def set_kafka_nodes(self, nodes: Mapping[int, tuple[str, int]]) -> None:
-        """Replace the node map: {node_id: (upstream "host:port", listen_port)}."""
-        self._check_open()
-        self._kafka_nodes = {
-            str(int(node)): {"listen_port": int(port), "upstream": upstream}
-            for node, (upstream, port) in nodes.items()
-        }
-        self._write_manifest(finalized=False)
-
     def open_connection(self, proto: str | Proto, listen: str | None, upstream: str | None) -> int:
         """Register a client connection; returns its id (1, 2, ... in open order)."""
         self._check_open()

@@ -336,3 +336,20 @@ def test_unknown_version_of_an_address_api_is_held_not_streamed() -> None:
     assert not needs_rewrite(12, 999)  # Heartbeat never names an address: streams through
     with pytest.raises(RewriteError, match="no kio schema"):
         rewrite_response(b"\0\0\0\x04\0\0\0\x01", 3, 999, NodeMap())
+
+
+def test_node_map_tells_new_nodes_and_ids_learnt_later() -> None:
+    """The proxy writes the manifest's node map from these calls as nodes are discovered."""
+    new: list[tuple[str, int, int, tuple[int, ...]]] = []
+    ids: list[tuple[int, int]] = []
+    node_map = NodeMap(
+        base_port=30000,
+        on_new=lambda n: new.append((n.upstream_host, n.upstream_port, n.listen_port, n.node_ids)),
+        on_new_id=lambda n, node_id: ids.append((n.listen_port, node_id)),
+    )
+    assert node_map.port_for("b1", 9092) == 30000  # e.g. a coordinator named without its id
+    assert node_map.port_for("b1", 9092, node_id=7) == 30000  # Metadata gives the id later
+    assert node_map.port_for("b1", 9092, node_id=7) == 30000  # already known: no call
+    assert node_map.port_for("b2", 9092, node_id=8) == 30001
+    assert new == [("b1", 9092, 30000, ()), ("b2", 9092, 30001, (8,))]
+    assert ids == [(30000, 7)]
