@@ -124,64 +124,9 @@ def _repeat_key(summary: Mapping[str, Any], frame: str) -> tuple[Any, ...] | Non
     return None
 
 
-#: Basic.Deliver and Basic.Ack summaries (a consumer's method frames) differ per message in
-#: their delivery_tag alone: their encodings are cached as the bytes either side of the tag's
-#: digits, keyed by every other value (each type-exact, as above). Bounded: cleared when full.
-_TAGGED: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
-
-
-def _tagged_key(summary: Mapping[str, Any], method: str) -> tuple[Any, ...] | None:
-    args, channel = summary.get("args"), summary.get("channel")
-    if len(summary) != 4 or args.__class__ is not dict or channel.__class__ is not int:
-        return None
-    if method.__class__ is not str or args.get("delivery_tag").__class__ is not int:
-        return None
-    if method == "Basic.Deliver" and len(args) == 5:
-        key = (
-            channel,
-            method,
-            args.get("consumer_tag"),
-            args.get("exchange"),
-            args.get("redelivered"),
-            args.get("routing_key"),
-        )
-        if key[2].__class__ is str and key[3].__class__ is str and key[5].__class__ is str:
-            if key[4].__class__ is bool:
-                return key
-    elif method == "Basic.Ack" and len(args) == 2:
-        multiple = args.get("multiple")
-        if multiple.__class__ is bool:
-            return (channel, method, multiple)
-    return None
-
-
-def _tagged_json(summary: Mapping[str, Any], key: tuple[Any, ...]) -> bytes:
-    tag = summary["args"]["delivery_tag"]
-    parts = _TAGGED.get(key)
-    if parts is not None:
-        return b"%b%d%b" % (parts[0], tag, parts[1])
-    encoded = _summary_json(summary)
-    digits = b"%d" % tag
-    # keys sorted: the first '"delivery_tag":' outside a string (a string's quotes are escaped)
-    at = encoded.find(b'"delivery_tag":%b,' % digits)
-    if at >= 0:
-        if len(_TAGGED) >= _REPEATS_MAX:
-            _TAGGED.clear()
-        cut = at + len(b'"delivery_tag":')
-        _TAGGED[key] = (encoded[:cut], encoded[cut + len(digits) :])
-    return encoded
-
-
 def summary_json(summary: Mapping[str, Any]) -> bytes:
     """Canonical JSON of a frame summary (== canonicaljson's bytes), or ValueError naming it."""
     frame = summary.get("frame")
-    if frame == "method":
-        method = summary.get("method")
-        if method == "Basic.Deliver" or method == "Basic.Ack":
-            tagged = _tagged_key(summary, method)
-            if tagged is not None:
-                return _tagged_json(summary, tagged)
-            return _summary_json(summary)
     if frame == "body" or frame == "header" or frame == "method":
         key = _repeat_key(summary, frame)
         if key is not None:
