@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rr.cli import UsageError
+    from rr.usage import UsageError
 
     try:
         if args.action == "up":

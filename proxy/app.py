@@ -16,12 +16,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from rr.codecs import Direction, Proto, decoder_for
+from rr.kafka_rewrite import KafkaNode, NodeMap
 from rr.policy import BudgetExceeded
 from rr.record import ConnectionRecorder
 from rr.redact import redact
 
 from .forward import ListenFactory, Pair, Route
-from .kafka_rewrite import KafkaNode, NodeMap
 from .kafka_stream import KafkaResponseRewriter
 from .metrics import ProxyMetrics
 

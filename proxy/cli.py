@@ -15,9 +15,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from rr.cli import UsageError
 from rr.codecs import Proto
 from rr.policy import PolicyError, get_profile
+from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -2,7 +2,7 @@
 
 Implements `rr.record.StreamRewriter`. Requests are seen first (their api key and version are
 remembered by correlation id, only for APIs whose responses can need a change); a response whose
-request was remembered is held whole, rewritten with `proxy.kafka_rewrite` and released. All other
+request was remembered is held whole, rewritten with `rr.kafka_rewrite` and released. All other
 response bytes stream through as they arrive.
 
 A held response that cannot be rewritten is never released: it may name a real broker address,
@@ -17,15 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rr.codecs import Direction
-from rr.record import RecordingBroken
-
-from .kafka_rewrite import (
+from rr.kafka_rewrite import (
     NodeMap,
     needs_rewrite,
     request_key,
     response_correlation_id,
     rewrite_response,
 )
+from rr.record import RecordingBroken
 
 #: Requests remembered at most (a Produce with acks=0 never gets its response).
 MAX_PENDING = 4096

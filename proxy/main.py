@@ -11,8 +11,8 @@ from twisted.internet import error as twisted_error
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
 from rr.cassette import CassetteError, CassetteWriter
-from rr.cli import UsageError
 from rr.policy import Policy, PolicyError
+from rr.usage import UsageError
 
 from .app import ProxyApp
 from .forward import Route

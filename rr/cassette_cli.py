@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rr.canonical import dumps
 from rr.cassette import CassetteError, CassetteNotFound, CassetteReader, FrameRecord, verify
 from rr.cassette.format import Manifest
-from rr.cli import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
+from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rr import cli
 from rr.cassette import CassetteReader, verify
 from rr.codecs import Direction, Proto, decoder_for
+from rrlab import cli
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 NAMES = ["worker-kafka-tansu", "worker-amqp-rabbitmq", "worker-mqtt-amqtt"]

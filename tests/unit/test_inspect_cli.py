@@ -8,8 +8,8 @@ import canonicaljson
 import pytest
 from test_cassette_reader import crash, record
 
-from rr import cli
 from rr.cassette_cli import describe
+from rrlab import cli
 
 
 @pytest.fixture(autouse=True)

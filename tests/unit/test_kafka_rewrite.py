@@ -15,7 +15,11 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from proxy.kafka_rewrite import (
+from proxy.kafka_stream import KafkaResponseRewriter
+from rr.cassette import CassetteWriter
+from rr.codecs import Direction, decoder_for
+from rr.codecs.kafka import decode_response_body, encode_request, encode_response
+from rr.kafka_rewrite import (
     NodeMap,
     RewriteError,
     cap_api_versions,
@@ -24,10 +28,6 @@ from proxy.kafka_rewrite import (
     response_correlation_id,
     rewrite_response,
 )
-from proxy.kafka_stream import KafkaResponseRewriter
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction, decoder_for
-from rr.codecs.kafka import decode_response_body, encode_request, encode_response
 from rr.record import ConnectionRecorder, RecordingBroken
 
 UPSTREAM = [(1, "broker-a.internal", 9092), (2, "broker-b.internal", 9093), (3, "10.0.0.7", 9094)]
@@ -267,7 +267,7 @@ def test_flexible_response_keeps_header_v1_after_rewrite() -> None:
 # does on a machine with less than 16 GB to spare. Run in a child so an abort shows as a signal.
 _HUGE_FRAMES = r"""
 import struct
-from proxy.kafka_rewrite import NodeMap, RewriteError, rewrite_response
+from rr.kafka_rewrite import NodeMap, RewriteError, rewrite_response
 
 def frame(body):
     return struct.pack(">i", len(body)) + body

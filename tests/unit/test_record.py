@@ -16,11 +16,11 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from proxy.kafka_rewrite import NodeMap
 from proxy.kafka_stream import KafkaResponseRewriter
 from rr.cassette import CassetteReader, CassetteWriter, verify
 from rr.codecs import Direction, decoder_for
 from rr.codecs.kafka import encode_request, encode_response
+from rr.kafka_rewrite import NodeMap
 from rr.policy import BudgetExceeded, Budgets
 from rr.record import ConnectionRecorder, RecordingBroken
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import parse_route
-from rr.cli import main
+from rrlab.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

@@ -11,12 +11,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
 
-from proxy.kafka_rewrite import NodeMap
 from proxy.kafka_stream import KafkaResponseRewriter
 from rr.canonical import dumps
 from rr.cassette import CassetteReader, CassetteWriter
 from rr.codecs import Direction, KafkaFramer, Proto, decoder_for
 from rr.codecs.kafka import encode_request, encode_response
+from rr.kafka_rewrite import NodeMap
 from rr.record import ConnectionRecorder
 from rr.redact import PLACEHOLDER, redact
 

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from rr.usage import EXIT_USAGE, UsageError
+
 #: subcommand -> module exposing `register(subparsers)`; imported lazily so `rrlab --help` is fast.
 SUBCOMMANDS: dict[str, str] = {
     "brokers": "brokers.cli",
@@ -13,14 +15,6 @@ SUBCOMMANDS: dict[str, str] = {
     "inspect": "rr.cassette_cli",
     "verify": "rr.cassette_cli",
 }
-
-EXIT_OK = 0
-EXIT_MISMATCH = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A user error: printed as one line, exit 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,5 @@
+import sys
+
+from rrlab.cli import main
+
+sys.exit(main())
