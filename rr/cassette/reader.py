@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from .errors import (
     TruncatedFrames,
 )
 from .format import (
-    ARTIFACTS_DIR,
     FRAMES_NAME,
     MANIFEST_NAME,
     FrameRecord,
@@ -99,11 +99,75 @@ class CassetteReader:
             yield decode_frame_line(line, path=str(frames_path), lineno=lineno)
 
     def frames_for(self, conn: int) -> Iterator[FrameRecord]:
-        """The frames of one connection, both directions, in seq order."""
+        """The frames of one connection, both directions, in seq order (one scan per call; for
+        many connections build a `FrameIndex` once with `index()`)."""
         return (f for f in self.frames() if f.conn == conn)
 
-    def artifact_path(self, name: str) -> Path:
-        """Where the recorded artifact `name` (a key of manifest.artifacts) lives."""
-        if name not in self.manifest.artifacts:
-            raise KeyError(f"no artifact {name!r} in {self.path}")
-        return self.path / ARTIFACTS_DIR / name
+    def index(self) -> FrameIndex:
+        """One pass over frames.jsonl: where each connection's lines start (8 bytes a frame)."""
+        return FrameIndex.build(self.path / FRAMES_NAME)
+
+
+_CONN_PREFIX = b'{"conn":'
+
+
+class FrameIndex:
+    """Byte offsets of every frame line, per connection, so one connection's frames are read
+    without rescanning the file and without holding any frame in memory.
+
+    Frame lines start with `{"conn":N,` (keys are in code-point order), so the scan reads that
+    integer only; each frame is parsed in full (and checked) when `frames_of` reaches it.
+    """
+
+    def __init__(self, path: Path, offsets: dict[int, array], lines: dict[int, array]) -> None:
+        self.path = path
+        self._offsets = offsets
+        self._lines = lines  # line numbers, for errors that say where
+
+    @classmethod
+    def build(cls, path: Path) -> FrameIndex:
+        offsets: dict[int, array] = {}
+        lines: dict[int, array] = {}
+        position = 0
+        with open(path, "rb") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.endswith(b"\n"):
+                    raise TruncatedFrames(path, lineno, len(line))
+                conn = _line_conn(line, path, lineno)
+                slot = offsets.get(conn)
+                if slot is None:
+                    slot = offsets[conn] = array("q")
+                    lines[conn] = array("q")
+                slot.append(position)
+                lines[conn].append(lineno)
+                position += len(line)
+        return cls(path, offsets, lines)
+
+    @property
+    def connections(self) -> list[int]:
+        return sorted(self._offsets)
+
+    def count(self, conn: int) -> int:
+        return len(self._offsets.get(conn, ()))
+
+    def frames_of(self, conn: int) -> Iterator[FrameRecord]:
+        """The frames of `conn` in seq order, read and decoded one at a time."""
+        offsets = self._offsets.get(conn)
+        if not offsets:
+            return
+        path = str(self.path)
+        with open(self.path, "rb") as fh:
+            for offset, lineno in zip(offsets, self._lines[conn], strict=True):
+                fh.seek(offset)
+                yield decode_frame_line(fh.readline(), path=path, lineno=lineno)
+
+
+def _line_conn(line: bytes, path: Path, lineno: int) -> int:
+    """The connection id at the head of a frame line (full validation comes at decode)."""
+    if not line.startswith(_CONN_PREFIX):
+        return decode_frame_line(line, path=str(path), lineno=lineno).conn
+    end = line.find(b",", len(_CONN_PREFIX))
+    try:
+        return int(line[len(_CONN_PREFIX) : end])
+    except ValueError:
+        return decode_frame_line(line, path=str(path), lineno=lineno).conn

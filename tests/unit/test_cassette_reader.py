@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +248,18 @@ def test_budget_stopped_cassette_verifies(tmp_path, budgets):
     assert report.stopped["budget"] == err.value.budget
     assert f"stopped by budget {err.value.budget}" in report.summary()
     assert len(list(CassetteReader.open(path).frames())) == written
+
+
+def test_frame_index_gives_each_connection_in_seq_order_without_rescanning(tmp_path):
+    """One pass builds the index; each connection's frames equal the full scan's, in order."""
+    for name in ("worker-kafka-tansu", "worker-amqp-rabbitmq", "worker-mqtt-amqtt"):
+        root = Path(__file__).resolve().parents[2] / "cassettes" / name
+        reader = CassetteReader.open(root)
+        index = reader.index()
+        everything = list(reader.frames())
+        assert index.connections == sorted({f.conn for f in everything})
+        for conn in index.connections:
+            expected = [f for f in everything if f.conn == conn]
+            assert list(index.frames_of(conn)) == expected
+            assert index.count(conn) == len(expected)
+        assert list(index.frames_of(10_000)) == []
