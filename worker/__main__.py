@@ -25,7 +25,7 @@ from worker.errors import FAILED, WorkerError
 
 PROG = "rrlab-worker"
 DEFAULT_KAFKA = "127.0.0.1:19092"
-DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:15673/%2F"
+DEFAULT_AMQP = "amqp://rrlab:rrlab-secret-pw@127.0.0.1:15673/rrlab"
 DEFAULT_MQTT = "mqtt://127.0.0.1:11883"
 TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         "--kafka-bootstrap",
         default=env("KAFKA_BOOTSTRAP", DEFAULT_KAFKA),
         help=f"host:port (env KAFKA_BOOTSTRAP, default {DEFAULT_KAFKA})",
+    )
+    p.add_argument(
+        "--kafka-group",
+        default=env("KAFKA_GROUP") or None,
+        metavar="ID",
+        help="consume in this consumer group with auto-commit (env KAFKA_GROUP; default: none, "
+        "partitions are assigned directly)",
     )
     p.add_argument(
         "--amqp-url",
@@ -83,6 +90,10 @@ def _validate(args: argparse.Namespace) -> None:
         raise WorkerError(f"--count must be 0 or more, got {args.count}")
     if not args.timeout > 0:
         raise WorkerError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    if args.kafka_group is not None and not TOPIC_RE.fullmatch(args.kafka_group):
+        raise WorkerError(
+            f"--kafka-group {args.kafka_group!r}: use 1-200 of A-Z a-z 0-9 . _ - (or leave it out)"
+        )
     if not TOPIC_RE.fullmatch(args.topic):
         raise WorkerError(
             f"--topic {args.topic!r} is not usable on every broker: use 1-200 of A-Z a-z 0-9 . _ -"
@@ -128,7 +139,8 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         count=args.count,
     )
-    config = DriverConfig(_address(args), facts.destination, args.timeout)
+    group = args.kafka_group if args.driver == "kafka" else None
+    config = DriverConfig(_address(args), facts.destination, args.timeout, group)
     envelopes = make_envelopes(args.seed, args.count)
     driver = importlib.import_module(f"worker.drivers.{args.driver}")
     started = time.perf_counter()

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 300
 FLAGS = {"kafka": "--kafka-bootstrap", "amqp": "--amqp-url", "mqtt": "--mqtt-url"}
+ENV_NAMES = ("KAFKA_BOOTSTRAP", "KAFKA_GROUP", "AMQP_URL", "MQTT_URL")
 
 pytestmark = pytest.mark.live
 
@@ -23,15 +24,15 @@ def _address(driver: str, addrs: dict) -> str:
     return f"mqtt://{address}" if driver == "mqtt" and "://" not in address else address
 
 
-def _run(driver: str, address: str, out: Path, seed: int, count: int = COUNT) -> bytes:
+def _run(
+    driver: str, address: str, out: Path, seed: int, count: int = COUNT, extra: tuple = ()
+) -> bytes:
     """One worker process, configured by flags only; returns out/aggregate.json."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "AMQP_URL", "MQTT_URL")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
     proc = subprocess.run(
         [sys.executable, "-m", "worker", "--driver", driver, FLAGS[driver], address,
          "--count", str(count), "--seed", str(seed), "--topic", "rrlab.livetest",
-         "--timeout", "20", "--out", str(out)],
+         "--timeout", "20", "--out", str(out), *extra],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -43,10 +44,10 @@ def _run(driver: str, address: str, out: Path, seed: int, count: int = COUNT) ->
     return (out / "aggregate.json").read_bytes()
 
 
-def _check_determinism(driver: str, address: str, tmp_path: Path) -> dict:
-    first = _run(driver, address, tmp_path / "a", seed=11)
-    again = _run(driver, address, tmp_path / "b", seed=11)  # same broker, same destination
-    other = _run(driver, address, tmp_path / "c", seed=12)
+def _check_determinism(driver: str, address: str, tmp_path: Path, extra: tuple = ()) -> dict:
+    first = _run(driver, address, tmp_path / "a", seed=11, extra=extra)
+    again = _run(driver, address, tmp_path / "b", seed=11, extra=extra)  # same destination
+    other = _run(driver, address, tmp_path / "c", seed=12, extra=extra)
     assert first == again
     assert first != other
     data = json.loads(first)
@@ -83,8 +84,15 @@ def test_zero_messages(live_brokers, tmp_path):
 
 @pytest.mark.apache
 def test_apache_kafka_same_seed_same_aggregate(tmp_path):
-    """A private Apache Kafka (KRaft) on free ports, so the shared Tansu on :9092 stays up."""
+    """A private Apache Kafka (KRaft) on free ports, so the shared Tansu on :9092 stays up.
+
+    Assigned and in a consumer group (which Apache Kafka joins at once): the group's second
+    run starts from its committed offset, the first from the earliest; both see only their own
+    records, and every aggregate of one seed is the same bytes."""
     from proxy_harness import private_kafka
 
     with private_kafka(tmp_path / "apache") as broker:
-        _check_determinism("kafka", f"127.0.0.1:{broker['port']}", tmp_path)
+        address = f"127.0.0.1:{broker['port']}"
+        plain = _check_determinism("kafka", address, tmp_path / "plain")
+        group = ("--kafka-group", "rrlab-livetest")
+        assert _check_determinism("kafka", address, tmp_path / "group", group) == plain

@@ -137,6 +137,7 @@ def test_help_exits_zero():
     proc = _worker("--help")
     assert proc.returncode == 0
     assert "KAFKA_BOOTSTRAP" in proc.stdout and "AMQP_URL" in proc.stdout
+    assert "KAFKA_GROUP" in proc.stdout
 
 
 def test_worker_imports_nothing_of_ours():
@@ -151,3 +152,37 @@ def test_worker_imports_nothing_of_ours():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in ours, f"{path}: imports {name}"
+
+
+def test_bad_kafka_group(tmp_path):
+    line = _one_line_error(_worker("--kafka-group", "a b", "--out", str(tmp_path)))
+    assert "--kafka-group 'a b'" in line
+
+
+def test_defaults_fit_the_lab(monkeypatch):
+    """The default AMQP URL is the lab RabbitMQ's fixture user and vhost, via the proxy port."""
+    from worker.__main__ import _parser
+
+    for name in ("KAFKA_BOOTSTRAP", "AMQP_URL", "MQTT_URL", "KAFKA_GROUP"):
+        monkeypatch.delenv(name, raising=False)
+    args = _parser().parse_args([])
+    assert args.amqp_url == "amqp://rrlab:rrlab-secret-pw@127.0.0.1:15673/rrlab"
+    assert args.kafka_bootstrap == "127.0.0.1:19092"
+    assert args.kafka_group is None
+    monkeypatch.setenv("KAFKA_GROUP", "team-a")
+    assert _parser().parse_args([]).kafka_group == "team-a"
+    assert _parser().parse_args(["--kafka-group", "b"]).kafka_group == "b"
+
+
+def _keywords(path: Path) -> set[str]:
+    """Every keyword argument name used in a call anywhere in `path`."""
+    tree = ast.parse(path.read_text())
+    return {kw.arg for node in ast.walk(tree) if isinstance(node, ast.Call) for kw in node.keywords}
+
+
+def test_drivers_carry_no_replay_crutch():
+    """Written the ordinary way: no pinned batching or timestamps, no fixed consumer tag."""
+    kafka = _keywords(ROOT / "worker" / "drivers" / "kafka.py")
+    assert not kafka & {"linger_ms", "batch_size", "timestamp_ms"}, kafka
+    assert {"acks", "enable_auto_commit", "group_id"} <= kafka
+    assert "consumer_tag" not in _keywords(ROOT / "worker" / "drivers" / "amqp.py")

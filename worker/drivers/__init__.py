@@ -29,11 +29,12 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class DriverConfig:
-    """Where to talk and how long to wait for the broker at any single step."""
+    """Where to talk, how long to wait for the broker at any single step, which group to join."""
 
     address: str
     destination: str
     timeout: float
+    group: str | None = None  # Kafka consumer group (--kafka-group); None: assign partitions
 
 
 @dataclass

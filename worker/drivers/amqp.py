@@ -1,10 +1,9 @@
 """AMQP 0-9-1 driver (pika BlockingConnection): confirmed publishes, then a manual-ack consume.
 
-Everything the worker names is deterministic, so the same seed sends the same frames every run:
-the queue is the destination name, declared exclusive (the broker deletes it when the connection
-closes, so a rerun starts from an empty queue), and the consumer tag is fixed instead of pika's
-random one. The envelope key travels in the `key` header; the other envelope headers are AMQP
-table entries beside it, sorted.
+Written the ordinary way: the queue is the destination name, declared exclusive (the broker
+deletes it when the connection closes, so a rerun starts from an empty queue), and the consumer
+tag is pika's own random one. The envelope key travels in the `key` header; the other envelope
+headers are AMQP table entries beside it, sorted.
 """
 
 from __future__ import annotations
@@ -79,9 +78,8 @@ def _consume(connection, channel, config: DriverConfig, transfer: Transfer) -> N
         ch.basic_ack(delivery_tag=method.delivery_tag)
         last_progress = time.monotonic()
 
-    tag = f"rrlab-worker.{config.destination}"
     channel.basic_qos(prefetch_count=PREFETCH)
-    channel.basic_consume(config.destination, on_message, auto_ack=False, consumer_tag=tag)
+    tag = channel.basic_consume(config.destination, on_message, auto_ack=False)
     while len(transfer.consumed) < transfer.produced:
         connection.process_data_events(time_limit=POLL_SECONDS)
         if time.monotonic() - last_progress > config.timeout:

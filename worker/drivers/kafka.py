@@ -1,10 +1,14 @@
-"""Kafka driver (kafka-python): explicit 1-partition topic, batched produce, assigned consume.
+"""Kafka driver (kafka-python): explicit 1-partition topic, ordinary produce, then consume back.
 
-Why explicit partition assignment instead of a consumer group: Tansu takes ~20 s to form a
-kafka-python group, while `assign` + `seek` is instant and needs no coordinator. Why the topic is
-created explicitly: topics Tansu auto-creates may have several partitions. Why the consumer reads
-exactly the offsets the producer got back: a rerun on the same broker appends to the same topic,
-and reading only this run's range keeps the aggregate identical.
+Written the ordinary way: the producer keeps kafka-python's default linger and batch size (so
+batch boundaries follow scheduling and differ between runs) and waits for `acks=all`. The topic
+is created explicitly because topics Tansu auto-creates may have several partitions.
+
+Consuming: with `--kafka-group` the consumer subscribes in that group with auto-commit (the
+usual service shape; Apache Kafka joins a group at once, Tansu takes ~20 s with kafka-python);
+without a group it assigns the partitions and seeks, which needs no coordinator. Either way only
+this run's records count, the offsets the producer got back: a rerun on the same broker appends
+to the same topic, and older records must not change the aggregate.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from worker.envelope import Envelope, EnvelopeError, from_parts
 from worker.errors import BrokerUnreachable, RunFailed
 
 POLL_MS = 200
-BATCH_BYTES = 256 * 1024
+Ranges = dict[int, tuple[int, int]]
 
 
 def _client_settings(config: DriverConfig) -> dict[str, object]:
@@ -52,24 +56,16 @@ def _ensure_topic(config: DriverConfig) -> None:
         admin.close()
 
 
-def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer) -> dict:
-    """Send everything, flush once, and return {partition: (first, last)} acknowledged offsets.
-
-    Batches close only when full or at the flush (linger covers the whole send loop), and every
-    record of the run carries the same CreateTime, so record sizes and thus batch boundaries
-    depend on the envelopes alone, not on scheduling: the same seed sends the same batches.
-    """
+def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer) -> Ranges:
+    """Send everything, flush, and return {partition: (first, last)} acknowledged offsets."""
     ms = max(1, int(config.timeout * 1000))
     producer = KafkaProducer(
         acks="all",
-        linger_ms=ms,
-        batch_size=BATCH_BYTES,
         max_block_ms=ms,
         request_timeout_ms=ms,
         delivery_timeout_ms=2 * ms + 1000,
         **_client_settings(config),
     )
-    created_ms = int(time.time() * 1000)
     try:
         futures = []
         for envelope in envelopes:
@@ -80,11 +76,10 @@ def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer
                     key=envelope.key.encode("utf-8"),
                     value=envelope.payload,
                     headers=[(name, value.encode("utf-8")) for name, value in envelope.headers],
-                    timestamp_ms=created_ms,
                 )
             )
         producer.flush(timeout=config.timeout)
-        ranges: dict[int, tuple[int, int]] = {}
+        ranges: Ranges = {}
         for future in futures:
             meta = future.get(timeout=config.timeout)
             first, last = ranges.get(meta.partition, (meta.offset, meta.offset))
@@ -95,38 +90,55 @@ def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer
         producer.close(timeout=config.timeout)
 
 
-def _consume(config: DriverConfig, ranges: dict, transfer: Transfer) -> None:
-    """Read back exactly the acknowledged offset ranges; fail if the broker stalls."""
+def _consumer(config: DriverConfig, ranges: Ranges) -> KafkaConsumer:
+    """A consumer positioned to read `ranges`: subscribed in the group, or assigned and sought."""
+    if config.group:
+        consumer = KafkaConsumer(
+            group_id=config.group,
+            enable_auto_commit=True,
+            auto_offset_reset="earliest",
+            **_client_settings(config),
+        )
+        consumer.subscribe([config.destination])
+        return consumer
     consumer = KafkaConsumer(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         **_client_settings(config),
     )
+    parts = [TopicPartition(config.destination, p) for p in sorted(ranges)]
+    consumer.assign(parts)
+    for tp in parts:
+        consumer.seek(tp, ranges[tp.partition][0])
+    return consumer
+
+
+def _consume(config: DriverConfig, ranges: Ranges, transfer: Transfer) -> None:
+    """Read until every acknowledged offset range was seen; fail if the broker stalls."""
+    consumer = _consumer(config, ranges)
     try:
-        parts = {TopicPartition(config.destination, p): r for p, r in sorted(ranges.items())}
-        consumer.assign(list(parts))
-        for tp, (first, _last) in parts.items():
-            consumer.seek(tp, first)
-        pending = dict(parts)
+        pending = dict(ranges)
         last_progress = time.monotonic()
         while pending:
             batches = consumer.poll(timeout_ms=POLL_MS)
             for tp, records in batches.items():
-                first, last = parts[tp]
+                if tp.topic != config.destination or tp.partition not in ranges:
+                    continue
+                first, last = ranges[tp.partition]
                 for record in records:
                     if first <= record.offset <= last:
                         transfer.take(_decode(record))
                         last_progress = time.monotonic()
                 if records and records[-1].offset >= last:
-                    pending.pop(tp, None)
+                    pending.pop(tp.partition, None)
             if pending and time.monotonic() - last_progress > config.timeout:
                 raise RunFailed(
                     f"kafka topic {config.destination!r}: consumed {len(transfer.consumed)} of "
                     f"{transfer.produced} messages, then nothing for {config.timeout:g} s"
                 )
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()  # with a group: commits the final offsets (auto-commit)
 
 
 def _decode(record) -> Envelope:
@@ -139,7 +151,7 @@ def _decode(record) -> Envelope:
 
 
 def run(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
-    """Create the topic, produce all envelopes, consume them back."""
+    """Create the topic, produce all envelopes, consume them back (in config.group if given)."""
     transfer = Transfer()
     try:
         _ensure_topic(config)
