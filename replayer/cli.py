@@ -1,0 +1,120 @@
+"""`rrlab serve`: the fake broker, on the recorded addresses, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rr.cassette import CassetteError
+from rr.usage import EXIT_USAGE, UsageError
+
+from .session import MatchMode, Pace, PortMap, ReplayOptions
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a cassette as a fake broker on its recorded addresses (until SIGTERM)",
+        description="Listen on every address the cassette recorded (routes and Kafka broker "
+        "listeners, 127.0.0.1 only) and answer live clients from the recording. Never opens "
+        "an outbound connection. On SIGTERM/SIGINT: writes the report, prints a closing line, "
+        "exits 0 (clean), 1 (a miss; with --strict also unused recorded client frames) or 2 "
+        "(usage, bad cassette, taken port).",
+        epilog="example: rrlab serve --cassette cassettes/worker-amqp-rabbitmq "
+        "--report out/replay-report.json",
+    )
+    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+    p.add_argument(
+        "--match",
+        default=MatchMode.TRANSCRIPT.value,
+        choices=[m.value for m in MatchMode],
+        help="transcript: recorded order within a connection; lookup: earliest unused frame "
+        "with the same key (default %(default)s)",
+    )
+    p.add_argument(
+        "--pace",
+        default=Pace.FAST.value,
+        choices=[m.value for m in Pace],
+        help="fast: answer at once; recorded: keep recorded delays (default %(default)s)",
+    )
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="move every listener by N (Kafka advertised addresses follow)",
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="RECORDED=PORT",
+        help="move one recorded listen port to PORT (overrides --port-offset for it)",
+    )
+    p.add_argument("--strict", action="store_true", help="unused recorded client frames fail")
+    p.add_argument(
+        "--report",
+        default="out/replay-report.json",
+        metavar="PATH",
+        help="canonical JSON report written at exit (default %(default)s)",
+    )
+    p.add_argument("--metrics-file", metavar="PATH", help="OpenMetrics snapshot written at exit")
+    p.add_argument("--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P")
+    p.add_argument("--log-file", metavar="PATH", help="JSON-lines log file")
+    p.set_defaults(func=run)
+
+
+def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> PortMap:
+    moves = {port: port + offset for port in recorded_ports}
+    for item in explicit:
+        left, sep, right = item.partition("=")
+        if not sep or not left.isdigit() or not right.isdigit():
+            raise UsageError(f"--listen {item!r}: expected RECORDED=PORT, e.g. 19092=29092")
+        if int(left) not in moves:
+            known = ", ".join(str(p) for p in sorted(moves)) or "none"
+            raise UsageError(f"--listen {item!r}: the cassette has no listener {left} ({known})")
+        moves[int(left)] = int(right)
+    for recorded, live in moves.items():
+        if not 0 < live < 65536:
+            raise UsageError(f"listener {recorded} moved to {live}: not a port (1-65535)")
+    if len(set(moves.values())) != len(moves):
+        raise UsageError(f"two listeners moved onto the same port: {moves}")
+    return PortMap(moves)
+
+
+def run(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from .app import ReplayServer, start_logging
+    from .recording import Recording
+
+    try:
+        recording = Recording.open(args.cassette)
+    except CassetteError as exc:
+        print(f"rrlab serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    ports = port_map([p for _proto, p in recording.listeners()], args.port_offset, args.listen)
+    options = ReplayOptions(
+        match=MatchMode(args.match), pace=Pace(args.pace), strict=bool(args.strict)
+    )
+    server = ReplayServer(recording, options, ports, reactor=reactor)
+    server.listen_all()
+    if args.metrics_port is not None:
+        server.serve_metrics(args.metrics_port)
+    start_logging(Path(args.log_file) if args.log_file else None)
+
+    def stop() -> None:
+        server.stop_listening()
+        server.finish()
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.callWhenRunning(server.announce)
+    reactor.run()
+    server.finish()
+    server.write_outputs(
+        Path(args.report) if args.report else None,
+        Path(args.metrics_file) if args.metrics_file else None,
+    )
+    print(server.report.closing_line(options.strict), flush=True)
+    return server.exit_code()

@@ -1,0 +1,37 @@
+"""Which session class serves each protocol, and what of a protocol's frames is liveness.
+
+The one place that maps a protocol to its replay module; each module exports `Session` (a
+`replayer.session.Session` subclass), `is_liveness(summary)` and optionally `prepare(ctx)` (shared
+state built once per run, e.g. Kafka's partition logs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from rr.codecs import Proto
+
+_MODULES = {Proto.KAFKA: "replayer.kafka", Proto.AMQP: "replayer.amqp", Proto.MQTT: "replayer.mqtt"}
+
+
+def module_for(proto: Proto | str) -> ModuleType:
+    return importlib.import_module(_MODULES[Proto(proto)])
+
+
+def is_liveness(proto: Proto, summary: dict[str, Any]) -> bool:
+    """Frames a client sends on a clock (heartbeats, pings, polls): never reported unused."""
+    return bool(module_for(proto).is_liveness(summary))
+
+
+_LABEL_KEYS = ("api", "method", "packet", "type", "frame")
+
+
+def label(proto: Proto, summary: dict[str, Any]) -> str:
+    """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
+    for key in _LABEL_KEYS:
+        value = summary.get(key)
+        if value and isinstance(value, str):
+            return value
+    return "unknown"

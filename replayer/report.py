@@ -1,0 +1,180 @@
+"""What a replay did, counted in one place: matched, synthesized, missed, unused frames.
+
+The same counters feed `/metrics` (prometheus-client, a private registry) and the canonical JSON
+report written at the end (`replay-report.json`), which holds no clock value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.openmetrics.exposition import generate_latest
+
+from rr.canonical import dumps
+from rr.codecs import Proto
+
+from .recording import RecFrame, Recording
+
+#: Misses and unused frames listed in the report at most (the counts are always whole).
+MAX_LISTED = 200
+
+OUTCOMES = ("matched", "synthesized", "missed", "unused")
+
+
+@dataclass(slots=True)
+class Miss:
+    """A live client frame the recording could not answer."""
+
+    proto: str
+    live_conn: int
+    recorded_conn: int | None
+    api: str
+    reason: str
+    live: dict[str, Any]
+    closest: dict[str, Any] | None = None
+    diff: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "api": self.api,
+            "closest": self.closest,
+            "diff": list(self.diff),
+            "live": self.live,
+            "live_conn": self.live_conn,
+            "proto": self.proto,
+            "reason": self.reason,
+            "recorded_conn": self.recorded_conn,
+        }
+
+    def line(self) -> str:
+        """One line for a terminal or a log."""
+        where = f"live conn {self.live_conn}"
+        if self.recorded_conn is not None:
+            where += f" (recorded conn {self.recorded_conn})"
+        head = f"MISS {self.proto} {self.api} on {where}: {self.reason}"
+        return head + "".join(f"\n    {d}" for d in self.diff[:10])
+
+
+class ReplayReport:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._frames = Counter(
+            "rrlab_replay_frames",
+            "Live client frames and recorded frames, by what the replay did with them",
+            ["proto", "api", "outcome"],
+            registry=self.registry,
+        )
+        self._connections = Counter(
+            "rrlab_replay_connections",
+            "Live connections accepted, by whether they bound to a recorded connection",
+            ["proto", "bound"],
+            registry=self.registry,
+        )
+        self.tally: Tally[tuple[str, str, str]] = Tally()
+        self.misses: list[Miss] = []
+        self.miss_count = 0
+        self.unused: list[dict[str, Any]] = []
+        self.unused_count = 0
+        self.notes: list[str] = []
+        self.on_miss: Callable[[Miss], None] | None = None
+
+    # -- while serving -------------------------------------------------------------------------
+
+    def count(self, proto: Proto | str, api: str, outcome: str, n: int = 1) -> None:
+        self.tally[(str(proto), api, outcome)] += n
+        self._frames.labels(str(proto), api, outcome).inc(n)
+
+    def matched(self, proto: Proto | str, api: str, n: int = 1) -> None:
+        self.count(proto, api, "matched", n)
+
+    def synthesized(self, proto: Proto | str, api: str, n: int = 1) -> None:
+        self.count(proto, api, "synthesized", n)
+
+    def connection(self, proto: Proto | str, bound: bool) -> None:
+        self._connections.labels(str(proto), "yes" if bound else "no").inc()
+
+    def miss(self, miss: Miss) -> None:
+        self.count(miss.proto, miss.api, "missed")
+        self.miss_count += 1
+        if len(self.misses) < MAX_LISTED:
+            self.misses.append(miss)
+        if self.on_miss is not None:
+            self.on_miss(miss)
+
+    # -- at the end ----------------------------------------------------------------------------
+
+    def collect_unused(
+        self,
+        recording: Recording,
+        is_liveness: Callable[[Proto, dict[str, Any]], bool],
+        label: Callable[[Proto, dict[str, Any]], str],
+    ) -> None:
+        """Recorded client frames no live frame consumed (liveness frames excepted)."""
+        for rc in recording.conns:
+            for frame in rc.unused_client_frames():
+                if is_liveness(rc.proto, frame.summary):
+                    continue
+                api = label(rc.proto, frame.summary)
+                self.count(rc.proto, api, "unused")
+                self.unused_count += 1
+                if len(self.unused) < MAX_LISTED:
+                    self.unused.append(_unused_entry(rc.id, rc.claimed_by, api, frame))
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(OUTCOMES, 0)
+        for (_proto, _api, outcome), n in self.tally.items():
+            out[outcome] += n
+        return out
+
+    def verdict(self, strict: bool) -> str:
+        if self.miss_count:
+            return "miss"
+        if strict and self.unused_count:
+            return "unused"
+        return "ok"
+
+    def to_dict(self, *, strict: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        by_api: dict[str, dict[str, dict[str, int]]] = {}
+        for (proto, api, outcome), n in sorted(self.tally.items()):
+            by_api.setdefault(proto, {}).setdefault(api, dict.fromkeys(OUTCOMES, 0))[outcome] = n
+        out = {
+            "by_api": by_api,
+            "misses": [m.to_dict() for m in self.misses],
+            "misses_listed": len(self.misses),
+            "notes": list(self.notes),
+            "strict": strict,
+            "totals": self.totals(),
+            "unused": list(self.unused),
+            "unused_listed": len(self.unused),
+            "verdict": self.verdict(strict),
+        }
+        out.update(extra or {})
+        return out
+
+    def to_json(self, *, strict: bool, extra: dict[str, Any] | None = None) -> bytes:
+        return dumps(self.to_dict(strict=strict, extra=extra)) + b"\n"
+
+    def metrics_text(self) -> bytes:
+        """OpenMetrics exposition of the counters (ends with `# EOF`)."""
+        return generate_latest(self.registry)
+
+    def closing_line(self, strict: bool) -> str:
+        t = self.totals()
+        return (
+            f"replay {self.verdict(strict)}: {t['matched']} matched, {t['synthesized']} "
+            f"synthesized, {t['missed']} missed, {t['unused']} unused recorded client frames"
+        )
+
+
+def _unused_entry(conn: int, live: int | None, api: str, frame: RecFrame) -> dict[str, Any]:
+    return {
+        "api": api,
+        "bound_to_live_conn": live,
+        "recorded_conn": conn,
+        "seq": frame.seq,
+        "summary": frame.summary,
+    }
