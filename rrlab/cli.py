@@ -12,6 +12,7 @@ from rr.usage import EXIT_USAGE, UsageError
 SUBCOMMANDS: dict[str, str] = {
     "brokers": "brokers.cli",
     "proxy": "proxy.cli",
+    "record": "proxy.record_cli",
     "serve": "replayer.cli",
     "inspect": "rr.cassette_cli",
     "verify": "rr.cassette_cli",

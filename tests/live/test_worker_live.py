@@ -96,3 +96,33 @@ def test_apache_kafka_same_seed_same_aggregate(tmp_path):
         plain = _check_determinism("kafka", address, tmp_path / "plain")
         group = ("--kafka-group", "rrlab-livetest")
         assert _check_determinism("kafka", address, tmp_path / "group", group) == plain
+
+
+def test_record_keeps_the_worker_aggregate(live_brokers, tmp_path):
+    """`rrlab record` around the worker on amqtt: frames recorded, aggregate stored verified."""
+    import hashlib
+    import socket
+
+    from rr.cassette import verify
+
+    addrs = live_brokers("mqtt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cassette = tmp_path / "cassettes" / "mqtt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrlab", "record", "--mqtt", f"{port}={addrs['mqtt']}",
+         "--cassette", "cassettes/mqtt", "--artifact", "out/mqtt/aggregate.json",
+         "--", sys.executable, "-m", "worker", "--driver", "mqtt", "--count", "50",
+         "--mqtt-url", f"mqtt://127.0.0.1:{port}", "--out", "out/mqtt"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    produced = (tmp_path / "out" / "mqtt" / "aggregate.json").read_bytes()
+    assert json.loads(produced)["consumed"] == 50
+    report = verify(cassette)
+    assert report.frames > 100 and report.artifacts == 1
+    manifest = json.loads((cassette / "cassette.json").read_bytes())
+    assert manifest["artifacts"] == {
+        "out/mqtt/aggregate.json": hashlib.sha256(produced).hexdigest()
+    }

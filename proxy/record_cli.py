@@ -1,0 +1,276 @@
+"""`rrlab record`: run a command with the recording proxy in its path, keep the cassette only if
+the command succeeded, and store the files it produced (its artifacts) in the cassette.
+
+Why a subprocess proxy: `rrlab proxy` already checks routes and policy, finalizes on SIGTERM and
+keeps its logs out of the cassette; record only sequences it. Why a temporary directory next to
+the cassette: a failed or interrupted run must never leave a half-recorded cassette where a good
+one was (`rewrite`), nor a cassette of a failed run that `once` would then refuse to replace.
+The swap is two renames in one directory; the old cassette is removed only once the new one is
+in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from rr.cassette import CassetteError, verify
+from rr.cassette.artifacts import add_artifacts
+from rr.cassette.writer import existing_state
+from rr.policy import PolicyError, get_profile
+from rr.usage import EXIT_USAGE, UsageError
+
+from .cli import parse_hostport, parse_route
+
+LISTENING = "rrlab proxy: listening "
+PROTOS = ("kafka", "amqp", "mqtt")
+START_TIMEOUT = 60.0  # seconds for the proxy to bind every route
+STOP_TIMEOUT = 60.0  # seconds for the proxy to finalize after SIGTERM
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT while recording: stop everything, publish nothing."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "record",
+        help="run CMD through the recording proxy; keep the cassette and artifacts if it succeeds",
+        description="Start the recording proxy on the routes, run CMD (after --), stop the proxy "
+        "and store each --artifact file in the cassette. The cassette is published only when "
+        "CMD exits 0; the exit code is CMD's.",
+    )
+    examples = ("19092=127.0.0.1:9092", "15673=127.0.0.1:5672", "11883=127.0.0.1:1883")
+    for proto, example in zip(PROTOS, examples, strict=True):
+        p.add_argument(
+            f"--{proto}",
+            action="append",
+            default=[],
+            metavar="LISTEN=UPSTREAM",
+            help=f"{proto} route, e.g. {example}",
+        )
+    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+    p.add_argument("--profile", default="os_record", help="policy profile (default %(default)s)")
+    p.add_argument(
+        "--mode",
+        default="once",
+        choices=("once", "rewrite"),
+        help="once: refuse an existing cassette; rewrite: replace it if CMD succeeds",
+    )
+    p.add_argument(
+        "--artifact",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
+    )
+    p.add_argument("--log-file", metavar="PATH", help="the proxy's JSON-lines log file")
+    p.add_argument(
+        "--allow-upstream",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="add an upstream to the profile's allow-list (tests, private brokers)",
+    )
+    p.add_argument(
+        "--write-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add a write root to the profile's (tests, scratch runs)",
+    )
+    p.add_argument("command", nargs="*", metavar="-- CMD", help="the command to record")
+    p.set_defaults(func=run)
+
+
+def _artifact_key(path: str) -> str:
+    """The name an artifact is stored under: the relative path as given, normalized."""
+    rel = PurePosixPath(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or rel.as_posix() == ".":
+        raise UsageError(
+            f"--artifact {path!r}: give a relative path without '..', as CMD writes it"
+        )
+    return rel.as_posix()
+
+
+def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[str]]:
+    """Everything decidable before a process starts: (cassette, artifact keys, proxy argv)."""
+    if not args.command:
+        raise UsageError("no command given: rrlab record [options] --cassette DIR -- CMD ...")
+    if shutil.which(args.command[0]) is None:
+        raise UsageError(f"cannot run {args.command[0]!r}: not found or not executable")
+    routes = [(proto, text) for proto in PROTOS for text in getattr(args, proto)]
+    if not routes:
+        raise UsageError(
+            "no route given; add at least one of --kafka/--amqp/--mqtt LISTEN=UPSTREAM"
+        )
+    for proto, text in routes:
+        parse_route(proto, text)  # syntax; policy (allow-list, loopback) is the proxy's check
+    for extra in args.allow_upstream:
+        parse_hostport(extra, "--allow-upstream")
+    try:
+        policy = get_profile(args.profile)
+        roots = (*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root))
+        policy = dataclasses.replace(policy, write_roots=roots)
+        cassette = policy.check_write_path(args.cassette)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    artifacts = {_artifact_key(path): path for path in args.artifact}
+    proxy_argv = [sys.executable, "-m", "rrlab", "proxy", "--profile", args.profile]
+    proxy_argv += [arg for proto, text in routes for arg in (f"--{proto}", text)]
+    proxy_argv += [arg for up in args.allow_upstream for arg in ("--allow-upstream", up)]
+    proxy_argv += [arg for root in args.write_root for arg in ("--write-root", root)]
+    if args.log_file:
+        proxy_argv += ["--log-file", args.log_file]
+    return cassette, artifacts, proxy_argv + ["--mode", "once"]
+
+
+class _Proxy:
+    """`rrlab proxy` as a child: its stdout lines go to our stderr, its stderr to a temp file."""
+
+    def __init__(self, argv: list[str], routes: int) -> None:
+        self.routes = routes
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.errors, stdin=subprocess.DEVNULL, text=True
+        )
+        self.listening = 0
+        self.ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if line.startswith(LISTENING):
+                self.listening += 1
+                if self.listening >= self.routes:
+                    self.ready.set()
+        self.ready.set()  # exited: wake the waiter, who checks returncode
+
+    def wait_listening(self) -> None:
+        """Return once every route is bound; UsageError with the proxy's words if it is not."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.ready.wait(0.1):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise UsageError(f"the proxy did not listen within {START_TIMEOUT:g} s")
+        if self.listening < self.routes:
+            self.proc.wait()
+            raise UsageError(self._stderr() or f"the proxy exited with {self.proc.returncode}")
+
+    def _stderr(self) -> str:
+        self.errors.seek(0)
+        lines = [ln.strip() for ln in self.errors if ln.strip() and not ln.startswith("{")]
+        return "; ".join(ln.removeprefix("rrlab proxy: ") for ln in lines[-3:])
+
+    def stop(self) -> int:
+        """SIGTERM, then wait for the cassette to be finalized; the proxy's exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.errors.close()
+        return self.proc.returncode
+
+
+def _run_command(command: Sequence[str]) -> int:
+    """CMD with our stdin/stdout/stderr; a signal death maps to 128+N like a shell."""
+    proc = subprocess.Popen(list(command))
+    try:
+        code = proc.wait()
+    except Interrupted:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    return 128 - code if code < 0 else code
+
+
+def _publish(tmp: Path, cassette: Path) -> None:
+    """Put the new recording in place; an old one is removed only after the swap."""
+    old = cassette.with_name(f".{cassette.name}.old-{os.getpid()}")
+    if cassette.exists() and any(cassette.iterdir()):
+        os.rename(cassette, old)
+    elif cassette.exists():
+        cassette.rmdir()
+    os.rename(tmp, cassette)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _say(text: str) -> None:
+    print(f"rrlab record: {text}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    cassette, artifacts, proxy_argv = _check_args(args)
+    try:
+        state = existing_state(cassette)
+    except CassetteError as exc:
+        raise UsageError(str(exc)) from None
+    if state is not None and args.mode == "once":
+        raise UsageError(
+            f"{args.cassette}: a {state} cassette exists and --mode once never overwrites it "
+            "(left untouched; pass --mode rewrite to replace it)"
+        )
+    cassette.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cassette.with_name(f".{cassette.name}.recording-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    routes = sum(len(getattr(args, proto)) for proto in PROTOS)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    published = False
+    try:
+        proxy = _Proxy([*proxy_argv, "--cassette", str(tmp)], routes)
+        try:
+            proxy.wait_listening()
+            code = _run_command(args.command)
+        finally:
+            proxy_code = proxy.stop()
+        if code != 0:
+            _say(f"command exited {code}: {args.cassette} left unchanged (nothing recorded)")
+            return code
+        if proxy_code != 0:
+            _say(f"the proxy exited {proxy_code}: recording incomplete, {args.cassette} unchanged")
+            return proxy_code if proxy_code > 0 else EXIT_USAGE
+        try:
+            add_artifacts(tmp, artifacts)
+        except FileNotFoundError as exc:
+            raise UsageError(
+                f"--artifact {exc.filename}: CMD exited 0 but did not write it; "
+                f"{args.cassette} left unchanged"
+            ) from None
+        report = verify(tmp)
+        _publish(tmp, cassette)
+        published = True
+        _say(report.summary().replace(str(tmp), args.cassette))
+        return 0
+    except Interrupted as exc:
+        _say(f"interrupted ({exc}): {args.cassette} left unchanged")
+        return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if not published:
+            shutil.rmtree(tmp, ignore_errors=True)
