@@ -1,0 +1,408 @@
+"""AMQP 0-9-1 replay: a live client connection served from a recorded one.
+
+The protocol header is answered with the recorded broker's Connection.Start; the live
+connection binds on its normalized Connection.StartOk (and may move to another recorded
+connection while everything served so far is the same bytes). Each matched client message
+(a method, with its content for Basic.Publish) releases the server frames recorded after it up
+to the next client message. Heartbeats are ignored from the client and synthesized at the
+negotiated interval; a client-chosen consumer tag is mapped to the recorded one and the live tag
+stamped into every served frame that carries it. A miss closes the connection with
+Connection.Close 541 naming the mismatch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pamqp.commands
+import pamqp.frame
+
+from rr.codecs import Direction, Proto, decoder_for
+from rr.normalize import amqp as norm
+
+from .recording import RecFrame, RecordedConn
+from .session import MatchMode, Pace
+from .session import Session as BaseSession
+
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+INTERNAL_ERROR = 541
+#: How long a missed connection waits for the client's Connection.CloseOk.
+CLOSE_GRACE = 1.0
+#: Server methods that carry a consumer tag a client may have picked.
+TAGGED = frozenset({"Basic.ConsumeOk", "Basic.Deliver", "Basic.Cancel", "Basic.CancelOk"})
+
+
+def is_liveness(summary: dict[str, Any]) -> bool:
+    return norm.is_liveness(summary)
+
+
+@dataclass(slots=True)
+class Step:
+    """One recorded client message and the server frames it released."""
+
+    pos: int
+    message: norm.Message
+    key: bytes
+    indexes: list[int]
+    trigger: RecFrame
+    replies: list[RecFrame] = field(default_factory=list)
+
+
+class Transcript:
+    """A recorded connection as steps, with the unused ones indexed by key (for lookup)."""
+
+    def __init__(self, rc: RecordedConn, opts: norm.Options) -> None:
+        self.rc = rc
+        self.steps: list[Step] = []
+        decoder = decoder_for(Proto.AMQP)
+        assembler = norm.Assembler()
+        indexes: list[int] = []
+        for frame in rc.frames:
+            if frame.dir is Direction.S2C:
+                if self.steps and not norm.is_liveness(frame.summary):
+                    self.steps[-1].replies.append(frame)
+                continue
+            if norm.is_liveness(frame.summary):
+                continue
+            summary = decoder.decode(Direction.C2S, frame.raw).summary
+            indexes.append(frame.index)
+            message = assembler.feed(summary, frame.raw)
+            if message is None:
+                continue
+            key = norm.match_key(message, opts)
+            self.steps.append(Step(len(self.steps), message, key, indexes, frame))
+            indexes = []
+        self.next = 0  # first unused step (transcript order)
+        self.done: set[int] = set()
+        self.by_key: dict[bytes, deque[int]] = {}
+        for step in self.steps:
+            self.by_key.setdefault(step.key, deque()).append(step.pos)
+
+    def use(self, step: Step) -> None:
+        self.done.add(step.pos)
+        self.rc.used.update(step.indexes)
+        queue = self.by_key.get(step.key)
+        if queue is not None and step.pos in queue:
+            queue.remove(step.pos)
+        while self.next < len(self.steps) and self.next in self.done:
+            self.next += 1
+
+    def upcoming(self) -> Step | None:
+        return self.steps[self.next] if self.next < len(self.steps) else None
+
+    def earliest(self, key: bytes) -> Step | None:
+        queue = self.by_key.get(key)
+        return self.steps[queue[0]] if queue else None
+
+    def unused(self) -> Iterable[Step]:
+        return (s for s in self.steps[self.next :] if s.pos not in self.done)
+
+
+class Session(BaseSession):
+    proto = Proto.AMQP
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoder = decoder_for(Proto.AMQP)
+        self.assembler = norm.Assembler()
+        self.transcript: Transcript | None = None
+        self.greeter: Transcript | None = None  # whose Connection.Start answered the header
+        self.live_tags: dict[str, str] = {}  # live consumer tag -> recorded
+        self.rec_tags: dict[str, str] = {}  # recorded consumer tag -> live
+        self.history: list[Step] = []  # matched steps, live order (for rebinding)
+        self.heartbeat = 0
+        self.closing = False
+
+    @property
+    def opts(self) -> norm.Options:
+        o = self.ctx.options
+        return norm.Options(self.live_tags, o.ignore_fields, o.ignore_headers)
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def on_frame(self, raw: bytes) -> None:
+        summary = self.decoder.decode(Direction.C2S, raw).summary
+        if self.closing:
+            if summary.get("method") == "Connection.CloseOk":
+                self.close()
+            return
+        if norm.is_liveness(summary):
+            self.report.synthesized(self.proto, "heartbeat")
+            return
+        message = self.assembler.feed(summary, raw)
+        if message is None:
+            return
+        if self.transcript is None:
+            self._opening(message)
+        else:
+            self._serve(message)
+
+    def _opening(self, message: norm.Message) -> None:
+        if message.name == norm.PROTOCOL_HEADER and self.greeter is None:
+            candidates = self._candidates()
+            if not candidates:
+                self._refuse(message, "no recorded AMQP connection left to serve")
+                return
+            self.greeter = self._transcript(candidates[0])
+            first = self.greeter.steps[0] if self.greeter.steps else None
+            if first is None or first.key != norm.match_key(message, self.opts):
+                self._miss_step(message, first, "protocol header differs from the recording")
+                return
+            self.report.matched(self.proto, norm.PROTOCOL_HEADER)
+            self._send_replies(first)
+            return
+        if message.name != "Connection.StartOk" or self.greeter is None:
+            self._miss_step(message, None, f"{message.name} before the connection handshake")
+            return
+        key = norm.match_key(message, self.opts)
+        greeter = self.greeter
+
+        def fits(rc: RecordedConn) -> bool:
+            steps = self._transcript(rc).steps
+            return len(steps) > 1 and steps[1].key == key and steps[0].key == greeter.steps[0].key
+
+        rc = self.ctx.recording.claim(
+            self.proto, self.listener.recorded_port, self.link.live_id, fits
+        )
+        if rc is None:
+            closest = greeter.steps[1] if len(greeter.steps) > 1 else None
+            self._miss_step(message, closest, "no recorded connection opens like this one")
+            return
+        self.bound = rc
+        self.report.connection(self.proto, True)
+        self.transcript = self._transcript(rc)
+        for step in self.transcript.steps[:2]:
+            self.transcript.use(step)
+            self.history.append(step)
+        self.report.matched(self.proto, "Connection.StartOk")
+        self._send_replies(self.transcript.steps[1])
+
+    def _serve(self, message: norm.Message) -> None:
+        assert self.transcript is not None
+        key = norm.match_key(message, self.opts)
+        steps = self._find(self.transcript, message, key)
+        if steps is None and self._rebind(message, key):
+            steps = self._find(self.transcript, message, key)
+        if steps is None:
+            self._miss_step(message, self._closest(message, key), self._why(message))
+            return
+        for step in steps:
+            self._matched(message, step)
+        if message.name == "Connection.Close":
+            self._close_after(steps[-1])
+
+    def _find(self, tr: Transcript, message: norm.Message, key: bytes) -> list[Step] | None:
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            step = tr.upcoming()
+            return [step] if step is not None and step.key == key else None
+        step = tr.earliest(key)
+        if step is not None:
+            return [step]
+        return self._covered_acks(tr, message)
+
+    def _covered_acks(self, tr: Transcript, message: norm.Message) -> list[Step] | None:
+        """Lookup: a live Basic.Ack with multiple=True stands for the unused recorded acks of
+        its channel up to its delivery tag (a client that batches its acks differently)."""
+        if message.name != "Basic.Ack" or not message.args.get("multiple"):
+            return None
+        upto = int(message.args.get("delivery_tag", 0))
+        covered = [
+            s
+            for s in tr.unused()
+            if s.message.name == "Basic.Ack"
+            and s.message.channel == message.channel
+            and int(s.message.args.get("delivery_tag", 0)) <= upto
+        ]
+        return covered or None
+
+    def _matched(self, message: norm.Message, step: Step) -> None:
+        assert self.transcript is not None
+        self.transcript.use(step)
+        self.history.append(step)
+        if message.name == "Basic.Consume":
+            live_tag = str(message.args.get("consumer_tag") or "")
+            rec_tag = str(step.message.args.get("consumer_tag") or "")
+            if live_tag and rec_tag:
+                self.live_tags[live_tag] = rec_tag
+                self.rec_tags[rec_tag] = live_tag
+        if message.name == "Connection.TuneOk":
+            self._start_heartbeats(int(message.args.get("heartbeat") or 0))
+        self.report.matched(self.proto, message.name)
+        self._send_replies(step)
+
+    # -- answering -----------------------------------------------------------------------------
+
+    def _send_replies(self, step: Step) -> None:
+        self.send_recorded(((f, self._stamped(f)) for f in step.replies), after=step.trigger)
+
+    def _stamped(self, frame: RecFrame) -> bytes:
+        """The recorded bytes, with the live consumer tag where the recorded one was mapped."""
+        summary = frame.summary
+        if summary.get("method") not in TAGGED or not self.rec_tags:
+            return frame.raw
+        rec_tag = (summary.get("args") or {}).get("consumer_tag")
+        live_tag = self.rec_tags.get(rec_tag) if isinstance(rec_tag, str) else None
+        if live_tag is None or live_tag == rec_tag:
+            return frame.raw
+        _n, channel, method = pamqp.frame.unmarshal(frame.raw)
+        method.consumer_tag = live_tag
+        return pamqp.frame.marshal(method, channel)
+
+    def _start_heartbeats(self, interval: int) -> None:
+        """Server heartbeats at half the negotiated interval (as RabbitMQ), never recorded."""
+        self.heartbeat = interval
+        if interval <= 0:
+            return
+        period = interval / 2
+
+        def beat() -> None:
+            if self.closed or self.closing:
+                return
+            self.send(HEARTBEAT_FRAME)
+            self.report.synthesized(self.proto, "heartbeat")
+            self.link.call_later(period, beat)
+
+        self.link.call_later(period, beat)
+
+    def _close_after(self, step: Step) -> None:
+        """The broker closes the socket once Connection.CloseOk is out."""
+        delay = 0.0
+        if self.ctx.options.pace is Pace.RECORDED and step.replies:
+            delay = max(0.0, (step.replies[-1].t_us - step.trigger.t_us) / 1e6)
+        if delay <= 0:
+            self.close()
+        else:
+            self.link.call_later(delay + 0.01, self.close)
+
+    # -- binding -------------------------------------------------------------------------------
+
+    def _candidates(self) -> list[RecordedConn]:
+        rec = self.ctx.recording
+        return rec.candidates(self.proto, self.listener.recorded_port) or rec.candidates(
+            self.proto, None
+        )
+
+    def _transcript(self, rc: RecordedConn) -> Transcript:
+        cache: dict[int, Transcript] = self.ctx.shared.setdefault(self.proto, {})
+        tr = cache.get(rc.id)
+        if tr is None or tr.rc is not rc:
+            tr = cache[rc.id] = Transcript(
+                rc,
+                norm.Options(
+                    ignore_fields=self.ctx.options.ignore_fields,
+                    ignore_headers=self.ctx.options.ignore_headers,
+                ),
+            )
+        return tr
+
+    def _rebind(self, message: norm.Message, key: bytes) -> bool:
+        """Another unclaimed recorded connection that went the same way so far (same keys, same
+        served bytes) and goes on like the live one: move there (connections opened in another
+        order than recorded, whose openings look alike)."""
+        assert self.transcript is not None and self.bound is not None
+        done = self.history
+        for rc in self._candidates():
+            tr = self._transcript(rc)
+            if tr.done or len(tr.steps) <= len(done):
+                continue
+            if any(
+                a.key != b.key or [f.raw for f in a.replies] != [f.raw for f in b.replies]
+                for a, b in zip(done, tr.steps, strict=False)
+            ):
+                continue
+            for step in tr.steps[: len(done)]:
+                tr.use(step)
+            if self._find(tr, message, key) is None:
+                self._forget(tr)
+                continue
+            old = self.transcript
+            self._forget(old)
+            old.rc.claimed_by = None
+            rc.claimed_by = self.link.live_id
+            self.bound, self.transcript = rc, tr
+            self.history = list(tr.steps[: len(done)])
+            return True
+        return False
+
+    @staticmethod
+    def _forget(tr: Transcript) -> None:
+        for step in tr.steps:
+            if step.pos in tr.done:
+                tr.rc.used.difference_update(step.indexes)
+                tr.by_key.setdefault(step.key, deque()).append(step.pos)
+        for queue in tr.by_key.values():
+            ordered = sorted(set(queue))
+            queue.clear()
+            queue.extend(ordered)
+        tr.done.clear()
+        tr.next = 0
+
+    # -- misses --------------------------------------------------------------------------------
+
+    def _closest(self, message: norm.Message, key: bytes) -> Step | None:
+        assert self.transcript is not None
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            return self.transcript.upcoming()
+        same = [
+            s
+            for s in self.transcript.unused()
+            if s.message.name == message.name and s.message.channel == message.channel
+        ]
+        if not same:
+            return self.transcript.upcoming()
+        live = norm.normalized(message, self.opts)
+        return min(same, key=lambda s: len(norm.diff(norm.normalized(s.message), live)))
+
+    def _why(self, message: norm.Message) -> str:
+        assert self.transcript is not None
+        if self.transcript.upcoming() is None:
+            return "the recorded connection has no client frame left"
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            return "differs from the next recorded client frame"
+        return "no unused recorded client frame matches"
+
+    def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:
+        live = norm.normalized(message, self.opts)
+        rec = norm.normalized(closest.message, self.opts) if closest is not None else None
+        lines = norm.diff(rec, live) if rec is not None else []
+        self.miss(message.name, reason, live, rec, lines)
+        text = f"rrlab replay miss: {message.name}: {reason}"
+        if lines:
+            text += "; " + "; ".join(lines)
+        elif rec is not None:
+            text += f"; expected {rec.get('method')}"
+        self._refuse_with(text, message)
+
+    def _refuse(self, message: norm.Message, reason: str) -> None:
+        self.miss(message.name, reason, norm.normalized(message, self.opts))
+        self._refuse_with(f"rrlab replay miss: {reason}", message)
+
+    def _refuse_with(self, text: str, message: norm.Message) -> None:
+        """Connection.Close 541 INTERNAL_ERROR with the reason (a short string: 255 bytes)."""
+        reply = text.encode("utf-8")[:255].decode("utf-8", "ignore")
+        class_id, method_id = _method_ids(message.name)
+        close = pamqp.commands.Connection.Close(INTERNAL_ERROR, reply, class_id, method_id)
+        self.send(pamqp.frame.marshal(close, 0))
+        self.closing = True
+        self.link.call_later(CLOSE_GRACE, self.close)
+
+    def on_close(self) -> None:
+        super().on_close()
+        if self.transcript is None:
+            self.report.connection(self.proto, False)
+
+
+def _method_ids(name: str) -> tuple[int, int]:
+    cls = _method_class(name)
+    if cls is None:
+        return 0, 0
+    index = getattr(cls, "index", 0)
+    return index >> 16, index & 0xFFFF
+
+
+def _method_class(name: str) -> Any:
+    group, _, method = name.partition(".")
+    return getattr(getattr(pamqp.commands, group, None), method, None) if method else None
