@@ -150,6 +150,16 @@ class FrameIndex:
     def count(self, conn: int) -> int:
         return len(self._offsets.get(conn, ()))
 
+    def read(self, conn: int, position: int) -> FrameRecord:
+        """Frame number `position` (from 0) of connection `conn`, read on its own."""
+        offsets = self._offsets.get(conn)
+        if offsets is None or not 0 <= position < len(offsets):
+            raise IndexError(f"connection {conn} has no frame {position}")
+        with open(self.path, "rb") as fh:
+            fh.seek(offsets[position])
+            line = fh.readline()
+        return decode_frame_line(line, path=str(self.path), lineno=self._lines[conn][position])
+
     def frames_of(self, conn: int) -> Iterator[FrameRecord]:
         """The frames of `conn` in seq order, read and decoded one at a time."""
         offsets = self._offsets.get(conn)

@@ -263,3 +263,14 @@ def test_frame_index_gives_each_connection_in_seq_order_without_rescanning(tmp_p
             assert list(index.frames_of(conn)) == expected
             assert index.count(conn) == len(expected)
         assert list(index.frames_of(10_000)) == []
+
+
+def test_frame_index_reads_one_frame_by_position():
+    root = Path(__file__).resolve().parents[2] / "cassettes" / "worker-mqtt-amqtt"
+    index = CassetteReader.open(root).index()
+    conn = index.connections[-1]
+    frames = list(index.frames_of(conn))
+    assert index.read(conn, len(frames) - 1) == frames[-1]
+    assert index.read(conn, 0) == frames[0]
+    with pytest.raises(IndexError):
+        index.read(conn, len(frames))

@@ -1,0 +1,443 @@
+"""Kafka replay: requests in, recorded (or log-model) responses out, in request order.
+
+- Control plane (Metadata, CreateTopics, InitProducerId, group and offset APIs, ...): a request is
+  matched by its normalized key (rr.normalize.kafka) to a recorded exchange — the bound recorded
+  connection's first, then its listener's, then any — and answered with the recorded response,
+  the live correlation id stamped in (and broker addresses moved when listeners moved).
+- Data plane: Produce checked record by record against the produce log, answered with the
+  recorded offsets; Fetch answered from the fetch log at any offset, or empty after the client's
+  own max wait once past the recorded log.
+- Liveness is synthesized: Heartbeat, repeated Metadata/ApiVersions/FindCoordinator, OffsetCommit
+  beyond the recorded ones (auto-commit runs on a clock).
+- A miss: the API's own error in its response, a report entry with the closest recorded request
+  and a field-level diff.
+Responses leave in request order (clients check correlation ids in order), so a Fetch held for
+its max wait holds the answers behind it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from rr.codecs import Proto
+from rr.codecs.kafka import (
+    KafkaCodecError,
+    api_name,
+    decode_request,
+    decode_response_body,
+    encode_response,
+    response_schema,
+)
+from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
+from rr.normalize import kafka as norm
+
+from .kafka_build import blank, has_field, item_cls, with_errors
+from .kafka_world import (
+    API_VERSIONS,
+    FETCH,
+    HEARTBEAT,
+    OFFSET_COMMIT,
+    PRODUCE,
+    Exchange,
+    KafkaWorld,
+    _records,
+    topic_of,
+)
+from .session import Pace, ReplayContext
+from .session import Session as BaseSession
+
+_CORR = struct.Struct(">i")
+_HEAD = struct.Struct(">hhi")
+
+#: APIs whose answer may be served again once the recorded ones are used up (reads)
+REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19})
+#: client frames sent on a clock or a poll loop: never reported unused
+LIVENESS_APIS = frozenset(
+    {"Heartbeat", "Metadata", "ApiVersions", "Fetch", "OffsetCommit", "FindCoordinator"}
+)
+#: the longest an empty Fetch is held (seconds), whatever the client asks
+MAX_POLL_WAIT = 5.0
+
+
+def prepare(ctx: ReplayContext) -> None:
+    opts = ctx.options
+    world = KafkaWorld(ctx.recording, opts.ignore_fields, opts.ignore_headers)
+    ctx.shared[Proto.KAFKA] = world
+    ctx.report.notes.extend(world.notes)
+
+
+def is_liveness(summary: dict[str, Any]) -> bool:
+    return summary.get("api") in LIVENESS_APIS
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A response owed to the client, in request order (data None: not ready yet)."""
+
+    data: bytes | None = None
+
+
+class Session(BaseSession):
+    proto = Proto.KAFKA
+
+    def __init__(self, ctx, listener, link) -> None:
+        super().__init__(ctx, listener, link)
+        self.world: KafkaWorld = ctx.shared[Proto.KAFKA]
+        self._slots: deque[_Slot] = deque()
+        self._bind_tried = False
+
+    # -- frames in -----------------------------------------------------------------------------
+
+    def on_frame(self, raw: bytes) -> None:
+        if len(raw) < 12:
+            self.miss("unknown", f"request frame of {len(raw)} bytes is too short", {})
+            self.close()
+            return
+        api, version, corr = _HEAD.unpack_from(raw, 4)
+        try:
+            request = decode_request(raw)
+        except KafkaCodecError as err:
+            self.miss(api_name(api), f"request not decodable: {err}", _summary(api, version, corr))
+            self.close()
+            return
+        body = request.body
+        if api == PRODUCE:
+            self._produce(version, corr, body)
+        elif api == FETCH:
+            self._fetch(version, corr, body)
+        else:
+            self._control(api, version, corr, body)
+
+    # -- control plane -------------------------------------------------------------------------
+
+    def _control(self, api: int, version: int, corr: int, body: Any) -> None:
+        key = norm.request_key(api, version, body)
+        if api != API_VERSIONS and not self._bind_tried:
+            self._bind(key)
+        candidates = self.world.exchanges.get(key, [])
+        exchange = self._pick(candidates, unused=True)
+        name = api_name(api)
+        if exchange is not None:
+            exchange.used = True
+            self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
+            self.report.matched(self.proto, name)
+            self._answer_recorded(exchange, api, version, corr)
+            return
+        if candidates and api in REPEATABLE:
+            self.report.synthesized(self.proto, name)
+            self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
+            return
+        if api == HEARTBEAT:
+            self.report.synthesized(self.proto, name)
+            self._reply(corr, api, version, blank(response_schema(api, version)))
+            return
+        if api == OFFSET_COMMIT:
+            self.report.synthesized(self.proto, name)
+            self._reply(corr, api, version, _offset_commit_ok(api, version, body))
+            return
+        self._control_miss(api, version, corr, body, key)
+
+    def _bind(self, key: str) -> None:
+        self._bind_tried = True
+        first_key = self.world.first_key
+        bound = self.ctx.recording.claim(
+            self.proto,
+            self.listener.recorded_port,
+            self.link.live_id,
+            lambda rc: first_key.get(rc.id) == key,
+        )
+        self.bound = bound
+        self.report.connection(self.proto, bound is not None)
+
+    def _pick(self, candidates: list[Exchange], *, unused: bool) -> Exchange | None:
+        """Prefer the bound recorded connection, then this listener's, then any."""
+        pool = [e for e in candidates if not e.used] if unused else candidates
+        if not pool:
+            return None
+        bound = self.bound.id if self.bound is not None else None
+        port = self.listener.recorded_port
+        for fits in (lambda e: e.conn == bound, lambda e: e.port == port, lambda e: True):
+            chosen = [e for e in pool if fits(e)]
+            if chosen:
+                return chosen[0] if unused else chosen[-1]
+        return None
+
+    def _answer_recorded(self, exchange: Exchange, api: int, version: int, corr: int) -> None:
+        raw = self.world.frame_raw(exchange.conn, exchange.response_index)
+        ports = self.ctx.ports
+        if not ports.identity and advertises_addresses(api, version):
+            body = decode_response_body(exchange.api_key, exchange.version, raw)
+            body, _n = rewrite_addresses(body, ports)
+            data = encode_response(api, version, corr, body)
+        else:
+            data = raw[:4] + _CORR.pack(corr) + raw[8:]
+        delay = 0.0
+        if self.ctx.options.pace is Pace.RECORDED:
+            delay = max(0, exchange.delay_us) / 1e6
+        self._queue(data, delay)
+
+    def _control_miss(self, api: int, version: int, corr: int, body: Any, key: str) -> None:
+        name = api_name(api)
+        live_view = norm.request_view(api, body)
+        closest, diff = self._closest(api, version, live_view)
+        reason = (
+            f"no recorded {name} v{version} request"
+            if closest is None
+            else f"{name} v{version} request differs from every recorded one"
+        )
+        self.miss(
+            name, reason, {"api": name, "version": version, "request": live_view}, closest, diff
+        )
+        self._reply(corr, api, version, _error_response(api, version))
+
+    def _closest(self, api: int, version: int, live_view: Any) -> tuple[Any, list[str]]:
+        """The recorded request of the same API most like the live one, and how they differ."""
+        best: tuple[int, Any, list[str]] | None = None
+        for exchanges in self.world.exchanges.values():
+            sample = exchanges[0]
+            if sample.api_key != api:
+                continue
+            for exchange in exchanges[:3]:
+                raw = self.world.frame_raw(exchange.conn, exchange.request_index)
+                view = norm.request_view(api, decode_request(raw).body)
+                diff = norm.view_diff(view, live_view)
+                score = len(diff) + (0 if exchange.version == version else 100)
+                if best is None or score < best[0]:
+                    best = (score, {"conn": exchange.conn, "request": view}, diff)
+        return (None, []) if best is None else (best[1], best[2])
+
+    # -- data plane: Produce -------------------------------------------------------------------
+
+    def _produce(self, version: int, corr: int, body: Any) -> None:
+        world = self.world
+        results: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (error, base, start)
+        missed = False
+        for topic in body.topic_data or ():
+            name = topic_of(topic, world.topic_names)
+            for part in topic.partition_data or ():
+                tp = (name, int(part.index))
+                error, base, log_start = self._produce_partition(tp, part.records)
+                results[tp] = (error, base, log_start)
+                missed = missed or error != 0
+        if not missed:
+            self.report.matched(self.proto, "Produce")
+        if int(body.acks) == 0:
+            return
+        self._reply(corr, PRODUCE, version, _produce_response(version, body, results, world))
+
+    def _produce_partition(self, tp: tuple[str, int], data: bytes | None) -> tuple[int, int, int]:
+        world = self.world
+        log = world.produce.get(tp)
+        live = _records(data)
+        where = f"Produce topic {tp[0]} partition {tp[1]}"
+        if log is None:
+            self.miss("Produce", f"no recorded Produce to topic {tp[0]} partition {tp[1]}", {})
+            return int(ErrorCode.unknown_topic_or_partition), -1, -1
+        start = log.cursor
+        for n, rec in enumerate(live):
+            at = start + n
+            if at >= len(log.digests):
+                self.miss(
+                    "Produce",
+                    f"{where}: live record {at} is past the {len(log.digests)} recorded",
+                    {"topic": tp[0], "partition": tp[1], "record": at, "key": _text(rec.key)},
+                )
+                return int(ErrorCode.invalid_record), -1, -1
+            if world.digest(rec.key, rec.value, rec.headers) != log.digests[at]:
+                self._record_miss(tp, at, rec, log.refs[at], where)
+                return int(ErrorCode.invalid_record), -1, -1
+        log.cursor = start + len(live)
+        for at in range(start, log.cursor):
+            conn, position, _n = log.refs[at]
+            self.ctx.recording.conn(conn).used.add(position)
+        base = log.offsets[start] if live else -1
+        return 0, base, log.log_start_offset
+
+    def _record_miss(self, tp, at: int, live, ref: tuple[int, int, int], where: str) -> None:
+        conn, position, n = ref
+        recorded = self.world.recorded_records(conn, position).get((tp, n))
+        opts = self.ctx.options
+        diff: list[str] = []
+        closest = None
+        if recorded is not None:
+            diff = norm.record_diff(
+                f"{where} record {at}",
+                norm.RecordFace(recorded.key, recorded.value, recorded.headers),
+                norm.RecordFace(live.key, live.value, live.headers),
+                ignore_fields=opts.ignore_fields,
+                ignore_headers=opts.ignore_headers,
+            )
+            closest = _record_view(recorded) | {"conn": conn}
+        self.miss(
+            "Produce",
+            f"{where} record {at} differs from the recorded one",
+            {"topic": tp[0], "partition": tp[1], "record": at} | _record_view(live),
+            closest,
+            diff,
+        )
+
+    # -- data plane: Fetch ---------------------------------------------------------------------
+
+    def _fetch(self, version: int, corr: int, body: Any) -> None:
+        world = self.world
+        cls = response_schema(FETCH, version)
+        topic_cls = item_cls(cls, "responses")
+        part_cls = item_cls(topic_cls, "partitions")
+        topics = []
+        served = 0
+        for topic in body.topics or ():
+            name = topic_of(topic, world.topic_names)
+            parts = []
+            for part in topic.partitions or ():
+                data, log = self._fetch_partition((name, int(part.partition)), part)
+                served += len(data)
+                fields: dict[str, Any] = {
+                    "partition_index": part.partition,
+                    "error_code": ErrorCode.none,
+                    "high_watermark": log.high_watermark if log else 0,
+                    "records": data,
+                }
+                if log is not None and has_field(part_cls, "last_stable_offset"):
+                    fields["last_stable_offset"] = log.last_stable_offset
+                if log is not None and has_field(part_cls, "log_start_offset"):
+                    fields["log_start_offset"] = log.log_start_offset
+                parts.append(blank(part_cls, **fields))
+            ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
+            if not ident:
+                ident = {"topic": topic.topic}
+            topics.append(blank(topic_cls, partitions=tuple(parts), **ident))
+        response = blank(cls, responses=tuple(topics))
+        if served:
+            self.report.matched(self.proto, "Fetch")
+            self._reply(corr, FETCH, version, response)
+            return
+        self.report.synthesized(self.proto, "Fetch")
+        wait = _seconds(getattr(body, "max_wait", 0))
+        cap = self.ctx.options.max_poll_wait
+        self._reply(
+            corr, FETCH, version, response, min(wait, MAX_POLL_WAIT if cap is None else cap)
+        )
+
+    def _fetch_partition(self, tp: tuple[str, int], part: Any) -> tuple[bytes, Any]:
+        log = self.world.fetch.get(tp)
+        if log is None:
+            return b"", None
+        offset = int(part.fetch_offset)
+        budget = max(1, int(part.partition_max_bytes))
+        out: list[bytes] = []
+        size = 0
+        for i in range(log.start_at(offset), len(log.bases)):
+            batch = self.world.batch_bytes(log.refs[i])
+            if out and size + len(batch) > budget:
+                break
+            out.append(batch)
+            size += len(batch)
+        return b"".join(out), log
+
+    # -- responses out, in order ---------------------------------------------------------------
+
+    def _reply(self, corr: int, api: int, version: int, body: Any, delay: float = 0.0) -> None:
+        self._queue(encode_response(api, version, corr, body), delay)
+
+    def _queue(self, data: bytes, delay: float = 0.0) -> None:
+        slot = _Slot()
+        self._slots.append(slot)
+        if delay > 0:
+
+            def ready() -> None:
+                slot.data = data
+                self._flush()
+
+            self.link.call_later(delay, ready)
+        else:
+            slot.data = data
+            self._flush()
+
+    def _flush(self) -> None:
+        out = []
+        while self._slots and self._slots[0].data is not None:
+            out.append(self._slots.popleft().data)
+        if out:
+            self.send(b"".join(out))  # type: ignore[arg-type]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _summary(api: int, version: int, corr: int) -> dict[str, Any]:
+    return {"api": api_name(api), "api_key": api, "correlation_id": corr, "version": version}
+
+
+def _seconds(value: Any) -> float:
+    total = getattr(value, "total_seconds", None)
+    return float(total()) if total is not None else float(value) / 1000.0
+
+
+def _text(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(data)} bytes>"
+
+
+def _record_view(rec: Any) -> dict[str, Any]:
+    return {
+        "headers": [[k, _text(v)] for k, v in rec.headers],
+        "key": _text(rec.key),
+        "value": _text(rec.value),
+    }
+
+
+def _produce_response(version: int, request: Any, results, world: KafkaWorld) -> Any:
+    cls = response_schema(PRODUCE, version)
+    topic_cls = item_cls(cls, "responses")
+    part_cls = item_cls(topic_cls, "partition_responses")
+    topics = []
+    for topic in request.topic_data or ():
+        name = topic_of(topic, world.topic_names)
+        parts = []
+        for part in topic.partition_data or ():
+            error, base, log_start = results[(name, int(part.index))]
+            parts.append(
+                blank(
+                    part_cls,
+                    index=part.index,
+                    error_code=ErrorCode(error),
+                    base_offset=base,
+                    log_start_offset=log_start,
+                )
+            )
+        ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
+        if not ident:
+            ident = {"name": topic.name}
+        topics.append(blank(topic_cls, partition_responses=tuple(parts), **ident))
+    return blank(cls, responses=tuple(topics))
+
+
+def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
+    cls = response_schema(api, version)
+    topic_cls = item_cls(cls, "topics")
+    part_cls = item_cls(topic_cls, "partitions")
+    topics = []
+    for topic in request.topics or ():
+        parts = tuple(
+            blank(part_cls, partition_index=p.partition_index, error_code=ErrorCode.none)
+            for p in topic.partitions or ()
+        )
+        ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
+        if not ident:
+            ident = {"name": topic.name}
+        topics.append(blank(topic_cls, partitions=parts, **ident))
+    return blank(cls, topics=tuple(topics))
+
+
+def _error_response(api: int, version: int) -> Any:
+    """The API's response with UNKNOWN_SERVER_ERROR wherever it has an error code."""
+    return with_errors(blank(response_schema(api, version)), ErrorCode.unknown_server_error)

@@ -1,0 +1,114 @@
+"""Kafka responses the recording never held, built on kio's classes for the client's version:
+Heartbeat answers, Produce/Fetch answers from the log model, error answers for misses.
+
+`blank(cls, **fields)` fills every field the caller does not give with its zero value (kio's own
+default where it has one), so one builder serves every API and version kio knows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import functools
+import types
+import typing
+import uuid
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+_EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def zero(tp: Any) -> Any:
+    """The zero value of a kio field type."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if type(None) in args:
+            return None
+        return zero(args[0])
+    if origin is tuple:
+        return ()
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return blank(tp)
+    if tp is ErrorCode:
+        return ErrorCode.none
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return next(iter(tp))
+    name = getattr(tp, "__name__", "")
+    if "Timedelta" in name:
+        return datetime.timedelta(0)
+    if name in ("TZAware", "TZAwareMicros"):
+        return _EPOCH
+    if tp is bool:
+        return False
+    if tp is uuid.UUID:
+        return uuid.UUID(int=0)
+    if tp is bytes or name == "Records":
+        return b""
+    if tp is str or _is_str(tp):
+        return tp("") if tp is not str else ""
+    try:
+        return tp(0)
+    except Exception:
+        return 0
+
+
+def _is_str(tp: Any) -> bool:
+    bound = getattr(tp, "__bound__", None)
+    return bound is str or (isinstance(tp, type) and issubclass(tp, str))
+
+
+def blank(cls: type, **fields: Any) -> Any:
+    """An instance of kio entity `cls` with `fields` set and everything else zero/default."""
+    values: dict[str, Any] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in fields:
+            values[f.name] = fields[f.name]
+        elif f.default is not dataclasses.MISSING:
+            continue
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            continue
+        else:
+            values[f.name] = zero(hints[f.name])
+    return cls(**values)
+
+
+def item_cls(cls: type, name: str) -> type:
+    """The entity class of the items of tuple field `name` (or of the optional field)."""
+    tp = _hints(cls)[name]
+    for arg in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(arg) and isinstance(arg, type):
+            return arg
+        for inner in typing.get_args(arg):
+            if dataclasses.is_dataclass(inner) and isinstance(inner, type):
+                return inner
+    raise TypeError(f"{cls.__name__}.{name} holds no entity")
+
+
+def has_field(cls: type, name: str) -> bool:
+    return name in _hints(cls)
+
+
+def with_errors(entity: Any, code: ErrorCode) -> Any:
+    """`entity` with every error_code field (at any depth) set to `code`."""
+    if not dataclasses.is_dataclass(entity):
+        return entity
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(entity):
+        value = getattr(entity, f.name)
+        if f.name == "error_code":
+            changes[f.name] = code
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(with_errors(v, code) for v in value)
+        elif dataclasses.is_dataclass(value):
+            changes[f.name] = with_errors(value, code)
+    return dataclasses.replace(entity, **changes)
