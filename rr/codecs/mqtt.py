@@ -259,6 +259,11 @@ class MqttDecoder:
         summary.update(_summary_fields(packet))
         return Decoded(summary, body=packet)
 
+    def redecode(self, direction: Direction, raw: bytes, decoded: Decoded) -> Decoded:
+        """Decode a changed copy of the frame `decoded` came from, at this connection's protocol
+        level (a CONNECT sets the level it already set; nothing else changes state)."""
+        return self.decode(direction, raw)
+
     def _packet(self, ptype: int, flags: int, raw: bytes) -> MqttPacket:
         start = packet_body_start(raw)
         r = _Reader(raw, start, len(raw))
@@ -417,3 +422,58 @@ def _summary_fields(packet: MqttPacket) -> dict[str, Any]:
     if "will" in out and not out["will"].get("properties"):
         out["will"].pop("properties", None)
     return out
+
+
+# --- building packets (the replayer's answers) --------------------------------------------------
+
+#: Packets whose variable header starts with the packet id.
+_ID_FIRST = {4, 5, 6, 7, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK}
+
+
+def packet_id_span(raw: bytes) -> tuple[int, int] | None:
+    """Where the 2-byte packet id lies in a packet (None: it has none, e.g. PUBLISH QoS 0)."""
+    ptype = raw[0] >> 4
+    start = packet_body_start(raw)
+    if ptype in _ID_FIRST:
+        at = start
+    elif ptype == PUBLISH and (raw[0] >> 1) & 0x03:
+        at = start + 2 + int.from_bytes(raw[start : start + 2], "big")
+    else:
+        return None
+    if at + 2 > len(raw):
+        raise MqttDecodeError(f"packet of {len(raw)} bytes ends before its packet id")
+    return at, at + 2
+
+
+def with_packet_id(raw: bytes, packet_id: int) -> bytes:
+    """The same packet carrying `packet_id` (unchanged when it has no packet id)."""
+    span = packet_id_span(raw)
+    if span is None:
+        return raw
+    return raw[: span[0]] + packet_id.to_bytes(2, "big") + raw[span[1] :]
+
+
+def _reason_properties(reason_string: str | None) -> bytes:
+    """A v5 property list holding at most a reason string (UTF-8, cut to 200 bytes)."""
+    if not reason_string:
+        return b"\x00"
+    text = reason_string.encode("utf-8")[:200].decode("utf-8", "ignore").encode("utf-8")
+    prop = b"\x1f" + len(text).to_bytes(2, "big") + text
+    return encode_remaining_length(len(prop)) + prop
+
+
+def encode_disconnect(reason_code: int | None = None, reason_string: str | None = None) -> bytes:
+    """DISCONNECT: bare (3.1.1) when `reason_code` is None, else v5 with reason (and string)."""
+    if reason_code is None:
+        return b"\xe0\x00"
+    body = bytes([reason_code]) + _reason_properties(reason_string)
+    return b"\xe0" + encode_remaining_length(len(body)) + body
+
+
+def encode_connack(code: int, *, v5: bool, reason_string: str | None = None) -> bytes:
+    """CONNACK without a session: `code` is the 3.1.1 return code or the v5 reason code."""
+    body = b"\x00" + bytes([code]) + (_reason_properties(reason_string) if v5 else b"")
+    return b"\x20" + encode_remaining_length(len(body)) + body
+
+
+PINGRESP_BYTES = b"\xd0\x00"

@@ -1,0 +1,366 @@
+"""MQTT (3.1.1 and 5) replay: bind by normalized CONNECT, answer from the recorded connection.
+
+A recorded connection's server packets split in two. Answers (CONNACK, PUBACK, PUBREC, PUBCOMP,
+SUBACK, UNSUBACK, a PUBREL to the client's PUBREC) belong to the client packet they answer, paired
+by packet id in the recording, and go out when that packet matches, carrying the live packet id;
+so a client that waits for each PUBACK never deadlocks on a recorded interleaving. Everything else
+(PUBLISH pushes to a subscriber, a server DISCONNECT) is released after the client packet that
+preceded it in the recording, and a PUBLISH push not before the client PUBLISH that caused it
+(same topic and payload, on any connection) has matched live: a subscriber never gets a message
+its publisher has not sent yet, as with a real broker. PINGREQ gets a synthesized PINGRESP;
+recorded PINGRESPs are never served. Which fields must match is `rr.normalize.mqtt`'s job.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs.mqtt import (
+    PINGRESP_BYTES,
+    MqttPacket,
+    encode_connack,
+    encode_disconnect,
+    with_packet_id,
+)
+from rr.normalize import mqtt as norm
+
+from .protocols import label
+from .recording import RecFrame, RecordedConn, Recording
+from .session import MatchMode, ReplayContext
+from .session import Session as BaseSession
+
+C2S, S2C = Direction.C2S, Direction.S2C
+IMPLEMENTATION_SPECIFIC_ERROR = 0x83  # v5 reason code for CONNACK / DISCONNECT
+SERVER_UNAVAILABLE = 0x03  # 3.1.1 CONNACK return code
+
+
+def is_liveness(summary: dict[str, Any]) -> bool:
+    return summary.get("packet") in norm.LIVENESS
+
+
+@dataclass(slots=True)
+class Plan:
+    """A recorded connection prepared for serving: decoded packets, keys, answers, releases."""
+
+    conn: RecordedConn
+    connect: RecFrame | None
+    v5: bool
+    payloads: dict[int, bytes | None] = field(default_factory=dict)
+    #: matchable client frames (not CONNECT, not liveness), in recorded order
+    order: list[int] = field(default_factory=list)
+    keys: dict[int, Hashable] = field(default_factory=dict)
+    #: client frame index -> indexes of the server frames answering it
+    answers: dict[int, list[int]] = field(default_factory=dict)
+    #: client frame index -> indexes of the other server frames recorded after it
+    releases: dict[int, list[int]] = field(default_factory=dict)
+    by_key: dict[Hashable, deque[int]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, conn: RecordedConn, ignore_fields: tuple[str, ...]) -> Plan:
+        frames = conn.frames
+        decoder = decoder_for(Proto.MQTT)
+        packets: list[MqttPacket | None] = [decoder.decode(f.dir, f.raw).body for f in frames]
+        connect = next((f for f in frames if f.dir is C2S), None)
+        plan = cls(conn, connect, v5=decoder.protocol_level == 5)  # type: ignore[attr-defined]
+        pending: dict[tuple[str, int | None], int] = {}
+        last: int | None = None  # the client frame that releases the server frames after it
+        for frame, packet in zip(frames, packets, strict=True):
+            name = frame.summary.get("packet")
+            if frame.dir is C2S:
+                plan.payloads[frame.index] = packet.payload if packet is not None else None
+                answer = norm.expected_answer(frame.summary)
+                if answer is not None and name not in norm.LIVENESS:
+                    pending[answer] = frame.index
+                if name in norm.LIVENESS:
+                    continue
+                last = frame.index
+                if frame is not connect:
+                    plan.order.append(frame.index)
+                    key = norm.match_key(frame.summary, plan.payloads[frame.index], ignore_fields)
+                    plan.keys[frame.index] = key
+                    plan.by_key.setdefault(key, deque()).append(frame.index)
+                continue
+            if name == "PINGRESP":
+                continue  # liveness answers are synthesized, never replayed
+            asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
+            if asked is not None:
+                plan.answers.setdefault(asked, []).append(frame.index)
+            elif last is not None:
+                plan.releases.setdefault(last, []).append(frame.index)
+            elif connect is not None:  # before any client packet: goes out with the CONNACK
+                plan.releases.setdefault(connect.index, []).append(frame.index)
+        return plan
+
+
+FrameRef = tuple[int, int]  # (recorded connection id, frame index)
+
+
+class Causes:
+    """Which recorded client PUBLISH caused each recorded broker PUBLISH push (the latest one
+    before it, on any connection, with the same topic and payload), and the sessions whose
+    pushes wait for a cause to be matched live. Shared by every MQTT session of a run."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.cause_of: dict[FrameRef, FrameRef] = {}
+        self.waiting: dict[FrameRef, set[Session]] = {}
+        publishes: list[tuple[int, Direction, int, FrameRef]] = []
+        for rc in recording.conns:
+            if rc.proto is not Proto.MQTT:
+                continue
+            decoder = decoder_for(Proto.MQTT)
+            for frame in rc.frames:
+                decoded = decoder.decode(frame.dir, frame.raw)
+                if frame.summary.get("packet") == "PUBLISH" and decoded.body is not None:
+                    what = hash((frame.summary.get("topic"), decoded.body.payload))
+                    publishes.append((frame.seq, frame.dir, what, (rc.id, frame.index)))
+        latest: dict[int, FrameRef] = {}
+        for _seq, direction, what, ref in sorted(publishes, key=lambda p: p[0]):
+            if direction is C2S:
+                latest[what] = ref
+            elif what in latest:
+                self.cause_of[ref] = latest[what]
+
+    def pending(self, ref: FrameRef) -> FrameRef | None:
+        """The cause of push `ref` while it is not matched yet, else None."""
+        cause = self.cause_of.get(ref)
+        if cause is None or cause[1] in self.recording.conn(cause[0]).used:
+            return None
+        return cause
+
+    def wait(self, cause: FrameRef, session: Session) -> None:
+        self.waiting.setdefault(cause, set()).add(session)
+
+    def matched(self, ref: FrameRef) -> None:
+        """A client frame was consumed: let the sessions waiting for it send their pushes."""
+        for session in self.waiting.pop(ref, ()):
+            session.flush()
+
+
+def prepare(ctx: ReplayContext) -> None:
+    ctx.shared[Proto.MQTT] = Causes(ctx.recording)
+
+
+def _connect_of(rc: RecordedConn) -> RecFrame | None:
+    first = next(rc.client_frames(), None)
+    return first if first is not None and first.summary.get("packet") == "CONNECT" else None
+
+
+class Session(BaseSession):
+    proto = Proto.MQTT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.decoder = decoder_for(Proto.MQTT)
+        self.plan: Plan | None = None
+        self.cursor = 0  # transcript mode: position in plan.order
+        #: server frames to send, in order: (frame, bytes, the recorded frame it follows)
+        self.outbox: deque[tuple[RecFrame, bytes, RecFrame]] = deque()
+
+    @property
+    def causes(self) -> Causes:
+        causes = self.ctx.shared.get(Proto.MQTT)
+        if causes is None:  # prepare() not run (a session built by hand)
+            causes = self.ctx.shared[Proto.MQTT] = Causes(self.ctx.recording)
+        return causes
+
+    @property
+    def v5(self) -> bool:
+        return self.decoder.protocol_level == 5  # type: ignore[attr-defined]
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def on_frame(self, raw: bytes) -> None:
+        decoded = self.decoder.decode(C2S, raw)
+        summary = decoded.summary
+        packet: MqttPacket | None = decoded.body
+        payload = packet.payload if packet is not None else None
+        name = label(self.proto, summary)
+        if "error" in summary:
+            self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
+            return
+        if self.plan is None:
+            self._bind(summary, payload)
+            return
+        if name == "CONNECT":
+            self._fail(name, "a second CONNECT on one connection", summary, payload)
+            return
+        if is_liveness(summary):
+            self.send(PINGRESP_BYTES)
+            self.report.synthesized(self.proto, name)
+            return
+        plan = self.plan
+        key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
+        if self.ctx.options.match is MatchMode.LOOKUP:
+            index = self._lookup(plan, key)
+        else:
+            index = self._next(plan, key)
+        if index is None:
+            closest = self._closest(plan, summary)
+            reason = (
+                "no unused recorded packet with the same key"
+                if self.ctx.options.match is MatchMode.LOOKUP
+                else "differs from the next recorded client packet"
+                if closest is not None and self._is_next(plan, closest)
+                else "the recorded connection has no client packet left"
+            )
+            self._fail(name, reason, summary, payload, closest)
+            return
+        self._serve(plan, index, summary)
+        self.report.matched(self.proto, name)
+
+    def _next(self, plan: Plan, key: Hashable) -> int | None:
+        while self.cursor < len(plan.order) and plan.order[self.cursor] in plan.conn.used:
+            self.cursor += 1
+        if self.cursor < len(plan.order) and plan.keys[plan.order[self.cursor]] == key:
+            self.cursor += 1
+            return plan.order[self.cursor - 1]
+        return None
+
+    def _lookup(self, plan: Plan, key: Hashable) -> int | None:
+        queue = plan.by_key.get(key)
+        while queue:
+            index = queue.popleft()
+            if index not in plan.conn.used:
+                return index
+        return None
+
+    def _is_next(self, plan: Plan, index: int) -> bool:
+        return self.cursor < len(plan.order) and plan.order[self.cursor] == index
+
+    def _closest(self, plan: Plan, live: dict[str, Any]) -> int | None:
+        """Transcript: the next recorded client packet; lookup: the earliest unused one of the
+        same type (and topic, for PUBLISH), else the earliest unused one."""
+        unused = [i for i in plan.order if i not in plan.conn.used]
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            return unused[0] if unused else None
+        frames = plan.conn.frames
+        for same in (("packet", "topic"), ("packet",)):
+            for i in unused:
+                if all(frames[i].summary.get(k) == live.get(k) for k in same):
+                    return i
+        return unused[0] if unused else None
+
+    def _serve(self, plan: Plan, index: int, live: dict[str, Any]) -> None:
+        """Consume recorded client frame `index`; send its answers (live packet id stamped
+        where the id is the client's) and the server frames it released, in recorded order."""
+        plan.conn.used.add(index)
+        self.causes.matched((plan.conn.id, index))
+        frames = plan.conn.frames
+        live_id = live.get("packet_id")
+        for i in sorted(plan.answers.get(index, []) + plan.releases.get(index, [])):
+            frame = frames[i]
+            data = frame.raw
+            if (
+                isinstance(live_id, int)
+                and i in plan.answers.get(index, ())
+                and frame.summary.get("packet") in norm.ECHOES_CLIENT_ID
+            ):
+                data = with_packet_id(data, live_id)
+            self.outbox.append((frame, data, frames[index]))
+        self.flush()
+
+    def flush(self) -> None:
+        """Send queued server frames in order, stopping at a push whose cause has not matched
+        live yet (this session is woken when it does)."""
+        if self.plan is None:
+            return
+        causes, conn = self.causes, self.plan.conn
+        batch: list[tuple[RecFrame, bytes]] = []
+        after: RecFrame | None = None
+        while self.outbox and not self.closed:
+            frame, data, trigger = self.outbox[0]
+            cause = causes.pending((conn.id, frame.index))
+            if cause is not None:
+                causes.wait(cause, self)
+                break
+            self.outbox.popleft()
+            ref = causes.cause_of.get((conn.id, frame.index))
+            if ref is not None:  # paced from the later of its trigger and its cause
+                caused_by = self.ctx.recording.conn(ref[0]).frames[ref[1]]
+                trigger = max(trigger, caused_by, key=lambda f: f.t_us)
+            if after is not None and trigger is not after:
+                self.send_recorded(batch, after=after)
+                batch = []
+            batch.append((frame, data))
+            after = trigger
+        if batch:
+            self.send_recorded(batch, after=after)
+
+    # -- binding -------------------------------------------------------------------------------
+
+    def _bind(self, summary: dict[str, Any], payload: bytes | None) -> None:
+        if summary.get("packet") != "CONNECT":
+            self._fail(label(self.proto, summary), "first packet is not CONNECT", summary, payload)
+            return
+        key = norm.connect_key(summary)
+        cid = norm.client_id(summary)
+        recording, port, live = self.ctx.recording, self.listener.recorded_port, self.link.live_id
+
+        def fits(rc: RecordedConn) -> bool:
+            connect = _connect_of(rc)
+            return connect is not None and norm.connect_key(connect.summary) == key
+
+        def same_id(rc: RecordedConn) -> bool:
+            connect = _connect_of(rc)
+            return fits(rc) and connect is not None and norm.client_id(connect.summary) == cid
+
+        rc = recording.claim(self.proto, port, live, same_id) or recording.claim(
+            self.proto, port, live, fits
+        )
+        self.report.connection(self.proto, rc is not None)
+        if rc is None:
+            self._refuse(summary)
+            return
+        self.bound = rc
+        self.plan = Plan.build(rc, self.ctx.options.ignore_fields)
+        assert self.plan.connect is not None
+        self._serve(self.plan, self.plan.connect.index, summary)
+        self.report.matched(self.proto, "CONNECT")
+
+    def _refuse(self, summary: dict[str, Any]) -> None:
+        """No recorded connection fits: refuse in CONNACK, name the nearest one in the miss."""
+        left = self.ctx.recording.candidates(self.proto, None)
+        connects = [c for c in (_connect_of(rc) for rc in left) if c is not None]
+        if connects:
+            closest = connects[0].summary
+            reason = "no unclaimed recorded connection has this CONNECT"
+            lines = norm.diff(closest, summary)
+        else:
+            closest, lines = None, []
+            reason = "every recorded connection is already bound (more connections than recorded)"
+        self.miss("CONNECT", reason, norm.view(summary, None), closest, lines)
+        if self.v5:
+            self.send(encode_connack(IMPLEMENTATION_SPECIFIC_ERROR, v5=True, reason_string=reason))
+        else:
+            self.send(encode_connack(SERVER_UNAVAILABLE, v5=False))
+        self.close()
+
+    # -- misses --------------------------------------------------------------------------------
+
+    def _fail(
+        self,
+        api: str,
+        reason: str,
+        live: dict[str, Any],
+        payload: bytes | None,
+        closest: int | None = None,
+    ) -> None:
+        """Loud miss: report it with the closest recorded packet and a field diff, tell a v5
+        client why (DISCONNECT 0x83 + reason string), and stop serving this connection."""
+        rec_summary: dict[str, Any] | None = None
+        lines: list[str] = []
+        if closest is not None and self.plan is not None:
+            frame = self.plan.conn.frames[closest]
+            rec_payload = self.plan.payloads.get(closest)
+            rec_summary = norm.view(frame.summary, rec_payload)
+            lines = norm.diff(frame.summary, live, rec_payload, payload)
+        self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
+        if self.v5 and self.plan is not None:
+            text = f"rrlab replay miss: {api}: {reason}" + (f"; {lines[0]}" if lines else "")
+            self.send(encode_disconnect(IMPLEMENTATION_SPECIFIC_ERROR, text))
+        self.close()

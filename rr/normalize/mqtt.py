@@ -1,0 +1,260 @@
+"""MQTT (3.1.1 and 5) match keys: what of a live packet must equal the recorded one.
+
+Small named rules, like VCR.py's matchers, each removing one thing a client may legitimately
+change between runs: its random client id, the packet ids it picks, the DUP flag of a resend,
+its keep-alive, credentials (the cassette holds a placeholder), a v5 topic alias. Everything
+else compares: topic, QoS, retain, properties and the payload (bytes; JSON-aware in diffs).
+Pure functions on decoder summaries and payload bytes: no sockets, no cassette I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
+
+Summary = dict[str, Any]
+Rule = Callable[[Summary], None]
+
+#: Client packets sent on a clock: answered by the replayer itself, never matched.
+LIVENESS = frozenset({"PINGREQ"})
+#: Client packets whose packet id the client picks (the replayer maps it).
+CLIENT_CHOSEN_IDS = frozenset({"PUBLISH", "PUBREL", "SUBSCRIBE", "UNSUBSCRIBE"})
+#: Server packets echoing a client-chosen packet id: the live id is stamped into them.
+ECHOES_CLIENT_ID = frozenset({"PUBACK", "PUBREC", "PUBCOMP", "SUBACK", "UNSUBACK"})
+_ACK_LIKE = frozenset({"PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "DISCONNECT", "AUTH"})
+
+#: Cut diffs to this many lines (the first differences say what changed).
+MAX_DIFF_LINES = 20
+
+
+# --- rules (each edits a normalized copy in place) ---------------------------------------------
+
+
+def any_client_id(s: Summary) -> None:
+    """Client ids are often random (mosquitto's `mosq-…`, amqtt's default): binding prefers an
+    equal one but never requires it."""
+    s.pop("client_id", None)
+
+
+def any_credentials(s: Summary) -> None:
+    """The cassette holds a placeholder for passwords and v5 authentication data: compare the
+    user and whether a password was sent, never the secret."""
+    props = s.get("properties")
+    if isinstance(props, dict):
+        props.pop("authentication_data", None)
+
+
+def ignore_keep_alive(s: Summary) -> None:
+    """Keep-alive only decides when PINGREQs come, and those are answered by the replayer."""
+    s.pop("keep_alive", None)
+
+
+def client_packet_ids(s: Summary) -> None:
+    """Packet ids the client picks are mapped, not compared; the live id goes into answers."""
+    if s.get("packet") in CLIENT_CHOSEN_IDS:
+        s.pop("packet_id", None)
+
+
+def ignore_dup_flag(s: Summary) -> None:
+    """DUP marks a resend; the packet is the same one."""
+    s.pop("dup", None)
+
+
+def ignore_topic_alias(s: Summary) -> None:
+    """A v5 topic alias is a client's compression choice (the topic itself still compares)."""
+    props = s.get("properties")
+    if isinstance(props, dict):
+        props.pop("topic_alias", None)
+
+
+def success_by_default(s: Summary) -> None:
+    """A v5 ack or DISCONNECT without a reason code means 0 (success), as if it had one."""
+    if s.get("packet") in _ACK_LIKE:
+        s.setdefault("reason_code", 0)
+
+
+def payload_by_content(s: Summary) -> None:
+    """The payload itself is compared (see `match_key`), so its size says nothing more."""
+    s.pop("payload_size", None)
+
+
+def empty_properties(s: Summary) -> None:
+    """An empty v5 property list equals none."""
+    if not s.get("properties"):
+        s.pop("properties", None)
+
+
+RULES: tuple[Rule, ...] = (
+    any_client_id,
+    any_credentials,
+    ignore_keep_alive,
+    client_packet_ids,
+    ignore_dup_flag,
+    ignore_topic_alias,
+    success_by_default,
+    payload_by_content,
+    empty_properties,
+)
+
+
+def normalize(summary: Summary, rules: Iterable[Rule] = RULES) -> Summary:
+    """A copy of a decoder summary with every rule applied (nested dicts copied, not shared)."""
+    s = {k: (dict(v) if isinstance(v, dict) else v) for k, v in summary.items()}
+    for rule in rules:
+        rule(s)
+    return s
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable, order-insensitive-for-dicts image of a JSON-like value."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def connect_key(summary: Summary) -> Hashable:
+    """What a live CONNECT must share with a recorded one to bind to its connection: protocol
+    name and level, clean start, will, user, password presence, v5 properties."""
+    return freeze(normalize(summary))
+
+
+def match_key(
+    summary: Summary, payload: bytes | None = None, ignore_fields: Sequence[str] = ()
+) -> Hashable:
+    """The key a client packet is matched by. The payload compares as bytes, or, with
+    `ignore_fields` (dotted paths into a JSON payload), as JSON without those fields."""
+    body: Hashable = payload
+    if payload is not None and ignore_fields:
+        value = payload_value(payload)
+        if isinstance(value, dict | list):
+            for path in ignore_fields:
+                _drop_path(value, path.split("."))
+            body = ("json", freeze(value))
+    return (freeze(normalize(summary)), body)
+
+
+def client_id(summary: Summary) -> str | None:
+    value = summary.get("client_id")
+    return value if isinstance(value, str) else None
+
+
+def expected_answer(summary: Summary) -> tuple[str, int | None] | None:
+    """The server packet (type, packet id) that answers a client packet, if one does."""
+    packet, pid = summary.get("packet"), summary.get("packet_id")
+    if packet == "CONNECT":
+        return "CONNACK", None
+    if packet == "PUBLISH":
+        qos = summary.get("qos", 0)
+        return ("PUBACK", pid) if qos == 1 else ("PUBREC", pid) if qos == 2 else None
+    answers = {
+        "PUBREL": "PUBCOMP",
+        "PUBREC": "PUBREL",  # the client received a QoS 2 push; the broker releases it
+        "SUBSCRIBE": "SUBACK",
+        "UNSUBSCRIBE": "UNSUBACK",
+        "PINGREQ": "PINGRESP",
+    }
+    return (answers[packet], pid) if packet in answers else None
+
+
+# --- payloads and diffs ------------------------------------------------------------------------
+
+
+def payload_value(payload: bytes) -> Any:
+    """A payload as a value: JSON (strings holding JSON decoded too), else text, else base64."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(payload).decode("ascii")}
+    try:
+        return _unnest(json.loads(text))
+    except ValueError:
+        return text
+
+
+def _unnest(value: Any) -> Any:
+    """Decode JSON objects/arrays carried as strings inside JSON (an envelope's payload)."""
+    if isinstance(value, dict):
+        return {k: _unnest(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unnest(v) for v in value]
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return _unnest(json.loads(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _drop_path(value: Any, path: list[str]) -> None:
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict) and head in value:
+        if rest:
+            _drop_path(value[head], rest)
+        else:
+            del value[head]
+    elif isinstance(value, list):
+        for item in value:
+            _drop_path(item, path)
+
+
+def describe(summary: Summary) -> str:
+    """`PUBLISH topic t`, `SUBSCRIBE`, …: how a packet is named in diff lines."""
+    packet = str(summary.get("packet", "?"))
+    topic = summary.get("topic")
+    return f"{packet} topic {topic}" if isinstance(topic, str) else packet
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _leaf_diffs(path: str, rec: Any, live: Any, out: list[str]) -> None:
+    if isinstance(rec, dict) and isinstance(live, dict):
+        for key in sorted(set(rec) | set(live), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            _leaf_diffs(sub, rec.get(key, _ABSENT), live.get(key, _ABSENT), out)
+    elif isinstance(rec, list) and isinstance(live, list) and len(rec) == len(live):
+        for i, (r, v) in enumerate(zip(rec, live, strict=True)):
+            _leaf_diffs(f"{path}[{i}]", r, v, out)
+    elif rec != live or type(rec) is not type(live):
+        out.append(f"{path}: recorded {_show(rec)} live {_show(live)}")
+
+
+def diff(
+    recorded: Summary,
+    live: Summary,
+    recorded_payload: bytes | None = None,
+    live_payload: bytes | None = None,
+) -> list[str]:
+    """Field-level differences after normalization, e.g.
+    `PUBLISH topic t payload.n: recorded 17 live 18`; the payload compared as JSON when it is."""
+    lines: list[str] = []
+    _leaf_diffs("", normalize(recorded), normalize(live), lines)
+    if recorded_payload != live_payload:
+        before = len(lines)
+        rec_v = _ABSENT if recorded_payload is None else payload_value(recorded_payload)
+        live_v = _ABSENT if live_payload is None else payload_value(live_payload)
+        _leaf_diffs("payload", rec_v, live_v, lines)
+        if len(lines) == before:
+            lines.append("payload: same JSON value, different bytes")
+    name = describe(live if live.get("packet") == recorded.get("packet") else recorded)
+    return [f"{name} {line}" for line in lines[:MAX_DIFF_LINES]]
+
+
+def view(summary: Summary, payload: bytes | None) -> Summary:
+    """A summary with its payload decoded, for reports."""
+    if payload is None:
+        return dict(summary)
+    return {**summary, "payload": payload_value(payload)}
