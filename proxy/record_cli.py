@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="add a write root to the profile's (tests, scratch runs)",
     )
-    p.add_argument("command", nargs="*", metavar="-- CMD", help="the command to record")
+    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to record")
     p.set_defaults(func=run)
 
 
@@ -106,10 +106,10 @@ def _artifact_key(path: str) -> str:
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[str]]:
     """Everything decidable before a process starts: (cassette, artifact keys, proxy argv)."""
-    if not args.command:
+    if not args.cmd:
         raise UsageError("no command given: rrlab record [options] --cassette DIR -- CMD ...")
-    if shutil.which(args.command[0]) is None:
-        raise UsageError(f"cannot run {args.command[0]!r}: not found or not executable")
+    if shutil.which(args.cmd[0]) is None:
+        raise UsageError(f"cannot run {args.cmd[0]!r}: not found or not executable")
     routes = [(proto, text) for proto in PROTOS for text in getattr(args, proto)]
     if not routes:
         raise UsageError(
@@ -132,6 +132,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     proxy_argv += [arg for up in args.allow_upstream for arg in ("--allow-upstream", up)]
     proxy_argv += [arg for root in args.write_root for arg in ("--write-root", root)]
     if args.log_file:
+        if not Path(args.log_file).resolve().parent.is_dir():
+            raise UsageError(f"--log-file {args.log_file}: its directory does not exist")
         proxy_argv += ["--log-file", args.log_file]
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
@@ -245,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         proxy = _Proxy([*proxy_argv, "--cassette", str(tmp)], routes)
         try:
             proxy.wait_listening()
-            code = _run_command(args.command)
+            code = _run_command(args.cmd)
         finally:
             proxy_code = proxy.stop()
         if code != 0:

@@ -120,11 +120,13 @@ def test_missing_artifact_publishes_nothing(tmp_path):
         (["--cassette", "/etc/c", "--", "true"], "outside the allowed write roots"),
         (["--cassette", "cassettes/c", "--", "no-such-command-rrlab"], "cannot run"),
         (["--cassette", "cassettes/c", "--profile", "nope", "--", "true"], "unknown profile"),
+        (["--cassette", "cassettes/c", "--log-file", "out/x/l", "--", "true"], "does not exist"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(tmp_path, argv, words):
     proc = _record(tmp_path, *argv)
     assert proc.returncode == 2
+    assert proc.stderr.startswith("rrlab record: ") and proc.stderr.count("\n") == 1
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "cassettes").exists()
 
