@@ -17,6 +17,7 @@ its max wait holds the answers behind it.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .kafka_world import (
     API_VERSIONS,
     FETCH,
     HEARTBEAT,
+    METADATA,
     OFFSET_COMMIT,
     PRODUCE,
     Exchange,
@@ -128,6 +130,14 @@ class Session(BaseSession):
             self.report.matched(self.proto, name)
             self._answer_recorded(exchange, api, version, corr)
             return
+        if api == METADATA and not candidates:
+            body_out = _metadata_from_recording(self.world, version, body)
+            if body_out is not None:
+                self.report.synthesized(self.proto, name)
+                if not self.ctx.ports.identity:
+                    body_out, _n = rewrite_addresses(body_out, self.ctx.ports)
+                self._reply(corr, api, version, body_out)
+                return
         if candidates and api in REPEATABLE:
             self.report.synthesized(self.proto, name)
             self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
@@ -419,6 +429,33 @@ def _produce_response(version: int, request: Any, results, world: KafkaWorld) ->
             ident = {"name": topic.name}
         topics.append(blank(topic_cls, partition_responses=tuple(parts), **ident))
     return blank(cls, responses=tuple(topics))
+
+
+def _metadata_from_recording(world: KafkaWorld, version: int, request: Any) -> Any:
+    """A Metadata answer for a request never recorded (a refresh of other topics): the latest
+    recorded response of that version, with the requested topics as last recorded."""
+    latest = world.metadata.get(version)
+    if latest is None:
+        return None
+    known = world.metadata_topics.get(version, {})
+    wanted = request.topics
+    if wanted is None:  # all topics
+        topics = list(known.values())
+    else:
+        topics = []
+        topic_cls = item_cls(type(latest), "topics")
+        for item in wanted:
+            name = getattr(item, "name", None)
+            if name is None or str(name) not in known:
+                fields = {"name": name} if name is not None else {}
+                if has_field(topic_cls, "topic_id") and getattr(item, "topic_id", None):
+                    fields["topic_id"] = item.topic_id
+                topics.append(
+                    blank(topic_cls, error_code=ErrorCode.unknown_topic_or_partition, **fields)
+                )
+            else:
+                topics.append(known[str(name)])
+    return dataclasses.replace(latest, topics=tuple(topics))
 
 
 def _offset_commit_ok(api: int, version: int, request: Any) -> Any:

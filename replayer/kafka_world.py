@@ -136,6 +136,10 @@ class KafkaWorld:
         self.produce: dict[TopicPartition, ProduceLog] = {}
         self.fetch: dict[TopicPartition, FetchLog] = {}
         self.topic_names: dict[str, str] = {}  # topic id -> name
+        # Metadata by version: the latest recorded response, and each topic's latest entry
+        # (one without an error preferred), to answer metadata requests never recorded
+        self.metadata: dict[int, Any] = {}
+        self.metadata_topics: dict[int, dict[str, Any]] = {}
         self._frames: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self.notes: list[str] = []
         for rc in recording.conns:
@@ -174,7 +178,7 @@ class KafkaWorld:
                 self._learn_fetch(conn, position, frame.raw, decoded.body)
             else:
                 if api == METADATA:
-                    self._learn_topic_ids(decoded.body)
+                    self._learn_metadata(version, decoded.body)
                 key = norm.request_key(api, version, req.body)
                 self.exchanges.setdefault(key, []).append(
                     Exchange(conn, port, req_pos, position, api, version, frame.t_us - t_us)
@@ -182,11 +186,18 @@ class KafkaWorld:
                 if api != API_VERSIONS:
                     self.first_key.setdefault(conn, key)
 
-    def _learn_topic_ids(self, body: Any) -> None:
+    def _learn_metadata(self, version: int, body: Any) -> None:
+        self.metadata[version] = body
+        known = self.metadata_topics.setdefault(version, {})
         for topic in getattr(body, "topics", ()) or ():
             topic_id, name = getattr(topic, "topic_id", None), getattr(topic, "name", None)
             if topic_id is not None and name:
                 self.topic_names[str(topic_id)] = str(name)
+            if not name:
+                continue
+            previous = known.get(str(name))
+            if previous is None or int(topic.error_code) == 0 or int(previous.error_code) != 0:
+                known[str(name)] = topic
 
     def _learn_produce(self, conn: int, position: int, request: Any, response: Any) -> None:
         offsets: dict[TopicPartition, tuple[int, int]] = {}

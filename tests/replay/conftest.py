@@ -133,3 +133,35 @@ def run_client(
     return subprocess.run(
         argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def recorded_artifact(cassette: Path, name: str) -> bytes:
+    return (cassette / "artifacts" / name).read_bytes()
+
+
+def assert_replays(
+    cassette: Path,
+    argv: list[str],
+    artifacts: list[str],
+    tmp_path: Path,
+    *serve_args: str,
+    env: dict[str, str] | None = None,
+    offset: int = 0,
+) -> Served:
+    """Run `argv` (in a fresh cwd under tmp_path) against `rrlab serve`: the client exits 0,
+    serve exits 0 with no miss, and every artifact is byte-identical to the recorded copy."""
+    manifest = json.loads((cassette / "cassette.json").read_bytes())
+    for name in artifacts:
+        assert name in manifest["artifacts"], f"{cassette.name} carries no artifact {name}"
+    cwd = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
+    cwd.mkdir()
+    with fake_broker(cassette, tmp_path, *serve_args, offset=offset) as served:
+        client = run_client(argv, cwd, env=env)
+    assert client.returncode == 0, f"client failed:\n{client.stdout}\n{client.stderr}"
+    assert served.exit_code == 0, f"serve exit {served.exit_code}:\n{served.stdout}{served.stderr}"
+    assert served.report["verdict"] == "ok", served.report["misses"]
+    assert served.report["totals"]["missed"] == 0
+    for name in artifacts:
+        live = (cwd / name).read_bytes()
+        assert live == recorded_artifact(cassette, name), f"{name} differs from the recording"
+    return served

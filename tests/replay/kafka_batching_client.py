@@ -1,0 +1,95 @@
+"""A kafka-python client whose batching and pace are set from the command line.
+
+Used to prove that replay does not depend on batch boundaries or timing: recorded once with
+kafka-python's default batching, replayed with many small batches, or with a slow consumer
+whose extra polls, heartbeats and empty fetches the recording never saw.
+
+    python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
+        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G]
+
+FILE gets one line per consumed record (offset, key, value, headers) and nothing from a clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bootstrap", default="127.0.0.1:19092")
+    p.add_argument("--topic", default="rrlab.batching")
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=16384)
+    p.add_argument("--linger-ms", type=int, default=0)
+    p.add_argument("--slow-ms", type=int, default=0)
+    p.add_argument("--group", default=None)
+    a = p.parse_args()
+
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, request_timeout_ms=10_000)
+    try:
+        admin.create_topics([NewTopic(a.topic, num_partitions=1, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+    producer = KafkaProducer(
+        bootstrap_servers=a.bootstrap, batch_size=a.batch_size, linger_ms=a.linger_ms, acks="all"
+    )
+    futures = [
+        producer.send(
+            a.topic,
+            key=f"k{i % 7}".encode(),
+            value=json.dumps({"n": i, "text": "x" * (i % 50)}, sort_keys=True).encode(),
+            headers=[("seq", str(i).encode())],
+        )
+        for i in range(a.count)
+    ]
+    producer.flush(30)
+    offsets = sorted(f.get(timeout=30).offset for f in futures)
+    producer.close(10)
+    first, last = offsets[0], offsets[-1]
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=a.bootstrap,
+        group_id=a.group,
+        enable_auto_commit=a.group is not None,
+        auto_offset_reset="earliest",
+        max_poll_records=10,
+    )
+    tp = TopicPartition(a.topic, 0)
+    if a.group is None:
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+    else:
+        consumer.subscribe([a.topic])
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(lines) < a.count and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for r in records:
+                if first <= r.offset <= last:
+                    headers = [[k, v.decode()] for k, v in r.headers]
+                    row = [r.offset - first, r.key.decode(), r.value.decode(), headers]
+                    lines.append(json.dumps(row, sort_keys=True))
+                if a.slow_ms:
+                    time.sleep(a.slow_ms / 1000)
+    consumer.close()
+    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+    with open(a.out, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return 0 if len(lines) == a.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

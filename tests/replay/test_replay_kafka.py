@@ -1,0 +1,131 @@
+"""Kafka replay: unmodified clients against `rrlab serve`, no broker anywhere.
+
+The worker (kafka-python) on Tansu and with a consumer group on Apache Kafka, a kafka-python
+client whose batching and pace differ from the recording, side-by-side replays on moved ports,
+a changed worker that must fail with a diff naming the changed field, and refused cassettes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import CASSETTES, ROOT, RRLAB, assert_replays, fake_broker, run_client
+from .scenarios import SCENARIOS
+
+KAFKA_SCENARIOS = [s for s in SCENARIOS if "kafka" in s.name]
+BATCHING = CASSETTES / "kafka-batching-tansu"
+BATCHING_CLIENT = [sys.executable, str(ROOT / "tests/replay/kafka_batching_client.py")]
+BATCHING_ARTIFACT = "out/kafka-batching/records.txt"
+
+
+@pytest.mark.parametrize("scenario", KAFKA_SCENARIOS, ids=lambda s: s.name)
+def test_worker_replays_byte_identical_three_times_and_in_lookup_mode(scenario, tmp_path):
+    for _ in range(3):
+        assert_replays(scenario.path, scenario.argv, scenario.artifacts, tmp_path)
+    served = assert_replays(
+        scenario.path, scenario.argv, scenario.artifacts, tmp_path, "--match", "lookup"
+    )
+    assert served.report["totals"]["matched"] > 0
+    assert served.report["connections"]["bound"] >= 1
+
+
+def _batching(*extra: str) -> list[str]:
+    return [*BATCHING_CLIENT, "--count", "200", "--out", BATCHING_ARTIFACT, *extra]
+
+
+def test_produce_batches_split_differently_still_replay(tmp_path):
+    """Recorded as one Produce of 200 records; replayed as dozens of small batches."""
+    served = assert_replays(
+        BATCHING, _batching("--batch-size", "600"), [BATCHING_ARTIFACT], tmp_path
+    )
+    produce = served.report["by_api"]["kafka"]["Produce"]
+    recorded = _count_api(BATCHING, "Produce")
+    assert produce["matched"] > 5 * recorded, (produce, recorded)
+
+
+def test_slow_consumer_polls_more_than_recorded_and_still_replays(tmp_path):
+    """Processing delay: the client refreshes metadata the recording never saw (answered from
+    the recorded cluster state) and polls past the recorded log (empty after max wait)."""
+    served = assert_replays(BATCHING, _batching("--slow-ms", "5"), [BATCHING_ARTIFACT], tmp_path)
+    assert served.report["totals"]["synthesized"] >= 1, served.report["by_api"]
+
+
+def test_side_by_side_replays_on_moved_ports(tmp_path):
+    """Two fake brokers of one cassette at once, each client on its own moved ports (Kafka
+    advertised addresses follow the move)."""
+    runs = []
+    for offset in (1000, 2000):
+        cwd = tmp_path / f"side-{offset}"
+        cwd.mkdir()
+        ctx = fake_broker(BATCHING, tmp_path, offset=offset)
+        served = ctx.__enter__()
+        argv = _batching("--bootstrap", f"127.0.0.1:{19092 + offset}")
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        runs.append((ctx, served, proc, cwd))
+    for ctx, served, proc, cwd in runs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+        ctx.__exit__(None, None, None)
+        assert served.exit_code == 0, served.stderr
+        live = (cwd / BATCHING_ARTIFACT).read_bytes()
+        assert live == (BATCHING / "artifacts" / BATCHING_ARTIFACT).read_bytes()
+        assert f"listening kafka 127.0.0.1:{19093 + served.offset}" in served.stdout
+
+
+def test_changed_worker_fails_with_a_diff_naming_the_changed_field(tmp_path):
+    """One payload field computed differently: exit 1, and the diff points at `amount`."""
+    scenario = next(s for s in KAFKA_SCENARIOS if s.name == "worker-kafka-tansu")
+    changed = tmp_path / "changed"
+    shutil.copytree(ROOT / "worker", changed / "worker")
+    envelope = changed / "worker" / "envelope.py"
+    source = envelope.read_text()
+    assert "% 10000" in source
+    envelope.write_text(source.replace("% 10000", "% 9999"))
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    with fake_broker(scenario.path, tmp_path) as served:
+        run_client(scenario.argv, cwd, env={"PYTHONPATH": str(changed)}, timeout=120)
+    assert served.exit_code == 1
+    assert served.report["verdict"] == "miss"
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Produce"
+    assert any(".amount: recorded" in line for line in miss["diff"]), miss["diff"]
+    assert "MISS kafka Produce" in served.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper"])
+def test_a_damaged_cassette_is_refused_with_its_error(damage, tmp_path):
+    copy = tmp_path / "cassette"
+    shutil.copytree(BATCHING, copy)
+    frames = copy / "frames.jsonl"
+    data = frames.read_bytes()
+    if damage == "truncate":
+        frames.write_bytes(data[: len(data) // 2])
+        expected = "sha256 mismatch for frames.jsonl"
+    else:
+        frames.write_bytes(data.replace(b'"t_us":', b'"t_us": ', 1))
+        expected = "sha256 mismatch for frames.jsonl"
+    proc = subprocess.run(
+        [*RRLAB, "serve", "--cassette", str(copy), "--report", str(tmp_path / "r.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert expected in proc.stderr and str(copy) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _count_api(cassette: Path, api: str) -> int:
+    with open(cassette / "frames.jsonl", "rb") as fh:
+        return sum(
+            1
+            for line in fh
+            if (f := json.loads(line))["dir"] == "c2s" and f["summary"].get("api") == api
+        )
