@@ -53,9 +53,11 @@ brokers-down: venv
 demo: venv
 	tools/demo
 
-## Re-record the committed reference cassettes (cassettes/worker-*) from real brokers.
+## Re-record the committed reference cassettes (cassettes/worker-*, one per scenario of
+## tests/replay/scenarios.py) with `rrlab record`, each from a freshly started broker: Tansu,
+## Apache Kafka (java + mvn), RabbitMQ, amqtt, Mosquitto. NAMES=... records only those.
 cassettes: venv sysdeps
-	tools/record-cassettes
+	tools/record-cassettes $(NAMES)
 
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done

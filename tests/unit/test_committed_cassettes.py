@@ -7,16 +7,25 @@ table, and hold no credential.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
+from replay.scenarios import SCENARIOS  # tests/ is on sys.path (rootdir conftest)
 
 from rr.cassette import CassetteReader, verify
 from rr.codecs import Direction, Proto, decoder_for
 from rrlab import cli
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
-NAMES = ["worker-kafka-tansu", "worker-amqp-rabbitmq", "worker-mqtt-amqtt"]
+NAMES = [
+    "worker-kafka-tansu",
+    "worker-kafka-apache-group",
+    "worker-amqp-rabbitmq",
+    "worker-mqtt-amqtt",
+    "worker-mqtt-mosquitto",
+]
 #: the lab's fixture passwords (brokers/rabbitmq.py); none may ever reach a cassette
 SECRETS = [b"rrlab-secret-pw", b"rrlab-mqtt-pw"]
 
@@ -68,3 +77,29 @@ def test_inspect_reads_as_a_table(capsys):
     for expected in ("ApiVersions v", "Metadata v", "Produce v", "Fetch v", "corr=", "served on"):
         assert expected in out
     assert " ? " not in out  # every frame has a name
+
+
+def test_every_committed_cassette_has_a_scenario():
+    on_disk = sorted(p.name for p in CASSETTES.glob("worker-*") if p.is_dir())
+    assert sorted(s.cassette for s in SCENARIOS) == on_disk == sorted(NAMES)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_scenario_artifacts_are_stored_whole(scenario):
+    """Each cassette carries exactly its scenario's artifacts: a complete run of N messages."""
+    manifest = json.loads((scenario.path / "cassette.json").read_bytes())
+    assert sorted(manifest["artifacts"]) == sorted(scenario.artifacts + scenario.timing_artifacts)
+    for name in scenario.artifacts:
+        data = (scenario.path / "artifacts" / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == manifest["artifacts"][name]
+        aggregate = json.loads(data)
+        count = int(scenario.argv[scenario.argv.index("--count") + 1])
+        assert aggregate["produced"] == aggregate["consumed"] == aggregate["count"] == count
+
+
+def test_group_cassette_joined_a_group():
+    apis = {
+        f.summary.get("api")
+        for f in CassetteReader.open(CASSETTES / "worker-kafka-apache-group").frames()
+    }
+    assert {"JoinGroup", "SyncGroup", "OffsetCommit", "OffsetFetch"} <= apis

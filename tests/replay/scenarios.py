@@ -1,0 +1,72 @@
+"""The committed reference cassettes and the exact worker command each one recorded.
+
+One list, read by both sides so they cannot drift: `tools/record-cassettes` records `argv` with
+`rrlab record` (printing it with `python tests/replay/scenarios.py NAME`), and the replay tests
+run the same `argv` in a fresh working directory against the fake broker and compare each of
+`artifacts` byte-for-byte with the copy stored in the cassette. The worker talks to its default
+worker-facing ports (Kafka 19092, AMQP 15673, MQTT 11883), so no address appears here.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
+COUNT = 200
+SEED = 1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A cassette and the command whose run it holds."""
+
+    name: str
+    cassette: str  # directory name under cassettes/
+    argv: list[str]  # run in an empty temp cwd; writes its artifacts relative to it
+    artifacts: list[str]  # relative paths compared byte-for-byte with the recorded copies
+    timing_artifacts: list[str] = field(default_factory=list)  # checked for shape only
+
+    @property
+    def path(self) -> Path:
+        """The cassette directory in this checkout."""
+        return CASSETTES / self.cassette
+
+
+def _worker(name: str, driver: str, *extra: str) -> Scenario:
+    out = f"out/{name}"
+    argv = [sys.executable, "-m", "worker", "--driver", driver, "--count", str(COUNT)]
+    argv += ["--seed", str(SEED), "--out", out, *extra]
+    return Scenario(name, name, argv, [f"{out}/aggregate.json"])
+
+
+SCENARIOS: list[Scenario] = [
+    _worker("worker-kafka-tansu", "kafka"),
+    _worker("worker-kafka-apache-group", "kafka", "--kafka-group", "rrlab-worker"),
+    _worker("worker-amqp-rabbitmq", "amqp"),
+    _worker("worker-mqtt-amqtt", "mqtt"),
+    _worker("worker-mqtt-mosquitto", "mqtt"),
+]
+BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
+
+
+def main(argv: list[str]) -> int:
+    """`scenarios.py [--artifacts] NAME`: NAME's argv (or artifacts), NUL-separated for
+    `mapfile -d ''`; with no NAME, the names one per line."""
+    want_artifacts = argv[:1] == ["--artifacts"]
+    argv = argv[1:] if want_artifacts else argv
+    if not argv:
+        print("\n".join(BY_NAME))
+        return 0
+    scenario = BY_NAME.get(argv[0])
+    if scenario is None:
+        print(f"unknown scenario {argv[0]!r}; known: {', '.join(BY_NAME)}", file=sys.stderr)
+        return 2
+    items = scenario.artifacts if want_artifacts else scenario.argv
+    sys.stdout.write("".join(f"{item}\0" for item in items))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
