@@ -230,8 +230,16 @@ class Session(BaseSession):
                 self.rec_tags[rec_tag] = live_tag
         if message.name == "Connection.TuneOk":
             self._start_heartbeats(int(message.args.get("heartbeat") or 0))
-        self.report.matched(self.proto, message.name)
+        self._count_matched(message)
         self._send_replies(step)
+
+    def _count_matched(self, message: norm.Message) -> None:
+        """Per frame, under the labels the unused count uses (content: header, body)."""
+        self.report.matched(self.proto, message.name)
+        if message.properties is not None:
+            self.report.matched(self.proto, "header")
+            if message.frames > 2:
+                self.report.matched(self.proto, "body", message.frames - 2)
 
     # -- answering -----------------------------------------------------------------------------
 

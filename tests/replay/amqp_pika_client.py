@@ -1,0 +1,76 @@
+"""A pika client for the AMQP replay tests, written the ordinary way (pika's random consumer
+tag): publishes COUNT JSON messages with confirms to an exclusive queue, then consumes them
+(prefetch PREFETCH), spending DELAY seconds on each while pika keeps the connection alive
+(heartbeat interval HEARTBEAT: a slow consumer spans several heartbeats each way), acking every
+ACK_EVERY-th delivery with multiple=True (1: each one on its own), and writes the bodies it got
+to OUT, one per line.
+
+Usage: python tests/replay/amqp_pika_client.py OUT [--count N] [--delay S] [--heartbeat S]
+       [--prefetch N] [--ack-every K] [--url URL] [--queue NAME] [--extra TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pika
+
+URL = "amqp://rrlab:rrlab-secret-pw@127.0.0.1:15673/rrlab"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out")
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--delay", type=float, default=1.5)
+    p.add_argument("--heartbeat", type=int, default=1)
+    p.add_argument("--url", default=URL)
+    p.add_argument("--queue", default="rrlab.slow")
+    p.add_argument("--prefetch", type=int, default=1)
+    p.add_argument("--ack-every", type=int, default=1)
+    p.add_argument("--extra", default="", help="a field appended to every body (changed runs)")
+    args = p.parse_args(argv)
+
+    params = pika.URLParameters(args.url)
+    params.heartbeat = args.heartbeat
+    params.connection_attempts = 1
+    connection = pika.BlockingConnection(params)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(args.queue, exclusive=True, auto_delete=True)
+    for n in range(args.count):
+        body = {"n": n, "square": n * n}
+        if args.extra:
+            body["extra"] = args.extra
+        channel.basic_publish(
+            "",
+            args.queue,
+            json.dumps(body, sort_keys=True).encode(),
+            pika.BasicProperties(content_type="application/json", headers={"n": n}),
+        )
+    channel.basic_qos(prefetch_count=args.prefetch)
+    got: list[str] = []
+
+    def on_message(ch, method, _properties, body: bytes) -> None:
+        if args.delay:
+            connection.sleep(args.delay)  # processing: pika still does heartbeats meanwhile
+        got.append(body.decode())
+        if len(got) % args.ack_every == 0 or len(got) == args.count:
+            ch.basic_ack(delivery_tag=method.delivery_tag, multiple=args.ack_every > 1)
+
+    tag = channel.basic_consume(args.queue, on_message)
+    while len(got) < args.count:
+        connection.process_data_events(time_limit=0.2)
+    channel.basic_cancel(tag)
+    connection.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{line}\n" for line in got))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
