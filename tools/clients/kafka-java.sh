@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Kafka round trip with Apache Kafka's Java client (kafka-clients jar): AdminClient creates the
+# topic, a default producer (idempotent) sends COUNT keyed records with headers, a consumer
+# group reads them back; OUT gets one line per record in offset order plus the count.
+#
+# Usage: tools/clients/kafka-java.sh OUT
+#   env CLIENT_HOST (127.0.0.1)  CLIENT_PORT (19092: the worker-facing proxy / fake broker)
+#       CLIENT_TOPIC (rrlab.client.java)  CLIENT_GROUP (TOPIC.group)  CLIENT_COUNT (100)
+# The jars are the Apache broker's (`rrlab brokers up kafka --kafka-impl apache` fetches them
+# into .rrlab/kafka-libs, or RRLAB_KAFKA_LIBS); the program is compiled at first use into
+# .rrlab/clients/java/<source hash>/, never committed.
+set -euo pipefail
+[ $# -eq 1 ] || { echo "usage: $0 OUT" >&2; exit 2; }
+out=$1
+root=$(cd "$(dirname "$0")/../.." && pwd)
+src=$root/tools/clients/java/KafkaRoundTrip.java
+libs=${RRLAB_KAFKA_LIBS:-$root/.rrlab/kafka-libs}
+command -v java >/dev/null && command -v javac >/dev/null || {
+  echo "kafka-java: needs java and javac (Debian: openjdk-17-jdk-headless)" >&2; exit 2; }
+if [ ! -e "$libs/.complete" ]; then
+  "$root/.venv/bin/python" -c "from brokers.kafka import ensure_libs; ensure_libs()" >&2 || {
+    echo "kafka-java: no Kafka jars in $libs" >&2; exit 2; }
+fi
+cp=""
+for pattern in kafka-clients slf4j-api lz4-java snappy-java zstd-jni log4j-api log4j-core \
+  log4j-slf4j-impl; do
+  jar=$(compgen -G "$libs/$pattern-[0-9]*.jar" | head -n1) || true
+  [ -n "$jar" ] || { echo "kafka-java: $pattern jar missing in $libs" >&2; exit 2; }
+  cp+="$jar:"
+done
+classes=$root/.rrlab/clients/java/$(sha256sum "$src" | cut -c1-16)
+if [ ! -e "$classes/KafkaRoundTrip.class" ]; then
+  mkdir -p "$(dirname "$classes")"
+  tmp=$(mktemp -d "$classes.XXXXXX")
+  javac -nowarn -cp "$cp" -d "$tmp" "$src"
+  mv -T "$tmp" "$classes" 2>/dev/null || rm -rf "$tmp"  # a concurrent compile won the race
+fi
+topic=${CLIENT_TOPIC:-rrlab.client.java}
+exec java -Xmx256m -cp "$classes:$cp" KafkaRoundTrip \
+  "${CLIENT_HOST:-127.0.0.1}:${CLIENT_PORT:-19092}" "$topic" "${CLIENT_COUNT:-100}" "$out" \
+  "${CLIENT_GROUP:-$topic.group}"
