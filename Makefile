@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: venv sysdeps lock demo test test-unit test-live lint format brokers brokers-down cassettes bench clean
+.PHONY: venv sysdeps lock demo test test-unit test-live lint format brokers brokers-down cassettes client-cassettes bench clean
 
 $(BIN)/.synced: requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -58,6 +58,12 @@ demo: venv
 ## Apache Kafka (java + mvn), RabbitMQ, amqtt, Mosquitto. NAMES=... records only those.
 cassettes: venv sysdeps
 	tools/record-cassettes $(NAMES)
+
+## Re-record the client cassettes (cassettes/client-*, one per scenario of
+## tests/replay/client_scenarios.py: Apache Kafka's Java client, amqp-tools, mosquitto_pub/sub)
+## the same way; needs java + javac. NAMES=... records only those.
+client-cassettes: venv sysdeps
+	tools/clients/record-cassettes $(NAMES)
 
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
