@@ -129,3 +129,32 @@ def _count_api(cassette: Path, api: str) -> int:
             for line in fh
             if (f := json.loads(line))["dir"] == "c2s" and f["summary"].get("api") == api
         )
+
+
+GROUP = CASSETTES / "kafka-batching-apache-group"
+GROUP_ARTIFACT = "out/kafka-batching-group/records.txt"
+
+
+def _group(*extra: str) -> list[str]:
+    return [
+        *BATCHING_CLIENT,
+        *("--count", "200", "--group", "rrlab-batching", "--topic", "rrlab.batching.group"),
+        *("--out", GROUP_ARTIFACT, *extra),
+    ]
+
+
+def test_consumer_group_on_apache_kafka_replays(tmp_path):
+    """JoinGroup (MEMBER_ID_REQUIRED, then the recorded member id), SyncGroup, OffsetFetch,
+    commits and LeaveGroup, served from a recording of a real Apache Kafka coordinator."""
+    for mode in ("transcript", "transcript", "lookup"):
+        served = assert_replays(GROUP, _group(), [GROUP_ARTIFACT], tmp_path, "--match", mode)
+        assert served.report["by_api"]["kafka"]["JoinGroup"]["matched"] >= 2
+
+
+def test_slow_group_consumer_heartbeats_are_synthesized(tmp_path):
+    """A consumer slow enough to heartbeat and auto-commit on its clock: those requests were
+    never recorded, they are answered without consuming the cassette."""
+    served = assert_replays(GROUP, _group("--slow-ms", "25"), [GROUP_ARTIFACT], tmp_path)
+    kafka = served.report["by_api"]["kafka"]
+    synthesized = {api: c["synthesized"] for api, c in kafka.items() if c["synthesized"]}
+    assert synthesized.get("Heartbeat", 0) + synthesized.get("OffsetCommit", 0) >= 1, kafka
