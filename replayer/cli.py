@@ -52,6 +52,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="RECORDED=PORT",
         help="move one recorded listen port to PORT (overrides --port-offset for it)",
     )
+    p.add_argument(
+        "--ignore-field",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="dotted path into JSON payloads left out of comparisons (adds to the cassette's "
+        "replay-rules.json)",
+    )
+    p.add_argument(
+        "--ignore-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="message header left out of comparisons (adds to replay-rules.json)",
+    )
     p.add_argument("--strict", action="store_true", help="unused recorded client frames fail")
     p.add_argument(
         "--report",
@@ -88,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .app import ReplayServer, start_logging
     from .recording import Recording
+    from .rules import load_rules
 
     try:
         recording = Recording.open(args.cassette)
@@ -95,8 +111,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rrlab serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     ports = port_map([p for _proto, p in recording.listeners()], args.port_offset, args.listen)
+    rules = load_rules(recording.path)
     options = ReplayOptions(
-        match=MatchMode(args.match), pace=Pace(args.pace), strict=bool(args.strict)
+        match=MatchMode(args.match),
+        pace=Pace(args.pace),
+        strict=bool(args.strict),
+        ignore_fields=rules["ignore_fields"] + tuple(args.ignore_field),
+        ignore_headers=rules["ignore_headers"] + tuple(args.ignore_header),
     )
     server = ReplayServer(recording, options, ports, reactor=reactor)
     server.listen_all()

@@ -77,15 +77,21 @@ def test_side_by_side_replays_on_moved_ports(tmp_path):
         assert f"listening kafka 127.0.0.1:{19093 + served.offset}" in served.stdout
 
 
-def test_changed_worker_fails_with_a_diff_naming_the_changed_field(tmp_path):
-    """One payload field computed differently: exit 1, and the diff points at `amount`."""
-    scenario = next(s for s in KAFKA_SCENARIOS if s.name == "worker-kafka-tansu")
+def _changed_worker(tmp_path: Path) -> Path:
+    """A copy of the worker whose payload field `amount` is computed differently."""
     changed = tmp_path / "changed"
     shutil.copytree(ROOT / "worker", changed / "worker")
     envelope = changed / "worker" / "envelope.py"
     source = envelope.read_text()
     assert "% 10000" in source
     envelope.write_text(source.replace("% 10000", "% 9999"))
+    return changed
+
+
+def test_changed_worker_fails_with_a_diff_naming_the_changed_field(tmp_path):
+    """One payload field computed differently: exit 1, and the diff points at `amount`."""
+    scenario = next(s for s in KAFKA_SCENARIOS if s.name == "worker-kafka-tansu")
+    changed = _changed_worker(tmp_path)
     cwd = tmp_path / "run"
     cwd.mkdir()
     with fake_broker(scenario.path, tmp_path) as served:
@@ -158,3 +164,20 @@ def test_slow_group_consumer_heartbeats_are_synthesized(tmp_path):
     kafka = served.report["by_api"]["kafka"]
     synthesized = {api: c["synthesized"] for api, c in kafka.items() if c["synthesized"]}
     assert synthesized.get("Heartbeat", 0) + synthesized.get("OffsetCommit", 0) >= 1, kafka
+
+
+def test_per_cassette_ignore_rules_let_a_declared_field_vary(tmp_path):
+    """The same changed worker replays clean once the cassette declares `amount`
+    nondeterministic (replay-rules.json beside the recording)."""
+    scenario = next(s for s in KAFKA_SCENARIOS if s.name == "worker-kafka-tansu")
+    copy = tmp_path / "cassette"
+    shutil.copytree(scenario.path, copy)
+    (copy / "replay-rules.json").write_text(json.dumps({"ignore_fields": ["amount"]}))
+    changed = _changed_worker(tmp_path)
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    with fake_broker(copy, tmp_path) as served:
+        client = run_client(scenario.argv, cwd, env={"PYTHONPATH": str(changed)}, timeout=120)
+    assert client.returncode == 0, client.stderr
+    assert served.exit_code == 0, served.stderr
+    assert served.report["totals"]["missed"] == 0
