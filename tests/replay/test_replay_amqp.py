@@ -1,0 +1,198 @@
+"""AMQP 0-9-1 replay: unmodified clients against `rrlab serve`, no broker anywhere.
+
+The worker (pika, its own random consumer tag) and rabbitmq-c's amqp-tools replay byte-identical
+in both match modes; a slow consumer lives on synthesized heartbeats; acks batched differently
+replay in lookup mode; connections opened in another order rebind; a changed client fails with
+Connection.Close 541 and a diff naming the changed field.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, assert_replays, fake_broker, recorded_artifact, run_client
+from .scenarios import SCENARIOS
+
+AMQP_SCENARIOS = [s for s in SCENARIOS if "amqp" in s.name]
+FIXTURES = ROOT / "tests" / "replay" / "amqp_cassettes"
+PIKA_CLIENT = [sys.executable, str(ROOT / "tests" / "replay" / "amqp_pika_client.py")]
+BODIES = "out/bodies.txt"
+AMQP_TOOLS = ["amqp-declare-queue", "amqp-publish", "amqp-consume", "amqp-delete-queue"]
+TOOLS_ARTIFACT = "out/amqp-tools.txt"
+TOOLS_ENV = {"CLIENT_COUNT": "50"}
+
+
+def _client_scenarios() -> list:
+    try:
+        from .client_scenarios import SCENARIOS as CLIENTS
+    except ImportError:
+        return []
+    return [s for s in CLIENTS if "amqp" in s.name and (s.path / "cassette.json").exists()]
+
+
+@pytest.mark.parametrize("scenario", AMQP_SCENARIOS, ids=lambda s: s.name)
+def test_worker_replays_byte_identical_three_times_and_in_lookup_mode(scenario, tmp_path):
+    for _ in range(3):
+        served = assert_replays(scenario.path, scenario.argv, scenario.artifacts, tmp_path)
+        assert served.report["totals"]["unused"] == 0, served.report["unused"]
+    served = assert_replays(
+        scenario.path, scenario.argv, scenario.artifacts, tmp_path, "--match", "lookup"
+    )
+    amqp = served.report["by_api"]["amqp"]
+    assert amqp["Basic.Publish"]["matched"] == 200
+    assert amqp["Basic.Ack"]["matched"] == 200
+    assert served.report["totals"]["unused"] == 0
+
+
+def test_the_live_random_consumer_tag_is_stamped_into_served_frames(tmp_path):
+    """The recording holds pika's tag of that run; this run's tag differs, and pika (which
+    drops deliveries for a tag it does not know) still gets all 200."""
+    scenario = next(s for s in AMQP_SCENARIOS if s.name == "worker-amqp-rabbitmq")
+    tags = _recorded_values(scenario.path, "Basic.Consume", "consumer_tag")
+    assert len(tags) == 1 and tags[0].startswith("ctag1."), tags
+    served = assert_replays(scenario.path, scenario.argv, scenario.artifacts, tmp_path)
+    assert served.report["by_api"]["amqp"]["Basic.Cancel"]["matched"] == 1
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_another_client_family_amqp_tools_replays(mode, tmp_path):
+    """rabbitmq-c's command-line tools: four connections, a server-named consumer tag."""
+    missing = [t for t in AMQP_TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"amqp-tools not installed: {missing}")
+    runs = [(s.path, s.argv, s.artifacts, {}) for s in _client_scenarios()]
+    runs.append((FIXTURES / "amqp-tools", _tools_argv(), [TOOLS_ARTIFACT], TOOLS_ENV))
+    for cassette, argv, artifacts, env in runs:
+        for _ in range(3 if mode == "transcript" else 1):
+            served = assert_replays(cassette, argv, artifacts, tmp_path, "--match", mode, env=env)
+            assert served.report["connections"]["bound"] == 4
+            assert served.report["totals"]["unused"] == 0, served.report["unused"]
+
+
+def test_connections_opened_in_another_order_rebind(tmp_path):
+    """amqp-publish runs before amqp-declare-queue: the publisher first binds to the recorded
+    declare connection (the openings are alike), then moves to the recorded publisher."""
+    if any(shutil.which(t) is None for t in AMQP_TOOLS):
+        pytest.skip("amqp-tools not installed")
+    cassette = FIXTURES / "amqp-tools"
+    conn = [
+        "--server=127.0.0.1",
+        "--port=15673",
+        "--vhost=rrlab",
+        "--username=rrlab",
+        "--password=any-password-at-all",
+    ]
+    queue = ["-q", "rrlab.client.amqp-tools"]
+    lines = "".join(f"msg-{i:04d} n={i} sq={i * i}\n" for i in range(50))
+    publish = ["amqp-publish", *conn, "-r", queue[1], "-C", "text/plain"]
+    publish += ["-H", "source: amqp-tools", "-l"]
+    with fake_broker(cassette, tmp_path, "--match", "lookup") as served:
+        assert run_client_input(publish, lines, tmp_path).returncode == 0
+        assert run_client(["amqp-declare-queue", *conn, *queue], tmp_path).returncode == 0
+        consumed = run_client(["amqp-consume", *conn, *queue, "-c", "50", "awk", "1"], tmp_path)
+        assert run_client(["amqp-delete-queue", *conn, *queue], tmp_path).returncode == 0
+    assert served.exit_code == 0, served.stderr
+    assert consumed.stdout.encode() == recorded_artifact(cassette, TOOLS_ARTIFACT)
+    assert served.report["totals"]["unused"] == 0
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_slow_consumer_lives_on_synthesized_heartbeats(mode, tmp_path):
+    """13 s of processing with a 1 s heartbeat: pika drops a connection that is silent for
+    6 s, so the run passes only if the fake broker beats (the recorded beats are not sent)."""
+    argv = [*PIKA_CLIENT, BODIES, "--count", "1", "--delay", "13", "--heartbeat", "1"]
+    served = assert_replays(
+        FIXTURES / "pika-slow-consumer", argv, [BODIES], tmp_path, "--match", mode
+    )
+    assert served.report["by_api"]["amqp"]["heartbeat"]["synthesized"] >= 30
+
+
+def _acks(*extra: str) -> list[str]:
+    return [*PIKA_CLIENT, BODIES, "--count", "20", "--delay", "0", "--prefetch", "100", *extra]
+
+
+def test_acks_batched_differently_replay_in_lookup_mode(tmp_path):
+    """Recorded: one ack per delivery; live: one multiple=True ack per five."""
+    served = assert_replays(
+        FIXTURES / "pika-acks", _acks("--ack-every", "5"), [BODIES], tmp_path, "--match", "lookup"
+    )
+    assert served.report["by_api"]["amqp"]["Basic.Ack"]["matched"] == 20  # recorded acks covered
+    assert served.report["totals"]["unused"] == 0
+
+
+def test_acks_batched_differently_miss_in_transcript_mode(tmp_path):
+    with fake_broker(FIXTURES / "pika-acks", tmp_path) as served:
+        client = run_client(_acks("--ack-every", "5"), tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Basic.Ack"
+    assert "Basic.Ack ch 1 args.multiple: recorded false live true" in miss["diff"]
+
+
+def test_changed_body_fails_with_close_541_and_a_diff_naming_the_field(tmp_path):
+    with fake_broker(FIXTURES / "pika-acks", tmp_path, "--match", "lookup") as served:
+        client = run_client(_acks("--extra", "x"), tmp_path)
+    assert client.returncode != 0
+    assert "541" in client.stderr and "body.extra" in client.stderr, client.stderr
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Basic.Publish" and miss["closest"]["body"]["json"]["n"] == 0
+    assert miss["diff"] == ['Basic.Publish ch 1 body.extra: recorded (absent) live "x"']
+    assert "MISS amqp Basic.Publish" in served.stderr
+
+
+def test_changed_worker_fails_with_a_diff_naming_the_changed_field(tmp_path):
+    """One payload field computed differently: exit 1, and the diff points at `amount`."""
+    scenario = next(s for s in AMQP_SCENARIOS if s.name == "worker-amqp-rabbitmq")
+    changed = tmp_path / "changed"
+    shutil.copytree(ROOT / "worker", changed / "worker")
+    envelope = changed / "worker" / "envelope.py"
+    source = envelope.read_text()
+    assert "% 10000" in source
+    envelope.write_text(source.replace("% 10000", "% 9999"))
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    with fake_broker(scenario.path, tmp_path) as served:
+        client = run_client(scenario.argv, cwd, env={"PYTHONPATH": str(changed)})
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Basic.Publish"
+    assert any("body.amount: recorded" in line for line in miss["diff"]), miss["diff"]
+
+
+def test_other_seed_fails_naming_the_queue(tmp_path):
+    scenario = next(s for s in AMQP_SCENARIOS if s.name == "worker-amqp-rabbitmq")
+    argv = [*scenario.argv[: scenario.argv.index("--seed") + 1], "2", "--out", "out/x"]
+    with fake_broker(scenario.path, tmp_path) as served:
+        client = run_client(argv, tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    assert served.report["misses"][0]["diff"] == [
+        'Queue.Declare ch 1 args.queue: recorded "rrlab.worker.1" live "rrlab.worker.2"'
+    ]
+
+
+def _tools_argv() -> list[str]:
+    return [str(ROOT / "tools" / "clients" / "amqp-tools.sh"), TOOLS_ARTIFACT]
+
+
+def run_client_input(argv: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def _recorded_values(cassette: Path, method: str, arg: str) -> list:
+    out = []
+    with open(cassette / "frames.jsonl", "rb") as fh:
+        for line in fh:
+            summary = json.loads(line)["summary"]
+            if summary.get("method") == method:
+                out.append(summary["args"][arg])
+    return out
