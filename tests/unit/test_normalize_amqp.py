@@ -1,0 +1,167 @@
+"""AMQP match keys on the committed cassettes: messages assembled, what is ignored, the diff."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pamqp.body
+import pamqp.commands as cmd
+import pamqp.encode
+import pamqp.frame
+import pamqp.header
+import pytest
+
+from rr.codecs import Direction, decoder_for
+from rr.normalize import amqp as norm
+from rr.redact import PLACEHOLDER
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "cassettes" / "worker-amqp-rabbitmq"
+TOOLS = ROOT / "tests" / "replay" / "amqp_cassettes" / "amqp-tools"
+
+
+def client_frames(cassette: Path, conn: int = 1) -> list[bytes]:
+    out = []
+    with open(cassette / "frames.jsonl", "rb") as fh:
+        for line in fh:
+            frame = json.loads(line)
+            if frame["conn"] == conn and frame["dir"] == "c2s":
+                out.append(base64.b64decode(frame["raw"]))
+    return out
+
+
+def messages(raws: list[bytes]) -> list[norm.Message]:
+    decoder, assembler = decoder_for("amqp"), norm.Assembler()
+    out = []
+    for raw in raws:
+        message = assembler.feed(decoder.decode(Direction.C2S, raw).summary, raw)
+        if message is not None:
+            out.append(message)
+    return out
+
+
+def one(frame_value, channel: int = 1) -> bytes:
+    return pamqp.frame.marshal(frame_value, channel)
+
+
+def publish_frames(body: bytes, split: int | None = None, **props) -> list[bytes]:
+    chunks = [body] if split is None else [body[:split], body[split:]]
+    header = pamqp.header.ContentHeader(0, len(body), cmd.Basic.Properties(**props))
+    return [
+        one(cmd.Basic.Publish(exchange="", routing_key="q")),
+        one(header),
+        *(pamqp.frame.marshal(pamqp.body.ContentBody(c), 1) for c in chunks),
+    ]
+
+
+def test_worker_cassette_assembles_each_publish_with_its_content():
+    msgs = messages(client_frames(WORKER))
+    publishes = [m for m in msgs if m.name == "Basic.Publish"]
+    assert len(publishes) == 200
+    first = norm.normalized(publishes[0])
+    assert first["body"]["json"]["seq"] == 0
+    assert first["properties"]["headers"]["key"] == first["body"]["json"]["key"]
+    assert all(m.frames == 3 for m in publishes)
+    assert [m.name for m in msgs[:3]] == [
+        norm.PROTOCOL_HEADER,
+        "Connection.StartOk",
+        "Connection.TuneOk",
+    ]
+
+
+def test_startok_compares_mechanism_and_user_never_the_secret_or_client_software():
+    recorded = messages(client_frames(WORKER)[:2])[1]
+    assert norm.normalized(recorded)["args"] == {
+        "locale": "en_US",
+        "mechanism": "PLAIN",
+        "response": {"user": "rrlab"},
+    }
+    live = cmd.Connection.StartOk(
+        client_properties={"product": "another client", "version": "9"},
+        mechanism="PLAIN",
+        response="\0rrlab\0the-real-password",
+        locale="en_US",
+    )
+    other_user = cmd.Connection.StartOk(
+        mechanism="PLAIN", response="\0guest\0" + PLACEHOLDER.decode(), locale="en_US"
+    )
+    key = norm.match_key(recorded)
+    assert norm.match_key(messages([one(live, 0)])[0]) == key
+    assert norm.match_key(messages([one(other_user, 0)])[0]) != key
+
+
+def test_amqplain_user_is_read_from_its_table():
+    response = pamqp.encode.field_table({"LOGIN": "rrlab", "PASSWORD": "x"})[4:]
+    start_ok = cmd.Connection.StartOk(mechanism="AMQPLAIN", response=response.decode())
+    assert norm.sasl_user(one(start_ok, 0)) == "rrlab"
+
+
+def test_a_body_split_at_another_frame_max_matches():
+    body = json.dumps({"n": 17, "word": "cobalt"}).encode()
+    whole = messages(publish_frames(body, content_type="application/json"))
+    split = messages(publish_frames(body, split=5, content_type="application/json"))
+    assert len(whole) == len(split) == 1 and split[0].frames == 4
+    assert norm.match_key(whole[0]) == norm.match_key(split[0])
+
+
+def test_client_chosen_consumer_tag_is_ignored_but_an_empty_one_is_not():
+    def consume(tag: str) -> norm.Message:
+        return messages([one(cmd.Basic.Consume(queue="q", consumer_tag=tag))])[0]
+
+    assert norm.match_key(consume("ctag1.aaaa")) == norm.match_key(consume("ctag1.bbbb"))
+    assert norm.match_key(consume("")) != norm.match_key(consume("ctag1.aaaa"))
+
+
+def test_cancel_compares_the_recorded_tag_the_live_one_was_mapped_to():
+    recorded = messages([one(cmd.Basic.Cancel(consumer_tag="ctag1.rec"))])[0]
+    live = messages([one(cmd.Basic.Cancel(consumer_tag="ctag1.live"))])[0]
+    mapped = norm.Options(live_tags={"ctag1.live": "ctag1.rec"})
+    assert norm.match_key(live, mapped) == norm.match_key(recorded)
+    assert norm.match_key(live) != norm.match_key(recorded)
+
+
+def test_heartbeats_are_liveness():
+    raw = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    summary = decoder_for("amqp").decode(Direction.C2S, raw).summary
+    assert norm.is_liveness(summary)
+    assert not norm.is_liveness({"frame": "method", "method": "Basic.Ack"})
+
+
+def test_diff_names_the_changed_payload_field():
+    rec = messages(publish_frames(b'{"n": 17, "word": "dune"}', content_type="a/b"))[0]
+    live = messages(publish_frames(b'{"n": 18, "word": "dune"}', content_type="a/c"))[0]
+    assert norm.diff(norm.normalized(rec), norm.normalized(live)) == [
+        'Basic.Publish ch 1 properties.content_type: recorded "a/b" live "a/c"',
+        "Basic.Publish ch 1 body.n: recorded 17 live 18",
+    ]
+
+
+def test_diff_of_text_bodies_and_of_different_methods():
+    rec = messages(publish_frames(b"msg-0001 n=1"))[0]
+    live = messages(publish_frames(b"msg-0001 n=2"))[0]
+    assert norm.diff(norm.normalized(rec), norm.normalized(live)) == [
+        'Basic.Publish ch 1 body: recorded "msg-0001 n=1" live "msg-0001 n=2"'
+    ]
+    ack = messages([one(cmd.Basic.Ack(delivery_tag=1))])[0]
+    assert norm.diff(norm.normalized(ack), norm.normalized(live)) == [
+        "Basic.Publish ch 1: recorded Basic.Ack ch 1 live Basic.Publish ch 1"
+    ]
+
+
+def test_user_ignore_rules_drop_json_fields_and_headers():
+    a = messages(publish_frames(b'{"n": 1, "ts": 100}', headers={"trace": "a", "k": "v"}))[0]
+    b = messages(publish_frames(b'{"n": 1, "ts": 200}', headers={"trace": "b", "k": "v"}))[0]
+    assert norm.match_key(a) != norm.match_key(b)
+    opts = norm.Options(ignore_fields=("ts",), ignore_headers=("trace",))
+    assert norm.match_key(a, opts) == norm.match_key(b, opts)
+
+
+@pytest.mark.parametrize("conn", [1, 2, 3, 4])
+def test_amqp_tools_connections_normalize_without_strays(conn):
+    msgs = messages(client_frames(TOOLS, conn))
+    names = {m.name for m in msgs}
+    assert not names & {"header", "body"}, names  # every content frame joined its method
+    assert msgs[1].name == "Connection.StartOk"
+    assert norm.normalized(msgs[1])["args"]["response"] == {"user": "rrlab"}
