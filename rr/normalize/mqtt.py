@@ -240,6 +240,8 @@ def diff(
 ) -> list[str]:
     """Field-level differences after normalization, e.g.
     `PUBLISH topic t payload.n: recorded 17 live 18`; the payload compared as JSON when it is."""
+    if recorded.get("packet") != live.get("packet"):  # another packet: its fields say nothing
+        return [f"packet: recorded {describe(recorded)} live {describe(live)}"]
     lines: list[str] = []
     _leaf_diffs("", normalize(recorded), normalize(live), lines)
     if recorded_payload != live_payload:
@@ -249,8 +251,7 @@ def diff(
         _leaf_diffs("payload", rec_v, live_v, lines)
         if len(lines) == before:
             lines.append("payload: same JSON value, different bytes")
-    name = describe(live if live.get("packet") == recorded.get("packet") else recorded)
-    return [f"{name} {line}" for line in lines[:MAX_DIFF_LINES]]
+    return [f"{describe(live)} {line}" for line in lines[:MAX_DIFF_LINES]]
 
 
 def view(summary: Summary, payload: bytes | None) -> Summary:

@@ -8,6 +8,7 @@
 # Usage: tests/replay/mqtt_mosquitto_round_trip.sh OUT
 #   env MQTT_PORT (11883)  MQTT_TOPIC (rrlab/replay/mosquitto)  MQTT_COUNT (20)
 #       MQTT_VERSION (mqttv311 | mqttv5)  MQTT_KEEPALIVE (60)  MQTT_PAUSE (0)  MQTT_SEED (1)
+#       MQTT_WAIT (60: seconds mosquitto_sub waits for its messages)
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUT" >&2; exit 2; }
 out=$1
@@ -22,7 +23,7 @@ raw=$(mktemp)
 sub=""
 trap 'rm -f "$raw"; [ -n "$sub" ] && kill "$sub" 2>/dev/null; true' EXIT
 common=(-h 127.0.0.1 -p "$port" -t "$topic" -q 1 -V "$version" -k "$keepalive")
-stdbuf -oL mosquitto_sub -d "${common[@]}" -C "$count" -W 60 -F 'MSG %t %q %p' >"$raw" &
+stdbuf -oL mosquitto_sub -d "${common[@]}" -C "$count" -W "${MQTT_WAIT:-60}" -F 'MSG %t %q %p' >"$raw" &
 sub=$!
 for _ in $(seq 300); do
   grep -q 'received SUBACK' "$raw" && break

@@ -225,3 +225,8 @@ def test_disconnect_and_connack_builders_decode():
     }
     v5 = decode(encode_connack(0x83, v5=True, reason_string="no"), S2C, level=5)[0]
     assert v5["reason_code"] == 0x83 and v5["properties"] == {"reason_string": "no"}
+
+
+def test_another_packet_type_is_one_line():
+    lines = norm.diff({"packet": "PUBACK", "packet_id": 1}, {"packet": "DISCONNECT"})
+    assert lines == ["packet: recorded PUBACK live DISCONNECT"]
