@@ -9,6 +9,7 @@ Connection.Close 541 and a diff naming the changed field.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -196,3 +197,34 @@ def _recorded_values(cassette: Path, method: str, arg: str) -> list:
             if summary.get("method") == method:
                 out.append(summary["args"][arg])
     return out
+
+
+def test_recorded_pace_replays(tmp_path):
+    """Server frames keep their recorded delay after the client message that released them."""
+    scenario = next(s for s in AMQP_SCENARIOS if s.name == "worker-amqp-rabbitmq")
+    served = assert_replays(
+        scenario.path, scenario.argv, scenario.artifacts, tmp_path, "--pace", "recorded"
+    )
+    assert served.report["pace"] == "recorded"
+
+
+def test_side_by_side_replays_on_moved_ports(tmp_path):
+    """Two fake brokers of one cassette at once, each worker on its own moved port."""
+    scenario = next(s for s in AMQP_SCENARIOS if s.name == "worker-amqp-rabbitmq")
+    runs = []
+    for offset in (1000, 2000):
+        cwd = tmp_path / f"side-{offset}"
+        cwd.mkdir()
+        ctx = fake_broker(scenario.path, tmp_path, offset=offset)
+        served = ctx.__enter__()
+        url = f"amqp://rrlab:any-password@127.0.0.1:{15673 + offset}/rrlab"
+        env = {**os.environ, "AMQP_URL": url}
+        proc = subprocess.Popen(scenario.argv, cwd=cwd, env=env, stderr=subprocess.PIPE)
+        runs.append((ctx, served, proc, cwd))
+    for ctx, served, proc, cwd in runs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+        ctx.__exit__(None, None, None)
+        assert served.exit_code == 0, served.stderr
+        for name in scenario.artifacts:
+            assert (cwd / name).read_bytes() == recorded_artifact(scenario.path, name)
+        assert f"listening amqp 127.0.0.1:{15673 + served.offset}" in served.stdout
