@@ -1,0 +1,129 @@
+"""rr.normalize.kafka and the replayer's Kafka response builder, on real kio entities and on the
+committed cassettes."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+
+import pytest
+from kio.index import load_request_schema
+from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map, schema_name_map
+from kio.static.constants import EntityType
+
+from replayer.kafka_build import blank, item_cls, with_errors
+from rr.cassette import CassetteReader
+from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs.kafka import decode_response_body, encode_response, response_schema
+from rr.normalize import kafka as norm
+from rr.normalize import payload
+
+CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
+
+
+def _requests(name: str):
+    decoder = decoder_for(Proto.KAFKA)
+    for frame in CassetteReader.open(CASSETTES / name).frames():
+        decoded = decoder.decode(frame.dir, frame.raw)
+        if frame.dir is Direction.C2S and decoded.body is not None:
+            yield decoded.summary, decoded.body
+
+
+def test_keys_of_a_recording_are_stable_and_ignore_client_software():
+    """Decoding the same cassette twice gives the same keys; ApiVersions' KIP-511 client
+    software fields and every timeout do not count."""
+    first = [
+        norm.request_key(s["api_key"], s["version"], b) for s, b in _requests("worker-kafka-tansu")
+    ]
+    second = [
+        norm.request_key(s["api_key"], s["version"], b) for s, b in _requests("worker-kafka-tansu")
+    ]
+    assert first == second and len(first) > 5
+    summary, body = next(
+        (s, b) for s, b in _requests("worker-kafka-tansu") if s["api"] == "ApiVersions"
+    )
+    other = dataclasses.replace(
+        body, client_software_name="someone-else", client_software_version="9.9"
+    )
+    assert norm.request_key(18, summary["version"], body) == norm.request_key(
+        18, summary["version"], other
+    )
+    summary, body = next(
+        (s, b) for s, b in _requests("worker-kafka-tansu") if s["api"] == "CreateTopics"
+    )
+    slower = dataclasses.replace(body, timeout=datetime.timedelta(seconds=99))
+    assert norm.request_key(19, summary["version"], body) == norm.request_key(
+        19, summary["version"], slower
+    )
+
+
+def test_a_changed_topic_changes_the_key_and_the_diff_names_it():
+    summary, body = next(
+        (s, b) for s, b in _requests("worker-kafka-tansu") if s["api"] == "CreateTopics"
+    )
+    topic = body.topics[0]
+    renamed = dataclasses.replace(body, topics=(dataclasses.replace(topic, name="other"),))
+    v = summary["version"]
+    assert norm.request_key(19, v, body) != norm.request_key(19, v, renamed)
+    diff = norm.view_diff(norm.request_view(19, body), norm.request_view(19, renamed))
+    assert diff == [f"topics[0].name: recorded {topic.name!r} live 'other'"]
+
+
+def test_sasl_authenticate_matches_any_credential():
+    cls = load_request_schema(36, 2)
+    a = blank(cls, auth_bytes=b"\x00user\x00rrlab-redacted")
+    b = blank(cls, auth_bytes=b"\x00user\x00the-real-password")
+    assert norm.request_key(36, 2, a) == norm.request_key(36, 2, b)
+
+
+def test_record_diff_is_field_level_and_honours_ignore_rules():
+    rec = norm.RecordFace(b"k", b'{"n":17,"ts":1}', (("seq", b"17"),))
+    live = norm.RecordFace(b"k", b'{"n":18,"ts":2}', (("seq", b"17"),))
+    where = "Produce topic t partition 0 record 17"
+    assert norm.record_diff(where, rec, live) == [
+        f"{where} value.n: recorded 17 live 18",
+        f"{where} value.ts: recorded 1 live 2",
+    ]
+    assert norm.record_diff(where, rec, live, ignore_fields=["ts"]) == [
+        f"{where} value.n: recorded 17 live 18"
+    ]
+    other_header = norm.RecordFace(b"k", rec.value, (("seq", b"18"),))
+    assert norm.record_diff(where, rec, other_header) == [
+        f"{where} header seq: recorded 17 live 18"
+    ]
+    assert norm.record_diff(where, rec, other_header, ignore_headers=["seq"]) == []
+
+
+def test_payload_diff_of_text_and_binary():
+    assert payload.diff("body", b"abc", b"abd") == ['body: recorded "abc" live "abd"']
+    assert payload.diff("body", b"\xff\x00", b"\xff\x01")[0].startswith("body: recorded <2 bytes")
+    assert payload.diff("body", b'{"a":{"b":1}}', b'{"a":{"b":2}}') == [
+        "body.a.b: recorded 1 live 2"
+    ]
+    assert payload.equal(b'{"a":1,"t":1}', b'{"t":2,"a":1}', ["t"])
+
+
+def _response_schemas():
+    for key, name in api_key_map.items():
+        for version, kinds in schema_name_map.get(name, {}).items():
+            if EntityType.response in kinds:
+                yield key, version
+
+
+@pytest.mark.parametrize("api_key,version", list(_response_schemas()))
+def test_blank_builds_every_response_kio_knows(api_key, version):
+    """Synthesized answers (heartbeats, errors) encode and decode for every API and version."""
+    cls = response_schema(api_key, version)
+    entity = with_errors(blank(cls), ErrorCode.unknown_server_error)
+    raw = encode_response(api_key, version, 42, entity)
+    assert decode_response_body(api_key, version, raw) == entity
+    if any(f.name == "error_code" for f in dataclasses.fields(cls)):
+        assert entity.error_code is ErrorCode.unknown_server_error
+
+
+def test_item_cls_finds_nested_entities():
+    cls = response_schema(0, 9)
+    topic = item_cls(cls, "responses")
+    assert item_cls(topic, "partition_responses").__name__ == "PartitionProduceResponse"
