@@ -39,7 +39,11 @@ STOP_TIMEOUT = 60.0  # seconds for the proxy to finalize after SIGTERM
 
 
 class Interrupted(Exception):
-    """SIGTERM/SIGINT while recording: stop everything, publish nothing."""
+    """SIGTERM/SIGINT while recording: stop everything, publish nothing, exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -219,7 +223,7 @@ def _publish(tmp: Path, cassette: Path) -> None:
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    raise Interrupted(signum)
 
 
 def _say(text: str) -> None:
@@ -270,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except Interrupted as exc:
         _say(f"interrupted ({exc}): {args.cassette} left unchanged")
-        return 130
+        return 128 + exc.signum
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,31 @@ def test_rewrite_replaces_only_when_the_command_succeeds(tmp_path):
         "out/a": hashlib.sha256(b"three").hexdigest()
     }
     assert [p.name for p in (tmp_path / "cassettes").iterdir()] == ["c"]
+
+
+def test_sigterm_while_recording_keeps_the_old_cassette(tmp_path):
+    """An interrupted `rewrite` stops CMD and the proxy, publishes nothing, exits 128+15."""
+    args = ["--cassette", "cassettes/c", "--mode", "rewrite", "--"]
+    assert _record(tmp_path, *args, *_writes("out/a", "one")).returncode == 0
+    before = _snapshot(tmp_path / "cassettes")
+    upstream = f"127.0.0.1:{_free_port()}"
+    marker = tmp_path / "still-running"
+    sleeper = [sys.executable, "-c", f"import time; time.sleep(6); open({str(marker)!r}, 'w')"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rrlab", "record", "--mqtt", f"{_free_port()}={upstream}",
+         "--allow-upstream", upstream, *args, *sleeper],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    assert "listening" in proc.stderr.readline()
+    time.sleep(1)  # CMD is running now
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    assert "interrupted (SIGTERM)" in proc.stderr.read()
+    assert _snapshot(tmp_path / "cassettes") == before
+    assert [p.name for p in (tmp_path / "cassettes").iterdir()] == ["c"]
+    time.sleep(7)
+    assert not marker.exists()  # CMD was stopped, not left behind
 
 
 def test_missing_artifact_publishes_nothing(tmp_path):
