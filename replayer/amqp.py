@@ -45,56 +45,71 @@ class Step:
 
     pos: int
     message: norm.Message
-    key: bytes
     indexes: list[int]
     trigger: RecFrame
     replies: list[RecFrame] = field(default_factory=list)
+    key_: bytes | None = None
 
 
 class Transcript:
-    """A recorded connection as steps, with the unused ones indexed by key (for lookup)."""
+    """A recorded connection as steps. Keys are computed when first compared, and the index of
+    unused steps by key only when lookup asks for it (a long cassette binds at once)."""
 
     def __init__(self, rc: RecordedConn, opts: norm.Options) -> None:
         self.rc = rc
+        self.opts = opts
         self.steps: list[Step] = []
-        decoder = decoder_for(Proto.AMQP)
         assembler = norm.Assembler()
         indexes: list[int] = []
         for frame in rc.frames:
-            if frame.dir is Direction.S2C:
-                if self.steps and not norm.is_liveness(frame.summary):
-                    self.steps[-1].replies.append(frame)
-                continue
             if norm.is_liveness(frame.summary):
                 continue
-            summary = decoder.decode(Direction.C2S, frame.raw).summary
-            indexes.append(frame.index)
-            message = assembler.feed(summary, frame.raw)
-            if message is None:
+            if frame.dir is Direction.S2C:
+                if self.steps:
+                    self.steps[-1].replies.append(frame)
                 continue
-            key = norm.match_key(message, opts)
-            self.steps.append(Step(len(self.steps), message, key, indexes, frame))
-            indexes = []
+            indexes.append(frame.index)
+            message = assembler.feed(frame.summary, frame.raw)
+            if message is not None:
+                self.steps.append(Step(len(self.steps), message, indexes, frame))
+                indexes = []
         self.next = 0  # first unused step (transcript order)
         self.done: set[int] = set()
-        self.by_key: dict[bytes, deque[int]] = {}
-        for step in self.steps:
-            self.by_key.setdefault(step.key, deque()).append(step.pos)
+        self._by_key: dict[bytes, deque[int]] | None = None
+
+    def key(self, step: Step) -> bytes:
+        if step.key_ is None:
+            step.key_ = norm.match_key(step.message, self.opts)
+        return step.key_
 
     def use(self, step: Step) -> None:
         self.done.add(step.pos)
         self.rc.used.update(step.indexes)
-        queue = self.by_key.get(step.key)
-        if queue is not None and step.pos in queue:
-            queue.remove(step.pos)
+        if self._by_key is not None:
+            queue = self._by_key.get(self.key(step))
+            if queue is not None and step.pos in queue:
+                queue.remove(step.pos)
         while self.next < len(self.steps) and self.next in self.done:
             self.next += 1
+
+    def forget(self) -> None:
+        """Undo every use (the live connection moved to another recorded one)."""
+        for step in self.steps:
+            if step.pos in self.done:
+                self.rc.used.difference_update(step.indexes)
+        self.done.clear()
+        self.next = 0
+        self._by_key = None
 
     def upcoming(self) -> Step | None:
         return self.steps[self.next] if self.next < len(self.steps) else None
 
     def earliest(self, key: bytes) -> Step | None:
-        queue = self.by_key.get(key)
+        if self._by_key is None:
+            self._by_key = {}
+            for step in self.unused():
+                self._by_key.setdefault(self.key(step), deque()).append(step.pos)
+        queue = self._by_key.get(key)
         return self.steps[queue[0]] if queue else None
 
     def unused(self) -> Iterable[Step]:
@@ -146,9 +161,9 @@ class Session(BaseSession):
             if not candidates:
                 self._refuse(message, "no recorded AMQP connection left to serve")
                 return
-            self.greeter = self._transcript(candidates[0])
-            first = self.greeter.steps[0] if self.greeter.steps else None
-            if first is None or first.key != norm.match_key(message, self.opts):
+            greeter = self.greeter = self._transcript(candidates[0])
+            first = greeter.steps[0] if greeter.steps else None
+            if first is None or greeter.key(first) != norm.match_key(message, self.opts):
                 self._miss_step(message, first, "protocol header differs from the recording")
                 return
             self.report.matched(self.proto, norm.PROTOCOL_HEADER)
@@ -161,8 +176,13 @@ class Session(BaseSession):
         greeter = self.greeter
 
         def fits(rc: RecordedConn) -> bool:
-            steps = self._transcript(rc).steps
-            return len(steps) > 1 and steps[1].key == key and steps[0].key == greeter.steps[0].key
+            tr = self._transcript(rc)
+            steps = tr.steps
+            return (
+                len(steps) > 1
+                and tr.key(steps[1]) == key
+                and tr.key(steps[0]) == greeter.key(greeter.steps[0])
+            )
 
         rc = self.ctx.recording.claim(
             self.proto, self.listener.recorded_port, self.link.live_id, fits
@@ -197,7 +217,7 @@ class Session(BaseSession):
     def _find(self, tr: Transcript, message: norm.Message, key: bytes) -> list[Step] | None:
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
             step = tr.upcoming()
-            return [step] if step is not None and step.key == key else None
+            return [step] if step is not None and tr.key(step) == key else None
         step = tr.earliest(key)
         if step is not None:
             return [step]
@@ -311,42 +331,28 @@ class Session(BaseSession):
         served bytes) and goes on like the live one: move there (connections opened in another
         order than recorded, whose openings look alike)."""
         assert self.transcript is not None and self.bound is not None
-        done = self.history
+        old, done = self.transcript, self.history
         for rc in self._candidates():
             tr = self._transcript(rc)
             if tr.done or len(tr.steps) <= len(done):
                 continue
             if any(
-                a.key != b.key or [f.raw for f in a.replies] != [f.raw for f in b.replies]
+                old.key(a) != tr.key(b) or [f.raw for f in a.replies] != [f.raw for f in b.replies]
                 for a, b in zip(done, tr.steps, strict=False)
             ):
                 continue
             for step in tr.steps[: len(done)]:
                 tr.use(step)
             if self._find(tr, message, key) is None:
-                self._forget(tr)
+                tr.forget()
                 continue
-            old = self.transcript
-            self._forget(old)
+            old.forget()
             old.rc.claimed_by = None
             rc.claimed_by = self.link.live_id
             self.bound, self.transcript = rc, tr
             self.history = list(tr.steps[: len(done)])
             return True
         return False
-
-    @staticmethod
-    def _forget(tr: Transcript) -> None:
-        for step in tr.steps:
-            if step.pos in tr.done:
-                tr.rc.used.difference_update(step.indexes)
-                tr.by_key.setdefault(step.key, deque()).append(step.pos)
-        for queue in tr.by_key.values():
-            ordered = sorted(set(queue))
-            queue.clear()
-            queue.extend(ordered)
-        tr.done.clear()
-        tr.next = 0
 
     # -- misses --------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import struct
 from collections.abc import Callable, Mapping
@@ -44,10 +43,15 @@ class Message:
     frames: int = 1
 
     def view(self) -> dict[str, Any]:
-        """JSON-able form, the body as JSON when it parses, else text, else base64."""
-        out: dict[str, Any] = {"channel": self.channel, "method": self.name, "args": self.args}
+        """JSON-able form, the body as JSON when it parses, else text, else base64. A fresh
+        copy down to what the rules edit (args, properties and their headers table)."""
+        args = dict(self.args)
+        out: dict[str, Any] = {"channel": self.channel, "method": self.name, "args": args}
         if self.properties is not None:
-            out["properties"] = self.properties
+            props = dict(self.properties)
+            if isinstance(props.get("headers"), dict):
+                props["headers"] = dict(props["headers"])
+            out["properties"] = props
         if self.body is not None:
             out["body"] = body_value(self.body)
         return out
@@ -200,13 +204,15 @@ def _drop_path(value: Any, parts: list[str]) -> None:
 
 
 RULES: tuple[Rule, ...] = (any_credentials, consumer_tag_from_client, ignore_user_fields)
+_DEFAULTS = Options()
 
 
 def normalized(message: Message, opts: Options | None = None) -> dict[str, Any]:
     """The message as compared: its JSON-able view with every rule applied."""
-    view = copy.deepcopy(message.view())  # the rules edit it
+    view = message.view()
+    opts = opts or _DEFAULTS
     for rule in RULES:
-        rule(view, opts or Options())
+        rule(view, opts)
     return view
 
 
