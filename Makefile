@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: venv sysdeps lock demo test test-unit test-live lint format brokers brokers-down cassettes client-cassettes bench clean
+.PHONY: venv sysdeps lock demo test test-unit test-replay test-live lint format brokers brokers-down cassettes client-cassettes bench clean
 
 $(BIN)/.synced: requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -39,7 +39,11 @@ test: venv sysdeps
 	$(BIN)/pytest -q
 
 test-unit: venv
-	$(BIN)/pytest -q -m "not live"
+	$(BIN)/pytest -q -m "not live" --ignore=tests/replay
+
+## Replay-only tier: committed cassettes served by `rrlab serve`, no broker may run.
+test-replay: venv sysdeps
+	$(BIN)/pytest -q tests/replay
 
 test-live: venv sysdeps
 	$(BIN)/pytest -q -m live
