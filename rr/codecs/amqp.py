@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import marshal
 import re
 import struct
 from typing import Any
@@ -133,6 +134,10 @@ class AmqpDecoder:
             return self._header(direction, raw)
         return self.decode_pamqp(direction, raw)
 
+    def redecode(self, direction: Direction, raw: bytes, decoded: Decoded) -> Decoded:
+        """Decode a changed copy of the frame `decoded` came from (AMQP frames read alone)."""
+        return self.decode(direction, raw)
+
     def _header(self, direction: Direction, raw: bytes) -> Decoded:
         """A content header with properties: publishers repeat the same few property sets, so
         pamqp reads each distinct one once (the properties depend on those bytes alone)."""
@@ -143,14 +148,14 @@ class AmqpDecoder:
             if "error" not in decoded.summary:
                 if len(_PROPERTIES) >= _PROPERTIES_MAX:
                     _PROPERTIES.clear()
-                _PROPERTIES[key] = dict(decoded.summary["properties"])
+                _PROPERTIES[key] = marshal.dumps(decoded.summary["properties"])
             return decoded
         return Decoded(
             {
                 "body_size": int.from_bytes(raw[11:19], "big"),
                 "channel": (raw[1] << 8) | raw[2],
                 "frame": "header",
-                "properties": dict(props),
+                "properties": marshal.loads(props),
             }
         )
 
@@ -244,8 +249,10 @@ def _shortstr(p: bytes, at: int) -> tuple[str, int]:
     return p[at + 1 : end].decode("utf-8"), end
 
 
-#: content-header properties by their wire bytes (bounded: cleared when full)
-_PROPERTIES: dict[bytes, dict[str, Any]] = {}
+#: content-header properties by their wire bytes (bounded: cleared when full), stored frozen
+#: (marshal bytes: JSON-able values only) so every summary gets its own deep copy, whatever a
+#: caller does to the last one (C speed: far cheaper than copy.deepcopy)
+_PROPERTIES: dict[bytes, bytes] = {}
 _PROPERTIES_MAX = 256
 
 

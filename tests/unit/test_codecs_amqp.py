@@ -76,3 +76,25 @@ def test_heartbeat_and_unreadable_method():
     (frame,) = AmqpFramer(S2C).feed(bogus)
     got = dec.decode(S2C, frame.raw)
     assert got.summary["channel"] == 1 and "pamqp cannot read" in got.summary["error"]
+
+
+def test_cached_properties_are_every_summary_s_own():
+    """Publishers repeat property sets, so the decoder reads each once; what it hands out must
+    still be a fresh copy: a caller changing a nested header changes no later summary."""
+    props = commands.Basic.Properties(
+        content_type="application/json",
+        headers={"trace": {"ids": [1, 2], "who": "w1"}, "n": 1},
+        message_id="m-7",
+    )
+    raw = pamqp.frame.marshal(header.ContentHeader(body_size=5, properties=props), 2)
+    first = decoder_for("amqp").decode(S2C, raw).summary
+    expected = dumps(first)
+    first["properties"]["headers"]["trace"]["ids"].append(3)  # the pamqp-path summary
+    first["properties"]["headers"]["trace"]["who"] = "changed"
+    for _ in range(3):  # each from the cache now
+        again = decoder_for("amqp").decode(S2C, raw).summary
+        assert dumps(again) == expected
+        again["properties"]["headers"]["trace"]["ids"].clear()
+        again["properties"]["headers"].pop("n")
+        again["properties"]["content_type"] = "text/plain"
+    assert dumps(decoder_for("amqp").decode(S2C, raw).summary) == expected
