@@ -15,19 +15,15 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs import Direction, Proto
 from rr.kafka_rewrite import KafkaNode, NodeMap
 from rr.policy import BudgetExceeded
-from rr.record import ConnectionRecorder
-from rr.redact import redact
+from rr.record import recorder_for
 
 from .forward import ListenFactory, Pair, Route
-from .kafka_stream import KafkaResponseRewriter
 from .metrics import ProxyMetrics
 
 log = Logger(namespace="rrlab.proxy")
-
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class ProxyApp:
@@ -149,16 +145,12 @@ class ProxyApp:
             pair.abort("proxy stopping")
             return
         conn = self.writer.open_connection(route.proto, route.listen, route.upstream)
-        rewriter = None
-        if route.proto == Proto.KAFKA:
-            rewriter = KafkaResponseRewriter(self.node_map, self._rewrite_event)
-        pair.recorder = ConnectionRecorder(
+        pair.recorder = recorder_for(
             self.writer,
             conn,
             route.proto,
-            decoder=decoder_for(route.proto),
-            redactor=redact,
-            rewriter=rewriter,
+            node_map=self.node_map,
+            on_rewrite=self._rewrite_event,
             max_frame_bytes=self.max_frame_bytes,
             on_frames=self.metrics.on_frames,
         )

@@ -15,9 +15,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.twisted import MetricsResource
 
 from rr.codecs import Direction, Proto
-from rr.record import api_label
-
-from .kafka_stream import RewriteEvent
+from rr.kafka_rewrite import RewriteEvent
+from rr.protocols import protocol_for
 
 
 class ProxyMetrics:
@@ -67,13 +66,16 @@ class ProxyMetrics:
         self,
         proto: Proto,
         direction: Direction,
-        frames: Sequence[tuple[dict[str, Any], bytes, bool]],
+        frames: Sequence[Sequence[Any]],
     ) -> None:
-        """Count the recorded frames (summary, raw, redacted) of one chunk of one direction."""
+        """Count the recorded frames of one chunk of one direction: each a sequence starting
+        (summary, raw, redacted), as the recorder writes them."""
         tally: dict[str, list[int]] = {}
         size_all = redacted_n = 0
-        for summary, raw, redacted in frames:
-            label = api_label(summary)
+        label_of = protocol_for(proto).label
+        for frame in frames:
+            summary, raw, redacted = frame[0], frame[1], frame[2]
+            label = label_of(summary)
             size = len(raw)
             size_all += size
             counts = tally.get(label)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rr.canonical import dumps
 from rr.cassette import CassetteError, CassetteNotFound, CassetteReader, FrameRecord, verify
 from rr.cassette.format import Manifest
+from rr.protocols import protocol_for
+from rr.protocols.base import clip
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
@@ -69,49 +71,6 @@ def run_inspect(args: argparse.Namespace) -> int:
     except CassetteError as exc:
         return _fail("inspect", exc)
     return EXIT_OK
-
-
-# -- what a frame is, from its decoded summary ----------------------------------------------------
-
-
-def describe(proto: str, summary: Mapping[str, Any]) -> tuple[str, str]:
-    """(API/method, ids) for one frame; unknown summary shapes degrade to whatever is there."""
-    s = summary
-    ids: list[str] = []
-    if proto == "kafka" and ("api" in s or "api_key" in s or "correlation_id" in s):
-        api = s.get("api", s.get("api_key"))
-        what = "?" if api is None else str(api)
-        if "version" in s:
-            what += f" v{s['version']}"
-        if "correlation_id" in s:
-            ids.append(f"corr={s['correlation_id']}")
-        if s.get("error_code"):
-            ids.append(f"err={s['error_code']}")
-    elif proto == "amqp" and ("method" in s or "frame" in s or "channel" in s):
-        what = str(s.get("method") or s.get("frame") or "?")
-        if "channel" in s:
-            ids.append(f"ch={s['channel']}")
-    elif proto == "mqtt" and ("packet" in s or "type" in s):
-        what = str(s.get("packet", s.get("type")))
-        if "packet_id" in s:
-            ids.append(f"pid={s['packet_id']}")
-        if isinstance(s.get("topic"), str):
-            ids.append(f"topic={_clip(s['topic'], 24)}")
-    else:
-        keys = ("api", "method", "packet", "type", "frame", "kind")
-        what = next((str(s[k]) for k in keys if k in s), "?")
-        ids = [f"{k}={s[k]}" for k in sorted(s) if k.endswith("id") and _scalar(s[k])][:2]
-    if "error" in s:
-        what += " (undecoded)"
-    return what, " ".join(ids)
-
-
-def _scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -182,15 +141,15 @@ def print_tables(m: Manifest, frames: Iterable[FrameRecord], conn: int | None, o
     print("", file=out)
     print(_FRAME_FMT.format(*FRAME_COLUMNS).rstrip(), file=out)
     for f in frames:
-        what, ids = describe(f.proto.value, f.summary)
+        what, ids = protocol_for(f.proto).describe(f.summary)
         line = _FRAME_FMT.format(
             f.seq,
             f"{f.t_us / 1000:.3f}",
             f.conn,
             ARROWS[f.dir.value],
             f.proto.value,
-            _clip(what, 28),
-            _clip(ids, 24),
+            clip(what, 28),
+            clip(ids, 24),
             len(f.raw),
             "R" if f.redacted else "",
         )

@@ -16,28 +16,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import struct
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
 
+from rr.codecs.base import Direction
 from rr.codecs.kafka import (
     KafkaCodecError,
-    decode_response_body,
+    decode_response_any,
     encode_response,
     response_schema,
 )
-
-API_VERSIONS = 18
-_SIZE = struct.Struct(">i")
-_REQ_HEAD = struct.Struct(">hhi")  # api key, api version, correlation id (every header version)
+from rr.codecs.kafka_apis import (
+    API_VERSIONS,
+    RESPONSE_HEAD_BYTES,
+    response_correlation_id,
+)
+from rr.codecs.kafka_track import CorrelationTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,18 +256,9 @@ class RewriteError(ValueError):
     """A response the rewriter had to change but could not decode or re-encode."""
 
 
-def request_key(raw: bytes) -> tuple[int, int, int]:
-    """(api key, api version, correlation id) of a size-prefixed request frame."""
-    return _REQ_HEAD.unpack_from(raw, 4)
-
-
-def response_correlation_id(raw: bytes) -> int:
-    return _SIZE.unpack_from(raw, 4)[0]
-
-
-def _decode(raw: bytes, api_key: int, version: int) -> Any:
+def _decode(raw: bytes, api_key: int, version: int) -> tuple[Any, int]:
     try:
-        return decode_response_body(api_key, version, raw)
+        return decode_response_any(api_key, version, raw)
     except KafkaCodecError as err:
         raise RewriteError(f"api {api_key} v{version} response not decodable: {err}") from err
 
@@ -288,30 +280,87 @@ class RewriteResult:
 
 def rewrite_response(raw: bytes, api_key: int, version: int, node_map: NodeMap) -> RewriteResult:
     """Rewrite one whole response frame; returns the original bytes when nothing changed."""
-    if api_key == API_VERSIONS:
-        return _rewrite_api_versions(raw, version, node_map)
-    body, n = rewrite_addresses(_decode(raw, api_key, version), node_map)
+    body, answered = _decode(raw, api_key, version)
+    if api_key == API_VERSIONS:  # (answered in v0 when the broker refused the client's version)
+        body, n = cap_api_versions(body)
+        if not n:
+            return RewriteResult(raw)
+        return RewriteResult(_encode(raw, API_VERSIONS, answered, body), api_versions_capped=n)
+    body, n = rewrite_addresses(body, node_map)
     if not n:
         return RewriteResult(raw)
     return RewriteResult(_encode(raw, api_key, version, body), addresses=n)
 
 
-def _rewrite_api_versions(raw: bytes, version: int, node_map: NodeMap) -> RewriteResult:
-    # A broker that does not support the client's ApiVersions version answers in v0 format
-    # (UNSUPPORTED_VERSION plus its own ranges) and the client retries; parse that too.
-    attempts = [version, 0] if version != 0 else [0]
-    failures: list[str] = []
-    for v in attempts:
+# --- one connection's response stream -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteEvent:
+    api_key: int
+    version: int
+    addresses: int
+    api_versions_capped: int
+    error: str | None = None
+
+
+class ResponseRewriter:
+    """Which responses of one connection to hold back, and their rewrite (a `StreamRewriter`).
+
+    Pairs responses through the connection's `CorrelationTracker`, the one its decoder keeps:
+    a response is held when the request it answers `needs_rewrite` (judged from the first
+    `head_bytes` bytes); everything else streams through as it arrives. Raw SASL tokens are
+    never held.
+
+    A held response that cannot be rewritten is never released: it may name a real broker
+    address, and a client that saw one would bypass the proxy from then on, unrecorded. The
+    rewrite raises RewriteError instead (after telling `on_event`); the recorder stops.
+    """
+
+    direction = Direction.S2C
+    head_bytes = RESPONSE_HEAD_BYTES
+
+    def __init__(
+        self,
+        node_map: NodeMap,
+        tracker: CorrelationTracker,
+        on_event: Callable[[RewriteEvent], None] | None = None,
+    ) -> None:
+        self.node_map = node_map
+        self.tracker = tracker
+        self.on_event = on_event
+        self.failed: str | None = None  # why a held response could not be rewritten
+        self._current: tuple[int, int] | None = None
+
+    def should_hold(self, head: bytes) -> bool:
+        """Given the first `head_bytes` bytes of a response (fewer: a frame that short)."""
+        self._current = None
+        if len(head) < RESPONSE_HEAD_BYTES or self.tracker.raw_sasl:
+            return False  # a raw SASL token (a PLAIN success is 4 bytes, size 0)
+        paired = self.tracker.peek(response_correlation_id(head))
+        if paired is None or not needs_rewrite(*paired):
+            return False
+        self._current = paired
+        return True
+
+    def rewrite(self, raw: bytes) -> bytes:
+        """The rewritten frame of a response `should_hold` held."""
+        assert self._current is not None
+        api_key, version = self._current
+        self._current = None
         try:
-            body = decode_response_body(API_VERSIONS, v, raw)
-        except KafkaCodecError as exc:
-            failures.append(f"as v{v}: {exc}")
-            continue
-        if v != version and body.error_code != ErrorCode.unsupported_version:
-            failures.append(f"as v{v}: error code {int(body.error_code)}, not UNSUPPORTED_VERSION")
-            continue
-        body, n = cap_api_versions(body)
-        if not n:
-            return RewriteResult(raw)
-        return RewriteResult(_encode(raw, API_VERSIONS, v, body), api_versions_capped=n)
-    raise RewriteError(f"ApiVersions v{version} response not decodable: {'; '.join(failures)}")
+            result = rewrite_response(raw, api_key, version, self.node_map)
+        except Exception as exc:  # RewriteError, or anything unforeseen: never forward it as is
+            self.failed = (
+                f"kafka api {api_key} v{version} response (correlation id "
+                f"{response_correlation_id(raw)}) cannot be rewritten, not forwarded: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            if self.on_event is not None:
+                self.on_event(RewriteEvent(api_key, version, 0, 0, self.failed))
+            raise RewriteError(self.failed) from exc
+        if self.on_event is not None and (result.addresses or result.api_versions_capped):
+            self.on_event(
+                RewriteEvent(api_key, version, result.addresses, result.api_versions_capped)
+            )
+        return result.raw

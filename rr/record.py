@@ -1,66 +1,50 @@
 """The recording glue for one proxied connection: bytes in, frames on disk, bytes out.
 
 `ConnectionRecorder.feed(direction, data)` is the one call the proxy makes per chunk. Behind it:
-a framer per direction (exact frame boundaries), the protocol decoder (summary), the redactor
-(credentials out) and the cassette writer (one line per frame). It returns the bytes to forward,
-which are `data` itself unless a `StreamRewriter` (Kafka address rewriting) holds a frame back
-and replaces it; the cassette then holds the frame the client saw.
+the connection's frame pipeline (`rr.protocols.FrameConnection`: framers, decoder, redaction)
+and the cassette writer (one line per frame). It returns the bytes to forward, which are `data`
+itself unless a `StreamRewriter` (Kafka address rewriting) holds a frame back and replaces it;
+the cassette then holds the frame the client saw.
 
 No sockets and no Twisted here: the proxy moves bytes, this module decides what gets written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, FramingError, Proto, framer_for
+from rr.cassette.format import summary_encoder
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
+from rr.kafka_rewrite import NodeMap, RewriteEvent
+from rr.protocols import KAFKA, FrameConnection, PipelineFrame, protocol_for
+from rr.redact import RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
 
 class StreamRewriter(Protocol):
-    """Changes some frames of one direction (`direction`); sees every frame of the other."""
+    """Changes some frames of one direction (`direction`), deciding from a frame's first
+    `head_bytes` bytes whether to hold it back whole."""
 
     direction: Direction
-
-    def observe(self, raw: bytes) -> None:
-        """A whole frame of the other direction (e.g. a Kafka request), before it is forwarded."""
+    head_bytes: int
 
     def should_hold(self, head: bytes) -> bool:
-        """Given at least the first 8 bytes of a frame, whether it must be held and rewritten."""
+        """Given the first `head_bytes` bytes of a frame (fewer: a frame that short), whether
+        it must be held and rewritten."""
 
     def rewrite(self, raw: bytes) -> bytes:
         """The frame to forward (and record) instead of `raw` (a frame `should_hold` held)."""
 
 
-class FrameDecoder(Protocol):
-    def decode(self, direction: Direction, raw: bytes) -> Decoded: ...
-
-
-#: redact(proto, direction, raw, decoded) -> (raw, decoded); the result is what gets written.
-Redactor = Callable[[Proto, Direction, bytes, Decoded], tuple[bytes, Decoded]]
-
-
-#: on_frames(proto, direction, frames): told about the recorded frames (summary, raw, redacted)
-#: of one chunk, once per chunk (metrics).
-FramesHook = Callable[[Proto, Direction, list[tuple[dict[str, Any], bytes, bool]]], None]
+#: on_frames(proto, direction, frames): told about the recorded frames of one chunk, each a
+#: sequence starting (summary, raw, redacted), once per chunk (metrics).
+FramesHook = Callable[[Proto, Direction, Sequence[Sequence[Any]]], None]
 
 
 class RecordingBroken(Exception):
     """This connection cannot be recorded faithfully any more (e.g. a framing error): close it."""
-
-
-_LABEL_KEYS = ("api", "method", "packet", "type", "frame")
-
-
-def api_label(summary: dict[str, Any]) -> str:
-    """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
-    for key in _LABEL_KEYS:
-        value = summary.get(key)
-        if value and isinstance(value, str):  # absent keys (the usual miss) stop at `value`
-            return value
-    return "unknown"
 
 
 class ConnectionRecorder:
@@ -70,22 +54,19 @@ class ConnectionRecorder:
         self,
         writer: Any,
         conn_id: int,
-        proto: Proto | str,
+        connection: FrameConnection,
         *,
-        decoder: FrameDecoder,
-        redactor: Redactor | None = None,
         rewriter: StreamRewriter | None = None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_frames: FramesHook | None = None,
     ) -> None:
         self.writer = writer
         self.conn_id = conn_id
-        self.proto = Proto(proto)
-        self.decoder = decoder
-        self.redactor = redactor
+        self.connection = connection
+        self.proto = connection.proto
         self.rewriter = rewriter
         self.on_frames = on_frames
-        self.framers = {d: framer_for(self.proto, d, max_frame_bytes) for d in (C2S, S2C)}
+        self.framers = connection.framers
+        self._encode = summary_encoder(connection.protocol.summary_cache_key)
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
         self.frames = {C2S: 0, S2C: 0}
         self.closed = False
@@ -93,7 +74,8 @@ class ConnectionRecorder:
         # hold-back state of the rewritten direction (stream offsets of that direction)
         self._fwd = 0  # forwarded (or replaced) up to here
         self._hold: bool | None = None  # decision for the frame starting at _fwd
-        self._head = b""  # bytes of that frame while still undecided (< 8 bytes known)
+        self._head = b""  # bytes of that frame while still undecided (< head_bytes known)
+        self._head_bytes = rewriter.head_bytes if rewriter is not None else 0
 
     # -- the one call ---------------------------------------------------------------------------
 
@@ -136,9 +118,6 @@ class ConnectionRecorder:
         rw = self.rewriter
         if rw is None or direction is not rw.direction:
             out = data
-            if rw is not None:
-                for raw in raws:
-                    rw.observe(raw)
         else:
             parts: list[bytes] = []
             sent: list[bytes] = []
@@ -189,13 +168,16 @@ class ConnectionRecorder:
         """
         rw = self.rewriter
         assert rw is not None
+        head_bytes = self._head_bytes
         offset = first
         for frame in frames:
             raw = frame
             if offset < self._fwd:  # streaming through already: send the rest
                 out.append(raw[self._fwd - offset :])
             else:
-                hold = self._hold if self._hold is not None else rw.should_hold(raw[:8])
+                hold = self._hold
+                if hold is None:
+                    hold = rw.should_hold(raw[:head_bytes])
                 if hold:
                     raw = rw.rewrite(raw)
                 out.append(raw)
@@ -213,8 +195,8 @@ class ConnectionRecorder:
                 self._fwd = end
             elif self._hold is None:
                 self._head += data[max(0, tail - start) :]
-                if len(self._head) >= 8:
-                    self._hold = rw.should_hold(self._head[:8])
+                if len(self._head) >= head_bytes:
+                    self._hold = rw.should_hold(self._head[:head_bytes])
                     if not self._hold:
                         out.append(self._head)
                         self._fwd = end
@@ -228,31 +210,22 @@ class ConnectionRecorder:
         A frame that cannot be redacted stops the batch: the frames before it are written, it
         and the rest are not (RecordingBroken).
         """
-        decode = self.decoder.decode
-        redactor = self.redactor
-        proto = self.proto
-        batch: list[tuple[dict[str, Any], bytes, bool]] = []
+        batch: list[PipelineFrame] = []
         try:
-            for raw in raws:
-                decoded = decode(direction, raw)
-                redacted = decoded.redacted
-                if redactor is not None:
-                    try:
-                        raw, decoded = redactor(proto, direction, raw, decoded)
-                    except Exception as exc:  # a secret we cannot remove is never written
-                        self.broken = f"redaction failed: {exc}"
-                        raise RecordingBroken(self.broken) from exc
-                    redacted = redacted or decoded.redacted
-                batch.append((decoded.summary, raw, redacted))
+            self.connection.process(direction, raws, batch)
+        except Exception as exc:  # a secret we cannot remove is never written
+            what = "redaction" if isinstance(exc, RedactionError) else "decoding"
+            self.broken = f"{what} failed: {exc}"
+            raise RecordingBroken(self.broken) from exc
         finally:
             if batch:
                 self._flush(direction, batch)
 
-    def _flush(self, direction: Direction, batch: list[tuple[dict[str, Any], bytes, bool]]) -> None:
+    def _flush(self, direction: Direction, batch: list[PipelineFrame]) -> None:
         writer = self.writer
         before = writer.frame_count
         try:
-            writer.write_frames(self.conn_id, direction, self.proto, batch)
+            writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
         finally:  # a budget may stop the batch part way: count what reached the file
             written = writer.frame_count - before
             self.frames[direction] += written
@@ -286,3 +259,24 @@ class ConnectionRecorder:
         if not getattr(self.writer, "finalized", False):
             self.writer.close_connection(self.conn_id, full)
         return full
+
+
+def recorder_for(
+    writer: Any,
+    conn_id: int,
+    proto: Proto | str,
+    *,
+    node_map: NodeMap | None = None,
+    on_rewrite: Callable[[RewriteEvent], None] | None = None,
+    redact: bool = True,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    on_frames: FramesHook | None = None,
+) -> ConnectionRecorder:
+    """A recorder wired as `rrlab proxy` wires one: the protocol's frame pipeline and, for Kafka
+    with a `node_map`, the address rewriter sharing the decoder's correlation tracker."""
+    protocol = protocol_for(proto)
+    connection = protocol.connection(max_frame_bytes=max_frame_bytes, redact=redact)
+    rewriter = None
+    if node_map is not None and protocol is KAFKA:
+        rewriter = KAFKA.rewriter(connection, node_map, on_rewrite)
+    return ConnectionRecorder(writer, conn_id, connection, rewriter=rewriter, on_frames=on_frames)

@@ -1,9 +1,12 @@
 """What is secret, and how it leaves a frame. The one place that decides it.
 
-`redact(proto, direction, raw, decoded)` returns the frame with every credential replaced by
-PLACEHOLDER, re-encoded so it still frames and decodes (sizes updated), and a Decoded whose
-summary is re-derived from the redacted bytes, `redacted=True` and `summary["redacted"]` naming
-each field replaced. Frames without credentials come back unchanged (the same objects).
+`redact(proto, direction, raw, decoded, decoder)` returns the frame with every credential replaced
+by PLACEHOLDER, re-encoded so it still frames and decodes (sizes updated), and a Decoded whose
+summary is re-derived from the redacted bytes by the connection's own decoder (`redecode`: the
+pairing and protocol level the original frame was read with), `redacted=True` and
+`summary["redacted"]` naming each field replaced. So the summary is what a stateful re-decode of
+the recorded stream gives, placeholder lengths included. Frames without credentials come back
+unchanged (the same objects).
 
 Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens (PLAIN
 password, SCRAM client proof, any other mechanism's whole token), AlterUserScramCredentials
@@ -26,15 +29,21 @@ from typing import Any
 import pamqp.decode
 import pamqp.encode
 
-from rr.codecs import Decoded, Direction, Proto, decoder_for
+from rr.codecs import Decoded, Decoder, Direction, Proto, decoder_for
 from rr.codecs import kafka as kafka_codec
 from rr.codecs import mqtt as mqtt_codec
+from rr.codecs.kafka_apis import (
+    ALTER_USER_SCRAM_CREDENTIALS,
+    API_NAMES,
+    CREATE_DELEGATION_TOKEN,
+    DESCRIBE_DELEGATION_TOKEN,
+    SASL_AUTHENTICATE,
+    SASL_RAW_TOKEN,
+    SIZE,
+    api_name,
+)
 
 PLACEHOLDER = b"rrlab-redacted"
-
-# Kafka API keys that carry secrets.
-SASL_AUTHENTICATE, CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN = 36, 38, 41
-ALTER_USER_SCRAM_CREDENTIALS = 51
 
 
 class RedactionError(ValueError):
@@ -42,15 +51,23 @@ class RedactionError(ValueError):
 
 
 def redact(
-    proto: Proto | str, direction: Direction | str, raw: bytes, decoded: Decoded
+    proto: Proto | str,
+    direction: Direction | str,
+    raw: bytes,
+    decoded: Decoded,
+    decoder: Decoder | None = None,
 ) -> tuple[bytes, Decoded]:
-    """Replace credentials in one frame. Raises RedactionError rather than let one through."""
+    """Replace credentials in one frame. Raises RedactionError rather than let one through.
+
+    `decoder` is the connection's decoder that produced `decoded` (without it a fresh one is
+    used, which is right only for frames whose reading needs no connection state).
+    """
     if proto.__class__ is not Proto:  # the hot path passes members: skip the enum lookups
         proto = Proto(proto)
     if direction.__class__ is not Direction:
         direction = Direction(direction)
     if proto is Proto.KAFKA and direction is _C2S:
-        opaque = _kafka_opaque(raw, decoded)
+        opaque = _kafka_opaque(raw, decoded, decoder)
         if opaque is not None:
             return opaque
     rewrite = _REDACTORS[proto]
@@ -58,47 +75,49 @@ def redact(
     if result is None:
         return raw, decoded
     new_raw, fields = result
-    fresh = decoder_for(proto).decode(direction, new_raw)
-    summary = dict(decoded.summary)
-    summary.update(fresh.summary)
+    if decoder is None:
+        decoder = decoder_for(proto)
+    fresh = decoder.redecode(direction, new_raw, decoded)
+    summary = dict(fresh.summary)
     summary["redacted"] = fields
-    return new_raw, Decoded(summary, body=fresh.body, redacted=True, extra=dict(decoded.extra))
+    return new_raw, Decoded(summary, body=fresh.body, redacted=True, extra=dict(fresh.extra))
 
 
 # --- Kafka ---------------------------------------------------------------------------------------
 
-_SIZE = struct.Struct(">i")
 UNDECODABLE = "undecodable client frame (may hold a credential)"
 
 
-def _kafka_opaque(raw: bytes, decoded: Decoded) -> tuple[bytes, Decoded] | None:
+def _kafka_opaque(
+    raw: bytes, decoded: Decoded, decoder: Decoder | None
+) -> tuple[bytes, Decoded] | None:
     """Client frames with no readable Kafka request around their bytes: a raw SASL token
     (after SaslHandshake v0), or anything the decoder could not read. Fail closed: the latter
     is never kept, since it may be a token the decoder did not recognise as one.
 
-    The summary is built here, not re-derived: a fresh decoder lacks the connection's state.
+    An undecodable frame's summary is built here: nothing of its payload may be shown.
     """
     summary = decoded.summary
-    if summary.get("api") == kafka_codec.SASL_RAW_TOKEN:
+    if summary.get("api") == SASL_RAW_TOKEN:
         token = raw[4:]
         new, what = sasl_token(token)
         if new == token:
             return None
-        summary = dict(summary)
-        summary["size"] = len(new)
+        new_raw = SIZE.pack(len(new)) + new
+        fresh = (decoder or decoder_for(Proto.KAFKA)).redecode(_C2S, new_raw, decoded)
+        summary = dict(fresh.summary)
         summary["redacted"] = [f"token ({what})"]
-        extra = dict(decoded.extra)
-        return _SIZE.pack(len(new)) + new, Decoded(summary, redacted=True, extra=extra)
+        return new_raw, Decoded(summary, redacted=True, extra=dict(fresh.extra))
     if "error" not in summary and decoded.body is not None:
         return None
     kept: dict[str, Any] = {"api": "Undecodable"}
-    if summary.get("api_key") in kafka_codec.API_NAMES:  # a real header: its fields are no secret
+    if summary.get("api_key") in API_NAMES:  # a real header: its fields are no secret
         kept = {k: summary[k] for k in _HEADER_KEYS if k in summary}
         kept["error"] = summary.get("error", "request body not decoded")
     else:  # the "header" may be the first bytes of a token: keep none of them
         kept["error"] = "not a request of a known Kafka API"
     kept["redacted"] = [UNDECODABLE]
-    new_raw = _SIZE.pack(len(PLACEHOLDER)) + PLACEHOLDER
+    new_raw = SIZE.pack(len(PLACEHOLDER)) + PLACEHOLDER
     return new_raw, Decoded(kept, redacted=True, extra={})
 
 
@@ -133,7 +152,7 @@ def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, l
         return kafka_codec.encode_response(api_key, version, correlation_id, body), fields
     except kafka_codec.KafkaCodecError as err:
         raise RedactionError(
-            f"cannot redact Kafka {kafka_codec.api_name(api_key)} v{version} "
+            f"cannot redact Kafka {api_name(api_key)} v{version} "
             f"(correlation id {correlation_id}): {err}"
         ) from err
 

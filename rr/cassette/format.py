@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,64 +82,8 @@ _encode_summary = (
 )
 
 
-#: Encoded summaries of the frames that carry a message stream's payload and repeat with it:
-#: AMQP body frames, property-less content headers and Basic.Publish (a publisher's every
-#: frame). Keyed by every value of the summary, each checked to be exactly of its type (so True
-#: never stands for 1), hence the same bytes as an encoding. Bounded: cleared when full.
-_REPEATS: dict[tuple[Any, ...], bytes] = {}
-_REPEATS_MAX = 4096
-_NO_PROPERTIES = {"cluster_id": ""}
-
-
-def _repeat_key(summary: Mapping[str, Any], frame: str) -> tuple[Any, ...] | None:
-    channel = summary.get("channel")
-    if channel.__class__ is not int:
-        return None
-    if frame == "method":
-        args = summary.get("args")
-        if len(summary) != 4 or args.__class__ is not dict or len(args) != 5:
-            return None
-        if summary.get("method") != "Basic.Publish":
-            return None
-        key = (
-            channel,
-            args.get("exchange"),
-            args.get("routing_key"),
-            args.get("ticket"),
-            args.get("immediate"),
-            args.get("mandatory"),
-        )
-        if key[1].__class__ is str and key[2].__class__ is str and key[3].__class__ is int:
-            if key[4].__class__ is bool and key[5].__class__ is bool:
-                return key
-        return None
-    if frame == "body":
-        size = summary.get("size")
-        if len(summary) == 3 and size.__class__ is int:
-            return (channel, size)
-    elif len(summary) == 4:
-        props, body_size = summary.get("properties"), summary.get("body_size")
-        if body_size.__class__ is int and props.__class__ is dict and props == _NO_PROPERTIES:
-            return (channel, body_size, None)
-    return None
-
-
 def summary_json(summary: Mapping[str, Any]) -> bytes:
     """Canonical JSON of a frame summary (== canonicaljson's bytes), or ValueError naming it."""
-    frame = summary.get("frame")
-    if frame == "body" or frame == "header" or frame == "method":
-        key = _repeat_key(summary, frame)
-        if key is not None:
-            encoded = _REPEATS.get(key)
-            if encoded is None:
-                if len(_REPEATS) >= _REPEATS_MAX:
-                    _REPEATS.clear()
-                encoded = _REPEATS[key] = _summary_json(summary)
-            return encoded
-    return _summary_json(summary)
-
-
-def _summary_json(summary: Mapping[str, Any]) -> bytes:
     if _encode_summary is not None:
         try:
             return "".join(_encode_summary(summary, 0)).encode("utf-8")
@@ -151,11 +95,55 @@ def _summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
+#: summary -> a hashable key standing exactly for its encoding, or None: supplied by whoever
+#: knows which summaries repeat (a protocol), never decided here
+CacheKey = Callable[[Mapping[str, Any]], Hashable | None]
+SummaryEncoder = Callable[[Mapping[str, Any]], bytes]
+
+_ENCODERS: dict[CacheKey, SummaryEncoder] = {}
+_CACHE_MAX = 4096
+
+
+def summary_encoder(cache_key: CacheKey | None = None) -> SummaryEncoder:
+    """`summary_json`, or with `cache_key` the same bytes from a cache: summaries with the same
+    key get the encoding of the first (bounded: cleared when full). One cache per key function,
+    shared by every connection that uses it."""
+    if cache_key is None:
+        return summary_json
+    encoder = _ENCODERS.get(cache_key)
+    if encoder is None:
+        encoder = _ENCODERS[cache_key] = _cached(cache_key)
+    return encoder
+
+
+def _cached(cache_key: CacheKey) -> SummaryEncoder:
+    cache: dict[Hashable, bytes] = {}
+
+    def encode(summary: Mapping[str, Any]) -> bytes:
+        key = cache_key(summary)
+        if key is None:
+            return summary_json(summary)
+        encoded = cache.get(key)
+        if encoded is None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            encoded = cache[key] = summary_json(summary)
+        return encoded
+
+    return encode
+
+
 def frame_line(
-    prefix: bytes, seq: int, t_us: int, summary: Mapping[str, Any], raw: bytes, redacted: bool
+    prefix: bytes,
+    seq: int,
+    t_us: int,
+    summary: Mapping[str, Any],
+    raw: bytes,
+    redacted: bool,
+    encode: SummaryEncoder = summary_json,
 ) -> bytes:
     """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
-    raw, redacted, seq, summary, t_us)."""
+    raw, redacted, seq, summary, t_us); `encode` makes the summary's canonical JSON."""
     return b"".join(
         (
             prefix,
@@ -163,7 +151,7 @@ def frame_line(
             b'","redacted":true,"seq":%d,"summary":' % seq
             if redacted
             else b'","seq":%d,"summary":' % seq,
-            summary_json(summary),
+            encode(summary),
             b',"t_us":%d}\n' % t_us,
         )
     )

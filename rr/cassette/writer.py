@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,8 +32,10 @@ from .format import (
     MANIFEST_NAME,
     ConnectionInfo,
     Manifest,
+    SummaryEncoder,
     frame_line,
     frame_line_prefix,
+    summary_json,
 )
 from .record_mode import RecordMode
 
@@ -255,9 +257,12 @@ class CassetteWriter:
         conn: int,
         direction: str | Direction,
         proto: str | Proto,
-        frames: Iterable[tuple[Mapping[str, Any], bytes, bool]],
+        frames: Iterable[Sequence[Any]],
+        encode: SummaryEncoder = summary_json,
     ) -> int:
-        """Append whole frames (summary, raw, redacted) of one connection leg with one write(2).
+        """Append whole frames of one connection leg with one write(2): each a sequence that
+        starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
+        `encode` makes a summary's canonical JSON (`format.summary_encoder`: maybe cached).
 
         The frames of one received chunk go out together: fewer system calls, and still only
         whole lines reach the file. Returns how many were written. A frame that would cross a
@@ -286,7 +291,8 @@ class CassetteWriter:
         lines: list[bytes] = []
         stop: tuple[str, int, int] | None = None
         try:
-            for summary, raw, redacted in frames:
+            for frame in frames:
+                summary, raw, redacted = frame[0], frame[1], frame[2]
                 size = len(raw)
                 if size > max_frame:
                     stop = ("max_frame_bytes", max_frame, size)
@@ -294,7 +300,8 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                line = frame_line(prefix, seq, (clock() - t0) // 1000, summary, raw, redacted)
+                t_us = (clock() - t0) // 1000
+                line = frame_line(prefix, seq, t_us, summary, raw, redacted, encode)
                 if file_bytes + len(line) > max_bytes:
                     stop = ("max_cassette_bytes", max_bytes, file_bytes + len(line))
                     break

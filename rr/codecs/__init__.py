@@ -26,6 +26,11 @@ class Decoder(Protocol):
 
     def decode(self, direction: Direction, raw: bytes) -> Decoded: ...
 
+    def redecode(self, direction: Direction, raw: bytes, decoded: Decoded) -> Decoded:
+        """Decode `raw`, a changed copy (redacted) of the frame `decoded` came from, as that
+        frame was read, without moving the connection's state again."""
+        ...
+
 
 _FRAMERS = {Proto.KAFKA: KafkaFramer, Proto.AMQP: AmqpFramer, Proto.MQTT: MqttFramer}
 _DECODERS = {Proto.KAFKA: KafkaDecoder, Proto.AMQP: AmqpDecoder, Proto.MQTT: MqttDecoder}

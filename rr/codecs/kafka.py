@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from kio.index import KioIndexError, load_request_schema, load_response_schema
-from kio.schema.index import api_key_map
+from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.primitive import i16, i32
@@ -17,6 +17,22 @@ from kio.static.primitive import i16, i32
 from . import kafka_guard
 from ._framing import BufferedFramer
 from .base import Decoded, Direction, Proto
+from .kafka_apis import (
+    ALTER_USER_SCRAM_CREDENTIALS,
+    API_VERSIONS,
+    CREATE_DELEGATION_TOKEN,
+    DESCRIBE_DELEGATION_TOKEN,
+    FETCH,
+    PRODUCE,
+    REQUEST_HEAD_BYTES,
+    RESPONSE_HEAD_BYTES,
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
+    SASL_RAW_TOKEN,
+    api_name,
+    request_key,
+    response_correlation_id,
+)
 from .kafka_records import (
     MIN_RECORD_BYTES,
     Record,
@@ -25,8 +41,10 @@ from .kafka_records import (
     read_records,
     scan_record_set,
 )
+from .kafka_track import CorrelationTracker, Pairing, raw_token_summary
 
 _SIZE = struct.Struct(">i")
+_REQ_PREFIX = struct.Struct(">hh")
 
 
 class KafkaFramer(BufferedFramer):
@@ -56,18 +74,12 @@ class KafkaFramer(BufferedFramer):
 
 # --- decoding -----------------------------------------------------------------------------------
 
-#: Kafka's own API names (ApiVersions, SaslAuthenticate, ...), from kio's key -> module map.
-API_NAMES = {key: name.title().replace("_", "") for key, name in api_key_map.items()}
 _PREVIEW = 24  # characters of a key/value shown in a summary
 _SUMMARY_RECORDS = 10  # records per partition listed in a summary
 
 
 class KafkaCodecError(ValueError):
     """A Kafka frame kio cannot decode or encode (unknown API/version, malformed body)."""
-
-
-def api_name(api_key: int) -> str:
-    return API_NAMES.get(api_key, f"Unknown{api_key}")
 
 
 def request_schema(api_key: int, version: int) -> type[Any]:
@@ -177,184 +189,209 @@ def _check_entity(cls: type[Any], entity: Any) -> None:
 
 
 class KafkaDecoder:
-    """Decodes one Kafka connection; pairs responses to requests by correlation id.
+    """Decodes one Kafka connection; pairs responses to requests through its `tracker`.
 
     Summaries: `api_key`, `api`, `version`, `correlation_id`, plus `client_id` and `flexible` on
     requests, `error_code` on responses that have one, compact `records` on Produce requests
-    and Fetch responses (every record on demand: `records_of(decoded)`). A frame kio cannot read
+    and Fetch responses (every record on demand: `records_of(decoded)`), and the length of each
+    credential a frame carries (SaslAuthenticate auth bytes, SCRAM salted passwords, delegation
+    token HMACs: `{"len": n}`, as AMQP and MQTT summaries show theirs). A frame kio cannot read
     gets `error` in its summary instead of raising: recording must go on.
 
-    Raw SASL (KIP-43): after a SaslHandshake v0 answered with error code 0 the SASL tokens
-    travel with no Kafka header, as bare size-prefixed frames, both ways. Such frames decode as
-    `{"api": "SaslRawToken", "sasl_mechanism", "exchange", "size"}` (no kio decode). The mode
-    ends after a known number of server tokens: PLAIN and OAUTHBEARER 1, SCRAM-SHA-256/512 2
-    (client-first/server-first, client-final/server-final); on failure the broker closes the
-    connection. For any other mechanism (GSSAPI is not handled) it ends at the first client
-    frame that kio reads whole, to its last byte, as a request of a known API and version.
+    Raw SASL tokens (after a SaslHandshake v0, see `kafka_track`) decode as
+    `{"api": "SaslRawToken", "sasl_mechanism", "exchange", "size"}` (no kio decode).
+
+    `tracker` is the connection's one `CorrelationTracker`: pass the same one to whatever else
+    must pair responses on this connection (the proxy's address rewriter).
     """
 
-    def __init__(self) -> None:
-        self._pending: dict[int, tuple[int, int]] = {}  # correlation id -> (api key, version)
-        # acks=0 Produce requests: Kafka sends no response, but some brokers (Tansu) do; such a
-        # late answer is still decoded, flagged "unexpected_response". Bounded: oldest dropped.
-        self._unanswered: dict[int, tuple[int, int]] = {}
-        self._handshakes: dict[int, str] = {}  # SaslHandshake v0 correlation id -> mechanism
-        self._raw_sasl: _RawSasl | None = None  # set while tokens travel without a header
+    def __init__(self, tracker: CorrelationTracker | None = None) -> None:
+        self.tracker = tracker if tracker is not None else CorrelationTracker()
 
     @property
     def raw_sasl(self) -> bool:
         """Whether the next frames are SASL tokens without a Kafka header (SaslHandshake v0)."""
-        return self._raw_sasl is not None
+        return self.tracker.raw_sasl
 
     @property
     def pending(self) -> dict[int, tuple[int, int]]:
         """Requests still waiting for their response: correlation id -> (api key, version)."""
-        return dict(self._pending)
+        return self.tracker.pending
 
     def decode(self, direction: Direction, raw: bytes) -> Decoded:
         if Direction(direction) is Direction.C2S:
             return self._request(raw)
         return self._response(raw)
 
+    def redecode(self, direction: Direction, raw: bytes, decoded: Decoded) -> Decoded:
+        """Decode `raw`, a changed copy (e.g. redacted) of the frame `decoded` came from, as that
+        frame was read: same pairing, same raw-token exchange, the connection's state untouched.
+        What a fresh decoder replaying the changed stream would make of it."""
+        summary = decoded.summary
+        if summary.get("api") == SASL_RAW_TOKEN:
+            mechanism, exchange = summary["sasl_mechanism"], summary["exchange"]
+            return Decoded(raw_token_summary(mechanism, exchange, raw))
+        if Direction(direction) is Direction.C2S:
+            return read_request(raw)
+        if "api_key" not in summary:  # unpaired: nothing to read it as
+            return Decoded(dict(summary))
+        pairing = Pairing(
+            summary["api_key"], summary["version"], bool(summary.get("unexpected_response"))
+        )
+        return read_response(raw, pairing)
+
     def _request(self, raw: bytes) -> Decoded:
-        sasl = self._raw_sasl
-        if sasl is not None:
-            if sasl.exchanges is not None or not _whole_request(raw):
-                sasl.client_tokens += 1
-                return Decoded(sasl.summary(sasl.client_tokens, raw))
-            self._raw_sasl = None  # unknown mechanism: a real request again
-        if len(raw) < 12:
-            return Decoded({"error": f"request frame of {len(raw)} bytes is too short"})
-        api_key, version, correlation_id = _REQ_PREFIX_CID.unpack_from(raw, 4)
-        summary: dict[str, Any] = {
-            "api_key": api_key,
-            "api": api_name(api_key),
-            "version": version,
-            "correlation_id": correlation_id,
-        }
-        try:
-            cls = request_schema(api_key, version)
-        except KafkaCodecError as err:
-            summary["error"] = str(err)
-            self._pending[correlation_id] = (api_key, version)
-            return Decoded(summary)
-        summary["flexible"] = bool(cls.__flexible__)
-        try:
-            request = decode_request(raw)
-        except KafkaCodecError as err:
-            summary["error"] = str(err)
-            self._pending[correlation_id] = (api_key, version)
-            return Decoded(summary)
-        summary["client_id"] = request.header.client_id
-        decoded = Decoded(summary, body=request.body, extra={"header": request.header})
-        if api_key == SASL_HANDSHAKE and version == 0:
-            self._handshakes[correlation_id] = str(request.body.mechanism)
-            if len(self._handshakes) > _MAX_HANDSHAKES:
-                del self._handshakes[next(iter(self._handshakes))]
-        expects_response = not (api_key == PRODUCE and request.body.acks == 0)
-        if expects_response:
-            self._pending[correlation_id] = (api_key, version)
-        else:
+        tracker = self.tracker
+        if tracker.raw_sasl:
+            if tracker.raw_sasl_known_length or not _whole_request(raw):
+                return Decoded(tracker.client_token(raw))
+            tracker.end_raw_sasl()  # unknown mechanism: a real request again
+        decoded = read_request(raw)
+        summary = decoded.summary
+        if "api_key" not in summary:  # too short for a header
+            return decoded
+        api_key, version, correlation_id = (
+            summary["api_key"],
+            summary["version"],
+            summary["correlation_id"],
+        )
+        body = decoded.body
+        if body is not None and api_key == SASL_HANDSHAKE and version == 0:
+            tracker.sasl_handshake(correlation_id, str(body.mechanism))
+        answered = not (body is not None and api_key == PRODUCE and body.acks == 0)
+        if not answered:
             summary["expects_response"] = False
-            self._unanswered[correlation_id] = (api_key, version)
-            if len(self._unanswered) > _MAX_UNANSWERED:
-                del self._unanswered[next(iter(self._unanswered))]
-        if api_key == PRODUCE:
-            _attach_records(decoded, _produce_partitions(request.body))
+        tracker.request(api_key, version, correlation_id, answered=answered)
         return decoded
 
     def _response(self, raw: bytes) -> Decoded:
-        sasl = self._raw_sasl
-        if sasl is not None:
-            sasl.server_tokens += 1
-            if sasl.exchanges is not None and sasl.server_tokens >= sasl.exchanges:
-                self._raw_sasl = None
-            return Decoded(sasl.summary(sasl.server_tokens, raw))
-        if len(raw) < 8:
+        tracker = self.tracker
+        if tracker.raw_sasl:
+            return Decoded(tracker.server_token(raw))
+        if len(raw) < RESPONSE_HEAD_BYTES:
             return Decoded({"error": f"response frame of {len(raw)} bytes is too short"})
-        (correlation_id,) = _SIZE.unpack_from(raw, 4)
-        paired = self._pending.pop(correlation_id, None)
-        unexpected = paired is None and correlation_id in self._unanswered
-        if unexpected:
-            paired = self._unanswered.pop(correlation_id)
-        if paired is None:
+        correlation_id = response_correlation_id(raw)
+        pairing = tracker.response(correlation_id)
+        if pairing is None:
             return Decoded(
                 {"correlation_id": correlation_id, "error": "no pending request has this id"}
             )
-        api_key, version = paired
-        summary: dict[str, Any] = {
-            "api_key": api_key,
-            "api": api_name(api_key),
-            "version": version,
-            "correlation_id": correlation_id,
-        }
-        if unexpected:
-            summary["unexpected_response"] = True
-        try:
-            body = decode_response_body(api_key, version, raw)
-        except KafkaCodecError as err:
-            body = self._api_versions_fallback(api_key, version, raw)
-            if body is None:
-                summary["error"] = str(err)
-                return Decoded(summary)
-            summary["answered_version"] = 0
-        error_code = getattr(body, "error_code", None)
-        if error_code is not None:
-            summary["error_code"] = int(error_code)
-        if api_key == SASL_HANDSHAKE and version == 0:
-            mechanism = self._handshakes.pop(correlation_id, None)
-            if mechanism is not None and error_code is not None and int(error_code) == 0:
-                self._raw_sasl = _RawSasl(mechanism, _RAW_SASL_EXCHANGES.get(mechanism))
-        decoded = Decoded(summary, body=body)
-        if api_key == FETCH:
-            _attach_records(decoded, _fetch_partitions(body))
+        decoded = read_response(raw, pairing)
+        if pairing.api_key == SASL_HANDSHAKE and pairing.version == 0:
+            tracker.sasl_handshake_answered(correlation_id, decoded.summary.get("error_code"))
         return decoded
 
-    @staticmethod
-    def _api_versions_fallback(api_key: int, version: int, raw: bytes) -> Any:
-        """A broker refusing an ApiVersions version answers in v0 (UNSUPPORTED_VERSION)."""
+
+def read_request(raw: bytes) -> Decoded:
+    """A request frame's summary and kio body; no connection state read or changed."""
+    if len(raw) < REQUEST_HEAD_BYTES:
+        return Decoded({"error": f"request frame of {len(raw)} bytes is too short"})
+    api_key, version, correlation_id = request_key(raw)
+    summary: dict[str, Any] = {
+        "api_key": api_key,
+        "api": api_name(api_key),
+        "version": version,
+        "correlation_id": correlation_id,
+    }
+    try:
+        cls = request_schema(api_key, version)
+    except KafkaCodecError as err:
+        summary["error"] = str(err)
+        return Decoded(summary)
+    summary["flexible"] = bool(cls.__flexible__)
+    try:
+        request = decode_request(raw)
+    except KafkaCodecError as err:
+        summary["error"] = str(err)
+        return Decoded(summary)
+    summary["client_id"] = request.header.client_id
+    body = request.body
+    decoded = Decoded(summary, body=body, extra={"header": request.header})
+    if api_key == PRODUCE:
+        _attach_records(decoded, _produce_partitions(body))
+    elif api_key in _CREDENTIAL_REQUESTS:
+        summary.update(_CREDENTIAL_REQUESTS[api_key](body))
+    return decoded
+
+
+def read_response(raw: bytes, pairing: Pairing) -> Decoded:
+    """A response frame's summary and kio body, read as the answer to `pairing`."""
+    api_key, version = pairing.api_key, pairing.version
+    summary: dict[str, Any] = {
+        "api_key": api_key,
+        "api": api_name(api_key),
+        "version": version,
+        "correlation_id": response_correlation_id(raw),
+    }
+    if pairing.unexpected:
+        summary["unexpected_response"] = True
+    try:
+        body, answered = decode_response_any(api_key, version, raw)
+    except KafkaCodecError as err:
+        summary["error"] = str(err)
+        return Decoded(summary)
+    if answered != version:
+        summary["answered_version"] = answered
+    error_code = getattr(body, "error_code", None)
+    if error_code is not None:
+        summary["error_code"] = int(error_code)
+    decoded = Decoded(summary, body=body)
+    if api_key == FETCH:
+        _attach_records(decoded, _fetch_partitions(body))
+    elif api_key in _CREDENTIAL_RESPONSES:
+        summary.update(_CREDENTIAL_RESPONSES[api_key](body))
+    return decoded
+
+
+def decode_response_any(api_key: int, version: int, raw: bytes) -> tuple[Any, int]:
+    """(body, version it was read as): the one ApiVersions fallback.
+
+    A broker that does not support the client's ApiVersions version answers in the v0 format
+    (UNSUPPORTED_VERSION plus its own ranges) and the client retries; anything else that does
+    not read as `version` raises KafkaCodecError.
+    """
+    try:
+        return decode_response_body(api_key, version, raw), version
+    except KafkaCodecError as err:
         if api_key != API_VERSIONS or version == 0:
-            return None
+            raise
         try:
-            return decode_response_body(API_VERSIONS, 0, raw)
-        except KafkaCodecError:
-            return None
+            body = decode_response_body(API_VERSIONS, 0, raw)
+        except KafkaCodecError as err0:
+            raise KafkaCodecError(f"{err}; as v0: {err0}") from err
+        if body.error_code != ErrorCode.unsupported_version:
+            raise KafkaCodecError(
+                f"{err}; as v0: error code {int(body.error_code)}, not UNSUPPORTED_VERSION"
+            ) from err
+        return body, 0
 
 
-PRODUCE, FETCH, SASL_HANDSHAKE, API_VERSIONS = 0, 1, 17, 18
-_MAX_UNANSWERED = 1024
-_MAX_HANDSHAKES = 8
-_REQ_PREFIX = struct.Struct(">hh")
-_REQ_PREFIX_CID = struct.Struct(">hhi")
-
-#: Server tokens that end a SaslHandshake v0 raw-token session, by mechanism (None: unknown).
-_RAW_SASL_EXCHANGES = {"PLAIN": 1, "OAUTHBEARER": 1, "SCRAM-SHA-256": 2, "SCRAM-SHA-512": 2}
-#: The `api` of a SASL token sent without a Kafka header (either direction).
-SASL_RAW_TOKEN = "SaslRawToken"
+def _len(value: bytes | None) -> dict[str, int]:
+    return {"len": len(value or b"")}
 
 
-@dataclass(slots=True)
-class _RawSasl:
-    """One connection's SaslHandshake v0 token exchange, while it lasts."""
-
-    mechanism: str
-    exchanges: int | None
-    client_tokens: int = 0
-    server_tokens: int = 0
-
-    def summary(self, exchange: int, raw: bytes) -> dict[str, Any]:
-        """Only the size: the token's bytes are a credential (client) or the server's nonce."""
-        return {
-            "api": SASL_RAW_TOKEN,
-            "sasl_mechanism": self.mechanism,
-            "exchange": exchange,
-            "size": len(raw) - 4,
-        }
+#: Credentials a summary shows by length only (the redactor replaces them; the replayer
+#: compares the placeholder's length), by api key.
+_CREDENTIAL_REQUESTS = {
+    SASL_AUTHENTICATE: lambda body: {"auth_bytes": _len(body.auth_bytes)},
+    ALTER_USER_SCRAM_CREDENTIALS: lambda body: {
+        "upsertions": [
+            {"name": u.name, "salted_password": _len(u.salted_password)}
+            for u in body.upsertions or ()
+        ]
+    },
+}
+_CREDENTIAL_RESPONSES = {
+    CREATE_DELEGATION_TOKEN: lambda body: {"hmac": _len(body.hmac)},
+    DESCRIBE_DELEGATION_TOKEN: lambda body: {
+        "tokens": [{"token_id": t.token_id, "hmac": _len(t.hmac)} for t in body.tokens or ()]
+    },
+}
 
 
 def _whole_request(raw: bytes) -> bool:
     """Whether kio reads `raw` to its last byte as a request of a known API and version."""
-    if len(raw) < 12:
+    if len(raw) < REQUEST_HEAD_BYTES:
         return False
     try:
         decode_request(raw)
@@ -363,9 +400,15 @@ def _whole_request(raw: bytes) -> bool:
     return True
 
 
+def _produce_topic(topic: Any) -> str:
+    """Produce v13+ (KIP-516, Kafka 4 clients) names topics by id, as Fetch v13+ does."""
+    name = getattr(topic, "name", None)
+    return str(topic.topic_id) if name is None else name
+
+
 def _produce_partitions(body: Any) -> list[tuple[str, int, bytes | None]]:
     return [
-        (topic.name, int(part.index), part.records)
+        (_produce_topic(topic), int(part.index), part.records)
         for topic in body.topic_data or ()
         for part in topic.partition_data or ()
     ]

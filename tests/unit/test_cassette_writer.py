@@ -19,9 +19,10 @@ from rr.cassette import (
     RecordMode,
     WriterClosed,
 )
-from rr.cassette.format import FrameRecord, encode_frame_line, summary_json
+from rr.cassette.format import FrameRecord, encode_frame_line, summary_encoder, summary_json
 from rr.codecs.base import Direction, Proto
 from rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
+from rr.protocols import AMQP
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
 summaries = st.dictionaries(
@@ -130,10 +131,11 @@ amqp_shaped = st.one_of(
 @settings(max_examples=300)
 @given(st.lists(amqp_shaped, min_size=1, max_size=12))
 def test_repeated_frame_summaries_cached_yet_exactly_canonicaljson(summaries):
-    # repeated and look-alike (1, True, 1.0) summaries in a row: a cached encoding never
-    # answers for a summary whose bytes differ
+    # repeated and look-alike (1, True, 1.0) summaries in a row: a cached encoding (the AMQP
+    # protocol's cache key) never answers for a summary whose bytes differ
+    encode = summary_encoder(AMQP.summary_cache_key)
     for summary in summaries + summaries:
-        assert summary_json(summary) == canonicaljson.encode_canonical_json(summary), summary
+        assert encode(summary) == canonicaljson.encode_canonical_json(summary), summary
 
 
 def test_cached_summaries_never_answer_for_a_look_alike():
@@ -180,15 +182,16 @@ def test_cached_summaries_never_answer_for_a_look_alike():
         lambda v: {**ack_frame, "args": {"delivery_tag": 7, "multiple": v}},
         lambda v: {**ack_frame, "args": {"delivery_tag": 7, "multiple": False}, "channel": v},
     ]
+    encode = summary_encoder(AMQP.summary_cache_key)
     for shape in shapes:
         for value in (1, True, 1.0, 0, False, "1") * 2:  # twice: cached answers too
             summary = shape(value)
-            assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
+            assert encode(summary) == canonicaljson.encode_canonical_json(summary)
 
 
-def test_deliver_and_ack_tags_spliced_into_cached_encodings():
-    # one cached encoding per consumer; every delivery tag (one digit, many, negative, past 64
-    # bits) spliced into it gives canonicaljson's bytes
+def test_deliver_and_ack_summaries_encode_exactly_whatever_the_delivery_tag():
+    # Deliver and Ack are not cached (every delivery tag differs): each encodes on its own
+    encode = summary_encoder(AMQP.summary_cache_key)
     for tag in (1, 7, 10, 99, 2**63 - 1, -3, 2**70, 0, 12345):
         for summary in (
             {
@@ -210,7 +213,26 @@ def test_deliver_and_ack_tags_spliced_into_cached_encodings():
                 "method": "Basic.Ack",
             },
         ):
-            assert summary_json(summary) == canonicaljson.encode_canonical_json(summary)
+            assert encode(summary) == canonicaljson.encode_canonical_json(summary)
+            assert AMQP.summary_cache_key(summary) is None
+
+
+def test_summary_encoder_caches_by_the_supplied_key_only():
+    """The line encoder knows no protocol: it caches under whatever key function it is given
+    (one cache per function) and encodes everything else afresh."""
+    assert summary_encoder(None) is summary_json
+    calls = []
+
+    def by_size(summary):
+        calls.append(summary)
+        return ("size", summary["size"]) if "size" in summary else None
+
+    encode = summary_encoder(by_size)
+    assert summary_encoder(by_size) is encode
+    assert encode({"size": 3, "x": 1}) == b'{"size":3,"x":1}'
+    assert encode({"size": 3, "x": 2}) == b'{"size":3,"x":1}'  # the key says: same bytes
+    assert encode({"y": 2}) == b'{"y":2}'
+    assert len(calls) == 3
 
 
 def test_summary_json_falls_back_to_canonicaljson_for_the_rest():

@@ -159,6 +159,6 @@ def test_kafka_huge_array_length_is_refused_not_fatal():
         "00000013000000080092c33d21f9ccc3d46f3d28bc2df79b35286cd872e5e8dbd18850e856fe265e9adb"
     )
     decoder = KafkaDecoder()
-    decoder._pending[8] = (19, 5)  # as if the CreateTopics v5 request had been seen
+    decoder.tracker.request(19, 5, 8)  # as if the CreateTopics v5 request had been seen
     summary = decoder.decode(Direction.S2C, raw).summary
     assert "array of" in summary["error"]

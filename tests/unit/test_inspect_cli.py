@@ -8,7 +8,7 @@ import canonicaljson
 import pytest
 from test_cassette_reader import crash, record
 
-from rr.cassette_cli import describe
+from rr.protocols import protocol_for
 from rrlab import cli
 
 
@@ -126,4 +126,5 @@ def test_usage_errors_exit_2(tmp_path):
     ],
 )
 def test_describe_summary_shapes(proto, summary, what, ids):
-    assert describe(proto, summary) == (what, ids)
+    assert protocol_for(proto).describe(summary) == (what, ids)
+    assert str(protocol_for(proto).describe(summary)) == f"{what} {ids}".strip()

@@ -15,9 +15,8 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from proxy.kafka_stream import KafkaResponseRewriter
 from rr.cassette import CassetteWriter
-from rr.codecs import Direction, decoder_for
+from rr.codecs import Direction
 from rr.codecs.kafka import decode_response_body, encode_request, encode_response
 from rr.kafka_rewrite import (
     NodeMap,
@@ -28,7 +27,7 @@ from rr.kafka_rewrite import (
     response_correlation_id,
     rewrite_response,
 )
-from rr.record import ConnectionRecorder, RecordingBroken
+from rr.record import RecordingBroken, recorder_for
 
 UPSTREAM = [(1, "broker-a.internal", 9092), (2, "broker-b.internal", 9093), (3, "10.0.0.7", 9094)]
 ZERO = datetime.timedelta(0)
@@ -308,10 +307,12 @@ def test_huge_declared_lengths_are_a_rewrite_error_not_an_abort() -> None:
 def test_unrewritable_response_is_never_forwarded(tmp_path: Path) -> None:
     """The stream rewriter refuses (RecordingBroken) rather than pass on an unread address."""
     events = []
-    rewriter = KafkaResponseRewriter(NodeMap(base_port=40000), events.append)
     writer = CassetteWriter.create(tmp_path / "c")
     conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
-    rec = ConnectionRecorder(writer, conn, "kafka", decoder=decoder_for("kafka"), rewriter=rewriter)
+    rec = recorder_for(
+        writer, conn, "kafka", node_map=NodeMap(base_port=40000), on_rewrite=events.append
+    )
+    rewriter = rec.rewriter
     request = make(
         load_request_schema(3, 12),
         topics=None,

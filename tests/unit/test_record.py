@@ -16,13 +16,12 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from proxy.kafka_stream import KafkaResponseRewriter
 from rr.cassette import CassetteReader, CassetteWriter, verify
-from rr.codecs import Direction, decoder_for
+from rr.codecs import Direction
 from rr.codecs.kafka import encode_request, encode_response
 from rr.kafka_rewrite import NodeMap
 from rr.policy import BudgetExceeded, Budgets
-from rr.record import ConnectionRecorder, RecordingBroken
+from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 C2S, S2C = Direction.C2S, Direction.S2C
 ZERO = datetime.timedelta(0)
@@ -110,14 +109,7 @@ def new_recorder(tmp_path: Path, name: str, **kw: Any) -> tuple[CassetteWriter, 
     writer = CassetteWriter.create(tmp_path / name, budgets=kw.pop("budgets", None))
     conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
     node_map = kw.pop("node_map", NodeMap(base_port=40000))
-    rec = ConnectionRecorder(
-        writer,
-        conn,
-        "kafka",
-        decoder=decoder_for("kafka"),
-        rewriter=KafkaResponseRewriter(node_map),
-        **kw,
-    )
+    rec = recorder_for(writer, conn, "kafka", node_map=node_map, **kw)
     return writer, rec
 
 
@@ -236,7 +228,7 @@ def test_amqp_passthrough_records_every_frame_any_chunking(tmp_path: Path) -> No
     )
     writer = CassetteWriter.create(tmp_path / "a")
     conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
-    rec = ConnectionRecorder(writer, conn, "amqp", decoder=decoder_for("amqp"))
+    rec = recorder_for(writer, conn, "amqp")
     for piece in chunks(stream, 3):
         assert rec.feed(C2S, piece) is piece  # no copy, no delay
     rec.close("client closed")

@@ -11,13 +11,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
 
-from proxy.kafka_stream import KafkaResponseRewriter
 from rr.canonical import dumps
 from rr.cassette import CassetteReader, CassetteWriter
 from rr.codecs import Direction, KafkaFramer, Proto, decoder_for
 from rr.codecs.kafka import encode_request, encode_response
 from rr.kafka_rewrite import NodeMap
-from rr.record import ConnectionRecorder
+from rr.record import recorder_for
 from rr.redact import PLACEHOLDER, redact
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -106,10 +105,7 @@ def test_recorded_plain_v0_session_through_the_recorder(tmp_path, chunk):
     came (the size-0 reply included), the cassette holds the user but not the password."""
     writer = CassetteWriter.create(tmp_path / "c")
     conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
-    rewriter = KafkaResponseRewriter(NodeMap(base_port=40000))
-    rec = ConnectionRecorder(
-        writer, conn, "kafka", decoder=decoder_for("kafka"), redactor=redact, rewriter=rewriter
-    )
+    rec = recorder_for(writer, conn, "kafka", node_map=NodeMap(base_port=40000))
     hand = SaslHandshakeResponse(error_code=ErrorCode.none, mechanisms=("PLAIN",))
     versions = ApiVersionsResponse(error_code=ErrorCode.none, api_keys=())
     session = [

@@ -1,0 +1,42 @@
+"""Kafka API keys, names and header shapes: the one list the decoder, the correlation tracker,
+the redactor and the address rewriter share (each used to keep its own)."""
+
+from __future__ import annotations
+
+import struct
+
+from kio.schema.index import api_key_map
+
+PRODUCE, FETCH, SASL_HANDSHAKE, API_VERSIONS = 0, 1, 17, 18
+SASL_AUTHENTICATE, CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN = 36, 38, 41
+ALTER_USER_SCRAM_CREDENTIALS = 51
+
+#: Kafka's own API names (ApiVersions, SaslAuthenticate, ...), from kio's key -> module map.
+API_NAMES = {key: name.title().replace("_", "") for key, name in api_key_map.items()}
+
+#: The `api` of a SASL token sent without a Kafka header (after SaslHandshake v0), either way.
+SASL_RAW_TOKEN = "SaslRawToken"
+
+#: Every frame starts with its size (int32, not counting itself).
+SIZE = struct.Struct(">i")
+#: Every request header version starts with api key, api version, correlation id (after the size).
+REQUEST_HEAD = struct.Struct(">hhi")
+#: Bytes of a request frame up to and including its correlation id.
+REQUEST_HEAD_BYTES = SIZE.size + REQUEST_HEAD.size
+#: Bytes of a response frame up to and including its correlation id (size, correlation id): all a
+#: stream rewriter needs to see to pair a response with its request.
+RESPONSE_HEAD_BYTES = 8
+
+
+def api_name(api_key: int) -> str:
+    return API_NAMES.get(api_key, f"Unknown{api_key}")
+
+
+def request_key(raw: bytes) -> tuple[int, int, int]:
+    """(api key, api version, correlation id) of a size-prefixed request frame (>= 12 bytes)."""
+    return REQUEST_HEAD.unpack_from(raw, 4)
+
+
+def response_correlation_id(raw: bytes) -> int:
+    """The correlation id of a size-prefixed response frame (>= 8 bytes)."""
+    return SIZE.unpack_from(raw, 4)[0]

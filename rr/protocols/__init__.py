@@ -1,0 +1,42 @@
+"""One object per wire protocol: everything protocol-specific the recorder, `rrlab inspect` and
+the replayer need, in one place (`rr.cassette` knows no protocol).
+
+    protocol = protocol_for("kafka")
+    protocol.framer(direction) / protocol.decoder()      # codecs (one decoder per connection)
+    protocol.label(summary) / protocol.describe(summary) # a frame's name / one-line description
+    conn = protocol.connection()                         # the frame pipeline of one connection
+    conn.feed(direction, data) -> [PipelineFrame(summary, raw, redacted, wire, decoded), ...]
+"""
+
+from __future__ import annotations
+
+from rr.codecs import Proto
+
+from .amqp import AMQP, AmqpProtocol
+from .base import Description, WireProtocol
+from .kafka import KAFKA, KafkaProtocol
+from .mqtt import MQTT, MqttProtocol
+from .pipeline import FrameConnection, PipelineFrame
+
+PROTOCOLS: dict[Proto, WireProtocol] = {Proto.KAFKA: KAFKA, Proto.AMQP: AMQP, Proto.MQTT: MQTT}
+
+
+def protocol_for(proto: Proto | str) -> WireProtocol:
+    """The protocol object of `proto` ("kafka", "amqp", "mqtt"); ValueError for anything else."""
+    return PROTOCOLS[Proto(proto)]
+
+
+__all__ = [
+    "AMQP",
+    "KAFKA",
+    "MQTT",
+    "PROTOCOLS",
+    "AmqpProtocol",
+    "Description",
+    "FrameConnection",
+    "KafkaProtocol",
+    "MqttProtocol",
+    "PipelineFrame",
+    "WireProtocol",
+    "protocol_for",
+]

@@ -1,0 +1,72 @@
+"""AMQP 0-9-1: protocol header + 7-byte header/0xCE framing, pamqp decoding (fast path for the
+message-stream frames), redaction of Connection.StartOk/SecureOk responses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rr.codecs import Proto
+
+from .base import Description, WireProtocol, describe_any, finish
+
+_NO_PROPERTIES = {"cluster_id": ""}
+
+
+def summary_cache_key(summary: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Key of the summaries that repeat with a message stream: body frames, property-less
+    content headers and Basic.Publish (a publisher's every frame). Every value of the summary is
+    in the key, each checked to be exactly of its type (so True never stands for 1): equal keys
+    mean byte-equal encodings. None for every other summary."""
+    frame = summary.get("frame")
+    channel = summary.get("channel")
+    if channel.__class__ is not int:
+        return None
+    if frame == "body":
+        size = summary.get("size")
+        if len(summary) == 3 and size.__class__ is int:
+            return (channel, size)
+        return None
+    if frame == "header":
+        if len(summary) == 4:
+            props, body_size = summary.get("properties"), summary.get("body_size")
+            if body_size.__class__ is int and props.__class__ is dict and props == _NO_PROPERTIES:
+                return (channel, body_size, None)
+        return None
+    if frame != "method":
+        return None
+    args = summary.get("args")
+    if len(summary) != 4 or args.__class__ is not dict or len(args) != 5:
+        return None
+    if summary.get("method") != "Basic.Publish":
+        return None
+    key = (
+        channel,
+        args.get("exchange"),
+        args.get("routing_key"),
+        args.get("ticket"),
+        args.get("immediate"),
+        args.get("mandatory"),
+    )
+    if key[1].__class__ is str and key[2].__class__ is str and key[3].__class__ is int:
+        if key[4].__class__ is bool and key[5].__class__ is bool:
+            return key
+    return None
+
+
+class AmqpProtocol(WireProtocol):
+    proto = Proto.AMQP
+    label_keys = ("method", "frame")
+
+    def __init__(self) -> None:
+        self.summary_cache_key = summary_cache_key
+
+    def describe(self, summary: Mapping[str, Any]) -> Description:
+        s = summary
+        if not ("method" in s or "frame" in s or "channel" in s):
+            return describe_any(s)
+        what = str(s.get("method") or s.get("frame") or "?")
+        return finish(s, what, [f"ch={s['channel']}"] if "channel" in s else [])
+
+
+AMQP = AmqpProtocol()

@@ -1,0 +1,110 @@
+"""What every protocol object offers, and the parts they share.
+
+A protocol object is the one place the recorder, `rrlab inspect` and the replayer get anything
+protocol-specific from: framer, per-connection decoder, redaction, a frame's short name and
+description, and the key under which a summary's encoding may be cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rr.codecs import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Decoded,
+    Decoder,
+    Direction,
+    Framer,
+    Proto,
+    decoder_for,
+    framer_for,
+)
+from rr.redact import redact
+
+if TYPE_CHECKING:
+    from .pipeline import FrameConnection
+
+#: summary -> a hashable key that stands for its encoding exactly, or None (see `summary_cache_key`)
+CacheKey = Callable[[Mapping[str, Any]], tuple[Any, ...] | None]
+
+
+class Description(NamedTuple):
+    """What a frame is (`what`: API/method/packet, with a version) and the ids that place it
+    (`ids`: correlation id, channel, packet id). `str()` gives the one line."""
+
+    what: str
+    ids: str
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.ids}".rstrip()
+
+
+class WireProtocol:
+    """Base of the three protocol objects; each overrides what differs."""
+
+    proto: Proto
+    #: summary keys naming a frame, most specific first (`label`)
+    label_keys: tuple[str, ...] = ()
+    #: a function keying the summaries whose encoding repeats (None: nothing cached)
+    summary_cache_key: CacheKey | None = None
+
+    def framer(
+        self, direction: Direction | str, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    ) -> Framer:
+        """A fresh incremental framer for one direction of one connection."""
+        return framer_for(self.proto, direction, max_frame_bytes)
+
+    def decoder(self) -> Decoder:
+        """A fresh decoder for one connection (both directions)."""
+        return decoder_for(self.proto)
+
+    def redact(
+        self, direction: Direction, raw: bytes, decoded: Decoded, decoder: Decoder
+    ) -> tuple[bytes, Decoded]:
+        """Credentials out of one frame (`rr.redact`), summary re-read by the connection's
+        `decoder`. Frames without credentials come back as the same objects."""
+        return redact(self.proto, direction, raw, decoded, decoder)
+
+    def connection(
+        self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, redact: bool = True
+    ) -> FrameConnection:
+        """The frame pipeline of one connection: bytes -> frames -> decoded -> redacted."""
+        from .pipeline import FrameConnection
+
+        return FrameConnection(self, max_frame_bytes=max_frame_bytes, redact=redact)
+
+    def label(self, summary: Mapping[str, Any]) -> str:
+        """A short, low-cardinality name for a frame (metrics): API, method, packet type."""
+        for key in self.label_keys:
+            value = summary.get(key)
+            if value and isinstance(value, str):  # absent keys (the usual miss) stop at `value`
+                return value
+        return "unknown"
+
+    def describe(self, summary: Mapping[str, Any]) -> Description:
+        """(what, ids) of one frame; a summary of an unknown shape gives whatever is there."""
+        return describe_any(summary)
+
+
+def describe_any(summary: Mapping[str, Any]) -> Description:
+    """The fallback: a name from the usual keys, up to two scalar `...id` fields."""
+    s = summary
+    keys = ("api", "method", "packet", "type", "frame", "kind")
+    what = next((str(s[k]) for k in keys if k in s), "?")
+    ids = [f"{k}={s[k]}" for k in sorted(s) if k.endswith("id") and _scalar(s[k])][:2]
+    return finish(s, what, ids)
+
+
+def finish(summary: Mapping[str, Any], what: str, ids: Iterable[str]) -> Description:
+    if "error" in summary:
+        what += " (undecoded)"
+    return Description(what, " ".join(ids))
+
+
+def _scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"

@@ -1,0 +1,51 @@
+"""Kafka: int32 size framing, kio decoding with one correlation tracker per connection, address
+rewriting of responses (the proxy's `ResponseRewriter`, sharing the decoder's tracker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rr.codecs import Proto
+from rr.codecs.kafka import KafkaDecoder
+from rr.kafka_rewrite import NodeMap, ResponseRewriter, RewriteEvent
+
+from .base import Description, WireProtocol, describe_any, finish
+from .pipeline import FrameConnection
+
+
+class KafkaProtocol(WireProtocol):
+    proto = Proto.KAFKA
+    label_keys = ("api",)
+
+    def decoder(self) -> KafkaDecoder:
+        return KafkaDecoder()
+
+    def rewriter(
+        self,
+        conn: FrameConnection,
+        node_map: NodeMap,
+        on_event: Callable[[RewriteEvent], None] | None = None,
+    ) -> ResponseRewriter:
+        """The address rewriter of `conn`'s responses; it pairs them with the decoder's tracker."""
+        decoder = conn.decoder
+        assert isinstance(decoder, KafkaDecoder)
+        return ResponseRewriter(node_map, decoder.tracker, on_event)
+
+    def describe(self, summary: Mapping[str, Any]) -> Description:
+        s = summary
+        if not ("api" in s or "api_key" in s or "correlation_id" in s):
+            return describe_any(s)
+        api = s.get("api", s.get("api_key"))
+        what = "?" if api is None else str(api)
+        if "version" in s:
+            what += f" v{s['version']}"
+        ids = []
+        if "correlation_id" in s:
+            ids.append(f"corr={s['correlation_id']}")
+        if s.get("error_code"):
+            ids.append(f"err={s['error_code']}")
+        return finish(s, what, ids)
+
+
+KAFKA = KafkaProtocol()

@@ -1,0 +1,30 @@
+"""MQTT 3.1.1 / 5: remaining-length framing, a decoder that learns the protocol level from
+CONNECT, redaction of CONNECT passwords and MQTT 5 authentication data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rr.codecs import Proto
+
+from .base import Description, WireProtocol, clip, describe_any, finish
+
+
+class MqttProtocol(WireProtocol):
+    proto = Proto.MQTT
+    label_keys = ("packet",)
+
+    def describe(self, summary: Mapping[str, Any]) -> Description:
+        s = summary
+        if not ("packet" in s or "type" in s):
+            return describe_any(s)
+        ids = []
+        if "packet_id" in s:
+            ids.append(f"pid={s['packet_id']}")
+        if isinstance(s.get("topic"), str):
+            ids.append(f"topic={clip(s['topic'], 24)}")
+        return finish(s, str(s.get("packet", s.get("type"))), ids)
+
+
+MQTT = MqttProtocol()

@@ -1,0 +1,97 @@
+"""The frame pipeline of one connection, without a cassette writer behind it:
+bytes -> frames (framer per direction) -> decoded (the connection's decoder) -> redacted.
+
+The recorder writes what comes out; the replayer reads live client bytes through the same steps,
+so a live frame's summary is made exactly as the recorded one was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction
+
+if TYPE_CHECKING:
+    from .base import WireProtocol
+
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+class PipelineFrame(NamedTuple):
+    """One frame through the pipeline. The first three items are what a cassette holds (the
+    shape `CassetteWriter.write_frames` takes); `wire` and `decoded` are the frame as it crossed
+    the wire (the same objects as `raw` and the summary's Decoded when nothing was redacted)."""
+
+    summary: dict[str, Any]  # of `raw`: re-read from the redacted bytes when redacted
+    raw: bytes  # credentials replaced
+    redacted: bool
+    wire: bytes
+    decoded: Decoded
+
+
+_frame = tuple.__new__  # PipelineFrame without NamedTuple's argument handling (hot path)
+
+
+class FrameConnection:
+    """Frames, decodes and (unless `redact=False`) redacts both directions of one connection.
+
+    `feed(direction, data)` is the whole pipeline; `split` (framing) and `process` (decode and
+    redact) are its two halves, for a caller that changes frames in between (the recorder's
+    Kafka address rewrite). Framing errors raise `FramingError` (the frames completed before
+    the bad byte ride on it, `err.frames`); a frame that cannot be redacted raises
+    `RedactionError` (the frames before it are in `process`'s `out`).
+    """
+
+    def __init__(
+        self,
+        protocol: WireProtocol,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        redact: bool = True,
+    ) -> None:
+        self.protocol = protocol
+        self.proto = protocol.proto
+        self.decoder = protocol.decoder()
+        self.framers = {d: protocol.framer(d, max_frame_bytes) for d in (C2S, S2C)}
+        self._redact = protocol.redact if redact else None
+
+    def feed(self, direction: Direction, data: bytes) -> list[PipelineFrame]:
+        """Any chunk of `direction`'s stream in; every frame it completes out, in order."""
+        return self.process(direction, self.split(direction, data))
+
+    def split(self, direction: Direction, data: bytes) -> list[bytes]:
+        """Framing only: the whole frames `data` completes (bytes as on the wire)."""
+        return self.framers[direction].feed_raws(data)
+
+    def process(
+        self,
+        direction: Direction,
+        raws: list[bytes],
+        out: list[PipelineFrame] | None = None,
+    ) -> list[PipelineFrame]:
+        """Decode and redact whole frames of `direction`, in stream order, appending to `out`
+        (so a caller still has the frames before one that raised)."""
+        if out is None:
+            out = []
+        append = out.append
+        decoder = self.decoder
+        decode = decoder.decode
+        redact = self._redact
+        for raw in raws:
+            decoded = decode(direction, raw)
+            if redact is None:
+                summary = decoded.summary
+                append(_frame(PipelineFrame, (summary, raw, decoded.redacted, raw, decoded)))
+                continue
+            new, final = redact(direction, raw, decoded, decoder)
+            append(
+                _frame(
+                    PipelineFrame,
+                    (final.summary, new, decoded.redacted or final.redacted, raw, decoded),
+                )
+            )
+        return out
+
+    def buffered(self, direction: Direction) -> int:
+        """Bytes of `direction` waiting for the rest of a frame."""
+        return self.framers[direction].buffered
