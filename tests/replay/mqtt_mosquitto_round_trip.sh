@@ -8,7 +8,7 @@
 # Usage: tests/replay/mqtt_mosquitto_round_trip.sh OUT
 #   env MQTT_PORT (11883)  MQTT_TOPIC (rrlab/replay/mosquitto)  MQTT_COUNT (20)
 #       MQTT_VERSION (mqttv311 | mqttv5)  MQTT_KEEPALIVE (60)  MQTT_PAUSE (0)  MQTT_SEED (1)
-#       MQTT_WAIT (60: seconds mosquitto_sub waits for its messages)
+#       MQTT_WAIT (60: seconds mosquitto_sub waits for its messages, mosquitto_pub runs at most)
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUT" >&2; exit 2; }
 out=$1
@@ -34,7 +34,7 @@ grep -q 'received SUBACK' "$raw" || { echo "mosquitto: no SUBACK" >&2; cat "$raw
 for ((i = 0; i < count; i++)); do
   printf '{"n":%d,"seed":%d,"sq":%d}\n' "$i" "$seed" $((i * i))
   [ "$pause" = 0 ] || sleep "$pause"
-done | mosquitto_pub "${common[@]}" -l
+done | timeout "${MQTT_WAIT:-60}" mosquitto_pub "${common[@]}" -l  # it reconnects when refused
 rc=0
 wait "$sub" || rc=$?
 sub=""

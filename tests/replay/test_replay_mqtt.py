@@ -1,0 +1,288 @@
+"""MQTT replay: unmodified clients against `rrlab serve`, no broker anywhere.
+
+The worker (amqtt, two connections with fixed client ids), Mosquitto's command-line clients
+(libmosquitto: empty or broker-assigned client ids, 3.1.1 and 5, a slow publisher whose
+PINGREQs come at wall-clock times), a raw client that picks its own packet ids and opens its
+connections in another order than recorded, and changed clients that must fail with a diff
+naming the changed field. Run inside a network namespace (the recorded ports are fixed).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from replayer.mqtt import Causes, Plan
+from replayer.recording import Recording
+from rr.codecs import Direction, MqttFramer, decoder_for
+from rr.codecs.mqtt import encode_disconnect, with_packet_id
+
+from .client_scenarios import SCENARIOS as CLIENT_SCENARIOS
+from .conftest import ROOT, assert_replays, fake_broker, run_client
+from .scenarios import SCENARIOS
+
+MQTT_CASSETTES = ROOT / "tests" / "replay" / "mqtt_cassettes"
+ROUND_TRIP = str(ROOT / "tests" / "replay" / "mqtt_mosquitto_round_trip.sh")
+WORKER = next(s for s in SCENARIOS if s.name == "worker-mqtt-amqtt")
+MODES = ("transcript", "lookup")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A cassette, the command it recorded (with its environment) and the files it wrote."""
+
+    name: str
+    path: Path
+    argv: list[str]
+    artifacts: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)
+
+
+def _mosquitto(name: str, **env: str) -> Case:
+    out = f"out/{name}/output.txt"
+    return Case(name, MQTT_CASSETTES / name, [ROUND_TRIP, out], [out], env, ["mosquitto_sub"])
+
+
+MOSQUITTO_V311 = _mosquitto("mosquitto-clients-v311-amqtt", MQTT_COUNT="20")
+MOSQUITTO_V5 = _mosquitto("mosquitto-clients-v5-mosquitto", MQTT_COUNT="20", MQTT_VERSION="mqttv5")
+SLOW = _mosquitto(
+    "mosquitto-clients-slow-amqtt", MQTT_COUNT="3", MQTT_PAUSE="6", MQTT_KEEPALIVE="5"
+)
+
+CASES = [
+    *(Case(s.name, s.path, s.argv, s.artifacts) for s in SCENARIOS if "mqtt" in s.name),
+    *(
+        Case(s.name, s.path, s.argv, s.artifacts, needs=s.needs)
+        for s in CLIENT_SCENARIOS
+        if "mqtt" in s.name
+    ),
+    MOSQUITTO_V311,
+    MOSQUITTO_V5,
+]
+
+
+def _skip_unless_ready(case: Case) -> None:
+    if not (case.path / "cassette.json").exists():
+        pytest.skip(f"cassette {case.path.name} not recorded yet")
+    missing = [exe for exe in case.needs if not shutil.which(exe)]
+    if missing:
+        pytest.skip(f"needs {missing}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_replays_byte_identical_three_times(case, mode, tmp_path):
+    _skip_unless_ready(case)
+    for _ in range(3):
+        served = assert_replays(
+            case.path, case.argv, case.artifacts, tmp_path, "--match", mode, env=case.env
+        )
+        assert served.report["totals"]["unused"] == 0, served.report["unused"]
+        assert served.report["connections"]["bound"] == served.report["cassette"]["connections"]
+
+
+def test_slow_publisher_pings_are_answered_and_recorded_pings_not_missed(tmp_path):
+    """Minutes of silence between messages: both clients PINGREQ on their own clock; the
+    replayer answers each one itself and the recorded PINGREQs are not reported unused."""
+    _skip_unless_ready(SLOW)
+    recorded_pings = sum(
+        1 for line in (SLOW.path / "frames.jsonl").read_bytes().splitlines() if b"PINGREQ" in line
+    )
+    assert recorded_pings >= 2
+    served = assert_replays(SLOW.path, SLOW.argv, SLOW.artifacts, tmp_path, env=SLOW.env)
+    pings = served.report["by_api"]["mqtt"]["PINGREQ"]
+    assert pings["synthesized"] >= 2 and pings["unused"] == 0 and pings["matched"] == 0
+    assert served.report["totals"]["unused"] == 0
+
+
+# --- changed clients fail loudly ------------------------------------------------------------------
+
+
+def _replay_expecting_miss(case: Case, tmp_path: Path, argv: list[str], env: dict[str, str]):
+    cwd = tmp_path / "changed"
+    cwd.mkdir()
+    with fake_broker(case.path, tmp_path) as served:
+        client = run_client(argv, cwd, env={**case.env, **env}, timeout=60)
+    assert served.exit_code == 1, served.stdout + served.stderr
+    assert served.report["verdict"] == "miss"
+    assert "MISS mqtt" in served.stderr
+    return client, served
+
+
+def test_worker_with_another_seed_fails_naming_the_topic(tmp_path):
+    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
+    argv = list(WORKER.argv)
+    argv[argv.index("--seed") + 1] = "2"
+    argv += ["--timeout", "3"]
+    client, served = _replay_expecting_miss(
+        Case(WORKER.name, WORKER.path, [], []), tmp_path, argv, {}
+    )
+    assert client.returncode != 0
+    first = served.report["misses"][0]
+    assert first["api"] == "SUBSCRIBE"
+    assert first["diff"] == [
+        'SUBSCRIBE subscriptions[0].topic: recorded "rrlab.worker.1" live "rrlab.worker.2"'
+    ]
+
+
+@pytest.mark.parametrize("case", [MOSQUITTO_V311, MOSQUITTO_V5], ids=lambda c: c.name)
+def test_changed_payload_field_fails_naming_it(case, tmp_path):
+    """One payload field changed (seed 1 -> 2): the first PUBLISH misses with a JSON diff."""
+    _skip_unless_ready(case)
+    client, served = _replay_expecting_miss(
+        case, tmp_path, case.argv, {"MQTT_SEED": "2", "MQTT_WAIT": "3"}
+    )
+    assert client.returncode != 0
+    publish = next(m for m in served.report["misses"] if m["api"] == "PUBLISH")
+    assert publish["diff"] == [
+        "PUBLISH topic rrlab/replay/mosquitto payload.seed: recorded 1 live 2"
+    ]
+    assert publish["live"]["payload"] == {"n": 0, "seed": 2, "sq": 0}
+    assert publish["closest"]["payload"] == {"n": 0, "seed": 1, "sq": 0}
+
+
+# --- a raw client: its own packet ids, connections in another order, pushes gated ---------------
+
+
+class RawClient:
+    """A bare MQTT connection: send packets, read whole packets back (with a deadline)."""
+
+    def __init__(self, port: int = 11883) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.framer = MqttFramer(Direction.S2C, 1 << 20)
+        self.decoder = decoder_for("mqtt")
+        self.inbox: list[bytes] = []
+
+    def send(self, raw: bytes) -> None:
+        self.sock.sendall(raw)
+
+    def read(self, n: int = 1, wait: float = 5.0) -> list[dict]:
+        """The next `n` packets' summaries (fewer if none comes within `wait` seconds)."""
+        deadline = time.monotonic() + wait
+        while len(self.inbox) < n and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                break
+            self.inbox += [f.raw for f in self.framer.feed(data)]
+        got, self.inbox = self.inbox[:n], self.inbox[n:]
+        return [self.decoder.decode(Direction.S2C, raw).summary for raw in got]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _worker_frames() -> dict[int, list[dict]]:
+    by_conn: dict[int, list[dict]] = {}
+    for line in (WORKER.path / "frames.jsonl").read_bytes().splitlines():
+        frame = json.loads(line)
+        frame["bytes"] = base64.b64decode(frame["raw"])
+        by_conn.setdefault(frame["conn"], []).append(frame)
+    return by_conn
+
+
+def _c2s(frames: list[dict], packet: str) -> list[bytes]:
+    return [f["bytes"] for f in frames if f["dir"] == "c2s" and f["summary"]["packet"] == packet]
+
+
+def test_raw_client_ids_order_and_gated_pushes(tmp_path):
+    """Publisher connects first (recorded second), binds by client id; the subscriber's SUBSCRIBE
+    and the publisher's PUBLISH carry packet ids of their own, echoed in SUBACK/PUBACK; no push
+    reaches the subscriber before the publisher sent that message."""
+    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
+    frames = _worker_frames()
+    sub_conn, pub_conn = (
+        next(c for c, fs in frames.items() if fs[0]["summary"]["client_id"].endswith(role))
+        for role in ("-sub", "-pub")
+    )
+    with fake_broker(WORKER.path, tmp_path) as served:
+        pub, sub = RawClient(), RawClient()
+        try:
+            pub.send(_c2s(frames[pub_conn], "CONNECT")[0])
+            assert pub.read()[0]["packet"] == "CONNACK"
+            sub.send(_c2s(frames[sub_conn], "CONNECT")[0])
+            assert sub.read()[0]["packet"] == "CONNACK"
+            sub.send(with_packet_id(_c2s(frames[sub_conn], "SUBSCRIBE")[0], 777))
+            suback = sub.read()[0]
+            assert suback["packet"] == "SUBACK" and suback["packet_id"] == 777
+            assert sub.read(wait=0.5) == []  # nothing published yet: no push
+            first = _c2s(frames[pub_conn], "PUBLISH")[0]
+            pub.send(with_packet_id(first, 4000))
+            assert pub.read()[0] == {"packet": "PUBACK", "packet_id": 4000}
+            push = sub.read()[0]
+            sent = decoder_for("mqtt").decode(Direction.C2S, first).summary
+            assert push["packet"] == "PUBLISH" and push["payload_size"] == sent["payload_size"]
+            assert sub.read(wait=0.5) == []  # the next push waits for this one's PUBACK
+            pub.send(b"\xc0\x00")  # PINGREQ: answered, never consumes the cassette
+            assert pub.read() == [{"packet": "PINGRESP"}]
+            pub.send(encode_disconnect())  # the recorded publisher went on publishing
+        finally:
+            pub.close()
+            sub.close()
+    assert served.exit_code == 1
+    (miss,) = served.report["misses"]
+    assert miss["api"] == "DISCONNECT" and miss["diff"] == [
+        "packet: recorded PUBLISH topic rrlab.worker.1 live DISCONNECT"
+    ]
+    assert served.report["by_api"]["mqtt"]["PINGREQ"]["synthesized"] == 1
+
+
+def test_more_connections_than_recorded_are_refused(tmp_path):
+    _skip_unless_ready(MOSQUITTO_V311)
+    connect = next(
+        base64.b64decode(json.loads(line)["raw"])
+        for line in (MOSQUITTO_V311.path / "frames.jsonl").read_bytes().splitlines()
+        if b'"CONNECT"' in line
+    )
+    with fake_broker(MOSQUITTO_V311.path, tmp_path) as served:
+        clients = [RawClient() for _ in range(3)]
+        answers = []
+        for client in clients:
+            client.send(connect)
+            answers.append(client.read()[0])
+        for client in clients:
+            client.close()
+    assert [a.get("return_code") for a in answers] == [0, 0, 3]  # 3: server unavailable
+    assert served.exit_code == 1
+    assert "more connections than recorded" in served.report["misses"][0]["reason"]
+
+
+# --- the plan of a recorded connection (no sockets) ----------------------------------------------
+
+
+def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections():
+    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
+    recording = Recording.open(WORKER.path)
+    causes = Causes(recording)
+    for rc in recording.conns:
+        plan = Plan.build(rc, ())
+        frames = rc.frames
+        for index in plan.order:
+            summary = frames[index].summary
+            if summary["packet"] == "PUBLISH":
+                (answer,) = plan.answers[index]
+                assert frames[answer].summary == {
+                    "packet": "PUBACK",
+                    "packet_id": summary["packet_id"],
+                }
+        served = {i for group in (*plan.answers.values(), *plan.releases.values()) for i in group}
+        s2c = {f.index for f in frames if f.dir is Direction.S2C}
+        assert served == s2c  # every server frame goes out exactly once (no PINGRESP recorded)
+        for group in plan.releases.values():
+            for i in group:
+                if frames[i].summary["packet"] == "PUBLISH":
+                    cause_conn, cause_index = causes.cause_of[(rc.id, i)]
+                    cause = recording.conn(cause_conn).frames[cause_index]
+                    assert cause.dir is Direction.C2S and cause.seq < frames[i].seq
+                    assert cause.summary["topic"] == frames[i].summary["topic"]
