@@ -11,13 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
 from rr.codecs import Proto
 
 from .recording import RecFrame, Recording
+
+disable_created_metrics()  # `_created` samples are clock values: snapshots stay comparable
 
 #: Misses and unused frames listed in the report at most (the counts are always whole).
 MAX_LISTED = 200

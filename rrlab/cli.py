@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "proxy": "proxy.cli",
     "record": "proxy.record_cli",
     "serve": "replayer.cli",
+    "replay": "replayer.replay_cli",
     "inspect": "rr.cassette_cli",
     "verify": "rr.cassette_cli",
 }
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `replay` re-runs itself
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
