@@ -1,0 +1,192 @@
+"""`rrlab replay`: one command that serves the cassette, runs CMD offline and judges it.
+
+No broker runs. The sandbox is proven by what CMD sees, never by sending a packet off this
+machine: the only host a test aims at is a veth peer inside a namespace the test made itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, RRLAB
+from .scenarios import SCENARIOS
+
+KAFKA = next(s for s in SCENARIOS if s.name == "worker-kafka-tansu")
+
+
+def replay(
+    scenario, cwd: Path, *options: str, argv: list[str] | None = None, env=None
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    cmd = [*RRLAB, "replay", "--cassette", str(scenario.path), *options, "--"]
+    cmd += argv if argv is not None else scenario.argv
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240, env=env)
+    report_path = cwd / "out" / "rr-report.json"
+    report = json.loads(report_path.read_bytes()) if report_path.exists() else {}
+    return proc, report
+
+
+def test_replay_passes_offline_and_writes_report_and_metrics(tmp_path):
+    proc, report = replay(KAFKA, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["verdict"] == "ok"
+    artifact = report["artifacts"][KAFKA.artifacts[0]]
+    assert artifact["result"] == "identical"
+    assert artifact["live_sha256"] == artifact["recorded_sha256"]
+    assert report["frames"]["matched"] > 0 and report["frames"]["missed"] == 0
+    assert report["sandbox"] == {
+        "asked": "auto",
+        "interfaces": ["lo"],
+        "used": "netns",
+        "weaker_guard": False,
+    }
+    raw = (tmp_path / "out" / "rr-report.json").read_bytes()
+    assert raw == json.dumps(report, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    metrics = (tmp_path / "out" / "rr-metrics.txt").read_text()
+    assert metrics.rstrip().endswith("# EOF")
+    assert 'rrlab_replay_artifacts_total{result="identical"} 1.0' in metrics
+    assert "rrlab_replay_frames_total" in metrics and "_created" not in metrics
+    assert "rrlab replay: OK" in proc.stdout
+
+
+def test_cmd_sees_only_loopback_under_rr_replay(tmp_path):
+    probe = "import socket; print(sorted(n for _, n in socket.if_nameindex()))"
+    wrapped = [
+        sys.executable,
+        "-c",
+        f"import subprocess, sys; {probe}; sys.exit(subprocess.call({KAFKA.argv!r}))",
+    ]
+    proc, report = replay(KAFKA, tmp_path, "--profile", "rr_replay", argv=wrapped)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "['lo']" in proc.stdout.splitlines()[0]
+
+
+def test_changed_worker_payload_fails_with_a_diff_pointing_at_it(tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(ROOT / "worker", changed / "worker")
+    envelope = changed / "worker" / "envelope.py"
+    envelope.write_text(envelope.read_text().replace("% 10000", "% 9999"))
+    env = {**__import__("os").environ, "PYTHONPATH": str(changed)}
+    proc, report = replay(KAFKA, tmp_path, "--profile", "ci_replay", env=env)
+    assert proc.returncode == 1
+    assert report["verdict"] == "miss"
+    assert any(".amount: recorded" in d for m in report["misses"] for d in m["diff"])
+    assert "value.amount: recorded" in proc.stderr
+
+
+def test_ci_replay_fails_on_unused_frames_rr_replay_on_the_artifact(tmp_path):
+    """Half the recorded messages: strict (ci_replay) fails on what was never sent; rr_replay
+    fails on the aggregate, printed as a unified diff."""
+    half = [a if a != "200" else "100" for a in KAFKA.argv]
+    strict_dir, lenient_dir = tmp_path / "strict", tmp_path / "lenient"
+    strict_dir.mkdir()
+    lenient_dir.mkdir()
+    proc, report = replay(KAFKA, strict_dir, "--profile", "ci_replay", argv=half)
+    assert proc.returncode == 1 and report["verdict"] == "unused", proc.stdout + proc.stderr
+    assert report["unused"]
+    proc, report = replay(KAFKA, lenient_dir, "--profile", "rr_replay", argv=half)
+    assert proc.returncode == 1 and report["verdict"] == "mismatch", proc.stdout + proc.stderr
+    assert f"--- recorded/{KAFKA.artifacts[0]}" in proc.stdout
+    assert report["artifacts"][KAFKA.artifacts[0]]["result"] == "differs"
+
+
+def test_guard_sandbox_replays_a_python_command_and_says_it_is_weaker(tmp_path):
+    proc, report = replay(KAFKA, tmp_path, "--sandbox", "guard")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["sandbox"]["used"] == "guard" and report["sandbox"]["weaker_guard"] is True
+    assert "weaker than a network namespace" in proc.stdout
+
+
+def test_bad_cassette_and_usage_are_exit_2(tmp_path):
+    proc = subprocess.run(
+        [*RRLAB, "replay", "--cassette", str(tmp_path / "nope"), "--", "true"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "no such cassette directory" in proc.stderr
+    proc = subprocess.run(
+        [*RRLAB, "replay", "--cassette", str(KAFKA.path)], cwd=tmp_path, capture_output=True
+    )
+    assert proc.returncode == 2 and b"no command given" in proc.stderr
+
+
+# --- a host the test made itself: a veth peer in a namespace of its own -----------------------
+
+PEER_IP, HOST_IP, PEER_PORT = "169.254.213.2", "169.254.213.1", 18888
+
+
+@pytest.fixture
+def peer_host() -> Iterator[str]:
+    """A listening TCP server on a veth peer in a network namespace this test creates."""
+    assert shutil.which("ip"), "iproute2 (ip) is needed to build the test's own peer host"
+    tag = uuid.uuid4().hex[:6]
+    ns, host_if, peer_if = f"rrlab-peer-{tag}", f"rrh{tag}", f"rrp{tag}"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", ns)
+    server = None
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+        ip("link", "set", peer_if, "netns", ns)
+        ip("addr", "add", f"{HOST_IP}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{PEER_IP}/30", "dev", peer_if)
+        ip("netns", "exec", ns, "ip", "link", "set", peer_if, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _SERVER.format(PEER_IP, PEER_PORT)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield PEER_IP
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+_SERVER = """
+import socket
+s = socket.socket(); s.bind(("{0}", {1})); s.listen(8); print("ready", flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+_CONNECT = f"""
+import socket, sys
+try:
+    socket.create_connection(("{PEER_IP}", {PEER_PORT}), timeout=3).close()
+except OSError as exc:
+    print("unreachable:", type(exc).__name__, exc)
+    sys.exit(7)
+print("reached")
+"""
+
+
+def test_the_peer_is_reachable_without_the_sandbox(peer_host):
+    """The control: outside replay the test's own peer answers, so 'unreachable' means more."""
+    proc = subprocess.run([sys.executable, "-c", _CONNECT], capture_output=True, text=True)
+    assert proc.stdout.strip() == "reached", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["netns", "guard"])
+def test_the_peer_is_unreachable_under_replay(peer_host, mode, tmp_path):
+    proc, report = replay(KAFKA, tmp_path, "--sandbox", mode, argv=[sys.executable, "-c", _CONNECT])
+    assert "unreachable:" in proc.stdout, proc.stdout + proc.stderr
+    assert report["command"]["exit"] == 7
+    assert report["verdict"] in ("command_failed", "unused")
+    if mode == "guard":
+        assert "rrlab replay guard" in proc.stdout
