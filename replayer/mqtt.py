@@ -102,10 +102,15 @@ FrameRef = tuple[int, int]  # (recorded connection id, frame index)
 class Causes:
     """Which recorded client PUBLISH caused each recorded broker PUBLISH push (the latest one
     before it, on any connection, with the same topic and payload), and the sessions whose
-    pushes wait for a cause to be matched live. Shared by every MQTT session of a run."""
+    pushes wait for a cause to be matched live. Shared by every MQTT session of a run, with
+    the plans of the recorded connections (built once, when first needed)."""
 
-    def __init__(self, recording: Recording) -> None:
+    def __init__(self, recording: Recording, ignore_fields: tuple[str, ...] = ()) -> None:
         self.recording = recording
+        self.ignore_fields = ignore_fields
+        self.plans: dict[int, Plan] = {}
+        #: sessions past CONNECT whose recorded connection is not chosen yet
+        self.unsettled: set[Session] = set()
         self.cause_of: dict[FrameRef, FrameRef] = {}
         self.waiting: dict[FrameRef, set[Session]] = {}
         publishes: list[tuple[int, Direction, int, FrameRef]] = []
@@ -125,6 +130,12 @@ class Causes:
             elif what in latest:
                 self.cause_of[ref] = latest[what]
 
+    def plan(self, rc: RecordedConn) -> Plan:
+        plan = self.plans.get(rc.id)
+        if plan is None:
+            plan = self.plans[rc.id] = Plan.build(rc, self.ignore_fields)
+        return plan
+
     def pending(self, ref: FrameRef) -> FrameRef | None:
         """The cause of push `ref` while it is not matched yet, else None."""
         cause = self.cause_of.get(ref)
@@ -142,7 +153,13 @@ class Causes:
 
 
 def prepare(ctx: ReplayContext) -> None:
-    ctx.shared[Proto.MQTT] = Causes(ctx.recording)
+    ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
+
+
+def rc_connect(plan: Plan) -> int:
+    """Index of a plan's CONNECT frame (plans are only built for connections that have one)."""
+    assert plan.connect is not None
+    return plan.connect.index
 
 
 def _connect_of(rc: RecordedConn) -> RecFrame | None:
@@ -157,6 +174,8 @@ class Session(BaseSession):
         super().__init__(*args, **kwargs)
         self.decoder = decoder_for(Proto.MQTT)
         self.plan: Plan | None = None
+        #: bound on CONNECT, claimed on the first packet after it (random client ids)
+        self.provisional: tuple[Hashable, list[RecordedConn]] | None = None
         self.cursor = 0  # transcript mode: position in plan.order
         #: server frames to send, in order: (frame, bytes, the recorded frame it follows)
         self.outbox: deque[tuple[RecFrame, bytes, RecFrame]] = deque()
@@ -165,7 +184,8 @@ class Session(BaseSession):
     def causes(self) -> Causes:
         causes = self.ctx.shared.get(Proto.MQTT)
         if causes is None:  # prepare() not run (a session built by hand)
-            causes = self.ctx.shared[Proto.MQTT] = Causes(self.ctx.recording)
+            causes = Causes(self.ctx.recording, self.ctx.options.ignore_fields)
+            self.ctx.shared[Proto.MQTT] = causes
         return causes
 
     @property
@@ -183,7 +203,7 @@ class Session(BaseSession):
         if "error" in summary:
             self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
             return
-        if self.plan is None:
+        if self.plan is None and self.provisional is None:
             self._bind(summary, payload)
             return
         if name == "CONNECT":
@@ -193,8 +213,12 @@ class Session(BaseSession):
             self.send(PINGRESP_BYTES)
             self.report.synthesized(self.proto, name)
             return
-        plan = self.plan
         key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
+        plan = self.plan or self._settle(key)
+        if plan is None:
+            reason = "every recorded connection with this CONNECT is bound by now"
+            self._fail(name, reason, summary, payload)
+            return
         if self.ctx.options.match is MatchMode.LOOKUP:
             index = self._lookup(plan, key)
         else:
@@ -309,22 +333,82 @@ class Session(BaseSession):
             connect = _connect_of(rc)
             return fits(rc) and connect is not None and norm.client_id(connect.summary) == cid
 
-        rc = recording.claim(self.proto, port, live, same_id) or recording.claim(
-            self.proto, port, live, fits
-        )
-        self.report.connection(self.proto, rc is not None)
-        if rc is None:
-            self._refuse(summary)
+        if cid:  # the same (non-empty) client id: that connection, at once
+            rc = recording.claim(self.proto, port, live, same_id)
+            if rc is not None:
+                self._adopt(rc)
+                self._serve(self.plan, rc_connect(self.plan), summary)
+                self.report.matched(self.proto, "CONNECT")
+                return
+        fitting = [rc for scope in (port, None) for rc in recording.candidates(self.proto, scope)]
+        fitting = list({rc.id: rc for rc in fitting if fits(rc)}.values())
+        ids = {rc.id for rc in fitting}
+        rivals = [s for s in self.causes.unsettled if ids & {rc.id for rc in s.provisional[1]}]
+        if not fitting or len(fitting) <= len(rivals):  # none, or all spoken for
+            self.report.connection(self.proto, False)
+            self._refuse(summary, taken=bool(fitting))
             return
-        self.bound = rc
-        self.plan = Plan.build(rc, self.ctx.options.ignore_fields)
-        assert self.plan.connect is not None
-        self._serve(self.plan, self.plan.connect.index, summary)
+        # Which of several look-alike recorded connections this is (random client ids, opened
+        # in another order) shows in the next packet: answer the CONNECT from the first one
+        # now, claim when that packet comes.
+        self.provisional = (key, fitting)
+        self.causes.unsettled.add(self)
+        first = self.causes.plan(fitting[0])
+        indexes = sorted(
+            first.answers.get(rc_connect(first), []) + first.releases.get(rc_connect(first), [])
+        )
+        frames = fitting[0].frames
+        self.send_recorded([(frames[i], frames[i].raw) for i in indexes], after=first.connect)
         self.report.matched(self.proto, "CONNECT")
 
-    def _refuse(self, summary: dict[str, Any]) -> None:
+    def _settle(self, key: Hashable) -> Plan | None:
+        """Claim the first still unclaimed look-alike connection whose next client packet has
+        `key` (transcript) or that holds one (lookup); else the first one left (None: none)."""
+        assert self.provisional is not None
+        _connect_key, fitting = self.provisional
+        self.provisional = None
+        self.causes.unsettled.discard(self)
+        left = [rc for rc in fitting if rc.claimed_by is None]
+        lookup = self.ctx.options.match is MatchMode.LOOKUP
+
+        def expects(rc: RecordedConn) -> bool:
+            plan = self.causes.plan(rc)
+            if lookup:
+                return key in plan.by_key
+            return bool(plan.order) and plan.keys[plan.order[0]] == key
+
+        chosen = next((rc for rc in left if expects(rc)), left[0] if left else None)
+        rc = self.ctx.recording.claim(self.proto, None, self.link.live_id, lambda c: c is chosen)
+        if rc is None:
+            return None
+        self._adopt(rc)
+        assert self.plan is not None
+        rc.used.add(rc_connect(self.plan))
+        return self.plan
+
+    def _adopt(self, rc: RecordedConn) -> None:
+        self.report.connection(self.proto, True)
+        self.bound = rc
+        self.plan = self.causes.plan(rc)
+
+    def on_close(self) -> None:
+        if self.provisional is not None:  # connected, then said nothing: the first look-alike
+            left = [rc for rc in self.provisional[1] if rc.claimed_by is None]
+            self.provisional = None
+            self.causes.unsettled.discard(self)
+            if left:
+                rc = self.ctx.recording.claim(
+                    self.proto, None, self.link.live_id, lambda c: c is left[0]
+                )
+                if rc is not None:
+                    self._adopt(rc)
+                    assert self.plan is not None
+                    rc.used.add(rc_connect(self.plan))
+        super().on_close()
+
+    def _refuse(self, summary: dict[str, Any], *, taken: bool = False) -> None:
         """No recorded connection fits: refuse in CONNACK, name the nearest one in the miss."""
-        left = self.ctx.recording.candidates(self.proto, None)
+        left = [] if taken else self.ctx.recording.candidates(self.proto, None)
         connects = [c for c in (_connect_of(rc) for rc in left) if c is not None]
         if connects:
             closest = connects[0].summary

@@ -227,6 +227,7 @@ def test_raw_client_ids_order_and_gated_pushes(tmp_path):
             pub.send(b"\xc0\x00")  # PINGREQ: answered, never consumes the cassette
             assert pub.read() == [{"packet": "PINGRESP"}]
             pub.send(encode_disconnect())  # the recorded publisher went on publishing
+            assert pub.read(wait=5) == []  # a miss: the fake broker closes the connection
         finally:
             pub.close()
             sub.close()
@@ -286,3 +287,34 @@ def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections():
                     cause = recording.conn(cause_conn).frames[cause_index]
                     assert cause.dir is Direction.C2S and cause.seq < frames[i].seq
                     assert cause.summary["topic"] == frames[i].summary["topic"]
+
+
+def test_look_alike_connections_opened_in_another_order(tmp_path):
+    """Mosquitto's clients send the same CONNECT (no client id): a publisher connecting first
+    gets its CONNACK at once and is bound to the recorded publisher by its first PUBLISH."""
+    _skip_unless_ready(MOSQUITTO_V311)
+    frames: dict[int, list[dict]] = {}
+    for line in (MOSQUITTO_V311.path / "frames.jsonl").read_bytes().splitlines():
+        frame = json.loads(line)
+        frame["bytes"] = base64.b64decode(frame["raw"])
+        frames.setdefault(frame["conn"], []).append(frame)
+    (sub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "SUBSCRIBE")]
+    (pub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "PUBLISH")]
+    assert sub_conn < pub_conn  # recorded: subscriber first
+    assert _c2s(frames[sub_conn], "CONNECT") == _c2s(frames[pub_conn], "CONNECT")
+    with fake_broker(MOSQUITTO_V311.path, tmp_path) as served:
+        pub, sub = RawClient(), RawClient()
+        try:
+            for client in (pub, sub):
+                client.send(_c2s(frames[pub_conn], "CONNECT")[0])
+                assert client.read()[0]["packet"] == "CONNACK"
+            pub.send(with_packet_id(_c2s(frames[pub_conn], "PUBLISH")[0], 9))
+            assert pub.read() == [{"packet": "PUBACK", "packet_id": 9}]
+            sub.send(_c2s(frames[sub_conn], "SUBSCRIBE")[0])
+            suback, push = sub.read(2)
+            assert suback["packet"] == "SUBACK" and push["packet"] == "PUBLISH"
+        finally:
+            pub.close()
+            sub.close()
+    assert served.exit_code == 0, served.stderr
+    assert served.report["connections"]["bound"] == 2
