@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from rr.cassette import CassetteError, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
+from rr.cassette_changes import cassette_outline, changes
 from rr.policy import PolicyError, get_profile
 from rr.usage import EXIT_USAGE, UsageError
 
@@ -222,6 +223,24 @@ def _publish(tmp: Path, cassette: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _outline(cassette: Path) -> list[str] | None:
+    try:
+        return cassette_outline(cassette)
+    except CassetteError:
+        return None  # an unreadable old cassette: nothing to compare with
+
+
+def _say_changes(before: list[str], after: list[str]) -> None:
+    """Re-recording: what changed, in frame summaries."""
+    diff = changes(before, after)
+    if not diff:
+        _say("same frames as the previous recording (ids and timings aside)")
+        return
+    _say("changes against the previous recording (frame summaries):")
+    for line in diff:
+        print(f"  {line}", file=sys.stderr)
+
+
 def _on_signal(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
@@ -268,9 +287,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.cassette} left unchanged"
             ) from None
         report = verify(tmp)
+        before = _outline(cassette) if state == "finalized" else None
         _publish(tmp, cassette)
         published = True
         _say(report.summary().replace(str(tmp), args.cassette))
+        if before is not None:
+            _say_changes(before, cassette_outline(cassette))
         return 0
     except Interrupted as exc:
         _say(f"interrupted ({exc}): {args.cassette} left unchanged")

@@ -96,6 +96,7 @@ def test_rewrite_replaces_only_when_the_command_succeeds(tmp_path):
     assert verify(tmp_path / "cassettes" / "c").artifacts == 1
     ok = _record(tmp_path, *args, *_writes("out/a", "three"))
     assert ok.returncode == 0, ok.stderr
+    assert "same frames as the previous recording" in ok.stderr  # re-recording says what changed
     cassette = tmp_path / "cassettes" / "c"
     assert (cassette / "artifacts" / "out" / "a").read_text() == "three"
     assert json.loads((cassette / "cassette.json").read_bytes())["artifacts"] == {
