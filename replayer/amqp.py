@@ -13,7 +13,7 @@ Connection.Close 541 naming the mismatch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,30 +52,48 @@ class Step:
 
 
 class Transcript:
-    """A recorded connection as steps. Keys are computed when first compared, and the index of
-    unused steps by key only when lookup asks for it (a long cassette binds at once)."""
+    """A recorded connection as steps, read from the cassette only as far as the live
+    connection has come (a long recording binds at once). Keys are computed when first
+    compared; lookup indexes unused steps by key as far as it had to search."""
 
     def __init__(self, rc: RecordedConn, opts: norm.Options) -> None:
         self.rc = rc
         self.opts = opts
         self.steps: list[Step] = []
-        assembler = norm.Assembler()
-        indexes: list[int] = []
-        for frame in rc.frames:
+        self._source: Iterator[RecFrame] | None = rc.stream()
+        self._assembler = norm.Assembler()
+        self._indexes: list[int] = []
+        self.next = 0  # first unused step (transcript order)
+        self.done: set[int] = set()
+        self._by_key: dict[bytes, deque[int]] = {}
+        self._indexed = 0  # steps[:_indexed] are in _by_key (if unused)
+
+    def _read(self) -> bool:
+        """One more complete step (its replies are complete once the next one is); False at
+        the end of the recording."""
+        if self._source is None:
+            return False
+        for frame in self._source:
             if norm.is_liveness(frame.summary):
                 continue
             if frame.dir is Direction.S2C:
                 if self.steps:
                     self.steps[-1].replies.append(frame)
                 continue
-            indexes.append(frame.index)
-            message = assembler.feed(frame.summary, frame.raw)
+            self._indexes.append(frame.index)
+            message = self._assembler.feed(frame.summary, frame.raw)
             if message is not None:
-                self.steps.append(Step(len(self.steps), message, indexes, frame))
-                indexes = []
-        self.next = 0  # first unused step (transcript order)
-        self.done: set[int] = set()
-        self._by_key: dict[bytes, deque[int]] | None = None
+                self.steps.append(Step(len(self.steps), message, self._indexes, frame))
+                self._indexes = []
+                return True
+        self._source = None
+        return False
+
+    def step(self, pos: int) -> Step | None:
+        """Step `pos` with all its replies, or None past the end of the recording."""
+        while len(self.steps) < pos + 2 and self._read():
+            pass
+        return self.steps[pos] if pos < len(self.steps) else None
 
     def key(self, step: Step) -> bytes:
         if step.key_ is None:
@@ -85,11 +103,11 @@ class Transcript:
     def use(self, step: Step) -> None:
         self.done.add(step.pos)
         self.rc.used.update(step.indexes)
-        if self._by_key is not None:
+        if step.pos < self._indexed:
             queue = self._by_key.get(self.key(step))
             if queue is not None and step.pos in queue:
                 queue.remove(step.pos)
-        while self.next < len(self.steps) and self.next in self.done:
+        while self.next in self.done:
             self.next += 1
 
     def forget(self) -> None:
@@ -99,21 +117,32 @@ class Transcript:
                 self.rc.used.difference_update(step.indexes)
         self.done.clear()
         self.next = 0
-        self._by_key = None
+        self._by_key = {}
+        self._indexed = 0
 
     def upcoming(self) -> Step | None:
-        return self.steps[self.next] if self.next < len(self.steps) else None
+        return self.step(self.next)
 
     def earliest(self, key: bytes) -> Step | None:
-        if self._by_key is None:
-            self._by_key = {}
-            for step in self.unused():
+        """The first unused step with this key, searching (and indexing) no further than it."""
+        while True:
+            queue = self._by_key.get(key)
+            if queue:
+                return self.step(queue[0])
+            step = self.step(self._indexed)
+            if step is None:
+                return None
+            self._indexed += 1
+            if step.pos not in self.done:
                 self._by_key.setdefault(self.key(step), deque()).append(step.pos)
-        queue = self._by_key.get(key)
-        return self.steps[queue[0]] if queue else None
 
-    def unused(self) -> Iterable[Step]:
-        return (s for s in self.steps[self.next :] if s.pos not in self.done)
+    def unused(self) -> Iterator[Step]:
+        """Unused steps in recorded order (reads to the end as it goes)."""
+        pos = self.next
+        while (step := self.step(pos)) is not None:
+            if pos not in self.done:
+                yield step
+            pos += 1
 
 
 class Session(BaseSession):
@@ -130,6 +159,9 @@ class Session(BaseSession):
         self.history: list[Step] = []  # matched steps, live order (for rebinding)
         self.heartbeat = 0
         self.closing = False
+        self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
+        self._wire_at = 0
+        self._wire_step: Step | None = None
 
     @property
     def opts(self) -> norm.Options:
@@ -139,13 +171,42 @@ class Session(BaseSession):
     # -- frames --------------------------------------------------------------------------------
 
     def on_frame(self, raw: bytes) -> None:
+        if raw[:1] == HEARTBEAT_FRAME[:1] and not self.closing:
+            self.report.synthesized(self.proto, "heartbeat")
+            return
+        if self.transcript is not None and not self.closing and self._by_wire(raw):
+            return
+        self._decoded(raw)
+
+    def _by_wire(self, raw: bytes) -> bool:
+        """The common case, cheaply: frames that are exactly the bytes of the next recorded
+        message match it without decoding (that step is the earliest unused one, so lookup
+        would pick it too). False: decode `raw` (after any frames held back)."""
+        assert self.transcript is not None
+        step = self.transcript.upcoming()
+        if step is None:
+            return False
+        at = self._wire_at
+        if step.message.wire[at : at + len(raw)] != raw or self._wire_step is not step and at:
+            held, self._wire_held, self._wire_at, self._wire_step = self._wire_held, [], 0, None
+            for frame in held:
+                self._decoded(frame)
+            return self.closed or self.closing
+        self._wire_held.append(raw)
+        self._wire_at = at + len(raw)
+        self._wire_step = step
+        if self._wire_at == len(step.message.wire):
+            self._wire_held, self._wire_at, self._wire_step = [], 0, None
+            self._matched(step.message, step)
+            if step.message.name == "Connection.Close":
+                self._close_after(step)
+        return True
+
+    def _decoded(self, raw: bytes) -> None:
         summary = self.decoder.decode(Direction.C2S, raw).summary
         if self.closing:
             if summary.get("method") == "Connection.CloseOk":
                 self.close()
-            return
-        if norm.is_liveness(summary):
-            self.report.synthesized(self.proto, "heartbeat")
             return
         message = self.assembler.feed(summary, raw)
         if message is None:
@@ -162,7 +223,7 @@ class Session(BaseSession):
                 self._refuse(message, "no recorded AMQP connection left to serve")
                 return
             greeter = self.greeter = self._transcript(candidates[0])
-            first = greeter.steps[0] if greeter.steps else None
+            first = greeter.step(0)
             if first is None or greeter.key(first) != norm.match_key(message, self.opts):
                 self._miss_step(message, first, "protocol header differs from the recording")
                 return
@@ -177,24 +238,28 @@ class Session(BaseSession):
 
         def fits(rc: RecordedConn) -> bool:
             tr = self._transcript(rc)
-            steps = tr.steps
+            header, start_ok, first = tr.step(0), tr.step(1), greeter.step(0)
             return (
-                len(steps) > 1
-                and tr.key(steps[1]) == key
-                and tr.key(steps[0]) == greeter.key(greeter.steps[0])
+                header is not None
+                and start_ok is not None
+                and first is not None
+                and tr.key(start_ok) == key
+                and tr.key(header) == greeter.key(first)
             )
 
         rc = self.ctx.recording.claim(
             self.proto, self.listener.recorded_port, self.link.live_id, fits
         )
         if rc is None:
-            closest = greeter.steps[1] if len(greeter.steps) > 1 else None
+            closest = greeter.step(1)
             self._miss_step(message, closest, "no recorded connection opens like this one")
             return
         self.bound = rc
         self.report.connection(self.proto, True)
         self.transcript = self._transcript(rc)
-        for step in self.transcript.steps[:2]:
+        for pos in (0, 1):
+            step = self.transcript.step(pos)
+            assert step is not None
             self.transcript.use(step)
             self.history.append(step)
         self.report.matched(self.proto, "Connection.StartOk")
@@ -202,6 +267,14 @@ class Session(BaseSession):
 
     def _serve(self, message: norm.Message) -> None:
         assert self.transcript is not None
+        upcoming = self.transcript.upcoming()
+        if upcoming is not None and upcoming.message.wire == message.wire:
+            # the same bytes as the next recorded message (the earliest unused one, so lookup
+            # would pick it too): no normalizing
+            self._matched(message, upcoming)
+            if message.name == "Connection.Close":
+                self._close_after(upcoming)
+            return
         key = norm.match_key(message, self.opts)
         steps = self._find(self.transcript, message, key)
         if steps is None and self._rebind(message, key):
@@ -229,13 +302,13 @@ class Session(BaseSession):
         if message.name != "Basic.Ack" or not message.args.get("multiple"):
             return None
         upto = int(message.args.get("delivery_tag", 0))
-        covered = [
-            s
-            for s in tr.unused()
-            if s.message.name == "Basic.Ack"
-            and s.message.channel == message.channel
-            and int(s.message.args.get("delivery_tag", 0)) <= upto
-        ]
+        covered = []
+        for step in tr.unused():
+            if step.message.name != "Basic.Ack" or step.message.channel != message.channel:
+                continue
+            if int(step.message.args.get("delivery_tag", 0)) > upto:
+                break  # a channel's delivery tags only grow
+            covered.append(step)
         return covered or None
 
     def _matched(self, message: norm.Message, step: Step) -> None:
@@ -334,7 +407,7 @@ class Session(BaseSession):
         old, done = self.transcript, self.history
         for rc in self._candidates():
             tr = self._transcript(rc)
-            if tr.done or len(tr.steps) <= len(done):
+            if tr.done or tr.step(len(done)) is None:
                 continue
             if any(
                 old.key(a) != tr.key(b) or [f.raw for f in a.replies] != [f.raw for f in b.replies]

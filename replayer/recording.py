@@ -62,6 +62,15 @@ class RecordedConn:
             ]
         return self._frames
 
+    def stream(self) -> Iterator[RecFrame]:
+        """The frames read one by one and not kept (those already loaded, if they are): for a
+        session that reads ahead only as far as the live connection has come."""
+        if self._frames is not None:
+            yield from self._frames
+            return
+        for i, f in enumerate(self._index.frames_of(self.info.id)):
+            yield RecFrame(i, f.seq, f.dir, f.t_us, f.raw, f.summary)
+
     def client_frames(self) -> Iterator[RecFrame]:
         return (f for f in self.frames if f.dir is C2S)
 

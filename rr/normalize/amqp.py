@@ -41,6 +41,8 @@ class Message:
     properties: dict[str, Any] | None = None
     body: bytes | None = None
     frames: int = 1
+    #: the exact bytes of its frames: equal bytes match without normalizing
+    wire: bytes = b""
 
     def view(self) -> dict[str, Any]:
         """JSON-able form, the body as JSON when it parses, else text, else base64. A fresh
@@ -90,13 +92,14 @@ class Assembler:
         kind = summary.get("frame")
         channel = int(summary.get("channel", 0))
         if kind == PROTOCOL_HEADER:
-            return Message(0, PROTOCOL_HEADER, {"version": summary.get("version")})
+            return Message(0, PROTOCOL_HEADER, {"version": summary.get("version")}, wire=raw)
         if kind == HEARTBEAT:
-            return Message(channel, HEARTBEAT)
+            return Message(channel, HEARTBEAT, wire=raw)
         pending = self._pending.get(channel)
         if kind == "header" and pending is not None and not pending.headed:
             pending.headed = True
             pending.message.frames += 1
+            pending.message.wire += raw
             pending.message.properties = dict(summary.get("properties") or {})
             pending.size = int(summary.get("body_size", 0))
             return self._finish(channel) if pending.size == 0 else None
@@ -105,16 +108,18 @@ class Assembler:
             pending.chunks.append(chunk)
             pending.have += len(chunk)
             pending.message.frames += 1
+            pending.message.wire += raw
             return self._finish(channel) if pending.have >= pending.size else None
         if pending is not None:  # the content never came: the method stands alone
             del self._pending[channel]
         if kind != "method":
-            return Message(channel, str(kind), {k: v for k, v in summary.items() if k != "channel"})
+            rest = {k: v for k, v in summary.items() if k != "channel"}
+            return Message(channel, str(kind), rest, wire=raw)
         name = str(summary.get("method"))
         args = dict(summary.get("args") or {})
         if name == "Connection.StartOk":
             args["response"] = {"user": sasl_user(raw)}
-        message = Message(channel, name, args)
+        message = Message(channel, name, args, wire=raw)
         if name in CONTENT_METHODS:
             self._pending[channel] = _Pending(message, 0)
             return None
