@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: venv sysdeps lock demo test test-unit test-replay test-live lint format brokers brokers-down cassettes client-cassettes bench clean
+.PHONY: help venv sysdeps lock demo test test-unit test-replay test-live lint format brokers brokers-down record replay ci cassettes client-cassettes bench clean
+
+## List the targets (from their ## comments).
+help:
+	@awk '/^## /{doc = doc (doc ? " " : "") substr($$0, 4); next} /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); printf "  make %-17s %s\n", t[1], doc}; doc = ""; next} {doc = ""}' $(MAKEFILE_LIST)
 
 $(BIN)/.synced: requirements.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -15,9 +19,10 @@ $(BIN)/.synced: requirements.lock pyproject.toml
 	VIRTUAL_ENV=$(VENV) uv pip install --quiet --no-deps --config-settings editable_mode=compat -e .
 	@touch $@
 
+## Build .venv from requirements.lock (uv, hashes checked; never downloads a Python).
 venv: $(BIN)/.synced
 
-## Debian packages the live tiers need (RabbitMQ, Mosquitto, socat); a no-op when present.
+## Debian packages the tests need (brokers, client tools); a no-op when present.
 sysdeps:
 	@tools/ensure-system-packages
 
@@ -25,19 +30,25 @@ sysdeps:
 lock:
 	uv pip compile pyproject.toml --extra test --generate-hashes --python $(PYTHON) --no-header --quiet -o requirements.lock
 
+## ruff lint and format check.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## Format and fix with ruff.
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker), unit tests,
+## live-broker tests.
 test: venv sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	tools/replay-cassettes --profile ci_replay
 	$(BIN)/pytest -q
 
+## Unit tests only (no broker, no replay).
 test-unit: venv
 	$(BIN)/pytest -q -m "not live" --ignore=tests/replay
 
@@ -45,15 +56,30 @@ test-unit: venv
 test-replay: venv sysdeps
 	$(BIN)/pytest -q tests/replay
 
+## Live tier only: tests that start real brokers.
 test-live: venv sysdeps
 	$(BIN)/pytest -q -m live
 
+## Start local brokers without Docker: Tansu (Kafka API) :9092, RabbitMQ :5672, amqtt :1883.
 brokers: venv sysdeps
 	$(BIN)/rrlab brokers up kafka amqp mqtt
 
+## Stop the brokers `make brokers` started.
 brokers-down: venv
 	$(BIN)/rrlab brokers down
 
+## Record every committed cassette from real brokers (each broker started fresh, then stopped).
+record: cassettes client-cassettes
+
+## Replay every committed cassette offline (rr_replay: no broker, no network).
+replay: venv sysdeps
+	tools/replay-cassettes --profile rr_replay
+
+## The CI job: replay-only and strict (ci_replay); reports kept in out/replay/NAME/.
+ci: venv sysdeps
+	tools/replay-cassettes --profile ci_replay
+
+## Record the worker on Tansu, stop the broker, replay it offline, compare the aggregates.
 demo: venv
 	tools/demo
 
@@ -69,9 +95,11 @@ cassettes: venv sysdeps
 client-cassettes: venv sysdeps
 	tools/clients/record-cassettes $(NAMES)
 
+## Benchmarks (bench/bench_*.py), each printing one table measured in one run.
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
 
+## Stop brokers, remove .rrlab/ and out/.
 clean:
 	-$(BIN)/rrlab brokers down 2>/dev/null
 	rm -rf .rrlab out .pytest_cache

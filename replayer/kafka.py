@@ -56,11 +56,21 @@ from .session import Session as BaseSession
 _CORR = struct.Struct(">i")
 _HEAD = struct.Struct(">hhi")
 
-#: APIs whose answer may be served again once the recorded ones are used up (reads)
-REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19})
+#: APIs whose answer may be served again once the recorded ones are used up (reads, and
+#: KIP-714 client telemetry, which clients send on their own clock)
+REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19, 71, 72})
 #: client frames sent on a clock or a poll loop: never reported unused
 LIVENESS_APIS = frozenset(
-    {"Heartbeat", "Metadata", "ApiVersions", "Fetch", "OffsetCommit", "FindCoordinator"}
+    {
+        "Heartbeat",
+        "Metadata",
+        "ApiVersions",
+        "Fetch",
+        "OffsetCommit",
+        "FindCoordinator",
+        "GetTelemetrySubscriptions",
+        "PushTelemetry",
+    }
 )
 #: the longest an empty Fetch is held (seconds), whatever the client asks
 MAX_POLL_WAIT = 5.0

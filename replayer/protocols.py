@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from rr.codecs import Proto
+from rr.protocols import protocol_for
 
 _MODULES = {Proto.KAFKA: "replayer.kafka", Proto.AMQP: "replayer.amqp", Proto.MQTT: "replayer.mqtt"}
 
@@ -25,13 +26,6 @@ def is_liveness(proto: Proto, summary: dict[str, Any]) -> bool:
     return bool(module_for(proto).is_liveness(summary))
 
 
-_LABEL_KEYS = ("api", "method", "packet", "type", "frame")
-
-
 def label(proto: Proto, summary: dict[str, Any]) -> str:
     """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
-    for key in _LABEL_KEYS:
-        value = summary.get(key)
-        if value and isinstance(value, str):
-            return value
-    return "unknown"
+    return protocol_for(proto).label(summary)

@@ -71,6 +71,23 @@ SCENARIOS: list[Scenario] = [
         ["mqtt", "--mqtt-impl", "mosquitto"],
     ),
 ]
+def _batching(name: str, broker: list[str], *extra: str) -> Scenario:
+    """kafka-python with its batching and pace set from the command line (replays of it use
+    other batch sizes and a slow consumer: tests/replay/test_replay_kafka.py)."""
+    out = f"out/{name.replace('-tansu', '').replace('-apache', '')}/records.txt"
+    script = str(ROOT / "tests" / "replay" / "kafka_batching_client.py")
+    argv = [sys.executable, script, "--count", "200", *extra, "--out", out]
+    return Scenario(name, name, argv, [out], broker=broker)
+
+
+SCENARIOS += [
+    _batching("kafka-batching-tansu", ["kafka", "--kafka-impl", "tansu"]),
+    _batching(
+        "kafka-batching-apache-group",
+        ["kafka", "--kafka-impl", "apache"],
+        *("--group", "rrlab-batching", "--topic", "rrlab.batching.group"),
+    ),
+]
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
 
