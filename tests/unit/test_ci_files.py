@@ -24,10 +24,8 @@ def test_workflow_runs_make_ci_in_the_image_and_keeps_reports():
 
 def test_dockerfile_installs_from_the_lock_with_hashes_and_runs_make_ci():
     text = (ROOT / "Dockerfile").read_text()
-    assert (
-        text.splitlines()[[i for i, ln in enumerate(text.splitlines()) if ln.startswith("FROM")][0]]
-        == "FROM python:3.11-slim"
-    )
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms == ["FROM python:3.11-slim"]
     assert "uv pip sync --require-hashes requirements.lock" in text
     assert "UV_PYTHON_DOWNLOADS=never" in text
     assert text.rstrip().endswith('CMD ["make", "ci"]')
