@@ -279,8 +279,13 @@ class Session(BaseSession):
         steps = self._find(self.transcript, message, key)
         if steps is None and self._rebind(message, key):
             steps = self._find(self.transcript, message, key)
+        if steps is None and self._poll_again(message, key):
+            return
         if steps is None:
             self._miss_step(message, self._closest(message, key), self._why(message))
+            return
+        if not steps:  # absorbed by a recorded message still to come (see _acks_within)
+            self._count_matched(message)
             return
         for step in steps:
             self._matched(message, step)
@@ -292,24 +297,61 @@ class Session(BaseSession):
             step = tr.upcoming()
             return [step] if step is not None and tr.key(step) == key else None
         step = tr.earliest(key)
+        if step is not None and message.name == "Basic.Get" and self._publish_before(tr, step):
+            step = None  # its answer depends on messages not yet published: poll again
         if step is not None:
             return [step]
         return self._covered_acks(tr, message)
 
+    @staticmethod
+    def _publish_before(tr: Transcript, step: Step) -> bool:
+        for earlier in tr.unused():
+            if earlier.pos >= step.pos:
+                return False
+            if earlier.message.name == "Basic.Publish":
+                return True
+        return False
+
     def _covered_acks(self, tr: Transcript, message: norm.Message) -> list[Step] | None:
-        """Lookup: a live Basic.Ack with multiple=True stands for the unused recorded acks of
-        its channel up to its delivery tag (a client that batches its acks differently)."""
-        if message.name != "Basic.Ack" or not message.args.get("multiple"):
+        """Lookup, a client that batches its acks differently: a live Basic.Ack with
+        multiple=True stands for the unused recorded acks of its channel up to its delivery
+        tag; a single live ack inside a recorded multiple=True ack is absorbed by it ([]), and
+        the live ack of its own tag consumes it."""
+        if message.name != "Basic.Ack":
             return None
         upto = int(message.args.get("delivery_tag", 0))
+        multiple = bool(message.args.get("multiple"))
         covered = []
         for step in tr.unused():
             if step.message.name != "Basic.Ack" or step.message.channel != message.channel:
                 continue
-            if int(step.message.args.get("delivery_tag", 0)) > upto:
+            tag = int(step.message.args.get("delivery_tag", 0))
+            if not multiple and step.message.args.get("multiple") and tag >= upto:
+                return [step] if tag == upto else []
+            if tag > upto or not multiple:
                 break  # a channel's delivery tags only grow
             covered.append(step)
         return covered or None
+
+    def _poll_again(self, message: norm.Message, key: bytes) -> bool:
+        """A Basic.Get the recording has no unused match for, where the recording answered the
+        same Basic.Get with Basic.GetEmpty: the queue is still empty, answer that again (a
+        client that polls more often than recorded). Synthesized, consumes nothing."""
+        assert self.transcript is not None
+        if message.name != "Basic.Get":
+            return False
+        tr = self.transcript
+        for step in [*reversed(self.history), *tr.steps]:
+            if (
+                step.message.name == "Basic.Get"
+                and step.replies
+                and all(f.summary.get("method") == "Basic.GetEmpty" for f in step.replies)
+                and tr.key(step) == key
+            ):
+                self.send(b"".join(f.raw for f in step.replies))
+                self.report.synthesized(self.proto, "Basic.Get")
+                return True
+        return False
 
     def _matched(self, message: norm.Message, step: Step) -> None:
         assert self.transcript is not None

@@ -3,10 +3,12 @@ tag): publishes COUNT JSON messages with confirms to an exclusive queue, then co
 (prefetch PREFETCH), spending DELAY seconds on each while pika keeps the connection alive
 (heartbeat interval HEARTBEAT: a slow consumer spans several heartbeats each way), acking every
 ACK_EVERY-th delivery with multiple=True (1: each one on its own), and writes the bodies it got
-to OUT, one per line.
+to OUT, one per line. With --get it polls Basic.Get instead of consuming; --empty-polls N polls
+the still empty queue N times before publishing (a client polling more often than recorded).
 
 Usage: python tests/replay/amqp_pika_client.py OUT [--count N] [--delay S] [--heartbeat S]
-       [--prefetch N] [--ack-every K] [--url URL] [--queue NAME] [--extra TEXT]
+       [--prefetch N] [--ack-every K] [--get] [--empty-polls N] [--url URL] [--queue NAME]
+       [--extra TEXT]
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--queue", default="rrlab.slow")
     p.add_argument("--prefetch", type=int, default=1)
     p.add_argument("--ack-every", type=int, default=1)
+    p.add_argument("--empty-polls", type=int, default=0, help="Basic.Get polls before publishing")
+    p.add_argument("--get", action="store_true", help="poll with Basic.Get instead of consuming")
     p.add_argument("--extra", default="", help="a field appended to every body (changed runs)")
     args = p.parse_args(argv)
 
@@ -41,6 +45,9 @@ def main(argv: list[str]) -> int:
     channel = connection.channel()
     channel.confirm_delivery()
     channel.queue_declare(args.queue, exclusive=True, auto_delete=True)
+    for _ in range(args.empty_polls):
+        method, _props, _body = channel.basic_get(args.queue)
+        assert method is None, "the fresh queue has a message"
     for n in range(args.count):
         body = {"n": n, "square": n * n}
         if args.extra:
@@ -61,10 +68,16 @@ def main(argv: list[str]) -> int:
         if len(got) % args.ack_every == 0 or len(got) == args.count:
             ch.basic_ack(delivery_tag=method.delivery_tag, multiple=args.ack_every > 1)
 
-    tag = channel.basic_consume(args.queue, on_message)
-    while len(got) < args.count:
-        connection.process_data_events(time_limit=0.2)
-    channel.basic_cancel(tag)
+    if args.get:
+        while len(got) < args.count:
+            method, properties, body = channel.basic_get(args.queue)
+            if method is not None:
+                on_message(channel, method, properties, body)
+    else:
+        tag = channel.basic_consume(args.queue, on_message)
+        while len(got) < args.count:
+            connection.process_data_events(time_limit=0.2)
+        channel.basic_cancel(tag)
     connection.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

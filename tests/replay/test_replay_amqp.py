@@ -127,6 +127,32 @@ def test_acks_batched_differently_replay_in_lookup_mode(tmp_path):
     assert served.report["totals"]["unused"] == 0
 
 
+def test_single_acks_replay_a_recorded_batched_ack_in_lookup_mode(tmp_path):
+    """Recorded: one multiple=True ack per five deliveries; live: one ack per delivery."""
+    served = assert_replays(
+        FIXTURES / "pika-acks-batched",
+        _acks("--ack-every", "1"),
+        [BODIES],
+        tmp_path,
+        "--match",
+        "lookup",
+    )
+    assert served.report["by_api"]["amqp"]["Basic.Ack"]["matched"] == 20
+    assert served.report["totals"]["unused"] == 0
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_a_client_polling_more_often_gets_the_recorded_empty_answer_again(mode, tmp_path):
+    """Recorded: one Basic.Get on the empty queue; live: three. The extra polls are answered
+    with the recorded Basic.GetEmpty (synthesized), never with a later recorded GetOk."""
+    argv = [*PIKA_CLIENT, BODIES, "--count", "10", "--delay", "0", "--get"]
+    served = assert_replays(
+        FIXTURES / "pika-get", [*argv, "--empty-polls", "3"], [BODIES], tmp_path, "--match", mode
+    )
+    assert served.report["by_api"]["amqp"]["Basic.Get"]["synthesized"] == 2
+    assert served.report["by_api"]["amqp"]["Basic.Get"]["matched"] == 11
+
+
 def test_acks_batched_differently_miss_in_transcript_mode(tmp_path):
     with fake_broker(FIXTURES / "pika-acks", tmp_path) as served:
         client = run_client(_acks("--ack-every", "5"), tmp_path)
