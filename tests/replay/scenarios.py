@@ -41,12 +41,34 @@ def _worker(name: str, driver: str, *extra: str) -> Scenario:
     return Scenario(name, name, argv, [f"{out}/aggregate.json"])
 
 
+def _lab(name: str) -> Scenario:
+    """The two-driver lab: one recorded run in which the worker talks Kafka and AMQP at the same
+    time (two worker processes started together), both protocols in one cassette."""
+    kafka, amqp = (
+        [sys.executable, "-m", "worker", "--driver", d, "--count", str(COUNT), "--seed", str(SEED),
+         "--out", f"out/{name}/{d}"]
+        for d in ("kafka", "amqp")
+    )  # fmt: skip
+    argv = ["bash", "-c", _LAB_SCRIPT, "lab", str(len(kafka)), *kafka, *amqp]
+    return Scenario(name, name, argv, [f"out/{name}/kafka/aggregate.json",
+                                       f"out/{name}/amqp/aggregate.json"])  # fmt: skip
+
+
+#: run two commands at once ($1 = length of the first), fail if either fails
+_LAB_SCRIPT = (
+    'n=$1; shift; first=("${@:1:$n}"); second=("${@:$((n + 1))}"); '
+    '"${first[@]}" & a=$!; "${second[@]}" & b=$!; wait "$a"; ra=$?; wait "$b"; rb=$?; '
+    "exit $(( ra != 0 ? ra : rb ))"
+)
+
+
 SCENARIOS: list[Scenario] = [
     _worker("worker-kafka-tansu", "kafka"),
     _worker("worker-kafka-apache-group", "kafka", "--kafka-group", "rrlab-worker"),
     _worker("worker-amqp-rabbitmq", "amqp"),
     _worker("worker-mqtt-amqtt", "mqtt"),
     _worker("worker-mqtt-mosquitto", "mqtt"),
+    _lab("worker-lab-kafka-amqp"),
 ]
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
