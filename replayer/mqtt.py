@@ -7,8 +7,11 @@ so a client that waits for each PUBACK never deadlocks on a recorded interleavin
 (PUBLISH pushes to a subscriber, a server DISCONNECT) is released after the client packet that
 preceded it in the recording, and a PUBLISH push not before the client PUBLISH that caused it
 (same topic and payload, on any connection) has matched live: a subscriber never gets a message
-its publisher has not sent yet, as with a real broker. PINGREQ gets a synthesized PINGRESP;
-recorded PINGRESPs are never served. Which fields must match is `rr.normalize.mqtt`'s job.
+its publisher has not sent yet, as with a real broker. A client's acks of earlier pushes never
+hold a push back (a broker does not wait for them either), within the client's v5 Receive
+Maximum; otherwise a subscriber would run in lockstep with its own PUBACKs. PINGREQ gets a
+synthesized PINGRESP; recorded PINGRESPs are never served. Which fields must match is
+`rr.normalize.mqtt`'s job.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import Any
 
 from rr.codecs import Direction, Proto, decoder_for
 from rr.codecs.mqtt import (
+    PACKET_TYPES,
     PINGRESP_BYTES,
     MqttPacket,
     encode_connack,
     encode_disconnect,
+    packet_id_span,
     with_packet_id,
 )
 from rr.normalize import mqtt as norm
@@ -68,6 +73,7 @@ class Plan:
         plan = cls(conn, connect, v5=decoder.protocol_level == 5)  # type: ignore[attr-defined]
         pending: dict[tuple[str, int | None], int] = {}
         last: int | None = None  # the client frame that releases the server frames after it
+        last_not_ack: int | None = None  # ... and the one that releases PUBLISH pushes
         for frame, packet in zip(frames, packets, strict=True):
             name = frame.summary.get("packet")
             if frame.dir is C2S:
@@ -78,19 +84,25 @@ class Plan:
                 if name in norm.LIVENESS:
                     continue
                 last = frame.index
+                if name not in norm.PUSH_ACKS:
+                    last_not_ack = frame.index
                 if frame is not connect:
                     plan.order.append(frame.index)
-                    key = norm.match_key(frame.summary, plan.payloads[frame.index], ignore_fields)
+                    key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
+                    if key is None:
+                        payload = plan.payloads[frame.index]
+                        key = norm.match_key(frame.summary, payload, ignore_fields)
                     plan.keys[frame.index] = key
                     plan.by_key.setdefault(key, deque()).append(frame.index)
                 continue
             if name == "PINGRESP":
                 continue  # liveness answers are synthesized, never replayed
             asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
+            trigger = last_not_ack if name == "PUBLISH" else last
             if asked is not None:
                 plan.answers.setdefault(asked, []).append(frame.index)
-            elif last is not None:
-                plan.releases.setdefault(last, []).append(frame.index)
+            elif trigger is not None:
+                plan.releases.setdefault(trigger, []).append(frame.index)
             elif connect is not None:  # before any client packet: goes out with the CONNACK
                 plan.releases.setdefault(connect.index, []).append(frame.index)
         return plan
@@ -177,8 +189,11 @@ class Session(BaseSession):
         #: bound on CONNECT, claimed on the first packet after it (random client ids)
         self.provisional: tuple[Hashable, list[RecordedConn]] | None = None
         self.cursor = 0  # transcript mode: position in plan.order
-        #: server frames to send, in order: (frame, bytes, the recorded frame it follows)
-        self.outbox: deque[tuple[RecFrame, bytes, RecFrame]] = deque()
+        #: released server frames not sent yet, in order: (frame, the client frame it follows)
+        self.outbox: deque[tuple[RecFrame, RecFrame]] = deque()
+        #: QoS 1/2 pushes sent and not yet acknowledged, and the client's v5 limit on them
+        self.inflight = 0
+        self.receive_maximum: int | None = None
 
     @property
     def causes(self) -> Causes:
@@ -195,6 +210,18 @@ class Session(BaseSession):
     # -- frames --------------------------------------------------------------------------------
 
     def on_frame(self, raw: bytes) -> None:
+        plan = self.plan
+        if plan is not None:  # the hot path: PUBLISH and acks matched without a decode
+            key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+            if key is not None:
+                index = self._find(plan, key)
+                if index is not None:
+                    name = PACKET_TYPES[raw[0] >> 4]
+                    span = packet_id_span(raw)
+                    live_id = int.from_bytes(raw[span[0] : span[1]], "big") if span else None
+                    self._serve(plan, index, name, live_id)
+                    self.report.matched(self.proto, name)
+                    return
         decoded = self.decoder.decode(C2S, raw)
         summary = decoded.summary
         packet: MqttPacket | None = decoded.body
@@ -203,7 +230,7 @@ class Session(BaseSession):
         if "error" in summary:
             self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
             return
-        if self.plan is None and self.provisional is None:
+        if plan is None and self.provisional is None:
             self._bind(summary, payload)
             return
         if name == "CONNECT":
@@ -213,16 +240,15 @@ class Session(BaseSession):
             self.send(PINGRESP_BYTES)
             self.report.synthesized(self.proto, name)
             return
-        key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
-        plan = self.plan or self._settle(key)
+        key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+        if key is None:
+            key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
+        plan = plan or self._settle(key)
         if plan is None:
             reason = "every recorded connection with this CONNECT is bound by now"
             self._fail(name, reason, summary, payload)
             return
-        if self.ctx.options.match is MatchMode.LOOKUP:
-            index = self._lookup(plan, key)
-        else:
-            index = self._next(plan, key)
+        index = self._find(plan, key)
         if index is None:
             closest = self._closest(plan, summary)
             reason = (
@@ -234,8 +260,13 @@ class Session(BaseSession):
             )
             self._fail(name, reason, summary, payload, closest)
             return
-        self._serve(plan, index, summary)
+        self._serve(plan, index, name, summary.get("packet_id"))
         self.report.matched(self.proto, name)
+
+    def _find(self, plan: Plan, key: Hashable) -> int | None:
+        if self.ctx.options.match is MatchMode.LOOKUP:
+            return self._lookup(plan, key)
+        return self._next(plan, key)
 
     def _next(self, plan: Plan, key: Hashable) -> int | None:
         while self.cursor < len(plan.order) and plan.order[self.cursor] in plan.conn.used:
@@ -269,39 +300,48 @@ class Session(BaseSession):
                     return i
         return unused[0] if unused else None
 
-    def _serve(self, plan: Plan, index: int, live: dict[str, Any]) -> None:
-        """Consume recorded client frame `index`; send its answers (live packet id stamped
-        where the id is the client's) and the server frames it released, in recorded order."""
+    def _serve(self, plan: Plan, index: int, name: str, live_id: Any) -> None:
+        """Consume recorded client frame `index`: send its answers at once (the live packet id
+        stamped where the id is the client's), queue the server frames it released."""
         plan.conn.used.add(index)
         self.causes.matched((plan.conn.id, index))
+        if name in ("PUBACK", "PUBCOMP") and self.inflight:
+            self.inflight -= 1  # a QoS 1/2 push completed: room under Receive Maximum
         frames = plan.conn.frames
-        live_id = live.get("packet_id")
-        for i in sorted(plan.answers.get(index, []) + plan.releases.get(index, [])):
-            frame = frames[i]
-            data = frame.raw
+        trigger = frames[index]
+        answers = []
+        for i in plan.answers.get(index, ()):
+            data = frames[i].raw
             if (
                 isinstance(live_id, int)
-                and i in plan.answers.get(index, ())
-                and frame.summary.get("packet") in norm.ECHOES_CLIENT_ID
+                and frames[i].summary.get("packet") in norm.ECHOES_CLIENT_ID
             ):
                 data = with_packet_id(data, live_id)
-            self.outbox.append((frame, data, frames[index]))
+            answers.append((frames[i], data))
+        self.send_recorded(answers, after=trigger)
+        self.outbox.extend((frames[i], trigger) for i in plan.releases.get(index, ()))
         self.flush()
 
     def flush(self) -> None:
-        """Send queued server frames in order, stopping at a push whose cause has not matched
-        live yet (this session is woken when it does)."""
+        """Send queued server frames in recorded order, stopping at a push whose cause has not
+        matched live yet (this session is woken when it does) or that would exceed the client's
+        Receive Maximum (woken by its next PUBACK/PUBCOMP)."""
         if self.plan is None:
             return
         causes, conn = self.causes, self.plan.conn
         batch: list[tuple[RecFrame, bytes]] = []
         after: RecFrame | None = None
         while self.outbox and not self.closed:
-            frame, data, trigger = self.outbox[0]
+            frame, trigger = self.outbox[0]
             cause = causes.pending((conn.id, frame.index))
             if cause is not None:
                 causes.wait(cause, self)
                 break
+            qos = frame.summary.get("qos", 0) if frame.summary.get("packet") == "PUBLISH" else 0
+            if qos and self.receive_maximum is not None:
+                if self.inflight >= self.receive_maximum:
+                    break
+                self.inflight += 1
             self.outbox.popleft()
             ref = causes.cause_of.get((conn.id, frame.index))
             if ref is not None:  # paced from the later of its trigger and its cause
@@ -310,7 +350,7 @@ class Session(BaseSession):
             if after is not None and trigger is not after:
                 self.send_recorded(batch, after=after)
                 batch = []
-            batch.append((frame, data))
+            batch.append((frame, frame.raw))
             after = trigger
         if batch:
             self.send_recorded(batch, after=after)
@@ -323,6 +363,9 @@ class Session(BaseSession):
             return
         key = norm.connect_key(summary)
         cid = norm.client_id(summary)
+        if self.v5:
+            props = summary.get("properties") or {}
+            self.receive_maximum = int(props.get("receive_maximum", 65535))
         recording, port, live = self.ctx.recording, self.listener.recorded_port, self.link.live_id
 
         def fits(rc: RecordedConn) -> bool:
@@ -337,7 +380,7 @@ class Session(BaseSession):
             rc = recording.claim(self.proto, port, live, same_id)
             if rc is not None:
                 self._adopt(rc)
-                self._serve(self.plan, rc_connect(self.plan), summary)
+                self._serve(self.plan, rc_connect(self.plan), "CONNECT", None)
                 self.report.matched(self.proto, "CONNECT")
                 return
         fitting = [rc for scope in (port, None) for rc in recording.candidates(self.proto, scope)]

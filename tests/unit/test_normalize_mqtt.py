@@ -230,3 +230,29 @@ def test_disconnect_and_connack_builders_decode():
 def test_another_packet_type_is_one_line():
     lines = norm.diff({"packet": "PUBACK", "packet_id": 1}, {"packet": "DISCONNECT"})
     assert lines == ["packet: recorded PUBACK live DISCONNECT"]
+
+
+def test_fast_key_agrees_with_match_key_on_the_hot_packets():
+    """Pairs of recorded packets and variants of them (another packet id, DUP, another payload,
+    retain, topic): equal under `fast_key` exactly when equal under `match_key`."""
+    frames = [f["bytes"] for f in recorded() if f["dir"] == "c2s"]
+    hot = [raw for raw in frames if norm.fast_key(raw, False) is not None]
+    assert {raw[0] >> 4 for raw in hot} == {3, 4}  # PUBLISH and PUBACK; CONNECT etc. are not
+    pub = next(raw for raw in hot if raw[0] >> 4 == 3)
+    variants = [
+        with_packet_id(pub, 999),
+        bytes([pub[0] | 0x08]) + pub[1:],
+        bytes([pub[0] | 0x01]) + pub[1:],
+        pub[:-2] + b"x}",
+        publish("other", b"{}"),
+        publish("other", b"{}", qos=0),
+        packet(0x40, b"\x00\x07"),
+        packet(0x50, b"\x00\x07"),
+    ]
+    sample = hot[:40] + hot[-40:] + variants
+    for a in sample:
+        for b in sample:
+            same_fast = norm.fast_key(a, False) == norm.fast_key(b, False)
+            assert same_fast == (key_of(a) == key_of(b)), (a[:8], b[:8])
+    assert norm.fast_key(pub, True) is None  # v5: properties, decode
+    assert norm.fast_key(pub, False, ("payload.n",)) is None  # ignore rules need the JSON
