@@ -48,6 +48,14 @@ def any_credentials(s: Summary) -> None:
         props.pop("authentication_data", None)
 
 
+def any_receive_maximum(s: Summary) -> None:
+    """A v5 client's Receive Maximum is flow control (the replayer honours the live one), not
+    behaviour: a library's default may change."""
+    props = s.get("properties")
+    if s.get("packet") == "CONNECT" and isinstance(props, dict):
+        props.pop("receive_maximum", None)
+
+
 def ignore_keep_alive(s: Summary) -> None:
     """Keep-alive only decides when PINGREQs come, and those are answered by the replayer."""
     s.pop("keep_alive", None)
@@ -91,6 +99,7 @@ def empty_properties(s: Summary) -> None:
 RULES: tuple[Rule, ...] = (
     any_client_id,
     any_credentials,
+    any_receive_maximum,
     ignore_keep_alive,
     client_packet_ids,
     ignore_dup_flag,

@@ -318,3 +318,42 @@ def test_look_alike_connections_opened_in_another_order(tmp_path):
             sub.close()
     assert served.exit_code == 0, served.stderr
     assert served.report["connections"]["bound"] == 2
+
+
+def test_v5_receive_maximum_holds_pushes_until_acked(tmp_path):
+    """A v5 subscriber allowing one unacknowledged QoS 1 message at a time gets the second
+    push only after its PUBACK for the first, although all three were published."""
+    _skip_unless_ready(MOSQUITTO_V5)
+    frames: dict[int, list[dict]] = {}
+    for line in (MOSQUITTO_V5.path / "frames.jsonl").read_bytes().splitlines():
+        frame = json.loads(line)
+        frame["bytes"] = base64.b64decode(frame["raw"])
+        frames.setdefault(frame["conn"], []).append(frame)
+    (sub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "SUBSCRIBE")]
+    (pub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "PUBLISH")]
+    connect = _c2s(frames[sub_conn], "CONNECT")[0]
+    assert connect.endswith(b"\x03\x21\x00\x14\x00\x00")  # properties: Receive Maximum 20
+    one_at_a_time = connect[:-4] + b"\x00\x01\x00\x00"
+    with fake_broker(MOSQUITTO_V5.path, tmp_path) as served:
+        sub, pub = RawClient(), RawClient()
+        sub.decoder.protocol_level = 5  # type: ignore[attr-defined]
+        pub.decoder.protocol_level = 5  # type: ignore[attr-defined]
+        try:
+            sub.send(one_at_a_time)
+            assert sub.read()[0]["packet"] == "CONNACK"
+            sub.send(_c2s(frames[sub_conn], "SUBSCRIBE")[0])
+            assert sub.read()[0]["packet"] == "SUBACK"
+            pub.send(_c2s(frames[pub_conn], "CONNECT")[0])
+            assert pub.read()[0]["packet"] == "CONNACK"
+            for raw in _c2s(frames[pub_conn], "PUBLISH")[:3]:
+                pub.send(raw)
+            assert [p["packet"] for p in pub.read(3)] == ["PUBACK"] * 3
+            (first,) = sub.read(5, wait=1.0)
+            assert first["packet"] == "PUBLISH"
+            sub.send(b"\x40\x02" + first["packet_id"].to_bytes(2, "big"))
+            (second,) = sub.read(5, wait=1.0)
+            assert second["packet"] == "PUBLISH" and second["packet_id"] != first["packet_id"]
+        finally:
+            sub.close()
+            pub.close()
+    assert served.report["totals"]["missed"] == 0, served.report["misses"]

@@ -256,3 +256,13 @@ def test_fast_key_agrees_with_match_key_on_the_hot_packets():
             assert same_fast == (key_of(a) == key_of(b)), (a[:8], b[:8])
     assert norm.fast_key(pub, True) is None  # v5: properties, decode
     assert norm.fast_key(pub, False, ("payload.n",)) is None  # ignore rules need the JSON
+
+
+def test_v5_receive_maximum_is_flow_control_not_behaviour():
+    def v5_connect(receive_maximum: int) -> dict:
+        props = b"\x03\x21" + receive_maximum.to_bytes(2, "big")
+        body = s("MQTT") + bytes([5, 0x02]) + (60).to_bytes(2, "big") + props + s("")
+        return decode(packet(0x10, body), level=5)[0]
+
+    assert v5_connect(20)["properties"] == {"receive_maximum": 20}
+    assert norm.connect_key(v5_connect(20)) == norm.connect_key(v5_connect(1))
