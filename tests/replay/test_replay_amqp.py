@@ -254,3 +254,11 @@ def test_side_by_side_replays_on_moved_ports(tmp_path):
         for name in scenario.artifacts:
             assert (cwd / name).read_bytes() == recorded_artifact(scenario.path, name)
         assert f"listening amqp 127.0.0.1:{15673 + served.offset}" in served.stdout
+
+
+def test_a_declared_ignore_field_may_vary(tmp_path):
+    """--ignore-field (as in replay-rules.json): the changed body field no longer misses."""
+    served = assert_replays(
+        FIXTURES / "pika-acks", _acks("--extra", "x"), [BODIES], tmp_path, "--ignore-field", "extra"
+    )
+    assert served.report["by_api"]["amqp"]["Basic.Publish"]["matched"] == 20
