@@ -10,8 +10,10 @@ preceded it in the recording, and a PUBLISH push not before the client PUBLISH t
 its publisher has not sent yet, as with a real broker. A client's acks of earlier pushes never
 hold a push back (a broker does not wait for them either), within the client's v5 Receive
 Maximum; otherwise a subscriber would run in lockstep with its own PUBACKs. PINGREQ gets a
-synthesized PINGRESP; recorded PINGRESPs are never served. Which fields must match is
-`rr.normalize.mqtt`'s job.
+synthesized PINGRESP; recorded PINGRESPs are never served. `--match transcript` keeps recorded
+order within each lane of `rr.normalize.mqtt.lane` (each kind of ack is a lane of its own: how
+acks interleave with other packets is the broker's timing, not the client's behaviour). Which
+fields must match is `rr.normalize.mqtt`'s job.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Plan:
     payloads: dict[int, bytes | None] = field(default_factory=dict)
     #: matchable client frames (not CONNECT, not liveness), in recorded order
     order: list[int] = field(default_factory=list)
+    #: the same, split by `rr.normalize.mqtt.lane` (transcript order holds within a lane)
+    lanes: dict[str, list[int]] = field(default_factory=dict)
     keys: dict[int, Hashable] = field(default_factory=dict)
     #: client frame index -> indexes of the server frames answering it
     answers: dict[int, list[int]] = field(default_factory=dict)
@@ -88,6 +92,7 @@ class Plan:
                     last_not_ack = frame.index
                 if frame is not connect:
                     plan.order.append(frame.index)
+                    plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
                     key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
                     if key is None:
                         payload = plan.payloads[frame.index]
@@ -188,7 +193,7 @@ class Session(BaseSession):
         self.plan: Plan | None = None
         #: bound on CONNECT, claimed on the first packet after it (random client ids)
         self.provisional: tuple[Hashable, list[RecordedConn]] | None = None
-        self.cursor = 0  # transcript mode: position in plan.order
+        self.cursors: dict[str, int] = {}  # transcript mode: position in each of plan.lanes
         #: released server frames not sent yet, in order: (frame, the client frame it follows)
         self.outbox: deque[tuple[RecFrame, RecFrame]] = deque()
         #: QoS 1/2 pushes sent and not yet acknowledged, and the client's v5 limit on them
@@ -214,9 +219,9 @@ class Session(BaseSession):
         if plan is not None:  # the hot path: PUBLISH and acks matched without a decode
             key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
             if key is not None:
-                index = self._find(plan, key)
+                name = PACKET_TYPES[raw[0] >> 4]
+                index = self._find(plan, name, key)
                 if index is not None:
-                    name = PACKET_TYPES[raw[0] >> 4]
                     span = packet_id_span(raw)
                     live_id = int.from_bytes(raw[span[0] : span[1]], "big") if span else None
                     self._serve(plan, index, name, live_id)
@@ -243,19 +248,19 @@ class Session(BaseSession):
         key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
         if key is None:
             key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
-        plan = plan or self._settle(key)
+        plan = plan or self._settle(norm.lane(name), key)
         if plan is None:
             reason = "every recorded connection with this CONNECT is bound by now"
             self._fail(name, reason, summary, payload)
             return
-        index = self._find(plan, key)
+        index = self._find(plan, name, key)
         if index is None:
             closest = self._closest(plan, summary)
             reason = (
                 "no unused recorded packet with the same key"
                 if self.ctx.options.match is MatchMode.LOOKUP
                 else "differs from the next recorded client packet"
-                if closest is not None and self._is_next(plan, closest)
+                if closest is not None
                 else "the recorded connection has no client packet left"
             )
             self._fail(name, reason, summary, payload, closest)
@@ -263,18 +268,26 @@ class Session(BaseSession):
         self._serve(plan, index, name, summary.get("packet_id"))
         self.report.matched(self.proto, name)
 
-    def _find(self, plan: Plan, key: Hashable) -> int | None:
+    def _find(self, plan: Plan, name: str, key: Hashable) -> int | None:
         if self.ctx.options.match is MatchMode.LOOKUP:
             return self._lookup(plan, key)
-        return self._next(plan, key)
+        return self._next(plan, norm.lane(name), key)
 
-    def _next(self, plan: Plan, key: Hashable) -> int | None:
-        while self.cursor < len(plan.order) and plan.order[self.cursor] in plan.conn.used:
-            self.cursor += 1
-        if self.cursor < len(plan.order) and plan.keys[plan.order[self.cursor]] == key:
-            self.cursor += 1
-            return plan.order[self.cursor - 1]
+    def _next(self, plan: Plan, lane: str, key: Hashable) -> int | None:
+        """Transcript: the next unused recorded packet of this lane, if it has the key."""
+        head = self._head(plan, lane)
+        if head is not None and plan.keys[head] == key:
+            self.cursors[lane] += 1
+            return head
         return None
+
+    def _head(self, plan: Plan, lane: str) -> int | None:
+        frames = plan.lanes.get(lane, [])
+        at = self.cursors.get(lane, 0)
+        while at < len(frames) and frames[at] in plan.conn.used:
+            at += 1
+        self.cursors[lane] = at
+        return frames[at] if at < len(frames) else None
 
     def _lookup(self, plan: Plan, key: Hashable) -> int | None:
         queue = plan.by_key.get(key)
@@ -284,15 +297,15 @@ class Session(BaseSession):
                 return index
         return None
 
-    def _is_next(self, plan: Plan, index: int) -> bool:
-        return self.cursor < len(plan.order) and plan.order[self.cursor] == index
-
     def _closest(self, plan: Plan, live: dict[str, Any]) -> int | None:
-        """Transcript: the next recorded client packet; lookup: the earliest unused one of the
-        same type (and topic, for PUBLISH), else the earliest unused one."""
-        unused = [i for i in plan.order if i not in plan.conn.used]
+        """Transcript: the next recorded packet of the live packet's lane (else of the main
+        lane); lookup: the earliest unused one of the same type (and topic, for PUBLISH), else
+        the earliest unused one."""
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            return unused[0] if unused else None
+            lane = norm.lane(str(live.get("packet")))
+            head = self._head(plan, lane)
+            return head if head is not None else self._head(plan, "main")
+        unused = [i for i in plan.order if i not in plan.conn.used]
         frames = plan.conn.frames
         for same in (("packet", "topic"), ("packet",)):
             for i in unused:
@@ -404,7 +417,7 @@ class Session(BaseSession):
         self.send_recorded([(frames[i], frames[i].raw) for i in indexes], after=first.connect)
         self.report.matched(self.proto, "CONNECT")
 
-    def _settle(self, key: Hashable) -> Plan | None:
+    def _settle(self, lane: str, key: Hashable) -> Plan | None:
         """Claim the first still unclaimed look-alike connection whose next client packet has
         `key` (transcript) or that holds one (lookup); else the first one left (None: none)."""
         assert self.provisional is not None
@@ -418,7 +431,8 @@ class Session(BaseSession):
             plan = self.causes.plan(rc)
             if lookup:
                 return key in plan.by_key
-            return bool(plan.order) and plan.keys[plan.order[0]] == key
+            heads = plan.lanes.get(lane, [])
+            return bool(heads) and plan.keys[heads[0]] == key
 
         chosen = next((rc for rc in left if expects(rc)), left[0] if left else None)
         rc = self.ctx.recording.claim(self.proto, None, self.link.live_id, lambda c: c is chosen)

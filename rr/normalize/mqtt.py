@@ -25,6 +25,9 @@ CLIENT_CHOSEN_IDS = frozenset({"PUBLISH", "PUBREL", "SUBSCRIBE", "UNSUBSCRIBE"})
 ECHOES_CLIENT_ID = frozenset({"PUBACK", "PUBREC", "PUBCOMP", "SUBACK", "UNSUBACK"})
 #: Client packets acknowledging a broker's push (its packet id is the broker's).
 PUSH_ACKS = frozenset({"PUBACK", "PUBREC", "PUBCOMP"})
+#: Acks run in flows of their own: when a client acks a push, or releases its own QoS 2
+#: publish, depends on when the broker's packets arrived, not on what the client does.
+ACK_LANES = PUSH_ACKS | {"PUBREL"}
 _ACK_LIKE = frozenset({"PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "DISCONNECT", "AUTH"})
 
 #: Cut diffs to this many lines (the first differences say what changed).
@@ -149,6 +152,12 @@ def match_key(
                 _drop_path(value, path.split("."))
             body = ("json", freeze(value))
     return (freeze(normalize(summary)), body)
+
+
+def lane(packet: str) -> str:
+    """The flow a client packet is ordered in (transcript mode): each kind of ack on its own,
+    everything else (SUBSCRIBE, PUBLISH, UNSUBSCRIBE, DISCONNECT, AUTH) in one."""
+    return packet if packet in ACK_LANES else "main"
 
 
 def client_id(summary: Summary) -> str | None:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # MQTT round trip with Eclipse Mosquitto's clients (libmosquitto, random client ids), for the MQTT
-# replay tests: mosquitto_sub (QoS 1) waits for COUNT messages; once its SUBACK is in, one
-# mosquitto_pub connection publishes COUNT JSON lines at QoS 1, PAUSE seconds apart (a slow
-# publisher: with a short KEEPALIVE both clients send PINGREQs in between). OUT gets
-# "topic qos payload" per received message.
+# replay tests: mosquitto_sub waits for COUNT messages; once its SUBACK is in, one mosquitto_pub
+# connection publishes COUNT JSON lines at MQTT_QOS, PAUSE seconds apart (a slow publisher: with
+# a short KEEPALIVE both clients send PINGREQs in between). OUT gets "topic qos payload" per
+# received message.
 #
 # Usage: tests/replay/mqtt_mosquitto_round_trip.sh OUT
 #   env MQTT_PORT (11883)  MQTT_TOPIC (rrlab/replay/mosquitto)  MQTT_COUNT (20)
 #       MQTT_VERSION (mqttv311 | mqttv5)  MQTT_KEEPALIVE (60)  MQTT_PAUSE (0)  MQTT_SEED (1)
 #       MQTT_WAIT (60: seconds mosquitto_sub waits for its messages, mosquitto_pub runs at most)
+#       MQTT_QOS (1: both clients' QoS)
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUT" >&2; exit 2; }
 out=$1
@@ -22,7 +23,7 @@ seed=${MQTT_SEED:-1}
 raw=$(mktemp)
 sub=""
 trap 'rm -f "$raw"; [ -n "$sub" ] && kill "$sub" 2>/dev/null; true' EXIT
-common=(-h 127.0.0.1 -p "$port" -t "$topic" -q 1 -V "$version" -k "$keepalive")
+common=(-h 127.0.0.1 -p "$port" -t "$topic" -q "${MQTT_QOS:-1}" -V "$version" -k "$keepalive")
 stdbuf -oL mosquitto_sub -d "${common[@]}" -C "$count" -W "${MQTT_WAIT:-60}" -F 'MSG %t %q %p' >"$raw" &
 sub=$!
 for _ in $(seq 300); do

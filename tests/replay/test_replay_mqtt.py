@@ -1,8 +1,8 @@
 """MQTT replay: unmodified clients against `rrlab serve`, no broker anywhere.
 
 The worker (amqtt, two connections with fixed client ids), Mosquitto's command-line clients
-(libmosquitto: empty or broker-assigned client ids, 3.1.1 and 5, a slow publisher whose
-PINGREQs come at wall-clock times), a raw client that picks its own packet ids and opens its
+(libmosquitto: empty or broker-assigned client ids, 3.1.1 and 5, QoS 1 and 2, a slow publisher
+whose PINGREQs come at wall-clock times), a raw client that picks its own packet ids and opens its
 connections in another order than recorded, and changed clients that must fail with a diff
 naming the changed field. Run inside a network namespace (the recorded ports are fixed).
 """
@@ -53,6 +53,7 @@ def _mosquitto(name: str, **env: str) -> Case:
 
 MOSQUITTO_V311 = _mosquitto("mosquitto-clients-v311-amqtt", MQTT_COUNT="20")
 MOSQUITTO_V5 = _mosquitto("mosquitto-clients-v5-mosquitto", MQTT_COUNT="20", MQTT_VERSION="mqttv5")
+QOS2 = _mosquitto("mosquitto-clients-qos2-mosquitto", MQTT_COUNT="20", MQTT_QOS="2", MQTT_WAIT="20")
 SLOW = _mosquitto(
     "mosquitto-clients-slow-amqtt", MQTT_COUNT="3", MQTT_PAUSE="6", MQTT_KEEPALIVE="5"
 )
@@ -66,6 +67,7 @@ CASES = [
     ),
     MOSQUITTO_V311,
     MOSQUITTO_V5,
+    QOS2,
 ]
 
 
