@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "replayer.replay_cli",
     "inspect": "rr.cassette_cli",
     "verify": "rr.cassette_cli",
+    "arch": "rr.arch.cli",
 }
 
 
