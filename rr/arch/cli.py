@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rr.canonical import dumps
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
-from .check import CheckResult, codes, run_check
+if TYPE_CHECKING:
+    from .check import CheckResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise UsageError(f"--root {args.root}: not a directory")
+    try:
+        from .check import run_check
+    except ImportError as exc:  # jsonschema / import-linter come with the `test` extra
+        raise UsageError(f"needs {exc.name} (install the project with its test extra)") from exc
     result = run_check(args.root, write_lock=args.write_lock)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(result: CheckResult, write_lock: bool) -> None:
+    from .check import codes
+
     enabled = [name for name, on in result.enabled.items() if on]
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
     print(f"rrlab arch check: contracts {', '.join(enabled) or '(none)'}; {counts}")
