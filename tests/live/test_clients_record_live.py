@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from proxy_harness import RRLAB, free_block
-from replay.client_scenarios import SCENARIOS, Scenario
+from replay.client_scenarios import FOREIGN, Scenario
 
 from rr.cassette import CassetteReader, verify
 
@@ -59,7 +59,7 @@ def _param(scenario: Scenario) -> object:
     return pytest.param(scenario, id=scenario.name, marks=[pytest.mark.apache] if apache else [])
 
 
-@pytest.mark.parametrize("scenario", [_param(s) for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", [_param(s) for s in FOREIGN])
 def test_client_records_identically_twice(live_brokers, tmp_path, scenario):
     assert not scenario.missing(), f"tools missing: {scenario.missing()} (make sysdeps)"
     proto, kwargs = _broker_kwargs(scenario)

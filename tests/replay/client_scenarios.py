@@ -8,7 +8,9 @@ command-line clients. One list, read by both sides so they cannot drift:
 `python tests/replay/client_scenarios.py NAME`), and replay tests run the same `argv` in a fresh
 working directory against the fake broker and compare each of `artifacts` byte-for-byte with
 the copy stored in the cassette. The clients talk to the worker-facing default ports (Kafka
-19092, AMQP 15673, MQTT 11883), so no address appears here.
+19092, AMQP 15673, MQTT 11883), so no address appears here. The kafka-python batching cassettes
+(our own test client) ride along in SCENARIOS so that `make client-cassettes` re-records them;
+FOREIGN holds the clients of other families only.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ SCENARIOS: list[Scenario] = [
         ["mqtt", "--mqtt-impl", "mosquitto"],
     ),
 ]
+
+
 def _batching(name: str, broker: list[str], *extra: str) -> Scenario:
     """kafka-python with its batching and pace set from the command line (replays of it use
     other batch sizes and a slow consumer: tests/replay/test_replay_kafka.py)."""
@@ -89,6 +93,8 @@ SCENARIOS += [
     ),
 ]
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
+#: The clients of other families, not written by us (tools/clients/, cassettes/client-*).
+FOREIGN: list[Scenario] = [s for s in SCENARIOS if s.cassette.startswith("client-")]
 
 
 def main(argv: list[str]) -> int:

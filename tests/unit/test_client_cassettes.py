@@ -12,22 +12,22 @@ import os
 from pathlib import Path
 
 import pytest
-from replay.client_scenarios import CASSETTES, SCENARIOS  # tests/ is on sys.path
+from replay.client_scenarios import CASSETTES, FOREIGN  # tests/ is on sys.path
 
 from rr.cassette import CassetteReader, verify
 from rr.codecs import Direction, Proto, decoder_for
 
 SECRETS = [b"rrlab-secret-pw", b"rrlab-mqtt-pw"]
-IDS = [s.name for s in SCENARIOS]
+IDS = [s.name for s in FOREIGN]
 
 
 def test_every_client_cassette_has_a_scenario():
     on_disk = sorted(p.name for p in CASSETTES.glob("client-*") if p.is_dir())
-    assert sorted(s.cassette for s in SCENARIOS) == on_disk
-    assert {s.broker[0] for s in SCENARIOS} == {"kafka", "amqp", "mqtt"}
+    assert sorted(s.cassette for s in FOREIGN) == on_disk
+    assert {s.broker[0] for s in FOREIGN} == {"kafka", "amqp", "mqtt"}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+@pytest.mark.parametrize("scenario", FOREIGN, ids=IDS)
 def test_verifies_and_decodes_again(scenario):
     assert verify(scenario.path).frames > 0
     decoders = {}
@@ -43,7 +43,7 @@ def test_verifies_and_decodes_again(scenario):
             assert secret not in frame.raw, frame.seq
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+@pytest.mark.parametrize("scenario", FOREIGN, ids=IDS)
 def test_artifact_is_the_clients_whole_output(scenario):
     """argv writes exactly the stored artifact: 100 messages, in order, first to last."""
     assert Path(scenario.argv[0]).is_file() and os.access(scenario.argv[0], os.X_OK)
@@ -64,7 +64,7 @@ def test_artifact_is_the_clients_whole_output(scenario):
         assert len(lines) == 100
 
 
-@pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.broker[0] == "kafka"])
+@pytest.mark.parametrize("name", [s.name for s in FOREIGN if s.broker[0] == "kafka"])
 def test_java_client_used_a_consumer_group(name):
     apis = {f.summary.get("api") for f in CassetteReader.open(CASSETTES / name).frames()}
     assert {"CreateTopics", "InitProducerId", "JoinGroup", "SyncGroup", "OffsetCommit"} <= apis
