@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
-import marshal
 import re
 import struct
 from typing import Any
@@ -148,14 +148,14 @@ class AmqpDecoder:
             if "error" not in decoded.summary:
                 if len(_PROPERTIES) >= _PROPERTIES_MAX:
                     _PROPERTIES.clear()
-                _PROPERTIES[key] = marshal.dumps(decoded.summary["properties"])
+                _PROPERTIES[key] = freeze(decoded.summary["properties"])
             return decoded
         return Decoded(
             {
                 "body_size": int.from_bytes(raw[11:19], "big"),
                 "channel": (raw[1] << 8) | raw[2],
                 "frame": "header",
-                "properties": marshal.loads(props),
+                "properties": dict(props),  # the caller's to edit; what it holds is frozen
             }
         )
 
@@ -249,11 +249,57 @@ def _shortstr(p: bytes, at: int) -> tuple[str, int]:
     return p[at + 1 : end].decode("utf-8"), end
 
 
-#: content-header properties by their wire bytes (bounded: cleared when full), stored frozen
-#: (marshal bytes: JSON-able values only) so every summary gets its own deep copy, whatever a
-#: caller does to the last one (C speed: far cheaper than copy.deepcopy)
-_PROPERTIES: dict[bytes, bytes] = {}
+#: content-header properties by their wire bytes (bounded: cleared when full), frozen: each
+#: summary gets its own top-level dict, the nested values (headers) are shared and read-only
+_PROPERTIES: dict[bytes, FrozenDict] = {}
 _PROPERTIES_MAX = 256
+
+
+def _read_only(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise TypeError("decoded AMQP properties are shared and read-only: copy them to edit them")
+
+
+class FrozenDict(dict):
+    """A dict no one can change in place (JSON encoders and == treat it as a dict)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+
+class FrozenList(list):
+    """A list no one can change in place (JSON encoders and == treat it as a list)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return [copy.deepcopy(v, memo) for v in self]
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy of a JSON-able value (dicts and lists frozen, all the way down)."""
+    if isinstance(value, dict):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(v) for v in value)
+    return value
 
 
 def _whole(raw: bytes) -> bool:
@@ -284,7 +330,7 @@ def _fast_summary(raw: bytes) -> dict[str, Any] | None:
                 "body_size": body_size,
                 "channel": channel,
                 "frame": "header",
-                "properties": props,
+                "properties": dict(props),  # the caller's to edit; what it holds is frozen
             }
         if kind == 1 and n >= 12:
             method = int.from_bytes(raw[7:11], "big")

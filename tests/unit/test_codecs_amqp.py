@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import decimal
+import json
 
 import pamqp.frame
+import pytest
 from pamqp import body, commands, header, heartbeat
 
 from rr.canonical import dumps
@@ -78,9 +81,10 @@ def test_heartbeat_and_unreadable_method():
     assert got.summary["channel"] == 1 and "pamqp cannot read" in got.summary["error"]
 
 
-def test_cached_properties_are_every_summary_s_own():
-    """Publishers repeat property sets, so the decoder reads each once; what it hands out must
-    still be a fresh copy: a caller changing a nested header changes no later summary."""
+def test_cached_properties_cannot_be_changed_through_a_summary():
+    """Publishers repeat property sets, so the decoder reads each once and later summaries share
+    it: each gets its own properties dict, the nested values are frozen (a caller changing a
+    nested header gets an error); no later summary ever changes."""
     props = commands.Basic.Properties(
         content_type="application/json",
         headers={"trace": {"ids": [1, 2], "who": "w1"}, "n": 1},
@@ -89,12 +93,26 @@ def test_cached_properties_are_every_summary_s_own():
     raw = pamqp.frame.marshal(header.ContentHeader(body_size=5, properties=props), 2)
     first = decoder_for("amqp").decode(S2C, raw).summary
     expected = dumps(first)
-    first["properties"]["headers"]["trace"]["ids"].append(3)  # the pamqp-path summary
+    first["properties"]["headers"]["trace"]["ids"].append(3)  # the pamqp-path summary: its own
     first["properties"]["headers"]["trace"]["who"] = "changed"
-    for _ in range(3):  # each from the cache now
-        again = decoder_for("amqp").decode(S2C, raw).summary
-        assert dumps(again) == expected
-        again["properties"]["headers"]["trace"]["ids"].clear()
-        again["properties"]["headers"].pop("n")
-        again["properties"]["content_type"] = "text/plain"
+    edits = [
+        lambda p: p["headers"]["trace"]["ids"].append(3),
+        lambda p: p["headers"]["trace"]["ids"].__setitem__(0, 9),
+        lambda p: p["headers"]["trace"].__setitem__("who", "changed"),
+        lambda p: p["headers"].pop("n"),
+        lambda p: p["headers"].update(x=1),
+    ]
+    for edit in edits:
+        again = decoder_for("amqp").decode(S2C, raw).summary  # from the cache
+        assert dumps(again) == expected and again == json.loads(expected)
+        with pytest.raises(TypeError, match="read-only"):
+            edit(again["properties"])
+    again = decoder_for("amqp").decode(S2C, raw).summary
+    again["properties"]["content_type"] = "text/plain"  # its own top level: free to change
+    again["properties"].pop("headers")
+    again = decoder_for("amqp").decode(S2C, raw).summary
+    assert dumps(again) == expected
+    mine = copy.deepcopy(again["properties"])  # a copy is the caller's to edit
+    mine["headers"]["trace"]["ids"].append(3)
+    assert type(mine["headers"]["trace"]["ids"]) is list
     assert dumps(decoder_for("amqp").decode(S2C, raw).summary) == expected
