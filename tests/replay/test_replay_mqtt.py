@@ -31,7 +31,6 @@ from .scenarios import SCENARIOS
 MQTT_CASSETTES = ROOT / "tests" / "replay" / "mqtt_cassettes"
 ROUND_TRIP = str(ROOT / "tests" / "replay" / "mqtt_mosquitto_round_trip.sh")
 WORKER = next(s for s in SCENARIOS if s.name == "worker-mqtt-amqtt")
-MODES = ("transcript", "lookup")
 
 
 @dataclass(frozen=True)
@@ -79,16 +78,24 @@ def _skip_unless_ready(case: Case) -> None:
         pytest.skip(f"needs {missing}")
 
 
-@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_replays_byte_identical_three_times(case, mode, tmp_path):
+def test_replays_byte_identical_three_times_and_in_lookup_mode(case, tmp_path):
     _skip_unless_ready(case)
-    for _ in range(3):
+    for mode in ("transcript", "transcript", "transcript", "lookup"):
         served = assert_replays(
             case.path, case.argv, case.artifacts, tmp_path, "--match", mode, env=case.env
         )
         assert served.report["totals"]["unused"] == 0, served.report["unused"]
         assert served.report["connections"]["bound"] == served.report["cassette"]["connections"]
+
+
+@pytest.mark.parametrize("case", [MOSQUITTO_V311, QOS2], ids=lambda c: c.name)
+def test_recorded_pace(case, tmp_path):
+    """Answers and pushes keep their recorded delays after the packet that released them."""
+    _skip_unless_ready(case)
+    assert_replays(
+        case.path, case.argv, case.artifacts, tmp_path, "--pace", "recorded", env=case.env
+    )
 
 
 def test_slow_publisher_pings_are_answered_and_recorded_pings_not_missed(tmp_path):
