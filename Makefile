@@ -30,10 +30,11 @@ sysdeps:
 lock:
 	uv pip compile pyproject.toml --extra test --generate-hashes --python $(PYTHON) --no-header --quiet -o requirements.lock
 
-## ruff lint and format check.
+## ruff lint and format check; import layers (import-linter contracts in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## Format and fix with ruff.
 format: venv
@@ -45,6 +46,7 @@ format: venv
 test: venv sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	tools/replay-cassettes --profile ci_replay
 	$(BIN)/pytest -q
 

@@ -1,0 +1,36 @@
+"""Layers import-linter's contracts (pyproject.toml) do not cover, checked on the same graph."""
+
+from __future__ import annotations
+
+import grimp
+import pytest
+
+#: what protocol knowledge lives in; rr.cassette (the format, writer, reader) may use none of it
+PROTOCOL_MODULES = [
+    "rr.protocols",
+    "rr.redact",
+    "rr.kafka_rewrite",
+    "rr.normalize",
+    "rr.codecs.kafka",
+    "rr.codecs.amqp",
+    "rr.codecs.mqtt",
+]
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("rr")
+
+
+@pytest.mark.parametrize("module", PROTOCOL_MODULES)
+def test_cassette_knows_no_protocol(graph, module):
+    if module not in graph.modules:
+        pytest.skip(f"{module} does not exist (yet)")
+    chain = graph.find_shortest_chain(importer="rr.cassette", imported=module, as_packages=True)
+    assert chain is None, " -> ".join(chain or ())
+
+
+def test_the_check_sees_an_import_when_there_is_one(graph):
+    """The same query finds a real chain (the recorder uses the protocol objects)."""
+    chain = graph.find_shortest_chain(importer="rr.record", imported="rr.protocols")
+    assert chain is not None
