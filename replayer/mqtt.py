@@ -72,7 +72,9 @@ class Plan:
     def build(cls, conn: RecordedConn, ignore_fields: tuple[str, ...]) -> Plan:
         frames = conn.frames
         decoder = decoder_for(Proto.MQTT)
-        packets: list[MqttPacket | None] = [decoder.decode(f.dir, f.raw).body for f in frames]
+        packets: list[MqttPacket | None] = [  # server frames are sent as recorded: no decode
+            decoder.decode(f.dir, f.raw).body if f.dir is C2S else None for f in frames
+        ]
         connect = next((f for f in frames if f.dir is C2S), None)
         plan = cls(conn, connect, v5=decoder.protocol_level == 5)  # type: ignore[attr-defined]
         pending: dict[tuple[str, int | None], int] = {}
@@ -136,6 +138,8 @@ class Causes:
                 continue
             decoder = decoder_for(Proto.MQTT)
             for frame in rc.frames:
+                if frame.summary.get("packet") not in ("CONNECT", "PUBLISH"):
+                    continue  # only a CONNECT (protocol level) and PUBLISHes need decoding
                 decoded = decoder.decode(frame.dir, frame.raw)
                 if frame.summary.get("packet") == "PUBLISH" and decoded.body is not None:
                     what = hash((frame.summary.get("topic"), decoded.body.payload))
