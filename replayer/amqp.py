@@ -31,6 +31,8 @@ HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 INTERNAL_ERROR = 541
 #: How long a missed connection waits for the client's Connection.CloseOk.
 CLOSE_GRACE = 1.0
+#: A live connection may move to another recorded one only within its first steps.
+REBIND_WINDOW = 64
 #: Server methods that carry a consumer tag a client may have picked.
 TAGGED = frozenset({"Basic.ConsumeOk", "Basic.Deliver", "Basic.Cancel", "Basic.CancelOk"})
 
@@ -53,13 +55,16 @@ class Step:
 
 class Transcript:
     """A recorded connection as steps, read from the cassette only as far as the live
-    connection has come (a long recording binds at once). Keys are computed when first
+    connection has come (a long recording binds at once) and, once `compact` is called, let go
+    behind it (memory stays flat however long the recording). Keys are computed when first
     compared; lookup indexes unused steps by key as far as it had to search."""
 
     def __init__(self, rc: RecordedConn, opts: norm.Options) -> None:
         self.rc = rc
         self.opts = opts
-        self.steps: list[Step] = []
+        self.steps: list[Step | None] = []  # None: used and let go
+        self._last: Step | None = None
+        self._released = 0  # steps[:_released] are let go
         self._source: Iterator[RecFrame] | None = rc.stream()
         self._assembler = norm.Assembler()
         self._indexes: list[int] = []
@@ -77,23 +82,31 @@ class Transcript:
             if norm.is_liveness(frame.summary):
                 continue
             if frame.dir is Direction.S2C:
-                if self.steps:
-                    self.steps[-1].replies.append(frame)
+                if self._last is not None:
+                    self._last.replies.append(frame)
                 continue
             self._indexes.append(frame.index)
             message = self._assembler.feed(frame.summary, frame.raw)
             if message is not None:
-                self.steps.append(Step(len(self.steps), message, self._indexes, frame))
+                self._last = Step(len(self.steps), message, self._indexes, frame)
+                self.steps.append(self._last)
                 self._indexes = []
                 return True
         self._source = None
         return False
 
     def step(self, pos: int) -> Step | None:
-        """Step `pos` with all its replies, or None past the end of the recording."""
+        """Step `pos` with all its replies, or None past the end of the recording (or let
+        go: ask only for steps at or after `next`)."""
         while len(self.steps) < pos + 2 and self._read():
             pass
         return self.steps[pos] if pos < len(self.steps) else None
+
+    def head(self, n: int) -> list[Step]:
+        """The first n steps (all read and none let go: binding time only)."""
+        steps = [self.step(pos) for pos in range(n)]
+        assert all(s is not None for s in steps)
+        return steps  # type: ignore[return-value]
 
     def key(self, step: Step) -> bytes:
         if step.key_ is None:
@@ -108,12 +121,24 @@ class Transcript:
             if queue is not None and step.pos in queue:
                 queue.remove(step.pos)
         while self.next in self.done:
+            self.done.discard(self.next)  # below `next` everything is used
             self.next += 1
 
+    def is_used(self, pos: int) -> bool:
+        return pos < self.next or pos in self.done
+
+    def compact(self) -> None:
+        """Let go of the used steps behind `next` (nothing can match them again)."""
+        while self._released < self.next:
+            self.steps[self._released] = None
+            self._released += 1
+
     def forget(self) -> None:
-        """Undo every use (the live connection moved to another recorded one)."""
+        """Undo every use (the live connection moved to another recorded one; never after
+        `compact`)."""
+        assert self._released == 0
         for step in self.steps:
-            if step.pos in self.done:
+            if step is not None and self.is_used(step.pos):
                 self.rc.used.difference_update(step.indexes)
         self.done.clear()
         self.next = 0
@@ -129,11 +154,12 @@ class Transcript:
             queue = self._by_key.get(key)
             if queue:
                 return self.step(queue[0])
+            self._indexed = max(self._indexed, self.next)
             step = self.step(self._indexed)
             if step is None:
                 return None
             self._indexed += 1
-            if step.pos not in self.done:
+            if not self.is_used(step.pos):
                 self._by_key.setdefault(self.key(step), deque()).append(step.pos)
 
     def unused(self) -> Iterator[Step]:
@@ -156,7 +182,10 @@ class Session(BaseSession):
         self.greeter: Transcript | None = None  # whose Connection.Start answered the header
         self.live_tags: dict[str, str] = {}  # live consumer tag -> recorded
         self.rec_tags: dict[str, str] = {}  # recorded consumer tag -> live
-        self.history: list[Step] = []  # matched steps, live order (for rebinding)
+        #: matched steps in live order, for rebinding; None once past REBIND_WINDOW (then the
+        #: transcript lets go of used steps)
+        self.history: list[Step] | None = []
+        self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
         self.heartbeat = 0
         self.closing = False
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
@@ -261,7 +290,7 @@ class Session(BaseSession):
             step = self.transcript.step(pos)
             assert step is not None
             self.transcript.use(step)
-            self.history.append(step)
+            self._remember(step)
         self.report.matched(self.proto, "Connection.StartOk")
         self._send_replies(self.transcript.steps[1])
 
@@ -341,22 +370,38 @@ class Session(BaseSession):
         if message.name != "Basic.Get":
             return False
         tr = self.transcript
-        for step in [*reversed(self.history), *tr.steps]:
-            if (
-                step.message.name == "Basic.Get"
-                and step.replies
-                and all(f.summary.get("method") == "Basic.GetEmpty" for f in step.replies)
-                and tr.key(step) == key
-            ):
-                self.send(b"".join(f.raw for f in step.replies))
-                self.report.synthesized(self.proto, "Basic.Get")
-                return True
-        return False
+        answer = self.empty_answers.get(key)
+        if answer is None:  # a recorded empty answer further on (read so far)
+            for step in tr.steps:
+                if (
+                    step is not None
+                    and step.message.name == "Basic.Get"
+                    and _all_get_empty(step.replies)
+                    and tr.key(step) == key
+                ):
+                    answer = b"".join(f.raw for f in step.replies)
+                    break
+        if answer is None:
+            return False
+        self.send(answer)
+        self.report.synthesized(self.proto, "Basic.Get")
+        return True
+
+    def _remember(self, step: Step) -> None:
+        assert self.transcript is not None
+        if self.history is not None:
+            self.history.append(step)
+            if len(self.history) > REBIND_WINDOW:
+                self.history = None
+        if self.history is None:
+            self.transcript.compact()
+        if step.message.name == "Basic.Get" and _all_get_empty(step.replies):
+            self.empty_answers[self.transcript.key(step)] = b"".join(f.raw for f in step.replies)
 
     def _matched(self, message: norm.Message, step: Step) -> None:
         assert self.transcript is not None
         self.transcript.use(step)
-        self.history.append(step)
+        self._remember(step)
         if message.name == "Basic.Consume":
             live_tag = str(message.args.get("consumer_tag") or "")
             rec_tag = str(step.message.args.get("consumer_tag") or "")
@@ -447,16 +492,18 @@ class Session(BaseSession):
         order than recorded, whose openings look alike)."""
         assert self.transcript is not None and self.bound is not None
         old, done = self.transcript, self.history
+        if done is None:
+            return False
         for rc in self._candidates():
             tr = self._transcript(rc)
-            if tr.done or tr.step(len(done)) is None:
+            if tr.next or tr.done or tr.step(len(done)) is None:
                 continue
             if any(
                 old.key(a) != tr.key(b) or [f.raw for f in a.replies] != [f.raw for f in b.replies]
-                for a, b in zip(done, tr.steps, strict=False)
+                for a, b in zip(done, tr.head(len(done)), strict=True)
             ):
                 continue
-            for step in tr.steps[: len(done)]:
+            for step in tr.head(len(done)):
                 tr.use(step)
             if self._find(tr, message, key) is None:
                 tr.forget()
@@ -465,7 +512,7 @@ class Session(BaseSession):
             old.rc.claimed_by = None
             rc.claimed_by = self.link.live_id
             self.bound, self.transcript = rc, tr
-            self.history = list(tr.steps[: len(done)])
+            self.history = tr.head(len(done))
             return True
         return False
 
@@ -522,6 +569,10 @@ class Session(BaseSession):
         super().on_close()
         if self.transcript is None:
             self.report.connection(self.proto, False)
+
+
+def _all_get_empty(replies: list[RecFrame]) -> bool:
+    return bool(replies) and all(f.summary.get("method") == "Basic.GetEmpty" for f in replies)
 
 
 def _method_ids(name: str) -> tuple[int, int]:
