@@ -18,7 +18,9 @@ import pytest
 from .conftest import CASSETTES, ROOT, RRLAB, assert_replays, fake_broker, run_client
 from .scenarios import SCENARIOS
 
-KAFKA_SCENARIOS = [s for s in SCENARIOS if "kafka" in s.name]
+KAFKA_SCENARIOS = [
+    s for s in SCENARIOS if "kafka" in s.name and "lab" not in s.name
+]  # lab: amqp tests
 BATCHING = CASSETTES / "kafka-batching-tansu"
 BATCHING_CLIENT = [sys.executable, str(ROOT / "tests/replay/kafka_batching_client.py")]
 BATCHING_ARTIFACT = "out/kafka-batching/records.txt"
