@@ -74,8 +74,11 @@ class RecordedConn:
     def client_frames(self) -> Iterator[RecFrame]:
         return (f for f in self.frames if f.dir is C2S)
 
-    def unused_client_frames(self) -> list[RecFrame]:
-        return [f for f in self.client_frames() if f.index not in self.used]
+    def unused_client_frames(self) -> Iterator[RecFrame]:
+        """Client frames no live frame consumed, streamed (the end-of-run report reads every
+        connection once; a long one is not loaded whole for it)."""
+        used = self.used
+        return (f for f in self.stream() if f.dir is C2S and f.index not in used)
 
     def __repr__(self) -> str:
         return f"<recorded conn {self.id} {self.proto} {self.info.listen}>"
