@@ -465,7 +465,24 @@ class Session(BaseSession):
                     self._adopt(rc)
                     assert self.plan is not None
                     rc.used.add(rc_connect(self.plan))
+        if self.outbox and self.plan is not None:
+            self.report.notes.append(self._unsent_note())
         super().on_close()
+
+    def _unsent_note(self) -> str:
+        """Why a client may have waited in vain: recorded pushes never sent, and what held the
+        first of them back."""
+        assert self.plan is not None
+        frame, _trigger = self.outbox[0]
+        note = (
+            f"mqtt live conn {self.link.live_id} (recorded conn {self.plan.conn.id}) closed with "
+            f"{len(self.outbox)} recorded server packets unsent; the first, seq {frame.seq}"
+        )
+        cause = self.causes.pending((self.plan.conn.id, frame.index))
+        if cause is not None:
+            seq = self.ctx.recording.conn(cause[0]).frames[cause[1]].seq
+            return f"{note}, waits for the client PUBLISH seq {seq} on recorded conn {cause[0]}"
+        return f"{note}, waits for acks under the client's Receive Maximum"
 
     def _refuse(self, summary: dict[str, Any], *, taken: bool = False) -> None:
         """No recorded connection fits: refuse in CONNACK, name the nearest one in the miss."""

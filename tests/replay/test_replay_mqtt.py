@@ -241,6 +241,8 @@ def test_raw_client_ids_order_and_gated_pushes(tmp_path):
             pub.close()
             sub.close()
     assert served.exit_code == 1
+    (note,) = served.report["notes"]  # why the subscriber would have waited for its pushes
+    assert "closed with" in note and "waits for the client PUBLISH seq" in note, note
     (miss,) = served.report["misses"]
     assert miss["api"] == "DISCONNECT" and miss["diff"] == [
         "packet: recorded PUBLISH topic rrlab.worker.1 live DISCONNECT"
