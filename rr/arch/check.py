@@ -546,37 +546,40 @@ class _Run:
         return scopes
 
     def read_lock(self, rel: str, scope: str) -> dict[str, str] | None:
+        """The locked digests, or None when the lock is absent or unreadable (reported once)."""
         if not (self.p.root / rel).is_file():
+            self.add(E_LOCK, rel, "lock file missing; run `rrlab arch check --write-lock`", "locks")
             return None
         value = self.validate(rel, LOCK_SCHEMA, "locks")
-        if value is None or value["scope"] != scope:
-            if value is not None:
-                self.add(E_SCHEMA, rel, f"scope {value['scope']!r}, expected {scope!r}", "locks")
-            return {}
-        return dict(value["files"])
+        if value is not None and value["scope"] != scope:
+            self.add(E_SCHEMA, rel, f"scope {value['scope']!r}, expected {scope!r}", "locks")
+            return None
+        return None if value is None else dict(value["files"])
 
     def check_locks(self, section: dict[str, Any] | None, write: bool) -> tuple[list[Any], bool]:
+        lock_files = set(self.manifest["locks"].values())
+        # anything broken blocks --write-lock, except the lock files themselves (rewritten)
+        blocking = any(f.path not in lock_files for f in self.p.findings)
         scopes = self.lock_scopes(section)
         changes: list[locks.LockChange] = []
-        missing: list[str] = []
+        unreadable: list[str] = []
         for scope, files in scopes.items():
             rel = self.manifest["locks"][scope]
             old = self.read_lock(rel, scope)
             if old is None:
-                missing.append(rel)
+                unreadable.append(rel)
             changes += locks.diff(rel, old or {}, files)
         if write:
-            if self.p.findings:
+            if blocking:
                 return changes, False
+            self.p.findings[:] = [f for f in self.p.findings if f.path not in lock_files]
             for scope, files in scopes.items():
                 data = locks.dumps_lock(scope, files)
                 path = self.p.root / self.manifest["locks"][scope]
                 if not path.is_file() or path.read_bytes() != data:
                     locks.write_atomic(path, data)
             return changes, True
-        for rel in missing:
-            self.add(E_LOCK, rel, "lock file missing; run `rrlab arch check --write-lock`", "locks")
-        drift = [c for c in changes if c.lock not in missing]
+        drift = [c for c in changes if c.lock not in unreadable]
         self.p.findings.extend(locks.mismatch_findings(drift))
         return changes, False
 
