@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: help venv sysdeps lock demo test test-unit test-replay test-live lint format brokers brokers-down record replay ci cassettes client-cassettes bench clean
+.PHONY: help venv sysdeps lock demo test test-unit test-replay test-live lint format arch brokers brokers-down record replay ci cassettes client-cassettes bench clean
 
 ## List the targets (from their ## comments).
 help:
@@ -36,6 +36,11 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+## Architecture contracts (arch/manifest.json): schemas, cross-references, import contracts,
+## canonical JSON, locks. After an intended change: .venv/bin/rrlab arch check --write-lock
+arch: venv
+	$(BIN)/rrlab arch check
+
 ## Format and fix with ruff.
 format: venv
 	$(BIN)/ruff format .
@@ -47,6 +52,7 @@ test: venv sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/rrlab arch check
 	tools/replay-cassettes --profile ci_replay
 	$(BIN)/pytest -q
 
