@@ -59,20 +59,41 @@ def test_main_checkout_holds_every_contract() -> None:
     assert result.counts["cassettes"] == len(list((REPO / "cassettes").glob("*/cassette.json")))
 
 
+#: a module added to the copy -> (its import, the import contract it breaks, the arch contract)
+BREAKERS = {
+    "worker/sneaky.py": ("from rr.canonical import dumps", "worker-imports-nothing-of-ours", "msg"),
+    "replayer/shortcut.py": ("import kafka", "replayer-no-kafka-client", "msg_kafka"),
+    "replayer/bunny.py": ("import pika", "replayer-no-amqp-client", "msg_amqp"),
+    "replayer/mosquito.py": ("from amqtt.client import MQTTClient", "replayer-no-mqtt-client",
+                             "msg_mqtt"),
+    "replayer/recorder.py": ("import proxy.forward", "replayer-independent-of-proxy", "rr"),
+    "rr/normalize/slow.py": ("from twisted.internet import defer", "codecs-normalize-no-twisted",
+                             "rr"),
+    "rr/upward.py": ("import replayer.rules", "rr-imports-no-io-layer", "rr"),
+}  # fmt: skip
+
+
 def test_broken_import_contracts_are_named(tree: Path) -> None:
-    (tree / "worker" / "sneaky.py").write_text("from rr.canonical import dumps\n")
-    (tree / "replayer" / "shortcut.py").write_text("import kafka\n")
-    (tree / "rr" / "normalize" / "slow.py").write_text("from twisted.internet import defer\n")
+    for rel, (line, _, _) in BREAKERS.items():
+        (tree / rel).write_text(line + "\n")
     result = run_check(tree)
     by_path = {f.path: f for f in result.findings}
-    assert by_path["worker/sneaky.py"].code == "E_ARCH_IMPORT_CONTRACT"
-    assert by_path["worker/sneaky.py"].contract == "msg"
-    assert "worker-imports-nothing-of-ours" in by_path["worker/sneaky.py"].message
-    assert by_path["replayer/shortcut.py"].code == "E_ARCH_IMPORT_CONTRACT"
-    assert by_path["replayer/shortcut.py"].contract == "msg_kafka"
-    assert by_path["rr/normalize/slow.py"].code == "E_ARCH_IMPORT_CONTRACT"
-    assert by_path["rr/normalize/slow.py"].contract == "rr"
-    assert only_codes(result) == {"E_ARCH_IMPORT_CONTRACT"}
+    assert set(by_path) == set(BREAKERS), [f.line() for f in result.findings]
+    for rel, (_, contract_id, arch_contract) in BREAKERS.items():
+        finding = by_path[rel]
+        assert finding.code == "E_ARCH_IMPORT_CONTRACT"
+        assert finding.contract == arch_contract
+        assert finding.message.startswith(contract_id + ":"), finding.message
+
+
+def test_import_contracts_must_be_claimed_and_configured(tree: Path) -> None:
+    text = (tree / "pyproject.toml").read_text()
+    text = text.replace('id = "replayer-no-amqp-client"', 'id = "renamed-amqp-contract"')
+    (tree / "pyproject.toml").write_text(text)
+    result = run_check(tree)
+    messages = [f.message for f in result.findings if f.code == "E_ARCH_IMPORT_CONFIG"]
+    assert any("'replayer-no-amqp-client' named by the manifest" in m for m in messages)
+    assert any("'renamed-amqp-contract' is not claimed" in m for m in messages)
 
 
 def test_non_canonical_json_is_named(tree: Path) -> None:
