@@ -174,7 +174,12 @@ class Causes:
 
 
 def prepare(ctx: ReplayContext) -> None:
-    ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
+    """Causes and every recorded connection's plan, before listening: a client's CONNECT then
+    costs a lookup, not a decode of its whole recorded connection."""
+    causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
+    for rc in ctx.recording.conns:
+        if rc.proto is Proto.MQTT and _connect_of(rc) is not None:
+            causes.plan(rc)
 
 
 def rc_connect(plan: Plan) -> int:
