@@ -122,7 +122,7 @@ class Causes:
     """Which recorded client PUBLISH caused each recorded broker PUBLISH push (the latest one
     before it, on any connection, with the same topic and payload), and the sessions whose
     pushes wait for a cause to be matched live. Shared by every MQTT session of a run, with
-    the plans of the recorded connections (built once, when first needed)."""
+    the plans of the recorded connections (built once, by `prepare`)."""
 
     def __init__(self, recording: Recording, ignore_fields: tuple[str, ...] = ()) -> None:
         self.recording = recording

@@ -10,9 +10,12 @@ naming the changed field. Run inside a network namespace (the recorded ports are
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,3 +371,27 @@ def test_v5_receive_maximum_holds_pushes_until_acked(tmp_path):
             sub.close()
             pub.close()
     assert served.report["totals"]["missed"] == 0, served.report["misses"]
+
+
+def test_side_by_side_replays_on_moved_ports(tmp_path):
+    """Two fake brokers of one cassette at once (--port-offset), each client on its own port,
+    both running at the same time."""
+    case = MOSQUITTO_V311
+    _skip_unless_ready(case)
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for offset in (1000, 2000):
+            served = stack.enter_context(fake_broker(case.path, tmp_path, offset=offset))
+            cwd = tmp_path / f"side-{offset}"
+            cwd.mkdir()
+            env = {**os.environ, **case.env, "MQTT_PORT": str(11883 + offset)}
+            proc = subprocess.Popen(case.argv, cwd=cwd, env=env, stderr=subprocess.PIPE)
+            runs.append((served, proc, cwd))
+        for _served, proc, _cwd in runs:
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    recorded = (case.path / "artifacts" / case.artifacts[0]).read_bytes()
+    for served, _proc, cwd in runs:
+        assert served.exit_code == 0, served.stderr
+        assert served.report["totals"]["missed"] == 0
+        assert (cwd / case.artifacts[0]).read_bytes() == recorded
+        assert f"listening mqtt 127.0.0.1:{11883 + served.offset}" in served.stdout
