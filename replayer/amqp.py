@@ -171,6 +171,14 @@ class Transcript:
             pos += 1
 
 
+@dataclass(slots=True)
+class Shared:
+    """AMQP state of one run: recorded connections as transcripts, live sessions that bound."""
+
+    transcripts: dict[int, Transcript] = field(default_factory=dict)
+    sessions: dict[int, Session] = field(default_factory=dict)
+
+
 class Session(BaseSession):
     proto = Proto.AMQP
 
@@ -284,6 +292,7 @@ class Session(BaseSession):
             self._miss_step(message, closest, "no recorded connection opens like this one")
             return
         self.bound = rc
+        self._shared().sessions[self.link.live_id] = self
         self.report.connection(self.proto, True)
         self.transcript = self._transcript(rc)
         for pos in (0, 1):
@@ -473,48 +482,81 @@ class Session(BaseSession):
             self.proto, None
         )
 
+    def _shared(self) -> Shared:
+        return self.ctx.shared.setdefault(self.proto, Shared())
+
     def _transcript(self, rc: RecordedConn) -> Transcript:
-        cache: dict[int, Transcript] = self.ctx.shared.setdefault(self.proto, {})
-        tr = cache.get(rc.id)
+        shared = self._shared()
+        tr = shared.transcripts.get(rc.id)
         if tr is None or tr.rc is not rc:
-            tr = cache[rc.id] = Transcript(
-                rc,
-                norm.Options(
-                    ignore_fields=self.ctx.options.ignore_fields,
-                    ignore_headers=self.ctx.options.ignore_headers,
-                ),
+            opts = norm.Options(
+                ignore_fields=self.ctx.options.ignore_fields,
+                ignore_headers=self.ctx.options.ignore_headers,
             )
+            tr = shared.transcripts[rc.id] = Transcript(rc, opts)
         return tr
 
+    def _movable(self) -> int | None:
+        """How many steps this session has matched, if it may still move to another recorded
+        connection: within the rebind window, recorded order, not inside a message."""
+        if self.history is None or self.closed or self.closing or self._wire_held:
+            return None
+        if [s.pos for s in self.history] != list(range(len(self.history))):
+            return None
+        return len(self.history)
+
     def _rebind(self, message: norm.Message, key: bytes) -> bool:
-        """Another unclaimed recorded connection that went the same way so far (same keys, same
-        served bytes) and goes on like the live one: move there (connections opened in another
-        order than recorded, whose openings look alike)."""
+        """Move to another recorded connection that went the same way so far (same keys, same
+        served bytes) and goes on like the live one: connections opened in another order than
+        recorded, whose openings look alike. A connection claimed by another live one that can
+        take ours in exchange (it went only as far as both recordings agree) is swapped."""
         assert self.transcript is not None and self.bound is not None
-        old, done = self.transcript, self.history
-        if done is None:
+        old, mine = self.transcript, self._movable()
+        if mine is None or old.next != mine or old.done:
             return False
-        for rc in self._candidates():
+        shared = self._shared()
+        pool = sorted(
+            (c for c in self._candidates_all() if c is not old.rc),
+            key=lambda c: c.claimed_by is not None,  # unclaimed first, recorded order kept
+        )
+        for rc in pool:
+            other = shared.sessions.get(rc.claimed_by) if rc.claimed_by is not None else None
             tr = self._transcript(rc)
-            if tr.next or tr.done or tr.step(len(done)) is None:
+            theirs = 0
+            if other is not None:
+                moves = other._movable()
+                if moves is None or other.transcript is not tr or tr.next != moves or tr.done:
+                    continue
+                theirs = moves
+                if not _same_way(old, tr, theirs):  # it could not take ours
+                    continue
+            elif rc.claimed_by is not None or tr.next or tr.done:
                 continue
-            if any(
-                old.key(a) != tr.key(b) or [f.raw for f in a.replies] != [f.raw for f in b.replies]
-                for a, b in zip(done, tr.head(len(done)), strict=True)
-            ):
+            if not _same_way(old, tr, mine):
                 continue
-            for step in tr.head(len(done)):
-                tr.use(step)
+            _reset(tr, mine)
             if self._find(tr, message, key) is None:
-                tr.forget()
+                _reset(tr, theirs)
                 continue
-            old.forget()
-            old.rc.claimed_by = None
+            _reset(old, theirs)
+            if other is not None:
+                other.bound, other.transcript, other.history = old.rc, old, old.head(theirs)
+                old.rc.claimed_by = other.link.live_id
+            else:
+                old.rc.claimed_by = None
             rc.claimed_by = self.link.live_id
-            self.bound, self.transcript = rc, tr
-            self.history = tr.head(len(done))
+            self.bound, self.transcript, self.history = rc, tr, tr.head(mine)
             return True
         return False
+
+    def _candidates_all(self) -> list[RecordedConn]:
+        """Every recorded connection of this protocol, on this listener first, recorded order."""
+        rec = self.ctx.recording
+        conns = sorted(
+            (c for c in rec.conns if c.proto is self.proto),
+            key=lambda c: (c.listen_port != self.listener.recorded_port, c.info.opened_at_seq),
+        )
+        return conns
 
     # -- misses --------------------------------------------------------------------------------
 
@@ -567,8 +609,26 @@ class Session(BaseSession):
 
     def on_close(self) -> None:
         super().on_close()
+        self._shared().sessions.pop(self.link.live_id, None)
         if self.transcript is None:
             self.report.connection(self.proto, False)
+
+
+def _same_way(a: Transcript, b: Transcript, n: int) -> bool:
+    """The first n steps of two recordings look alike: same keys, same served bytes."""
+    if n and (a.step(n - 1) is None or b.step(n - 1) is None):
+        return False
+    for x, y in zip(a.head(n), b.head(n), strict=True):
+        if a.key(x) != b.key(y) or [f.raw for f in x.replies] != [f.raw for f in y.replies]:
+            return False
+    return True
+
+
+def _reset(tr: Transcript, n: int) -> None:
+    """The transcript as if its first n steps had been matched (and nothing else)."""
+    tr.forget()
+    for step in tr.head(n):
+        tr.use(step)
 
 
 def _all_get_empty(replies: list[RecFrame]) -> bool:

@@ -104,6 +104,20 @@ def test_connections_opened_in_another_order_rebind(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_two_open_connections_opened_in_the_other_order_swap(mode, tmp_path):
+    """Recorded consumer-first, replayed publisher-first with both connections open: each
+    binds to the other's recording, and the two swap when the first one diverges."""
+    argv = [sys.executable, str(ROOT / "tests" / "replay" / "amqp_two_connections.py"), BODIES]
+    cassette = FIXTURES / "pika-two-connections"
+    for order in ("consumer-first", "publisher-first"):
+        served = assert_replays(
+            cassette, [*argv, "--order", order], [BODIES], tmp_path, "--match", mode
+        )
+        assert served.report["connections"]["bound"] == 2
+        assert served.report["totals"]["unused"] == 0
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
 def test_slow_consumer_lives_on_synthesized_heartbeats(mode, tmp_path):
     """13 s of processing with a 1 s heartbeat: pika drops a connection that is silent for
     6 s, so the run passes only if the fake broker beats (the recorded beats are not sent)."""
