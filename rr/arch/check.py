@@ -45,7 +45,6 @@ MANIFEST = "arch/manifest.json"
 MANIFEST_SCHEMA = "arch/schemas/manifest.schema.json"
 LOCK_SCHEMA = "arch/schemas/lock.schema.json"
 KNOWN_CONTRACTS = ("msg", "msg_kafka", "msg_amqp", "msg_mqtt", "rr", "canonical_json")
-WORKER_AGGREGATE = "rrlab.worker.aggregate/1"
 CASSETTE_MANIFESTS = "cassettes/*/cassette.json"
 AGGREGATES = "cassettes/*/artifacts/**/aggregate.json"
 IMPORT_LOCK_SUFFIX = "#tool.importlinter"
@@ -396,7 +395,9 @@ class _Run:
         for agg_rel in self.p.glob(AGGREGATES):
             loaded = self.p.load(agg_rel, "msg")
             value = None if loaded is None else loaded.value
-            if not isinstance(value, dict) or value.get("schema") != WORKER_AGGREGATE:
+            if not isinstance(value, dict) or value.get("schema") != worker["aggregate"]:
+                continue  # another program's output
+            if self.validate(agg_rel, worker["aggregate_schema"], "msg") is None:
                 continue
             driver, destination = str(value.get("driver")), str(value.get("destination"))
             if _declared(idx, driver, destination, template=False) is None:
@@ -417,9 +418,8 @@ class _Run:
         if rr is None:
             return
         for rel in rels:
-            loaded = self.p.load(rel, "rr")
-            m = None if loaded is None else loaded.value
-            if not isinstance(m, dict):
+            m = self.validate(rel, rr["cassette"]["manifest_schema"], "rr")
+            if m is None:
                 continue
             if m.get("format") != rr["cassette"]["format"]:
                 self.add(

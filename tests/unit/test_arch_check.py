@@ -251,3 +251,14 @@ def test_write_lock_repairs_a_damaged_lock_file(tree: Path) -> None:
     assert {f.path for f in result.findings} == {"arch/contracts.lock.json"}
     assert run_check(tree, imports=False, write_lock=True).locks_written
     assert lock.read_bytes() == good
+
+
+def test_cassette_manifest_and_worker_aggregate_have_schemas(tree: Path) -> None:
+    cassette = "cassettes/worker-mqtt-amqtt/cassette.json"
+    edit_json(tree, cassette, lambda v: v.update(finalized=False))  # a crashed recording
+    aggregate = "cassettes/worker-amqp-rabbitmq/artifacts/out/worker-amqp-rabbitmq/aggregate.json"
+    edit_json(tree, aggregate, lambda v: v["digest"].update(algorithm="md5"))
+    result = run_check(tree, imports=False)
+    assert ("E_ARCH_SCHEMA", cassette) in codes_at(result)
+    assert ("E_ARCH_SCHEMA", aggregate) in codes_at(result)
+    assert any("finalized: True was expected" in f.message for f in result.findings)
