@@ -60,6 +60,7 @@ SLOW = _mosquitto(
     "mosquitto-clients-slow-amqtt", MQTT_COUNT="3", MQTT_PAUSE="6", MQTT_KEEPALIVE="5"
 )
 
+WORKER_CASE = Case(WORKER.name, WORKER.path, WORKER.argv, WORKER.artifacts)
 CASES = [
     *(Case(s.name, s.path, s.argv, s.artifacts) for s in SCENARIOS if "mqtt" in s.name),
     *(
@@ -130,13 +131,11 @@ def _replay_expecting_miss(case: Case, tmp_path: Path, argv: list[str], env: dic
 
 
 def test_worker_with_another_seed_fails_naming_the_topic(tmp_path):
-    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
+    _skip_unless_ready(WORKER_CASE)
     argv = list(WORKER.argv)
     argv[argv.index("--seed") + 1] = "2"
     argv += ["--timeout", "3"]
-    client, served = _replay_expecting_miss(
-        Case(WORKER.name, WORKER.path, [], []), tmp_path, argv, {}
-    )
+    client, served = _replay_expecting_miss(WORKER_CASE, tmp_path, argv, {})
     assert client.returncode != 0
     first = served.report["misses"][0]
     assert first["api"] == "SUBSCRIBE"
@@ -212,7 +211,7 @@ def test_raw_client_ids_order_and_gated_pushes(tmp_path):
     """Publisher connects first (recorded second), binds by client id; the subscriber's SUBSCRIBE
     and the publisher's PUBLISH carry packet ids of their own, echoed in SUBACK/PUBACK; no push
     reaches the subscriber before the publisher sent that message."""
-    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
+    _skip_unless_ready(WORKER_CASE)
     frames = _worker_frames()
     sub_conn, pub_conn = (
         next(c for c, fs in frames.items() if fs[0]["summary"]["client_id"].endswith(role))
@@ -276,24 +275,34 @@ def test_more_connections_than_recorded_are_refused(tmp_path):
 # --- the plan of a recorded connection (no sockets) ----------------------------------------------
 
 
-def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections():
-    _skip_unless_ready(Case(WORKER.name, WORKER.path, [], []))
-    recording = Recording.open(WORKER.path)
+ANSWERS = {1: "PUBACK", 2: "PUBREC"}  # what answers a client PUBLISH of that QoS
+
+
+@pytest.mark.parametrize("case", [WORKER_CASE, MOSQUITTO_V5, QOS2, SLOW], ids=lambda c: c.name)
+def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections(case):
+    """Every recorded server packet but PINGRESP goes out exactly once, as the answer to the
+    client packet with its packet id (PUBLISH -> PUBACK/PUBREC, PUBREL -> PUBCOMP, a push's
+    PUBREC -> PUBREL) or released after a client packet; each push has its cause."""
+    _skip_unless_ready(case)
+    recording = Recording.open(case.path)
     causes = Causes(recording)
     for rc in recording.conns:
         plan = Plan.build(rc, ())
         frames = rc.frames
         for index in plan.order:
             summary = frames[index].summary
+            want = {"PUBREL": "PUBCOMP", "PUBREC": "PUBREL"}.get(summary["packet"])
             if summary["packet"] == "PUBLISH":
+                want = ANSWERS.get(summary["qos"])
+            if want is not None:
                 (answer,) = plan.answers[index]
-                assert frames[answer].summary == {
-                    "packet": "PUBACK",
-                    "packet_id": summary["packet_id"],
-                }
-        served = {i for group in (*plan.answers.values(), *plan.releases.values()) for i in group}
-        s2c = {f.index for f in frames if f.dir is Direction.S2C}
-        assert served == s2c  # every server frame goes out exactly once (no PINGRESP recorded)
+                assert frames[answer].summary["packet"] == want
+                assert frames[answer].summary["packet_id"] == summary["packet_id"]
+        served = [i for group in (*plan.answers.values(), *plan.releases.values()) for i in group]
+        s2c = [f.index for f in frames if f.dir is Direction.S2C]
+        pingresps = [i for i in s2c if frames[i].summary["packet"] == "PINGRESP"]
+        assert sorted(served) == sorted(set(s2c) - set(pingresps))
+        assert bool(pingresps) == (case is SLOW)
         for group in plan.releases.values():
             for i in group:
                 if frames[i].summary["packet"] == "PUBLISH":
@@ -303,7 +312,8 @@ def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections():
                     assert cause.summary["topic"] == frames[i].summary["topic"]
 
 
-def test_look_alike_connections_opened_in_another_order(tmp_path):
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_look_alike_connections_opened_in_another_order(mode, tmp_path):
     """Mosquitto's clients send the same CONNECT (no client id): a publisher connecting first
     gets its CONNACK at once and is bound to the recorded publisher by its first PUBLISH."""
     _skip_unless_ready(MOSQUITTO_V311)
@@ -316,7 +326,7 @@ def test_look_alike_connections_opened_in_another_order(tmp_path):
     (pub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "PUBLISH")]
     assert sub_conn < pub_conn  # recorded: subscriber first
     assert _c2s(frames[sub_conn], "CONNECT") == _c2s(frames[pub_conn], "CONNECT")
-    with fake_broker(MOSQUITTO_V311.path, tmp_path) as served:
+    with fake_broker(MOSQUITTO_V311.path, tmp_path, "--match", mode) as served:
         pub, sub = RawClient(), RawClient()
         try:
             for client in (pub, sub):
