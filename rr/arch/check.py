@@ -86,6 +86,7 @@ class _Run:
         self.indexes: dict[str, Any] = {}  # contract -> value of its (schema-valid) index
         self.manifest: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self.validators: dict[str, jsonschema.Draft202012Validator] = {}
 
     def add(self, code: str, path: str, message: str, contract: str = "") -> None:
         self.p.findings.append(Finding(code, path, message, contract))
@@ -100,12 +101,14 @@ class _Run:
         doc, schema = self.p.load(rel, contract), self.p.load(schema_rel, contract)
         if doc is None or schema is None:
             return None
-        try:
-            validator = jsonschema.Draft202012Validator(schema.value)
-            validator.check_schema(schema.value)
-        except jsonschema.SchemaError as exc:
-            self.add(E_SCHEMA, schema_rel, f"not a valid JSON Schema: {exc.message}", contract)
-            return None
+        validator = self.validators.get(schema_rel)
+        if validator is None:  # checked once per schema: the meta-schema check is the slow part
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema.value)
+            except jsonschema.SchemaError as exc:
+                self.add(E_SCHEMA, schema_rel, f"not a valid JSON Schema: {exc.message}", contract)
+                return None
+            validator = self.validators[schema_rel] = jsonschema.Draft202012Validator(schema.value)
         errors = sorted(validator.iter_errors(doc.value), key=lambda e: list(map(str, e.path)))
         for err in errors[:10]:
             where = "/".join(str(part) for part in err.absolute_path) or "(root)"

@@ -20,19 +20,29 @@ PACKAGES = ("rr", "rrlab", "proxy", "replayer", "brokers", "worker")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "frames.jsonl")
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
+def _copy(root: Path, packages: tuple[str, ...]) -> Path:
     """What `arch check` reads, copied: arch/, the cassette manifests and artifacts (no frames),
-    pyproject.toml and the packages import-linter analyses."""
-    root = tmp_path / "repo"
+    pyproject.toml and `packages`."""
     root.mkdir()
     shutil.copytree(REPO / "arch", root / "arch", ignore=IGNORE)
     for cassette in sorted((REPO / "cassettes").glob("*/cassette.json")):
         shutil.copytree(cassette.parent, root / "cassettes" / cassette.parent.name, ignore=IGNORE)
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
-    for package in PACKAGES:
+    for package in packages:
         shutil.copytree(REPO / package, root / package, ignore=IGNORE)
     return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy import-linter can analyse (every root package)."""
+    return _copy(tmp_path / "repo", PACKAGES)
+
+
+@pytest.fixture
+def data_tree(tmp_path: Path) -> Path:
+    """A copy for checks without import contracts: the data and the worker's source."""
+    return _copy(tmp_path / "repo", ("worker",))
 
 
 def edit_json(root: Path, rel: str, change: Callable[[Any], None]) -> None:
@@ -96,55 +106,57 @@ def test_import_contracts_must_be_claimed_and_configured(tree: Path) -> None:
     assert any("'renamed-amqp-contract' is not claimed" in m for m in messages)
 
 
-def test_non_canonical_json_is_named(tree: Path) -> None:
+def test_non_canonical_json_is_named(data_tree: Path) -> None:
     rel = "cassettes/worker-kafka-tansu/cassette.json"
-    value = json.loads((tree / rel).read_bytes())
-    (tree / rel).write_text(json.dumps(value, indent=2))  # same value, other bytes
+    value = json.loads((data_tree / rel).read_bytes())
+    (data_tree / rel).write_text(json.dumps(value, indent=2))  # same value, other bytes
     arch_rel = "arch/msg/index.json"
-    (tree / arch_rel).write_bytes((tree / arch_rel).read_bytes() + b"\n")
-    result = run_check(tree, imports=False)
+    (data_tree / arch_rel).write_bytes((data_tree / arch_rel).read_bytes() + b"\n")
+    result = run_check(data_tree, imports=False)
     assert codes_at(result) == {
         ("E_ARCH_NONCANONICAL_JSON", rel),
         ("E_ARCH_NONCANONICAL_JSON", arch_rel),
     }  # the locks hash the canonical form: same value, no lock drift
 
 
-def test_unknown_policy_in_a_profile_and_in_a_cassette(tree: Path) -> None:
-    edit_json(tree, "arch/msg/kafka.profile.json", lambda v: v["record"].update(policy="os_rec"))
+def test_unknown_policy_in_a_profile_and_in_a_cassette(data_tree: Path) -> None:
+    edit_json(
+        data_tree, "arch/msg/kafka.profile.json", lambda v: v["record"].update(policy="os_rec")
+    )
     cassette = "cassettes/worker-amqp-rabbitmq/cassette.json"
-    edit_json(tree, cassette, lambda v: v["meta"].update(profile="somewhere_else"))
-    result = run_check(tree, imports=False)
+    edit_json(data_tree, cassette, lambda v: v["meta"].update(profile="somewhere_else"))
+    result = run_check(data_tree, imports=False)
     assert ("E_ARCH_UNKNOWN_POLICY", "arch/msg/kafka.profile.json") in codes_at(result)
     assert ("E_ARCH_UNKNOWN_POLICY", cassette) in codes_at(result)
 
 
-def test_unknown_budget_named_by_a_profile(tree: Path) -> None:
-    edit_json(tree, "arch/msg/mqtt.profile.json", lambda v: v["ci"].update(budget="huge"))
-    result = run_check(tree, imports=False)
+def test_unknown_budget_named_by_a_profile(data_tree: Path) -> None:
+    edit_json(data_tree, "arch/msg/mqtt.profile.json", lambda v: v["ci"].update(budget="huge"))
+    result = run_check(data_tree, imports=False)
     assert ("E_ARCH_UNKNOWN_BUDGET", "arch/msg/mqtt.profile.json") in codes_at(result)
 
 
-def test_rr_index_drifting_from_rr_policy_fails(tree: Path) -> None:
+def test_rr_index_drifting_from_rr_policy_fails(data_tree: Path) -> None:
     def drift(v: dict[str, Any]) -> None:
         v["policies"]["os_record"]["upstream_allow"].append("127.0.0.1:9093")
         del v["policies"]["ci_replay"]
 
-    edit_json(tree, "arch/rr/index.json", drift)
-    result = run_check(tree, imports=False)
+    edit_json(data_tree, "arch/rr/index.json", drift)
+    result = run_check(data_tree, imports=False)
     drifts = [f.message for f in result.findings if f.code == "E_ARCH_RR_DRIFT"]
     assert any("upstream_allow" in m and "os_record" in m for m in drifts), drifts
     assert any("'ci_replay' is not declared" in m for m in drifts), drifts
 
 
-def test_worker_topic_not_declared(tree: Path) -> None:
-    main = tree / "worker" / "__main__.py"
+def test_worker_topic_not_declared(data_tree: Path) -> None:
+    main = data_tree / "worker" / "__main__.py"
     main.write_text(main.read_text().replace('default="rrlab.worker"', 'default="orders"'))
     edit_json(
-        tree,
+        data_tree,
         "cassettes/worker-mqtt-amqtt/artifacts/out/worker-mqtt-amqtt/aggregate.json",
         lambda v: v.update(destination="orders.1"),
     )
-    result = run_check(tree, imports=False)
+    result = run_check(data_tree, imports=False)
     topic = {f.path for f in result.findings if f.code == "E_ARCH_TOPIC_UNDECLARED"}
     assert topic == {
         "worker/__main__.py",
@@ -153,35 +165,35 @@ def test_worker_topic_not_declared(tree: Path) -> None:
     assert any("'orders.{seed}'" in f.message for f in result.findings)
 
 
-def test_value_brand_must_be_the_worker_envelope_schema(tree: Path) -> None:
-    edit_json(tree, "arch/msg/index.json", lambda v: v["brands"]["value"].update(name="x/1"))
-    result = run_check(tree, imports=False)
+def test_value_brand_must_be_the_worker_envelope_schema(data_tree: Path) -> None:
+    edit_json(data_tree, "arch/msg/index.json", lambda v: v["brands"]["value"].update(name="x/1"))
+    result = run_check(data_tree, imports=False)
     assert ("E_ARCH_WORKER_DRIFT", "arch/msg/index.json") in codes_at(result)
 
 
-def test_index_not_matching_its_schema(tree: Path) -> None:
-    edit_json(tree, "arch/msg/index.json", lambda v: v.pop("destinations"))
-    result = run_check(tree, imports=False)
+def test_index_not_matching_its_schema(data_tree: Path) -> None:
+    edit_json(data_tree, "arch/msg/index.json", lambda v: v.pop("destinations"))
+    result = run_check(data_tree, imports=False)
     assert ("E_ARCH_SCHEMA", "arch/msg/index.json") in codes_at(result)
     assert any("'destinations' is a required property" in f.message for f in result.findings)
 
 
-def test_cassette_protocol_must_be_an_enabled_contract(tree: Path) -> None:
+def test_cassette_protocol_must_be_an_enabled_contract(data_tree: Path) -> None:
     edit_json(
-        tree, "arch/manifest.json", lambda v: v["contracts"]["msg_mqtt"].update(enabled=False)
+        data_tree, "arch/manifest.json", lambda v: v["contracts"]["msg_mqtt"].update(enabled=False)
     )
-    result = run_check(tree, imports=False)
+    result = run_check(data_tree, imports=False)
     disabled = {f.path for f in result.findings if f.code == "E_ARCH_PROTOCOL_DISABLED"}
     assert "cassettes/worker-mqtt-mosquitto/cassette.json" in disabled
     assert "cassettes/worker-kafka-tansu/cassette.json" not in disabled
 
 
-def test_cassette_budgets_must_fit_its_policy(tree: Path) -> None:
+def test_cassette_budgets_must_fit_its_policy(data_tree: Path) -> None:
     rel = "cassettes/worker-kafka-tansu/cassette.json"
-    edit_json(tree, rel, lambda v: v["budgets"].update(max_frames=10**9))
+    edit_json(data_tree, rel, lambda v: v["budgets"].update(max_frames=10**9))
     small = "cassettes/kafka-batching-tansu/cassette.json"
-    edit_json(tree, small, lambda v: v["budgets"].update(max_frames=3))  # it holds 28 frames
-    result = run_check(tree, imports=False)
+    edit_json(data_tree, small, lambda v: v["budgets"].update(max_frames=3))  # it holds 28 frames
+    result = run_check(data_tree, imports=False)
     budget = {f.path for f in result.findings if f.code == "E_ARCH_BUDGET_EXCEEDED"}
     assert budget == {rel, small}
 
@@ -193,40 +205,40 @@ def test_import_config_missing(tree: Path) -> None:
     assert ("E_ARCH_IMPORT_CONFIG", "pyproject.toml") in codes_at(result)
 
 
-def test_edited_index_needs_a_new_lock_and_the_lock_diff_is_that_file(tree: Path) -> None:
+def test_edited_index_needs_a_new_lock_and_the_lock_diff_is_that_file(data_tree: Path) -> None:
     rel = "arch/msg/index.json"
-    edit_json(tree, rel, lambda v: v["destinations"][0].update(max_value_bytes=512))
-    result = run_check(tree, imports=False)
+    edit_json(data_tree, rel, lambda v: v["destinations"][0].update(max_value_bytes=512))
+    result = run_check(data_tree, imports=False)
     assert codes_at(result) == {("E_ARCH_LOCK_MISMATCH", rel)}
 
-    before = {p: json.loads((tree / p).read_bytes()) for p in LOCKS}
-    written = run_check(tree, imports=False, write_lock=True)
+    before = {p: json.loads((data_tree / p).read_bytes()) for p in LOCKS}
+    written = run_check(data_tree, imports=False, write_lock=True)
     assert written.ok and written.locks_written
     assert [(c.lock, c.path, c.kind) for c in written.lock_changes] == [
         ("arch/manifest.lock.json", rel, "changed")
     ]
-    after = {p: json.loads((tree / p).read_bytes()) for p in LOCKS}
+    after = {p: json.loads((data_tree / p).read_bytes()) for p in LOCKS}
     assert after["arch/contracts.lock.json"] == before["arch/contracts.lock.json"]
     old, new = before["arch/manifest.lock.json"], after["arch/manifest.lock.json"]
     assert {k for k in old["files"] if old["files"][k] != new["files"][k]} == {rel}
-    assert run_check(tree, imports=False).ok
+    assert run_check(data_tree, imports=False).ok
 
 
 LOCKS = ("arch/manifest.lock.json", "arch/contracts.lock.json")
 
 
-def test_write_lock_refused_while_a_contract_is_broken(tree: Path) -> None:
-    edit_json(tree, "arch/msg/kafka.profile.json", lambda v: v.update(broker="127.0.0.1:9999"))
-    lock = (tree / "arch/manifest.lock.json").read_bytes()
-    result = run_check(tree, imports=False, write_lock=True)
+def test_write_lock_refused_while_a_contract_is_broken(data_tree: Path) -> None:
+    edit_json(data_tree, "arch/msg/kafka.profile.json", lambda v: v.update(broker="127.0.0.1:9999"))
+    lock = (data_tree / "arch/manifest.lock.json").read_bytes()
+    result = run_check(data_tree, imports=False, write_lock=True)
     assert not result.locks_written
     assert ("E_ARCH_UPSTREAM_NOT_ALLOWED", "arch/msg/kafka.profile.json") in codes_at(result)
-    assert (tree / "arch/manifest.lock.json").read_bytes() == lock
+    assert (data_tree / "arch/manifest.lock.json").read_bytes() == lock
 
 
-def test_removed_lock_file_is_reported(tree: Path) -> None:
-    (tree / "arch/contracts.lock.json").unlink()
-    result = run_check(tree, imports=False)
+def test_removed_lock_file_is_reported(data_tree: Path) -> None:
+    (data_tree / "arch/contracts.lock.json").unlink()
+    result = run_check(data_tree, imports=False)
     assert codes_at(result) == {("E_ARCH_LOCK_MISMATCH", "arch/contracts.lock.json")}
 
 
@@ -243,22 +255,30 @@ def test_cli_json_report_and_exit_codes(tree: Path, capsysbinary: pytest.Capture
     assert b"not a directory" in capsysbinary.readouterr().err
 
 
-def test_write_lock_repairs_a_damaged_lock_file(tree: Path) -> None:
-    lock = tree / "arch/contracts.lock.json"
+def test_write_lock_repairs_a_damaged_lock_file(data_tree: Path) -> None:
+    lock = data_tree / "arch/contracts.lock.json"
     good = lock.read_bytes()
     lock.write_text('{"files": {}, "format": "something else"}\n')
-    result = run_check(tree, imports=False)
+    result = run_check(data_tree, imports=False)
     assert {f.path for f in result.findings} == {"arch/contracts.lock.json"}
-    assert run_check(tree, imports=False, write_lock=True).locks_written
+    assert run_check(data_tree, imports=False, write_lock=True).locks_written
     assert lock.read_bytes() == good
 
 
-def test_cassette_manifest_and_worker_aggregate_have_schemas(tree: Path) -> None:
+def test_cassette_manifest_and_worker_aggregate_have_schemas(data_tree: Path) -> None:
     cassette = "cassettes/worker-mqtt-amqtt/cassette.json"
-    edit_json(tree, cassette, lambda v: v.update(finalized=False))  # a crashed recording
+    edit_json(data_tree, cassette, lambda v: v.update(finalized=False))  # a crashed recording
     aggregate = "cassettes/worker-amqp-rabbitmq/artifacts/out/worker-amqp-rabbitmq/aggregate.json"
-    edit_json(tree, aggregate, lambda v: v["digest"].update(algorithm="md5"))
-    result = run_check(tree, imports=False)
+    edit_json(data_tree, aggregate, lambda v: v["digest"].update(algorithm="md5"))
+    result = run_check(data_tree, imports=False)
     assert ("E_ARCH_SCHEMA", cassette) in codes_at(result)
     assert ("E_ARCH_SCHEMA", aggregate) in codes_at(result)
     assert any("finalized: True was expected" in f.message for f in result.findings)
+
+
+def test_a_schema_that_is_not_a_json_schema(data_tree: Path) -> None:
+    schema = "arch/schemas/msg-profile.schema.json"
+    edit_json(data_tree, schema, lambda v: v.update(type=5))
+    result = run_check(data_tree, imports=False)
+    assert ("E_ARCH_SCHEMA", schema) in codes_at(result)
+    assert any("not a valid JSON Schema" in f.message for f in result.findings)
