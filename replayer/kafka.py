@@ -273,8 +273,9 @@ class Session(BaseSession):
                 return int(ErrorCode.invalid_record), -1, -1
         log.cursor = start + len(live)
         for at in range(start, log.cursor):
-            conn, position, _n = log.refs[at]
-            self.ctx.recording.conn(conn).used.add(position)
+            ref = log.refs[at]
+            if world.produced_again(ref):  # every record of that recorded request: used
+                self.ctx.recording.conn(ref[0]).used.add(ref[1])
         base = log.offsets[start] if live else -1
         return 0, base, log.log_start_offset
 

@@ -134,6 +134,10 @@ class KafkaWorld:
         self.exchanges: dict[str, list[Exchange]] = {}
         self.first_key: dict[int, str] = {}  # recorded conn -> key of its first real request
         self.produce: dict[TopicPartition, ProduceLog] = {}
+        # records each recorded Produce request holds, and how many a live Produce matched: the
+        # request counts as used only once all of its records were produced again
+        self.produce_records: dict[tuple[int, int], int] = {}
+        self.produce_matched: dict[tuple[int, int], int] = {}
         self.fetch: dict[TopicPartition, FetchLog] = {}
         self.topic_names: dict[str, str] = {}  # topic id -> name
         # Metadata by version: the latest recorded response, and each topic's latest entry
@@ -222,6 +226,9 @@ class KafkaWorld:
                     log.offsets.append(base + n if base >= 0 else -1)
                     log.digests.append(self.digest(rec.key, rec.value, rec.headers))
                     log.refs.append((conn, position, n))
+                    self.produce_records[(conn, position)] = (
+                        self.produce_records.get((conn, position), 0) + 1
+                    )
 
     def _learn_fetch(self, conn: int, position: int, raw: bytes, body: Any) -> None:
         for topic in body.responses or ():
@@ -249,6 +256,13 @@ class KafkaWorld:
                         batch.base_offset, last, (conn, position, start + pos, start + pos + length)
                     )
                     pos += length
+
+    def produced_again(self, ref: tuple[int, int, int]) -> bool:
+        """Count one recorded record as produced live; True once its whole request is."""
+        frame = (ref[0], ref[1])
+        done = self.produce_matched.get(frame, 0) + 1
+        self.produce_matched[frame] = done
+        return done == self.produce_records.get(frame, 0)
 
     def digest(self, key, value, headers) -> bytes:
         return record_digest(key, value, tuple(headers), self.ignore_fields, self.ignore_headers)

@@ -183,3 +183,16 @@ def test_per_cassette_ignore_rules_let_a_declared_field_vary(tmp_path):
     assert client.returncode == 0, client.stderr
     assert served.exit_code == 0, served.stderr
     assert served.report["totals"]["missed"] == 0
+
+
+def test_records_never_produced_again_are_unused_and_fail_strict(tmp_path):
+    """199 of the 200 recorded records: no miss (each live record matched), but the recorded
+    Produce is not wholly produced again, so --strict fails on it."""
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    argv = [*BATCHING_CLIENT, "--count", "199", "--out", BATCHING_ARTIFACT]
+    with fake_broker(BATCHING, tmp_path, "--strict") as served:
+        run_client(argv, cwd)
+    assert served.exit_code == 1
+    assert served.report["verdict"] == "unused"
+    assert [u["api"] for u in served.report["unused"]] == ["Produce"]
