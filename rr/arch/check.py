@@ -128,12 +128,8 @@ def check_imports(run: Run) -> dict[str, Any] | None:
         return section
     run.counts["import_contracts"] = len(run_ids)
     for b in broken:
-        run.add(
-            E_IMPORT,
-            b.first_importer_path(),
-            f"{b.contract_id}: {b.describe()}",
-            owner.get(b.contract_id, ""),
-        )
+        for path, why in b.by_file(run.p.root).items():
+            run.add(E_IMPORT, path, f"{b.contract_id}: {why}", owner.get(b.contract_id, ""))
     return section
 
 

@@ -39,29 +39,37 @@ class ImportConfigError(Exception):
     """The import-linter configuration is missing or could not be run (one line)."""
 
 
+Chain = list[tuple[str, str, list[int]]]  # (importer, imported, line numbers) per hop
+
+
 @dataclass(frozen=True, slots=True)
 class BrokenImport:
-    """A broken contract with the import chains that break it (importer, imported, lines)."""
+    """A broken contract with the import chains that break it."""
 
     contract_id: str
     name: str
-    chains: list[list[tuple[str, str, list[int]]]] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
 
-    def first_importer_path(self) -> str:
-        """The source file of the first offending import, relative to the root."""
-        if not self.chains or not self.chains[0]:
-            return "pyproject.toml"
-        module = self.chains[0][0][0]
-        return module.replace(".", "/") + ".py"
-
-    def describe(self) -> str:
-        shown = []
-        for chain in self.chains[:3]:
+    def by_file(self, root: Path) -> dict[str, str]:
+        """{source file of an offending importer (relative to root): the chains it starts}."""
+        grouped: dict[str, list[str]] = {}
+        for chain in self.chains:
+            if not chain:
+                continue
             hops = " -> ".join([chain[0][0], *(link[1] for link in chain)])
             lines = ",".join(str(n) for n in chain[0][2])
-            shown.append(f"{hops} (l.{lines})" if lines else hops)
-        more = f" (+{len(self.chains) - 3} more)" if len(self.chains) > 3 else ""
-        return f"{self.name}: " + "; ".join(shown) + more
+            text = f"{hops} (l.{lines})" if lines else hops
+            grouped.setdefault(module_file(root, chain[0][0]), []).append(text)
+        if not grouped:
+            return {"pyproject.toml": f"{self.name}: broken"}
+        return {path: f"{self.name}: " + "; ".join(texts) for path, texts in grouped.items()}
+
+
+def module_file(root: Path, module: str) -> str:
+    """The source file of `module` under root: a package's __init__.py or a module's .py."""
+    base = module.replace(".", "/")
+    package = f"{base}/__init__.py"
+    return package if (root / package).is_file() else f"{base}.py"
 
 
 def read_config(root: Path, config: str) -> dict[str, Any]:

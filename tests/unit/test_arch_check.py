@@ -80,6 +80,7 @@ BREAKERS = {
     "rr/normalize/slow.py": ("from twisted.internet import defer", "codecs-normalize-no-twisted",
                              "rr"),
     "rr/upward.py": ("import replayer.rules", "rr-imports-no-io-layer", "rr"),
+    "rr/arch/__init__.py": ("import rrlab.cli", "rr-imports-no-io-layer", "rr"),
 }  # fmt: skip
 
 
