@@ -18,6 +18,7 @@ fields must match is `rr.normalize.mqtt`'s job.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -49,14 +50,33 @@ def is_liveness(summary: dict[str, Any]) -> bool:
     return summary.get("packet") in norm.LIVENESS
 
 
+_SHAPES: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _shape(summary: dict[str, Any]) -> dict[str, Any]:
+    """The little of a summary a plan keeps per frame (packet, topic, QoS), one shared dict per
+    distinct value: a long recording is not held as thousands of summaries."""
+    key = (summary.get("packet"), summary.get("topic"), summary.get("qos"))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = _SHAPES[key] = {
+            k: v for k, v in zip(("packet", "topic", "qos"), key, strict=True) if v is not None
+        }
+    return shape
+
+
 @dataclass(slots=True)
 class Plan:
-    """A recorded connection prepared for serving: decoded packets, keys, answers, releases."""
+    """A recorded connection prepared for serving, read once as a stream: keys of its client
+    packets, which server packets answer or follow which, and the server packets' bytes. Frames
+    are kept without their summaries (see `full` when a miss needs one)."""
 
     conn: RecordedConn
-    connect: RecFrame | None
+    connect: RecFrame | None  # kept whole: binding compares it
     v5: bool
-    payloads: dict[int, bytes | None] = field(default_factory=dict)
+    connect_key: Hashable = None
+    #: frame index -> the frame, summary reduced to its shape, client frames without bytes
+    frames: dict[int, RecFrame] = field(default_factory=dict)
     #: matchable client frames (not CONNECT, not liveness), in recorded order
     order: list[int] = field(default_factory=list)
     #: the same, split by `rr.normalize.mqtt.lane` (transcript order holds within a lane)
@@ -70,49 +90,64 @@ class Plan:
 
     @classmethod
     def build(cls, conn: RecordedConn, ignore_fields: tuple[str, ...]) -> Plan:
-        frames = conn.frames
         decoder = decoder_for(Proto.MQTT)
-        packets: list[MqttPacket | None] = [  # server frames are sent as recorded: no decode
-            decoder.decode(f.dir, f.raw).body if f.dir is C2S else None for f in frames
-        ]
-        connect = next((f for f in frames if f.dir is C2S), None)
-        plan = cls(conn, connect, v5=decoder.protocol_level == 5)  # type: ignore[attr-defined]
+        plan = cls(conn, None, v5=False)
         pending: dict[tuple[str, int | None], int] = {}
         last: int | None = None  # the client frame that releases the server frames after it
         last_not_ack: int | None = None  # ... and the one that releases PUBLISH pushes
-        for frame, packet in zip(frames, packets, strict=True):
+        for frame in conn.stream():
             name = frame.summary.get("packet")
-            if frame.dir is C2S:
-                plan.payloads[frame.index] = packet.payload if packet is not None else None
-                answer = norm.expected_answer(frame.summary)
-                if answer is not None and name not in norm.LIVENESS:
-                    pending[answer] = frame.index
-                if name in norm.LIVENESS:
-                    continue
-                last = frame.index
-                if name not in norm.PUSH_ACKS:
-                    last_not_ack = frame.index
-                if frame is not connect:
-                    plan.order.append(frame.index)
-                    plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
-                    key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
-                    if key is None:
-                        payload = plan.payloads[frame.index]
-                        key = norm.match_key(frame.summary, payload, ignore_fields)
-                    plan.keys[frame.index] = key
-                    plan.by_key.setdefault(key, deque()).append(frame.index)
+            if frame.dir is S2C:
+                plan.frames[frame.index] = RecFrame(
+                    frame.index, frame.seq, S2C, frame.t_us, frame.raw, _shape(frame.summary)
+                )
+                if name == "PINGRESP":
+                    continue  # liveness answers are synthesized, never replayed
+                asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
+                trigger = last_not_ack if name == "PUBLISH" else last
+                if asked is not None:
+                    plan.answers.setdefault(asked, []).append(frame.index)
+                elif trigger is not None:
+                    plan.releases.setdefault(trigger, []).append(frame.index)
                 continue
-            if name == "PINGRESP":
-                continue  # liveness answers are synthesized, never replayed
-            asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
-            trigger = last_not_ack if name == "PUBLISH" else last
-            if asked is not None:
-                plan.answers.setdefault(asked, []).append(frame.index)
-            elif trigger is not None:
-                plan.releases.setdefault(trigger, []).append(frame.index)
-            elif connect is not None:  # before any client packet: goes out with the CONNACK
-                plan.releases.setdefault(connect.index, []).append(frame.index)
+            plan.frames[frame.index] = RecFrame(
+                frame.index, frame.seq, C2S, frame.t_us, b"", _shape(frame.summary)
+            )
+            if plan.connect is None:
+                decoder.decode(C2S, frame.raw)  # learns the protocol level
+                plan.connect, plan.v5 = frame, decoder.protocol_level == 5  # type: ignore[attr-defined]
+                if name == "CONNECT":
+                    plan.connect_key = norm.connect_key(frame.summary)
+            answer = norm.expected_answer(frame.summary)
+            if answer is not None and name not in norm.LIVENESS:
+                pending[answer] = frame.index
+            if name in norm.LIVENESS:
+                continue
+            last = frame.index
+            if name not in norm.PUSH_ACKS:
+                last_not_ack = frame.index
+            if frame is plan.connect:
+                continue
+            plan.order.append(frame.index)
+            plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
+            key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
+            if key is None:
+                body = decoder.decode(C2S, frame.raw).body
+                payload = body.payload if body is not None else None
+                key = norm.match_key(frame.summary, payload, ignore_fields)
+            plan.keys[frame.index] = key
+            plan.by_key.setdefault(key, deque()).append(frame.index)
+        if plan.connect is not None and plan.connect.summary.get("packet") != "CONNECT":
+            plan.connect = None  # a recording that does not start with CONNECT binds nothing
         return plan
+
+    def full(self, index: int) -> tuple[RecFrame, bytes | None]:
+        """Frame `index` as recorded (summary and bytes, read again) and its payload, if any."""
+        frame = next(itertools.islice(self.conn.stream(), index, None))
+        decoder = decoder_for(Proto.MQTT)
+        decoder.protocol_level = 5 if self.v5 else 4  # type: ignore[attr-defined]
+        body = decoder.decode(frame.dir, frame.raw).body
+        return frame, body.payload if body is not None else None
 
 
 FrameRef = tuple[int, int]  # (recorded connection id, frame index)
@@ -137,7 +172,7 @@ class Causes:
             if rc.proto is not Proto.MQTT:
                 continue
             decoder = decoder_for(Proto.MQTT)
-            for frame in rc.frames:
+            for frame in rc.stream():
                 if frame.summary.get("packet") not in ("CONNECT", "PUBLISH"):
                     continue  # only a CONNECT (protocol level) and PUBLISHes need decoding
                 decoded = decoder.decode(frame.dir, frame.raw)
@@ -178,7 +213,7 @@ def prepare(ctx: ReplayContext) -> None:
     costs a lookup, not a decode of its whole recorded connection."""
     causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
     for rc in ctx.recording.conns:
-        if rc.proto is Proto.MQTT and _connect_of(rc) is not None:
+        if rc.proto is Proto.MQTT:
             causes.plan(rc)
 
 
@@ -186,11 +221,6 @@ def rc_connect(plan: Plan) -> int:
     """Index of a plan's CONNECT frame (plans are only built for connections that have one)."""
     assert plan.connect is not None
     return plan.connect.index
-
-
-def _connect_of(rc: RecordedConn) -> RecFrame | None:
-    first = next(rc.client_frames(), None)
-    return first if first is not None and first.summary.get("packet") == "CONNECT" else None
 
 
 class Session(BaseSession):
@@ -315,7 +345,7 @@ class Session(BaseSession):
             head = self._head(plan, lane)
             return head if head is not None else self._head(plan, "main")
         unused = [i for i in plan.order if i not in plan.conn.used]
-        frames = plan.conn.frames
+        frames = plan.frames
         for same in (("packet", "topic"), ("packet",)):
             for i in unused:
                 if all(frames[i].summary.get(k) == live.get(k) for k in same):
@@ -329,7 +359,7 @@ class Session(BaseSession):
         self.causes.matched((plan.conn.id, index))
         if name in ("PUBACK", "PUBCOMP") and self.inflight:
             self.inflight -= 1  # a QoS 1/2 push completed: room under Receive Maximum
-        frames = plan.conn.frames
+        frames = plan.frames
         trigger = frames[index]
         answers = []
         for i in plan.answers.get(index, ()):
@@ -367,7 +397,7 @@ class Session(BaseSession):
             self.outbox.popleft()
             ref = causes.cause_of.get((conn.id, frame.index))
             if ref is not None:  # paced from the later of its trigger and its cause
-                caused_by = self.ctx.recording.conn(ref[0]).frames[ref[1]]
+                caused_by = causes.plans[ref[0]].frames[ref[1]]
                 trigger = max(trigger, caused_by, key=lambda f: f.t_us)
             if after is not None and trigger is not after:
                 self.send_recorded(batch, after=after)
@@ -390,13 +420,15 @@ class Session(BaseSession):
             self.receive_maximum = int(props.get("receive_maximum", 65535))
         recording, port, live = self.ctx.recording, self.listener.recorded_port, self.link.live_id
 
+        plans = self.causes.plans
+
         def fits(rc: RecordedConn) -> bool:
-            connect = _connect_of(rc)
-            return connect is not None and norm.connect_key(connect.summary) == key
+            plan = plans.get(rc.id)
+            return plan is not None and plan.connect is not None and plan.connect_key == key
 
         def same_id(rc: RecordedConn) -> bool:
-            connect = _connect_of(rc)
-            return fits(rc) and connect is not None and norm.client_id(connect.summary) == cid
+            connect = plans[rc.id].connect if fits(rc) else None
+            return connect is not None and norm.client_id(connect.summary) == cid
 
         if cid:  # the same (non-empty) client id: that connection, at once
             rc = recording.claim(self.proto, port, live, same_id)
@@ -422,7 +454,7 @@ class Session(BaseSession):
         indexes = sorted(
             first.answers.get(rc_connect(first), []) + first.releases.get(rc_connect(first), [])
         )
-        frames = fitting[0].frames
+        frames = first.frames
         self.send_recorded([(frames[i], frames[i].raw) for i in indexes], after=first.connect)
         self.report.matched(self.proto, "CONNECT")
 
@@ -485,14 +517,15 @@ class Session(BaseSession):
         )
         cause = self.causes.pending((self.plan.conn.id, frame.index))
         if cause is not None:
-            seq = self.ctx.recording.conn(cause[0]).frames[cause[1]].seq
+            seq = self.causes.plans[cause[0]].frames[cause[1]].seq
             return f"{note}, waits for the client PUBLISH seq {seq} on recorded conn {cause[0]}"
         return f"{note}, waits for acks under the client's Receive Maximum"
 
     def _refuse(self, summary: dict[str, Any], *, taken: bool = False) -> None:
         """No recorded connection fits: refuse in CONNACK, name the nearest one in the miss."""
         left = [] if taken else self.ctx.recording.candidates(self.proto, None)
-        connects = [c for c in (_connect_of(rc) for rc in left) if c is not None]
+        plans = [self.causes.plans.get(rc.id) for rc in left]
+        connects = [p.connect for p in plans if p is not None and p.connect is not None]
         if connects:
             closest = connects[0].summary
             reason = "no unclaimed recorded connection has this CONNECT"
@@ -522,8 +555,7 @@ class Session(BaseSession):
         rec_summary: dict[str, Any] | None = None
         lines: list[str] = []
         if closest is not None and self.plan is not None:
-            frame = self.plan.conn.frames[closest]
-            rec_payload = self.plan.payloads.get(closest)
+            frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
             lines = norm.diff(frame.summary, live, rec_payload, payload)
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
