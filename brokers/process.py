@@ -51,11 +51,6 @@ def _live_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) pids whose process group is pgid."""
-    return [pid for pid, (_, group) in _live_table().items() if group == pgid]
-
-
 def family(pid: int) -> list[int]:
     """pid's process group plus all descendants of its members (some, like Erlang's
     erl_child_setup, start a session of their own and would outlive a group kill)."""

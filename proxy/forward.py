@@ -70,7 +70,9 @@ class Pair:
             transport.write(out)
             # Send now rather than at the reactor's next turn: the recording that follows must
             # not sit between the bytes and the wire. (Skipped while closing: the reactor owns
-            # the last write then.)
+            # the last write then.) Measured without it (bench_proxy, two paired runs): AMQP
+            # round trips +0.07 and +0.09 ms at p50 (the recording then precedes the send), CPU
+            # per message unchanged within noise, Kafka's held-back round trip no different.
             if transport.connected and not transport.disconnecting:
                 transport.doWrite()
 

@@ -16,7 +16,7 @@ from prometheus_client.twisted import MetricsResource
 
 from rr.codecs import Direction, Proto
 from rr.kafka_rewrite import RewriteEvent
-from rr.protocols import protocol_for
+from rr.protocols import PROTOCOLS
 
 
 class ProxyMetrics:
@@ -72,7 +72,7 @@ class ProxyMetrics:
         (summary, raw, redacted), as the recorder writes them."""
         tally: dict[str, list[int]] = {}
         size_all = redacted_n = 0
-        label_of = protocol_for(proto).label
+        label_of = PROTOCOLS[proto].label
         for frame in frames:
             summary, raw, redacted = frame[0], frame[1], frame[2]
             label = label_of(summary)

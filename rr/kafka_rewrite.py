@@ -50,21 +50,13 @@ class KafkaNode:
     listen_port: int
     node_ids: tuple[int, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "listen": f"127.0.0.1:{self.listen_port}",
-            "listen_port": self.listen_port,
-            "node_ids": list(self.node_ids),
-            "upstream": f"{self.upstream_host}:{self.upstream_port}",
-        }
-
 
 @dataclass(slots=True)
 class NodeMap:
     """Upstream broker address -> proxy listen port, allocated in discovery order from `base_port`.
 
     The same address always gets the same port (within a run, and across runs that discover the
-    brokers in the same order), so a cassette's node map can be reopened by the replayer.
+    brokers in the same order).
     `on_new` is told about each new node (the proxy opens its listener there) before any
     response naming that port reaches the client.
     """
@@ -94,16 +86,9 @@ class NodeMap:
                 self.on_new_id(node, int(node_id))
         return node.listen_port
 
-    def add_upstream(self, node: KafkaNode) -> None:
-        """Seed a known node (e.g. when reopening a map); keeps discovery order."""
-        self._nodes[(node.upstream_host, node.upstream_port)] = node
-
     @property
     def nodes(self) -> list[KafkaNode]:
         return list(self._nodes.values())
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [n.to_dict() for n in self._nodes.values()]
 
 
 # --- which entities carry an address ------------------------------------------------------------

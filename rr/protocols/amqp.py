@@ -59,6 +59,7 @@ class AmqpProtocol(WireProtocol):
     label_keys = ("method", "frame")
 
     def __init__(self) -> None:
+        super().__init__()
         self.summary_cache_key = summary_cache_key
 
     def describe(self, summary: Mapping[str, Any]) -> Description:

@@ -2,12 +2,16 @@
 
 A protocol object is the one place the recorder, `rrlab inspect` and the replayer get anything
 protocol-specific from: framer, per-connection decoder, redaction, a frame's short name and
-description, and the key under which a summary's encoding may be cached.
+description, the key under which a summary's encoding may be cached, and its replay match-key
+rules (`normalize`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rr.codecs import (
@@ -59,12 +63,14 @@ class WireProtocol:
         """A fresh decoder for one connection (both directions)."""
         return decoder_for(self.proto)
 
-    def redact(
-        self, direction: Direction, raw: bytes, decoded: Decoded, decoder: Decoder
-    ) -> tuple[bytes, Decoded]:
-        """Credentials out of one frame (`rr.redact`), summary re-read by the connection's
-        `decoder`. Frames without credentials come back as the same objects."""
-        return redact(self.proto, direction, raw, decoded, decoder)
+    #: redact(direction, raw, decoded, decoder) -> (raw, decoded): credentials out of one frame
+    #: (`rr.redact`), the summary re-read by the connection's `decoder`; frames without
+    #: credentials come back as the same objects. (A partial of `rr.redact.redact`: no Python
+    #: frame of its own on the hot path.)
+    redact: Callable[[Direction, bytes, Decoded, Decoder], tuple[bytes, Decoded]]
+
+    def __init__(self) -> None:
+        self.redact = partial(redact, self.proto)
 
     def connection(
         self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, redact: bool = True
@@ -73,6 +79,12 @@ class WireProtocol:
         from .pipeline import FrameConnection
 
         return FrameConnection(self, max_frame_bytes=max_frame_bytes, redact=redact)
+
+    @property
+    def normalize(self) -> ModuleType:
+        """The protocol's replay match-key rules (`rr.normalize.<proto>`), the replayer's
+        normalizer hook; imported on first use (recording never needs them)."""
+        return importlib.import_module(f"rr.normalize.{self.proto.value}")
 
     def label(self, summary: Mapping[str, Any]) -> str:
         """A short, low-cardinality name for a frame (metrics): API, method, packet type."""
