@@ -11,6 +11,7 @@ from twisted.internet import error as twisted_error
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
 from rr.cassette import CassetteError, CassetteWriter
+from rr.codecs.kafka_records import set_decompression_budget
 from rr.policy import Policy, PolicyError
 from rr.usage import UsageError
 
@@ -42,6 +43,7 @@ def serve(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    set_decompression_budget(policy.max_decompressed_bytes)  # bounds what a Kafka batch unpacks to
     app = ProxyApp(
         reactor,
         None,

@@ -82,6 +82,27 @@ class Budgets:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Run-time limits of a proxy or fake broker (hostile or buggy peers), not recorded in the
+    cassette (its `budgets` are). None means: no limit of its own (see each field)."""
+
+    #: bytes one compressed Kafka batch may decompress to; None = the frame budget.
+    max_decompressed_bytes: int | None = None
+    #: bytes of unfinished frames held across all connections before reads pause.
+    max_buffered_bytes: int = 256 * MiB
+    #: seconds a connection may stay silent (both directions) before it is closed; None = never.
+    idle_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_decompressed_bytes", "max_buffered_bytes", "idle_timeout_s"):
+            value = getattr(self, name)
+            if value is None and name != "max_buffered_bytes":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise PolicyError(f"limit {name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A named profile. Relative write roots are taken from the project directory (the cwd)."""
 
@@ -97,6 +118,13 @@ class Policy:
     #: replay: recorded client frames left unused fail the run.
     strict: bool = False
     budgets: Budgets = field(default_factory=Budgets)
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def max_decompressed_bytes(self) -> int:
+        """The decompression budget: its own limit, else the frame budget."""
+        own = self.limits.max_decompressed_bytes
+        return int(own) if own is not None else self.budgets.max_frame_bytes
 
     def resolved_write_roots(self, base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
         roots = [resolve_root(r, base) for r in self.write_roots]

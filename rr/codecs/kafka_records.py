@@ -8,7 +8,7 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from dataclasses import dataclass, field
 
 from kio.serial.errors import SerialError
@@ -24,6 +24,12 @@ from kio.serial.readers import (
 _BATCH_OVERHEAD = 61  # bytes from base offset up to and including the record count
 _LENGTH_PREFIX = 12  # base offset (8) + batch length (4)
 COMPRESSION = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+#: bytes a compressed batch may decompress to: the default frame budget (rr.policy), so a small
+#: frame cannot unpack into far more memory than the largest frame allowed (a compression bomb).
+DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+_decompression_budget = DEFAULT_MAX_DECOMPRESSED_BYTES
+_CHUNK = 1024 * 1024  # decompressed bytes per step: memory stays near the budget, not above it
 
 
 class RecordsError(ValueError):
@@ -134,22 +140,68 @@ def _scan_batch(buf: memoryview, base_offset: int) -> Batch:
     return batch
 
 
-def read_records(batch: Batch, limit: int | None = None) -> list[Record]:
+def set_decompression_budget(max_bytes: int) -> None:
+    """Set the process-wide decompression budget (the proxy and fake broker take it from their
+    policy at start-up; the decoders that call `read_records` carry no policy of their own)."""
+    global _decompression_budget
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ValueError(f"decompression budget must be a positive integer, got {max_bytes!r}")
+    _decompression_budget = max_bytes
+
+
+def decompression_budget() -> int:
+    return _decompression_budget
+
+
+def read_records(
+    batch: Batch, limit: int | None = None, *, max_decompressed: int | None = None
+) -> list[Record]:
     """The first `limit` (default: all declared) records of a batch from `scan_record_set`.
 
     Empty for a batch with a `note` (legacy format, unread compression codec). Raises
-    RecordsError when the records do not follow the layout (or gzip does not decompress).
+    RecordsError when the records do not follow the layout, gzip does not decompress, or it
+    decompresses to more than `max_decompressed` bytes (default: the process-wide budget).
     """
     if batch.note is not None or batch.body is None:
         return []
-    body: memoryview | bytes = batch.body
+    body: memoryview | bytes | bytearray = batch.body
     if batch.compression == "gzip":
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError) as err:
-            raise RecordsError(f"gzip records do not decompress: {err}") from err
+        budget = _decompression_budget if max_decompressed is None else max_decompressed
+        body = gunzip_bounded(body, budget)
     count = batch.record_count if limit is None else min(limit, batch.record_count)
     return _read_records(memoryview(body), batch, count)
+
+
+def gunzip_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
+    """Every gzip member of `data`, decompressed a chunk at a time and never past `max_bytes`.
+
+    Raises RecordsError when the data is not gzip or would decompress to more than `max_bytes`
+    (a compression bomb: the caller records the frame with this error and carries on).
+    """
+    out = bytearray()
+    rest: bytes = bytes(data)
+    try:
+        while rest:
+            inflater = zlib.decompressobj(31)  # gzip wrapper; one member at a time
+            pending = rest
+            while not inflater.eof:
+                room = max_bytes - len(out)
+                chunk = inflater.decompress(pending, min(_CHUNK, room + 1))
+                out += chunk
+                if len(out) > max_bytes:
+                    raise RecordsError(
+                        f"gzip records decompress to more than the budget of {max_bytes} bytes "
+                        "(max_decompressed_bytes); records not read"
+                    )
+                pending = inflater.unconsumed_tail
+                if not pending and not inflater.eof:
+                    if chunk:
+                        continue  # output was capped: more may come from buffered input
+                    raise RecordsError("gzip records do not decompress: truncated stream")
+            rest = inflater.unused_data
+    except zlib.error as err:
+        raise RecordsError(f"gzip records do not decompress: {err}") from err
+    return out  # not copied to bytes: a second copy would double the peak
 
 
 #: the smallest record: length, attributes, timestamp delta, offset delta, key and value
