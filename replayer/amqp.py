@@ -295,13 +295,12 @@ class Session(BaseSession):
         self._shared().sessions[self.link.live_id] = self
         self.report.connection(self.proto, True)
         self.transcript = self._transcript(rc)
-        for pos in (0, 1):
-            step = self.transcript.step(pos)
-            assert step is not None
+        header, start_ok = self.transcript.head(2)
+        for step in (header, start_ok):
             self.transcript.use(step)
             self._remember(step)
         self.report.matched(self.proto, "Connection.StartOk")
-        self._send_replies(self.transcript.steps[1])
+        self._send_replies(start_ok)
 
     def _serve(self, message: norm.Message) -> None:
         assert self.transcript is not None
@@ -322,7 +321,7 @@ class Session(BaseSession):
         if steps is None:
             self._miss_step(message, self._closest(message, key), self._why(message))
             return
-        if not steps:  # absorbed by a recorded message still to come (see _acks_within)
+        if not steps:  # absorbed by a recorded message still to come (see _covered_acks)
             self._count_matched(message)
             return
         for step in steps:

@@ -187,6 +187,13 @@ def consumer_tag_from_client(view: dict[str, Any], opts: Options) -> None:
         args["consumer_tag"] = opts.live_tags.get(args["consumer_tag"], args["consumer_tag"])
 
 
+def heartbeat_is_liveness(view: dict[str, Any], _opts: Options) -> None:
+    """TuneOk: the heartbeat interval the client settles on is a liveness setting (the fake
+    broker beats at the live value), not behaviour."""
+    if view["method"] == "Connection.TuneOk":
+        view["args"].pop("heartbeat", None)
+
+
 def ignore_user_fields(view: dict[str, Any], opts: Options) -> None:
     """The user's own nondeterministic payload fields and headers (per cassette)."""
     body = view.get("body")
@@ -208,7 +215,12 @@ def _drop_path(value: Any, parts: list[str]) -> None:
         _drop_path(value.get(parts[0]), parts[1:])
 
 
-RULES: tuple[Rule, ...] = (any_credentials, consumer_tag_from_client, ignore_user_fields)
+RULES: tuple[Rule, ...] = (
+    any_credentials,
+    heartbeat_is_liveness,
+    consumer_tag_from_client,
+    ignore_user_fields,
+)
 _DEFAULTS = Options()
 
 

@@ -128,6 +128,15 @@ def test_slow_consumer_lives_on_synthesized_heartbeats(mode, tmp_path):
     assert served.report["by_api"]["amqp"]["heartbeat"]["synthesized"] >= 30
 
 
+def test_another_heartbeat_interval_replays_and_is_kept(tmp_path):
+    """The client settles on 2 s instead of the recorded 1 s: TuneOk still matches, and the
+    fake broker beats at the live interval (half as often)."""
+    argv = [*PIKA_CLIENT, BODIES, "--count", "1", "--delay", "13", "--heartbeat", "2"]
+    served = assert_replays(FIXTURES / "pika-slow-consumer", argv, [BODIES], tmp_path)
+    beats = served.report["by_api"]["amqp"]["heartbeat"]["synthesized"]
+    assert 15 <= beats < 30, beats
+
+
 def _acks(*extra: str) -> list[str]:
     return [*PIKA_CLIENT, BODIES, "--count", "20", "--delay", "0", "--prefetch", "100", *extra]
 

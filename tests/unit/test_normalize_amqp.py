@@ -122,6 +122,15 @@ def test_cancel_compares_the_recorded_tag_the_live_one_was_mapped_to():
     assert norm.match_key(live) != norm.match_key(recorded)
 
 
+def test_tuneok_heartbeat_is_not_compared():
+    def tune_ok(heartbeat: int) -> norm.Message:
+        frame = cmd.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=heartbeat)
+        return messages([one(frame, 0)])[0]
+
+    assert norm.match_key(tune_ok(60)) == norm.match_key(tune_ok(5))
+    assert norm.normalized(tune_ok(5))["args"] == {"channel_max": 2047, "frame_max": 131072}
+
+
 def test_heartbeats_are_liveness():
     raw = b"\x08\x00\x00\x00\x00\x00\x00\xce"
     summary = decoder_for("amqp").decode(Direction.C2S, raw).summary
