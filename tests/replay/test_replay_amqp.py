@@ -285,3 +285,22 @@ def test_a_declared_ignore_field_may_vary(tmp_path):
         FIXTURES / "pika-acks", _acks("--extra", "x"), [BODIES], tmp_path, "--ignore-field", "extra"
     )
     assert served.report["by_api"]["amqp"]["Basic.Publish"]["matched"] == 20
+
+
+def test_another_user_is_refused_at_binding_with_the_user_named(tmp_path):
+    """Any password is accepted (the cassette holds a placeholder), another user is not."""
+    if shutil.which("amqp-declare-queue") is None:
+        pytest.skip("amqp-tools not installed")
+    argv = ["amqp-declare-queue", "--server=127.0.0.1", "--port=15673", "--vhost=rrlab"]
+    argv += ["--username=mallory", "--password=x", "-q", "rrlab.client.amqp-tools"]
+    with fake_broker(FIXTURES / "amqp-tools", tmp_path) as served:
+        client = run_client(argv, tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Connection.StartOk"
+    assert miss["reason"] == "no recorded connection opens like this one"
+    assert miss["diff"] == [
+        'Connection.StartOk ch 0 args.response.user: recorded "rrlab" live "mallory"'
+    ]
+    assert miss["live"]["args"]["response"] == {"user": "mallory"}  # never the password
