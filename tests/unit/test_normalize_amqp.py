@@ -19,7 +19,7 @@ from rr.redact import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "cassettes" / "worker-amqp-rabbitmq"
-TOOLS = ROOT / "tests" / "replay" / "amqp_cassettes" / "amqp-tools"
+TOOLS = ROOT / "cassettes" / "client-amqp-tools-rabbitmq"
 
 
 def client_frames(cassette: Path, conn: int = 1) -> list[bytes]:
