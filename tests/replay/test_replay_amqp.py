@@ -25,16 +25,15 @@ FIXTURES = ROOT / "tests" / "replay" / "amqp_cassettes"
 PIKA_CLIENT = [sys.executable, str(ROOT / "tests" / "replay" / "amqp_pika_client.py")]
 BODIES = "out/bodies.txt"
 AMQP_TOOLS = ["amqp-declare-queue", "amqp-publish", "amqp-consume", "amqp-delete-queue"]
-TOOLS_ARTIFACT = "out/amqp-tools.txt"
-TOOLS_ENV = {"CLIENT_COUNT": "50"}
+TOOLS_CASSETTE = ROOT / "cassettes" / "client-amqp-tools-rabbitmq"  # tools/clients/amqp-tools.sh
+TOOLS_ARTIFACT = "out/client-amqp-tools-rabbitmq/output.txt"
+TOOLS_COUNT = 100
 
 
 def _client_scenarios() -> list:
-    try:
-        from .client_scenarios import SCENARIOS as CLIENTS
-    except ImportError:
-        return []
-    return [s for s in CLIENTS if "amqp" in s.name and (s.path / "cassette.json").exists()]
+    from .client_scenarios import SCENARIOS as CLIENTS
+
+    return [s for s in CLIENTS if "amqp" in s.name]
 
 
 @pytest.mark.parametrize("scenario", AMQP_SCENARIOS, ids=lambda s: s.name)
@@ -67,11 +66,13 @@ def test_another_client_family_amqp_tools_replays(mode, tmp_path):
     missing = [t for t in AMQP_TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"amqp-tools not installed: {missing}")
-    runs = [(s.path, s.argv, s.artifacts, {}) for s in _client_scenarios()]
-    runs.append((FIXTURES / "amqp-tools", _tools_argv(), [TOOLS_ARTIFACT], TOOLS_ENV))
-    for cassette, argv, artifacts, env in runs:
+    scenarios = _client_scenarios()
+    assert [s.path for s in scenarios] == [TOOLS_CASSETTE]
+    for scenario in scenarios:
         for _ in range(3 if mode == "transcript" else 1):
-            served = assert_replays(cassette, argv, artifacts, tmp_path, "--match", mode, env=env)
+            served = assert_replays(
+                scenario.path, scenario.argv, scenario.artifacts, tmp_path, "--match", mode
+            )
             assert served.report["connections"]["bound"] == 4
             assert served.report["totals"]["unused"] == 0, served.report["unused"]
 
@@ -81,7 +82,7 @@ def test_connections_opened_in_another_order_rebind(tmp_path):
     declare connection (the openings are alike), then moves to the recorded publisher."""
     if any(shutil.which(t) is None for t in AMQP_TOOLS):
         pytest.skip("amqp-tools not installed")
-    cassette = FIXTURES / "amqp-tools"
+    cassette = TOOLS_CASSETTE
     conn = [
         "--server=127.0.0.1",
         "--port=15673",
@@ -90,13 +91,14 @@ def test_connections_opened_in_another_order_rebind(tmp_path):
         "--password=any-password-at-all",
     ]
     queue = ["-q", "rrlab.client.amqp-tools"]
-    lines = "".join(f"msg-{i:04d} n={i} sq={i * i}\n" for i in range(50))
+    lines = "".join(f"msg-{i:04d} n={i} sq={i * i}\n" for i in range(TOOLS_COUNT))
     publish = ["amqp-publish", *conn, "-r", queue[1], "-C", "text/plain"]
     publish += ["-H", "source: amqp-tools", "-l"]
     with fake_broker(cassette, tmp_path, "--match", "lookup") as served:
         assert run_client_input(publish, lines, tmp_path).returncode == 0
         assert run_client(["amqp-declare-queue", *conn, *queue], tmp_path).returncode == 0
-        consumed = run_client(["amqp-consume", *conn, *queue, "-c", "50", "awk", "1"], tmp_path)
+        count = ["-c", str(TOOLS_COUNT)]
+        consumed = run_client(["amqp-consume", *conn, *queue, *count, "awk", "1"], tmp_path)
         assert run_client(["amqp-delete-queue", *conn, *queue], tmp_path).returncode == 0
     assert served.exit_code == 0, served.stderr
     assert consumed.stdout.encode() == recorded_artifact(cassette, TOOLS_ARTIFACT)
@@ -230,10 +232,6 @@ def test_other_seed_fails_naming_the_queue(tmp_path):
     ]
 
 
-def _tools_argv() -> list[str]:
-    return [str(ROOT / "tools" / "clients" / "amqp-tools.sh"), TOOLS_ARTIFACT]
-
-
 def run_client_input(argv: list[str], stdin: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
 
@@ -293,7 +291,7 @@ def test_another_user_is_refused_at_binding_with_the_user_named(tmp_path):
         pytest.skip("amqp-tools not installed")
     argv = ["amqp-declare-queue", "--server=127.0.0.1", "--port=15673", "--vhost=rrlab"]
     argv += ["--username=mallory", "--password=x", "-q", "rrlab.client.amqp-tools"]
-    with fake_broker(FIXTURES / "amqp-tools", tmp_path) as served:
+    with fake_broker(TOOLS_CASSETTE, tmp_path) as served:
         client = run_client(argv, tmp_path)
     assert client.returncode != 0
     assert served.exit_code == 1
