@@ -405,3 +405,20 @@ def test_side_by_side_replays_on_moved_ports(tmp_path):
         assert served.report["totals"]["missed"] == 0
         assert (cwd / case.artifacts[0]).read_bytes() == recorded
         assert f"listening mqtt 127.0.0.1:{11883 + served.offset}" in served.stdout
+
+
+def test_ignore_field_lets_a_changed_payload_field_pass(tmp_path):
+    """`--ignore-field seed` (a user's own nondeterministic field): the seed-2 publisher now
+    matches the seed-1 recording; everything else in the payload still compares. Subscribers
+    get the recorded messages (seed 1): the fake broker serves the cassette."""
+    case = MOSQUITTO_V311
+    _skip_unless_ready(case)
+    cwd = tmp_path / "ignored"
+    cwd.mkdir()
+    env = {**case.env, "MQTT_SEED": "2", "MQTT_WAIT": "10"}
+    with fake_broker(case.path, tmp_path, "--ignore-field", "seed") as served:
+        client = run_client(case.argv, cwd, env=env, timeout=60)
+    assert client.returncode == 0, client.stderr
+    assert served.exit_code == 0 and served.report["totals"]["missed"] == 0, served.stderr
+    recorded = (case.path / "artifacts" / case.artifacts[0]).read_bytes()
+    assert (cwd / case.artifacts[0]).read_bytes() == recorded
