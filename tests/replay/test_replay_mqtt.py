@@ -344,9 +344,10 @@ def test_look_alike_connections_opened_in_another_order(mode, tmp_path):
     assert served.report["connections"]["bound"] == 2
 
 
-def test_v5_receive_maximum_holds_pushes_until_acked(tmp_path):
+def test_v5_receive_maximum_and_disconnect_on_miss(tmp_path):
     """A v5 subscriber allowing one unacknowledged QoS 1 message at a time gets the second
-    push only after its PUBACK for the first, although all three were published."""
+    push only after its PUBACK for the first, although all three were published; a changed
+    PUBLISH then gets DISCONNECT 0x83 whose reason string names the changed field."""
     _skip_unless_ready(MOSQUITTO_V5)
     frames: dict[int, list[dict]] = {}
     for line in (MOSQUITTO_V5.path / "frames.jsonl").read_bytes().splitlines():
@@ -377,10 +378,16 @@ def test_v5_receive_maximum_holds_pushes_until_acked(tmp_path):
             sub.send(b"\x40\x02" + first["packet_id"].to_bytes(2, "big"))
             (second,) = sub.read(5, wait=1.0)
             assert second["packet"] == "PUBLISH" and second["packet_id"] != first["packet_id"]
+            changed = _c2s(frames[pub_conn], "PUBLISH")[3].replace(b'"seed":1', b'"seed":7')
+            pub.send(changed)  # a miss: a v5 client is told why before the close
+            (disconnect,) = pub.read(2)
+            assert disconnect["packet"] == "DISCONNECT" and disconnect["reason_code"] == 0x83
+            reason = disconnect["properties"]["reason_string"]
+            assert "PUBLISH" in reason and "payload.seed: recorded 1 live 7" in reason, reason
         finally:
             sub.close()
             pub.close()
-    assert served.report["totals"]["missed"] == 0, served.report["misses"]
+    assert [m["api"] for m in served.report["misses"]] == ["PUBLISH"]
 
 
 def test_side_by_side_replays_on_moved_ports(tmp_path):
