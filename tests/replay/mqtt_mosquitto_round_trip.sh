@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# MQTT round trip with Eclipse Mosquitto's clients (libmosquitto, random client ids), for the MQTT
-# replay tests: mosquitto_sub waits for COUNT messages; once its SUBACK is in, one mosquitto_pub
-# connection publishes COUNT JSON lines at MQTT_QOS, PAUSE seconds apart (a slow publisher: with
-# a short KEEPALIVE both clients send PINGREQs in between). OUT gets "topic qos payload" per
-# received message.
+# MQTT round trip with Eclipse Mosquitto's clients (libmosquitto; empty client ids, the broker
+# assigns one), for the MQTT replay tests: mosquitto_sub waits for COUNT messages; once its SUBACK
+# is in, one mosquitto_pub connection publishes COUNT JSON lines at MQTT_QOS, PAUSE seconds apart
+# (a slow publisher: with a short KEEPALIVE both clients send PINGREQs in between). OUT gets
+# "topic qos payload" per received message.
 #
 # Usage: tests/replay/mqtt_mosquitto_round_trip.sh OUT
 #   env MQTT_PORT (11883)  MQTT_TOPIC (rrlab/replay/mosquitto)  MQTT_COUNT (20)
