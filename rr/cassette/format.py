@@ -25,6 +25,8 @@ from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
 FORMAT = "rrlab.cassette/1"
 MANIFEST_NAME = "cassette.json"
 FRAMES_NAME = "frames.jsonl"
+#: connection open/close events of a recording in progress (gone once finalized; see writer)
+CONNECTIONS_JOURNAL = "connections.jsonl"
 ARTIFACTS_DIR = "artifacts"
 
 

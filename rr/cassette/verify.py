@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from .errors import (
 )
 from .format import (
     ARTIFACTS_DIR,
+    CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
     ConnectionInfo,
@@ -133,6 +135,33 @@ def _check_counts(root: Path, m: Manifest, scan: _Scan) -> None:
             raise CountMismatch(root, what, expected, actual)
 
 
+def _journal_connections(root: Path, known: dict[int, ConnectionInfo]) -> None:
+    """Apply `connections.jsonl` (open/close events of a recording that never finalized) to
+    `known`. A torn last line or an unreadable one is skipped: frames still name their
+    connections, so nothing is invented and nothing recorded is lost."""
+    path = root / CONNECTIONS_JOURNAL
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                ev = json.loads(line)
+                conn_id = int(ev["id"])
+                if ev["event"] == "open":
+                    known[conn_id] = ConnectionInfo.from_dict(
+                        {**ev, "frames": {"c2s": 0, "s2c": 0}, "bytes": {"c2s": 0, "s2c": 0}}
+                    )
+                elif ev["event"] == "close" and conn_id in known:
+                    info = known[conn_id]
+                    if info.closed_at_seq is None:
+                        info.closed_at_seq = int(ev["closed_at_seq"])
+                        info.close_reason = ev.get("close_reason")
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
 def _artifact_digest(root: Path, name: str) -> str | None:
     target = root / ARTIFACTS_DIR / name
     return file_sha256(target)[0] if target.is_file() else None
@@ -216,6 +245,7 @@ def _repair(root: Path) -> VerifyReport:
             digest.update(line)
             kept += len(line)
         known = {c.id: c for c in provisional.connections} if provisional else {}
+        _journal_connections(root, known)
         # connections the provisional manifest lost are learned from their frames (never invented)
         scan = _scan(frames_path, known, whole, learn=True)
         for conn_id, info in known.items():
@@ -258,6 +288,7 @@ def _repair(root: Path) -> VerifyReport:
         repaired=True,
     )
     write_atomic(root / MANIFEST_NAME, manifest.to_json(), durable=True)
+    (root / CONNECTIONS_JOURNAL).unlink(missing_ok=True)  # folded into the manifest
     return VerifyReport(
         root,
         scan.frames,

@@ -4,8 +4,11 @@ Called from the proxy's reactor thread, so every call is synchronous and cheap: 
 per call (a frame, or the frames of one received chunk) on an unbuffered file, so a crash leaves
 only whole lines plus at most one partly written batch at the end; the frames digest
 is kept running, and counts live in memory. A provisional manifest (`finalized: false`) is
-rewritten only on structural events (routes, Kafka nodes, connections, artifacts), so
-`rrlab verify --repair` can rebuild a crashed cassette without guessing where connections went.
+rewritten only on rare structural events (routes, Kafka nodes, artifacts, a budget stop).
+Connection opens and closes, which come by the thousand, are appended as one line each to
+`connections.jsonl` instead (rewriting the manifest per event made each cost grow with the count
+of connections): `rrlab verify --repair` reads both, so a crashed cassette still knows where
+every connection went. Finalize folds them into the manifest and removes the journal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rr.policy import BudgetExceeded, Budgets, Policy
 from .errors import CassetteError, CassetteExists, NotACassette, WriterClosed
 from .format import (
     ARTIFACTS_DIR,
+    CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
     ConnectionInfo,
@@ -39,7 +43,13 @@ from .format import (
 )
 from .record_mode import RecordMode
 
-_OUR_NAMES = (MANIFEST_NAME, FRAMES_NAME, ARTIFACTS_DIR, f".{MANIFEST_NAME}.tmp")
+_OUR_NAMES = (
+    MANIFEST_NAME,
+    FRAMES_NAME,
+    ARTIFACTS_DIR,
+    CONNECTIONS_JOURNAL,
+    f".{MANIFEST_NAME}.tmp",
+)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
@@ -129,6 +139,9 @@ class CassetteWriter:
         except OSError:
             os.close(self._fd)
             raise CassetteError(path, "another recording holds this cassette") from None
+        self._journal = os.open(
+            path / CONNECTIONS_JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+        )
         self._write_manifest(finalized=False)
 
     # -- construction -------------------------------------------------------------------------
@@ -200,7 +213,16 @@ class CassetteWriter:
             upstream=upstream,
             opened_at_seq=self._seq,
         )
-        self._write_manifest(finalized=False)
+        self._journal_line(
+            {
+                "event": "open",
+                "id": conn_id,
+                "listen": listen,
+                "opened_at_seq": self._seq,
+                "proto": Proto(proto).value,
+                "upstream": upstream,
+            }
+        )
         return conn_id
 
     def close_connection(self, conn_id: int, reason: str | None = None) -> None:
@@ -211,7 +233,14 @@ class CassetteWriter:
         if conn.closed_at_seq is None:
             conn.closed_at_seq = self._seq
             conn.close_reason = reason
-            self._write_manifest(finalized=False)
+            self._journal_line(
+                {
+                    "close_reason": reason,
+                    "closed_at_seq": self._seq,
+                    "event": "close",
+                    "id": conn_id,
+                }
+            )
 
     def add_artifact(self, src: str | os.PathLike[str], name: str) -> str:
         """Copy file `src` to artifacts/`name`; returns its sha256 (also recorded)."""
@@ -330,10 +359,12 @@ class CassetteWriter:
         if self._manifest is not None:
             return self._manifest
         os.fsync(self._fd)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
         manifest = self._write_manifest(finalized=True)
         self._manifest = manifest
+        os.close(self._journal)  # folded into the manifest: no longer needed
+        (self.path / CONNECTIONS_JOURNAL).unlink(missing_ok=True)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
+        os.close(self._fd)
         return manifest
 
     @property
@@ -366,6 +397,13 @@ class CassetteWriter:
         while view:
             view = view[os.write(self._fd, view) :]
         self._hash.update(data)
+
+    def _journal_line(self, event: dict[str, Any]) -> None:
+        """One connection event, one write(2) of one whole line (O_APPEND)."""
+        line = dumps(event) + b"\n"
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._journal, view) :]
 
     def _conn(self, conn_id: int) -> ConnectionInfo:
         try:

@@ -164,11 +164,24 @@ def test_repair_without_any_manifest(tmp_path):
     path = tmp_path / "c"
     crash(path)
     (path / "cassette.json").unlink()
+    (path / "connections.jsonl").unlink()
     report = verify(path, repair=True)
     assert report.frames == 5 and report.connections == 2
     m = CassetteReader.open(path).manifest
     assert m.connection(1).listen is None  # unknown stays unknown
     assert m.protocols == ("amqp", "kafka")
+
+
+def test_repair_learns_connections_from_the_journal(tmp_path):
+    """The provisional manifest is not rewritten per connection: the journal tells repair."""
+    path = tmp_path / "c"
+    crash(path)
+    journal = path / "connections.jsonl"
+    journal.write_bytes(journal.read_bytes() + b'{"event":"clo')  # torn last event
+    verify(path, repair=True)
+    m = CassetteReader.open(path).manifest
+    assert m.connection(1).listen is not None and m.connection(1).upstream == "127.0.0.1:9092"
+    assert not journal.exists()
 
 
 def test_torn_line_in_finalized_reader(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 
 import canonicaljson
 import pytest
@@ -18,6 +19,7 @@ from rr.cassette import (
     NotACassette,
     RecordMode,
     WriterClosed,
+    verify,
 )
 from rr.cassette.format import FrameRecord, encode_frame_line, summary_encoder, summary_json
 from rr.codecs.base import Direction, Proto
@@ -317,8 +319,35 @@ def test_manifest_has_no_clock_values(tmp_path):
 def test_provisional_manifest_while_recording(tmp_path):
     w = record_small(tmp_path / "c")
     doc = json.loads((tmp_path / "c" / "cassette.json").read_bytes())
-    assert doc["finalized"] is False and len(doc["connections"]) == 2
-    w.finalize()
+    assert doc["finalized"] is False and doc["routes"] and doc["kafka_nodes"]
+    journal = (tmp_path / "c" / "connections.jsonl").read_bytes().splitlines()
+    events = [(e["event"], e["id"]) for e in map(json.loads, journal)]
+    assert events == [("open", 1), ("open", 2), ("close", 2)]  # one line per event
+    assert len(w.finalize().connections) == 2
+    assert not (tmp_path / "c" / "connections.jsonl").exists()  # folded into the manifest
+
+
+def test_connection_events_cost_the_same_at_any_count(tmp_path):
+    """Opening and closing never rewrites the manifest: 20,000 connections in well under 2 s,
+    the last thousand no slower than the first, and finalize quick (issue G.2)."""
+    w = CassetteWriter.create(tmp_path / "c")
+    w.add_route("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    manifest_inode = (tmp_path / "c" / "cassette.json").stat().st_ino
+    spans = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+            w.write_frame(conn, "c2s", "mqtt", {"type": "CONNECT"}, b"\x10\x00")
+            w.close_connection(conn, "client closed")
+        spans.append(time.perf_counter() - t0)
+    assert (tmp_path / "c" / "cassette.json").stat().st_ino == manifest_inode  # not rewritten
+    assert sum(spans) < 2.0, spans
+    assert spans[-1] < 3 * spans[0] + 0.01, spans
+    t0 = time.perf_counter()
+    m = w.finalize()
+    assert time.perf_counter() - t0 < 1.0 and len(m.connections) == 20_000
+    assert verify(tmp_path / "c").connections == 20_000
 
 
 def test_artifacts(tmp_path):
