@@ -25,7 +25,7 @@ import pytest
 from replayer.mqtt import Causes, Plan
 from replayer.recording import Recording
 from rr.codecs import Direction, MqttFramer, decoder_for
-from rr.codecs.mqtt import encode_disconnect, with_packet_id
+from rr.codecs.mqtt import encode_disconnect, encode_remaining_length, with_packet_id
 
 from .client_scenarios import SCENARIOS as CLIENT_SCENARIOS
 from .conftest import ROOT, assert_replays, fake_broker, run_client
@@ -429,3 +429,39 @@ def test_ignore_field_lets_a_changed_payload_field_pass(tmp_path):
     assert served.exit_code == 0 and served.report["totals"]["missed"] == 0, served.stderr
     recorded = (case.path / "artifacts" / case.artifacts[0]).read_bytes()
     assert (cwd / case.artifacts[0]).read_bytes() == recorded
+
+
+def _connect_311(client_id: str, keep_alive: int = 59) -> bytes:
+    def text(value: str) -> bytes:
+        return len(value.encode()).to_bytes(2, "big") + value.encode()
+
+    body = text("MQTT") + bytes([4, 0x02]) + keep_alive.to_bytes(2, "big") + text(client_id)
+    return bytes([0x10]) + encode_remaining_length(len(body)) + body
+
+
+def test_random_client_ids_bind_by_what_the_connection_does(tmp_path):
+    """The worker's two connections replayed with random client ids (and another keep-alive),
+    publisher first: neither id matches, so each binds by its first packet."""
+    _skip_unless_ready(WORKER_CASE)
+    frames = _worker_frames()
+    sub_conn, pub_conn = (
+        next(c for c, fs in frames.items() if fs[0]["summary"]["client_id"].endswith(role))
+        for role in ("-sub", "-pub")
+    )
+    with fake_broker(WORKER.path, tmp_path) as served:
+        pub, sub = RawClient(), RawClient()
+        try:
+            pub.send(_connect_311("mosq-Q1x8Zr", keep_alive=10))
+            sub.send(_connect_311("mosq-7LpA0c", keep_alive=10))
+            assert pub.read()[0]["packet"] == sub.read()[0]["packet"] == "CONNACK"
+            first = _c2s(frames[pub_conn], "PUBLISH")[0]
+            pub.send(first)
+            assert pub.read()[0]["packet"] == "PUBACK"
+            sub.send(_c2s(frames[sub_conn], "SUBSCRIBE")[0])
+            suback, push = sub.read(2)
+            assert suback["packet"] == "SUBACK" and push["packet"] == "PUBLISH"
+        finally:
+            pub.close()
+            sub.close()
+    assert served.report["totals"]["missed"] == 0, served.report["misses"]
+    assert served.report["connections"]["bound"] == 2
