@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             action="store_true",
             help="finalize a crashed recording: keep every whole frame, drop a torn last line",
         )
+        p.add_argument(
+            "--strict",
+            action="store_true",
+            help="refuse a repaired cassette (exit 1): replay-only CI trusts finalized ones only",
+        )
         p.set_defaults(func=run_verify)
 
 
@@ -45,7 +50,7 @@ def _fail(command: str, exc: CassetteError) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     try:
-        report = verify(args.cassette, repair=args.repair)
+        report = verify(args.cassette, repair=args.repair, strict=args.strict)
     except CassetteError as exc:
         return _fail("verify", exc)
     print(report.summary())

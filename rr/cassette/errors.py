@@ -120,3 +120,15 @@ class ArtifactMissing(CassetteError):
 class RecordingInProgress(CassetteError):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, "a recording is still writing this cassette; stop it first")
+
+
+class RepairedRefused(CassetteError):
+    """`verify --strict`: a repaired cassette holds frames no finalized digest ever vouched for."""
+
+    def __init__(self, path: str | os.PathLike[str], unverified: bool) -> None:
+        why = (
+            "it was repaired without a manifest, so none of its frames could be checked"
+            if unverified
+            else "it was repaired after a crash (verify --repair), not finalized by its recorder"
+        )
+        super().__init__(path, f"refusing a repaired cassette (--strict): {why}; record it again")

@@ -296,6 +296,8 @@ class Manifest:
     artifacts: dict[str, str]  # relpath under artifacts/ -> sha256
     finalized: bool
     repaired: bool = False
+    #: repaired without a manifest: no digest, budgets or artifacts to check the frames against
+    unverified: bool = False
     format: str = FORMAT
 
     def connection(self, conn_id: int) -> ConnectionInfo | None:
@@ -329,7 +331,10 @@ class Manifest:
         }
 
     def to_json(self) -> bytes:
-        return dumps(self.to_dict())
+        data = self.to_dict()
+        if self.unverified:  # only then: manifests written before this field stay byte-equal
+            data["unverified"] = True
+        return dumps(data)
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str | os.PathLike[str]) -> Manifest:
@@ -358,6 +363,7 @@ class Manifest:
                 artifacts={str(k): str(v) for k, v in data["artifacts"].items()},
                 finalized=data["finalized"] is True,
                 repaired=data.get("repaired") is True,
+                unverified=data.get("unverified") is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)

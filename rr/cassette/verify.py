@@ -28,6 +28,7 @@ from .errors import (
     MalformedManifest,
     NotFinalized,
     RecordingInProgress,
+    RepairedRefused,
 )
 from .format import (
     ARTIFACTS_DIR,
@@ -51,6 +52,8 @@ class VerifyReport:
     raw_bytes: int
     artifacts: int
     repaired: bool = False  # this call repaired the cassette
+    repaired_before: bool = False  # an earlier `verify --repair` finalized it
+    unverified: bool = False  # repaired without a manifest: the frames were never checked
     dropped_bytes: int = 0  # torn tail removed by this repair
     dropped_artifacts: list[str] = field(default_factory=list)
     stopped: dict | None = None
@@ -67,6 +70,12 @@ class VerifyReport:
             if self.dropped_artifacts:
                 text += f", unverifiable artifacts {', '.join(self.dropped_artifacts)}"
             text += ")"
+        elif self.repaired_before:
+            text += "; repaired earlier by verify --repair (a crashed or damaged recording)"
+        if self.unverified:
+            text += (
+                "; frames unverified: repaired without a manifest, nothing to check them against"
+            )
         return text
 
 
@@ -188,15 +197,32 @@ def _verify_finalized(root: Path, m: Manifest) -> VerifyReport:
         if got != expected:
             raise DigestMismatch(root, f"{ARTIFACTS_DIR}/{name}", expected, got)
     return VerifyReport(
-        root, scan.frames, len(m.connections), scan.raw_bytes, len(m.artifacts), stopped=m.stopped
+        root,
+        scan.frames,
+        len(m.connections),
+        scan.raw_bytes,
+        len(m.artifacts),
+        stopped=m.stopped,
+        repaired_before=m.repaired,
+        unverified=m.unverified,
     )
 
 
-def verify(path: str | os.PathLike[str], repair: bool = False) -> VerifyReport:
+def verify(
+    path: str | os.PathLike[str], repair: bool = False, *, strict: bool = False
+) -> VerifyReport:
     """Check a cassette completely; raise the precise CassetteError on the first problem.
 
     With `repair=True` an unfinalized (crashed) recording is finalized from what is on disk.
+    With `strict=True` a repaired cassette (now or earlier) is refused (RepairedRefused).
     """
+    report = _verify(Path(path), repair)
+    if strict and (report.repaired or report.repaired_before):
+        raise RepairedRefused(report.path, report.unverified)
+    return report
+
+
+def _verify(path: Path, repair: bool) -> VerifyReport:
     root = Path(path)
     try:
         manifest: Manifest | None = load_manifest(root, require_finalized=True)
@@ -286,6 +312,7 @@ def _repair(root: Path) -> VerifyReport:
         artifacts=artifacts,
         finalized=True,
         repaired=True,
+        unverified=provisional is None,
     )
     write_atomic(root / MANIFEST_NAME, manifest.to_json(), durable=True)
     (root / CONNECTIONS_JOURNAL).unlink(missing_ok=True)  # folded into the manifest
@@ -299,6 +326,7 @@ def _repair(root: Path) -> VerifyReport:
         dropped_bytes=dropped,
         dropped_artifacts=lost,
         stopped=manifest.stopped,
+        unverified=manifest.unverified,
     )
 
 

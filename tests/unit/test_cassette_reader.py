@@ -18,6 +18,7 @@ from rr.cassette import (
     MalformedFrame,
     NotFinalized,
     RecordingInProgress,
+    RepairedRefused,
     TruncatedFrames,
     UnsupportedFormat,
     verify,
@@ -287,3 +288,47 @@ def test_frame_index_reads_one_frame_by_position():
     assert index.read(conn, 0) == frames[0]
     with pytest.raises(IndexError):
         index.read(conn, len(frames))
+
+
+def test_tampered_then_repaired_without_manifest_is_said_and_refused_by_strict(tmp_path, capsys):
+    """Edit a raw field, delete the manifest, repair: every later verify says so (issue G.5)."""
+    import argparse
+    import base64
+
+    from rr.cassette_cli import run_verify
+
+    path = tmp_path / "c"
+    record(path)
+    frames = path / "frames.jsonl"
+    lines = frames.read_bytes().splitlines(keepends=True)
+    doc = json.loads(lines[0])
+    doc["raw"] = base64.b64encode(b"tampered").decode()
+    lines[0] = dumps(doc) + b"\n"
+    frames.write_bytes(b"".join(lines))
+    (path / "cassette.json").unlink()
+    first = verify(path, repair=True)
+    assert first.repaired and first.unverified and "frames unverified" in first.summary()
+    assert CassetteReader.open(path).manifest.unverified
+    later = verify(path)
+    assert later.repaired_before and later.unverified
+    assert "repaired earlier" in later.summary() and "frames unverified" in later.summary()
+    with pytest.raises(RepairedRefused, match="without a manifest"):
+        verify(path, strict=True)
+
+    def cli(strict: bool) -> int:
+        return run_verify(argparse.Namespace(cassette=str(path), repair=False, strict=strict))
+
+    assert cli(False) == 0 and "repaired earlier" in capsys.readouterr().out
+    assert cli(True) == 1 and "refusing a repaired cassette" in capsys.readouterr().err
+
+
+def test_strict_refuses_a_crash_repair_and_accepts_a_finalized_cassette(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    report = verify(path, repair=True)
+    assert report.repaired and not report.unverified  # the provisional manifest vouched
+    assert "repaired earlier" in verify(path).summary()
+    with pytest.raises(RepairedRefused, match="after a crash"):
+        verify(path, strict=True)
+    record(tmp_path / "good")
+    assert not verify(tmp_path / "good", strict=True).repaired_before
