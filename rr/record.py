@@ -1,6 +1,7 @@
 """The recording glue for one proxied connection: bytes in, frames on disk, bytes out.
 
-`ConnectionRecorder.feed(direction, data)` is the one call the proxy makes per chunk. Behind it:
+`ConnectionRecorder.feed(direction, data, forward)` is the one call the proxy makes per chunk; the
+frames a chunk completes are written before its bytes are forwarded. Behind it:
 the connection's frame pipeline (`rr.protocols.FrameConnection`: framers, decoder, redaction)
 and the cassette writer (one line per frame). It returns the bytes to forward, which are `data`
 itself unless a `StreamRewriter` (Kafka address rewriting) holds a frame back and replaces it;
@@ -87,10 +88,12 @@ class ConnectionRecorder:
     ) -> bytes:
         """Record `data` (any chunk of `direction`'s stream); return the bytes to forward.
 
-        With `forward`, those bytes are handed to it *before* the frames are decoded and written,
-        so recording never delays them. Raises RecordingBroken when the stream cannot be framed
-        (the frames before the bad byte are written) or a held frame cannot be rewritten (the
-        frames before it are forwarded and written), and BudgetExceeded when the cassette's
+        With `forward`, those bytes are handed to it *after* the frames they complete reached the
+        cassette file (one write(2), no fsync): a peer never receives a frame that a SIGKILL
+        right after could lose. They are forwarded even when writing raises. Raises
+        RecordingBroken when the stream cannot be framed (the frames before the bad byte are
+        written) or a held frame cannot be rewritten (the frames before it are written and
+        forwarded), and BudgetExceeded when the cassette's
         budget is used up.
 
         Once broken or closed, bytes pass through unrecorded, except in the rewritten direction:
@@ -131,10 +134,12 @@ class ConnectionRecorder:
                 raise RecordingBroken(self.broken) from exc
             out = parts[0] if len(parts) == 1 else b"".join(parts)
             raws = sent
-        if forward is not None and out:
-            forward(out)
-        if raws:
-            self._write(direction, raws)
+        try:
+            if raws:
+                self._write(direction, raws)
+        finally:  # written first: what the peer gets is on disk (a frame that is not: see _write)
+            if forward is not None and out:
+                forward(out)
         return out
 
     def _rewrite_failed(
@@ -144,12 +149,14 @@ class ConnectionRecorder:
         raws: list[bytes],
         forward: Callable[[bytes], None] | None,
     ) -> None:
-        """A rewrite raised: forward and write what the chunk completed before the failing frame
+        """A rewrite raised: write and forward what the chunk completed before the failing frame
         (the caller then raises; the proxy closes the connection)."""
-        if forward is not None and parts:
-            forward(b"".join(parts))
-        if raws:
-            self._write(direction, raws)
+        try:
+            if raws:
+                self._write(direction, raws)
+        finally:
+            if forward is not None and parts:
+                forward(b"".join(parts))
 
     def _rewrite_stream(
         self,

@@ -239,7 +239,7 @@ def test_amqp_passthrough_records_every_frame_any_chunking(tmp_path: Path) -> No
     assert [f.summary.get("channel") for f in frames[1:]] == [1, 2, 3, 4, 5]
 
 
-def test_forward_happens_before_recording(tmp_path: Path) -> None:
+def test_frames_reach_the_file_before_their_bytes_are_forwarded(tmp_path: Path) -> None:
     reqs, resps = kafka_exchange()
     writer, rec = new_recorder(tmp_path, "c")
     order: list[str] = []
@@ -251,10 +251,14 @@ def test_forward_happens_before_recording(tmp_path: Path) -> None:
 
     writer.write_frames = write_frames  # type: ignore[method-assign]
     rec.feed(C2S, b"".join(reqs), lambda out: order.append(f"forward {len(out)}"))
-    assert order == [f"forward {len(b''.join(reqs))}", "write 3"]  # one write for the chunk
+    # one write for the chunk, then the bytes go out: a SIGKILL between loses nothing sent
+    assert order == ["write 3", f"forward {len(b''.join(reqs))}"]
     order.clear()
     rec.feed(S2C, b"".join(resps), lambda out: order.append("forward"))
-    assert order == ["forward", "write 3"]
+    assert order == ["write 3", "forward"]
+    order.clear()
+    rec.feed(C2S, reqs[0][:5], lambda out: order.append("forward"))  # a partial frame: no write
+    assert order == ["forward"]
     writer.finalize()
     assert writer.frame_count == 6
 
