@@ -1,9 +1,11 @@
 """`rrlab proxy`: the recording proxy as a sidecar, until SIGTERM/SIGINT finalize the cassette.
 
 Everything a user can get wrong is checked here, before a socket is bound or a file written:
-route syntax, loopback-only listeners, the profile's upstream allow-list and write roots.
-Once running, stdout carries the human lines (listening addresses, metrics URL, a progress line
-on a terminal, a budget error) and stderr - or `--log-file` - only JSON lines (twisted.logger).
+route syntax, loopback-only listeners (Kafka broker listeners included: none may land on another
+route's port), the profile's upstream allow-list and write roots.
+Once running, what it prints is `rr.console`'s: human lines (stdout: listening addresses, metrics
+URL, a progress line on a terminal, the closing line; stderr: log events, warnings standing out)
+or, with `--log-format json`, JSON lines only; `--log-file` adds JSON lines to a file.
 Logs hold clock values and error text, so they stay out of the cassette directory, which must
 stay deterministic; a supervisor collects stderr without us choosing a path for it.
 """
@@ -12,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import socket
 import sys
 from pathlib import Path
 
 from rr.codecs import Proto
-from rr.policy import PolicyError, get_profile
+from rr.console import FORMATS
+from rr.policy import PROFILES, Budgets, PolicyError, get_profile
 from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
+ARTICLE = {"kafka": "a Kafka", "amqp": "an AMQP 0-9-1", "mqtt": "an MQTT"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -47,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             action="append",
             default=[],
             metavar="LISTEN=UPSTREAM",
-            help=f"a {proto} route, e.g. "
+            help=f"{ARTICLE[proto]} route (any number), e.g. "
             + {
                 "kafka": "19092=127.0.0.1:9092",
                 "amqp": "15673=127.0.0.1:5672",
@@ -55,8 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             }[proto],
         )
     p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    p.add_argument("--profile", default="os_record", help="policy profile (default %(default)s)")
-    p.add_argument("--mode", default="once", choices=("once", "rewrite"))
+    p.add_argument(
+        "--profile",
+        default="os_record",
+        help=f"policy profile, one of {', '.join(sorted(PROFILES))}: upstream allow-list, "
+        "write roots, budgets (default %(default)s: "
+        f"upstreams {', '.join(PROFILES['os_record'].upstream_allow)}; "
+        f"write roots {', '.join(str(r) for r in PROFILES['os_record'].write_roots)})",
+    )
+    p.add_argument(
+        "--mode",
+        default="once",
+        choices=("once", "rewrite"),
+        help="once: refuse an existing cassette; rewrite: replace it",
+    )
     p.add_argument(
         "--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P (0: any)"
     )
@@ -85,10 +102,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="first port for Kafka broker listeners (default: first Kafka listen port + 1)",
     )
-    p.add_argument("--log-file", metavar="PATH", help="JSON-lines log file (default stderr)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="budget override")
-    p.add_argument("--max-cassette-bytes", type=int, metavar="N", help="budget override")
-    p.add_argument("--max-frame-bytes", type=int, metavar="N", help="budget override")
+    p.add_argument(
+        "--log-format",
+        default="human",
+        choices=FORMATS,
+        help="human: readable lines (stdout: addresses, progress, closing line; stderr: events); "
+        "json: one JSON object per line on stderr and nothing on stdout",
+    )
+    p.add_argument(
+        "--log-file", metavar="PATH", help="also write every event as JSON lines to PATH"
+    )
+    budgets = Budgets()
+    for name, what in (
+        ("max_frames", "frames in the cassette"),
+        ("max_cassette_bytes", "bytes of frames.jsonl"),
+        ("max_frame_bytes", "raw bytes of one frame"),
+    ):
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            metavar="N",
+            help=f"budget: most {what} (profile default {getattr(budgets, name)})",
+        )
     p.set_defaults(func=run)
 
 
@@ -167,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     kafka = [r for r in routes if r.proto == Proto.KAFKA]
     node_base = args.kafka_node_base_port or (kafka[0].listen_port + 1 if kafka else 19093)
+    if kafka:
+        check_node_listener(routes, kafka[0], node_base, explicit=bool(args.kafka_node_base_port))
 
     from .main import serve  # the Twisted side; imported only when actually serving
 
@@ -179,5 +216,39 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         kafka_node_base_port=node_base,
         log_path=log_path,
+        log_format=args.log_format,
         argv=sys.argv[1:],
     )
+
+
+def _route_arg(r: RouteSpec) -> str:
+    return f"--{r.proto} {r.listen_host}:{r.listen_port}={r.upstream_host}:{r.upstream_port}"
+
+
+def check_node_listener(
+    routes: list[RouteSpec], first_kafka: RouteSpec, node_base: int, *, explicit: bool
+) -> None:
+    """The first Kafka broker listener (where clients are sent after bootstrap) must be free
+    and no route's: found out later, the worker fails with a bare `socket disconnected`."""
+    origin = (
+        f"--kafka-node-base-port {node_base}"
+        if explicit
+        else f"{_route_arg(first_kafka)} (its broker listeners start at port {node_base})"
+    )
+    for r in routes:
+        if r.listen_port == node_base:
+            raise UsageError(
+                f"{origin} collides with {_route_arg(r)}: both need port {node_base}; "
+                "move the route or pass --kafka-node-base-port P"
+            )
+    try:
+        with socket.socket(
+            socket.AF_INET6 if ":" in first_kafka.listen_host else socket.AF_INET
+        ) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((first_kafka.listen_host, node_base))
+    except OSError as exc:
+        raise UsageError(
+            f"{origin}: cannot listen on {first_kafka.listen_host}:{node_base}: {exc.strerror}; "
+            "stop what holds it or pass --kafka-node-base-port P"
+        ) from None

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import error as twisted_error
-from twisted.logger import globalLogBeginner, jsonFileLogObserver
+from twisted.internet.task import LoopingCall
 
 from rr.cassette import CassetteError, CassetteWriter
 from rr.codecs.kafka_records import set_decompression_budget
+from rr.console import Console, start_logging
 from rr.policy import Policy, PolicyError
 from rr.usage import UsageError
 
 from .app import ProxyApp
 from .forward import Route
 
+#: events the proxy prints its own line for (human format), and per-connection chatter that
+#: goes only to --log-file
+SAID = ("listening", "metrics", "finalized", "budget_exceeded")
+QUIET = ("connection_open", "connection_closed")
 
-def _start_logging(log_path: Path | None) -> None:
-    stream = open(log_path, "a", encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(stream, recordSeparator="")], redirectStandardIO=False
+
+def _progress_text(app: ProxyApp) -> str:
+    m = app.metrics
+    return (
+        f"{m.total_frames} frames  {m.total_bytes / 1e6:.1f} MB  "
+        f"{m.open_conns} open / {m.total_conns} connections"
     )
+
+
+def _closing_line(app: ProxyApp, cassette: str, warnings: int) -> str:
+    m = app.metrics
+    line = (
+        f"rrlab proxy: finalized {cassette}: {m.total_frames} frames, {m.total_conns} "
+        f"connections, {m.total_bytes} bytes"
+    )
+    return line + (f" ({warnings} warnings, see above)" if warnings else "")
 
 
 def serve(
@@ -36,6 +51,7 @@ def serve(
     metrics_port: int | None,
     kafka_node_base_port: int,
     log_path: Path | None,
+    log_format: str = "human",
     argv: Sequence[str] = (),
     reactor: Any = None,
 ) -> int:
@@ -43,6 +59,7 @@ def serve(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    console = Console(fmt=log_format)
     set_decompression_budget(policy.max_decompressed_bytes)  # bounds what a Kafka batch unpacks to
     app = ProxyApp(
         reactor,
@@ -54,7 +71,7 @@ def serve(
         allowed_upstreams=allowed_upstreams,
         kafka_node_base_port=kafka_node_base_port,
         max_frame_bytes=policy.budgets.max_frame_bytes,
-        say=lambda line: print(line, flush=True),
+        say=console.say,
     )
     try:
         app.listen_all()
@@ -78,11 +95,35 @@ def serve(
         for port in app.ports:
             port.stopListening()
         raise UsageError(str(exc)) from None
-    _start_logging(log_path)
+    observer = start_logging(console, log_path, said=SAID, quiet=QUIET)
+    progress = LoopingCall(lambda: console.progress(_progress_text(app)))
+
+    def end_progress() -> None:
+        if progress.running:
+            progress.stop()
+        console.end_progress()
+
+    reactor.addSystemEventTrigger("before", "shutdown", end_progress)  # before the last lines
     reactor.addSystemEventTrigger("before", "shutdown", app.shutdown)
     # Say "listening" only once the reactor runs: its SIGTERM/SIGINT handlers are installed by
     # then, so a supervisor that stops us right after that line still gets a finalized cassette.
     reactor.callWhenRunning(app.announce)
-    reactor.callWhenRunning(app.start_progress, sys.stdout)
+    if console.shows_progress:
+        reactor.callWhenRunning(progress.start, 0.5)
     reactor.run()
+    end_progress()
+    if app.writer.finalized:
+        m = app.metrics
+        console.say(_closing_line(app, cassette, observer.warnings))
+        console.event(
+            {
+                "event": "closed",
+                "level": "info",
+                "cassette": cassette,
+                "frames": m.total_frames,
+                "connections": m.total_conns,
+                "bytes": m.total_bytes,
+                "warnings": observer.warnings,
+            }
+        )
     return app.exit_code

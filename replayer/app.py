@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import error as twisted_error
-from twisted.logger import globalLogBeginner, jsonFileLogObserver
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -132,17 +131,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def start_logging(log_path: Path | None) -> None:
-    """Twisted's JSON-lines log to a file when asked; the terminal gets human lines only."""
-    if log_path is None:
-        globalLogBeginner.beginLoggingTo([lambda _event: None], redirectStandardIO=False)
-        return
-    stream = open(log_path, "a", encoding="utf-8")  # noqa: SIM115
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(stream, recordSeparator="")], redirectStandardIO=False
-    )
 
 
 def miss_lines(misses: list[Miss]) -> list[str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rr.cassette import CassetteError
+from rr.console import FORMATS, Console, start_logging
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
@@ -76,7 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metrics-file", metavar="PATH", help="OpenMetrics snapshot written at exit")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P")
-    p.add_argument("--log-file", metavar="PATH", help="JSON-lines log file")
+    p.add_argument(
+        "--log-format",
+        default="human",
+        choices=FORMATS,
+        help="human: readable lines (stdout: addresses, closing line; stderr: misses, warnings); "
+        "json: one JSON object per line on stderr and nothing on stdout",
+    )
+    p.add_argument("--log-file", metavar="PATH", help="also write every event as JSON lines")
     p.set_defaults(func=run)
 
 
@@ -101,7 +110,7 @@ def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> Por
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
-    from .app import ReplayServer, start_logging
+    from .app import ReplayServer
     from .recording import Recording
     from .rules import load_rules
 
@@ -119,11 +128,33 @@ def run(args: argparse.Namespace) -> int:
         ignore_fields=rules["ignore_fields"] + tuple(args.ignore_field),
         ignore_headers=rules["ignore_headers"] + tuple(args.ignore_header),
     )
-    server = ReplayServer(recording, options, ports, reactor=reactor)
+    console = Console(fmt=args.log_format)
+    server = ReplayServer(
+        recording,
+        options,
+        ports,
+        reactor=reactor,
+        say=lambda line: console.note(line, "serve"),
+        warn=console.warn,
+    )
+    if console.json:
+        server.report.on_miss = lambda miss: console.event(
+            {
+                "time": time.time(),
+                "event": "miss",
+                "level": "warn",
+                "proto": str(miss.proto),
+                "api": miss.api,
+                "live_conn": miss.live_conn,
+                "recorded_conn": miss.recorded_conn,
+                "reason": miss.reason,
+                "text": miss.line(),
+            }
+        )
     server.listen_all()
     if args.metrics_port is not None:
         server.serve_metrics(args.metrics_port)
-    start_logging(Path(args.log_file) if args.log_file else None)
+    start_logging(console, Path(args.log_file) if args.log_file else None)
 
     def stop() -> None:
         server.stop_listening()
@@ -137,5 +168,15 @@ def run(args: argparse.Namespace) -> int:
         Path(args.report) if args.report else None,
         Path(args.metrics_file) if args.metrics_file else None,
     )
-    print(server.report.closing_line(options.strict), flush=True)
+    closing = server.report.closing_line(options.strict)
+    console.say(closing)
+    console.event(
+        {
+            "time": time.time(),
+            "event": "closed",
+            "level": "info",
+            "text": closing,
+            **server.report.totals(),
+        }
+    )
     return server.exit_code()

@@ -81,7 +81,10 @@ class RunningProxy:
         self.routes = routes
         argv = [str(RRLAB), "proxy", *routes, "--cassette", str(cassette)]
         argv += ["--write-root", str(cassette.parent), "--metrics-port", "0", *extra]
-        self._log = open(self.log_path, "w")  # noqa: SIM115
+        argv += ["--log-file", str(self.log_path)]  # JSON lines; stderr has the human lines
+        self.log_path.write_text("")
+        self.stderr_path = cassette.parent / f"{cassette.name}.proxy-stderr.txt"
+        self._log = open(self.stderr_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, env=env
         )
@@ -105,7 +108,7 @@ class RunningProxy:
             if left <= 0 or self.proc.poll() is not None:
                 raise AssertionError(
                     f"proxy not listening (rc={self.proc.poll()}): {self.stdout} "
-                    f"{self.log_path.read_text()[-2000:]}"
+                    f"{self.stderr_path.read_text()[-2000:]}"
                 )
             try:
                 line = self.lines.get(timeout=min(left, 0.5))
