@@ -14,12 +14,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run real brokers on 127.0.0.1 (Kafka 9092, AMQP 5672, MQTT 1883); "
         "state and logs under .rrlab/brokers/ (or $RRLAB_STATE_DIR/brokers/).",
     )
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "action",
+        choices=("up", "down", "status"),
+        help="up: start and wait until each answers; down: stop; status: one row per broker",
+    )
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help="kafka, amqp, mqtt (default: all three)"
     )
-    parser.add_argument("--kafka-impl", default="tansu", choices=("tansu", "apache"))
-    parser.add_argument("--mqtt-impl", default="amqtt", choices=("amqtt", "mosquitto"))
+    parser.add_argument(
+        "--kafka-impl",
+        default="tansu",
+        choices=("tansu", "apache"),
+        help="tansu: a Kafka-compatible binary; apache: Apache Kafka (KRaft, Java)",
+    )
+    parser.add_argument(
+        "--mqtt-impl",
+        default="amqtt",
+        choices=("amqtt", "mosquitto"),
+        help="amqtt: the Python broker; mosquitto: the Debian package",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -20,21 +20,90 @@ SUBCOMMANDS: dict[str, str] = {
     "arch": "rr.arch.cli",
 }
 
+#: one runnable example per command, shown under its --help (unless its module gives its own)
+EXAMPLES: dict[str, str] = {
+    "brokers": "rrlab brokers up kafka amqp mqtt --kafka-impl tansu\n"
+    "  rrlab brokers status\n  rrlab brokers down",
+    "proxy": "rrlab proxy --kafka 19092=127.0.0.1:9092 --amqp 15673=127.0.0.1:5672 "
+    "--cassette cassettes/demo",
+    "record": "rrlab record --kafka 19092=127.0.0.1:9092 --cassette cassettes/my-run "
+    "--artifact out/my-run/aggregate.json -- rrlab-worker --driver kafka --out out/my-run",
+    "serve": "rrlab serve --cassette cassettes/worker-amqp-rabbitmq",
+    "replay": "rrlab replay --cassette cassettes/worker-kafka-tansu -- rrlab-worker "
+    "--driver kafka --count 200 --seed 1 --out out/worker-kafka-tansu",
+    "inspect": "rrlab inspect cassettes/worker-kafka-tansu --conn 1",
+    "verify": "rrlab verify cassettes/worker-kafka-tansu",
+    "arch": "rrlab arch check --json",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps example line breaks and shows every meaningful default (not None/False/empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and default not in (None, False, [], "", argparse.SUPPRESS)
+            and action.option_strings
+            and not isinstance(action, argparse._VersionAction)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("messaging-rr-lab")
+    except PackageNotFoundError:  # a source tree without an install
+        return "unknown"
+
+
+def _polish(parser: argparse.ArgumentParser, name: str | None) -> None:
+    """Our formatter and an example for `parser` and every nested subcommand parser."""
+    parser.formatter_class = HelpFormatter
+    if name in EXAMPLES and not parser.epilog:
+        parser.epilog = "example:\n  " + EXAMPLES[name]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                _polish(sub, sub_name if parser.prog == "rrlab" else None)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="rrlab",
         description="Record and replay message-broker traffic (Kafka, AMQP 0-9-1, MQTT).",
+        epilog="example:\n  rrlab brokers up amqp\n"
+        "  rrlab record --amqp 15673=127.0.0.1:5672 --cassette cassettes/demo -- CMD\n"
+        "  rrlab replay --cassette cassettes/demo -- CMD\n"
+        "Run `rrlab COMMAND --help` for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"rrlab {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in dict.fromkeys(SUBCOMMANDS.values()):  # one module may own several
         importlib.import_module(module_name).register(sub)
-    return parser
+    _polish(parser, None)
+    return parser, sub
+
+
+def _keep_hypothesis_out() -> None:
+    """kio registers Hypothesis strategies when Hypothesis is importable, and importing it
+    creates `.hypothesis/` in the working directory. The runtime never needs it: in a process
+    that has not loaded it yet (not under pytest), make it unimportable."""
+    if "hypothesis" not in sys.modules:
+        sys.modules["hypothesis"] = None  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    _keep_hypothesis_out()
+    parser, sub = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's usage, not the top level's
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `replay` re-runs itself
     try:
         return int(args.func(args) or 0)
