@@ -258,9 +258,7 @@ class KafkaDecoder:
         body = decoded.body
         if body is not None and api_key == SASL_HANDSHAKE and version == 0:
             tracker.sasl_handshake(correlation_id, str(body.mechanism))
-        answered = not (body is not None and api_key == PRODUCE and body.acks == 0)
-        if not answered:
-            summary["expects_response"] = False
+        answered = summary.get("expects_response", True)
         tracker.request(api_key, version, correlation_id, answered=answered)
         return decoded
 
@@ -308,6 +306,8 @@ def read_request(raw: bytes) -> Decoded:
     body = request.body
     decoded = Decoded(summary, body=body, extra={"header": request.header})
     if api_key == PRODUCE:
+        if body.acks == 0:  # Kafka sends no response
+            summary["expects_response"] = False
         _attach_records(decoded, _produce_partitions(body))
     elif api_key in _CREDENTIAL_REQUESTS:
         summary.update(_CREDENTIAL_REQUESTS[api_key](body))

@@ -134,8 +134,11 @@ def test_responses_pair_out_of_order_and_unpaired_is_reported():
 def test_produce_records_and_acks_zero_expects_no_response():
     batch = record_batch(0, [(b"k1", b"v1", {"h": b"x"}), (None, b"value-2", {})])
     dec = decoder_for("kafka")
-    got = dec.decode(C2S, encode_request(0, 9, 7, "p", produce(0, batch)))
+    raw = encode_request(0, 9, 7, "p", produce(0, batch))
+    got = dec.decode(C2S, raw)
     assert got.summary["expects_response"] is False
+    assert dec.pending == {}
+    assert dec.redecode(C2S, raw, got).summary == got.summary  # read as it was, state untouched
     assert dec.pending == {}
     assert got.summary["records"] == [
         {
