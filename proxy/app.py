@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from rr.codecs import Direction, Proto
 from rr.kafka_rewrite import KafkaNode, NodeMap
-from rr.policy import BudgetExceeded
+from rr.policy import BudgetExceeded, Limits
 from rr.record import recorder_for
 
 from .forward import ListenFactory, Pair, Route
@@ -38,6 +38,7 @@ class ProxyApp:
         max_frame_bytes: int,
         metrics: ProxyMetrics | None = None,
         say: Callable[[str], None] = print,
+        limits: Limits | None = None,
     ) -> None:
         self.reactor = reactor
         self.writer = writer
@@ -58,6 +59,14 @@ class ProxyApp:
         self.exit_code = 0
         self.stopping = False
         self._progress: LoopingCall | None = None
+        self.limits = limits or Limits()
+        self.buffered = 0  # unfinished-frame bytes held across every connection
+        self._paused: set[Any] = set()  # sides whose reads wait for the total to fall
+        self._idle: LoopingCall | None = None
+        if self.limits.idle_timeout_s is not None:
+            self._idle = LoopingCall(self._close_idle)
+            self._idle.clock = reactor
+            self._idle.start(min(1.0, self.limits.idle_timeout_s / 4), now=False)
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -119,6 +128,8 @@ class ProxyApp:
         if self.writer.finalized:
             return
         self.stopping = True
+        if self._idle is not None and self._idle.running:
+            self._idle.stop()
         if self._progress is not None and self._progress.running:
             self._progress.stop()
             sys.stdout.write("\n")
@@ -155,6 +166,7 @@ class ProxyApp:
             on_frames=self.metrics.on_frames,
         )
         self.pairs.add(pair)
+        pair.last_read = self.reactor.seconds()
         self.metrics.opened(route.proto)
         log.info(
             "connection {conn} open {proto} {listen} -> {upstream}",
@@ -165,11 +177,64 @@ class ProxyApp:
             upstream=route.upstream,
         )
 
+    # -- limits across connections (rr.policy.Limits) -----------------------------------------
+
+    def after_read(self, pair: Pair, side: Any) -> None:
+        """Count `pair`'s unfinished frames into the total; pause `side`'s reads while the total
+        is over `max_buffered_bytes`, resume every paused side once it is back under."""
+        pair.last_read = self.reactor.seconds()
+        recorder = pair.recorder
+        if recorder is None or pair not in self.pairs:
+            return
+        now = recorder.buffered
+        if now != pair.buffered:
+            self.buffered += now - pair.buffered
+            pair.buffered = now
+        limit = self.limits.max_buffered_bytes
+        if self.buffered > limit:
+            transport = side.transport
+            if side not in self._paused and transport is not None and transport.connected:
+                if not self._paused:
+                    log.warn(
+                        "{buffered} bytes of unfinished frames held (limit {limit}): "
+                        "reads paused until frames complete",
+                        event="buffer_limit",
+                        buffered=self.buffered,
+                        limit=limit,
+                    )
+                transport.pauseProducing()
+                self._paused.add(side)
+        elif self._paused:
+            self._resume_reads()
+
+    def _resume_reads(self) -> None:
+        paused, self._paused = self._paused, set()
+        for side in paused:
+            transport = side.transport
+            if transport is not None and transport.connected and not transport.disconnecting:
+                transport.resumeProducing()
+
+    def _close_idle(self) -> None:
+        """Close connections with no bytes either way for `idle_timeout_s` (a sweep, not a
+        timer per connection: reads stay a timestamp store)."""
+        timeout = self.limits.idle_timeout_s
+        assert timeout is not None
+        cutoff = self.reactor.seconds() - timeout
+        for pair in [p for p in self.pairs if p.last_read <= cutoff]:
+            pair.abort(f"idle timeout: no bytes for {timeout:g} s")
+
     def pair_closed(self, pair: Pair, reason: str | None) -> None:
         recorder = pair.recorder
         if recorder is None or pair not in self.pairs:
             return
         self.pairs.discard(pair)
+        if pair.buffered:
+            self.buffered -= pair.buffered
+            pair.buffered = 0
+            if self._paused and self.buffered <= self.limits.max_buffered_bytes:
+                self._resume_reads()
+        for side in (pair.client, pair.upstream):
+            self._paused.discard(side)
         self.metrics.closed(pair.route.proto)
         full = recorder.close(reason or "closed")
         if reason and reason.startswith("upstream connection lost"):

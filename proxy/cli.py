@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rr.codecs import Proto
 from rr.console import FORMATS
-from rr.policy import PROFILES, Budgets, PolicyError, get_profile
+from rr.policy import PROFILES, Budgets, Limits, PolicyError, get_profile
 from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
@@ -124,6 +124,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="N",
             help=f"budget: most {what} (profile default {getattr(budgets, name)})",
         )
+    limits = Limits()
+    p.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        metavar="N",
+        help="limit: bytes of unfinished frames held across all connections before reads pause "
+        f"(profile default {limits.max_buffered_bytes})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="limit: close a connection with no bytes either way for this long (default: never)",
+    )
+    p.add_argument(
+        "--max-decompressed-bytes",
+        type=int,
+        metavar="N",
+        help="limit: bytes one compressed Kafka batch may unpack to (default: the frame budget)",
+    )
     p.set_defaults(func=run)
 
 
@@ -196,6 +216,18 @@ def run(args: argparse.Namespace) -> int:
             policy,
             write_roots=(*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root)),
             budgets=budgets,
+            limits=dataclasses.replace(
+                policy.limits,
+                **{
+                    k: v
+                    for k, v in (
+                        ("max_buffered_bytes", args.max_buffered_bytes),
+                        ("idle_timeout_s", args.idle_timeout),
+                        ("max_decompressed_bytes", args.max_decompressed_bytes),
+                    )
+                    if v is not None
+                },
+            ),
         )
         log_path = policy.check_write_path(args.log_file) if args.log_file else None
     except PolicyError as exc:

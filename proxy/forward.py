@@ -59,6 +59,8 @@ class Pair:
         self.upstream: UpstreamSide | None = None
         self.reason: str | None = None
         self.open_sides = 0
+        self.buffered = 0  # bytes of unfinished frames, as last counted into the app's total
+        self.last_read = 0.0  # reactor time of the last bytes from either side (idle timeout)
 
     def relay(self, direction: Direction, data: bytes, peer: Any) -> None:
         recorder = self.recorder
@@ -109,7 +111,9 @@ class _Side(protocol.Protocol):
     name: str
 
     def dataReceived(self, data: bytes) -> None:
-        self.pair.relay(self.direction, data, self.peer)
+        pair = self.pair
+        pair.relay(self.direction, data, self.peer)
+        pair.app.after_read(pair, self)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.peer is not None:

@@ -71,6 +71,7 @@ def serve(
         allowed_upstreams=allowed_upstreams,
         kafka_node_base_port=kafka_node_base_port,
         max_frame_bytes=policy.budgets.max_frame_bytes,
+        limits=policy.limits,
         say=console.say,
     )
     try:

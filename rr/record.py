@@ -240,6 +240,12 @@ class ConnectionRecorder:
             if on_frames is not None and written:
                 on_frames(self.proto, direction, batch[:written] if written < len(batch) else batch)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of unfinished frames held for this connection (both directions)."""
+        framers = self.framers
+        return framers[C2S].buffered + framers[S2C].buffered
+
     # -- the end --------------------------------------------------------------------------------
 
     def partial_note(self) -> str | None:
