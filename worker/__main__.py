@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from worker import aggregate, metrics, output
 from worker.drivers import DRIVERS, DriverConfig, redact_url
 from worker.envelope import EnvelopeError, make_envelopes
-from worker.errors import FAILED, WorkerError
+from worker.errors import FAILED, BrokerUnreachable, WorkerError
 
 PROG = "rrlab-worker"
 DEFAULT_KAFKA = "127.0.0.1:19092"
@@ -128,6 +129,23 @@ def _address(args: argparse.Namespace) -> str:
     ]
 
 
+def _refused_if_so(exc: BrokerUnreachable, driver: str, address: str) -> BrokerUnreachable:
+    """A driver that only saw a timeout (kafka-python retries a refused bootstrap until then)
+    is told apart from a silent broker by one more connect: refused means nothing listens, and
+    then it is worded like every other driver's refusal. (A connect that succeeds is closed at
+    once; the run has already failed.)"""
+    if "no answer within" not in str(exc) or driver != "kafka":
+        return exc
+    host, _, port = address.split(",", 1)[0].strip().rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except ConnectionRefusedError:
+        return BrokerUnreachable(driver, redact_url(address), "connection refused")
+    except OSError:
+        pass
+    return exc
+
+
 def run(args: argparse.Namespace) -> None:
     """Produce, consume, aggregate, write the three output files."""
     _validate(args)
@@ -146,6 +164,8 @@ def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     try:
         transfer = driver.run(config, envelopes)
+    except BrokerUnreachable as exc:
+        raise _refused_if_so(exc, args.driver, config.address) from exc
     except EnvelopeError as exc:
         raise WorkerError(f"{args.driver}: {exc}", FAILED) from exc
     elapsed = time.perf_counter() - started
@@ -166,6 +186,12 @@ def run(args: argparse.Namespace) -> None:
         output.write_atomic(out / "metrics.txt", text)
     except OSError as exc:
         raise WorkerError(f"cannot write results to {str(out)!r}: {exc.strerror or exc}") from exc
+    # stdout, one line: stderr stays empty on success (errors only), tools read the files
+    print(
+        f"{PROG}: ok: {args.driver} at {redact_url(config.address)}: produced "
+        f"{transfer.produced}, consumed {len(consumed)} in {elapsed:.1f} s -> {out}",
+        flush=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

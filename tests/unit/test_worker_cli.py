@@ -186,3 +186,44 @@ def test_drivers_carry_no_replay_crutch():
     assert not kafka & {"linger_ms", "batch_size", "timestamp_ms"}, kafka
     assert {"acks", "enable_auto_commit", "group_id"} <= kafka
     assert "consumer_tag" not in _keywords(ROOT / "worker" / "drivers" / "amqp.py")
+
+
+@pytest.mark.parametrize(
+    ("driver", "flag", "address"),
+    [
+        ("kafka", "--kafka-bootstrap", "127.0.0.1:{port}"),
+        ("amqp", "--amqp-url", "amqp://user:hunter2-pw@127.0.0.1:{port}/%2F"),
+        ("mqtt", "--mqtt-url", "mqtt://127.0.0.1:{port}"),
+    ],
+)
+def test_refused_port_has_one_wording_for_every_driver(tmp_path, driver, flag, address):
+    url = address.format(port=_closed_port())
+    line = _one_line_error(
+        _worker("--driver", driver, flag, url, "--timeout", "2", "--out", str(tmp_path))
+    )
+    assert f"cannot reach {driver} broker at {redact_url(url)}: connection refused (" in line
+    assert "rrlab proxy" not in line  # not a worker-facing port
+
+
+def test_hint_names_the_proxy_and_the_fake_broker_on_a_worker_facing_port(tmp_path):
+    from worker.errors import BrokerUnreachable, unreachable_hint
+
+    for address in ("127.0.0.1:19092", "amqp://u:p@127.0.0.1:15673/rrlab", "mqtt://h:11883"):
+        assert "`rrlab proxy` (record) or `rrlab serve` (replay)" in unreachable_hint(address)
+    assert "rrlab" not in unreachable_hint("127.0.0.1:9092")
+    exc = BrokerUnreachable(
+        "amqp", "amqp://127.0.0.1:15673/rrlab", "[Errno 111] Connection refused"
+    )
+    assert str(exc).startswith("cannot reach amqp broker at amqp://127.0.0.1:15673/rrlab: "
+                               "connection refused (that is a worker-facing port")  # fmt: skip
+
+
+def test_refused_login_is_not_called_unreachable():
+    from worker.errors import LoginRefused
+
+    exc = LoginRefused("amqp", "amqp://rrlab:***@127.0.0.1:5672/rrlab", "ACCESS_REFUSED", "check")
+    assert str(exc) == (
+        "amqp broker at amqp://rrlab:***@127.0.0.1:5672/rrlab refused the login: ACCESS_REFUSED "
+        "(check)"
+    )
+    assert exc.exit_code == 2

@@ -21,7 +21,7 @@ from pika.spec import Basic, BasicProperties
 
 from worker.drivers import DriverConfig, Transfer, redact_url
 from worker.envelope import Envelope, EnvelopeError, from_parts
-from worker.errors import BrokerUnreachable, RunFailed
+from worker.errors import BrokerUnreachable, LoginRefused, RunFailed
 
 KEY_HEADER = "key"
 PREFETCH = 1000
@@ -98,7 +98,7 @@ def run(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
         connection = pika.BlockingConnection(_parameters(config))
     except (pex.ProbableAuthenticationError, pex.ProbableAccessDeniedError) as exc:
         hint = "check user, password and vhost in --amqp-url or AMQP_URL"
-        raise BrokerUnreachable("amqp", shown, _reason(exc, config.timeout), hint) from exc
+        raise LoginRefused("amqp", shown, _reason(exc, config.timeout), hint) from exc
     except (pex.AMQPConnectionError, AMQPConnectorException) as exc:
         raise BrokerUnreachable("amqp", shown, _reason(exc, config.timeout)) from exc
     try:

@@ -18,7 +18,7 @@ from amqtt.mqtt.constants import QOS_1
 
 from worker.drivers import DriverConfig, Transfer, redact_url
 from worker.envelope import Envelope, from_record
-from worker.errors import BrokerUnreachable, RunFailed
+from worker.errors import BrokerUnreachable, LoginRefused, RunFailed
 
 CHUNK = 200
 
@@ -55,6 +55,11 @@ async def _connect(config: DriverConfig, role: str) -> MQTTClient:
     try:
         await asyncio.wait_for(client.connect(config.address, cleansession=True), config.timeout)
     except (TimeoutError, ConnectError, OSError) as exc:
+        code = getattr(exc, "return_code", None)
+        if code in (4, 5):  # CONNACK: bad user name or password / not authorized
+            what = "bad user name or password" if code == 4 else "not authorized"
+            hint = "check the user and password in --mqtt-url or MQTT_URL"
+            raise LoginRefused("mqtt", redact_url(config.address), what, hint) from exc
         silent = isinstance(exc, TimeoutError) or isinstance(exc.__cause__, asyncio.CancelledError)
         detail = f"no answer within {config.timeout:g} s" if silent else str(exc)
         raise BrokerUnreachable("mqtt", redact_url(config.address), detail) from exc
