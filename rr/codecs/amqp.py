@@ -20,6 +20,7 @@ from ._framing import BufferedFramer
 from .base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, Proto
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+_HEADER_MAGIC = PROTOCOL_HEADER[:4]  # what any AMQP version's protocol header starts with
 FRAME_END = 0xCE
 #: Frame types of AMQP 0-9-1 as RabbitMQ and pamqp use them (heartbeat is 8, not the spec's 4).
 FRAME_TYPES = {1: "method", 2: "header", 3: "body", 8: "heartbeat"}
@@ -33,7 +34,9 @@ class AmqpFramer(BufferedFramer):
 
     c2s begins with the 8-byte protocol header, emitted as its own frame. s2c has none, except
     that a server refusing the client's version answers with its own protocol header and closes;
-    that is framed too, so the stream stays explainable.
+    that is framed too, so the stream stays explainable. Any 8 bytes starting "AMQP" frame as a
+    header (another version, e.g. 0-9-0 or 0-10): the proxy forwards and records it, and the
+    broker's answer, as a client would see them; only non-AMQP bytes there are a framing error.
     """
 
     proto = Proto.AMQP
@@ -65,11 +68,10 @@ class AmqpFramer(BufferedFramer):
 
     def _protocol_header(self, buf: bytearray, start: int, offset: int) -> int | None:
         have = bytes(buf[start : start + len(PROTOCOL_HEADER)])
-        if not PROTOCOL_HEADER.startswith(have):
+        if not _HEADER_MAGIC.startswith(have[:4]):
             raise self._error(
                 offset,
-                f"expected protocol header {PROTOCOL_HEADER!r}, got {have!r} "
-                "(not an AMQP 0-9-1 client?)",
+                f"expected protocol header {PROTOCOL_HEADER!r}, got {have!r} (not an AMQP client?)",
             )
         if len(have) < len(PROTOCOL_HEADER):
             return None
@@ -98,7 +100,7 @@ class AmqpFramer(BufferedFramer):
         return pos
 
     def _check_frame(self, raw: bytes, offset: int) -> None:
-        if raw == PROTOCOL_HEADER and offset == 0:
+        if offset == 0 and len(raw) == len(PROTOCOL_HEADER) and raw[:4] == _HEADER_MAGIC:
             return
         if raw[-1] != FRAME_END:
             raise self._error(

@@ -243,9 +243,14 @@ def test_kafka_budget_is_configurable():
         framer.feed(kafka_frame(b"x" * 97))
 
 
-def test_amqp_wrong_protocol_header():
+def test_amqp_other_version_header_is_framed_and_non_amqp_refused():
+    """Another version's header is the client's to send and the broker's to refuse (it answers
+    with its own header and closes): framed, so the proxy forwards and records both."""
+    for other in (b"AMQP\x00\x00\x09\x00", b"AMQP\x01\x01\x00\x0a"):
+        (frame,) = AmqpFramer(Direction.C2S).feed(other)
+        assert frame.raw == other
     with pytest.raises(FramingError, match="protocol header") as info:
-        AmqpFramer(Direction.C2S).feed(b"AMQP\x00\x00\x09\x00")
+        AmqpFramer(Direction.C2S).feed(b"AMQX\x00\x00\x09\x01")
     assert info.value.offset == 0
     with pytest.raises(FramingError, match="protocol header"):  # refused on the first bad byte
         AmqpFramer(Direction.C2S).feed(b"GET")

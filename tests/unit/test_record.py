@@ -239,6 +239,27 @@ def test_amqp_passthrough_records_every_frame_any_chunking(tmp_path: Path) -> No
     assert [f.summary.get("channel") for f in frames[1:]] == [1, 2, 3, 4, 5]
 
 
+def test_amqp_other_version_header_and_the_brokers_answer_pass_and_are_recorded(
+    tmp_path: Path,
+) -> None:
+    """A client speaking another AMQP version gets the broker's own header back (then the broker
+    closes), as without the proxy; both headers are in the cassette (issue G.6)."""
+    writer = CassetteWriter.create(tmp_path / "a")
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    rec = recorder_for(writer, conn, "amqp")
+    sent: list[bytes] = []
+    rec.feed(C2S, b"AMQP\x00\x00\x09\x00", sent.append)
+    rec.feed(S2C, b"AMQP\x00\x00\x09\x01", sent.append)
+    assert sent == [b"AMQP\x00\x00\x09\x00", b"AMQP\x00\x00\x09\x01"] and rec.broken is None
+    rec.close("upstream closed")
+    writer.finalize()
+    frames = list(CassetteReader.open(writer.path).frames())
+    assert [(f.dir, f.summary["frame"], f.summary["version"]) for f in frames] == [
+        (C2S, "protocol_header", [0, 9, 0]),
+        (S2C, "protocol_header", [0, 9, 1]),
+    ]
+
+
 def test_frames_reach_the_file_before_their_bytes_are_forwarded(tmp_path: Path) -> None:
     reqs, resps = kafka_exchange()
     writer, rec = new_recorder(tmp_path, "c")
