@@ -1,0 +1,76 @@
+"""Hostile or unlucky clients through `rrlab proxy` against real brokers (issue G)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from proxy_harness import RunningProxy, free_block
+
+from rr.cassette import CassetteReader, verify
+
+pytestmark = pytest.mark.live
+
+AMQP_0_9_1 = b"AMQP\x00\x00\x09\x01"
+
+
+def _read_until_closed(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:  # RabbitMQ may reset right after its answer
+        pass
+    return data
+
+
+def test_amqp_wrong_protocol_header_gets_the_brokers_answer(live_brokers, tmp_path: Path) -> None:
+    """RabbitMQ answers a header it does not speak with its own and closes; through the proxy
+    the client sees the same, and the cassette holds both headers."""
+    live_brokers("amqp")
+    base = free_block(1)
+    cassette = tmp_path / "c"
+    with RunningProxy([f"--amqp={base}=127.0.0.1:5672"], cassette) as proxy:
+        with socket.create_connection(("127.0.0.1", 5672)) as direct:
+            direct.sendall(b"AMQP\x00\x00\x09\x00")
+            expected = _read_until_closed(direct)
+        assert expected == AMQP_0_9_1  # what the broker itself does
+        with socket.create_connection(("127.0.0.1", base)) as via:
+            via.sendall(b"AMQP\x00\x00\x09\x00")
+            assert _read_until_closed(via) == expected
+        time.sleep(0.2)
+        assert proxy.stop() == 0
+    verify(cassette)
+    frames = [(f.dir.value, f.raw) for f in CassetteReader.open(cassette).frames()]
+    assert frames == [("c2s", b"AMQP\x00\x00\x09\x00"), ("s2c", AMQP_0_9_1)]
+    (conn,) = CassetteReader.open(cassette).manifest.connections
+    assert conn.close_reason.startswith("upstream")  # closed (or reset) as the broker does
+
+
+def test_idle_connections_are_closed_and_sigterm_is_quick(live_brokers, tmp_path: Path) -> None:
+    """--idle-timeout closes silent connections (one byte of a frame and nothing more), and a
+    proxy that saw a thousand connections still finalizes within 2 s of SIGTERM."""
+    addrs = live_brokers("mqtt")
+    base = free_block(1)
+    cassette = tmp_path / "c"
+    proxy = RunningProxy([f"--mqtt={base}={addrs['mqtt']}"], cassette, "--idle-timeout", "1")
+    with proxy:
+        for _ in range(1000):
+            socket.create_connection(("127.0.0.1", base)).close()
+        silent = [socket.create_connection(("127.0.0.1", base)) for _ in range(20)]
+        for sock in silent:
+            sock.sendall(b"\x10")  # the first byte of a CONNECT, then nothing
+        for sock in silent:
+            assert _read_until_closed(sock, timeout=5) == b""  # closed by the proxy
+            sock.close()
+        started = time.monotonic()
+        assert proxy.stop() == 0
+        took = time.monotonic() - started
+    assert took < 2.0, f"SIGTERM to exit took {took:.2f} s"
+    manifest = CassetteReader.open(cassette).manifest
+    idle = [c for c in manifest.connections if (c.close_reason or "").startswith("idle timeout")]
+    assert len(idle) == 20
+    assert all("1 bytes of a partial frame not recorded" in c.close_reason for c in idle)
