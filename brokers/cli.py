@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "action",
         choices=("up", "down", "status"),
-        help="up: start and wait until each answers; down: stop; status: one row per broker",
+        help="up: start and wait until each answers; down: stop (its log kept until the next "
+        "up); status: one row per broker, naming a foreign process on its port",
     )
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help="kafka, amqp, mqtt (default: all three)"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from brokers import kafka, mqtt, probes, process, rabbitmq, state
+from brokers.ports import port_holder
 
 NAMES = ("kafka", "amqp", "mqtt")
 DEFAULT_TIMEOUT_S = 60.0
@@ -129,10 +130,11 @@ def _up(
                 state.forget(name)
             port = ports.get(name, DEFAULT_PORTS[name])
             if probes.port_open("127.0.0.1", port):
+                holder = port_holder(port) or "a process rrlab did not start"
                 raise BrokerError(
-                    f"port 127.0.0.1:{port} for {name} is taken by a process rrlab did not start; "
-                    "stop it first"
+                    f"port 127.0.0.1:{port} for {name} is taken by {holder}; stop it first"
                 )
+            state.forget(name)  # the log an earlier `down` kept
             home = state.broker_dir(name)
             home.mkdir(parents=True, exist_ok=True)
             began = time.monotonic()
@@ -181,7 +183,7 @@ def _wait(
                 )
             elif time.monotonic() > deadline:
                 raise BrokerError(
-                    f"{name} ({record['impl']}) not ready after {timeout:.0f} s ({reason}); "
+                    f"{name} ({record['impl']}) not ready after {timeout:g} s ({reason}); "
                     f"see {record['log']}"
                 )
         if waiting:
@@ -262,11 +264,12 @@ def _down_one(name: str, out: TextIO | None | str) -> bool:
         return False
     began = time.monotonic()
     was_running = _stop_record(record)
-    state.forget(name)
+    state.forget(name, keep=record.get("log"))
+    kept = f" (log kept until the next up: {record['log']})" if record.get("log") else ""
     if was_running:
-        _say(out, f"{name} ({record['impl']}) stopped in {time.monotonic() - began:.1f} s")
+        _say(out, f"{name} ({record['impl']}) stopped in {time.monotonic() - began:.1f} s{kept}")
     else:
-        _say(out, f"{name} ({record['impl']}) was not running; state removed")
+        _say(out, f"{name} ({record['impl']}) was not running; state removed{kept}")
     return was_running
 
 
@@ -275,21 +278,21 @@ def status(names: Iterable[str] | None = None) -> list[dict]:
     rows = []
     for name in _names(names):
         record = state.load(name)
-        if record is None:
+        if record is None or not _running(record):
+            port = record["port"] if record else DEFAULT_PORTS[name]
+            holder = port_holder(port) if probes.port_open("127.0.0.1", port) else None
             rows.append(
                 {
                     "broker": name,
-                    "impl": "-",
-                    "port": DEFAULT_PORTS[name],
+                    "impl": record["impl"] if record else "-",
+                    "port": port,
                     "pid": None,
-                    "state": "down",
-                    "log": "-",
+                    "state": f"down; port taken by {holder}" if holder else "down",
+                    "log": record["log"] if record else "-",
                 }
             )
             continue
-        if not _running(record):
-            condition = "down"
-        elif MODULES[name].probe(record) is None:
+        if MODULES[name].probe(record) is None:
             condition = "ready"
         else:
             condition = "not answering"

@@ -2,7 +2,8 @@
 
 `.rrlab/` under the project root (or $RRLAB_STATE_DIR) holds `brokers/<name>/` per broker:
 its data, logs, generated config and `state.json` (impl, port, our pids). Removing that
-directory is how `down` forgets a broker.
+directory (all but the log `up` named, which `down` keeps until the next `up`) is how `down`
+forgets a broker.
 """
 
 from __future__ import annotations
@@ -44,9 +45,26 @@ def save(name: str, record: dict) -> None:
     tmp.replace(path)
 
 
-def forget(name: str) -> None:
-    """Remove every file of broker `name` (data, logs, config, state)."""
-    shutil.rmtree(broker_dir(name), ignore_errors=True)
+def forget(name: str, keep: str | os.PathLike[str] | None = None) -> None:
+    """Remove every file of broker `name` (data, logs, config, state), except `keep` (the log
+    that `up` pointed to: it explains a crash after `down`, until the next `up` clears it)."""
+    home = broker_dir(name)
+    kept = Path(keep).resolve() if keep else None
+    if kept is None or not kept.is_file() or home.resolve() not in kept.parents:
+        shutil.rmtree(home, ignore_errors=True)
+        return
+    for entry in home.iterdir():
+        if entry.resolve() == kept:
+            continue
+        if kept.is_relative_to(entry.resolve()):  # a directory on the way to the log
+            for sub in entry.rglob("*"):
+                if sub.is_file() and sub.resolve() != kept:
+                    sub.unlink(missing_ok=True)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 @contextmanager
