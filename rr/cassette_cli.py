@@ -1,17 +1,33 @@
 """`rrlab inspect DIR` (connections and frames as a table or canonical JSON) and
-`rrlab verify DIR [--repair]`. Errors are one line; exit 0 ok, 1 bad cassette, 2 usage."""
+`rrlab verify DIR [--repair]`. Errors are one line; exit 0 ok, 1 bad cassette, 2 usage.
+
+inspect shows what the decoder knows (topic/partition/record count/first key, exchange/routing
+key/queue, MQTT topics in full), optionally each frame's payload (text or a hex dump), and reads a
+crashed recording without changing it (a repaired copy in a temporary directory). verify warns
+about connections whose recording broke (framing, rewrite, redaction; `--strict`: exit 1)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rr.canonical import dumps
-from rr.cassette import CassetteError, CassetteNotFound, CassetteReader, FrameRecord, verify
-from rr.cassette.format import Manifest
+from rr.cassette import (
+    CassetteError,
+    CassetteNotFound,
+    CassetteReader,
+    FrameRecord,
+    NotFinalized,
+    verify,
+)
+from rr.cassette.format import ConnectionInfo, Manifest
+from rr.cassette.reader import load_manifest
 from rr.protocols import protocol_for
 from rr.protocols.base import clip
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
@@ -25,6 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser("inspect", help="show a cassette's connections and frames")
         p.add_argument("cassette", metavar="DIR", help="cassette directory")
         p.add_argument("--conn", type=int, metavar="N", help="only connection N")
+        p.add_argument(
+            "--api",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only frames of this API/method/packet (e.g. Produce, Basic.Publish, PUBLISH; "
+            "case-insensitive, repeatable)",
+        )
+        p.add_argument(
+            "--payload",
+            choices=("text", "hex"),
+            help="print each frame's payload below it (message body where the protocol has one, "
+            "else the frame; credentials already redacted): text, or a hex dump like tcpdump -X",
+        )
         p.add_argument("--json", action="store_true", help="canonical JSON instead of tables")
         p.set_defaults(func=run_inspect)
     if "verify" not in sub.choices:
@@ -38,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--strict",
             action="store_true",
-            help="refuse a repaired cassette (exit 1): replay-only CI trusts finalized ones only",
+            help="refuse a repaired cassette, or one with a connection whose recording broke "
+            "(exit 1): replay-only CI trusts clean finalized ones only",
         )
         p.set_defaults(func=run_verify)
 
@@ -54,22 +85,83 @@ def run_verify(args: argparse.Namespace) -> int:
     except CassetteError as exc:
         return _fail("verify", exc)
     print(report.summary())
+    broken = broken_connections(load_manifest(args.cassette))
+    for conn, reason in broken:
+        print(
+            f"rrlab verify: warning: connection {conn.id} ({conn.proto.value}): recording broke: "
+            f"{reason}",
+            file=sys.stderr,
+        )
+    if broken and args.strict:
+        print(
+            f"rrlab verify: {len(broken)} connections broken (--strict): re-record them",
+            file=sys.stderr,
+        )
+        return EXIT_MISMATCH
     return EXIT_OK
 
 
-def run_inspect(args: argparse.Namespace) -> int:
+#: close reasons that mean frames of a connection are missing from the cassette
+_BROKEN = re.compile(
+    r"recording stopped|framing error|rewrite failed|redaction failed|decoding failed|"
+    r"partial frame not recorded"
+)
+
+
+def broken_connections(m: Manifest) -> list[tuple[ConnectionInfo, str]]:
+    """Connections whose recording broke, with their close reason."""
+    return [
+        (c, c.close_reason)
+        for c in m.connections
+        if c.close_reason and _BROKEN.search(c.close_reason)
+    ]
+
+
+def _open_read_only(path: str, stack: list[str]) -> CassetteReader:
+    """The cassette, or for a crashed recording a repaired copy (the original is not touched)."""
     try:
-        reader = CassetteReader.open(args.cassette)
+        return CassetteReader.open(path)
+    except NotFinalized:
+        pass
+    tmp = tempfile.mkdtemp(prefix="rrlab-inspect-")
+    stack.append(tmp)
+    copy = os.path.join(tmp, os.path.basename(os.path.normpath(path)) or "cassette")
+    shutil.copytree(path, copy)
+    report = verify(copy, repair=True)
+    print(
+        f"rrlab inspect: {path} is a crashed recording (not finalized); shown as "
+        f"`rrlab verify --repair` would finalize it (dropping a torn tail of "
+        f"{report.dropped_bytes} bytes); the cassette itself is unchanged",
+        file=sys.stderr,
+    )
+    return CassetteReader.open(copy)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    tmp: list[str] = []
+    try:
+        return _inspect(args, tmp)
+    finally:
+        for path in tmp:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _inspect(args: argparse.Namespace, tmp: list[str]) -> int:
+    try:
+        reader = _open_read_only(args.cassette, tmp)
         m = reader.manifest
         if args.conn is not None and m.connection(args.conn) is None:
             known = ", ".join(str(c.id) for c in m.connections) or "none"
             raise UsageError(f"no connection {args.conn} in {args.cassette} (connections: {known})")
         frames = reader.frames_for(args.conn) if args.conn is not None else reader.frames()
+        if args.api:
+            wanted = {a.lower() for a in args.api}
+            frames = (f for f in frames if protocol_for(f.proto).label(f.summary).lower() in wanted)
         try:
             if args.json:
                 sys.stdout.buffer.write(dumps(inspect_json(m, frames, args.conn)) + b"\n")
             else:
-                print_tables(m, frames, args.conn, sys.stdout)
+                print_tables(m, frames, args.conn, sys.stdout, payload=args.payload)
             sys.stdout.flush()
         except BrokenPipeError:  # `rrlab inspect DIR | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -106,11 +198,97 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     return out
 
 
-FRAME_COLUMNS = ("seq", "t(ms)", "conn", "dir", "proto", "api/method", "ids", "size", "red")
-_FRAME_FMT = "{:>6}  {:>10}  {:>4}  {:<3}  {:<5}  {:<28}  {:<24}  {:>8}  {}"
+FRAME_COLUMNS = (
+    "seq", "t(ms)", "conn", "dir", "proto", "api/method", "ids", "size", "red", "detail"
+)  # fmt: skip
+_FRAME_FMT = "{:>6}  {:>10}  {:>4}  {:<3}  {:<5}  {:<28}  {:<24}  {:>8}  {:<3}  {}"
 
 
-def print_tables(m: Manifest, frames: Iterable[FrameRecord], conn: int | None, out: TextIO) -> None:
+def _kafka_detail(s: dict[str, Any]) -> str:
+    parts = []
+    for batch in s.get("records") or ():
+        records = batch.get("records") or ()
+        count = batch.get("count", len(records))
+        text = f"{batch.get('topic', '?')}[{batch.get('partition', '?')}] {count} records"
+        if records and "key" in records[0]:
+            text += f", first key {records[0]['key']!r}"
+        parts.append(text)
+    for key in ("topics", "group_id", "member_id"):
+        if isinstance(s.get(key), str | int):
+            parts.append(f"{key}={s[key]}")
+    return "; ".join(parts)
+
+
+def _amqp_detail(s: dict[str, Any]) -> str:
+    args = s.get("args") or {}
+    parts = [f"{k}={args[k]!r}" for k in ("exchange", "routing_key", "queue") if k in args]
+    if s.get("frame") == "header":
+        parts.append(f"body {s.get('body_size')} bytes")
+        key = (s.get("properties") or {}).get("headers", {}).get("key")
+        if key is not None:
+            parts.append(f"key={key!r}")
+    return " ".join(parts)
+
+
+def _mqtt_detail(s: dict[str, Any]) -> str:
+    if "topic" in s:
+        return f"topic={s['topic']} qos={s.get('qos', 0)} payload {s.get('payload_size', 0)} bytes"
+    subs = s.get("subscriptions")
+    if subs:
+        return "topics " + ", ".join(f"{x.get('topic')} (qos {x.get('qos', 0)})" for x in subs)
+    if s.get("packet") == "CONNECT":
+        return f"client_id={s.get('client_id')!r}"
+    return ""
+
+
+DETAIL = {"kafka": _kafka_detail, "amqp": _amqp_detail, "mqtt": _mqtt_detail}
+
+
+def detail(f: FrameRecord) -> str:
+    """What the decoder knows beyond the frame's name and ids (never clipped)."""
+    return DETAIL[f.proto.value](f.summary)
+
+
+def payload_of(f: FrameRecord) -> bytes:
+    """The message body where the protocol frames one (AMQP body frame, MQTT PUBLISH), else
+    the whole frame as recorded."""
+    s = f.summary
+    if f.proto.value == "amqp" and s.get("frame") == "body":
+        return f.raw[7:-1]
+    if f.proto.value == "mqtt" and s.get("payload_size"):
+        return f.raw[-int(s["payload_size"]) :]
+    return f.raw
+
+
+def hex_dump(data: bytes, indent: str = "        ") -> list[str]:
+    """tcpdump -X style: offset, 16 bytes in groups of two, printable ASCII."""
+    lines = []
+    for off in range(0, len(data), 16):
+        chunk = data[off : off + 16]
+        groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{indent}0x{off:04x}:  {groups:<39}  {text}")
+    return lines
+
+
+def text_dump(data: bytes, indent: str = "        ") -> list[str]:
+    """UTF-8 text, control characters escaped; bytes that are not text as a hex dump."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return hex_dump(data, indent)
+    shown = "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+    return [indent + line for line in shown.splitlines()] or [indent]
+
+
+def print_tables(
+    m: Manifest,
+    frames: Iterable[FrameRecord],
+    conn: int | None,
+    out: TextIO,
+    *,
+    payload: str | None = None,
+) -> None:
     flags = []
     if m.repaired:
         flags.append("repaired")
@@ -157,5 +335,10 @@ def print_tables(m: Manifest, frames: Iterable[FrameRecord], conn: int | None, o
             clip(ids, 24),
             len(f.raw),
             "R" if f.redacted else "",
+            detail(f),
         )
         print(line.rstrip(), file=out)
+        if payload is not None:
+            dump = hex_dump if payload == "hex" else text_dump
+            for row in dump(payload_of(f)):
+                print(row, file=out)

@@ -31,8 +31,9 @@ EXAMPLES: dict[str, str] = {
     "serve": "rrlab serve --cassette cassettes/worker-amqp-rabbitmq",
     "replay": "rrlab replay --cassette cassettes/worker-kafka-tansu -- rrlab-worker "
     "--driver kafka --count 200 --seed 1 --out out/worker-kafka-tansu",
-    "inspect": "rrlab inspect cassettes/worker-kafka-tansu --conn 1",
-    "verify": "rrlab verify cassettes/worker-kafka-tansu",
+    "inspect": "rrlab inspect cassettes/worker-amqp-rabbitmq --api Basic.Publish --api body "
+    "--payload text",
+    "verify": "rrlab verify cassettes/worker-kafka-tansu --strict",
     "arch": "rrlab arch check --json",
 }
 
