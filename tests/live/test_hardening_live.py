@@ -74,3 +74,32 @@ def test_idle_connections_are_closed_and_sigterm_is_quick(live_brokers, tmp_path
     idle = [c for c in manifest.connections if (c.close_reason or "").startswith("idle timeout")]
     assert len(idle) == 20
     assert all("1 bytes of a partial frame not recorded" in c.close_reason for c in idle)
+
+
+def test_worker_fails_in_one_line_within_its_timeout_when_kafka_dies(tmp_path: Path) -> None:
+    """Kafka SIGKILLed mid-run: the worker says so in one line within about --timeout (it took
+    22.5 s at --timeout 10, with a KafkaProducer.__del__ traceback)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from proxy_harness import ROOT, private_kafka
+
+    with private_kafka(tmp_path / "kafka", impl="tansu") as kafka:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--driver", "kafka", "--kafka-bootstrap",
+             f"127.0.0.1:{kafka['port']}", "--count", "300000", "--timeout", "3",
+             "--out", str(tmp_path / "out")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        time.sleep(4)  # producing by now
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(kafka["procs"]["broker"]["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - killed
+    assert proc.returncode == 1
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "not acknowledged, nothing for 3 s" in err or "KafkaTimeoutError" in err, err
+    assert took < 3 + 2.5, f"exit {took:.1f} s after the broker died"

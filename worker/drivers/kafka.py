@@ -57,7 +57,8 @@ def _ensure_topic(config: DriverConfig) -> None:
 
 
 def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer) -> Ranges:
-    """Send everything, flush, and return {partition: (first, last)} acknowledged offsets."""
+    """Send everything and return {partition: (first, last)} acknowledged offsets; fail once
+    nothing is acknowledged for --timeout (the broker died mid-run)."""
     ms = max(1, int(config.timeout * 1000))
     producer = KafkaProducer(
         acks="all",
@@ -66,28 +67,71 @@ def _produce(config: DriverConfig, envelopes: list[Envelope], transfer: Transfer
         delivery_timeout_ms=2 * ms + 1000,
         **_client_settings(config),
     )
+    acked = [time.monotonic()]  # when the broker last acknowledged anything (sender thread)
+
+    def on_ack(_meta: object) -> None:
+        acked[0] = time.monotonic()
+
+    def stalled() -> RunFailed:
+        unacked = sum(1 for f in futures if not f.succeeded())
+        return RunFailed(
+            f"kafka broker at {config.address}: {unacked} of {len(futures)} messages not "
+            f"acknowledged, nothing for {config.timeout:g} s (broker gone?)"
+        )
+
+    done = False
+    futures: list = []
     try:
-        futures = []
         for envelope in envelopes:
             transfer.mark_sent(envelope.seq)
-            futures.append(
-                producer.send(
-                    config.destination,
-                    key=envelope.key.encode("utf-8"),
-                    value=envelope.payload,
-                    headers=[(name, value.encode("utf-8")) for name, value in envelope.headers],
-                )
+            future = producer.send(
+                config.destination,
+                key=envelope.key.encode("utf-8"),
+                value=envelope.payload,
+                headers=[(name, value.encode("utf-8")) for name, value in envelope.headers],
             )
-        producer.flush(timeout=config.timeout)
+            future.add_callback(on_ack)
+            futures.append(future)
+            if time.monotonic() - acked[0] > config.timeout:
+                raise stalled()  # the broker went away while we were still sending
         ranges: Ranges = {}
         for future in futures:
-            meta = future.get(timeout=config.timeout)
+            while True:
+                left = acked[0] + config.timeout - time.monotonic()
+                try:
+                    meta = future.get(timeout=max(0.0, left))
+                    break
+                except KafkaTimeoutError:
+                    if future.is_done or acked[0] + config.timeout <= time.monotonic():
+                        raise stalled() from None
             first, last = ranges.get(meta.partition, (meta.offset, meta.offset))
             ranges[meta.partition] = (min(first, meta.offset), max(last, meta.offset))
         transfer.produced = len(futures)
+        done = True
         return ranges
     finally:
-        producer.close(timeout=config.timeout)
+        if done:
+            producer.close(timeout=config.timeout)
+        else:
+            _abandon(producer)
+
+
+def _abandon(producer: KafkaProducer) -> None:
+    """Close a producer whose broker stopped answering, without waiting for it.
+
+    kafka-python's close() flushes first and raises when that times out, leaving the producer
+    open: its __del__ then closes again at exit and prints a traceback. Its sender is told to
+    drop what is pending (kafka-python has no public way to do that), then close() has nothing
+    left to wait for.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(1)
+    try:
+        producer.close(timeout=0)
+    except KafkaError:
+        pass  # nothing more to do: the run has already failed with its own message
 
 
 def _consumer(config: DriverConfig, ranges: Ranges) -> KafkaConsumer:
@@ -138,7 +182,8 @@ def _consume(config: DriverConfig, ranges: Ranges, transfer: Transfer) -> None:
                     f"{transfer.produced} messages, then nothing for {config.timeout:g} s"
                 )
     finally:
-        consumer.close()  # with a group: commits the final offsets (auto-commit)
+        # with a group: commits the final offsets (auto-commit), bounded like every other wait
+        consumer.close(timeout_ms=max(1, int(config.timeout * 1000)))
 
 
 def _decode(record) -> Envelope:
@@ -159,5 +204,12 @@ def run(config: DriverConfig, envelopes: list[Envelope]) -> Transfer:
         if ranges:
             _consume(config, ranges, transfer)
     except KafkaError as exc:
-        raise RunFailed(f"kafka broker at {config.address}: {type(exc).__name__}: {exc}") from exc
+        raise RunFailed(f"kafka broker at {config.address}: {_describe(exc)}") from exc
     return transfer
+
+
+def _describe(exc: KafkaError) -> str:
+    """kafka-python's errors already start with their class name: say it once."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
