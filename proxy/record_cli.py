@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -143,18 +143,37 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
 
+#: a warning, error or critical line of the proxy's human log (rr.console)
+PROXY_WARNING = re.compile(r"\d\d:\d\d:\d\d (\x1b\[[\d;]*m)?(WARN|ERROR|CRIT)\b")
+
+
 class _Proxy:
-    """`rrlab proxy` as a child: its stdout lines go to our stderr, its stderr to a temp file."""
+    """`rrlab proxy` as a child: its stdout lines and its warnings go to our stderr (the
+    command owns stdout); the rest of its stderr is kept for a start-up failure's message."""
 
     def __init__(self, argv: list[str], routes: int) -> None:
         self.routes = routes
-        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self.errors, stdin=subprocess.DEVNULL, text=True
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         self.listening = 0
         self.ready = threading.Event()
+        self.errors: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
+        self._errors_pump = threading.Thread(target=self._pump_errors, daemon=True)
+        self._errors_pump.start()
+
+    def _pump_errors(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.errors.append(line)
+            if PROXY_WARNING.match(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -179,7 +198,7 @@ class _Proxy:
             raise UsageError(self._stderr() or f"the proxy exited with {self.proc.returncode}")
 
     def _stderr(self) -> str:
-        self.errors.seek(0)
+        self._errors_pump.join(5)  # the proxy has exited: its stderr ends
         lines = [ln.strip() for ln in self.errors if ln.strip() and not ln.startswith("{")]
         return "; ".join(ln.removeprefix("rrlab proxy: ") for ln in lines[-3:])
 
@@ -192,7 +211,7 @@ class _Proxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.errors.close()
+        self._errors_pump.join(5)
         return self.proc.returncode
 
 

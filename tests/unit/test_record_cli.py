@@ -207,3 +207,22 @@ def test_add_artifacts_refuses_before_changing_anything(tmp_path):
     CassetteWriter.create(unfinished)  # never finalized: a recording still running or crashed
     with pytest.raises(NotFinalized):
         add_artifacts(unfinished, {"a": cassette / "cassette.json"})
+
+
+def test_proxy_warnings_reach_the_terminal(tmp_path):
+    """A connection whose upstream refuses: `rrlab record` shows the proxy's warning line."""
+    listen, upstream = _free_port(), f"127.0.0.1:{_free_port()}"
+    script = (
+        "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+        "s.settimeout(10); s.recv(1)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rrlab", "record", "--mqtt", f"{listen}={upstream}",
+         "--allow-upstream", upstream, "--cassette", "cassettes/c", "--",
+         sys.executable, "-c", script, str(listen)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warning = [ln for ln in proc.stderr.splitlines() if "upstream_failed" in ln]
+    assert len(warning) == 1 and f"ERROR upstream_failed: upstream {upstream} refused" in warning[0]
+    assert "rrlab proxy: finalized" in proc.stderr and proc.stdout == ""
