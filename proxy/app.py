@@ -256,6 +256,14 @@ class ProxyApp:
         )
 
     def upstream_failed(self, pair: Pair, message: str) -> None:
+        if self.stopping:  # our own shutdown cut the connect short: no upstream failed
+            log.info(
+                "{proto} connection to {upstream} not made: proxy shutting down",
+                event="upstream_cancelled",
+                proto=pair.route.proto,
+                upstream=pair.route.upstream,
+            )
+            return
         self.metrics.upstream_errors.labels(pair.route.proto, "connect").inc()
         log.error(
             "upstream {upstream} refused a {proto} connection: {message}; client closed",

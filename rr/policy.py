@@ -189,14 +189,14 @@ def check_write_path(
     """Return `path` resolved if it lies inside one of `roots`, else raise WritePathRefused.
 
     Relative paths and roots are taken from `base` (default cwd). Symlinks and `..` are resolved
-    first, so neither `cassettes/../etc` nor a link out of a root escapes. A root itself is not a
-    valid target (a cassette is a directory *inside* a root).
+    first, so neither `cassettes/../etc` nor a link out of a root escapes. A root itself is
+    inside itself (`--cassette out` writes the cassette's files there, and only its own).
     """
     root_paths = (
         default_write_roots(base) if roots is None else tuple(resolve_root(r, base) for r in roots)
     )
     target = resolve_root(path, base)
     for root in root_paths:
-        if target != root and target.is_relative_to(root):
+        if target.is_relative_to(root):
             return target
     raise WritePathRefused(path, root_paths)

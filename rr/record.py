@@ -263,7 +263,7 @@ class ConnectionRecorder:
             return reason
         self.closed = True
         parts = [reason]
-        if self.broken:
+        if self.broken and self.broken not in reason:  # each cause said once
             parts.append(self.broken)
         note = self.partial_note()
         if note:

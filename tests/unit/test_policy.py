@@ -66,12 +66,18 @@ def test_write_path_inside_roots(tmp_path):
 
 @pytest.mark.parametrize(
     "path",
-    ["cassettes/../etc", "../cassettes/x", "/etc/cassette", "cassettes", "elsewhere/c", "outside"],
+    ["cassettes/../etc", "../cassettes/x", "/etc/cassette", "cassettesx", "elsewhere/c", "outside"],
 )
 def test_write_path_escapes_refused(tmp_path, path):
     with pytest.raises(WritePathRefused) as err:
         check_write_path(path, base=tmp_path)
     assert path in str(err.value) and "cassettes" in str(err.value)
+
+
+def test_a_root_itself_is_inside_the_roots(tmp_path):
+    """`--cassette out` was refused as "outside the allowed write roots" (issue G.8)."""
+    assert check_write_path("out", base=tmp_path) == tmp_path.resolve() / "out"
+    assert check_write_path("cassettes/", base=tmp_path) == tmp_path.resolve() / "cassettes"
 
 
 def test_symlink_escape_refused(tmp_path):

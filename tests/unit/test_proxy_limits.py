@@ -100,3 +100,23 @@ def test_limits_are_validated() -> None:
         Limits(idle_timeout_s=0)
     with pytest.raises(PolicyError, match="max_buffered_bytes"):
         Limits(max_buffered_bytes=None)  # type: ignore[arg-type]
+
+
+def test_shutdown_cutting_a_connect_short_is_no_upstream_failure(app: ProxyApp) -> None:
+    """Logged as an upstream_failed error with a Failure repr before (issue G.8)."""
+    from twisted.internet.error import UserError
+    from twisted.logger import capturedLogs
+    from twisted.python.failure import Failure
+
+    from proxy.forward import UpstreamFactory
+
+    pair = Pair(app, ROUTE)
+    client = ServerSide()
+    client.pair = pair
+    client.makeConnection(Transport())
+    app.shutdown()
+    with capturedLogs() as events:
+        UpstreamFactory(pair).clientConnectionFailed(None, Failure(UserError()))
+    assert [e["event"] for e in events] == ["upstream_cancelled"]
+    assert app.metrics.upstream_errors.labels("mqtt", "connect")._value.get() == 0
+    assert client.transport.disconnecting  # the client is let go all the same

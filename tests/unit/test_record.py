@@ -209,6 +209,17 @@ def test_framing_error_keeps_what_was_written(tmp_path: Path) -> None:
     assert writer.frame_count == 1
 
 
+def test_close_reason_says_the_cause_once(tmp_path: Path) -> None:
+    """The proxy closes a broken connection with "recording stopped: <cause>": the cause was
+    then appended again ("framing error: X; framing error: X", issue G.8)."""
+    writer, rec = new_recorder(tmp_path, "c")
+    with pytest.raises(RecordingBroken) as err:
+        rec.feed(C2S, b"\xff\xff\xff\xff")
+    reason = rec.close(f"recording stopped: {err.value}")
+    assert reason.count("framing error") == 1 and reason.startswith("recording stopped: ")
+    writer.finalize()
+
+
 def test_budget_exceeded_propagates_and_cassette_stays_valid(tmp_path: Path) -> None:
     reqs, _ = kafka_exchange()
     writer, rec = new_recorder(tmp_path, "c", budgets=Budgets(max_frames=2))
