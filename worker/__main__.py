@@ -200,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = "-v" in argv or "--verbose" in argv
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    else:
-        logging.disable(logging.CRITICAL)
+    else:  # client libraries print nothing (no handler: not even Python's last resort), but
+        # their records still pass filters (the Kafka driver's fail-fast on a refused bootstrap)
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         run(_parser().parse_args(argv))
     except WorkerError as exc:

@@ -196,12 +196,14 @@ def test_drivers_carry_no_replay_crutch():
         ("mqtt", "--mqtt-url", "mqtt://127.0.0.1:{port}"),
     ],
 )
-def test_refused_port_has_one_wording_for_every_driver(tmp_path, driver, flag, address):
+def test_refused_port_fails_fast_with_one_wording_for_every_driver(tmp_path, driver, flag, address):
     url = address.format(port=_closed_port())
-    line = _one_line_error(
-        _worker("--driver", driver, flag, url, "--timeout", "2", "--out", str(tmp_path))
-    )
+    started = time.monotonic()
+    proc = _worker("--driver", driver, flag, url, "--timeout", "20", "--out", str(tmp_path))
+    took = time.monotonic() - started
+    line = _one_line_error(proc)
     assert f"cannot reach {driver} broker at {redact_url(url)}: connection refused (" in line
+    assert took < 8, f"took {took:.1f} s: a refused port must not wait out --timeout 20"
     assert "rrlab proxy" not in line  # not a worker-facing port
 
 
