@@ -40,6 +40,17 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+def _silence(stream: TextIO) -> None:
+    """Point a stream whose reader has gone at /dev/null (no error at every later write, nor
+    at exit when Python flushes it)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class Console:
     """stdout/stderr of one command: plain lines, a redrawn progress line, the log format."""
 
@@ -59,14 +70,17 @@ class Console:
         return self.fmt == "json"
 
     def _line(self, stream: TextIO, text: str) -> None:
-        if self._progress:
-            self.out.write(_CLEAR)
-            self.out.flush()
-        stream.write(text + "\n")
-        stream.flush()
-        if self._progress:
-            self.out.write(self._progress)
-            self.out.flush()
+        try:
+            if self._progress:
+                self.out.write(_CLEAR)
+                self.out.flush()
+            stream.write(text + "\n")
+            stream.flush()
+            if self._progress:
+                self.out.write(self._progress)
+                self.out.flush()
+        except BrokenPipeError:  # `rrlab proxy ... | head`: the reader left, the work goes on
+            _silence(stream)
 
     def say(self, text: str) -> None:
         """A line for the person running the command (stdout; JSON mode carries it as an event)."""

@@ -107,3 +107,16 @@ def test_no_progress_when_not_a_terminal() -> None:
     console.progress("1 frames")
     console.say("line")
     assert out.getvalue() == "line\n"
+
+
+def test_a_reader_that_left_does_not_stop_the_command() -> None:
+    """`rrlab proxy ... | head`: once head exits, lines go nowhere instead of raising."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = os.fdopen(write_end, "w")
+    console = Console(out, out)
+    console.say("rrlab proxy: listening")  # BrokenPipeError inside: silenced
+    console.warn("later line")
+    out.write("still writable\n")
+    out.flush()  # now /dev/null: no error at exit either
+    out.close()
