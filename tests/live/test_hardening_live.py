@@ -103,3 +103,60 @@ def test_worker_fails_in_one_line_within_its_timeout_when_kafka_dies(tmp_path: P
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert "not acknowledged, nothing for 3 s" in err or "KafkaTimeoutError" in err, err
     assert took < 3 + 2.5, f"exit {took:.1f} s after the broker died"
+
+
+def test_sigkill_loses_no_frame_a_peer_received(live_brokers, tmp_path: Path) -> None:
+    """QoS 1 publishing through the proxy, then `kill -9`: every PUBACK the client got, and
+    every PUBLISH the broker acknowledged, is in the repaired cassette (6,834 PUBACKs vs 6,829
+    frames before frames were written ahead of forwarding)."""
+    import signal
+    import threading
+
+    addrs = live_brokers("mqtt")
+    base = free_block(1)
+    cassette = tmp_path / "c"
+    proxy = RunningProxy([f"--mqtt={base}={addrs['mqtt']}"], cassette).wait_listening()
+    sock = socket.create_connection(("127.0.0.1", base))
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x04kill"
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    assert sock.recv(4)[:2] == b"\x20\x02"
+    acks = 0
+    stop = threading.Event()
+
+    def read_acks() -> None:
+        nonlocal acks
+        buf = b""
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(65536):
+                buf += chunk
+                while len(buf) >= 4:  # PUBACKs only: 0x40 0x02 id id
+                    assert buf[0] == 0x40, buf[:8]
+                    acks += 1
+                    buf = buf[4:]
+        except OSError:
+            pass
+        stop.set()
+
+    reader = threading.Thread(target=read_acks, daemon=True)
+    reader.start()
+    packet_id, started = 0, time.monotonic()
+    try:
+        while not stop.is_set():
+            packet_id = packet_id % 65535 + 1
+            payload = b"\x00\x01t" + packet_id.to_bytes(2, "big") + b"m" * 20
+            sock.sendall(bytes([0x32, len(payload)]) + payload)
+            if time.monotonic() - started > 1.0 and proxy.proc.poll() is None:
+                proxy.proc.send_signal(signal.SIGKILL)
+    except OSError:
+        pass  # the proxy is gone
+    reader.join(10)
+    proxy.stop()
+    sock.close()
+    assert acks > 100
+    verify(cassette, repair=True)
+    frames = list(CassetteReader.open(cassette).frames())
+    recorded_acks = sum(1 for f in frames if f.summary.get("packet") == "PUBACK")
+    recorded_publishes = sum(1 for f in frames if f.summary.get("packet") == "PUBLISH")
+    assert recorded_acks >= acks, (recorded_acks, acks)
+    assert recorded_publishes >= recorded_acks
