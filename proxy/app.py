@@ -6,9 +6,8 @@ policy checks at run time, metrics, logs and an orderly finalize on shutdown.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import Any
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -58,7 +57,6 @@ class ProxyApp:
         self.pairs: set[Pair] = set()
         self.exit_code = 0
         self.stopping = False
-        self._progress: LoopingCall | None = None
         self.limits = limits or Limits()
         self.buffered = 0  # unfinished-frame bytes held across every connection
         self._paused: set[Any] = set()  # sides whose reads wait for the total to fall
@@ -107,22 +105,6 @@ class ProxyApp:
         log.info("metrics on 127.0.0.1:{port}", event="metrics", port=actual)
         return actual
 
-    def start_progress(self, stream: TextIO) -> None:
-        """A one-line progress display, only when `stream` is a terminal."""
-        if not stream.isatty():
-            return
-
-        def tick() -> None:
-            m = self.metrics
-            stream.write(
-                f"\r{m.total_frames} frames  {m.total_bytes / 1e6:.1f} MB  "
-                f"{m.open_conns} open / {m.total_conns} connections   "
-            )
-            stream.flush()
-
-        self._progress = LoopingCall(tick)
-        self._progress.start(0.5)
-
     def shutdown(self, reason: str = "proxy shutdown") -> None:
         """Stop listening, close every open connection in the cassette, finalize it."""
         if self.writer.finalized:
@@ -130,9 +112,6 @@ class ProxyApp:
         self.stopping = True
         if self._idle is not None and self._idle.running:
             self._idle.stop()
-        if self._progress is not None and self._progress.running:
-            self._progress.stop()
-            sys.stdout.write("\n")
         for port in self.ports:
             port.stopListening()
         for pair in list(self.pairs):
@@ -289,7 +268,8 @@ class ProxyApp:
         if self.exit_code == 2:
             return
         self.exit_code = 2
-        # stdout carries the human lines; stderr (or --log-file) stays pure JSON lines
+        # the person sees this line (stdout); the log event below carries it for --log-file
+        # and --log-format json (rr.console)
         self.say(f"rrlab proxy: error: {exc}")
         log.critical("{message}", event="budget_exceeded", message=str(exc), **exc.to_dict())
         self.shutdown(f"budget exceeded: {exc.budget}")
