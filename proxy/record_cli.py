@@ -28,7 +28,7 @@ from rr.cassette import CassetteError, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
-from rr.policy import PolicyError, get_profile
+from rr.policy import PROFILES, PolicyError, get_profile
 from rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
@@ -65,7 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help=f"{proto} route, e.g. {example}",
         )
     p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    p.add_argument("--profile", default="os_record", help="policy profile (default %(default)s)")
+    p.add_argument(
+        "--profile",
+        default="os_record",
+        help=f"policy profile, one of {', '.join(sorted(PROFILES))} (default %(default)s: "
+        f"upstreams {', '.join(PROFILES['os_record'].upstream_allow)}; write roots "
+        f"{', '.join(str(r) for r in PROFILES['os_record'].write_roots)})",
+    )
     p.add_argument(
         "--mode",
         default="once",

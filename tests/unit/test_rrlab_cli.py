@@ -53,6 +53,8 @@ def test_every_command_has_an_example_and_shows_defaults(tmp_path: Path) -> None
     assert "an AMQP 0-9-1 route" in proxy and "a amqp" not in proxy
     assert "(profile default 1000000)" in proxy  # --max-frames
     assert "--log-format {human,json}" in proxy and "(default: human)" in proxy
+    record = " ".join(_run("record", "--help", cwd=tmp_path).stdout.split())
+    assert "one of ci_replay, os_record, rr_replay (default os_record: upstreams" in record
     brokers = " ".join(_run("brokers", "--help", cwd=tmp_path).stdout.split())
     assert "(default: tansu)" in brokers and "{amqtt,mosquitto}" in brokers
 
