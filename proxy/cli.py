@@ -236,6 +236,11 @@ def run(args: argparse.Namespace) -> int:
     node_base = args.kafka_node_base_port or (kafka[0].listen_port + 1 if kafka else 19093)
     if kafka:
         check_node_listener(routes, kafka[0], node_base, explicit=bool(args.kafka_node_base_port))
+        if args.metrics_port == node_base:
+            raise UsageError(
+                f"--metrics-port {node_base} is where the first Kafka broker listener goes "
+                "(--kafka-node-base-port, default the first Kafka port + 1); pick another port"
+            )
 
     from .main import serve  # the Twisted side; imported only when actually serving
 

@@ -161,3 +161,13 @@ def test_a_taken_kafka_broker_listener_port_is_refused_at_startup(tmp_path) -> N
     assert done.returncode == 2, done
     assert f"--kafka-node-base-port {taken}: cannot listen on 127.0.0.1:{taken}" in done.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_metrics_on_the_kafka_broker_listener_port_is_refused(tmp_path) -> None:
+    kafka = _free_ports(1)[0]
+    done = subprocess.run(
+        [*RRLAB, "proxy", f"--kafka={kafka}=127.0.0.1:9092", "--metrics-port", str(kafka + 1),
+         "--cassette", str(tmp_path / "c"), "--write-root", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and f"--metrics-port {kafka + 1} is where" in done.stderr
