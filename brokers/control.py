@@ -273,6 +273,13 @@ def _down_one(name: str, out: TextIO | None | str) -> bool:
     return was_running
 
 
+def _kept_log(name: str) -> str:
+    """The log a `down` kept (until the next `up`), or "-"."""
+    home = state.broker_dir(name)
+    logs = sorted(home.rglob("*.log")) if home.is_dir() else []
+    return str(logs[0]) if logs else "-"
+
+
 def status(names: Iterable[str] | None = None) -> list[dict]:
     """One row per broker: name, impl, port, pid, state (ready | not answering | down), log."""
     rows = []
@@ -288,7 +295,7 @@ def status(names: Iterable[str] | None = None) -> list[dict]:
                     "port": port,
                     "pid": None,
                     "state": f"down; port taken by {holder}" if holder else "down",
-                    "log": record["log"] if record else "-",
+                    "log": record["log"] if record else _kept_log(name),
                 }
             )
             continue

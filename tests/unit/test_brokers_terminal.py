@@ -41,7 +41,9 @@ def test_down_keeps_the_log_until_the_next_up(state_dir, capsys) -> None:
     out = capsys.readouterr().out
     assert f"log kept until the next up: {log}" in out
     assert log.read_text() == "broker said why it crashed\n"
-    assert state.load("mqtt") is None  # forgotten: status says down
+    assert state.load("mqtt") is None  # forgotten: status says down, and where the log is
+    (row,) = control.status(["mqtt"])
+    assert row["state"] == "down" and row["log"] == str(log)
     assert sorted(p.name for p in home.rglob("*") if p.is_file()) == ["amqtt.log"]
     state.forget("mqtt")  # what `up` does before starting again
     assert not home.exists()
