@@ -379,10 +379,10 @@ def _verdict(served: Served, checked: list[Checked]) -> tuple[str, str]:
         return "error", f"the fake broker wrote no report (exit {served.serve_exit})"
     if fake == "miss":
         return "miss", "the command sent frames the recording cannot answer"
-    if fake == "unused":
-        return "unused", "recorded client frames were never sent (strict profile)"
     if served.command_exit != 0:
         return "command_failed", f"the command exited {served.command_exit}"
+    if fake == "unused":
+        return "unused", "recorded client frames were never sent (strict profile)"
     bad = [c.name for c in checked if not c.ok]
     if bad:
         return "mismatch", f"artifacts differ from the recording: {', '.join(bad)}"
