@@ -56,9 +56,11 @@ from .session import Session as BaseSession
 _CORR = struct.Struct(">i")
 _HEAD = struct.Struct(">hhi")
 
-#: APIs whose answer may be served again once the recorded ones are used up (reads, and
-#: KIP-714 client telemetry, which clients send on their own clock)
-REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19, 71, 72})
+#: APIs whose answer may be served again once the recorded ones are used up: reads, KIP-714
+#: client telemetry (sent on the client's own clock), and a consumer's rejoin of its group with
+#: the same member id (JoinGroup 11, SyncGroup 14: a slow or loaded client may rejoin after a
+#: session timeout the recording never had; it gets the last recorded generation again)
+REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19, 71, 72, 11, 14})
 #: client frames sent on a clock or a poll loop: never reported unused
 LIVENESS_APIS = frozenset(
     {
