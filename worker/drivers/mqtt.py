@@ -95,6 +95,11 @@ async def _round_trip(config: DriverConfig, envelopes: list[Envelope]) -> Transf
         ) from exc
     except (AMQTTError, ClientError) as exc:
         raise RunFailed(f"mqtt broker at {shown}: {type(exc).__name__}: {exc}") from exc
+    except asyncio.CancelledError as exc:  # amqtt cancels pending acks when the link drops
+        raise RunFailed(
+            f"mqtt broker at {shown}: the connection was closed while waiting for an "
+            "acknowledgement"
+        ) from exc
     return transfer
 
 
