@@ -16,8 +16,8 @@ import argparse
 import dataclasses
 import socket
 import sys
-from pathlib import Path
 
+from rr.cli_options import add_allow_upstream, add_write_root
 from rr.codecs import Proto
 from rr.console import FORMATS
 from rr.policy import PROFILES, Budgets, Limits, PolicyError, get_profile
@@ -77,20 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P (0: any)"
     )
-    p.add_argument(
-        "--allow-upstream",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="add an upstream to the profile's allow-list (tests, private brokers)",
-    )
-    p.add_argument(
-        "--write-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="add a write root to the profile's (tests, scratch runs)",
-    )
+    add_allow_upstream(p)
+    add_write_root(p)
     p.add_argument(
         "--allow-non-loopback-listen",
         action="store_true",
@@ -213,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         budgets = dataclasses.replace(budgets, **overrides)
         policy = dataclasses.replace(
-            policy,
-            write_roots=(*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root)),
+            policy.with_write_roots(args.write_root),
             budgets=budgets,
             limits=dataclasses.replace(
                 policy.limits,

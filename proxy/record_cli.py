@@ -12,7 +12,6 @@ in place.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from rr.cassette import CassetteError, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
+from rr.cli_options import add_allow_upstream, add_write_root
 from rr.policy import PROFILES, PolicyError, get_profile
 from rr.usage import EXIT_USAGE, UsageError
 
@@ -87,20 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
     )
     p.add_argument("--log-file", metavar="PATH", help="the proxy's JSON-lines log file")
-    p.add_argument(
-        "--allow-upstream",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="add an upstream to the profile's allow-list (tests, private brokers)",
-    )
-    p.add_argument(
-        "--write-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="add a write root to the profile's (tests, scratch runs)",
-    )
+    add_allow_upstream(p)
+    add_write_root(p)
     p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to record")
     p.set_defaults(func=run)
 
@@ -132,8 +120,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
         parse_hostport(extra, "--allow-upstream")
     try:
         policy = get_profile(args.profile)
-        roots = (*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root))
-        policy = dataclasses.replace(policy, write_roots=roots)
+        policy = policy.with_write_roots(args.write_root)
         cassette = policy.check_write_path(args.cassette)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None

@@ -32,6 +32,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
 from rr.cassette import CassetteError
+from rr.cli_options import add_write_root
 from rr.policy import PolicyError, get_profile
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -96,13 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-header", action="append", default=[], metavar="NAME")
     p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
     p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
-    p.add_argument(
-        "--write-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="add a write root to the profile's (tests, scratch runs)",
-    )
+    add_write_root(p)
     p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to replay")
     p.set_defaults(func=run)
 
@@ -137,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot run {args.cmd[0]!r}: not found or not executable")
     try:
         policy = get_profile(args.profile)
-        roots = (*policy.write_roots, *(str(Path(w).resolve()) for w in args.write_root))
-        policy = dataclasses.replace(policy, write_roots=roots)
+        policy = policy.with_write_roots(args.write_root)
         report_path = policy.check_write_path(args.report)
         metrics_path = policy.check_write_path(args.metrics)
     except PolicyError as exc:

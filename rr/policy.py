@@ -7,6 +7,7 @@ writer never disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -125,6 +126,12 @@ class Policy:
         """The decompression budget: its own limit, else the frame budget."""
         own = self.limits.max_decompressed_bytes
         return int(own) if own is not None else self.budgets.max_frame_bytes
+
+    def with_write_roots(self, extra: Iterable[str | os.PathLike[str]]) -> Policy:
+        """This profile with more write roots (`--write-root`: tests, scratch runs), resolved
+        against the current directory now."""
+        roots = (*self.write_roots, *(str(Path(root).resolve()) for root in extra))
+        return dataclasses.replace(self, write_roots=roots)
 
     def resolved_write_roots(self, base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
         roots = [resolve_root(r, base) for r in self.write_roots]
