@@ -383,7 +383,8 @@ def main() -> int:
         if "amqp" in protos:
             from brokers import control
 
-            control.up(["amqp"], out=None)
+            if control.up(["amqp"], out=None)["amqp"]["started"]:  # ours: stop it at the end
+                cleanup.append(lambda: control.down(["amqp"], out=None))
             base = free_block(2)
 
             def aload(port: int, i: int) -> tuple[float, float]:
