@@ -17,14 +17,18 @@ import dataclasses
 import socket
 import sys
 
-from rr.cli_options import add_allow_upstream, add_write_root
+from rr.cli_options import (
+    add_allow_upstream,
+    add_record_profile,
+    add_routes,
+    add_write_root,
+)
 from rr.codecs import Proto
 from rr.console import FORMATS
-from rr.policy import PROFILES, Budgets, Limits, PolicyError, get_profile
+from rr.policy import Budgets, Limits, PolicyError, get_profile
 from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
-ARTICLE = {"kafka": "a Kafka", "amqp": "an AMQP 0-9-1", "mqtt": "an MQTT"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -46,28 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finalize the cassette. Kafka broker addresses are rewritten to extra listeners from "
         "--kafka-node-base-port upward.",
     )
-    for proto in ("kafka", "amqp", "mqtt"):
-        p.add_argument(
-            f"--{proto}",
-            action="append",
-            default=[],
-            metavar="LISTEN=UPSTREAM",
-            help=f"{ARTICLE[proto]} route (any number), e.g. "
-            + {
-                "kafka": "19092=127.0.0.1:9092",
-                "amqp": "15673=127.0.0.1:5672",
-                "mqtt": "11883=127.0.0.1:1883",
-            }[proto],
-        )
+    add_routes(p)
     p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    p.add_argument(
-        "--profile",
-        default="os_record",
-        help=f"policy profile, one of {', '.join(sorted(PROFILES))}: upstream allow-list, "
-        "write roots, budgets (default %(default)s: "
-        f"upstreams {', '.join(PROFILES['os_record'].upstream_allow)}; "
-        f"write roots {', '.join(str(r) for r in PROFILES['os_record'].write_roots)})",
-    )
+    add_record_profile(p)
     p.add_argument(
         "--mode",
         default="once",

@@ -27,14 +27,19 @@ from rr.cassette import CassetteError, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
-from rr.cli_options import add_allow_upstream, add_write_root
-from rr.policy import PROFILES, PolicyError, get_profile
+from rr.cli_options import (
+    PROTOS,
+    add_allow_upstream,
+    add_record_profile,
+    add_routes,
+    add_write_root,
+)
+from rr.policy import PolicyError, get_profile
 from rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
 
 LISTENING = "rrlab proxy: listening "
-PROTOS = ("kafka", "amqp", "mqtt")
 START_TIMEOUT = 60.0  # seconds for the proxy to bind every route
 STOP_TIMEOUT = 60.0  # seconds for the proxy to finalize after SIGTERM
 
@@ -55,23 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and store each --artifact file in the cassette. The cassette is published only when "
         "CMD exits 0; the exit code is CMD's.",
     )
-    examples = ("19092=127.0.0.1:9092", "15673=127.0.0.1:5672", "11883=127.0.0.1:1883")
-    for proto, example in zip(PROTOS, examples, strict=True):
-        p.add_argument(
-            f"--{proto}",
-            action="append",
-            default=[],
-            metavar="LISTEN=UPSTREAM",
-            help=f"{proto} route, e.g. {example}",
-        )
+    add_routes(p)
     p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    p.add_argument(
-        "--profile",
-        default="os_record",
-        help=f"policy profile, one of {', '.join(sorted(PROFILES))} (default %(default)s: "
-        f"upstreams {', '.join(PROFILES['os_record'].upstream_allow)}; write roots "
-        f"{', '.join(str(r) for r in PROFILES['os_record'].write_roots)})",
-    )
+    add_record_profile(p)
     p.add_argument(
         "--mode",
         default="once",

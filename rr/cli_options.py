@@ -4,6 +4,41 @@ from __future__ import annotations
 
 import argparse
 
+from rr.policy import PROFILES
+
+PROTOS = ("kafka", "amqp", "mqtt")
+ARTICLE = {"kafka": "a Kafka", "amqp": "an AMQP 0-9-1", "mqtt": "an MQTT"}
+ROUTE_EXAMPLES = {
+    "kafka": "19092=127.0.0.1:9092",
+    "amqp": "15673=127.0.0.1:5672",
+    "mqtt": "11883=127.0.0.1:1883",
+}
+
+
+def add_routes(parser: argparse.ArgumentParser) -> None:
+    """--kafka/--amqp/--mqtt LISTEN=UPSTREAM, each any number of times (proxy, record)."""
+    for proto in PROTOS:
+        parser.add_argument(
+            f"--{proto}",
+            action="append",
+            default=[],
+            metavar="LISTEN=UPSTREAM",
+            help=f"{ARTICLE[proto]} route (any number), e.g. {ROUTE_EXAMPLES[proto]}",
+        )
+
+
+def add_record_profile(parser: argparse.ArgumentParser) -> None:
+    """--profile of a recording, its default's allow-list and write roots shown."""
+    record = PROFILES["os_record"]
+    parser.add_argument(
+        "--profile",
+        default="os_record",
+        help=f"policy profile, one of {', '.join(sorted(PROFILES))} (default %(default)s: "
+        f"upstreams {', '.join(record.upstream_allow)}; "
+        f"write roots {', '.join(str(r) for r in record.write_roots)}); it sets the upstream "
+        "allow-list, write roots and budgets",
+    )
+
 
 def add_write_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
