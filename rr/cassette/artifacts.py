@@ -8,30 +8,13 @@ is published. The manifest is rewritten atomically, so `rrlab verify` checks the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from .format import ARTIFACTS_DIR, MANIFEST_NAME
 from .reader import load_manifest
-from .writer import _artifact_relpath, fsync_dir, write_atomic
-
-
-def _copy(src: Path, dest: Path) -> str:
-    """Copy `src` to `dest` durably (temp file + rename); returns its sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    digest = hashlib.sha256()
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(1 << 20):
-            digest.update(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
-    return digest.hexdigest()
+from .writer import _artifact_relpath, copy_durably, write_atomic
 
 
 def add_artifacts(
@@ -49,7 +32,9 @@ def add_artifacts(
     for src in keys.values():
         if not src.is_file():
             raise FileNotFoundError(2, "no such file", str(src))
-    added = {key: _copy(src, root / ARTIFACTS_DIR / key) for key, src in sorted(keys.items())}
+    added = {
+        key: copy_durably(src, root / ARTIFACTS_DIR / key) for key, src in sorted(keys.items())
+    }
     updated = dataclasses.replace(manifest, artifacts={**manifest.artifacts, **added})
     write_atomic(root / MANIFEST_NAME, updated.to_json(), durable=True)
     return added

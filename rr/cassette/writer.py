@@ -65,6 +65,22 @@ def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
         fsync_dir(path.parent)
 
 
+def copy_durably(src: str | os.PathLike[str], dest: Path) -> str:
+    """Copy `src` to `dest` (temp file, fsync, rename, directory fsync); its sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            digest.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    return digest.hexdigest()
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -246,18 +262,7 @@ class CassetteWriter:
         """Copy file `src` to artifacts/`name`; returns its sha256 (also recorded)."""
         self._check_open()
         rel = _artifact_relpath(name)
-        dest = self.path / ARTIFACTS_DIR / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        digest = hashlib.sha256()
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(1 << 20):
-                digest.update(chunk)
-                fout.write(chunk)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dest)
-        self._artifacts[rel] = digest.hexdigest()
+        self._artifacts[rel] = copy_durably(src, self.path / ARTIFACTS_DIR / rel)
         self._write_manifest(finalized=False)
         return self._artifacts[rel]
 
