@@ -17,7 +17,7 @@ from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
 from .protocols import is_liveness, label, module_for
 from .recording import Recording
-from .report import Miss, ReplayReport
+from .report import ReplayReport
 from .server import ReplayFactory
 from .session import Listener, PortMap, ReplayContext, ReplayOptions
 
@@ -131,7 +131,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def miss_lines(misses: list[Miss]) -> list[str]:
-    return [m.line() for m in misses]

@@ -330,9 +330,7 @@ class Session(BaseSession):
                 if log is not None and has_field(part_cls, "log_start_offset"):
                     fields["log_start_offset"] = log.log_start_offset
                 parts.append(blank(part_cls, **fields))
-            ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
-            if not ident:
-                ident = {"topic": topic.topic}
+            ident = _topic_ident(topic_cls, topic, "topic")
             topics.append(blank(topic_cls, partitions=tuple(parts), **ident))
         response = blank(cls, responses=tuple(topics))
         if served:
@@ -418,6 +416,14 @@ def _record_view(rec: Any) -> dict[str, Any]:
     }
 
 
+def _topic_ident(topic_cls: type, request_topic: Any, name_field: str) -> dict[str, Any]:
+    """How a response entry names its topic: by id where that version does (Produce/Fetch
+    v13+), else by name, echoing the request's own field."""
+    if has_field(topic_cls, "topic_id"):
+        return {"topic_id": request_topic.topic_id}
+    return {name_field: getattr(request_topic, name_field)}
+
+
 def _produce_response(version: int, request: Any, results, world: KafkaWorld) -> Any:
     cls = response_schema(PRODUCE, version)
     topic_cls = item_cls(cls, "responses")
@@ -437,9 +443,7 @@ def _produce_response(version: int, request: Any, results, world: KafkaWorld) ->
                     log_start_offset=log_start,
                 )
             )
-        ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
-        if not ident:
-            ident = {"name": topic.name}
+        ident = _topic_ident(topic_cls, topic, "name")
         topics.append(blank(topic_cls, partition_responses=tuple(parts), **ident))
     return blank(cls, responses=tuple(topics))
 
@@ -481,9 +485,7 @@ def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
             blank(part_cls, partition_index=p.partition_index, error_code=ErrorCode.none)
             for p in topic.partitions or ()
         )
-        ident = {"topic_id": topic.topic_id} if has_field(topic_cls, "topic_id") else {}
-        if not ident:
-            ident = {"name": topic.name}
+        ident = _topic_ident(topic_cls, topic, "name")
         topics.append(blank(topic_cls, partitions=parts, **ident))
     return blank(cls, topics=tuple(topics))
 
