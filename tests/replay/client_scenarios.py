@@ -15,36 +15,17 @@ FOREIGN holds the clients of other families only.
 
 from __future__ import annotations
 
-import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+
+try:  # imported as part of the test package
+    from .scenarios import Scenario, print_scenario
+except ImportError:  # run as a script, or imported with tests/replay on sys.path (tools/)
+    from scenarios import Scenario, print_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CASSETTES = ROOT / "cassettes"
 CLIENTS = ROOT / "tools" / "clients"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A cassette and the client command whose run it holds."""
-
-    name: str
-    cassette: str  # directory name under cassettes/
-    argv: list[str]  # run in an empty temp cwd; writes its artifacts relative to it
-    artifacts: list[str]  # relative paths compared byte-for-byte with the recorded copies
-    timing_artifacts: list[str] = field(default_factory=list)  # checked for shape only
-    needs: list[str] = field(default_factory=list)  # executables the command runs
-    broker: list[str] = field(default_factory=list)  # `rrlab brokers up` args it was recorded on
-
-    @property
-    def path(self) -> Path:
-        """The cassette directory in this checkout."""
-        return CASSETTES / self.cassette
-
-    def missing(self) -> list[str]:
-        """The executables in `needs` that are not on PATH (a replay test skips on these)."""
-        return [exe for exe in self.needs if shutil.which(exe) is None]
 
 
 def _client(name: str, script: str, needs: list[str], broker: list[str]) -> Scenario:
@@ -98,22 +79,8 @@ FOREIGN: list[Scenario] = [s for s in SCENARIOS if s.cassette.startswith("client
 
 
 def main(argv: list[str]) -> int:
-    """`client_scenarios.py [--artifacts|--broker] NAME`: NAME's argv (or artifacts, or broker
-    args), NUL-separated for `mapfile -d ''`; with no NAME, the names one per line."""
-    what = argv[0] if argv[:1] in (["--artifacts"], ["--broker"]) else ""
-    argv = argv[1:] if what else argv
-    if not argv:
-        print("\n".join(BY_NAME))
-        return 0
-    scenario = BY_NAME.get(argv[0])
-    if scenario is None:
-        print(f"unknown scenario {argv[0]!r}; known: {', '.join(BY_NAME)}", file=sys.stderr)
-        return 2
-    items = {"--artifacts": scenario.artifacts, "--broker": scenario.broker}.get(
-        what, scenario.argv
-    )
-    sys.stdout.write("".join(f"{item}\0" for item in items))
-    return 0
+    """`client_scenarios.py [--artifacts|--broker] NAME` (see scenarios.print_scenario)."""
+    return print_scenario(BY_NAME, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ worker-facing ports (Kafka 19092, AMQP 15673, MQTT 11883), so no address appears
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,17 @@ class Scenario:
     argv: list[str]  # run in an empty temp cwd; writes its artifacts relative to it
     artifacts: list[str]  # relative paths compared byte-for-byte with the recorded copies
     timing_artifacts: list[str] = field(default_factory=list)  # checked for shape only
+    needs: list[str] = field(default_factory=list)  # executables the command runs
+    broker: list[str] = field(default_factory=list)  # `rrlab brokers up` args it was recorded on
 
     @property
     def path(self) -> Path:
         """The cassette directory in this checkout."""
         return CASSETTES / self.cassette
+
+    def missing(self) -> list[str]:
+        """The executables in `needs` that are not on PATH."""
+        return [exe for exe in self.needs if shutil.which(exe) is None]
 
 
 def _worker(name: str, driver: str, *extra: str) -> Scenario:
@@ -73,21 +80,28 @@ SCENARIOS: list[Scenario] = [
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
 
-def main(argv: list[str]) -> int:
-    """`scenarios.py [--artifacts] NAME`: NAME's argv (or artifacts), NUL-separated for
-    `mapfile -d ''`; with no NAME, the names one per line."""
-    want_artifacts = argv[:1] == ["--artifacts"]
-    argv = argv[1:] if want_artifacts else argv
+def print_scenario(by_name: dict[str, Scenario], argv: list[str]) -> int:
+    """`[--artifacts|--broker] NAME`: NAME's argv (or artifacts, or broker args), NUL-separated
+    for `mapfile -d ''`; with no NAME, the names one per line."""
+    what = argv[0] if argv[:1] in (["--artifacts"], ["--broker"]) else ""
+    argv = argv[1:] if what else argv
     if not argv:
-        print("\n".join(BY_NAME))
+        print("\n".join(by_name))
         return 0
-    scenario = BY_NAME.get(argv[0])
+    scenario = by_name.get(argv[0])
     if scenario is None:
-        print(f"unknown scenario {argv[0]!r}; known: {', '.join(BY_NAME)}", file=sys.stderr)
+        print(f"unknown scenario {argv[0]!r}; known: {', '.join(by_name)}", file=sys.stderr)
         return 2
-    items = scenario.artifacts if want_artifacts else scenario.argv
+    items = {"--artifacts": scenario.artifacts, "--broker": scenario.broker}.get(
+        what, scenario.argv
+    )
     sys.stdout.write("".join(f"{item}\0" for item in items))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """`scenarios.py [--artifacts|--broker] NAME` (see print_scenario)."""
+    return print_scenario(BY_NAME, argv)
 
 
 if __name__ == "__main__":
