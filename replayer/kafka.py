@@ -18,7 +18,6 @@ its max wait holds the answers behind it.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -34,17 +33,21 @@ from rr.codecs.kafka import (
     encode_response,
     response_schema,
 )
-from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
-from rr.normalize import kafka as norm
-
-from .kafka_build import blank, has_field, item_cls, with_errors
-from .kafka_world import (
+from rr.codecs.kafka_apis import (
     API_VERSIONS,
     FETCH,
     HEARTBEAT,
     METADATA,
     OFFSET_COMMIT,
     PRODUCE,
+    SIZE,
+    request_key,
+)
+from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
+from rr.normalize import kafka as norm
+
+from .kafka_build import blank, has_field, item_cls, with_errors
+from .kafka_world import (
     Exchange,
     KafkaWorld,
     _records,
@@ -52,9 +55,6 @@ from .kafka_world import (
 )
 from .session import Pace, ReplayContext
 from .session import Session as BaseSession
-
-_CORR = struct.Struct(">i")
-_HEAD = struct.Struct(">hhi")
 
 #: APIs whose answer may be served again once the recorded ones are used up: reads, KIP-714
 #: client telemetry (sent on the client's own clock), and a consumer's rejoin of its group with
@@ -112,7 +112,7 @@ class Session(BaseSession):
             self.miss("unknown", f"request frame of {len(raw)} bytes is too short", {})
             self.close()
             return
-        api, version, corr = _HEAD.unpack_from(raw, 4)
+        api, version, corr = request_key(raw)
         try:
             request = decode_request(raw)
         except KafkaCodecError as err:
@@ -197,7 +197,7 @@ class Session(BaseSession):
             body, _n = rewrite_addresses(body, ports)
             data = encode_response(api, version, corr, body)
         else:
-            data = raw[:4] + _CORR.pack(corr) + raw[8:]
+            data = raw[:4] + SIZE.pack(corr) + raw[8:]  # the live correlation id stamped in
         delay = 0.0
         if self.ctx.options.pace is Pace.RECORDED:
             delay = max(0, exchange.delay_us) / 1e6

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import struct
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,15 +21,18 @@ from typing import Any
 
 from rr.canonical import dumps
 from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs.kafka_apis import (
+    API_VERSIONS,
+    FETCH,
+    METADATA,
+    PRODUCE,
+    response_correlation_id,
+)
 from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
 from rr.normalize import kafka as norm
 from rr.normalize import payload
 
 from .recording import Recording
-
-PRODUCE, FETCH, METADATA, HEARTBEAT, API_VERSIONS = 0, 1, 3, 12, 18
-OFFSET_COMMIT = 8
-_CORR = struct.Struct(">i")
 
 TopicPartition = tuple[str, int]
 
@@ -170,7 +172,7 @@ class KafkaWorld:
                 continue
             if len(frame.raw) < 8:
                 continue
-            (corr,) = _CORR.unpack_from(frame.raw, 4)
+            corr = response_correlation_id(frame.raw)
             request = pending.pop(corr, None)
             if request is None or decoded.body is None:
                 continue

@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rr.canonical import dumps
+from rr.codecs.kafka_apis import API_VERSIONS, JOIN_GROUP, LEAVE_GROUP, SASL_AUTHENTICATE
 
 from . import payload
-
-API_VERSIONS, SASL_AUTHENTICATE, JOIN_GROUP, LEAVE_GROUP = 18, 36, 11, 13
 
 Rule = Callable[[int], Iterable[str]]
 
