@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -266,8 +265,9 @@ def _serve_and_run(
         for line in server.stderr:  # misses, one per line, as they happen
             sys.stderr.write(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    threading.Thread(target=pump_err, daemon=True).start()
+    pumps = [threading.Thread(target=f, daemon=True) for f in (pump, pump_err)]
+    for thread in pumps:
+        thread.start()
     if not listening.wait(START_TIMEOUT) or server.poll() is not None:
         server.kill()
         server.wait()
@@ -287,7 +287,8 @@ def _serve_and_run(
         except subprocess.TimeoutExpired:
             server.kill()
             serve_exit = server.wait()
-        time.sleep(0)  # let the pumps drain
+        for thread in pumps:  # every miss line is out before the verdict is printed
+            thread.join(5)
     data = json.loads(report.read_bytes()) if report.exists() else {}
     return Served(
         command_exit,
