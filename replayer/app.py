@@ -104,7 +104,7 @@ class ReplayServer:
             },
             "connections": {
                 "bound": sum(1 for c in rec.conns if c.claimed_by is not None),
-                "live": self.ctx._next_live - 1,
+                "live": self.ctx.live_connections,
             },
             "format": "rrlab.replay-report/1",
             "match": str(self.ctx.options.match),

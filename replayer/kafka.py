@@ -339,10 +339,7 @@ class Session(BaseSession):
             return
         self.report.synthesized(self.proto, "Fetch")
         wait = _seconds(getattr(body, "max_wait", 0))
-        cap = self.ctx.options.max_poll_wait
-        self._reply(
-            corr, FETCH, version, response, min(wait, MAX_POLL_WAIT if cap is None else cap)
-        )
+        self._reply(corr, FETCH, version, response, min(wait, MAX_POLL_WAIT))
 
     def _fetch_partition(self, tp: tuple[str, int], part: Any) -> tuple[bytes, Any]:
         log = self.world.fetch.get(tp)

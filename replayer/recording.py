@@ -71,9 +71,6 @@ class RecordedConn:
         for i, f in enumerate(self._index.frames_of(self.info.id)):
             yield RecFrame(i, f.seq, f.dir, f.t_us, f.raw, f.summary)
 
-    def client_frames(self) -> Iterator[RecFrame]:
-        return (f for f in self.frames if f.dir is C2S)
-
     def unused_client_frames(self) -> Iterator[RecFrame]:
         """Client frames no live frame consumed, streamed (the end-of-run report reads every
         connection once; a long one is not loaded whole for it)."""

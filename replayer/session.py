@@ -38,9 +38,6 @@ class ReplayOptions:
     #: payload fields (dotted paths into JSON payloads) and Kafka header names to ignore
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
-    #: Kafka long polls past the recorded log wait at most this long (seconds; None: the
-    #: client's own max wait)
-    max_poll_wait: float | None = None
 
 
 class Cancellable(Protocol):
@@ -97,6 +94,11 @@ class ReplayContext:
         self.ports = ports
         self.shared: dict[Proto, Any] = {}
         self._next_live = 1
+
+    @property
+    def live_connections(self) -> int:
+        """Live connections accepted so far."""
+        return self._next_live - 1
 
     def next_live_id(self) -> int:
         live = self._next_live
