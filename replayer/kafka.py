@@ -43,16 +43,13 @@ from rr.codecs.kafka_apis import (
     SIZE,
     request_key,
 )
+from rr.kafka_fields import max_wait_seconds, topic_ident
+from rr.kafka_fields import topic_name as topic_of
 from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
 from rr.normalize import kafka as norm
 
 from .kafka_build import blank, has_field, item_cls, with_errors
-from .kafka_world import (
-    Exchange,
-    KafkaWorld,
-    _records,
-    topic_of,
-)
+from .kafka_world import Exchange, KafkaWorld, _records
 from .session import Pace, ReplayContext
 from .session import Session as BaseSession
 
@@ -325,20 +322,20 @@ class Session(BaseSession):
                     "high_watermark": log.high_watermark if log else 0,
                     "records": data,
                 }
-                if log is not None and has_field(part_cls, "last_stable_offset"):
+                if log is not None:  # (left out by `blank` where the version has no such field)
                     fields["last_stable_offset"] = log.last_stable_offset
-                if log is not None and has_field(part_cls, "log_start_offset"):
                     fields["log_start_offset"] = log.log_start_offset
                 parts.append(blank(part_cls, **fields))
-            ident = _topic_ident(topic_cls, topic, "topic")
-            topics.append(blank(topic_cls, partitions=tuple(parts), **ident))
+            topics.append(
+                blank(topic_cls, partitions=tuple(parts), **topic_ident(topic_cls, topic))
+            )
         response = blank(cls, responses=tuple(topics))
         if served:
             self.report.matched(self.proto, "Fetch")
             self._reply(corr, FETCH, version, response)
             return
         self.report.synthesized(self.proto, "Fetch")
-        wait = _seconds(getattr(body, "max_wait", 0))
+        wait = max_wait_seconds(body)
         self._reply(corr, FETCH, version, response, min(wait, MAX_POLL_WAIT))
 
     def _fetch_partition(self, tp: tuple[str, int], part: Any) -> tuple[bytes, Any]:
@@ -391,11 +388,6 @@ def _summary(api: int, version: int, corr: int) -> dict[str, Any]:
     return {"api": api_name(api), "api_key": api, "correlation_id": corr, "version": version}
 
 
-def _seconds(value: Any) -> float:
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if total is not None else float(value) / 1000.0
-
-
 def _text(data: bytes | None) -> str | None:
     if data is None:
         return None
@@ -411,14 +403,6 @@ def _record_view(rec: Any) -> dict[str, Any]:
         "key": _text(rec.key),
         "value": _text(rec.value),
     }
-
-
-def _topic_ident(topic_cls: type, request_topic: Any, name_field: str) -> dict[str, Any]:
-    """How a response entry names its topic: by id where that version does (Produce/Fetch
-    v13+), else by name, echoing the request's own field."""
-    if has_field(topic_cls, "topic_id"):
-        return {"topic_id": request_topic.topic_id}
-    return {name_field: getattr(request_topic, name_field)}
 
 
 def _produce_response(version: int, request: Any, results, world: KafkaWorld) -> Any:
@@ -440,7 +424,7 @@ def _produce_response(version: int, request: Any, results, world: KafkaWorld) ->
                     log_start_offset=log_start,
                 )
             )
-        ident = _topic_ident(topic_cls, topic, "name")
+        ident = topic_ident(topic_cls, topic)
         topics.append(blank(topic_cls, partition_responses=tuple(parts), **ident))
     return blank(cls, responses=tuple(topics))
 
@@ -482,8 +466,7 @@ def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
             blank(part_cls, partition_index=p.partition_index, error_code=ErrorCode.none)
             for p in topic.partitions or ()
         )
-        ident = _topic_ident(topic_cls, topic, "name")
-        topics.append(blank(topic_cls, partitions=parts, **ident))
+        topics.append(blank(topic_cls, partitions=parts, **topic_ident(topic_cls, topic)))
     return blank(cls, topics=tuple(topics))
 
 

@@ -18,6 +18,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from rr.kafka_fields import has_field
+
+__all__ = ["blank", "has_field", "item_cls", "with_errors", "zero"]
+
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
 
@@ -67,7 +71,10 @@ def _is_str(tp: Any) -> bool:
 
 
 def blank(cls: type, **fields: Any) -> Any:
-    """An instance of kio entity `cls` with `fields` set and everything else zero/default."""
+    """An instance of kio entity `cls` with `fields` set and everything else zero/default.
+
+    A name in `fields` that `cls`'s version does not have is left out: callers give what they
+    know (e.g. a log start offset) and each version takes the fields it has."""
     values: dict[str, Any] = {}
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
@@ -92,10 +99,6 @@ def item_cls(cls: type, name: str) -> type:
             if dataclasses.is_dataclass(inner) and isinstance(inner, type):
                 return inner
     raise TypeError(f"{cls.__name__}.{name} holds no entity")
-
-
-def has_field(cls: type, name: str) -> bool:
-    return name in _hints(cls)
 
 
 def with_errors(entity: Any, code: ErrorCode) -> Any:

@@ -29,6 +29,15 @@ from rr.codecs.kafka_apis import (
     response_correlation_id,
 )
 from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
+from rr.kafka_fields import (
+    UNKNOWN_OFFSET,
+    high_watermark,
+    last_stable_offset,
+    log_start_offset,
+    metadata_topics,
+    topic_id,
+)
+from rr.kafka_fields import topic_name as topic_of
 from rr.normalize import kafka as norm
 from rr.normalize import payload
 
@@ -118,16 +127,6 @@ def record_digest(
     return h.digest()
 
 
-def topic_of(entity: Any, names: dict[str, str]) -> str:
-    """A request/response topic entity's name (Produce/Fetch v13+ name topics by id)."""
-    for attr in ("name", "topic"):
-        value = getattr(entity, attr, None)
-        if value:
-            return str(value)
-    topic_id = getattr(entity, "topic_id", None)
-    return names.get(str(topic_id), str(topic_id))
-
-
 class KafkaWorld:
     def __init__(self, recording: Recording, ignore_fields=(), ignore_headers=()) -> None:
         self.recording = recording
@@ -195,10 +194,10 @@ class KafkaWorld:
     def _learn_metadata(self, version: int, body: Any) -> None:
         self.metadata[version] = body
         known = self.metadata_topics.setdefault(version, {})
-        for topic in getattr(body, "topics", ()) or ():
-            topic_id, name = getattr(topic, "topic_id", None), getattr(topic, "name", None)
-            if topic_id is not None and name:
-                self.topic_names[str(topic_id)] = str(name)
+        for topic in metadata_topics(body):
+            ident, name = topic_id(topic), getattr(topic, "name", None)
+            if ident is not None and name:
+                self.topic_names[ident] = str(name)
             if not name:
                 continue
             previous = known.get(str(name))
@@ -213,13 +212,13 @@ class KafkaWorld:
                 for part in topic.partition_responses or ():
                     offsets[(name, int(part.index))] = (
                         int(part.base_offset),
-                        int(part.log_start_offset),
+                        log_start_offset(part),
                     )
         for topic in request.topic_data or ():
             name = topic_of(topic, self.topic_names)
             for part in topic.partition_data or ():
                 tp = (name, int(part.index))
-                base, log_start = offsets.get(tp, (-1, -1))
+                base, log_start = offsets.get(tp, (-1, UNKNOWN_OFFSET))
                 if response is not None and base < 0:
                     continue  # the broker refused it: nothing was written
                 log = self.produce.setdefault(tp, ProduceLog())
@@ -238,9 +237,9 @@ class KafkaWorld:
             for part in topic.partitions or ():
                 tp = (name, int(part.partition_index))
                 log = self.fetch.setdefault(tp, FetchLog())
-                log.high_watermark = max(log.high_watermark, int(part.high_watermark))
-                log.last_stable_offset = max(log.last_stable_offset, int(part.last_stable_offset))
-                log.log_start_offset = max(log.log_start_offset, int(part.log_start_offset))
+                log.high_watermark = max(log.high_watermark, high_watermark(part))
+                log.last_stable_offset = max(log.last_stable_offset, last_stable_offset(part))
+                log.log_start_offset = max(log.log_start_offset, log_start_offset(part))
                 data = part.records
                 if not data:
                     continue
