@@ -48,7 +48,14 @@ from rr.kafka_fields import topic_name as topic_of
 from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
 from rr.normalize import kafka as norm
 
-from .kafka_build import blank, has_field, item_cls, with_errors
+from .kafka_build import (
+    blank,
+    has_field,
+    item_cls,
+    known_versions,
+    unsupported_api_versions,
+    with_errors,
+)
 from .kafka_world import Exchange, KafkaWorld, _records
 from .session import Pace, ReplayContext
 from .session import Session as BaseSession
@@ -113,8 +120,7 @@ class Session(BaseSession):
         try:
             request = decode_request(raw)
         except KafkaCodecError as err:
-            self.miss(api_name(api), f"request not decodable: {err}", _summary(api, version, corr))
-            self.close()
+            self._undecodable(api, version, corr, err)
             return
         body = request.body
         if api == PRODUCE:
@@ -229,6 +235,43 @@ class Session(BaseSession):
                 if best is None or score < best[0]:
                     best = (score, {"conn": exchange.conn, "request": view}, diff)
         return (None, []) if best is None else (best[1], best[2])
+
+    # -- requests the codec cannot decode ------------------------------------------------------
+
+    def _undecodable(self, api: int, version: int, corr: int, err: KafkaCodecError) -> None:
+        """A request of a version newer than kio knows, or of an unknown API.
+
+        The cassette keeps only the header of such a request (rr.redact fails closed: its bytes
+        may hold a credential), so it matches a recorded one by API key and version and gets
+        the recorded answer, the live correlation id stamped in. Never recorded: ApiVersions
+        gets what a broker sends (UNSUPPORTED_VERSION in the v0 layout, with the versions the
+        recorded broker offered, so the client retries with one of them); anything else is a
+        miss naming the API and version, and the connection closes (as a broker closes it).
+        """
+        name = api_name(api)
+        candidates = self.world.opaque.get((api, version), [])
+        exchange = self._pick(candidates, unused=True)
+        if exchange is not None:
+            exchange.used = True
+            self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
+            self.report.matched(self.proto, name)
+            self._answer_recorded(exchange, api, version, corr)
+            return
+        if candidates and api in REPEATABLE:
+            self.report.synthesized(self.proto, name)
+            self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
+            return
+        if api == API_VERSIONS:
+            self.report.synthesized(self.proto, name)
+            self._reply(corr, API_VERSIONS, 0, unsupported_api_versions(self.world.api_ranges))
+            return
+        self.miss(
+            name,
+            f"{name} v{version} request cannot be decoded ({known_versions(api)}) and no "
+            f"{name} v{version} request was recorded: {err}",
+            _summary(api, version, corr),
+        )
+        self.close()
 
     # -- data plane: Produce -------------------------------------------------------------------
 
