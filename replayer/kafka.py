@@ -40,6 +40,8 @@ from rr.codecs.kafka_apis import (
     METADATA,
     OFFSET_COMMIT,
     PRODUCE,
+    SASL_HANDSHAKE,
+    SASL_RAW_TOKEN,
     SIZE,
     request_key,
 )
@@ -108,10 +110,16 @@ class Session(BaseSession):
         self.world: KafkaWorld = ctx.shared[Proto.KAFKA]
         self._slots: deque[_Slot] = deque()
         self._bind_tried = False
+        #: after a SaslHandshake v0 the recording's raw SASL tokens: (client token frame, the
+        #: server tokens that answered it) in order; None when not in that mode
+        self._raw_sasl: deque[tuple[int, int, list[int]]] | None = None
 
     # -- frames in -----------------------------------------------------------------------------
 
     def on_frame(self, raw: bytes) -> None:
+        if self._raw_sasl is not None:  # after a SaslHandshake v0: tokens without a header
+            self._raw_token(raw)
+            return
         if len(raw) < 12:
             self.miss("unknown", f"request frame of {len(raw)} bytes is too short", {})
             self.close()
@@ -144,6 +152,8 @@ class Session(BaseSession):
             self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
             self.report.matched(self.proto, name)
             self._answer_recorded(exchange, api, version, corr)
+            if api == SASL_HANDSHAKE and version == 0:
+                self._raw_sasl = self.world.raw_sasl_tokens(exchange)
             return
         if api == METADATA and not candidates:
             body_out = _metadata_from_recording(self.world, version, body)
@@ -235,6 +245,21 @@ class Session(BaseSession):
                 if best is None or score < best[0]:
                     best = (score, {"conn": exchange.conn, "request": view}, diff)
         return (None, []) if best is None else (best[1], best[2])
+
+    # -- raw SASL tokens (KIP-43: after a SaslHandshake v0 answered with no error) -------------
+
+    def _raw_token(self, raw: bytes) -> None:
+        """A client SASL token: any credential matches (the cassette holds a placeholder); the
+        recorded server token(s) that answered it go back as recorded. The mode ends with the
+        recording's tokens, as it ended on the recorded connection."""
+        assert self._raw_sasl is not None
+        conn, client_index, server_indexes = self._raw_sasl.popleft()
+        if not self._raw_sasl:
+            self._raw_sasl = None
+        self.ctx.recording.conn(conn).used.add(client_index)
+        self.report.matched(self.proto, SASL_RAW_TOKEN)
+        for index in server_indexes:
+            self._queue(self.world.frame_raw(conn, index))
 
     # -- requests the codec cannot decode ------------------------------------------------------
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from rr.codecs.kafka_apis import (
     FETCH,
     METADATA,
     PRODUCE,
+    SASL_RAW_TOKEN,
     api_name,
     response_correlation_id,
 )
@@ -340,6 +342,25 @@ class KafkaWorld:
                         batch.base_offset, last, (conn, position, start + pos, start + pos + length)
                     )
                     pos += length
+
+    def raw_sasl_tokens(self, handshake: Exchange) -> deque[tuple[int, int, list[int]]] | None:
+        """The raw SASL tokens recorded after a SaslHandshake v0 exchange, if its answer had no
+        error: (conn, client token frame, the server token frames after it) in order."""
+        frames = itertools.islice(
+            self.recording.conn(handshake.conn).stream(), handshake.response_index, None
+        )  # streamed: the connection goes on with all the traffic after authentication
+        answer = next(frames).summary
+        if answer.get("error_code", 0) != 0:
+            return None
+        tokens: deque[tuple[int, int, list[int]]] = deque()
+        for frame in frames:
+            if frame.summary.get("api") != SASL_RAW_TOKEN:
+                break
+            if frame.dir is Direction.C2S:
+                tokens.append((handshake.conn, frame.index, []))
+            elif tokens:
+                tokens[-1][2].append(frame.index)
+        return tokens or None
 
     def produced_again(self, ref: tuple[int, int, int]) -> bool:
         """Count one recorded record as produced live; True once its whole request is."""

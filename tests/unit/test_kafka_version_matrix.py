@@ -41,6 +41,7 @@ from rr.codecs.kafka_apis import (
     FETCH,
     PRODUCE,
     SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
     api_name,
     response_correlation_id,
 )
@@ -190,6 +191,9 @@ def matrix(tmp_path_factory) -> Matrix:
         response = encode_response(key, version, 11, _response(key, version))
         recorder.feed(C2S, request)
         client_saw = recorder.feed(S2C, response)
+        if (key, version) == (SASL_HANDSHAKE, 0):  # KIP-43: then SASL tokens with no header
+            recorder.feed(C2S, raw_token(SECRET))
+            recorder.feed(S2C, struct.pack(">i", 0))  # PLAIN's success: an empty token
         recorder.close("closed by client")
         recorded[(key, version)] = Recorded(conn, {}, client_saw)
     writer.finalize()
@@ -197,8 +201,8 @@ def matrix(tmp_path_factory) -> Matrix:
     by_conn = {r.conn: r for r in recorded.values()}
     for rc in recording.conns:
         for frame in rc.frames:
-            by_conn[rc.id].summaries[frame.dir] = frame.summary
-            by_conn[rc.id].raws[frame.dir] = frame.raw
+            by_conn[rc.id].summaries.setdefault(frame.dir, frame.summary)
+            by_conn[rc.id].raws.setdefault(frame.dir, frame.raw)
     raw = b"".join(f.raw for rc in recording.conns for f in rc.frames)
     return Matrix(recording, recorded, raw)
 
@@ -252,14 +256,21 @@ def served_for_misses(matrix) -> ReplayContext:
     return _context(matrix)
 
 
-def _serve(ctx: ReplayContext, raw: bytes) -> tuple[FakeLink, int]:
-    """One live connection sending `raw`; the link and how many misses it caused."""
+def _serve(ctx: ReplayContext, *raws: bytes) -> tuple[FakeLink, int]:
+    """One live connection sending `raws`; the link and how many misses it caused."""
     link = FakeLink(ctx.next_live_id())
     listener = Listener(Proto.KAFKA, ROUTE, ROUTE + MOVE)
     session = kafka_replay.Session(ctx, listener, link)
     before = ctx.report.miss_count
-    session.on_frame(raw)
+    for raw in raws:
+        session.on_frame(raw)
     return link, ctx.report.miss_count - before
+
+
+def raw_token(password: bytes) -> bytes:
+    """A SASL PLAIN token as sent after a SaslHandshake v0: size prefix, no Kafka header."""
+    token = b"\x00user\x00" + password
+    return struct.pack(">i", len(token)) + token
 
 
 def _addresses(entity: Any) -> list[tuple[str, int]]:
@@ -328,10 +339,12 @@ def test_version_through_record_and_replay(matrix, served, key, version):
     # replay: a live client sending the same request (its own correlation and client id) gets
     # what the recorded client got, with its correlation id, the moved listener port in addresses
     live = encode_request(key, version, 4242, "live-client", _request(key, version))
-    link, missed = _serve(ctx, live)
+    tokens = [raw_token(b"another-pw")] if (key, version) == (SASL_HANDSHAKE, 0) else []
+    link, missed = _serve(ctx, live, *tokens)
     assert missed == 0, ctx.report.misses[-1].line()
     assert not link.closed
-    (answer,) = link.frames()
+    answer, *after = link.frames()
+    assert after == [struct.pack(">i", 0)] * len(tokens)  # the recorded server token
     assert response_correlation_id(answer) == 4242
     got, _answered = decode_response_any(key, version, answer)
     if key == PRODUCE:
