@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,17 @@ from .server import ReplayFactory
 from .session import Listener, PortMap, ReplayContext, ReplayOptions
 
 LISTEN_HOST = "127.0.0.1"
+
+
+class StartError(UsageError):
+    """The fake broker cannot serve this cassette: one line naming the cassette and the cause
+    (the protocol's model says which connection, frame, API and version); the traceback is
+    kept in `details` for the log, never printed on the terminal."""
+
+    def __init__(self, cassette: Path, proto: object, exc: Exception) -> None:
+        cause = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        super().__init__(f"cannot serve {proto} from cassette {cassette}: {cause}")
+        self.details = "".join(traceback.format_exception(exc))
 
 
 class ReplayServer:
@@ -47,11 +59,15 @@ class ReplayServer:
         self.finished = False
 
     def listen_all(self) -> None:
-        """Bind every listener before serving anything; a taken port is a usage error."""
+        """Bind every listener before serving anything; a taken port is a usage error, a
+        recording a protocol cannot model a StartError."""
         for proto in {lst.proto for lst in self.listeners}:
             prepare = getattr(module_for(proto), "prepare", None)
             if prepare is not None:
-                prepare(self.ctx)
+                try:
+                    prepare(self.ctx)
+                except Exception as exc:
+                    raise StartError(self.ctx.recording.path, proto, exc) from exc
         try:
             for lst in self.listeners:
                 factory = ReplayFactory(self.ctx, lst)

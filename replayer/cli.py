@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> Por
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
-    from .app import ReplayServer
+    from .app import ReplayServer, StartError
     from .recording import Recording
     from .rules import load_rules
 
@@ -151,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
                 "text": miss.line(),
             }
         )
-    server.listen_all()
+    try:
+        server.listen_all()
+    except StartError as exc:  # one line on the terminal (rrlab's usage error); the
+        _log_start_failure(args.log_file, exc)  # traceback in --log-file only
+        raise
     if args.metrics_port is not None:
         server.serve_metrics(args.metrics_port)
     start_logging(console, Path(args.log_file) if args.log_file else None)
@@ -180,3 +185,17 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     return server.exit_code()
+
+
+def _log_start_failure(log_file: str | None, exc: Exception) -> None:
+    if not log_file:
+        return
+    record = {
+        "event": "start_failed",
+        "level": "error",
+        "text": str(exc),
+        "time": time.time(),
+        "traceback": getattr(exc, "details", ""),
+    }
+    with open(log_file, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record, sort_keys=True) + "\n")

@@ -40,19 +40,25 @@ from rr.codecs.kafka_apis import (
     METADATA,
     OFFSET_COMMIT,
     PRODUCE,
+    SASL_HANDSHAKE,
+    SASL_RAW_TOKEN,
     SIZE,
     request_key,
 )
+from rr.kafka_fields import max_wait_seconds, topic_ident
+from rr.kafka_fields import topic_name as topic_of
 from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
 from rr.normalize import kafka as norm
 
-from .kafka_build import blank, has_field, item_cls, with_errors
-from .kafka_world import (
-    Exchange,
-    KafkaWorld,
-    _records,
-    topic_of,
+from .kafka_build import (
+    blank,
+    has_field,
+    item_cls,
+    known_versions,
+    unsupported_api_versions,
+    with_errors,
 )
+from .kafka_world import Exchange, KafkaWorld, _records
 from .session import Pace, ReplayContext
 from .session import Session as BaseSession
 
@@ -104,10 +110,16 @@ class Session(BaseSession):
         self.world: KafkaWorld = ctx.shared[Proto.KAFKA]
         self._slots: deque[_Slot] = deque()
         self._bind_tried = False
+        #: after a SaslHandshake v0 the recording's raw SASL tokens: (client token frame, the
+        #: server tokens that answered it) in order; None when not in that mode
+        self._raw_sasl: deque[tuple[int, int, list[int]]] | None = None
 
     # -- frames in -----------------------------------------------------------------------------
 
     def on_frame(self, raw: bytes) -> None:
+        if self._raw_sasl is not None:  # after a SaslHandshake v0: tokens without a header
+            self._raw_token(raw)
+            return
         if len(raw) < 12:
             self.miss("unknown", f"request frame of {len(raw)} bytes is too short", {})
             self.close()
@@ -116,8 +128,7 @@ class Session(BaseSession):
         try:
             request = decode_request(raw)
         except KafkaCodecError as err:
-            self.miss(api_name(api), f"request not decodable: {err}", _summary(api, version, corr))
-            self.close()
+            self._undecodable(api, version, corr, err)
             return
         body = request.body
         if api == PRODUCE:
@@ -141,6 +152,8 @@ class Session(BaseSession):
             self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
             self.report.matched(self.proto, name)
             self._answer_recorded(exchange, api, version, corr)
+            if api == SASL_HANDSHAKE and version == 0:
+                self._raw_sasl = self.world.raw_sasl_tokens(exchange)
             return
         if api == METADATA and not candidates:
             body_out = _metadata_from_recording(self.world, version, body)
@@ -232,6 +245,58 @@ class Session(BaseSession):
                 if best is None or score < best[0]:
                     best = (score, {"conn": exchange.conn, "request": view}, diff)
         return (None, []) if best is None else (best[1], best[2])
+
+    # -- raw SASL tokens (KIP-43: after a SaslHandshake v0 answered with no error) -------------
+
+    def _raw_token(self, raw: bytes) -> None:
+        """A client SASL token: any credential matches (the cassette holds a placeholder); the
+        recorded server token(s) that answered it go back as recorded. The mode ends with the
+        recording's tokens, as it ended on the recorded connection."""
+        assert self._raw_sasl is not None
+        conn, client_index, server_indexes = self._raw_sasl.popleft()
+        if not self._raw_sasl:
+            self._raw_sasl = None
+        self.ctx.recording.conn(conn).used.add(client_index)
+        self.report.matched(self.proto, SASL_RAW_TOKEN)
+        for index in server_indexes:
+            self._queue(self.world.frame_raw(conn, index))
+
+    # -- requests the codec cannot decode ------------------------------------------------------
+
+    def _undecodable(self, api: int, version: int, corr: int, err: KafkaCodecError) -> None:
+        """A request of a version newer than kio knows, or of an unknown API.
+
+        The cassette keeps only the header of such a request (rr.redact fails closed: its bytes
+        may hold a credential), so it matches a recorded one by API key and version and gets
+        the recorded answer, the live correlation id stamped in. Never recorded: ApiVersions
+        gets what a broker sends (UNSUPPORTED_VERSION in the v0 layout, with the versions the
+        recorded broker offered, so the client retries with one of them); anything else is a
+        miss naming the API and version, and the connection closes (as a broker closes it).
+        """
+        name = api_name(api)
+        candidates = self.world.opaque.get((api, version), [])
+        exchange = self._pick(candidates, unused=True)
+        if exchange is not None:
+            exchange.used = True
+            self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
+            self.report.matched(self.proto, name)
+            self._answer_recorded(exchange, api, version, corr)
+            return
+        if candidates and api in REPEATABLE:
+            self.report.synthesized(self.proto, name)
+            self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
+            return
+        if api == API_VERSIONS:
+            self.report.synthesized(self.proto, name)
+            self._reply(corr, API_VERSIONS, 0, unsupported_api_versions(self.world.api_ranges))
+            return
+        self.miss(
+            name,
+            f"{name} v{version} request cannot be decoded ({known_versions(api)}) and no "
+            f"{name} v{version} request was recorded: {err}",
+            _summary(api, version, corr),
+        )
+        self.close()
 
     # -- data plane: Produce -------------------------------------------------------------------
 
@@ -325,20 +390,20 @@ class Session(BaseSession):
                     "high_watermark": log.high_watermark if log else 0,
                     "records": data,
                 }
-                if log is not None and has_field(part_cls, "last_stable_offset"):
+                if log is not None:  # (left out by `blank` where the version has no such field)
                     fields["last_stable_offset"] = log.last_stable_offset
-                if log is not None and has_field(part_cls, "log_start_offset"):
                     fields["log_start_offset"] = log.log_start_offset
                 parts.append(blank(part_cls, **fields))
-            ident = _topic_ident(topic_cls, topic, "topic")
-            topics.append(blank(topic_cls, partitions=tuple(parts), **ident))
+            topics.append(
+                blank(topic_cls, partitions=tuple(parts), **topic_ident(topic_cls, topic))
+            )
         response = blank(cls, responses=tuple(topics))
         if served:
             self.report.matched(self.proto, "Fetch")
             self._reply(corr, FETCH, version, response)
             return
         self.report.synthesized(self.proto, "Fetch")
-        wait = _seconds(getattr(body, "max_wait", 0))
+        wait = max_wait_seconds(body)
         self._reply(corr, FETCH, version, response, min(wait, MAX_POLL_WAIT))
 
     def _fetch_partition(self, tp: tuple[str, int], part: Any) -> tuple[bytes, Any]:
@@ -391,11 +456,6 @@ def _summary(api: int, version: int, corr: int) -> dict[str, Any]:
     return {"api": api_name(api), "api_key": api, "correlation_id": corr, "version": version}
 
 
-def _seconds(value: Any) -> float:
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if total is not None else float(value) / 1000.0
-
-
 def _text(data: bytes | None) -> str | None:
     if data is None:
         return None
@@ -411,14 +471,6 @@ def _record_view(rec: Any) -> dict[str, Any]:
         "key": _text(rec.key),
         "value": _text(rec.value),
     }
-
-
-def _topic_ident(topic_cls: type, request_topic: Any, name_field: str) -> dict[str, Any]:
-    """How a response entry names its topic: by id where that version does (Produce/Fetch
-    v13+), else by name, echoing the request's own field."""
-    if has_field(topic_cls, "topic_id"):
-        return {"topic_id": request_topic.topic_id}
-    return {name_field: getattr(request_topic, name_field)}
 
 
 def _produce_response(version: int, request: Any, results, world: KafkaWorld) -> Any:
@@ -440,7 +492,7 @@ def _produce_response(version: int, request: Any, results, world: KafkaWorld) ->
                     log_start_offset=log_start,
                 )
             )
-        ident = _topic_ident(topic_cls, topic, "name")
+        ident = topic_ident(topic_cls, topic)
         topics.append(blank(topic_cls, partition_responses=tuple(parts), **ident))
     return blank(cls, responses=tuple(topics))
 
@@ -482,8 +534,7 @@ def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
             blank(part_cls, partition_index=p.partition_index, error_code=ErrorCode.none)
             for p in topic.partitions or ()
         )
-        ident = _topic_ident(topic_cls, topic, "name")
-        topics.append(blank(topic_cls, partitions=parts, **ident))
+        topics.append(blank(topic_cls, partitions=parts, **topic_ident(topic_cls, topic)))
     return blank(cls, topics=tuple(topics))
 
 

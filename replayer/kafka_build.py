@@ -17,6 +17,23 @@ import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map, schema_name_map
+from kio.static.primitive import i16
+
+from rr.codecs.kafka_apis import api_name
+from rr.kafka_fields import has_field
+from rr.kafka_rewrite import parseable_range
+
+__all__ = [
+    "blank",
+    "has_field",
+    "item_cls",
+    "known_versions",
+    "kio_ranges",
+    "unsupported_api_versions",
+    "with_errors",
+    "zero",
+]
 
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
@@ -67,7 +84,10 @@ def _is_str(tp: Any) -> bool:
 
 
 def blank(cls: type, **fields: Any) -> Any:
-    """An instance of kio entity `cls` with `fields` set and everything else zero/default."""
+    """An instance of kio entity `cls` with `fields` set and everything else zero/default.
+
+    A name in `fields` that `cls`'s version does not have is left out: callers give what they
+    know (e.g. a log start offset) and each version takes the fields it has."""
     values: dict[str, Any] = {}
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
@@ -94,10 +114,6 @@ def item_cls(cls: type, name: str) -> type:
     raise TypeError(f"{cls.__name__}.{name} holds no entity")
 
 
-def has_field(cls: type, name: str) -> bool:
-    return name in _hints(cls)
-
-
 def with_errors(entity: Any, code: ErrorCode) -> Any:
     """`entity` with every error_code field (at any depth) set to `code`."""
     if not dataclasses.is_dataclass(entity):
@@ -112,3 +128,39 @@ def with_errors(entity: Any, code: ErrorCode) -> Any:
         elif dataclasses.is_dataclass(value):
             changes[f.name] = with_errors(value, code)
     return dataclasses.replace(entity, **changes)
+
+
+@functools.cache
+def kio_ranges() -> dict[int, tuple[int, int]]:
+    """api key -> the highest contiguous (min, max) range kio parses both ways."""
+    out = {}
+    for key, name in api_key_map.items():
+        versions = sorted(schema_name_map.get(name, {}))
+        if versions:
+            parsed = parseable_range(key, versions[0], versions[-1])
+            if parsed is not None:
+                out[key] = parsed
+    return out
+
+
+def known_versions(api_key: int) -> str:
+    """What the codec reads of an API, for a miss: `the codec reads Fetch v4-v18`."""
+    rng = kio_ranges().get(api_key)
+    name = api_name(api_key)
+    if rng is None:
+        return f"the codec knows no API with key {api_key}"
+    return f"the codec reads {name} v{rng[0]}-v{rng[1]}"
+
+
+def unsupported_api_versions(ranges: dict[int, tuple[int, int]]) -> Any:
+    """What a broker answers an ApiVersions request of a version it does not support: the v0
+    layout, UNSUPPORTED_VERSION, and every API's range (Kafka's own answer, KIP-511), here
+    the ranges the recorded broker offered, or those the codec reads if none was recorded."""
+    from kio.schema.api_versions.v0.response import ApiVersion, ApiVersionsResponse
+
+    offered = ranges or kio_ranges()
+    entries = tuple(
+        ApiVersion(api_key=i16(k), min_version=i16(lo), max_version=i16(hi))
+        for k, (lo, hi) in sorted(offered.items())
+    )
+    return ApiVersionsResponse(error_code=ErrorCode.unsupported_version, api_keys=entries)

@@ -14,21 +14,34 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from rr.canonical import dumps
 from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs.kafka import decode_response_any
 from rr.codecs.kafka_apis import (
     API_VERSIONS,
     FETCH,
     METADATA,
     PRODUCE,
+    SASL_RAW_TOKEN,
+    api_name,
     response_correlation_id,
 )
 from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
+from rr.kafka_fields import (
+    UNKNOWN_OFFSET,
+    high_watermark,
+    last_stable_offset,
+    log_start_offset,
+    metadata_topics,
+    topic_id,
+)
+from rr.kafka_fields import topic_name as topic_of
 from rr.normalize import kafka as norm
 from rr.normalize import payload
 
@@ -118,14 +131,41 @@ def record_digest(
     return h.digest()
 
 
-def topic_of(entity: Any, names: dict[str, str]) -> str:
-    """A request/response topic entity's name (Produce/Fetch v13+ name topics by id)."""
-    for attr in ("name", "topic"):
-        value = getattr(entity, attr, None)
-        if value:
-            return str(value)
-    topic_id = getattr(entity, "topic_id", None)
-    return names.get(str(topic_id), str(topic_id))
+class RecordingError(ValueError):
+    """A recorded frame the replay model cannot read: which connection, frame and API, and why,
+    in one line (the fake broker does not start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A recorded request waiting for its response while a connection is read."""
+
+    position: int
+    decoded: Any  # None: a request the codec could not decode (only its header is known)
+    t_us: int
+    api_key: int
+    version: int
+
+
+def _opaque(summary: dict[str, Any]) -> bool:
+    """A recorded request whose header was read but not its body (a newer version than kio, an
+    unknown API): its summary keeps api key, version and correlation id, with an error."""
+    return "error" in summary and all(
+        isinstance(summary.get(k), int) for k in ("api_key", "version", "correlation_id")
+    )
+
+
+def _where(conn: int, position: int, frame: Any, pending: dict[int, _Pending], err: Exception):
+    """`kafka conn 3 frame 12 (Fetch v4 response): AttributeError: ...` for a frame that broke."""
+    what = "request"
+    api, version = frame.summary.get("api"), frame.summary.get("version")
+    if frame.dir is Direction.S2C and len(frame.raw) >= 8:
+        what = "response"
+        request = pending.get(response_correlation_id(frame.raw))
+        if request is not None:
+            api, version = api_name(request.api_key), request.version
+    named = f"{api} v{version} {what}" if api is not None else what
+    return f"kafka conn {conn} frame {position} ({named}): {type(err).__name__}: {err}"
 
 
 class KafkaWorld:
@@ -146,6 +186,11 @@ class KafkaWorld:
         # (one without an error preferred), to answer metadata requests never recorded
         self.metadata: dict[int, Any] = {}
         self.metadata_topics: dict[int, dict[str, Any]] = {}
+        # exchanges whose request the codec could not decode (a version newer than kio, an
+        # unknown API), by (api key, version): answered with the recorded response
+        self.opaque: dict[tuple[int, int], list[Exchange]] = {}
+        # api key -> (min, max) the recorded broker's ApiVersions answer offered (the latest)
+        self.api_ranges: dict[int, tuple[int, int]] = {}
         self._frames: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self.notes: list[str] = []
         for rc in recording.conns:
@@ -158,47 +203,86 @@ class KafkaWorld:
 
     def _learn(self, conn: int, port: int | None) -> None:
         decoder = decoder_for(Proto.KAFKA)
-        pending: dict[int, tuple[int, Any, Any]] = {}  # corr -> (frame position, decoded, t_us)
+        pending: dict[int, _Pending] = {}
         for position, frame in enumerate(self.recording.index.frames_of(conn)):
-            decoded = decoder.decode(frame.dir, frame.raw)
-            summary = decoded.summary
-            if frame.dir is Direction.C2S:
-                if "correlation_id" not in summary or decoded.body is None:
-                    continue  # raw SASL token or an unreadable request: never matched
-                pending[summary["correlation_id"]] = (position, decoded, frame.t_us)
-                api = summary["api_key"]
-                if api == PRODUCE and summary.get("expects_response") is False:
-                    self._learn_produce(conn, position, decoded.body, None)
-                continue
-            if len(frame.raw) < 8:
-                continue
-            corr = response_correlation_id(frame.raw)
-            request = pending.pop(corr, None)
-            if request is None or decoded.body is None:
-                continue
-            req_pos, req, t_us = request
-            api, version = req.summary["api_key"], req.summary["version"]
-            if api == PRODUCE:
-                self._learn_produce(conn, req_pos, req.body, decoded.body)
-            elif api == FETCH:
-                self._learn_fetch(conn, position, frame.raw, decoded.body)
-            else:
-                if api == METADATA:
-                    self._learn_metadata(version, decoded.body)
-                key = norm.request_key(api, version, req.body)
-                self.exchanges.setdefault(key, []).append(
-                    Exchange(conn, port, req_pos, position, api, version, frame.t_us - t_us)
+            try:
+                self._learn_frame(decoder, pending, conn, port, position, frame)
+            except Exception as err:  # one line naming where: `rrlab serve` cannot start
+                raise RecordingError(_where(conn, position, frame, pending, err)) from err
+
+    def _learn_frame(self, decoder, pending, conn: int, port: int | None, position: int, frame):
+        decoded = decoder.decode(frame.dir, frame.raw)
+        summary = decoded.summary
+        if frame.dir is Direction.C2S:
+            recorded = frame.summary
+            if decoded.body is None and _opaque(recorded):
+                # a request the codec could not read: the cassette keeps its header only
+                # (rr.redact fails closed), its answer is served to the same header
+                pending[recorded["correlation_id"]] = _Pending(
+                    position, None, frame.t_us, recorded["api_key"], recorded["version"]
                 )
-                if api != API_VERSIONS:
-                    self.first_key.setdefault(conn, key)
+                return
+            if "correlation_id" not in summary or decoded.body is None:
+                return  # raw SASL token or an unreadable request: never matched
+            api, version = summary["api_key"], summary["version"]
+            pending[summary["correlation_id"]] = _Pending(
+                position, decoded, frame.t_us, api, version
+            )
+            if api == PRODUCE and summary.get("expects_response") is False:
+                self._learn_produce(conn, position, decoded.body, None)
+            return
+        if len(frame.raw) < 8:
+            return
+        corr = response_correlation_id(frame.raw)
+        request = pending.get(corr)
+        if request is None:
+            return
+        self._learn_exchange(conn, port, position, frame, decoded, request)
+        del pending[corr]  # (kept while it is read: `_where` names its API if that fails)
+
+    def _learn_exchange(self, conn, port, position: int, frame, decoded, request: _Pending):
+        api, version = request.api_key, request.version
+        exchange = Exchange(
+            conn, port, request.position, position, api, version, frame.t_us - request.t_us
+        )
+        if request.decoded is None:
+            self.opaque.setdefault((api, version), []).append(exchange)
+            if api == API_VERSIONS:
+                self._learn_api_versions(decode_response_any(api, version, frame.raw)[0])
+            return
+        if decoded.body is None:
+            return
+        body = request.decoded.body
+        if api == PRODUCE:
+            self._learn_produce(conn, request.position, body, decoded.body)
+        elif api == FETCH:
+            self._learn_fetch(conn, position, frame.raw, decoded.body)
+        else:
+            if api == METADATA:
+                self._learn_metadata(version, decoded.body)
+            elif api == API_VERSIONS:
+                self._learn_api_versions(decoded.body)
+            key = norm.request_key(api, version, body)
+            self.exchanges.setdefault(key, []).append(exchange)
+            if api != API_VERSIONS:
+                self.first_key.setdefault(conn, key)
+
+    def _learn_api_versions(self, body: Any) -> None:
+        """The version ranges the recorded broker offered (capped by the proxy), latest kept."""
+        ranges = {
+            int(e.api_key): (int(e.min_version), int(e.max_version))
+            for e in getattr(body, "api_keys", None) or ()
+        }
+        if ranges:
+            self.api_ranges = ranges
 
     def _learn_metadata(self, version: int, body: Any) -> None:
         self.metadata[version] = body
         known = self.metadata_topics.setdefault(version, {})
-        for topic in getattr(body, "topics", ()) or ():
-            topic_id, name = getattr(topic, "topic_id", None), getattr(topic, "name", None)
-            if topic_id is not None and name:
-                self.topic_names[str(topic_id)] = str(name)
+        for topic in metadata_topics(body):
+            ident, name = topic_id(topic), getattr(topic, "name", None)
+            if ident is not None and name:
+                self.topic_names[ident] = str(name)
             if not name:
                 continue
             previous = known.get(str(name))
@@ -213,13 +297,13 @@ class KafkaWorld:
                 for part in topic.partition_responses or ():
                     offsets[(name, int(part.index))] = (
                         int(part.base_offset),
-                        int(part.log_start_offset),
+                        log_start_offset(part),
                     )
         for topic in request.topic_data or ():
             name = topic_of(topic, self.topic_names)
             for part in topic.partition_data or ():
                 tp = (name, int(part.index))
-                base, log_start = offsets.get(tp, (-1, -1))
+                base, log_start = offsets.get(tp, (-1, UNKNOWN_OFFSET))
                 if response is not None and base < 0:
                     continue  # the broker refused it: nothing was written
                 log = self.produce.setdefault(tp, ProduceLog())
@@ -238,9 +322,9 @@ class KafkaWorld:
             for part in topic.partitions or ():
                 tp = (name, int(part.partition_index))
                 log = self.fetch.setdefault(tp, FetchLog())
-                log.high_watermark = max(log.high_watermark, int(part.high_watermark))
-                log.last_stable_offset = max(log.last_stable_offset, int(part.last_stable_offset))
-                log.log_start_offset = max(log.log_start_offset, int(part.log_start_offset))
+                log.high_watermark = max(log.high_watermark, high_watermark(part))
+                log.last_stable_offset = max(log.last_stable_offset, last_stable_offset(part))
+                log.log_start_offset = max(log.log_start_offset, log_start_offset(part))
                 data = part.records
                 if not data:
                     continue
@@ -258,6 +342,25 @@ class KafkaWorld:
                         batch.base_offset, last, (conn, position, start + pos, start + pos + length)
                     )
                     pos += length
+
+    def raw_sasl_tokens(self, handshake: Exchange) -> deque[tuple[int, int, list[int]]] | None:
+        """The raw SASL tokens recorded after a SaslHandshake v0 exchange, if its answer had no
+        error: (conn, client token frame, the server token frames after it) in order."""
+        frames = itertools.islice(
+            self.recording.conn(handshake.conn).stream(), handshake.response_index, None
+        )  # streamed: the connection goes on with all the traffic after authentication
+        answer = next(frames).summary
+        if answer.get("error_code", 0) != 0:
+            return None
+        tokens: deque[tuple[int, int, list[int]]] = deque()
+        for frame in frames:
+            if frame.summary.get("api") != SASL_RAW_TOKEN:
+                break
+            if frame.dir is Direction.C2S:
+                tokens.append((handshake.conn, frame.index, []))
+            elif tokens:
+                tokens[-1][2].append(frame.index)
+        return tokens or None
 
     def produced_again(self, ref: tuple[int, int, int]) -> bool:
         """Count one recorded record as produced live; True once its whole request is."""

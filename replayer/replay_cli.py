@@ -248,6 +248,7 @@ def _serve_and_run(
     listening = threading.Event()
     want = len(recording.listeners())
     lines: list[str] = []
+    announced: list[bool] = []  # every listener announced (not merely serve's stdout closed)
 
     def pump() -> None:
         assert server.stdout is not None
@@ -257,21 +258,29 @@ def _serve_and_run(
             if line.startswith(LISTENING):
                 seen += 1
                 if seen >= want:
+                    announced.append(True)
                     listening.set()
         listening.set()
+
+    last_err: list[str] = []  # serve's last stderr line: why it did not start, if it did not
 
     def pump_err() -> None:
         assert server.stderr is not None
         for line in server.stderr:  # misses, one per line, as they happen
             sys.stderr.write(line)
+            if line.strip():
+                last_err[:] = [line.strip()]
 
     pumps = [threading.Thread(target=f, daemon=True) for f in (pump, pump_err)]
     for thread in pumps:
         thread.start()
-    if not listening.wait(START_TIMEOUT) or server.poll() is not None:
+    if not listening.wait(START_TIMEOUT) or not announced or server.poll() is not None:
         server.kill()
         server.wait()
-        raise UsageError(f"the fake broker did not start: {''.join(lines).strip()}")
+        for thread in pumps:
+            thread.join(5)
+        why = "".join(lines).strip() or "".join(last_err).removeprefix("rrlab serve: ")
+        raise UsageError(f"the fake broker did not start: {why or 'no reason given'}")
     env = dict(os.environ)
     env.pop(sandbox.INSIDE_ENV, None)
     if used is sandbox.Sandbox.GUARD:

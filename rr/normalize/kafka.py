@@ -5,7 +5,8 @@ Rules (each a small named function of api key -> ignored field names, composed i
   every served response; client ids name software, not behaviour);
 - ApiVersions: client software name and version (KIP-511) ignored;
 - JoinGroup / LeaveGroup: the free-text `reason` (KIP-800) ignored;
-- SaslAuthenticate: the credential is a placeholder in the cassette: any credential matches;
+- SaslAuthenticate auth bytes, AlterUserScramCredentials salted passwords: the credential is a
+  placeholder in the cassette: any credential matches;
 - request timeouts (`timeout`, `timeout_ms`: how long the client will wait, e.g. CreateTopics,
   Produce) ignored: they are configuration, not behaviour.
 Record batches are never compared as bytes (timestamps, CRC, producer id/epoch/sequence change
@@ -23,7 +24,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rr.canonical import dumps
-from rr.codecs.kafka_apis import API_VERSIONS, JOIN_GROUP, LEAVE_GROUP, SASL_AUTHENTICATE
+from rr.codecs.kafka_apis import (
+    ALTER_USER_SCRAM_CREDENTIALS,
+    API_VERSIONS,
+    JOIN_GROUP,
+    LEAVE_GROUP,
+    SASL_AUTHENTICATE,
+)
 
 from . import payload
 
@@ -39,7 +46,14 @@ def ignore_free_text_reasons(api_key: int) -> Iterable[str]:
 
 
 def any_credentials(api_key: int) -> Iterable[str]:
-    return ("auth_bytes",) if api_key == SASL_AUTHENTICATE else ()
+    """Fields the redactor replaces (rr.redact): a placeholder in the cassette, any live value."""
+    return _CREDENTIAL_FIELDS.get(api_key, ())
+
+
+_CREDENTIAL_FIELDS = {
+    SASL_AUTHENTICATE: ("auth_bytes",),
+    ALTER_USER_SCRAM_CREDENTIALS: ("salted_password",),
+}
 
 
 def ignore_request_timeouts(api_key: int) -> Iterable[str]:

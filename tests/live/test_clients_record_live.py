@@ -48,7 +48,7 @@ def _record(scenario: Scenario, proto: str, run: Path) -> tuple[bytes, Path]:
         env["CLIENT_TOPIC"] = f"rrlab.clients.{run.parent.name}.{run.name}"
     argv = [str(RRLAB), "record", f"--{proto}", f"{port}=127.0.0.1:{UPSTREAM[proto]}"]
     argv += ["--cassette", str(cassette), "--write-root", str(run), "--artifact", out]
-    argv += ["--log-file", str(run / "proxy-log.jsonl"), "--", scenario.argv[0], out]
+    argv += ["--log-file", str(run / "proxy-log.jsonl"), "--", *scenario.argv[:-1], out]
     done = subprocess.run(argv, cwd=run, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return (run / out).read_bytes(), cassette

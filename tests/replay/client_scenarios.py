@@ -28,9 +28,10 @@ CASSETTES = ROOT / "cassettes"
 CLIENTS = ROOT / "tools" / "clients"
 
 
-def _client(name: str, script: str, needs: list[str], broker: list[str]) -> Scenario:
+def _client(name: str, script: str, needs: list[str], broker: list[str], *extra: str) -> Scenario:
     out = f"out/{name}/output.txt"
-    return Scenario(name, name, [str(CLIENTS / script), out], [out], needs=needs, broker=broker)
+    argv = [str(CLIENTS / script), *extra, out]
+    return Scenario(name, name, argv, [out], needs=needs, broker=broker)
 
 
 JAVA = ["java", "javac"]
@@ -53,6 +54,14 @@ SCENARIOS: list[Scenario] = [
         MOSQUITTO,
         ["mqtt", "--mqtt-impl", "mosquitto"],
     ),
+    # MQTT 3.1 (protocol name MQIsdp, level 3); amqtt's broker refuses that level
+    _client(
+        "client-mqtt-mosquitto-clients-v31-mosquitto",
+        "mosquitto-clients.sh",
+        MOSQUITTO,
+        ["mqtt", "--mqtt-impl", "mosquitto"],
+        *("-V", "mqttv31"),
+    ),
 ]
 
 
@@ -72,6 +81,27 @@ SCENARIOS += [
         ["kafka", "--kafka-impl", "apache"],
         *("--group", "rrlab-batching", "--topic", "rrlab.batching.group"),
     ),
+]
+SCENARIOS += [
+    # kafka-python pinned to Kafka 0.11's protocol: Produce v3, Fetch v5, Metadata v4, ...
+    _batching(
+        "kafka-batching-pinned-0.11-apache",
+        ["kafka", "--kafka-impl", "apache"],
+        *("--api-version", "0.11", "--group", "rrlab-pinned", "--topic", "rrlab.batching.pinned"),
+    ),
+    # a raw-socket client opening with ApiVersions v5 (newer than kio), as current clients do
+    Scenario(
+        "kafka-raw-api-versions-apache",
+        "kafka-raw-api-versions-apache",
+        [
+            sys.executable,
+            str(ROOT / "tests" / "replay" / "kafka_raw_api_versions_client.py"),
+            "--out",
+            "out/kafka-raw-api-versions/raw.txt",
+        ],
+        ["out/kafka-raw-api-versions/raw.txt"],
+        broker=["kafka", "--kafka-impl", "apache"],
+    ),  # fmt: skip
 ]
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 #: The clients of other families, not written by us (tools/clients/, cassettes/client-*).

@@ -6,6 +6,11 @@ whose extra polls, heartbeats and empty fetches the recording never saw.
 
     python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
         [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G]
+        [--api-version 0.11] [--change-record N]
+
+--api-version pins kafka-python to an older broker's protocol versions (0.11: Produce v3,
+Fetch v5, Metadata v4, JoinGroup v2, ...); --change-record N produces record N with another
+value (a replay of a recording without it must miss naming the field).
 
 FILE gets one line per consumed record (offset, key, value, headers) and nothing from a clock.
 """
@@ -33,9 +38,14 @@ def main() -> int:
     p.add_argument("--linger-ms", type=int, default=0)
     p.add_argument("--slow-ms", type=int, default=0)
     p.add_argument("--group", default=None)
+    p.add_argument("--api-version", default=None, help="e.g. 0.11 (default: negotiated)")
+    p.add_argument("--change-record", type=int, default=None, metavar="N")
     a = p.parse_args()
+    pinned = {}
+    if a.api_version:
+        pinned["api_version"] = tuple(int(x) for x in a.api_version.split("."))
 
-    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, request_timeout_ms=10_000, **pinned)
     try:
         admin.create_topics([NewTopic(a.topic, num_partitions=1, replication_factor=1)])
     except TopicAlreadyExistsError:
@@ -44,13 +54,20 @@ def main() -> int:
         admin.close()
 
     producer = KafkaProducer(
-        bootstrap_servers=a.bootstrap, batch_size=a.batch_size, linger_ms=a.linger_ms, acks="all"
+        bootstrap_servers=a.bootstrap,
+        batch_size=a.batch_size,
+        linger_ms=a.linger_ms,
+        acks="all",
+        **pinned,
     )
     futures = [
         producer.send(
             a.topic,
             key=f"k{i % 7}".encode(),
-            value=json.dumps({"n": i, "text": "x" * (i % 50)}, sort_keys=True).encode(),
+            value=json.dumps(
+                {"n": i + (1000 if i == a.change_record else 0), "text": "x" * (i % 50)},
+                sort_keys=True,
+            ).encode(),
             headers=[("seq", str(i).encode())],
         )
         for i in range(a.count)
@@ -66,6 +83,7 @@ def main() -> int:
         enable_auto_commit=a.group is not None,
         auto_offset_reset="earliest",
         max_poll_records=10,
+        **pinned,
     )
     tp = TopicPartition(a.topic, 0)
     if a.group is None:

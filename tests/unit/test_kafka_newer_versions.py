@@ -1,0 +1,210 @@
+"""Requests the codec cannot decode (a version newer than kio knows, an unknown API key).
+
+A current client may open with ApiVersions v5 while kio reads v0-v4: a broker that does not
+support it answers UNSUPPORTED_VERSION in the v0 layout with its ranges and the client retries.
+Recorded through the proxy (rr.record, as `rrlab proxy` records: the request's bytes are
+redacted whole, fail-closed, its header kept), such an exchange is served again; never recorded,
+the fake broker answers as a broker does; any other undecodable request is a miss naming the
+API and version. The live test with a real client and broker:
+tests/live/test_kafka_versions_live.py.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from kio.schema.api_versions.v0.response import ApiVersion
+from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.api_versions.v3.response import ApiVersion as ApiVersionV3
+from kio.schema.api_versions.v3.response import ApiVersionsResponse
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i16
+
+from replayer import kafka as kafka_replay
+from replayer.recording import Recording
+from replayer.report import ReplayReport
+from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
+from rr.cassette import CassetteWriter
+from rr.codecs import Direction, Proto
+from rr.codecs.kafka import decode_response_body, encode_request, encode_response
+from rr.codecs.kafka_apis import response_correlation_id
+from rr.record import recorder_for
+from rr.redact import PLACEHOLDER
+
+C2S, S2C = Direction.C2S, Direction.S2C
+BROKER_RANGES = {0: (0, 13), 1: (4, 18), 3: (0, 13), 18: (0, 4)}
+
+
+def api_versions_request(version: int, corr: int, client_id: str, software: str = "go") -> bytes:
+    """ApiVersions of any version on the v3 layout (v4 and, for now, v5 have the same body):
+    what a client newer than kio sends; kio has no v5 class to encode it."""
+    body = ApiVersionsRequest(client_software_name=software, client_software_version="1.0")
+    raw = bytearray(encode_request(18, 3, corr, client_id, body))
+    struct.pack_into(">h", raw, 6, version)
+    return bytes(raw)
+
+
+def unsupported(corr: int, ranges: dict[int, tuple[int, int]]) -> bytes:
+    """A broker's answer to an ApiVersions version it does not support (v0 layout)."""
+    entries = tuple(
+        ApiVersion(api_key=i16(k), min_version=i16(lo), max_version=i16(hi))
+        for k, (lo, hi) in sorted(ranges.items())
+    )
+    body = ApiVersionsResponseV0(error_code=ErrorCode.unsupported_version, api_keys=entries)
+    return encode_response(18, 0, corr, body)
+
+
+def supported(corr: int, ranges: dict[int, tuple[int, int]]) -> bytes:
+    import datetime
+
+    entries = tuple(
+        ApiVersionV3(api_key=i16(k), min_version=i16(lo), max_version=i16(hi))
+        for k, (lo, hi) in sorted(ranges.items())
+    )
+    body = ApiVersionsResponse(
+        error_code=ErrorCode.none,
+        api_keys=entries,
+        throttle_time=datetime.timedelta(0),
+        supported_features=(),
+        finalized_features_epoch=-1,
+        finalized_features=(),
+        zk_migration_ready=False,
+    )
+    return encode_response(18, 3, corr, body)
+
+
+#: the ApiVersions v4 exchange a client retries with
+RETRIED = (api_versions_request(4, 1, "c"), supported(1, BROKER_RANGES))
+
+
+def record(path, exchanges: list[tuple[bytes, bytes]]) -> Recording:
+    """One connection recorded as the proxy records it; the cassette opened for replay."""
+    writer = CassetteWriter.create(path)
+    writer.add_route(Proto.KAFKA, "127.0.0.1:19092", "127.0.0.1:9092")
+    conn = writer.open_connection(Proto.KAFKA, "127.0.0.1:19092", "127.0.0.1:9092")
+    recorder = recorder_for(writer, conn, Proto.KAFKA, node_map=None)
+    for request, response in exchanges:
+        recorder.feed(C2S, request)
+        recorder.feed(S2C, response)
+    recorder.close("closed by client")
+    writer.finalize()
+    return Recording.open(path)
+
+
+class Link:
+    def __init__(self, live_id: int) -> None:
+        self.live_id = live_id
+        self.sent = bytearray()
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def call_later(self, delay, fn):
+        fn()
+
+    def take(self) -> bytes:
+        data = bytes(self.sent)
+        self.sent.clear()
+        return data
+
+
+def serve(recording: Recording) -> tuple[kafka_replay.Session, Link, ReplayContext]:
+    ctx = ReplayContext(recording, ReplayOptions(), ReplayReport(), PortMap({19092: 19092}))
+    kafka_replay.prepare(ctx)
+    link = Link(ctx.next_live_id())
+    session = kafka_replay.Session(ctx, Listener(Proto.KAFKA, 19092, 19092), link)
+    return session, link, ctx
+
+
+def test_a_recorded_too_new_api_versions_is_served_its_recorded_answer(tmp_path):
+    recording = record(
+        tmp_path / "c",
+        [
+            (api_versions_request(5, 1, "go-client"), unsupported(1, BROKER_RANGES)),
+            (api_versions_request(4, 2, "go-client"), supported(2, BROKER_RANGES)),
+        ],
+    )
+    frames = recording.conns[0].frames
+    asked = frames[0].summary
+    assert (asked["api"], asked["version"], asked["correlation_id"]) == ("ApiVersions", 5, 1)
+    assert "error" in asked and asked["redacted"]  # fail closed: the bytes are not kept
+    assert frames[0].raw.endswith(PLACEHOLDER)
+    assert frames[1].summary["error_code"] == int(ErrorCode.unsupported_version)
+    assert frames[1].summary["answered_version"] == 0
+
+    session, link, ctx = serve(recording)
+    session.on_frame(api_versions_request(5, 77, "another-client-id", "other"))
+    answer = link.take()
+    assert response_correlation_id(answer) == 77
+    assert answer[8:] == frames[1].raw[8:]  # the recorded answer, the live id stamped in
+    body = decode_response_body(18, 0, answer)
+    assert body.error_code == ErrorCode.unsupported_version
+    assert {int(e.api_key): (int(e.min_version), int(e.max_version)) for e in body.api_keys} == {
+        **BROKER_RANGES
+    }
+    session.on_frame(api_versions_request(4, 78, "another-client-id"))
+    retried = decode_response_body(18, 4, link.take())
+    assert retried.error_code == ErrorCode.none
+    assert ctx.report.miss_count == 0 and not link.closed
+    assert ctx.report.tally[("kafka", "ApiVersions", "matched")] == 2
+    assert recording.conns[0].used == {0, 2}  # both recorded requests consumed
+
+
+def test_a_never_recorded_too_new_api_versions_gets_unsupported_version_with_the_ranges(tmp_path):
+    recording = record(
+        tmp_path / "c", [(api_versions_request(4, 1, "c"), supported(1, BROKER_RANGES))]
+    )
+    session, link, ctx = serve(recording)
+    session.on_frame(api_versions_request(5, 9, "go-client"))
+    answer = link.take()
+    assert response_correlation_id(answer) == 9
+    body = decode_response_body(18, 0, answer)  # the v0 layout, as Apache Kafka answers
+    assert body.error_code == ErrorCode.unsupported_version
+    offered = {int(e.api_key): (int(e.min_version), int(e.max_version)) for e in body.api_keys}
+    assert offered == BROKER_RANGES  # what the recorded broker offered the recorded client
+    session.on_frame(api_versions_request(4, 10, "go-client"))
+    assert decode_response_body(18, 4, link.take()).error_code == ErrorCode.none
+    assert ctx.report.miss_count == 0 and not link.closed
+
+
+def test_with_no_api_versions_recorded_the_ranges_are_those_the_codec_reads(tmp_path):
+    import datetime
+
+    from kio.schema.heartbeat.v4.request import HeartbeatRequest
+    from kio.schema.heartbeat.v4.response import HeartbeatResponse
+
+    beat = HeartbeatRequest(group_id="g", generation_id=1, member_id="m", group_instance_id=None)
+    answer = HeartbeatResponse(throttle_time=datetime.timedelta(0), error_code=ErrorCode.none)
+    recording = record(
+        tmp_path / "c", [(encode_request(12, 4, 1, "c", beat), encode_response(12, 4, 1, answer))]
+    )
+    session, link, _ctx = serve(recording)
+    session.on_frame(api_versions_request(5, 3, "go-client"))
+    body = decode_response_body(18, 0, link.take())
+    offered = {int(e.api_key): (int(e.min_version), int(e.max_version)) for e in body.api_keys}
+    assert offered[18] == (0, 4) and offered[1] == (4, 18)
+
+
+@pytest.mark.parametrize(
+    ("api", "version", "named"), [(1, 99, "Fetch v99"), (300, 0, "Unknown300 v0")]
+)
+def test_any_other_undecodable_request_is_a_miss_naming_api_and_version(
+    tmp_path, api, version, named
+):
+    recording = record(
+        tmp_path / "c", [(api_versions_request(4, 1, "c"), supported(1, BROKER_RANGES))]
+    )
+    session, link, ctx = serve(recording)
+    raw = bytearray(api_versions_request(4, 5, "c"))
+    struct.pack_into(">hh", raw, 4, api, version)
+    session.on_frame(bytes(raw))
+    assert ctx.report.miss_count == 1 and link.closed and not link.sent
+    reason = ctx.report.misses[0].reason
+    assert reason.startswith(f"{named} request cannot be decoded"), reason
+    assert ("reads Fetch v4-v18" if api == 1 else "knows no API with key 300") in reason
