@@ -5,7 +5,7 @@ kafka-python's default batching, replayed with many small batches, or with a slo
 whose extra polls, heartbeats and empty fetches the recording never saw.
 
     python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
-        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G]
+        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G] [--compression C]
 
 FILE gets one line per consumed record (offset, key, value, headers) and nothing from a clock.
 """
@@ -33,6 +33,7 @@ def main() -> int:
     p.add_argument("--linger-ms", type=int, default=0)
     p.add_argument("--slow-ms", type=int, default=0)
     p.add_argument("--group", default=None)
+    p.add_argument("--compression", default=None, help="gzip, snappy, lz4 or zstd")
     a = p.parse_args()
 
     admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, request_timeout_ms=10_000)
@@ -44,7 +45,11 @@ def main() -> int:
         admin.close()
 
     producer = KafkaProducer(
-        bootstrap_servers=a.bootstrap, batch_size=a.batch_size, linger_ms=a.linger_ms, acks="all"
+        bootstrap_servers=a.bootstrap,
+        batch_size=a.batch_size,
+        linger_ms=a.linger_ms,
+        acks="all",
+        compression_type=a.compression,
     )
     futures = [
         producer.send(
