@@ -107,6 +107,8 @@ def _xerial_blocks(data: memoryview | bytes) -> list[memoryview]:
     """The raw snappy blocks of a xerial stream (version fields not checked: some producers
     write them little-endian)."""
     view = memoryview(data)
+    if len(view) < _XERIAL_HEADER:
+        raise DecompressionError("snappy (xerial) records: truncated stream header")
     pos, blocks = _XERIAL_HEADER, []
     while pos < len(view):
         if len(view) - pos < 4:

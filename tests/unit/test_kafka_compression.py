@@ -139,6 +139,8 @@ def test_every_codec_names_itself_in_its_error():
     truncated = XERIAL_MAGIC + struct.pack(">iii", 1, 1, 500) + b"short"
     with pytest.raises(DecompressionError, match="runs past the batch"):
         decompress("snappy", truncated, 1 << 20)
+    with pytest.raises(DecompressionError, match="truncated stream header"):
+        decompress("snappy", XERIAL_MAGIC + b"\x00\x00", 1 << 20)
 
 
 def test_a_truncated_zstd_stream_leaves_records_missing_and_says_which():
