@@ -201,7 +201,8 @@ def start_kafka(
     """A private Kafka, not tracked by up/down (e.g. a benchmark's Tansu that advertises a
     relay's port): started under `home`, returned once it answers; stop it with `stop(record)`.
     The record holds "ready_s", "log" and the pids. `sasl_users` (impl="apache" only): the
-    client listener takes SASL_PLAINTEXT, PLAIN or SCRAM-SHA-256, for these users."""
+    client listener takes SASL_PLAINTEXT: PLAIN or SCRAM-SHA-256 for these users, and unsecured
+    OAUTHBEARER (see brokers.kafka)."""
     began = time.monotonic()
     try:
         record = kafka.start(

@@ -3,7 +3,9 @@
 Both take `port` (where it listens) and `advertised_port` (what Metadata tells clients), so a
 benchmark can run a broker that advertises a relay in front of it. Apache Kafka also takes
 `sasl_users={"name": "password"}`: its client listener then is SASL_PLAINTEXT with PLAIN and
-SCRAM-SHA-256 for those users (tests of credential redaction); Tansu offers no SASL.
+SCRAM-SHA-256 for those users, and OAUTHBEARER with Kafka's unsecured JWT validator (any
+well-formed unsigned token naming a subject: a test broker only), for tests of credential
+redaction; Tansu offers no SASL.
 """
 
 from __future__ import annotations
@@ -130,7 +132,13 @@ def ensure_libs(out: TextIO | None = None) -> Path:
 
 
 #: The SASL mechanisms a `sasl_users` broker enables on its client listener.
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "OAUTHBEARER")
+#: Kafka's own validator of unsecured (alg "none") JWTs: checks the token's form, subject and
+#: expiry, no signature. For test brokers; a real deployment names a JWKS-checking handler.
+UNSECURED_OAUTH_VALIDATOR = (
+    "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+    "OAuthBearerUnsecuredValidatorCallbackHandler"
+)
 
 
 def _jaas_quote(value: str) -> str:
@@ -150,13 +158,17 @@ def _sasl_properties(users: dict[str, str]) -> dict[str, str]:
         ]
     )
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    oauth = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
+    listener = "listener.name.sasl_plaintext"
     return {
         "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "SASL_PLAINTEXT",
         "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
         "sasl.mechanism.inter.broker.protocol": "PLAIN",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain + ";",
-        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram + ";",
+        f"{listener}.plain.sasl.jaas.config": plain + ";",
+        f"{listener}.scram-sha-256.sasl.jaas.config": scram + ";",
+        f"{listener}.oauthbearer.sasl.jaas.config": oauth + ";",
+        f"{listener}.oauthbearer.sasl.server.callback.handler.class": UNSECURED_OAUTH_VALIDATOR,
     }
 
 

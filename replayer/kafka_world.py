@@ -306,9 +306,14 @@ class KafkaWorld:
                 base, log_start = offsets.get(tp, (-1, UNKNOWN_OFFSET))
                 if response is not None and base < 0:
                     continue  # the broker refused it: nothing was written
+                try:
+                    records = _records(part.records)
+                except RecordsError as err:  # e.g. over the decompression budget
+                    self.notes.append(f"conn {conn} frame {position}: {err}")
+                    continue
                 log = self.produce.setdefault(tp, ProduceLog())
                 log.log_start_offset = max(log.log_start_offset, log_start)
-                for n, rec in enumerate(_records(part.records)):
+                for n, rec in enumerate(records):
                     log.offsets.append(base + n if base >= 0 else -1)
                     log.digests.append(self.digest(rec.key, rec.value, rec.headers))
                     log.refs.append((conn, position, n))

@@ -8,15 +8,15 @@ pairing and protocol level the original frame was read with), `redacted=True` an
 the recorded stream gives, placeholder lengths included. Frames without credentials come back
 unchanged (the same objects).
 
-Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens (PLAIN
-password, SCRAM client proof, any other mechanism's whole token), AlterUserScramCredentials
-salted passwords, delegation-token HMACs, and every Kafka client frame the decoder could not read
-as a request (fail closed: its payload is replaced whole, it may be a token in disguise);
-AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name);
-MQTT CONNECT password (the user name stays) and MQTT 5 authentication_data in a client's
-CONNECT or AUTH (enhanced authentication; the method name stays). Not secret: Kafka
-SaslHandshake (a mechanism name), SCRAM client-first messages (user name and nonce), AMQP
-EXTERNAL (empty response).
+Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens, hidden by
+the mechanism the connection negotiated (`sasl_token`; never guessed from the token's bytes),
+AlterUserScramCredentials salted passwords, delegation-token HMACs, and every Kafka client frame
+the decoder could not read as a request (fail closed: its payload is replaced whole, it may be a
+token in disguise); AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the
+user name); MQTT CONNECT password (the user name stays) and MQTT 5 authentication_data in a
+client's CONNECT or AUTH (enhanced authentication; the method name stays). Not secret: Kafka
+SaslHandshake (a mechanism name), SCRAM client-first messages (user name and nonce), the
+server's SASL tokens, AMQP EXTERNAL (empty response).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _kafka_opaque(
     summary = decoded.summary
     if summary.get("api") == SASL_RAW_TOKEN:
         token = raw[4:]
-        new, what = sasl_token(token)
+        new, what = sasl_token(summary["sasl_mechanism"], summary["exchange"], token)
         if new == token:
             return None
         new_raw = SIZE.pack(len(new)) + new
@@ -138,7 +138,7 @@ def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, l
     try:
         if direction is Direction.C2S:
             request = kafka_codec.decode_request(raw)
-            body, fields = _kafka_request_body(api_key, request.body)
+            body, fields = _kafka_request_body(api_key, request.body, decoded.summary)
             if body is None:
                 return None
             client_id = request.header.client_id
@@ -157,9 +157,11 @@ def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, l
         ) from err
 
 
-def _kafka_request_body(api_key: int, body: Any) -> tuple[Any, list[str]]:
+def _kafka_request_body(api_key: int, body: Any, summary: dict[str, Any]) -> tuple[Any, list[str]]:
     if api_key == SASL_AUTHENTICATE:
-        new, what = sasl_token(body.auth_bytes)
+        # the decoder names the negotiated mechanism; a summary without it knows of none
+        mechanism, exchange = summary.get("sasl_mechanism"), summary.get("exchange", 1)
+        new, what = sasl_token(mechanism, exchange, body.auth_bytes)
         if new == body.auth_bytes:
             return None, []
         return dataclasses.replace(body, auth_bytes=new), [f"auth_bytes ({what})"]
@@ -180,23 +182,95 @@ def _kafka_response_body(api_key: int, body: Any) -> tuple[Any, list[str]]:
     return None, []
 
 
-def sasl_token(token: bytes) -> tuple[bytes, str]:
-    """Redact one client SASL token (Kafka auth bytes). Returns (new token, what was replaced).
+def sasl_token(mechanism: str | None, exchange: int, token: bytes) -> tuple[bytes, str]:
+    """Redact one client SASL token (Kafka auth bytes or a raw token) of the negotiated
+    `mechanism` (None: none negotiated), the `exchange`-th the client sent under it. Returns
+    (new token, what was replaced).
 
-    PLAIN "authzid\\0user\\0password" keeps authzid and user. SCRAM client-first carries no
-    secret; SCRAM client-final keeps everything but the proof. Anything else is replaced whole.
+    Decided by the mechanism, never by the token's bytes: PLAIN keeps authzid and user and
+    hides the password; SCRAM-SHA-256/512 keeps the client-first message (user name, nonce) and
+    hides the client-final proof; OAUTHBEARER keeps the gs2 header (authzid) and hides the rest
+    (the bearer token and any extensions). A token that does not read as its mechanism's
+    message at that step, and any other or unknown mechanism's token, is replaced whole.
     """
-    if token.count(b"\x00") == 2:
-        authzid, user, _password = token.split(b"\x00")
-        return b"\x00".join((authzid, user, PLACEHOLDER)), "PLAIN password"
-    if token[:2] in (b"n,", b"y,", b"p="):  # SCRAM client-first: gs2 header, user, nonce
-        return token, "none"
-    if token.startswith(b"c=") and b",p=" in token:  # SCRAM client-final
-        head, _proof = token.rsplit(b",p=", 1)
-        return head + b",p=" + PLACEHOLDER, "SCRAM client proof"
     if not token:
         return token, "none"
-    return PLACEHOLDER, "SASL token"
+    redactor = _SASL_REDACTORS.get(mechanism or "")
+    if redactor is None:
+        return (
+            PLACEHOLDER,
+            f"{mechanism} token" if mechanism else "SASL token, no mechanism negotiated",
+        )
+    redacted = redactor(exchange, token)
+    if redacted is None:
+        return PLACEHOLDER, f"{mechanism} token, unreadable"
+    return redacted
+
+
+def _plain(_exchange: int, token: bytes) -> tuple[bytes, str] | None:
+    """RFC 4616: [authzid] NUL authcid NUL passwd."""
+    if token.count(b"\x00") != 2:
+        return None
+    authzid, user, _password = token.split(b"\x00")
+    return b"\x00".join((authzid, user, PLACEHOLDER)), "PLAIN password"
+
+
+def _gs2_header(token: bytes) -> int | None:
+    """Length of an RFC 5801 gs2 header ("n,," / "y,a=x," / "p=cb,a=x,"), None if none."""
+    parts = token.split(b",", 2)
+    if len(parts) < 3:
+        return None
+    flag, authzid = parts[0], parts[1]
+    if not (flag in (b"n", b"y") or flag.startswith(b"p=")):
+        return None
+    if authzid and not authzid.startswith(b"a="):
+        return None
+    return len(flag) + len(authzid) + 2
+
+
+#: SCRAM client-first attributes after the gs2 header: user, nonce, then Kafka's one extension
+#: (KIP-48 delegation tokens); anything else is not understood (and redacted whole).
+_SCRAM_FIRST = (b"n=", b"r=")
+_SCRAM_EXTENSIONS = (b"tokenauth=",)
+
+
+def _scram(exchange: int, token: bytes) -> tuple[bytes, str] | None:
+    """RFC 5802: client-first (exchange 1) carries no secret; client-final (2) hides its proof."""
+    if exchange == 1:
+        header = _gs2_header(token)
+        if header is None:
+            return None
+        attrs = token[header:].split(b",")
+        if len(attrs) < 2 or [a[:2] for a in attrs[:2]] != list(_SCRAM_FIRST):
+            return None
+        if not all(a.startswith(_SCRAM_EXTENSIONS) for a in attrs[2:]):
+            return None
+        return token, "none"
+    if exchange == 2:
+        attrs = token.split(b",")
+        if len(attrs) < 3 or attrs[0][:2] != b"c=" or attrs[1][:2] != b"r=":
+            return None
+        if attrs[-1][:2] != b"p=":
+            return None
+        return b",".join([*attrs[:-1], b"p=" + PLACEHOLDER]), "SCRAM client proof"
+    return None
+
+
+def _oauthbearer(exchange: int, token: bytes) -> tuple[bytes, str] | None:
+    """RFC 7628 client response: gs2 header, then \\x01-separated key=value pairs (auth=Bearer
+    <token>, Kafka's SASL extensions). The header stays; every pair is replaced."""
+    header = _gs2_header(token) if exchange == 1 else None
+    if header is None or token[header : header + 1] != b"\x01":
+        return None
+    return token[:header] + b"\x01auth=Bearer " + PLACEHOLDER + b"\x01\x01", "OAUTHBEARER token"
+
+
+_SASL_REDACTORS: dict[str, Callable[[int, bytes], tuple[bytes, str] | None]] = {
+    "PLAIN": _plain,
+    "SCRAM-SHA-256": _scram,
+    "SCRAM-SHA-512": _scram,
+    "OAUTHBEARER": _oauthbearer,
+}
 
 
 # --- AMQP 0-9-1 --------------------------------------------------------------------------------

@@ -199,7 +199,9 @@ class KafkaDecoder:
     gets `error` in its summary instead of raising: recording must go on.
 
     Raw SASL tokens (after a SaslHandshake v0, see `kafka_track`) decode as
-    `{"api": "SaslRawToken", "sasl_mechanism", "exchange", "size"}` (no kio decode).
+    `{"api": "SaslRawToken", "sasl_mechanism", "exchange", "size"}` (no kio decode), and a
+    SaslAuthenticate request's summary also names the negotiated `sasl_mechanism` (null: none)
+    and the token's `exchange` number: the redactor hides the token by these.
 
     `tracker` is the connection's one `CorrelationTracker`: pass the same one to whatever else
     must pair responses on this connection (the proxy's address rewriter).
@@ -232,7 +234,11 @@ class KafkaDecoder:
             mechanism, exchange = summary["sasl_mechanism"], summary["exchange"]
             return Decoded(raw_token_summary(mechanism, exchange, raw))
         if Direction(direction) is Direction.C2S:
-            return read_request(raw)
+            fresh = read_request(raw)
+            for key in _SASL_STATE:  # what the connection's SASL state said of this token
+                if key in summary:
+                    fresh.summary[key] = summary[key]
+            return fresh
         if "api_key" not in summary:  # unpaired: nothing to read it as
             return Decoded(dict(summary))
         pairing = Pairing(
@@ -256,8 +262,10 @@ class KafkaDecoder:
             summary["correlation_id"],
         )
         body = decoded.body
-        if body is not None and api_key == SASL_HANDSHAKE and version == 0:
-            tracker.sasl_handshake(correlation_id, str(body.mechanism))
+        if body is not None and api_key == SASL_HANDSHAKE:
+            tracker.sasl_handshake(correlation_id, str(body.mechanism), version)
+        elif body is not None and api_key == SASL_AUTHENTICATE:
+            summary["sasl_mechanism"], summary["exchange"] = tracker.sasl_authenticate()
         answered = summary.get("expects_response", True)
         tracker.request(api_key, version, correlation_id, answered=answered)
         return decoded
@@ -275,9 +283,13 @@ class KafkaDecoder:
                 {"correlation_id": correlation_id, "error": "no pending request has this id"}
             )
         decoded = read_response(raw, pairing)
-        if pairing.api_key == SASL_HANDSHAKE and pairing.version == 0:
+        if pairing.api_key == SASL_HANDSHAKE:
             tracker.sasl_handshake_answered(correlation_id, decoded.summary.get("error_code"))
         return decoded
+
+
+#: Summary keys a SaslAuthenticate request gets from the connection's SASL state.
+_SASL_STATE = ("sasl_mechanism", "exchange")
 
 
 def read_request(raw: bytes) -> Decoded:

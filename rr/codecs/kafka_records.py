@@ -8,7 +8,6 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
 from kio.serial.errors import SerialError
@@ -21,6 +20,8 @@ from kio.serial.readers import (
     read_signed_varlong,
 )
 
+from .kafka_compression import DecompressionError, decompress
+
 _BATCH_OVERHEAD = 61  # bytes from base offset up to and including the record count
 _LENGTH_PREFIX = 12  # base offset (8) + batch length (4)
 COMPRESSION = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
@@ -29,7 +30,6 @@ COMPRESSION = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 #: frame cannot unpack into far more memory than the largest frame allowed (a compression bomb).
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 _decompression_budget = DEFAULT_MAX_DECOMPRESSED_BYTES
-_CHUNK = 1024 * 1024  # decompressed bytes per step: memory stays near the budget, not above it
 
 
 class RecordsError(ValueError):
@@ -57,7 +57,7 @@ class Batch:
     base_sequence: int = -1
     record_count: int = 0  # as the batch header declares it
     records: list[Record] = field(default_factory=list)  # empty until read (see read_records)
-    note: str | None = None  # why records were not read (legacy format, compression codec)
+    note: str | None = None  # why records were not read (legacy format, unknown codec)
     body: memoryview | None = None  # the record bytes after the header (compressed or not)
 
     @property
@@ -96,7 +96,7 @@ def scan_record_set(data: bytes | None) -> RecordSet:
     """
     if not data:
         return RecordSet([], False)
-    buf = memoryview(data)
+    buf = memoryview(data).toreadonly()  # kio readers refuse writable buffers
     pos, batches = 0, []
     while pos < len(buf):
         if len(buf) - pos < _LENGTH_PREFIX:
@@ -135,7 +135,7 @@ def _scan_batch(buf: memoryview, base_offset: int) -> Batch:
         record_count=read_int32(buf, 57)[0],
         body=buf[_BATCH_OVERHEAD:],
     )
-    if batch.compression not in ("none", "gzip"):
+    if batch.attributes & 0x07 not in COMPRESSION:
         batch.note = f"{batch.compression}-compressed records not read"
     return batch
 
@@ -158,50 +158,22 @@ def read_records(
 ) -> list[Record]:
     """The first `limit` (default: all declared) records of a batch from `scan_record_set`.
 
-    Empty for a batch with a `note` (legacy format, unread compression codec). Raises
-    RecordsError when the records do not follow the layout, gzip does not decompress, or it
-    decompresses to more than `max_decompressed` bytes (default: the process-wide budget).
+    Empty for a batch with a `note` (legacy format, unknown codec). Compressed records (gzip,
+    snappy, lz4, zstd: `kafka_compression`) are decompressed first. Raises RecordsError when
+    the records do not follow the layout, do not decompress, or decompress to more than
+    `max_decompressed` bytes (default: the process-wide budget).
     """
     if batch.note is not None or batch.body is None:
         return []
-    body: memoryview | bytes | bytearray = batch.body
-    if batch.compression == "gzip":
+    body = batch.body
+    if batch.compression != "none":
         budget = _decompression_budget if max_decompressed is None else max_decompressed
-        body = gunzip_bounded(body, budget)
+        try:
+            body = decompress(batch.compression, body, budget)
+        except DecompressionError as err:
+            raise RecordsError(str(err)) from err
     count = batch.record_count if limit is None else min(limit, batch.record_count)
-    return _read_records(memoryview(body), batch, count)
-
-
-def gunzip_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
-    """Every gzip member of `data`, decompressed a chunk at a time and never past `max_bytes`.
-
-    Raises RecordsError when the data is not gzip or would decompress to more than `max_bytes`
-    (a compression bomb: the caller records the frame with this error and carries on).
-    """
-    out = bytearray()
-    rest: bytes = bytes(data)
-    try:
-        while rest:
-            inflater = zlib.decompressobj(31)  # gzip wrapper; one member at a time
-            pending = rest
-            while not inflater.eof:
-                room = max_bytes - len(out)
-                chunk = inflater.decompress(pending, min(_CHUNK, room + 1))
-                out += chunk
-                if len(out) > max_bytes:
-                    raise RecordsError(
-                        f"gzip records decompress to more than the budget of {max_bytes} bytes "
-                        "(max_decompressed_bytes); records not read"
-                    )
-                pending = inflater.unconsumed_tail
-                if not pending and not inflater.eof:
-                    if chunk:
-                        continue  # output was capped: more may come from buffered input
-                    raise RecordsError("gzip records do not decompress: truncated stream")
-            rest = inflater.unused_data
-    except zlib.error as err:
-        raise RecordsError(f"gzip records do not decompress: {err}") from err
-    return out  # not copied to bytes: a second copy would double the peak
+    return _read_records(body, batch, count)
 
 
 #: the smallest record: length, attributes, timestamp delta, offset delta, key and value

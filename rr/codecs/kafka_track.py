@@ -5,10 +5,16 @@ id, on the same connection. The decoder (to read a response), the proxy's addres
 decide, from the first 8 bytes, whether to hold a response) and the replayer all need that
 pairing, so each connection keeps one `CorrelationTracker` and all of them read it.
 
-It also knows raw SASL (KIP-43): after a SaslHandshake v0 answered with error code 0 the SASL
-tokens travel with no Kafka header, as bare size-prefixed frames, both ways. The mode ends after
-a known number of server tokens: PLAIN and OAUTHBEARER 1, SCRAM-SHA-256/512 2; for any other
-mechanism (GSSAPI is not handled) at the first client frame the decoder reads whole as a request.
+It also knows which SASL mechanism the connection negotiated: the one a SaslHandshake (any
+version) asked for, once the broker answered it with error code 0 (until then, and after a
+refusal, none). The redactor decides how to hide a client's SASL token by that mechanism and the
+token's number in the exchange, never by the token's bytes. A new SaslHandshake (KIP-368
+re-authentication) starts over.
+
+And raw SASL (KIP-43): after a SaslHandshake v0 answered with error code 0 the SASL tokens
+travel with no Kafka header, as bare size-prefixed frames, both ways. The mode ends after a known
+number of server tokens: PLAIN and OAUTHBEARER 1, SCRAM-SHA-256/512 2; for any other mechanism
+(GSSAPI is not handled) at the first client frame the decoder reads whole as a request.
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ def raw_token_summary(mechanism: str, exchange: int, raw: bytes) -> dict[str, An
 
 
 @dataclass(slots=True)
+class _Sasl:
+    """The negotiated mechanism (None: none) and how many client tokens it has carried."""
+
+    mechanism: str | None = None
+    client_tokens: int = 0
+
+
+@dataclass(slots=True)
 class _RawSasl:
     mechanism: str
     exchanges: int | None
@@ -62,7 +76,9 @@ class CorrelationTracker:
     def __init__(self) -> None:
         self._pending: dict[int, tuple[int, int]] = {}
         self._unanswered: dict[int, tuple[int, int]] = {}
-        self._handshakes: dict[int, str] = {}  # SaslHandshake v0 correlation id -> mechanism
+        # SaslHandshake correlation id -> (version, mechanism asked for)
+        self._handshakes: dict[int, tuple[int, str]] = {}
+        self._sasl = _Sasl()
         self._raw_sasl: _RawSasl | None = None
 
     # -- requests -------------------------------------------------------------------------------
@@ -76,9 +92,11 @@ class CorrelationTracker:
         if len(table) > limit:
             del table[next(iter(table))]
 
-    def sasl_handshake(self, correlation_id: int, mechanism: str) -> None:
-        """A SaslHandshake v0 request: its success switches the connection to raw tokens."""
-        self._handshakes[correlation_id] = mechanism
+    def sasl_handshake(self, correlation_id: int, mechanism: str, version: int) -> None:
+        """A SaslHandshake request: no mechanism is in force until its success, which also
+        switches a v0 connection to raw tokens."""
+        self._handshakes[correlation_id] = (version, mechanism)
+        self._sasl = _Sasl()
         if len(self._handshakes) > MAX_HANDSHAKES:
             del self._handshakes[next(iter(self._handshakes))]
 
@@ -98,11 +116,27 @@ class CorrelationTracker:
         return None if paired is None else Pairing(*paired, unexpected=True)
 
     def sasl_handshake_answered(self, correlation_id: int, error_code: int | None) -> None:
-        mechanism = self._handshakes.pop(correlation_id, None)
-        if mechanism is not None and error_code == 0:
+        asked = self._handshakes.pop(correlation_id, None)
+        if asked is None or error_code != 0:
+            return
+        version, mechanism = asked
+        self._sasl = _Sasl(mechanism)
+        if version == 0:
             self._raw_sasl = _RawSasl(mechanism, RAW_SASL_EXCHANGES.get(mechanism))
 
-    # -- raw SASL tokens ------------------------------------------------------------------------
+    # -- SASL tokens ----------------------------------------------------------------------------
+
+    @property
+    def sasl_mechanism(self) -> str | None:
+        """The mechanism the last SaslHandshake negotiated (None: none, or it was refused)."""
+        return self._sasl.mechanism
+
+    def sasl_authenticate(self) -> tuple[str | None, int]:
+        """Count a SaslAuthenticate request; returns (negotiated mechanism, its token number)."""
+        self._sasl.client_tokens += 1
+        return self._sasl.mechanism, self._sasl.client_tokens
+
+    # -- raw SASL tokens (SaslHandshake v0) -----------------------------------------------------
 
     @property
     def raw_sasl(self) -> bool:

@@ -2,8 +2,9 @@
 
 MQTT (amqtt and Mosquitto, each with a password file) through the worker with
 mqtt://user:password@...; Kafka SASL_PLAINTEXT on a private Apache Kafka, with kafka-python
-authenticating by PLAIN and by SCRAM-SHA-256. Each test first shows the broker really demands the
-credential, then records a real session and looks for the password everywhere in the cassette
+authenticating by PLAIN, by SCRAM-SHA-256 and by OAUTHBEARER (an unsecured JWT the broker's
+unsecured validator checks). Each test first shows the broker really demands the credential,
+then records a real session and looks for the password (or token) everywhere in the cassette
 directory: raw file bytes, base64 of it, every base64 string inside the JSON files decoded, and
 every frame's decoded raw. AMQP (RabbitMQ user/password) is covered in test_proxy_live.py.
 """
@@ -157,10 +158,11 @@ def _sasl(mechanism: str, password: str = KAFKA_PASSWORD) -> dict:
     }
 
 
-def _round_trip(bootstrap: str, topic: str, mechanism: str, n: int = 5) -> list[bytes]:
+def _round_trip(bootstrap: str, topic: str, mechanism: str, n: int = 5, auth=None) -> list[bytes]:
     from kafka import KafkaConsumer, KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **_sasl(mechanism))
+    auth = auth if auth is not None else _sasl(mechanism)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **auth)
     try:
         for i in range(n):
             producer.send(topic, f"msg-{i}".encode(), key=b"k").get(timeout=20)
@@ -172,7 +174,7 @@ def _round_trip(bootstrap: str, topic: str, mechanism: str, n: int = 5) -> list[
         auto_offset_reset="earliest",
         group_id=f"{topic}-group",
         consumer_timeout_ms=10000,
-        **_sasl(mechanism),
+        **auth,
     )
     got: list[bytes] = []
     try:
@@ -232,6 +234,72 @@ def test_kafka_sasl_password_never_reaches_the_cassette(mechanism, sasl_kafka, t
             assert token.endswith(b",p=" + PLACEHOLDER)
     responses = [f for f in frames if f.dir == "s2c" and f.summary["api"] == "SaslAuthenticate"]
     assert len(responses) == len(auths)
+
+
+def _unsecured_jwt(subject: str, marker: str) -> str:
+    """An unsigned JWT (alg "none") as Kafka's unsecured validator accepts it; `marker` makes
+    this token's claims unique."""
+
+    def part(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + 3600, "jti": marker}
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def _oauth(token: str) -> dict:
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Provider(AbstractTokenProvider):
+        def token(self) -> str:
+            return token
+
+        def extensions(self) -> dict[str, str]:
+            return {"traceId": f"trace-{token[-12:]}"}  # a SASL extension (KIP-342)
+
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "OAUTHBEARER",
+        "sasl_oauth_token_provider": Provider(),
+    }
+
+
+@pytest.mark.apache
+@pytest.mark.timeout(180)
+def test_kafka_oauthbearer_token_never_reaches_the_cassette(sasl_kafka, tmp_path):
+    """kafka-python's OAUTHBEARER client response (`n,,\\x01auth=Bearer <jwt>...`) starts like a
+    SCRAM client-first message; it was kept in clear when redaction went by the token's bytes.
+    Now the negotiated mechanism decides: the gs2 header stays, the token and extensions go."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    direct = f"127.0.0.1:{sasl_kafka['port']}"
+    with pytest.raises(KafkaTimeoutError):  # the broker checks the token: not a JWT, refused
+        KafkaProducer(bootstrap_servers=direct, bootstrap_timeout_ms=2000, **_oauth("not.a.jwt"))
+
+    token = _unsecured_jwt(KAFKA_USER, marker=f"rrlab-jti-{tmp_path.name}")
+    claims = token.split(".")[1]
+    base = free_block(4)
+    cassette = tmp_path / "cassette"
+    topic = "rrlab.cred.oauthbearer"
+    with RunningProxy([f"--kafka={base}={direct}"], cassette, "--allow-upstream", direct) as proxy:
+        got = _round_trip(f"127.0.0.1:{base}", topic, "OAUTHBEARER", auth=_oauth(token))
+        assert proxy.stop() == 0
+    assert got == [f"msg-{i}".encode() for i in range(5)]
+
+    for secret in (token, claims, f"rrlab-jti-{tmp_path.name}", f"trace-{token[-12:]}"):
+        frames = assert_secret_absent(cassette, secret.encode())
+    handshakes = [f for f in frames if f.dir == "c2s" and f.summary["api"] == "SaslHandshake"]
+    auths = [f for f in frames if f.dir == "c2s" and f.summary["api"] == "SaslAuthenticate"]
+    assert handshakes and len(auths) == len(handshakes)  # one client response per connection
+    for f in auths:
+        assert f.redacted and f.summary["redacted"] == ["auth_bytes (OAUTHBEARER token)"]
+        assert f.summary["sasl_mechanism"] == "OAUTHBEARER" and f.summary["exchange"] == 1
+        auth_bytes = kafka_codec.decode_request(f.raw).body.auth_bytes  # still a valid request
+        assert auth_bytes == b"n,,\x01auth=Bearer " + PLACEHOLDER + b"\x01\x01"
+    apis = {f.summary["api"] for f in frames}
+    assert {"Produce", "Fetch"} <= apis
 
 
 def _frame(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:

@@ -5,7 +5,7 @@ kafka-python's default batching, replayed with many small batches, or with a slo
 whose extra polls, heartbeats and empty fetches the recording never saw.
 
     python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
-        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G]
+        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G] [--compression C]
         [--api-version 0.11] [--change-record N]
 
 --api-version pins kafka-python to an older broker's protocol versions (0.11: Produce v3,
@@ -40,6 +40,7 @@ def main() -> int:
     p.add_argument("--group", default=None)
     p.add_argument("--api-version", default=None, help="e.g. 0.11 (default: negotiated)")
     p.add_argument("--change-record", type=int, default=None, metavar="N")
+    p.add_argument("--compression", default=None, help="gzip, snappy, lz4 or zstd")
     a = p.parse_args()
     pinned = {}
     if a.api_version:
@@ -58,6 +59,7 @@ def main() -> int:
         batch_size=a.batch_size,
         linger_ms=a.linger_ms,
         acks="all",
+        compression_type=a.compression,
         **pinned,
     )
     futures = [

@@ -6,6 +6,7 @@ import datetime
 import io
 import struct
 
+import cramjam
 import pytest
 from kio.records.schema import NewRecordBatch, Record, RecordHeader
 from kio.records.writers import write_batch
@@ -217,13 +218,27 @@ def test_produce_summary_decodes_ten_records_and_counts_from_the_header():
     assert len(got.extra["records"]) == 25 and "25 records" in repr(got.extra["records"])
 
 
-def test_compressed_batch_counts_from_the_header_without_reading_records():
-    raw = bytearray(record_batch(0, [(b"a", b"1", {}), (b"b", b"2", {}), (b"c", b"3", {})]))
-    raw[22] |= 2  # attributes: snappy (the CRC is not checked)
-    _got, part = _produce_summary(bytes(raw))
-    assert part["count"] == 3 and part["notes"] == ["snappy-compressed records not read"]
-    assert "records" not in part
-    assert scan_record_set(bytes(raw)).batches[0].record_count == 3
+def _snappy(batch: bytes) -> bytes:
+    """`batch` with its records compressed as raw snappy (attributes say so; CRC not checked)."""
+    raw = bytearray(batch[:61])
+    raw[22] |= 2
+    raw += cramjam.snappy.compress_raw(batch[61:])
+    raw[8:12] = (len(raw) - 12).to_bytes(4, "big")
+    return bytes(raw)
+
+
+def test_compressed_batches_listed_then_counted_from_the_header_without_reading_records():
+    items = [(f"k{n}".encode(), b"v" * n, {}) for n in range(13)]
+    listed = _snappy(record_batch(0, items[:10]))  # decompressed: its records are listed
+    rest = bytearray(record_batch(10, items[10:]))
+    rest[22] |= 2  # says snappy, is not: never decompressed, since ten records are listed
+    got, part = _produce_summary(listed + bytes(rest))
+    assert "error" not in part and "notes" not in part
+    assert part["count"] == 13 and part["base_offsets"] == [0, 10]
+    assert [r["key"] for r in part["records"]] == [f"k{n}" for n in range(10)]
+    assert scan_record_set(bytes(rest)).batches[0].record_count == 3
+    _got, alone = _produce_summary(bytes(rest))
+    assert alone["error"].startswith("snappy records do not decompress")
 
 
 def test_record_count_the_bytes_cannot_hold_is_an_error_as_before():

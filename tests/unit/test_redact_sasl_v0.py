@@ -86,7 +86,26 @@ def test_other_mechanism_raw_token_replaced_whole():
     dec = raw_mode_decoder("X-CUSTOM")
     new, out = record(dec, "X-CUSTOM", C2S, sized(b"opaque-" + SECRET))
     assert new == sized(PLACEHOLDER)
-    assert out.summary["redacted"] == ["token (SASL token)"]
+    assert out.summary["redacted"] == ["token (X-CUSTOM token)"]
+
+
+def test_oauthbearer_raw_token_keeps_only_the_gs2_header():
+    """Kafka's OAUTHBEARER client response (RFC 7628) over SaslHandshake v0: it starts like a
+    SCRAM client-first message, but the negotiated mechanism decides."""
+    dec = raw_mode_decoder("OAUTHBEARER")
+    token = b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0." + SECRET + b"\x01\x01"
+    new, out = record(dec, "OAUTHBEARER", C2S, sized(token))
+    assert new == sized(b"n,,\x01auth=Bearer " + PLACEHOLDER + b"\x01\x01")
+    assert out.summary["redacted"] == ["token (OAUTHBEARER token)"]
+    assert record(dec, "OAUTHBEARER", S2C, sized(b""))[0] == sized(b"")
+    assert not dec.raw_sasl  # one exchange
+
+
+def test_scram_raw_token_shaped_like_plain_is_replaced_whole():
+    dec = raw_mode_decoder("SCRAM-SHA-512")
+    new, out = record(dec, "SCRAM-SHA-512", C2S, sized(b"\x00alice\x00" + SECRET))
+    assert new == sized(PLACEHOLDER)
+    assert out.summary["redacted"] == ["token (SCRAM-SHA-512 token, unreadable)"]
 
 
 def test_redacted_raw_token_decodes_again_to_the_recorded_summary():

@@ -29,6 +29,10 @@ from kio.schema.errors import ErrorCode
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest as SaslHandshakeRequestV1
+from kio.schema.sasl_handshake.v1.response import (
+    SaslHandshakeResponse as SaslHandshakeResponseV1,
+)
 from kio.static.primitive import i8, i32, i64
 from pamqp import commands
 
@@ -54,8 +58,18 @@ def make(cls: type, **values: Any) -> Any:
 # --- sessions ------------------------------------------------------------------------------------
 
 
-def kafka_sasl_authenticate(token: bytes) -> Session:
-    return [(C2S, encode_request(36, 2, 9, "cli", SaslAuthenticateRequest(auth_bytes=token)))]
+def kafka_sasl_authenticate(mechanism: str, tokens: list[bytes]) -> Session:
+    """SaslHandshake v1 for `mechanism`, then one SaslAuthenticate per token (the last one
+    holds the secret)."""
+    hand = SaslHandshakeResponseV1(error_code=ErrorCode.none, mechanisms=(mechanism,))
+    session: Session = [
+        (C2S, encode_request(17, 1, 1, "cli", SaslHandshakeRequestV1(mechanism=mechanism))),
+        (S2C, encode_response(17, 1, 1, hand)),
+    ]
+    for n, token in enumerate(tokens, start=2):
+        auth = SaslAuthenticateRequest(auth_bytes=token)
+        session.append((C2S, encode_request(36, 2, n, "cli", auth)))
+    return session
 
 
 def kafka_raw_token(mechanism: str, tokens: list[bytes]) -> Session:
@@ -188,22 +202,33 @@ def _plain(user: bytes) -> bytes:
 CASES: dict[str, tuple[str, Callable[[], Session], int, Callable[[dict], object], object]] = {
     "kafka SaslAuthenticate PLAIN": (
         "kafka",
-        lambda: kafka_sasl_authenticate(b"\x00alice\x00" + SECRET),
-        0,
+        lambda: kafka_sasl_authenticate("PLAIN", [b"\x00alice\x00" + SECRET]),
+        2,
         lambda s: s["auth_bytes"],
         _len(_plain(b"alice")),
     ),
     "kafka SaslAuthenticate SCRAM client-final": (
         "kafka",
-        lambda: kafka_sasl_authenticate(b"c=biws,r=abcNONCE,p=" + SECRET),
-        0,
-        lambda s: s["auth_bytes"],
-        _len(b"c=biws,r=abcNONCE,p=" + PLACEHOLDER),
+        lambda: kafka_sasl_authenticate(
+            "SCRAM-SHA-256", [b"n,,n=alice,r=abc", b"c=biws,r=abcNONCE,p=" + SECRET]
+        ),
+        3,
+        lambda s: (s["auth_bytes"], s["exchange"]),
+        (_len(b"c=biws,r=abcNONCE,p=" + PLACEHOLDER), 2),
     ),
-    "kafka SaslAuthenticate other token": (
+    "kafka SaslAuthenticate OAUTHBEARER": (
         "kafka",
-        lambda: kafka_sasl_authenticate(b"oauth-" + SECRET),
-        0,
+        lambda: kafka_sasl_authenticate(
+            "OAUTHBEARER", [b"n,,\x01auth=Bearer " + SECRET + b"\x01\x01"]
+        ),
+        2,
+        lambda s: (s["auth_bytes"], s["sasl_mechanism"]),
+        (_len(b"n,,\x01auth=Bearer " + PLACEHOLDER + b"\x01\x01"), "OAUTHBEARER"),
+    ),
+    "kafka SaslAuthenticate other mechanism": (
+        "kafka",
+        lambda: kafka_sasl_authenticate("GSSAPI", [b"oauth-" + SECRET]),
+        2,
         lambda s: s["auth_bytes"],
         _len(PLACEHOLDER),
     ),
@@ -216,10 +241,12 @@ CASES: dict[str, tuple[str, Callable[[], Session], int, Callable[[dict], object]
     ),
     "kafka raw token SCRAM client-final": (
         "kafka",
-        lambda: kafka_raw_token("SCRAM-SHA-256", [b"n,,n=alice,r=cnonce", b"c=biws,p=" + SECRET]),
+        lambda: kafka_raw_token(
+            "SCRAM-SHA-256", [b"n,,n=alice,r=cnonce", b"c=biws,r=cnonceSNONCE,p=" + SECRET]
+        ),
         4,
         lambda s: s["size"],
-        len(b"c=biws,p=" + PLACEHOLDER),
+        len(b"c=biws,r=cnonceSNONCE,p=" + PLACEHOLDER),
     ),
     "kafka raw token other mechanism": (
         "kafka",
@@ -321,11 +348,14 @@ def test_redacted_summary_is_the_stateful_re_decode(name):
 
 def test_every_kind_redaction_touches_is_covered():
     kinds = {name.split(" ", 1)[0] for name in CASES}
-    assert kinds == {"kafka", "amqp", "mqtt"} and len(CASES) == 15
+    assert kinds == {"kafka", "amqp", "mqtt"} and len(CASES) == 16
 
 
 def test_unredacted_frames_keep_their_decoded_summary():
     conn = protocol_for(Proto.KAFKA).connection()
-    (frame,) = conn.feed(C2S, kafka_sasl_authenticate(b"n,,n=alice,r=nonce")[0][1])
+    session = kafka_sasl_authenticate("SCRAM-SHA-256", [b"n,,n=alice,r=nonce"])
+    for direction, raw in session[:-1]:
+        conn.feed(direction, raw)
+    (frame,) = conn.feed(C2S, session[-1][1])
     assert not frame.redacted and frame.raw is frame.wire
     assert frame.summary is frame.decoded.summary

@@ -8,6 +8,9 @@
 // group (subscribe, auto commit) and writes OUT: one line per record in offset order, then the
 // count. OUT depends only on COUNT (never on time, ids or the topic name), so two runs against
 // fresh topics write the same bytes.
+//
+// Environment: CLIENT_COMPRESSION sets the producer's compression.type (gzip, snappy, lz4, zstd;
+// unset: the client's default, none).
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -78,6 +81,10 @@ public final class KafkaRoundTrip {
     props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
     props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    String compression = System.getenv("CLIENT_COMPRESSION");
+    if (compression != null && !compression.isEmpty()) {
+      props.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, compression);
+    }
     try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
       for (int i = 0; i < count; i++) {
         ProducerRecord<String, String> record =
