@@ -584,7 +584,7 @@ class Session(BaseSession):
     def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:
         live = norm.normalized(message, self.opts)
         rec = norm.normalized(closest.message, self.opts) if closest is not None else None
-        lines = norm.diff(rec, live) if rec is not None else []
+        lines = norm.diff(rec, live, closest.message.body, message.body) if rec is not None else []
         self.miss(message.name, reason, live, rec, lines)
         text = f"rrlab replay miss: {message.name}: {reason}"
         if lines:

@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="dotted path into JSON payloads left out of comparisons (adds to the cassette's "
-        "replay-rules.json)",
+        help="ignore path left out of comparisons, from the message (properties.message_id, "
+        "headers.x) or its payload (trace.id); adds to the cassette's replay-rules.json",
     )
     p.add_argument(
         "--ignore-header",
@@ -120,13 +120,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rrlab serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     ports = port_map([p for _proto, p in recording.listeners()], args.port_offset, args.listen)
-    rules = load_rules(recording.path)
+    rules = load_rules(recording.path, args.ignore_field, args.ignore_header)
     options = ReplayOptions(
         match=MatchMode(args.match),
         pace=Pace(args.pace),
         strict=bool(args.strict),
-        ignore_fields=rules["ignore_fields"] + tuple(args.ignore_field),
-        ignore_headers=rules["ignore_headers"] + tuple(args.ignore_header),
+        ignore_fields=rules["ignore_fields"],
+        ignore_headers=rules["ignore_headers"],
     )
     console = Console(fmt=args.log_format)
     server = ReplayServer(

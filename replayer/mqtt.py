@@ -34,6 +34,7 @@ from rr.codecs.mqtt import (
     packet_id_span,
     with_packet_id,
 )
+from rr.diff import NO_IGNORE, Ignore
 from rr.normalize import mqtt as norm
 
 from .protocols import label
@@ -91,7 +92,7 @@ class Plan:
     by_key: dict[Hashable, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, conn: RecordedConn, ignore_fields: tuple[str, ...]) -> Plan:
+    def build(cls, conn: RecordedConn, ignore: Ignore) -> Plan:
         decoder = decoder_for(Proto.MQTT)
         plan = cls(conn, None, v5=False)
         pending: dict[tuple[str, int | None], int] = {}
@@ -132,11 +133,11 @@ class Plan:
                 continue
             plan.order.append(frame.index)
             plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
-            key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
+            key = norm.fast_key(frame.raw, plan.v5, ignore)
             if key is None:
                 body = decoder.decode(C2S, frame.raw).body
                 payload = body.payload if body is not None else None
-                key = norm.match_key(frame.summary, payload, ignore_fields)
+                key = norm.match_key(frame.summary, payload, ignore)
             plan.keys[frame.index] = key
             plan.by_key.setdefault(key, []).append(frame.index)
         if plan.connect is not None and plan.connect.summary.get("packet") != "CONNECT":
@@ -161,9 +162,9 @@ class Causes:
     pushes wait for a cause to be matched live. Shared by every MQTT session of a run, with
     the plans of the recorded connections (built once, by `prepare`)."""
 
-    def __init__(self, recording: Recording, ignore_fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, recording: Recording, ignore: Ignore = NO_IGNORE) -> None:
         self.recording = recording
-        self.ignore_fields = ignore_fields
+        self.ignore = ignore
         self.plans: dict[int, Plan] = {}
         #: sessions past CONNECT whose recorded connection is not chosen yet
         self.unsettled: set[Session] = set()
@@ -191,7 +192,7 @@ class Causes:
     def plan(self, rc: RecordedConn) -> Plan:
         plan = self.plans.get(rc.id)
         if plan is None:
-            plan = self.plans[rc.id] = Plan.build(rc, self.ignore_fields)
+            plan = self.plans[rc.id] = Plan.build(rc, self.ignore)
         return plan
 
     def pending(self, ref: FrameRef) -> FrameRef | None:
@@ -210,10 +211,14 @@ class Causes:
             session.flush()
 
 
+def _ignore(ctx: ReplayContext) -> Ignore:
+    return norm.ignore_rules(ctx.options.ignore_fields, ctx.options.ignore_headers)
+
+
 def prepare(ctx: ReplayContext) -> None:
     """Causes and every recorded connection's plan, before listening: a client's CONNECT then
     costs a lookup, not a decode of its whole recorded connection."""
-    causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
+    causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, _ignore(ctx))
     for rc in ctx.recording.conns:
         if rc.proto is Proto.MQTT:
             causes.plan(rc)
@@ -245,7 +250,7 @@ class Session(BaseSession):
     def causes(self) -> Causes:
         causes = self.ctx.shared.get(Proto.MQTT)
         if causes is None:  # prepare() not run (a session built by hand)
-            causes = Causes(self.ctx.recording, self.ctx.options.ignore_fields)
+            causes = Causes(self.ctx.recording, _ignore(self.ctx))
             self.ctx.shared[Proto.MQTT] = causes
         return causes
 
@@ -258,7 +263,7 @@ class Session(BaseSession):
     def on_frame(self, raw: bytes) -> None:
         plan = self.plan
         if plan is not None:  # the hot path: PUBLISH and acks matched without a decode
-            key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+            key = norm.fast_key(raw, self.v5, self.causes.ignore)
             if key is not None:
                 name = PACKET_TYPES[raw[0] >> 4]
                 index = self._find(plan, name, key)
@@ -286,9 +291,9 @@ class Session(BaseSession):
             self.send(PINGRESP_BYTES)
             self.report.synthesized(self.proto, name)
             return
-        key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+        key = norm.fast_key(raw, self.v5, self.causes.ignore)
         if key is None:
-            key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
+            key = norm.match_key(summary, payload, self.causes.ignore)
         plan = plan or self._settle(norm.lane(name), key)
         if plan is None:
             reason = "every recorded connection with this CONNECT is bound by now"
@@ -559,7 +564,7 @@ class Session(BaseSession):
         if closest is not None and self.plan is not None:
             frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
-            lines = norm.diff(frame.summary, live, rec_payload, payload)
+            lines = norm.diff(frame.summary, live, rec_payload, payload, self.causes.ignore)
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
         if self.v5 and self.plan is not None:
             text = f"rrlab replay miss: {api}: {reason}" + (f"; {lines[0]}" if lines else "")

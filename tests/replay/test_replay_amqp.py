@@ -195,7 +195,7 @@ def test_changed_body_fails_with_close_541_and_a_diff_naming_the_field(tmp_path)
     assert "541" in client.stderr and "body.extra" in client.stderr, client.stderr
     assert served.exit_code == 1
     miss = served.report["misses"][0]
-    assert miss["api"] == "Basic.Publish" and miss["closest"]["body"]["json"]["n"] == 0
+    assert miss["api"] == "Basic.Publish" and miss["closest"]["body"]["n"] == 0
     assert miss["diff"] == ['Basic.Publish ch 1 body.extra: recorded (absent) live "x"']
     assert "MISS amqp Basic.Publish" in served.stderr
 
