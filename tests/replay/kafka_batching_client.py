@@ -5,9 +5,11 @@ kafka-python's default batching, replayed with many small batches, or with a slo
 whose extra polls, heartbeats and empty fetches the recording never saw.
 
     python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
-        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G]
+        [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G] [--abrupt]
 
 FILE gets one line per consumed record (offset, key, value, headers) and nothing from a clock.
+--abrupt exits without closing the consumer (no final commit, no LeaveGroup), as a process
+killed after its work does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> int:
     p.add_argument("--linger-ms", type=int, default=0)
     p.add_argument("--slow-ms", type=int, default=0)
     p.add_argument("--group", default=None)
+    p.add_argument("--abrupt", action="store_true", help="exit without closing the consumer")
     a = p.parse_args()
 
     admin = KafkaAdminClient(bootstrap_servers=a.bootstrap, request_timeout_ms=10_000)
@@ -84,10 +87,12 @@ def main() -> int:
                     lines.append(json.dumps(row, sort_keys=True))
                 if a.slow_ms:
                     time.sleep(a.slow_ms / 1000)
-    consumer.close()
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
+    if a.abrupt:
+        os._exit(0 if len(lines) == a.count else 1)  # no commit, no LeaveGroup
+    consumer.close()
     return 0 if len(lines) == a.count else 1
 
 
