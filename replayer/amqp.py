@@ -41,6 +41,10 @@ def is_liveness(summary: dict[str, Any]) -> bool:
     return norm.is_liveness(summary)
 
 
+def is_closing(summary: dict[str, Any]) -> bool:
+    return norm.is_closing(summary)
+
+
 @dataclass(slots=True)
 class Step:
     """One recorded client message and the server frames it released."""
@@ -318,6 +322,9 @@ class Session(BaseSession):
             steps = self._find(self.transcript, message, key)
         if steps is None and self._poll_again(message, key):
             return
+        if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
+            self._close_unrecorded(message)
+            return
         if steps is None:
             self._miss_step(message, self._closest(message, key), self._why(message))
             return
@@ -462,6 +469,19 @@ class Session(BaseSession):
             self.link.call_later(period, beat)
 
         self.link.call_later(period, beat)
+
+    def _close_unrecorded(self, message: norm.Message) -> None:
+        """A graceful close the recording lacks (its client closed otherwise, or the recording
+        ended first) gets what a broker answers: Channel.CloseOk, or Connection.CloseOk and the
+        socket closed; a client's CloseOk needs no answer."""
+        self.report.synthesized(self.proto, message.name)
+        if message.name == "Channel.Close":
+            self.send(pamqp.frame.marshal(pamqp.commands.Channel.CloseOk(), message.channel))
+        elif message.name == "Connection.Close":
+            self.send(pamqp.frame.marshal(pamqp.commands.Connection.CloseOk(), 0))
+            self.close()
+        elif message.name == "Connection.CloseOk":
+            self.close()
 
     def _close_after(self, step: Step) -> None:
         """The broker closes the socket once Connection.CloseOk is out."""

@@ -6,12 +6,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
 from rr.console import FORMATS, Console, start_logging
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
         server.serve_metrics(args.metrics_port)
     start_logging(console, Path(args.log_file) if args.log_file else None)
 
-    def stop() -> None:
+    def stop() -> Deferred[None]:
         server.stop_listening()
-        server.finish()
+        return server.finish_settled()
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.callWhenRunning(server.announce)

@@ -45,10 +45,15 @@ from .session import Session as BaseSession
 C2S, S2C = Direction.C2S, Direction.S2C
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83  # v5 reason code for CONNACK / DISCONNECT
 SERVER_UNAVAILABLE = 0x03  # 3.1.1 CONNACK return code
+PUBREL_HEAD = b"\x62\x02"  # PUBREL, remaining length 2: the packet id (success, no properties)
 
 
 def is_liveness(summary: dict[str, Any]) -> bool:
     return summary.get("packet") in norm.LIVENESS
+
+
+def is_closing(summary: dict[str, Any]) -> bool:
+    return norm.is_closing(summary)
 
 
 _SHAPES: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -90,6 +95,12 @@ class Plan:
     #: key -> client frames with it, recorded order (lists, mostly of one: a deque each would
     #: cost 600 bytes a frame)
     by_key: dict[Hashable, list[int]] = field(default_factory=dict)
+    #: closing (see `Session._close_over_acks`): client ack -> the push (server PUBLISH) it
+    #: acknowledges, the (push, ack packet) pairs recorded, and the recording's teardown: the
+    #: client frames after the last one that is neither a push's ack nor a graceful DISCONNECT
+    ack_of: dict[int, int] = field(default_factory=dict)
+    recorded_acks: set[tuple[int, str]] = field(default_factory=set)
+    tail: list[int] = field(default_factory=list)
 
     @classmethod
     def build(cls, conn: RecordedConn, ignore: Ignore) -> Plan:
@@ -98,12 +109,15 @@ class Plan:
         pending: dict[tuple[str, int | None], int] = {}
         last: int | None = None  # the client frame that releases the server frames after it
         last_not_ack: int | None = None  # ... and the one that releases PUBLISH pushes
+        unacked: dict[int, int] = {}  # packet id -> QoS 1/2 push awaiting the client's ack
         for frame in conn.stream():
             name = frame.summary.get("packet")
             if frame.dir is S2C:
                 plan.frames[frame.index] = RecFrame(
                     frame.index, frame.seq, S2C, frame.t_us, frame.raw, _shape(frame.summary)
                 )
+                if name == "PUBLISH" and frame.summary.get("qos"):
+                    unacked[frame.summary.get("packet_id")] = frame.index
                 if name == "PINGRESP":
                     continue  # liveness answers are synthesized, never replayed
                 asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
@@ -126,6 +140,7 @@ class Plan:
                 pending[answer] = frame.index
             if name in norm.LIVENESS:
                 continue
+            plan.learn_closing(frame, unacked)
             last = frame.index
             if name not in norm.PUSH_ACKS:
                 last_not_ack = frame.index
@@ -143,6 +158,20 @@ class Plan:
         if plan.connect is not None and plan.connect.summary.get("packet") != "CONNECT":
             plan.connect = None  # a recording that does not start with CONNECT binds nothing
         return plan
+
+    def learn_closing(self, frame: RecFrame, unacked: dict[int, int]) -> None:
+        """Which push a client ack acknowledges, and whether the frame is in the teardown."""
+        name, pid = frame.summary.get("packet"), frame.summary.get("packet_id")
+        push = unacked.get(pid) if name in norm.PUSH_ACKS else None
+        if push is not None:
+            self.ack_of[frame.index] = push
+            self.recorded_acks.add((push, str(name)))
+            if name != "PUBREC":  # QoS 2: the PUBCOMP still to come acknowledges it too
+                del unacked[pid]
+        if push is not None or norm.is_closing(frame.summary):
+            self.tail.append(frame.index)
+        elif name != "CONNECT":
+            self.tail.clear()
 
     def full(self, index: int) -> tuple[RecFrame, bytes | None]:
         """Frame `index` as recorded (summary and bytes, read again) and its payload, if any."""
@@ -245,6 +274,9 @@ class Session(BaseSession):
         #: QoS 1/2 pushes sent and not yet acknowledged, and the client's v5 limit on them
         self.inflight = 0
         self.receive_maximum: int | None = None
+        #: QoS 1/2 pushes sent to this live connection: all of them, and the latest by packet id
+        self.delivered: set[int] = set()
+        self.pushed: dict[int, int] = {}
 
     @property
     def causes(self) -> Causes:
@@ -300,6 +332,8 @@ class Session(BaseSession):
             self._fail(name, reason, summary, payload)
             return
         index = self._find(plan, name, key)
+        if index is None and self._unrecorded_close(plan, name, summary):
+            return
         if index is None:
             closest = self._closest(plan, summary)
             reason = (
@@ -402,6 +436,8 @@ class Session(BaseSession):
                     break
                 self.inflight += 1
             self.outbox.popleft()
+            if qos:
+                self._note_push(frame)
             ref = causes.cause_of.get((conn.id, frame.index))
             if ref is not None:  # paced from the later of its trigger and its cause
                 caused_by = causes.plans[ref[0]].frames[ref[1]]
@@ -511,7 +547,50 @@ class Session(BaseSession):
                     rc.used.add(rc_connect(self.plan))
         if self.outbox and self.plan is not None:
             self.report.notes.append(self._unsent_note())
+        if self.plan is not None:
+            self._close_over_acks(self.plan)
         super().on_close()
+
+    # -- closing (the README's liveness/closing table) -----------------------------------------
+    # A client's close races the recording proxy: the recording may lack a final DISCONNECT or
+    # the acks of the last pushes, or hold ones the live client closed before sending. Neither
+    # is behaviour; anything else about acks still is.
+
+    def _note_push(self, frame: RecFrame) -> None:
+        span = packet_id_span(frame.raw)
+        if span is not None:
+            self.pushed[int.from_bytes(frame.raw[span[0] : span[1]], "big")] = frame.index
+            self.delivered.add(frame.index)
+
+    def _unrecorded_close(self, plan: Plan, name: str, summary: dict[str, Any]) -> bool:
+        """Live side: a graceful DISCONNECT the recording lacks just closes; an ack of a push
+        this connection was sent, of a kind the recording has none of for that push (it ended
+        first), is taken (a PUBREC answered with PUBREL, as a broker does). False: a miss."""
+        if norm.is_closing(summary):
+            self.report.synthesized(self.proto, name)
+            self.close()
+            return True
+        pid = summary.get("packet_id")
+        push = self.pushed.get(pid) if name in norm.PUSH_ACKS else None
+        if push is None or (push, name) in plan.recorded_acks:
+            return False
+        self.report.synthesized(self.proto, name)
+        if name == "PUBREC":
+            self.send(PUBREL_HEAD + int(pid).to_bytes(2, "big"))
+        return True
+
+    def _close_over_acks(self, plan: Plan) -> None:
+        """Recorded side, once the live connection ended: an ack in the recording's teardown
+        tail that the client never sent is consumed by the close (never unused) when its push
+        was sent to this connection and the client acked no later push. Unused, and reported,
+        stay the acks of pushes never sent, acks followed in the recording by anything but acks
+        and DISCONNECT, and acks skipped while later pushes were acked."""
+        used = plan.conn.used
+        latest = max((push for ack, push in plan.ack_of.items() if ack in used), default=-1)
+        for ack in plan.tail:
+            push = plan.ack_of.get(ack)
+            if push is not None and ack not in used and push in self.delivered and push > latest:
+                used.add(ack)
 
     def _unsent_note(self) -> str:
         """Why a client may have waited in vain: recorded pushes never sent, and what held the

@@ -233,6 +233,24 @@ def is_liveness(summary: Mapping[str, Any]) -> bool:
     return summary.get("frame") == HEARTBEAT
 
 
+#: A close that asks for nothing but the close (reply-success; 0 from clients that send it).
+GRACEFUL_REPLY_CODES = frozenset({0, 200})
+#: Client methods that only tear down: a close of the connection or a channel, and the answer
+#: to the broker's own close.
+CLOSES = frozenset({"Connection.Close", "Channel.Close"})
+CLOSE_OKS = frozenset({"Connection.CloseOk", "Channel.CloseOk"})
+
+
+def is_closing(summary: Mapping[str, Any]) -> bool:
+    """A graceful close (or the answer to the broker's close): the client only tears down, so a
+    recorded one it skipped is not behaviour, and an unrecorded one gets its CloseOk."""
+    method = summary.get("method")
+    if method in CLOSE_OKS:
+        return True
+    args = summary.get("args") or {}
+    return method in CLOSES and args.get("reply_code") in GRACEFUL_REPLY_CODES
+
+
 # --- diff ---------------------------------------------------------------------------------------
 
 

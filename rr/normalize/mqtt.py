@@ -22,6 +22,8 @@ Rule = Callable[[Summary], None]
 
 #: Client packets sent on a clock: answered by the replayer itself, never matched.
 LIVENESS = frozenset({"PINGREQ"})
+#: DISCONNECT reason codes of a client that only closes (v5 0x00 normal; 3.1.1 sends none).
+GRACEFUL_DISCONNECT = frozenset({None, 0})
 #: Client packets whose packet id the client picks (the replayer maps it).
 CLIENT_CHOSEN_IDS = frozenset({"PUBLISH", "PUBREL", "SUBSCRIBE", "UNSUBSCRIBE"})
 #: Server packets echoing a client-chosen packet id: the live id is stamped into them.
@@ -185,6 +187,14 @@ def packet_view(summary: Summary, payload: bytes | None) -> Summary:
     if payload is not None:
         view["payload"] = rrdiff.value_of(payload)
     return view
+
+
+def is_closing(summary: Summary) -> bool:
+    """A graceful DISCONNECT: the client only tears down (a recorded one it skipped is not
+    behaviour; an unrecorded one just closes)."""
+    return summary.get("packet") == "DISCONNECT" and (
+        summary.get("reason_code") in GRACEFUL_DISCONNECT
+    )
 
 
 def lane(packet: str) -> str:

@@ -236,3 +236,19 @@ def test_a_body_compares_by_its_bytes_unless_a_path_reaches_into_it():
     ]
     opts = norm.Options(ignore_fields=("ts",))
     assert norm.match_key(a, opts) == norm.match_key(b, opts)
+
+
+def test_only_a_graceful_close_is_closing():
+    """Close with reply-success (200, or 0 from clients that send it) and the CloseOk answers
+    are teardown; a Close carrying an error code is the client reporting a problem."""
+
+    def summary(frame, channel: int = 1) -> dict:
+        return decoder_for("amqp").decode(Direction.C2S, one(frame, channel)).summary
+
+    assert norm.is_closing(summary(cmd.Channel.Close(200, "Normal shutdown", 0, 0)))
+    assert norm.is_closing(summary(cmd.Channel.Close(0, "", 0, 0)))
+    assert norm.is_closing(summary(cmd.Connection.Close(200, "bye", 0, 0), 0))
+    assert norm.is_closing(summary(cmd.Channel.CloseOk()))
+    assert norm.is_closing(summary(cmd.Connection.CloseOk(), 0))
+    assert not norm.is_closing(summary(cmd.Connection.Close(505, "UNEXPECTED_FRAME", 0, 0), 0))
+    assert not norm.is_closing(summary(cmd.Basic.Cancel("ctag")))

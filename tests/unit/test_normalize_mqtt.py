@@ -316,3 +316,11 @@ def test_payload_lists_are_crossed_by_an_ignore_path():
     assert norm.match_key(srec, rec, rules) == norm.match_key(
         decode(publish("t", fixed))[0], fixed, rules
     )
+
+
+def test_only_a_normal_disconnect_is_closing():
+    assert norm.is_closing(decode(encode_disconnect())[0])  # 3.1.1: no reason code
+    assert norm.is_closing(decode(encode_disconnect(0), level=5)[0])
+    assert not norm.is_closing(decode(encode_disconnect(0x04), level=5)[0])  # send the will
+    assert not norm.is_closing(decode(encode_disconnect(0x83), level=5)[0])
+    assert not norm.is_closing({"packet": "PUBACK", "packet_id": 1})
