@@ -18,7 +18,8 @@ Ignore paths (`ignore_fields` of replay-rules.json, `--ignore-field`), the same 
   of every item, at any depth of nesting); there is no index syntax (`items[0].id` is refused);
 - the last name is removed wherever the path reaches it; a path that names nothing is no error.
 A header name (`ignore_headers`) is the path to that name in the protocol's headers object.
-The path of every diff line, with `[i]` indexes left out, is an ignore path that silences it.
+The path of a diff line inside a part, with `[i]` indexes left out, is an ignore path that
+silences it.
 """
 
 from __future__ import annotations
