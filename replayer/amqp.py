@@ -41,6 +41,10 @@ def is_liveness(summary: dict[str, Any]) -> bool:
     return norm.is_liveness(summary)
 
 
+def is_closing(summary: dict[str, Any]) -> bool:
+    return norm.is_closing(summary)
+
+
 @dataclass(slots=True)
 class Step:
     """One recorded client message and the server frames it released."""
@@ -318,6 +322,9 @@ class Session(BaseSession):
             steps = self._find(self.transcript, message, key)
         if steps is None and self._poll_again(message, key):
             return
+        if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
+            self._close_unrecorded(message)
+            return
         if steps is None:
             self._miss_step(message, self._closest(message, key), self._why(message))
             return
@@ -463,6 +470,19 @@ class Session(BaseSession):
 
         self.link.call_later(period, beat)
 
+    def _close_unrecorded(self, message: norm.Message) -> None:
+        """A graceful close the recording lacks (its client closed otherwise, or the recording
+        ended first) gets what a broker answers: Channel.CloseOk, or Connection.CloseOk and the
+        socket closed; a client's CloseOk needs no answer."""
+        self.report.synthesized(self.proto, message.name)
+        if message.name == "Channel.Close":
+            self.send(pamqp.frame.marshal(pamqp.commands.Channel.CloseOk(), message.channel))
+        elif message.name == "Connection.Close":
+            self.send(pamqp.frame.marshal(pamqp.commands.Connection.CloseOk(), 0))
+            self.close()
+        elif message.name == "Connection.CloseOk":
+            self.close()
+
     def _close_after(self, step: Step) -> None:
         """The broker closes the socket once Connection.CloseOk is out."""
         delay = 0.0
@@ -584,7 +604,7 @@ class Session(BaseSession):
     def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:
         live = norm.normalized(message, self.opts)
         rec = norm.normalized(closest.message, self.opts) if closest is not None else None
-        lines = norm.diff(rec, live) if rec is not None else []
+        lines = norm.diff(rec, live, closest.message.body, message.body) if rec is not None else []
         self.miss(message.name, reason, live, rec, lines)
         text = f"rrlab replay miss: {message.name}: {reason}"
         if lines:

@@ -11,18 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import error as twisted_error
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
-from .protocols import is_liveness, label, module_for
+from .protocols import label, module_for, never_unused
 from .recording import Recording
 from .report import ReplayReport
 from .server import ReplayFactory
 from .session import Listener, PortMap, ReplayContext, ReplayOptions
 
 LISTEN_HOST = "127.0.0.1"
+#: Reactor turns run after the stop signal before counting what the recording had unused: the
+#: last frames and the close a client sent before it exited are in the kernel already, and are
+#: read first (each turn reads every ready socket once; data and its EOF take two).
+SETTLE_TURNS = 10
 
 
 class StartError(UsageError):
@@ -107,7 +112,22 @@ class ReplayServer:
         if self.finished:
             return
         self.finished = True
-        self.report.collect_unused(self.ctx.recording, is_liveness, label)
+        self.report.collect_unused(self.ctx.recording, never_unused, label)
+
+    def finish_settled(self) -> Deferred[None]:
+        """`finish` after SETTLE_TURNS reactor turns (a before-shutdown trigger waits for it):
+        a client's closing frames and close race the stop signal, and decide what is unused."""
+        done: Deferred[None] = Deferred()
+
+        def turn(left: int) -> None:
+            if left:
+                self.reactor.callLater(0, turn, left - 1)
+            else:
+                self.finish()
+                done.callback(None)
+
+        turn(SETTLE_TURNS)
+        return done
 
     def report_extra(self) -> dict[str, Any]:
         rec = self.ctx.recording

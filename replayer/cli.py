@@ -7,12 +7,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
 from rr.console import FORMATS, Console, start_logging
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="dotted path into JSON payloads left out of comparisons (adds to the cassette's "
-        "replay-rules.json)",
+        help="ignore path left out of comparisons, from the message (properties.message_id, "
+        "headers.x) or its payload (trace.id); adds to the cassette's replay-rules.json",
     )
     p.add_argument(
         "--ignore-header",
@@ -121,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rrlab serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     ports = port_map([p for _proto, p in recording.listeners()], args.port_offset, args.listen)
-    rules = load_rules(recording.path)
+    rules = load_rules(recording.path, args.ignore_field, args.ignore_header)
     options = ReplayOptions(
         match=MatchMode(args.match),
         pace=Pace(args.pace),
         strict=bool(args.strict),
-        ignore_fields=rules["ignore_fields"] + tuple(args.ignore_field),
-        ignore_headers=rules["ignore_headers"] + tuple(args.ignore_header),
+        ignore_fields=rules["ignore_fields"],
+        ignore_headers=rules["ignore_headers"],
     )
     console = Console(fmt=args.log_format)
     server = ReplayServer(
@@ -161,9 +165,9 @@ def run(args: argparse.Namespace) -> int:
         server.serve_metrics(args.metrics_port)
     start_logging(console, Path(args.log_file) if args.log_file else None)
 
-    def stop() -> None:
+    def stop() -> Deferred[None]:
         server.stop_listening()
-        server.finish()
+        return server.finish_settled()
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.callWhenRunning(server.announce)

@@ -80,6 +80,9 @@ LIVENESS_APIS = frozenset(
         "PushTelemetry",
     }
 )
+#: client frames that only tear down: answered without error when the recording lacks them (it
+#: may end before a consumer's close), never reported unused when a live client skips them
+CLOSING_APIS = frozenset({"LeaveGroup"})
 #: the longest an empty Fetch is held (seconds), whatever the client asks
 MAX_POLL_WAIT = 5.0
 
@@ -93,6 +96,10 @@ def prepare(ctx: ReplayContext) -> None:
 
 def is_liveness(summary: dict[str, Any]) -> bool:
     return summary.get("api") in LIVENESS_APIS
+
+
+def is_closing(summary: dict[str, Any]) -> bool:
+    return summary.get("api") in CLOSING_APIS
 
 
 @dataclass(slots=True)
@@ -174,6 +181,10 @@ class Session(BaseSession):
         if api == OFFSET_COMMIT:
             self.report.synthesized(self.proto, name)
             self._reply(corr, api, version, _offset_commit_ok(api, version, body))
+            return
+        if name in CLOSING_APIS:
+            self.report.synthesized(self.proto, name)
+            self._reply(corr, api, version, _left_group(api, version, body))
             return
         self._control_miss(api, version, corr, body, key)
 
@@ -536,6 +547,19 @@ def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
         )
         topics.append(blank(topic_cls, partitions=parts, **topic_ident(topic_cls, topic)))
     return blank(cls, topics=tuple(topics))
+
+
+def _left_group(api: int, version: int, request: Any) -> Any:
+    """LeaveGroup without error, each leaving member (v3+) echoed, as a broker answers."""
+    cls = response_schema(api, version)
+    if not has_field(cls, "members"):
+        return blank(cls)
+    member_cls = item_cls(cls, "members")
+    members = tuple(
+        blank(member_cls, member_id=m.member_id, group_instance_id=m.group_instance_id)
+        for m in request.members or ()
+    )
+    return blank(cls, members=members)
 
 
 def _error_response(api: int, version: int) -> Any:

@@ -13,14 +13,12 @@ batch is read back from the cassette when served (streamed, memory flat in the c
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.canonical import dumps
 from rr.codecs import Direction, Proto, decoder_for
 from rr.codecs.kafka import decode_response_any
 from rr.codecs.kafka_apis import (
@@ -44,7 +42,6 @@ from rr.kafka_fields import (
 )
 from rr.kafka_fields import topic_name as topic_of
 from rr.normalize import kafka as norm
-from rr.normalize import payload
 
 from .recording import Recording
 
@@ -119,17 +116,8 @@ def record_digest(
     ignore_headers: tuple[str, ...] = (),
 ) -> bytes:
     """What a produced record is compared by (key, value, headers; ignore rules applied)."""
-    if ignore_fields:
-        doc = payload.as_json(value)
-        if doc is not payload._MISSING:
-            value = dumps(payload.drop_paths(doc, ignore_fields))
-    kept = [(k, v) for k, v in headers if k not in ignore_headers]
-    h = hashlib.sha1(usedforsecurity=False)
-    for part in (key, value):
-        h.update(b"\x00" if part is None else b"\x01%d:" % len(part) + part)
-    for k, v in kept:
-        h.update(b"\x02" + k.encode() + b"\x00" + (b"\x00" if v is None else b"\x01" + v))
-    return h.digest()
+    face = norm.RecordFace(key, value, headers)
+    return norm.record_key(face, norm.record_rules(ignore_fields, ignore_headers))
 
 
 class RecordingError(ValueError):

@@ -34,6 +34,7 @@ from rr.codecs.mqtt import (
     packet_id_span,
     with_packet_id,
 )
+from rr.diff import NO_IGNORE, Ignore
 from rr.normalize import mqtt as norm
 
 from .protocols import label
@@ -44,10 +45,15 @@ from .session import Session as BaseSession
 C2S, S2C = Direction.C2S, Direction.S2C
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83  # v5 reason code for CONNACK / DISCONNECT
 SERVER_UNAVAILABLE = 0x03  # 3.1.1 CONNACK return code
+PUBREL_HEAD = b"\x62\x02"  # PUBREL, remaining length 2: the packet id (success, no properties)
 
 
 def is_liveness(summary: dict[str, Any]) -> bool:
     return summary.get("packet") in norm.LIVENESS
+
+
+def is_closing(summary: dict[str, Any]) -> bool:
+    return norm.is_closing(summary)
 
 
 _SHAPES: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -89,20 +95,29 @@ class Plan:
     #: key -> client frames with it, recorded order (lists, mostly of one: a deque each would
     #: cost 600 bytes a frame)
     by_key: dict[Hashable, list[int]] = field(default_factory=dict)
+    #: closing (see `Session._close_over_acks`): client ack -> the push (server PUBLISH) it
+    #: acknowledges, the (push, ack packet) pairs recorded, and the recording's teardown: the
+    #: client frames after the last one that is neither a push's ack nor a graceful DISCONNECT
+    ack_of: dict[int, int] = field(default_factory=dict)
+    recorded_acks: set[tuple[int, str]] = field(default_factory=set)
+    tail: list[int] = field(default_factory=list)
 
     @classmethod
-    def build(cls, conn: RecordedConn, ignore_fields: tuple[str, ...]) -> Plan:
+    def build(cls, conn: RecordedConn, ignore: Ignore) -> Plan:
         decoder = decoder_for(Proto.MQTT)
         plan = cls(conn, None, v5=False)
         pending: dict[tuple[str, int | None], int] = {}
         last: int | None = None  # the client frame that releases the server frames after it
         last_not_ack: int | None = None  # ... and the one that releases PUBLISH pushes
+        unacked: dict[int, int] = {}  # packet id -> QoS 1/2 push awaiting the client's ack
         for frame in conn.stream():
             name = frame.summary.get("packet")
             if frame.dir is S2C:
                 plan.frames[frame.index] = RecFrame(
                     frame.index, frame.seq, S2C, frame.t_us, frame.raw, _shape(frame.summary)
                 )
+                if name == "PUBLISH" and frame.summary.get("qos"):
+                    unacked[frame.summary.get("packet_id")] = frame.index
                 if name == "PINGRESP":
                     continue  # liveness answers are synthesized, never replayed
                 asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
@@ -125,6 +140,7 @@ class Plan:
                 pending[answer] = frame.index
             if name in norm.LIVENESS:
                 continue
+            plan.learn_closing(frame, unacked)
             last = frame.index
             if name not in norm.PUSH_ACKS:
                 last_not_ack = frame.index
@@ -132,16 +148,30 @@ class Plan:
                 continue
             plan.order.append(frame.index)
             plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
-            key = norm.fast_key(frame.raw, plan.v5, ignore_fields)
+            key = norm.fast_key(frame.raw, plan.v5, ignore)
             if key is None:
                 body = decoder.decode(C2S, frame.raw).body
                 payload = body.payload if body is not None else None
-                key = norm.match_key(frame.summary, payload, ignore_fields)
+                key = norm.match_key(frame.summary, payload, ignore)
             plan.keys[frame.index] = key
             plan.by_key.setdefault(key, []).append(frame.index)
         if plan.connect is not None and plan.connect.summary.get("packet") != "CONNECT":
             plan.connect = None  # a recording that does not start with CONNECT binds nothing
         return plan
+
+    def learn_closing(self, frame: RecFrame, unacked: dict[int, int]) -> None:
+        """Which push a client ack acknowledges, and whether the frame is in the teardown."""
+        name, pid = frame.summary.get("packet"), frame.summary.get("packet_id")
+        push = unacked.get(pid) if name in norm.PUSH_ACKS else None
+        if push is not None:
+            self.ack_of[frame.index] = push
+            self.recorded_acks.add((push, str(name)))
+            if name != "PUBREC":  # QoS 2: the PUBCOMP still to come acknowledges it too
+                del unacked[pid]
+        if push is not None or norm.is_closing(frame.summary):
+            self.tail.append(frame.index)
+        elif name != "CONNECT":
+            self.tail.clear()
 
     def full(self, index: int) -> tuple[RecFrame, bytes | None]:
         """Frame `index` as recorded (summary and bytes, read again) and its payload, if any."""
@@ -161,9 +191,9 @@ class Causes:
     pushes wait for a cause to be matched live. Shared by every MQTT session of a run, with
     the plans of the recorded connections (built once, by `prepare`)."""
 
-    def __init__(self, recording: Recording, ignore_fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, recording: Recording, ignore: Ignore = NO_IGNORE) -> None:
         self.recording = recording
-        self.ignore_fields = ignore_fields
+        self.ignore = ignore
         self.plans: dict[int, Plan] = {}
         #: sessions past CONNECT whose recorded connection is not chosen yet
         self.unsettled: set[Session] = set()
@@ -191,7 +221,7 @@ class Causes:
     def plan(self, rc: RecordedConn) -> Plan:
         plan = self.plans.get(rc.id)
         if plan is None:
-            plan = self.plans[rc.id] = Plan.build(rc, self.ignore_fields)
+            plan = self.plans[rc.id] = Plan.build(rc, self.ignore)
         return plan
 
     def pending(self, ref: FrameRef) -> FrameRef | None:
@@ -210,10 +240,14 @@ class Causes:
             session.flush()
 
 
+def _ignore(ctx: ReplayContext) -> Ignore:
+    return norm.ignore_rules(ctx.options.ignore_fields, ctx.options.ignore_headers)
+
+
 def prepare(ctx: ReplayContext) -> None:
     """Causes and every recorded connection's plan, before listening: a client's CONNECT then
     costs a lookup, not a decode of its whole recorded connection."""
-    causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, ctx.options.ignore_fields)
+    causes = ctx.shared[Proto.MQTT] = Causes(ctx.recording, _ignore(ctx))
     for rc in ctx.recording.conns:
         if rc.proto is Proto.MQTT:
             causes.plan(rc)
@@ -240,12 +274,15 @@ class Session(BaseSession):
         #: QoS 1/2 pushes sent and not yet acknowledged, and the client's v5 limit on them
         self.inflight = 0
         self.receive_maximum: int | None = None
+        #: QoS 1/2 pushes sent to this live connection: all of them, and the latest by packet id
+        self.delivered: set[int] = set()
+        self.pushed: dict[int, int] = {}
 
     @property
     def causes(self) -> Causes:
         causes = self.ctx.shared.get(Proto.MQTT)
         if causes is None:  # prepare() not run (a session built by hand)
-            causes = Causes(self.ctx.recording, self.ctx.options.ignore_fields)
+            causes = Causes(self.ctx.recording, _ignore(self.ctx))
             self.ctx.shared[Proto.MQTT] = causes
         return causes
 
@@ -258,7 +295,7 @@ class Session(BaseSession):
     def on_frame(self, raw: bytes) -> None:
         plan = self.plan
         if plan is not None:  # the hot path: PUBLISH and acks matched without a decode
-            key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+            key = norm.fast_key(raw, self.v5, self.causes.ignore)
             if key is not None:
                 name = PACKET_TYPES[raw[0] >> 4]
                 index = self._find(plan, name, key)
@@ -286,15 +323,17 @@ class Session(BaseSession):
             self.send(PINGRESP_BYTES)
             self.report.synthesized(self.proto, name)
             return
-        key = norm.fast_key(raw, self.v5, self.ctx.options.ignore_fields)
+        key = norm.fast_key(raw, self.v5, self.causes.ignore)
         if key is None:
-            key = norm.match_key(summary, payload, self.ctx.options.ignore_fields)
+            key = norm.match_key(summary, payload, self.causes.ignore)
         plan = plan or self._settle(norm.lane(name), key)
         if plan is None:
             reason = "every recorded connection with this CONNECT is bound by now"
             self._fail(name, reason, summary, payload)
             return
         index = self._find(plan, name, key)
+        if index is None and self._unrecorded_close(plan, name, summary):
+            return
         if index is None:
             closest = self._closest(plan, summary)
             reason = (
@@ -397,6 +436,8 @@ class Session(BaseSession):
                     break
                 self.inflight += 1
             self.outbox.popleft()
+            if qos:
+                self._note_push(frame)
             ref = causes.cause_of.get((conn.id, frame.index))
             if ref is not None:  # paced from the later of its trigger and its cause
                 caused_by = causes.plans[ref[0]].frames[ref[1]]
@@ -506,7 +547,50 @@ class Session(BaseSession):
                     rc.used.add(rc_connect(self.plan))
         if self.outbox and self.plan is not None:
             self.report.notes.append(self._unsent_note())
+        if self.plan is not None:
+            self._close_over_acks(self.plan)
         super().on_close()
+
+    # -- closing (the README's liveness/closing table) -----------------------------------------
+    # A client's close races the recording proxy: the recording may lack a final DISCONNECT or
+    # the acks of the last pushes, or hold ones the live client closed before sending. Neither
+    # is behaviour; anything else about acks still is.
+
+    def _note_push(self, frame: RecFrame) -> None:
+        span = packet_id_span(frame.raw)
+        if span is not None:
+            self.pushed[int.from_bytes(frame.raw[span[0] : span[1]], "big")] = frame.index
+            self.delivered.add(frame.index)
+
+    def _unrecorded_close(self, plan: Plan, name: str, summary: dict[str, Any]) -> bool:
+        """Live side: a graceful DISCONNECT the recording lacks just closes; an ack of a push
+        this connection was sent, of a kind the recording has none of for that push (it ended
+        first), is taken (a PUBREC answered with PUBREL, as a broker does). False: a miss."""
+        if norm.is_closing(summary):
+            self.report.synthesized(self.proto, name)
+            self.close()
+            return True
+        pid = summary.get("packet_id")
+        push = self.pushed.get(pid) if name in norm.PUSH_ACKS else None
+        if push is None or (push, name) in plan.recorded_acks:
+            return False
+        self.report.synthesized(self.proto, name)
+        if name == "PUBREC":
+            self.send(PUBREL_HEAD + int(pid).to_bytes(2, "big"))
+        return True
+
+    def _close_over_acks(self, plan: Plan) -> None:
+        """Recorded side, once the live connection ended: an ack in the recording's teardown
+        tail that the client never sent is consumed by the close (never unused) when its push
+        was sent to this connection and the client acked no later push. Unused, and reported,
+        stay the acks of pushes never sent, acks followed in the recording by anything but acks
+        and DISCONNECT, and acks skipped while later pushes were acked."""
+        used = plan.conn.used
+        latest = max((push for ack, push in plan.ack_of.items() if ack in used), default=-1)
+        for ack in plan.tail:
+            push = plan.ack_of.get(ack)
+            if push is not None and ack not in used and push in self.delivered and push > latest:
+                used.add(ack)
 
     def _unsent_note(self) -> str:
         """Why a client may have waited in vain: recorded pushes never sent, and what held the
@@ -559,7 +643,7 @@ class Session(BaseSession):
         if closest is not None and self.plan is not None:
             frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
-            lines = norm.diff(frame.summary, live, rec_payload, payload)
+            lines = norm.diff(frame.summary, live, rec_payload, payload, self.causes.ignore)
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
         if self.v5 and self.plan is not None:
             text = f"rrlab replay miss: {api}: {reason}" + (f"; {lines[0]}" if lines else "")

@@ -1,8 +1,8 @@
 """Which session class serves each protocol, and what of a protocol's frames is liveness.
 
 The one place that maps a protocol to its replay module; each module exports `Session` (a
-`replayer.session.Session` subclass), `is_liveness(summary)` and optionally `prepare(ctx)` (shared
-state built once per run, e.g. Kafka's partition logs).
+`replayer.session.Session` subclass), `is_liveness(summary)`, `is_closing(summary)` and
+optionally `prepare(ctx)` (shared state built once per run, e.g. Kafka's partition logs).
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ def module_for(proto: Proto | str) -> ModuleType:
 def is_liveness(proto: Proto, summary: dict[str, Any]) -> bool:
     """Frames a client sends on a clock (heartbeats, pings, polls): never reported unused."""
     return bool(module_for(proto).is_liveness(summary))
+
+
+def is_closing(proto: Proto, summary: dict[str, Any]) -> bool:
+    """A graceful close (MQTT DISCONNECT, AMQP Connection/Channel.Close, Kafka LeaveGroup): how
+    a client tears down is not behaviour, a recorded one it skipped is never reported unused."""
+    return bool(module_for(proto).is_closing(summary))
+
+
+def never_unused(proto: Proto, summary: dict[str, Any]) -> bool:
+    """Recorded client frames left out of the unused count: liveness and closing."""
+    return is_liveness(proto, summary) or is_closing(proto, summary)
 
 
 def label(proto: Proto, summary: dict[str, Any]) -> str:

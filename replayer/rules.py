@@ -2,27 +2,51 @@
 
 `DIR/replay-rules.json` (optional, canonical JSON or any JSON object):
 
-    {"ignore_fields": ["trace.id", "sent_at"], "ignore_headers": ["traceparent"]}
+    {"ignore_fields": ["trace.id", "properties.message_id"], "ignore_headers": ["traceparent"]}
 
-- `ignore_fields`: dotted paths into JSON payloads (Kafka record values, AMQP bodies, MQTT
-  payloads), dropped from both the recorded and the live payload before they are compared;
-- `ignore_headers`: message header names (Kafka record headers, AMQP `headers` table entries)
-  left out of the comparison.
+- `ignore_fields`: ignore paths (`rr.diff`, the same for every protocol): dotted names from the
+  message's root (Kafka record `key`, `value`, `headers`; AMQP `args`, `properties`, `body`;
+  MQTT `properties`, `payload`), or, without one of those names first, from the payload (Kafka
+  record values, AMQP bodies, MQTT payloads); a list is crossed by name (`items.id`: every
+  item's `id`). Dropped from both the recorded and the live message before they are compared;
+- `ignore_headers`: header names (Kafka record headers, AMQP `headers` table entries, MQTT 5
+  user properties) left out of the comparison.
 `rrlab serve --ignore-field PATH --ignore-header NAME` add to them for one run.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
+from rr.diff import parse_path
 from rr.usage import UsageError
 
 RULES_NAME = "replay-rules.json"
 _KEYS = ("ignore_fields", "ignore_headers")
 
 
-def load_rules(cassette: Path) -> dict[str, tuple[str, ...]]:
+def load_rules(
+    cassette: Path, fields: Iterable[str] = (), headers: Iterable[str] = ()
+) -> dict[str, tuple[str, ...]]:
+    """The cassette's rules plus a run's own (`--ignore-field`, `--ignore-header`), checked."""
+    out = dict(_from_file(cassette))
+    _check_paths(tuple(fields), "--ignore-field")
+    out["ignore_fields"] += tuple(fields)
+    out["ignore_headers"] += tuple(headers)
+    return out
+
+
+def _check_paths(paths: tuple[str, ...], where: str) -> None:
+    for path in paths:
+        try:
+            parse_path(path)
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+
+
+def _from_file(cassette: Path) -> dict[str, tuple[str, ...]]:
     path = cassette / RULES_NAME
     if not path.is_file():
         return {key: () for key in _KEYS}
@@ -38,4 +62,5 @@ def load_rules(cassette: Path) -> dict[str, tuple[str, ...]]:
         if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
             raise UsageError(f"{path}: {key} must be a list of non-empty strings")
         out[key] = tuple(items)
+    _check_paths(out["ignore_fields"], str(path))
     return out

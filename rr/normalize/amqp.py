@@ -2,16 +2,18 @@
 
 A client's unit of meaning is a *message*: one method frame, and for Basic.Publish also its
 content header and body frames (assembled per channel, so a body split at another frame_max
-compares equal). Named rules, applied in order to a message's JSON-able form, decide what is
-ignored (`RULES`); `match_key` is the canonical JSON of the result and `diff` says field by
-field where a live message differs from a recorded one.
+compares equal). Named rules, applied in order to a message's JSON-able view (`args`,
+`properties`, `body`), decide what is ignored (`RULES`), then the user's ignore paths
+(`rr.diff`, the same for every protocol); `match_key` is the sorted JSON of the result, the body
+by its bytes unless an ignore path reaches into it, and `diff` says field by field where a live
+message differs from a recorded one.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
+import functools
+import hashlib
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ import pamqp.commands
 import pamqp.decode
 import pamqp.exceptions
 import pamqp.frame
+
+from rr import diff as rrdiff
 
 #: Client methods followed by a content header and body frames.
 CONTENT_METHODS = frozenset({"Basic.Publish"})
@@ -45,8 +49,8 @@ class Message:
     wire: bytes = b""
 
     def view(self) -> dict[str, Any]:
-        """JSON-able form, the body as JSON when it parses, else text, else base64. A fresh
-        copy down to what the rules edit (args, properties and their headers table)."""
+        """JSON-able form, the body as a value (`rr.diff.value_of`). A fresh copy down to what
+        the rules edit (args, properties and their headers table)."""
         args = dict(self.args)
         out: dict[str, Any] = {"channel": self.channel, "method": self.name, "args": args}
         if self.properties is not None:
@@ -55,19 +59,8 @@ class Message:
                 props["headers"] = dict(props["headers"])
             out["properties"] = props
         if self.body is not None:
-            out["body"] = body_value(self.body)
+            out["body"] = rrdiff.value_of(self.body)
         return out
-
-
-def body_value(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(body).decode("ascii")}
-    try:
-        return {"json": json.loads(text)}
-    except ValueError:
-        return {"text": text}
 
 
 @dataclass(slots=True)
@@ -157,14 +150,28 @@ def sasl_user(raw: bytes) -> str | None:
 # --- rules --------------------------------------------------------------------------------------
 
 
+#: A message as an ignore path sees it: a path that does not start with `args`, `properties`
+#: or `body` starts in the body; header names are entries of the `headers` property table.
+SHAPE = rrdiff.Shape(frozenset({"args", "properties", "body"}), "body", ("properties", "headers"))
+
+
+@functools.cache
+def ignore_rules(fields: tuple[str, ...], headers: tuple[str, ...]) -> rrdiff.Ignore:
+    return rrdiff.Ignore.build(SHAPE, fields, headers)
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Per-run choices: live->recorded consumer tags, and a user's own nondeterministic fields
-    (dotted paths into a JSON body, e.g. `ts`, and header names in the properties table)."""
+    (ignore paths, e.g. `ts` in the body or `properties.message_id`, and header names)."""
 
     live_tags: Mapping[str, str] = field(default_factory=dict)
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
+
+    @property
+    def ignore(self) -> rrdiff.Ignore:
+        return ignore_rules(tuple(self.ignore_fields), tuple(self.ignore_headers))
 
 
 Rule = Callable[[dict[str, Any], Options], None]
@@ -194,50 +201,31 @@ def heartbeat_is_liveness(view: dict[str, Any], _opts: Options) -> None:
         view["args"].pop("heartbeat", None)
 
 
-def ignore_user_fields(view: dict[str, Any], opts: Options) -> None:
-    """The user's own nondeterministic payload fields and headers (per cassette)."""
-    body = view.get("body")
-    if isinstance(body, dict) and "json" in body:
-        for path in opts.ignore_fields:
-            _drop_path(body["json"], path.split("."))
-    headers = (view.get("properties") or {}).get("headers")
-    if isinstance(headers, dict):
-        for name in opts.ignore_headers:
-            headers.pop(name, None)
-
-
-def _drop_path(value: Any, parts: list[str]) -> None:
-    if not isinstance(value, dict) or not parts:
-        return
-    if len(parts) == 1:
-        value.pop(parts[0], None)
-    else:
-        _drop_path(value.get(parts[0]), parts[1:])
-
-
 RULES: tuple[Rule, ...] = (
     any_credentials,
     heartbeat_is_liveness,
     consumer_tag_from_client,
-    ignore_user_fields,
 )
 _DEFAULTS = Options()
 
 
 def normalized(message: Message, opts: Options | None = None) -> dict[str, Any]:
-    """The message as compared: its JSON-able view with every rule applied."""
+    """The message as compared and shown: its view with every rule and ignore path applied."""
     view = message.view()
     opts = opts or _DEFAULTS
     for rule in RULES:
         rule(view, opts)
-    return view
+    return opts.ignore.apply(view)
 
 
 def match_key(message: Message, opts: Options | None = None) -> bytes:
-    """Sorted-key compact JSON of the normalized message (JSON bodies may hold floats, which
-    canonical JSON refuses): equal keys match."""
+    """Sorted-key compact JSON of the normalized message, the body by its bytes (a digest)
+    unless an ignore path reaches into it: equal keys match."""
+    opts = opts or _DEFAULTS
     view = normalized(message, opts)
-    return json.dumps(view, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if message.body is not None and not opts.ignore.touches("body"):
+        view["body"] = {"sha256": hashlib.sha256(message.body).hexdigest()}
+    return rrdiff.canonical(view)
 
 
 def is_liveness(summary: Mapping[str, Any]) -> bool:
@@ -245,12 +233,36 @@ def is_liveness(summary: Mapping[str, Any]) -> bool:
     return summary.get("frame") == HEARTBEAT
 
 
+#: A close that asks for nothing but the close (reply-success; 0 from clients that send it).
+GRACEFUL_REPLY_CODES = frozenset({0, 200})
+#: Client methods that only tear down: a close of the connection or a channel, and the answer
+#: to the broker's own close.
+CLOSES = frozenset({"Connection.Close", "Channel.Close"})
+CLOSE_OKS = frozenset({"Connection.CloseOk", "Channel.CloseOk"})
+
+
+def is_closing(summary: Mapping[str, Any]) -> bool:
+    """A graceful close (or the answer to the broker's close): the client only tears down, so a
+    recorded one it skipped is not behaviour, and an unrecorded one gets its CloseOk."""
+    method = summary.get("method")
+    if method in CLOSE_OKS:
+        return True
+    args = summary.get("args") or {}
+    return method in CLOSES and args.get("reply_code") in GRACEFUL_REPLY_CODES
+
+
 # --- diff ---------------------------------------------------------------------------------------
 
 
-def diff(recorded: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
+def diff(
+    recorded: Mapping[str, Any],
+    live: Mapping[str, Any],
+    recorded_body: bytes | None = None,
+    live_body: bytes | None = None,
+) -> list[str]:
     """Field-level differences of two normalized messages, e.g.
-    `Basic.Publish ch 1 body.n: recorded 17 live 18`."""
+    `Basic.Publish ch 1 body.n: recorded 17 live 18`; with the bodies' bytes, a body equal as a
+    value but not as bytes says so."""
     head = f"{live.get('method')} ch {live.get('channel')}"
     if recorded.get("method") != live.get("method") or recorded.get("channel") != live.get(
         "channel"
@@ -259,42 +271,10 @@ def diff(recorded: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
             f"{head}: recorded {recorded.get('method')} ch {recorded.get('channel')} "
             f"live {live.get('method')} ch {live.get('channel')}"
         ]
-    lines: list[str] = []
+    lines = []
     for part in ("args", "properties", "body"):
-        rec, got = recorded.get(part), live.get(part)
-        if part == "body":  # the body's encoding wrapper is not a field
-            rec, got = _unwrap(rec), _unwrap(got)
-        _walk(part, rec, got, lines)
+        absent = rrdiff.ABSENT
+        lines += rrdiff.lines(recorded.get(part, absent), live.get(part, absent), part)
+    if not lines and recorded_body != live_body and "body" in live:
+        lines = ["body: same value, different bytes"]
     return [f"{head} {line}" for line in lines]
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1:
-        ((kind, inner),) = value.items()
-        if kind in ("json", "text"):
-            return inner
-    return value
-
-
-_ABSENT = object()
-
-
-def _walk(path: str, rec: Any, got: Any, out: list[str]) -> None:
-    if rec == got:
-        return
-    if isinstance(rec, dict) and isinstance(got, dict):
-        for key in sorted(set(rec) | set(got), key=str):
-            _walk(f"{path}.{key}", rec.get(key, _ABSENT), got.get(key, _ABSENT), out)
-        return
-    if isinstance(rec, list) and isinstance(got, list) and len(rec) == len(got):
-        for i, (a, b) in enumerate(zip(rec, got, strict=True)):
-            _walk(f"{path}[{i}]", a, b, out)
-        return
-    out.append(f"{path}: recorded {_show(rec)} live {_show(got)}")
-
-
-def _show(value: Any) -> str:
-    if value is _ABSENT:
-        return "(absent)"
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= 120 else text[:117] + "..."

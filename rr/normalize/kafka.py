@@ -10,7 +10,8 @@ Rules (each a small named function of api key -> ignored field names, composed i
 - request timeouts (`timeout`, `timeout_ms`: how long the client will wait, e.g. CreateTopics,
   Produce) ignored: they are configuration, not behaviour.
 Record batches are never compared as bytes (timestamps, CRC, producer id/epoch/sequence change
-every run): `record_diff` compares records by key, value and headers, in order.
+every run): records are, by key, value and headers (by name, in any order); ignore rules and
+diff lines are `rr.diff`'s, on the record's view (`key`, `value`, `headers`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rr import diff
 from rr.canonical import dumps
 from rr.codecs.kafka_apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
@@ -31,8 +34,6 @@ from rr.codecs.kafka_apis import (
     LEAVE_GROUP,
     SASL_AUTHENTICATE,
 )
-
-from . import payload
 
 Rule = Callable[[int], Iterable[str]]
 
@@ -112,33 +113,17 @@ def request_view(api_key: int, body: Any) -> Any:
     return entity_view(body, ignored_fields(api_key))
 
 
-def view_diff(recorded: Any, live: Any, path: str = "") -> list[str]:
+def view_diff(recorded: Any, live: Any) -> list[str]:
     """Field-level differences of two `request_view`s (dotted paths)."""
-    if recorded == live:
-        return []
-    if isinstance(recorded, dict) and isinstance(live, dict):
-        out: list[str] = []
-        for key in list(dict.fromkeys([*recorded, *live])):
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in recorded or key not in live:
-                out.append(f"{sub}: recorded {recorded.get(key)!r} live {live.get(key)!r}")
-            else:
-                out += view_diff(recorded[key], live[key], sub)
-        return out
-    if isinstance(recorded, list) and isinstance(live, list) and len(recorded) == len(live):
-        out = []
-        for i, (a, b) in enumerate(zip(recorded, live, strict=True)):
-            out += view_diff(a, b, f"{path}[{i}]")
-        return out
-    return [f"{path or 'request'}: recorded {_short(recorded)} live {_short(live)}"]
-
-
-def _short(value: Any) -> str:
-    text = dumps(value).decode() if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:80] + "…"
+    return diff.lines(recorded, live, whole="request")
 
 
 # --- records --------------------------------------------------------------------------------
+
+
+#: A record as an ignore path sees it: `key`, `value`, `headers` (a path without one of these
+#: names starts in the value).
+RECORD = diff.Shape(frozenset({"key", "value", "headers"}), "value", ("headers",))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,6 +133,51 @@ class RecordFace:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
+
+    def view(self) -> dict[str, Any]:
+        """The record as a value: key and value by `rr.diff.value_of`, headers by name."""
+        return {
+            "headers": diff.by_name(self.headers, diff.value_of),
+            "key": diff.value_of(self.key),
+            "value": diff.value_of(self.value),
+        }
+
+
+@functools.cache
+def _record_rules(fields: tuple[str, ...], headers: tuple[str, ...]) -> diff.Ignore:
+    return diff.Ignore.build(RECORD, fields, headers)
+
+
+def record_rules(
+    ignore_fields: Iterable[str] = (), ignore_headers: Iterable[str] = ()
+) -> diff.Ignore:
+    """A run's ignore rules as paths into a record's view."""
+    return _record_rules(tuple(ignore_fields), tuple(ignore_headers))
+
+
+def record_key(face: RecordFace, ignore: diff.Ignore = diff.NO_IGNORE) -> bytes:
+    """What a produced record is matched by: its bytes (headers by name, in any order), a part
+    an ignore path reaches into as its value without the ignored fields."""
+    h = hashlib.sha1(usedforsecurity=False)
+    if ignore:
+        view = face.view()
+        exact = {
+            "key": _hex(face.key),
+            "value": _hex(face.value),
+            "headers": sorted([k, _hex(v)] for k, v in face.headers),
+        }
+        compared = {part: view[part] if ignore.touches(part) else exact[part] for part in exact}
+        h.update(diff.canonical(ignore.apply(compared)))
+        return h.digest()
+    for part in (face.key, face.value):
+        h.update(b"\x00" if part is None else b"\x01%d:" % len(part) + part)
+    for k, v in sorted(face.headers, key=lambda kv: kv[0]):
+        h.update(b"\x02" + k.encode() + b"\x00" + (b"\x00" if v is None else b"\x01" + v))
+    return h.digest()
+
+
+def _hex(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
 
 
 def record_diff(
@@ -159,16 +189,19 @@ def record_diff(
     ignore_headers: Iterable[str] = (),
 ) -> list[str]:
     """Lines like `Produce topic t partition 0 record 17 value.n: recorded 17 live 18`."""
-    out = payload.diff(f"{where} key", recorded.key, live.key)
-    out += payload.diff(f"{where} value", recorded.value, live.value, ignore_fields)
-    skip = set(ignore_headers)
-    rec_h = [(k, v) for k, v in recorded.headers if k not in skip]
-    live_h = [(k, v) for k, v in live.headers if k not in skip]
-    if rec_h != live_h:
-        rec_names, live_names = [k for k, _ in rec_h], [k for k, _ in live_h]
-        if rec_names != live_names:
-            out.append(f"{where} headers: recorded {rec_names} live {live_names}")
-        else:
-            for (name, a), (_n, b) in zip(rec_h, live_h, strict=True):
-                out += payload.diff(f"{where} header {name}", a, b)
-    return out
+    ignore = record_rules(ignore_fields, ignore_headers)
+    rec, got = ignore.apply(recorded.view()), ignore.apply(live.view())
+    out = diff.lines(rec, got)
+    if not out:  # equal as values, perhaps not as bytes (e.g. JSON spacing)
+        out = [
+            f"{part}: same value, different bytes" for part in _bytes_differ(recorded, live, ignore)
+        ]
+    return [f"{where} {line}" for line in out]
+
+
+def _bytes_differ(recorded: RecordFace, live: RecordFace, ignore: diff.Ignore) -> list[str]:
+    """The parts no ignore path reaches into whose bytes differ."""
+    parts = [p for p in ("key", "value") if getattr(recorded, p) != getattr(live, p)]
+    if sorted(recorded.headers) != sorted(live.headers):
+        parts.append("headers")
+    return [p for p in parts if not ignore.touches(p)]

@@ -3,22 +3,27 @@
 Small named rules, like VCR.py's matchers, each removing one thing a client may legitimately
 change between runs: its random client id, the packet ids it picks, the DUP flag of a resend,
 its keep-alive, credentials (the cassette holds a placeholder), a v5 topic alias. Everything
-else compares: topic, QoS, retain, properties and the payload (bytes; JSON-aware in diffs).
+else compares: topic, QoS, retain, properties (v5 user properties by name) and the payload (its
+bytes; with an ignore path into it, its value). Ignore paths and diff lines are `rr.diff`'s, on
+the packet's view: its summary fields, `properties` and `payload` (`SHAPE`).
 Pure functions on decoder summaries and payload bytes: no sockets, no cassette I/O.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Callable, Hashable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
+
+from rr import diff as rrdiff
 
 Summary = dict[str, Any]
 Rule = Callable[[Summary], None]
 
 #: Client packets sent on a clock: answered by the replayer itself, never matched.
 LIVENESS = frozenset({"PINGREQ"})
+#: DISCONNECT reason codes of a client that only closes (v5 0x00 normal; 3.1.1 sends none).
+GRACEFUL_DISCONNECT = frozenset({None, 0})
 #: Client packets whose packet id the client picks (the replayer maps it).
 CLIENT_CHOSEN_IDS = frozenset({"PUBLISH", "PUBREL", "SUBSCRIBE", "UNSUBSCRIBE"})
 #: Server packets echoing a client-chosen packet id: the live id is stamped into them.
@@ -30,8 +35,23 @@ PUSH_ACKS = frozenset({"PUBACK", "PUBREC", "PUBCOMP"})
 ACK_LANES = PUSH_ACKS | {"PUBREL"}
 _ACK_LIKE = frozenset({"PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "DISCONNECT", "AUTH"})
 
-#: Cut diffs to this many lines (the first differences say what changed).
-MAX_DIFF_LINES = 20
+#: A packet as an ignore path sees it: a path that does not start with `properties` or
+#: `payload` starts in the payload; header names are v5 user properties.
+SHAPE = rrdiff.Shape(
+    frozenset({"properties", "payload"}), "payload", ("properties", "user_property")
+)
+
+
+@functools.cache
+def _rules(fields: tuple[str, ...], headers: tuple[str, ...]) -> rrdiff.Ignore:
+    return rrdiff.Ignore.build(SHAPE, fields, headers)
+
+
+def ignore_rules(
+    ignore_fields: Iterable[str] = (), ignore_headers: Iterable[str] = ()
+) -> rrdiff.Ignore:
+    """A run's ignore rules as paths into a packet's view."""
+    return _rules(tuple(ignore_fields), tuple(ignore_headers))
 
 
 # --- rules (each edits a normalized copy in place) ---------------------------------------------
@@ -95,6 +115,13 @@ def payload_by_content(s: Summary) -> None:
     s.pop("payload_size", None)
 
 
+def user_properties_by_name(s: Summary) -> None:
+    """v5 user properties are headers: compared by name, in any order (as Kafka's, AMQP's)."""
+    props = s.get("properties")
+    if isinstance(props, dict) and isinstance(props.get("user_property"), list):
+        props["user_property"] = rrdiff.by_name(props["user_property"])
+
+
 def empty_properties(s: Summary) -> None:
     """An empty v5 property list equals none."""
     if not s.get("properties"):
@@ -111,6 +138,7 @@ RULES: tuple[Rule, ...] = (
     ignore_topic_alias,
     success_by_default,
     payload_by_content,
+    user_properties_by_name,
     empty_properties,
 )
 
@@ -142,18 +170,33 @@ def connect_key(summary: Summary) -> Hashable:
 
 
 def match_key(
-    summary: Summary, payload: bytes | None = None, ignore_fields: Sequence[str] = ()
+    summary: Summary, payload: bytes | None = None, ignore: rrdiff.Ignore = rrdiff.NO_IGNORE
 ) -> Hashable:
-    """The key a client packet is matched by. The payload compares as bytes, or, with
-    `ignore_fields` (dotted paths into a JSON payload), as JSON without those fields."""
-    body: Hashable = payload
-    if payload is not None and ignore_fields:
-        value = payload_value(payload)
-        if isinstance(value, dict | list):
-            for path in ignore_fields:
-                _drop_path(value, path.split("."))
-            body = ("json", freeze(value))
-    return (freeze(normalize(summary)), body)
+    """The key a client packet is matched by. The payload compares as bytes, or, with an ignore
+    path into it, as its value without the ignored fields."""
+    if not ignore:
+        return (freeze(normalize(summary)), payload)
+    view = ignore.apply(packet_view(summary, payload))
+    body = view.pop("payload", rrdiff.ABSENT)
+    if ignore.touches("payload"):
+        return (freeze(view), ("value", freeze(body)))
+    return (freeze(view), payload)
+
+
+def packet_view(summary: Summary, payload: bytes | None) -> Summary:
+    """The normalized summary with the payload as a value: what ignore paths and diffs see."""
+    view = normalize(summary)
+    if payload is not None:
+        view["payload"] = rrdiff.value_of(payload)
+    return view
+
+
+def is_closing(summary: Summary) -> bool:
+    """A graceful DISCONNECT: the client only tears down (a recorded one it skipped is not
+    behaviour; an unrecorded one just closes)."""
+    return summary.get("packet") == "DISCONNECT" and (
+        summary.get("reason_code") in GRACEFUL_DISCONNECT
+    )
 
 
 def lane(packet: str) -> str:
@@ -185,45 +228,7 @@ def expected_answer(summary: Summary) -> tuple[str, int | None] | None:
     return (answers[packet], pid) if packet in answers else None
 
 
-# --- payloads and diffs ------------------------------------------------------------------------
-
-
-def payload_value(payload: bytes) -> Any:
-    """A payload as a value: JSON (strings holding JSON decoded too), else text, else base64."""
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(payload).decode("ascii")}
-    try:
-        return _unnest(json.loads(text))
-    except ValueError:
-        return text
-
-
-def _unnest(value: Any) -> Any:
-    """Decode JSON objects/arrays carried as strings inside JSON (an envelope's payload)."""
-    if isinstance(value, dict):
-        return {k: _unnest(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unnest(v) for v in value]
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return _unnest(json.loads(value))
-        except ValueError:
-            return value
-    return value
-
-
-def _drop_path(value: Any, path: list[str]) -> None:
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict) and head in value:
-        if rest:
-            _drop_path(value[head], rest)
-        else:
-            del value[head]
-    elif isinstance(value, list):
-        for item in value:
-            _drop_path(item, path)
+# --- diffs -------------------------------------------------------------------------------------
 
 
 def describe(summary: Summary) -> str:
@@ -233,60 +238,36 @@ def describe(summary: Summary) -> str:
     return f"{packet} topic {topic}" if isinstance(topic, str) else packet
 
 
-_ABSENT = object()
-
-
-def _show(value: Any) -> str:
-    if value is _ABSENT:
-        return "(absent)"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _leaf_diffs(path: str, rec: Any, live: Any, out: list[str]) -> None:
-    if isinstance(rec, dict) and isinstance(live, dict):
-        for key in sorted(set(rec) | set(live), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            _leaf_diffs(sub, rec.get(key, _ABSENT), live.get(key, _ABSENT), out)
-    elif isinstance(rec, list) and isinstance(live, list) and len(rec) == len(live):
-        for i, (r, v) in enumerate(zip(rec, live, strict=True)):
-            _leaf_diffs(f"{path}[{i}]", r, v, out)
-    elif rec != live or type(rec) is not type(live):
-        out.append(f"{path}: recorded {_show(rec)} live {_show(live)}")
-
-
 def diff(
     recorded: Summary,
     live: Summary,
     recorded_payload: bytes | None = None,
     live_payload: bytes | None = None,
+    ignore: rrdiff.Ignore = rrdiff.NO_IGNORE,
 ) -> list[str]:
-    """Field-level differences after normalization, e.g.
-    `PUBLISH topic t payload.n: recorded 17 live 18`; the payload compared as JSON when it is."""
+    """Field-level differences of what is compared, e.g.
+    `PUBLISH topic t payload.n: recorded 17 live 18` (the payload as a value)."""
     if recorded.get("packet") != live.get("packet"):  # another packet: its fields say nothing
         return [f"packet: recorded {describe(recorded)} live {describe(live)}"]
-    lines: list[str] = []
-    _leaf_diffs("", normalize(recorded), normalize(live), lines)
-    if recorded_payload != live_payload:
-        before = len(lines)
-        rec_v = _ABSENT if recorded_payload is None else payload_value(recorded_payload)
-        live_v = _ABSENT if live_payload is None else payload_value(live_payload)
-        _leaf_diffs("payload", rec_v, live_v, lines)
-        if len(lines) == before:
-            lines.append("payload: same JSON value, different bytes")
-    return [f"{describe(live)} {line}" for line in lines[:MAX_DIFF_LINES]]
+    rec = ignore.apply(packet_view(recorded, recorded_payload))
+    got = ignore.apply(packet_view(live, live_payload))
+    lines = rrdiff.lines(rec, got)
+    if not lines and recorded_payload != live_payload and not ignore.touches("payload"):
+        lines = ["payload: same value, different bytes"]
+    return [f"{describe(live)} {line}" for line in lines]
 
 
 def view(summary: Summary, payload: bytes | None) -> Summary:
-    """A summary with its payload decoded, for reports."""
+    """A summary with its payload as a value, for reports."""
     if payload is None:
         return dict(summary)
-    return {**summary, "payload": payload_value(payload)}
+    return {**summary, "payload": rrdiff.value_of(payload)}
 
 
 # --- the hot path ------------------------------------------------------------------------------
 
 
-def fast_key(raw: bytes, v5: bool, ignore_fields: Sequence[str] = ()) -> Hashable | None:
+def fast_key(raw: bytes, v5: bool, ignore: rrdiff.Ignore = rrdiff.NO_IGNORE) -> Hashable | None:
     """A match key read straight from the bytes for the packets a replay of many messages is
     made of (3.1.1 PUBLISH and acks of pushes), with the same equality as `match_key` (packet
     id of a PUBLISH and DUP ignored, topic/QoS/retain/payload compared); None for anything else
@@ -298,7 +279,7 @@ def fast_key(raw: bytes, v5: bool, ignore_fields: Sequence[str] = ()) -> Hashabl
         if flags or raw[1] != 2 or len(raw) != 4:
             return None
         return ("fast", ptype, int.from_bytes(raw[2:4], "big"))
-    if ptype == 3 and not ignore_fields:
+    if ptype == 3 and not ignore:
         return _fast_publish(raw, flags)
     return None
 

@@ -5,17 +5,23 @@ tag): publishes COUNT JSON messages with confirms to an exclusive queue, then co
 ACK_EVERY-th delivery with multiple=True (1: each one on its own), and writes the bodies it got
 to OUT, one per line. With --get it polls Basic.Get instead of consuming; --empty-polls N polls
 the still empty queue N times before publishing (a client polling more often than recorded).
+--message-props sets what most pika services set on each message: message_id=uuid4() and
+timestamp=now. --abrupt exits without closing the channel or the connection (the process ends,
+the socket closes), as a client killed after its work does.
 
 Usage: python tests/replay/amqp_pika_client.py OUT [--count N] [--delay S] [--heartbeat S]
        [--prefetch N] [--ack-every K] [--get] [--empty-polls N] [--url URL] [--queue NAME]
-       [--extra TEXT]
+       [--extra TEXT] [--message-props] [--abrupt]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pika
@@ -36,6 +42,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--empty-polls", type=int, default=0, help="Basic.Get polls before publishing")
     p.add_argument("--get", action="store_true", help="poll with Basic.Get instead of consuming")
     p.add_argument("--extra", default="", help="a field appended to every body (changed runs)")
+    p.add_argument("--message-props", action="store_true", help="message_id=uuid4, timestamp=now")
+    p.add_argument("--abrupt", action="store_true", help="exit without closing anything")
     args = p.parse_args(argv)
 
     params = pika.URLParameters(args.url)
@@ -52,12 +60,10 @@ def main(argv: list[str]) -> int:
         body = {"n": n, "square": n * n}
         if args.extra:
             body["extra"] = args.extra
-        channel.basic_publish(
-            "",
-            args.queue,
-            json.dumps(body, sort_keys=True).encode(),
-            pika.BasicProperties(content_type="application/json", headers={"n": n}),
-        )
+        props = pika.BasicProperties(content_type="application/json", headers={"n": n})
+        if args.message_props:
+            props.message_id, props.timestamp = str(uuid.uuid4()), int(time.time())
+        channel.basic_publish("", args.queue, json.dumps(body, sort_keys=True).encode(), props)
     channel.basic_qos(prefetch_count=args.prefetch)
     got: list[str] = []
 
@@ -78,10 +84,12 @@ def main(argv: list[str]) -> int:
         while len(got) < args.count:
             connection.process_data_events(time_limit=0.2)
         channel.basic_cancel(tag)
-    connection.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(f"{line}\n" for line in got))
+    if args.abrupt:
+        os._exit(0)  # no Channel.Close, no Connection.Close: the socket just closes
+    connection.close()
     return 0
 
 

@@ -6,13 +6,15 @@ whose extra polls, heartbeats and empty fetches the recording never saw.
 
     python kafka_batching_client.py --bootstrap H:P --topic T --count N --out FILE
         [--batch-size B] [--linger-ms L] [--slow-ms S] [--group G] [--compression C]
-        [--api-version 0.11] [--change-record N]
+        [--api-version 0.11] [--change-record N] [--abrupt]
 
 --api-version pins kafka-python to an older broker's protocol versions (0.11: Produce v3,
 Fetch v5, Metadata v4, JoinGroup v2, ...); --change-record N produces record N with another
 value (a replay of a recording without it must miss naming the field).
 
 FILE gets one line per consumed record (offset, key, value, headers) and nothing from a clock.
+--abrupt exits without closing the consumer (no final commit, no LeaveGroup), as a process
+killed after its work does.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> int:
     p.add_argument("--api-version", default=None, help="e.g. 0.11 (default: negotiated)")
     p.add_argument("--change-record", type=int, default=None, metavar="N")
     p.add_argument("--compression", default=None, help="gzip, snappy, lz4 or zstd")
+    p.add_argument("--abrupt", action="store_true", help="exit without closing the consumer")
     a = p.parse_args()
     pinned = {}
     if a.api_version:
@@ -104,10 +107,12 @@ def main() -> int:
                     lines.append(json.dumps(row, sort_keys=True))
                 if a.slow_ms:
                     time.sleep(a.slow_ms / 1000)
-    consumer.close()
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
+    if a.abrupt:
+        os._exit(0 if len(lines) == a.count else 1)  # no commit, no LeaveGroup
+    consumer.close()
     return 0 if len(lines) == a.count else 1
 
 

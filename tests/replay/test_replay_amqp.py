@@ -195,7 +195,7 @@ def test_changed_body_fails_with_close_541_and_a_diff_naming_the_field(tmp_path)
     assert "541" in client.stderr and "body.extra" in client.stderr, client.stderr
     assert served.exit_code == 1
     miss = served.report["misses"][0]
-    assert miss["api"] == "Basic.Publish" and miss["closest"]["body"]["json"]["n"] == 0
+    assert miss["api"] == "Basic.Publish" and miss["closest"]["body"]["n"] == 0
     assert miss["diff"] == ['Basic.Publish ch 1 body.extra: recorded (absent) live "x"']
     assert "MISS amqp Basic.Publish" in served.stderr
 
@@ -302,3 +302,41 @@ def test_another_user_is_refused_at_binding_with_the_user_named(tmp_path):
         'Connection.StartOk ch 0 args.response.user: recorded "rrlab" live "mallory"'
     ]
     assert miss["live"]["args"]["response"] == {"user": "mallory"}  # never the password
+
+
+MESSAGE_PROPS = FIXTURES / "pika-message-props"  # recorded with --message-props on RabbitMQ
+
+
+def _message_props_client() -> list[str]:
+    return [*PIKA_CLIENT, BODIES, "--count", "5", "--delay", "0", "--prefetch", "100"] + [
+        "--message-props"
+    ]
+
+
+def test_message_id_and_timestamp_replay_when_their_property_paths_are_ignored(tmp_path):
+    """pika sets message_id=uuid4() and timestamp=now on every publish: with the two property
+    paths in replay-rules.json (or given as --ignore-field) the run replays, strict."""
+    copy = tmp_path / "cassette"
+    shutil.copytree(MESSAGE_PROPS, copy)
+    rules = {"ignore_fields": ["properties.message_id", "properties.timestamp"]}
+    (copy / "replay-rules.json").write_text(json.dumps(rules))
+    served = assert_replays(copy, _message_props_client(), [BODIES], tmp_path, "--strict")
+    assert served.report["by_api"]["amqp"]["Basic.Publish"]["matched"] == 5
+    flags = ["--ignore-field", "properties.message_id", "--ignore-field", "properties.timestamp"]
+    assert_replays(MESSAGE_PROPS, _message_props_client(), [BODIES], tmp_path, *flags)
+
+
+def test_message_id_and_timestamp_miss_naming_the_property_when_not_ignored(tmp_path):
+    with fake_broker(MESSAGE_PROPS, tmp_path, "--ignore-field", "properties.timestamp") as served:
+        client = run_client(_message_props_client(), tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    (line,) = served.report["misses"][0]["diff"]
+    assert line.startswith("Basic.Publish ch 1 properties.message_id: recorded "), line
+    with fake_broker(MESSAGE_PROPS, tmp_path) as served:
+        run_client(_message_props_client(), tmp_path)
+    lines = served.report["misses"][0]["diff"]
+    assert [line.split(":")[0] for line in lines] == [
+        "Basic.Publish ch 1 properties.message_id",
+        "Basic.Publish ch 1 properties.timestamp",
+    ]

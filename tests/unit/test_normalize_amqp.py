@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from pathlib import Path
 
@@ -61,8 +62,8 @@ def test_worker_cassette_assembles_each_publish_with_its_content():
     publishes = [m for m in msgs if m.name == "Basic.Publish"]
     assert len(publishes) == 200
     first = norm.normalized(publishes[0])
-    assert first["body"]["json"]["seq"] == 0
-    assert first["properties"]["headers"]["key"] == first["body"]["json"]["key"]
+    assert first["body"]["seq"] == 0
+    assert first["properties"]["headers"]["key"] == first["body"]["key"]
     assert all(m.frames == 3 for m in publishes)
     assert [m.name for m in msgs[:3]] == [
         norm.PROTOCOL_HEADER,
@@ -174,3 +175,80 @@ def test_amqp_tools_connections_normalize_without_strays(conn):
     assert not names & {"header", "body"}, names  # every content frame joined its method
     assert msgs[1].name == "Connection.StartOk"
     assert norm.normalized(msgs[1])["args"]["response"] == {"user": "rrlab"}
+
+
+def _at(seconds: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+
+def test_ignore_paths_reach_properties_their_headers_and_method_args():
+    """pika services set message_id=uuid4() and timestamp=now: with those paths ignored two such
+    publishes match, without them the diff names the property."""
+    a = messages(
+        publish_frames(
+            b'{"n": 1}', message_id="a1f0", timestamp=_at(1700000000), headers={"x": "1", "k": "v"}
+        )
+    )[0]
+    b = messages(
+        publish_frames(
+            b'{"n": 1}', message_id="9c2e", timestamp=_at(1700000042), headers={"x": "2", "k": "v"}
+        )
+    )[0]
+    assert norm.diff(norm.normalized(a), norm.normalized(b)) == [
+        'Basic.Publish ch 1 properties.headers.x: recorded "1" live "2"',
+        'Basic.Publish ch 1 properties.message_id: recorded "a1f0" live "9c2e"',
+        'Basic.Publish ch 1 properties.timestamp: recorded "2023-11-14T22:13:20+00:00" '
+        'live "2023-11-14T22:14:02+00:00"',
+    ]
+    paths = ("properties.message_id", "properties.timestamp", "properties.headers.x")
+    assert norm.match_key(a, norm.Options(ignore_fields=paths)) == norm.match_key(
+        b, norm.Options(ignore_fields=paths)
+    )
+    half = norm.Options(ignore_fields=paths[:2])
+    assert norm.match_key(a, half) != norm.match_key(b, half)
+    by_header = norm.Options(ignore_fields=paths[:2], ignore_headers=("x",))
+    assert norm.match_key(a, by_header) == norm.match_key(b, by_header)
+    declare = [messages([one(cmd.Queue.Declare(queue=q))])[0] for q in ("q.1", "q.2")]
+    args = norm.Options(ignore_fields=("args.queue",))
+    assert norm.match_key(declare[0], args) == norm.match_key(declare[1], args)
+    assert norm.match_key(declare[0]) != norm.match_key(declare[1])
+
+
+def test_body_lists_are_crossed_by_an_ignore_path():
+    """`items.id` is the id of every element (rr.diff's list rule, as for Kafka and MQTT)."""
+    a = messages(publish_frames(b'{"items": [{"id": 1, "n": 1}, {"id": 2, "n": 2}]}'))[0]
+    b = messages(publish_frames(b'{"items": [{"id": 7, "n": 1}, {"id": 8, "n": 2}]}'))[0]
+    c = messages(publish_frames(b'{"items": [{"id": 7, "n": 1}, {"id": 8, "n": 3}]}'))[0]
+    opts = norm.Options(ignore_fields=("items.id",))
+    assert norm.match_key(a, opts) == norm.match_key(b, opts)
+    assert norm.match_key(a, opts) != norm.match_key(c, opts)
+    assert norm.diff(norm.normalized(a, opts), norm.normalized(c, opts)) == [
+        "Basic.Publish ch 1 body.items[1].n: recorded 2 live 3"
+    ]
+
+
+def test_a_body_compares_by_its_bytes_unless_a_path_reaches_into_it():
+    a = messages(publish_frames(b'{"a":1,"ts":1}'))[0]
+    b = messages(publish_frames(b'{"ts": 1, "a": 1}'))[0]
+    assert norm.match_key(a) != norm.match_key(b)
+    assert norm.diff(norm.normalized(a), norm.normalized(b), a.body, b.body) == [
+        "Basic.Publish ch 1 body: same value, different bytes"
+    ]
+    opts = norm.Options(ignore_fields=("ts",))
+    assert norm.match_key(a, opts) == norm.match_key(b, opts)
+
+
+def test_only_a_graceful_close_is_closing():
+    """Close with reply-success (200, or 0 from clients that send it) and the CloseOk answers
+    are teardown; a Close carrying an error code is the client reporting a problem."""
+
+    def summary(frame, channel: int = 1) -> dict:
+        return decoder_for("amqp").decode(Direction.C2S, one(frame, channel)).summary
+
+    assert norm.is_closing(summary(cmd.Channel.Close(200, "Normal shutdown", 0, 0)))
+    assert norm.is_closing(summary(cmd.Channel.Close(0, "", 0, 0)))
+    assert norm.is_closing(summary(cmd.Connection.Close(200, "bye", 0, 0), 0))
+    assert norm.is_closing(summary(cmd.Channel.CloseOk()))
+    assert norm.is_closing(summary(cmd.Connection.CloseOk(), 0))
+    assert not norm.is_closing(summary(cmd.Connection.Close(505, "UNEXPECTED_FRAME", 0, 0), 0))
+    assert not norm.is_closing(summary(cmd.Basic.Cancel("ctag")))

@@ -18,7 +18,6 @@ from rr.cassette import CassetteReader
 from rr.codecs import Direction, Proto, decoder_for
 from rr.codecs.kafka import decode_response_body, encode_response, response_schema
 from rr.normalize import kafka as norm
-from rr.normalize import payload
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 
@@ -68,7 +67,7 @@ def test_a_changed_topic_changes_the_key_and_the_diff_names_it():
     v = summary["version"]
     assert norm.request_key(19, v, body) != norm.request_key(19, v, renamed)
     diff = norm.view_diff(norm.request_view(19, body), norm.request_view(19, renamed))
-    assert diff == [f"topics[0].name: recorded {topic.name!r} live 'other'"]
+    assert diff == [f'topics[0].name: recorded "{topic.name}" live "other"']
 
 
 def test_sasl_authenticate_matches_any_credential():
@@ -89,20 +88,45 @@ def test_record_diff_is_field_level_and_honours_ignore_rules():
     assert norm.record_diff(where, rec, live, ignore_fields=["ts"]) == [
         f"{where} value.n: recorded 17 live 18"
     ]
+    assert norm.record_diff(where, rec, live, ignore_fields=["value.ts"]) == [
+        f"{where} value.n: recorded 17 live 18"
+    ]
     other_header = norm.RecordFace(b"k", rec.value, (("seq", b"18"),))
     assert norm.record_diff(where, rec, other_header) == [
-        f"{where} header seq: recorded 17 live 18"
+        f"{where} headers.seq: recorded 17 live 18"
     ]
     assert norm.record_diff(where, rec, other_header, ignore_headers=["seq"]) == []
+    assert norm.record_diff(where, rec, other_header, ignore_fields=["headers.seq"]) == []
 
 
-def test_payload_diff_of_text_and_binary():
-    assert payload.diff("body", b"abc", b"abd") == ['body: recorded "abc" live "abd"']
-    assert payload.diff("body", b"\xff\x00", b"\xff\x01")[0].startswith("body: recorded <2 bytes")
-    assert payload.diff("body", b'{"a":{"b":1}}', b'{"a":{"b":2}}') == [
-        "body.a.b: recorded 1 live 2"
+def test_record_key_ignores_headers_keys_and_json_fields_by_path():
+    """The log model's record key: bytes without rules, the view without the ignored paths
+    with them; headers compare by name in any order."""
+    a = norm.RecordFace(b"id-1", b'{"n":1,"trace":{"id":"x"}}', (("a", b"1"), ("t", b"p")))
+    b = norm.RecordFace(b"id-2", b'{"n":1,"trace":{"id":"y"}}', (("t", b"q"), ("a", b"1")))
+    assert norm.record_key(a) != norm.record_key(b)
+    rules = norm.record_rules(["key", "trace.id"], ["t"])
+    assert norm.record_key(a, rules) == norm.record_key(b, rules)
+    half = norm.record_rules(["key", "trace.id"])
+    assert norm.record_key(a, half) != norm.record_key(b, half)
+    swapped = norm.RecordFace(a.key, a.value, tuple(reversed(a.headers)))
+    assert norm.record_key(a) == norm.record_key(swapped)
+    spaced = norm.RecordFace(a.key, b'{"n": 1, "trace": {"id": "x"}}', a.headers)
+    assert norm.record_key(a) != norm.record_key(spaced)  # bytes, when no rule reaches in
+    assert norm.record_diff("r", a, spaced) == ["r value: same value, different bytes"]
+
+
+def test_record_lists_are_crossed_like_every_protocols():
+    """`items.id` drops `id` in every element of `items` (rr.diff's one list rule)."""
+    rec = norm.RecordFace(None, b'{"items":[{"id":1,"n":1},{"id":2,"n":2}]}', ())
+    live = norm.RecordFace(None, b'{"items":[{"id":7,"n":1},{"id":8,"n":2}]}', ())
+    assert norm.record_diff("r", rec, live) == [
+        "r value.items[0].id: recorded 1 live 7",
+        "r value.items[1].id: recorded 2 live 8",
     ]
-    assert payload.equal(b'{"a":1,"t":1}', b'{"t":2,"a":1}', ["t"])
+    assert norm.record_diff("r", rec, live, ignore_fields=["items.id"]) == []
+    rules = norm.record_rules(["items.id"])
+    assert norm.record_key(rec, rules) == norm.record_key(live, rules)
 
 
 def _response_schemas():
@@ -127,3 +151,12 @@ def test_item_cls_finds_nested_entities():
     cls = response_schema(0, 9)
     topic = item_cls(cls, "responses")
     assert item_cls(topic, "partition_responses").__name__ == "PartitionProduceResponse"
+
+
+def test_a_part_no_ignore_path_reaches_still_compares_by_bytes():
+    a = norm.RecordFace(b"k", b'{"n":1}', (("t", b"1"),))
+    b = norm.RecordFace(b"k", b'{"n": 1}', (("t", b"2"),))
+    headers = norm.record_rules(ignore_headers=["t"])
+    assert norm.record_key(a, headers) != norm.record_key(b, headers)  # value bytes differ
+    both = norm.record_rules(["value.x"], ["t"])
+    assert norm.record_key(a, both) == norm.record_key(b, both)  # the value, as a value

@@ -42,7 +42,7 @@ def decode(raw: bytes, direction: Direction = C2S, level: int = 4):
 
 def key_of(raw: bytes, ignore: tuple[str, ...] = (), level: int = 4):
     summary, body = decode(raw, level=level)
-    return norm.match_key(summary, body.payload, ignore)
+    return norm.match_key(summary, body.payload, norm.ignore_rules(ignore))
 
 
 def s(text: str | bytes) -> bytes:
@@ -110,9 +110,13 @@ def test_recorded_payload_change_is_named_in_the_diff():
     assert lines == [
         f"PUBLISH topic rrlab.worker.1 payload.payload.amount: recorded {amount - 1} live {amount}"
     ]
-    # ignoring that field (a per-cassette rule) makes them match again
-    ignore = ("payload.amount",)
-    assert norm.match_key(live_summary, live_body.payload, ignore) == key_of(pub["bytes"], ignore)
+    # ignoring that field (a per-cassette rule: the diff line's path) makes them match again
+    ignore = ("payload.payload.amount",)
+    rules = norm.ignore_rules(ignore)
+    assert norm.match_key(live_summary, live_body.payload, rules) == key_of(pub["bytes"], ignore)
+    # a path without a part name starts in the payload: the same field
+    rules = norm.ignore_rules(("payload.amount",))
+    assert norm.match_key(live_summary, live_body.payload, rules) != key_of(pub["bytes"])
 
 
 def test_client_acks_keep_their_server_chosen_packet_ids():
@@ -172,15 +176,15 @@ def test_expected_answers():
 
 
 def test_payload_values_and_non_json_diffs():
-    assert norm.payload_value(b'{"a":"{\\"b\\":1}"}') == {"a": {"b": 1}}
-    assert norm.payload_value(b"plain") == "plain"
-    assert norm.payload_value(b"\xff") == {"base64": "/w=="}
+    assert norm.view({"packet": "PUBLISH"}, b'{"a":"{\\"b\\":1}"}')["payload"] == {"a": {"b": 1}}
+    assert norm.view({"packet": "PUBLISH"}, b"plain")["payload"] == "plain"
+    assert norm.view({"packet": "PUBLISH"}, b"\xff")["payload"] == {"base64": "/w=="}
     lines = norm.diff(
         decode(publish("t", b"abc"))[0], decode(publish("t", b"abd"))[0], b"abc", b"abd"
     )
     assert lines == ['PUBLISH topic t payload: recorded "abc" live "abd"']
     same_json = norm.diff({"packet": "PUBLISH"}, {"packet": "PUBLISH"}, b'{"a":1}', b'{ "a": 1 }')
-    assert same_json == ["PUBLISH payload: same JSON value, different bytes"]
+    assert same_json == ["PUBLISH payload: same value, different bytes"]
 
 
 # --- packet builders ----------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def test_fast_key_agrees_with_match_key_on_the_hot_packets():
             same_fast = norm.fast_key(a, False) == norm.fast_key(b, False)
             assert same_fast == (key_of(a) == key_of(b)), (a[:8], b[:8])
     assert norm.fast_key(pub, True) is None  # v5: properties, decode
-    assert norm.fast_key(pub, False, ("payload.n",)) is None  # ignore rules need the JSON
+    assert norm.fast_key(pub, False, norm.ignore_rules(["n"])) is None  # rules need the JSON
 
 
 def test_v5_receive_maximum_is_flow_control_not_behaviour():
@@ -266,3 +270,57 @@ def test_v5_receive_maximum_is_flow_control_not_behaviour():
 
     assert v5_connect(20)["properties"] == {"receive_maximum": 20}
     assert norm.connect_key(v5_connect(20)) == norm.connect_key(v5_connect(1))
+
+
+def _v5_publish(payload: bytes, props: bytes, topic: str = "t", pid: int = 1) -> bytes:
+    """A v5 QoS 1 PUBLISH with the given encoded property list."""
+    return packet(
+        0x32,
+        s(topic) + pid.to_bytes(2, "big") + encode_remaining_length(len(props)) + props + payload,
+    )
+
+
+def _user(name: str, value: str) -> bytes:
+    return b"\x26" + s(name) + s(value)
+
+
+def test_v5_properties_and_user_properties_are_reached_by_ignore_paths():
+    """User properties are headers, by name in any order; other v5 properties by path."""
+    corr_a, corr_b = b"\x09" + s(b"req-1"), b"\x09" + s(b"req-2")
+    a = _v5_publish(b'{"n":1}', corr_a + _user("trace", "t-1") + _user("app", "x"))
+    b = _v5_publish(b'{"n":1}', corr_b + _user("app", "x") + _user("trace", "t-2"))
+    sa, sb = decode(a, level=5)[0], decode(b, level=5)[0]
+    assert norm.diff(sa, sb, b'{"n":1}', b'{"n":1}') == [
+        "PUBLISH topic t properties.correlation_data: recorded <5 bytes 7265712d31> "
+        "live <5 bytes 7265712d32>",
+        'PUBLISH topic t properties.user_property.trace: recorded "t-1" live "t-2"',
+    ]
+    both = norm.ignore_rules(["properties.correlation_data"], ["trace"])
+    assert norm.match_key(sa, b'{"n":1}', both) == norm.match_key(sb, b'{"n":1}', both)
+    same = norm.ignore_rules(["properties.correlation_data", "properties.user_property.trace"])
+    assert norm.match_key(sa, b'{"n":1}', same) == norm.match_key(sb, b'{"n":1}', same)
+    one_of = norm.ignore_rules(["properties.correlation_data"])
+    assert norm.match_key(sa, b'{"n":1}', one_of) != norm.match_key(sb, b'{"n":1}', one_of)
+
+
+def test_payload_lists_are_crossed_by_an_ignore_path():
+    """`items.id` is the id of every element (rr.diff's list rule, as for Kafka and AMQP)."""
+    rec = b'{"items":[{"id":1,"n":1},{"id":2,"n":2}]}'
+    live = b'{"items":[{"id":7,"n":1},{"id":8,"n":3}]}'
+    srec, slive = decode(publish("t", rec))[0], decode(publish("t", live))[0]
+    rules = norm.ignore_rules(["items.id"])
+    assert norm.diff(srec, slive, rec, live, rules) == [
+        "PUBLISH topic t payload.items[1].n: recorded 2 live 3"
+    ]
+    fixed = live.replace(b'"n":3', b'"n":2')
+    assert norm.match_key(srec, rec, rules) == norm.match_key(
+        decode(publish("t", fixed))[0], fixed, rules
+    )
+
+
+def test_only_a_normal_disconnect_is_closing():
+    assert norm.is_closing(decode(encode_disconnect())[0])  # 3.1.1: no reason code
+    assert norm.is_closing(decode(encode_disconnect(0), level=5)[0])
+    assert not norm.is_closing(decode(encode_disconnect(0x04), level=5)[0])  # send the will
+    assert not norm.is_closing(decode(encode_disconnect(0x83), level=5)[0])
+    assert not norm.is_closing({"packet": "PUBACK", "packet_id": 1})

@@ -1,0 +1,33 @@
+"""replay-rules.json and --ignore-field: loaded, merged, and a bad path refused before serving."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from replayer.rules import RULES_NAME, load_rules
+from rr.usage import UsageError
+
+
+def test_rules_from_the_cassette_and_the_command_line_are_merged(tmp_path):
+    rules = {"ignore_fields": ["amount", "properties.message_id"], "ignore_headers": ["trace"]}
+    (tmp_path / RULES_NAME).write_text(json.dumps(rules))
+    got = load_rules(tmp_path, ["items.id"], ["traceparent"])
+    assert got == {
+        "ignore_fields": ("amount", "properties.message_id", "items.id"),
+        "ignore_headers": ("trace", "traceparent"),
+    }
+    assert load_rules(tmp_path / "none") == {"ignore_fields": (), "ignore_headers": ()}
+
+
+def test_an_indexed_path_is_refused_naming_the_file_and_the_path_to_write(tmp_path):
+    (tmp_path / RULES_NAME).write_text(json.dumps({"ignore_fields": ["items[0].id"]}))
+    with pytest.raises(UsageError) as err:
+        load_rules(tmp_path)
+    assert str(tmp_path / RULES_NAME) in str(err.value) and "'items.id'" in str(err.value)
+
+
+def test_a_bad_command_line_path_is_refused_naming_the_flag(tmp_path):
+    with pytest.raises(UsageError, match="--ignore-field: ignore path 'a..b'"):
+        load_rules(tmp_path, ["a..b"])
