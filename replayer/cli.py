@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
 from rr.console import FORMATS, Console, start_logging
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
+
+if TYPE_CHECKING:
+    from .report import Miss
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "json: one JSON object per line on stderr and nothing on stdout",
     )
     p.add_argument("--log-file", metavar="PATH", help="also write every event as JSON lines")
+    p.add_argument(
+        "--miss-log",
+        metavar="PATH",
+        help="append each miss to PATH as one JSON line the moment it happens, whatever the "
+        "log format (what `rrlab replay` watches to end the command after a miss)",
+    )
     p.set_defaults(func=run)
 
 
@@ -105,6 +117,23 @@ def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> Por
     if len(set(moves.values())) != len(moves):
         raise UsageError(f"two listeners moved onto the same port: {moves}")
     return PortMap(moves)
+
+
+def _also_logging_misses(then: Callable[[Miss], None] | None, path: Path) -> Callable[[Miss], None]:
+    """`then`, after one flushed JSON line per miss in `path` (for a supervising process)."""
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open until the process ends)
+    except OSError as exc:
+        raise UsageError(f"--miss-log {path}: {exc.strerror}") from None
+
+    def on_miss(miss: Miss) -> None:
+        fields = ("proto", "api", "live_conn", "recorded_conn", "reason")
+        stream.write(json.dumps({f: getattr(miss, f) for f in fields}, sort_keys=True) + "\n")
+        stream.flush()
+        if then is not None:
+            then(miss)
+
+    return on_miss
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
                 "text": miss.line(),
             }
         )
+    if args.miss_log:
+        server.report.on_miss = _also_logging_misses(server.report.on_miss, Path(args.miss_log))
     server.listen_all()
     if args.metrics_port is not None:
         server.serve_metrics(args.metrics_port)
