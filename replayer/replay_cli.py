@@ -341,7 +341,8 @@ class _FakeBroker:
             stdin=subprocess.DEVNULL,
             text=True,
         )
-        self.listening = threading.Event()
+        self.listening = threading.Event()  # every listener bound, or the fake broker exited
+        self.bound = False  # every listener bound
         self.lines: list[str] = []
         self.pumps = [
             threading.Thread(target=f, args=(listeners,), daemon=True)
@@ -358,6 +359,7 @@ class _FakeBroker:
             if line.startswith(LISTENING):
                 seen += 1
                 if seen >= listeners:
+                    self.bound = True
                     self.listening.set()
         self.listening.set()  # exited: wake the waiter, who looks at the exit code
 
@@ -375,7 +377,7 @@ class _FakeBroker:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             _say(f"the fake broker is not listening yet ({time.monotonic() - started:.0f} s)")
-        if self.proc.poll() is not None or not self.listening.is_set():
+        if not self.bound:  # it exited instead
             self.proc.wait()
             for thread in self.pumps:
                 thread.join(5)
