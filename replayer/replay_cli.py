@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -203,7 +204,13 @@ def run(args: argparse.Namespace) -> int:
     aside = ArtifactsAside({name: Path(name) for name in compare})
     serve_report = Path(tempfile.mkdtemp(prefix="rrlab-replay-")) / "serve"
     try:
-        served = _serve_and_run(args, recording, policy.strict, used, serve_report, aside, deadline)
+        try:
+            served = _serve_and_run(
+                args, recording, policy.strict, used, serve_report, aside, deadline
+            )
+        except Interrupted as exc:
+            print(f"rrlab replay: interrupted ({exc}) before the command started", file=sys.stderr)
+            return 128 + exc.signum
         ran = served.command_exit is not None
         earlier = aside.settle() if ran else {}
         checked = [
@@ -306,7 +313,7 @@ def _serve_and_run(
     ended_by: str | None = "timeout"
     interfaces: list[str] = []
     try:
-        if server.wait_listening(deadline):
+        if _until_signalled(server.wait_listening, deadline):
             env = dict(os.environ)
             env.pop(sandbox.INSIDE_ENV, None)
             if used is sandbox.Sandbox.GUARD:
@@ -424,6 +431,29 @@ class _FakeBroker:
         for thread in self.pumps:  # every miss line is out before the verdict is printed
             thread.join(5)
         return code, killed
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT before the command started: stop the fake broker, run nothing."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _until_signalled(wait: Callable[[float | None], bool], deadline: float | None) -> bool:
+    """`wait(deadline)`, with SIGTERM/SIGINT raising Interrupted (the caller's `finally` then
+    stops the fake broker instead of leaving it behind, listening)."""
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return wait(deadline)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 class _MissWatch:
