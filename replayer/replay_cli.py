@@ -641,7 +641,7 @@ def _verdict(
         else:
             why = f"the run reached --timeout {args.timeout:g} s; the command was ended"
         found.append(("timeout", why))
-    if not served.report and served.serve_killed is None:
+    if not served.report and served.serve_killed is None and served.command_exit is not None:
         found.append(("error", f"the fake broker exited {served.serve_exit} without a report"))
     if served.command_exit not in (0, None) and served.ended_by is None:
         found.append(("command_failed", f"the command exited {served.command_exit}"))

@@ -185,33 +185,46 @@ def test_a_consumer_loop_without_a_timeout_is_ended_after_a_miss(tmp_path):
 
 
 def test_timeout_bounds_the_whole_run(tmp_path):
-    """A command that waits without a miss: --timeout ends it, verdict TIMEOUT."""
-    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
-    proc, report = replay(KAFKA, tmp_path, "--timeout", "2", argv=sleeper)
+    """A command that waits without a miss: --timeout ends it, verdict TIMEOUT. (On a loaded
+    machine the fake broker may not even listen within it: TIMEOUT too, the command never run.)"""
+    started = tmp_path / "started"
+    sleeper = [sys.executable, "-c", f"import time; open({str(started)!r}, 'w'); time.sleep(300)"]
+    proc, report = replay(KAFKA, tmp_path, "--timeout", "4", argv=sleeper)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert report["verdict"] == "timeout" and report["command"]["ended_by"] == "timeout"
     closing = proc.stdout.splitlines()[-1]
-    assert closing.startswith("rrlab replay: TIMEOUT (the run reached --timeout 2 s"), closing
+    if started.exists():
+        assert closing.startswith("rrlab replay: TIMEOUT (the run reached --timeout 4 s"), closing
+        assert report["command"]["exit"] == 128 + 15  # SIGTERM to its process group
+    else:
+        assert "was not listening within --timeout 4 s" in closing and "exited" not in closing
 
 
 _FREEZE_SERVE = """
-import os, signal, psutil
+import os, signal, sys, psutil
 for sibling in psutil.Process(os.getppid()).children():
     if "serve" in sibling.cmdline():
         os.kill(sibling.pid, signal.SIGSTOP)
+        open(sys.argv[1], "w")
 """
 
 
 def test_a_fake_broker_that_never_finishes_its_report_is_not_the_commands_failure(tmp_path):
     """The fake broker stopped (SIGSTOP) by a command that then exits 0: past --timeout replay
     kills it and says so in a verdict of its own (before: "exit -9", blamed on the run). The
-    --timeout leaves the fake broker ample time to start on a loaded machine."""
-    argv = [sys.executable, "-c", _FREEZE_SERVE]
-    proc, report = replay(KAFKA, tmp_path, "--timeout", "8", argv=argv)
+    --timeout leaves the fake broker ample time to start on a loaded machine; should it still
+    not listen in time, the command never runs and the verdict is TIMEOUT."""
+    frozen = tmp_path / "frozen"
+    argv = [sys.executable, "-c", _FREEZE_SERVE, str(frozen)]
+    proc, report = replay(KAFKA, tmp_path, "--timeout", "12", argv=argv)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert report["verdict"] == "unfinished", report
-    assert report["command"]["exit"] == 0 and report["fake_broker"]["killed"]
     closing = proc.stdout.splitlines()[-1]
+    if report["command"]["exit"] is None:
+        assert report["verdict"] == "timeout", closing
+        return
+    assert frozen.exists(), proc.stdout + proc.stderr
+    assert report["verdict"] == "unfinished", closing
+    assert report["command"]["exit"] == 0 and report["fake_broker"]["killed"]
     assert "UNFINISHED (the fake broker did not finish its report (--timeout passed" in closing
     assert "the command exited 0" in closing and "no report from the fake broker" in closing
 
