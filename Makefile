@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: help venv sysdeps lock demo test test-unit test-replay test-live lint format arch brokers brokers-down record replay ci cassettes client-cassettes bench clean
+.PHONY: help venv sysdeps prepare lock demo test test-unit test-replay test-live lint format arch brokers brokers-down record replay ci cassettes client-cassettes bench clean
 
 ## List the targets (from their ## comments).
 help:
@@ -25,6 +25,11 @@ venv: $(BIN)/.synced
 ## Debian packages the tests need (brokers, client tools); a no-op when present.
 sysdeps:
 	@tools/ensure-system-packages
+
+## Fetch and build what the cassettes' commands need (the Java client's Kafka jars via Maven,
+## its classes), here with the network: replays run the commands where none is reachable.
+prepare: venv sysdeps
+	tools/replay-cassettes --prepare-only
 
 ## Regenerate requirements.lock from pyproject.toml (runtime + test extras, hashes).
 lock:
@@ -47,8 +52,8 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 ## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker), unit tests,
-## live-broker tests.
-test: venv sysdeps
+## live-broker tests. What the cassettes' commands need is fetched first (make prepare).
+test: venv sysdeps prepare
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -80,11 +85,12 @@ brokers-down: venv
 record: cassettes client-cassettes
 
 ## Replay every committed cassette offline (rr_replay: no broker, no network).
-replay: venv sysdeps
+replay: venv sysdeps prepare
 	tools/replay-cassettes --profile rr_replay
 
-## The CI job: replay-only and strict (ci_replay); reports kept in out/replay/NAME/.
-ci: venv sysdeps
+## The CI job: replay-only and strict (ci_replay); reports kept in out/replay/NAME/. What the
+## cassettes' commands need is fetched first, with the network (make prepare).
+ci: venv sysdeps prepare
 	tools/replay-cassettes --profile ci_replay
 
 ## Record the worker on Tansu, stop the broker, replay it offline, compare the aggregates.

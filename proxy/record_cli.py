@@ -6,7 +6,8 @@ keeps its logs out of the cassette; record only sequences it. Why a temporary di
 the cassette: a failed or interrupted run must never leave a half-recorded cassette where a good
 one was (`rewrite`), nor a cassette of a failed run that `once` would then refuse to replace.
 The swap is two renames in one directory; the old cassette is removed only once the new one is
-in place.
+in place. Why artifacts are moved aside before CMD runs (rr.stale_artifacts): a file an earlier
+run left at an --artifact path would otherwise be stored as this run's output.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rr.cli_options import (
     add_write_root,
 )
 from rr.policy import PolicyError, get_profile
+from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
@@ -199,9 +201,18 @@ class _Proxy:
         return self.proc.returncode
 
 
-def _run_command(command: Sequence[str]) -> int:
-    """CMD with our stdin/stdout/stderr; a signal death maps to 128+N like a shell."""
-    proc = subprocess.Popen(list(command))
+def _run_command(command: Sequence[str], aside: ArtifactsAside) -> int:
+    """CMD with our stdin/stdout/stderr, started once earlier copies of its artifacts are out
+    of the way; a signal death maps to 128+N like a shell."""
+    try:
+        aside.move()
+    except StaleArtifactError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        proc = subprocess.Popen(list(command))
+    except OSError as exc:
+        aside.restore()
+        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror}") from None
     try:
         code = proc.wait()
     except Interrupted:
@@ -269,22 +280,32 @@ def run(args: argparse.Namespace) -> int:
     routes = sum(len(getattr(args, proto)) for proto in PROTOS)
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     published = False
+    aside = ArtifactsAside({key: Path(path) for key, path in artifacts.items()})
     try:
         proxy = _Proxy([*proxy_argv, "--cassette", str(tmp)], routes)
         try:
             proxy.wait_listening()
-            code = _run_command(args.cmd)
+            code = _run_command(args.cmd, aside)
         finally:
             proxy_code = proxy.stop()
+        earlier = aside.settle()
         if code != 0:
             _say(f"command exited {code}: {args.cassette} left unchanged (nothing recorded)")
             return code
         if proxy_code != 0:
             _say(f"the proxy exited {proxy_code}: recording incomplete, {args.cassette} unchanged")
             return proxy_code if proxy_code > 0 else EXIT_USAGE
+        unwritten = [key for key in artifacts if not aside.written(key)]
+        if unwritten:
+            first = unwritten[0]
+            kept = f" (the earlier copy is kept at {earlier[first]})" if first in earlier else ""
+            raise UsageError(
+                f"--artifact {artifacts[first]}: CMD exited 0 but did not write it in this "
+                f"run{kept}; {args.cassette} left unchanged"
+            )
         try:
             add_artifacts(tmp, artifacts)
-        except FileNotFoundError as exc:
+        except FileNotFoundError as exc:  # removed between our look and the copy
             raise UsageError(
                 f"--artifact {exc.filename}: CMD exited 0 but did not write it; "
                 f"{args.cassette} left unchanged"
@@ -298,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             _say_changes(before, cassette_outline(cassette))
         return 0
     except Interrupted as exc:
+        aside.restore()  # earlier copies back where CMD wrote nothing before it was stopped
         _say(f"interrupted ({exc}): {args.cassette} left unchanged")
         return 128 + exc.signum
     finally:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from .session import MatchMode, Pace, PortMap, ReplayOptions
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+
+    from .report import Miss
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "json: one JSON object per line on stderr and nothing on stdout",
     )
     p.add_argument("--log-file", metavar="PATH", help="also write every event as JSON lines")
+    p.add_argument(
+        "--miss-log",
+        metavar="PATH",
+        help="append each miss to PATH as one JSON line the moment it happens, whatever the "
+        "log format (what `rrlab replay` watches to end the command after a miss)",
+    )
     p.set_defaults(func=run)
 
 
@@ -110,6 +119,23 @@ def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> Por
     if len(set(moves.values())) != len(moves):
         raise UsageError(f"two listeners moved onto the same port: {moves}")
     return PortMap(moves)
+
+
+def _also_logging_misses(then: Callable[[Miss], None] | None, path: Path) -> Callable[[Miss], None]:
+    """`then`, after one flushed JSON line per miss in `path` (for a supervising process)."""
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open until the process ends)
+    except OSError as exc:
+        raise UsageError(f"--miss-log {path}: {exc.strerror}") from None
+
+    def on_miss(miss: Miss) -> None:
+        fields = ("proto", "api", "live_conn", "recorded_conn", "reason")
+        stream.write(json.dumps({f: getattr(miss, f) for f in fields}, sort_keys=True) + "\n")
+        stream.flush()
+        if then is not None:
+            then(miss)
+
+    return on_miss
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
                 "text": miss.line(),
             }
         )
+    if args.miss_log:
+        server.report.on_miss = _also_logging_misses(server.report.on_miss, Path(args.miss_log))
     try:
         server.listen_all()
     except StartError as exc:  # one line on the terminal (rrlab's usage error); the

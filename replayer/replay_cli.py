@@ -1,12 +1,21 @@
 """`rrlab replay`: run a command against the fake broker, offline, and say whether it behaved as
 recorded.
 
-Starts `rrlab serve` on the cassette, runs CMD, stops the fake broker, then compares each
-recorded artifact with the file CMD wrote (byte for byte; timing-bearing ones for shape only).
-The run is enforced offline (replayer.sandbox): by default the fake broker and CMD run in a new
-network namespace that has only `lo`. For CI it writes a canonical JSON report and an
-OpenMetrics snapshot. Exit 0 when everything matched; 1 on a miss, an unused frame under a
-strict profile, a differing artifact or a failing CMD; 2 on usage, policy or a bad cassette.
+Starts `rrlab serve` on the cassette, moves earlier copies of the recorded artifacts aside
+(rr.stale_artifacts), runs CMD, stops the fake broker, then compares each recorded artifact with
+the file CMD wrote in this run (byte for byte; timing-bearing ones for shape only). The run is
+enforced offline (replayer.sandbox): by default the fake broker and CMD run in a new network
+namespace that has only `lo`. For CI it writes a canonical JSON report and an OpenMetrics
+snapshot.
+
+OK means the command behaved as recorded: it exited 0, matched recorded traffic (a command that
+matched none of a cassette's client frames never passes), nothing missed, and every artifact
+was written by this run and equals the recorded one. A miss ends the command after
+--miss-grace seconds (the fake broker logs each miss to a file the moment it happens; that file,
+not its terminal lines, is what is watched, so wording, log format and rate limits cannot hide
+one); --timeout bounds the whole run. The fake broker gets as long as it needs to write its
+report (within --timeout), and one that did not finish is its own verdict, never the command's.
+Exit 0 when OK; 1 for every other verdict; 2 on usage, policy or a bad cassette.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,6 +44,7 @@ from rr.canonical import dumps
 from rr.cassette import CassetteError
 from rr.cli_options import add_write_root
 from rr.policy import PolicyError, get_profile
+from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import sandbox
@@ -40,9 +52,12 @@ from .recording import Recording
 from .session import MatchMode, Pace
 
 LISTENING = "rrlab serve: listening "
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 60.0
 REPLAY_PROFILES = ("rr_replay", "ci_replay")
+DEFAULT_MISS_GRACE = 3.0  # seconds a command gets after a miss to end by itself (its own words)
+TERM_GRACE = 2.0  # seconds from SIGTERM to SIGKILL when replay ends the command's process group
+STOP_AFTER_TIMEOUT = 5.0  # seconds the fake broker still gets for its report once --timeout is up
+NOTE_EVERY = 30.0  # seconds between "still waiting for the fake broker" lines
+POLL = 0.1  # seconds between looks at the command, the miss log and the clock
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,11 +109,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ignore-field", action="append", default=[], metavar="PATH")
     p.add_argument("--ignore-header", action="append", default=[], metavar="NAME")
+    p.add_argument(
+        "--miss-grace",
+        type=_seconds,
+        default=DEFAULT_MISS_GRACE,
+        metavar="SECONDS",
+        help="after the first miss, let the command end by itself for this long, then end it "
+        f"(SIGTERM to its process group, SIGKILL {TERM_GRACE:g} s later); the verdict is MISS "
+        "(default %(default)g)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="bound the whole run: past it the command is ended the same way and the verdict "
+        "is TIMEOUT (default: none)",
+    )
     p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
     p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
     add_write_root(p)
     p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to replay")
     p.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds (0 or more)")
+    return value
 
 
 @dataclasses.dataclass
@@ -110,10 +152,12 @@ class Checked:
     live_sha256: str | None
     result: str  # identical | differs | missing | shape_ok | shape_differs
     diff: list[str] = dataclasses.field(default_factory=list)
+    earlier_copy: str | None = None  # missing: where the earlier run's file was moved aside
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "diff": self.diff[:200],
+            "earlier_copy": self.earlier_copy,
             "live_sha256": self.live_sha256,
             "recorded_sha256": self.recorded_sha256,
             "result": self.result,
@@ -156,11 +200,24 @@ def run(args: argparse.Namespace) -> int:
         used = sandbox.Sandbox(inside)
         sandbox.loopback_up()
 
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    aside = ArtifactsAside({name: Path(name) for name in compare})
     serve_report = Path(tempfile.mkdtemp(prefix="rrlab-replay-")) / "serve"
     try:
-        served = _serve_and_run(args, recording, policy.strict, used, serve_report)
-        checked = [_check(recording.path, name, timing=name in timing) for name in compare]
-        verdict, why = _verdict(served, checked)
+        try:
+            served = _serve_and_run(
+                args, recording, policy.strict, used, serve_report, aside, deadline
+            )
+        except Interrupted as exc:
+            print(f"rrlab replay: interrupted ({exc}) before the command started", file=sys.stderr)
+            return 128 + exc.signum
+        ran = served.command_exit is not None
+        earlier = aside.settle() if ran else {}
+        checked = [
+            _check(recording.path, name, timing=name in timing, earlier=earlier.get(name))
+            for name in (compare if ran else [])
+        ]
+        verdict, why = _verdict(served, checked, _client_frames(recording), args)
         report = _report(args, recording, served, checked, verdict, why, asked, used)
         _write(report_path, dumps(report) + b"\n")
         _write(metrics_path, _metrics(served, checked))
@@ -221,8 +278,13 @@ def _wait_forwarding_signals(proc: subprocess.Popen) -> int:
 
 @dataclasses.dataclass
 class Served:
-    command_exit: int
+    """How the command and the fake broker ended."""
+
+    command_exit: int | None  # None: it never started (--timeout passed before serve listened)
+    ended_by: str | None  # "miss_grace" | "timeout": replay ended the command
+    missed: bool  # the fake broker logged a miss (known even when it wrote no report)
     serve_exit: int
+    serve_killed: str | None  # why replay killed the fake broker before it wrote its report
     report: dict[str, Any]
     metrics: bytes
     interfaces: list[str]
@@ -234,89 +296,275 @@ def _serve_and_run(
     strict: bool,
     used: sandbox.Sandbox,
     scratch: Path,
+    aside: ArtifactsAside,
+    deadline: float | None,
 ) -> Served:
     report, metrics = scratch.with_suffix(".json"), scratch.with_suffix(".txt")
+    misses = _MissWatch(scratch.with_suffix(".misses.jsonl"))
     argv = [sys.executable, "-m", "rrlab", "serve", "--cassette", str(recording.path)]
     argv += ["--match", args.match, "--pace", args.pace, "--port-offset", str(args.port_offset)]
     argv += ["--report", str(report), "--metrics-file", str(metrics)]
+    argv += ["--miss-log", str(misses.path)]
     argv += ["--strict"] if strict else []
     argv += [a for f in args.ignore_field for a in ("--ignore-field", f)]
     argv += [a for h in args.ignore_header for a in ("--ignore-header", h)]
-    server = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-    )
-    listening = threading.Event()
-    want = len(recording.listeners())
-    lines: list[str] = []
-    announced: list[bool] = []  # every listener announced (not merely serve's stdout closed)
-
-    def pump() -> None:
-        assert server.stdout is not None
-        seen = 0
-        for line in server.stdout:
-            lines.append(line)
-            if line.startswith(LISTENING):
-                seen += 1
-                if seen >= want:
-                    announced.append(True)
-                    listening.set()
-        listening.set()
-
-    last_err: list[str] = []  # serve's last stderr line: why it did not start, if it did not
-
-    def pump_err() -> None:
-        assert server.stderr is not None
-        for line in server.stderr:  # misses, one per line, as they happen
-            sys.stderr.write(line)
-            if line.strip():
-                last_err[:] = [line.strip()]
-
-    pumps = [threading.Thread(target=f, daemon=True) for f in (pump, pump_err)]
-    for thread in pumps:
-        thread.start()
-    if not listening.wait(START_TIMEOUT) or not announced or server.poll() is not None:
-        server.kill()
-        server.wait()
-        for thread in pumps:
-            thread.join(5)
-        why = "".join(lines).strip() or "".join(last_err).removeprefix("rrlab serve: ")
-        raise UsageError(f"the fake broker did not start: {why or 'no reason given'}")
-    env = dict(os.environ)
-    env.pop(sandbox.INSIDE_ENV, None)
-    if used is sandbox.Sandbox.GUARD:
-        env = sandbox.guard_env(env)
-    interfaces = sandbox.interfaces()
+    server = _FakeBroker(argv, len(recording.listeners()))
+    command_exit: int | None = None
+    ended_by: str | None = "timeout"
+    interfaces: list[str] = []
     try:
-        command = subprocess.Popen(list(args.cmd), env=env)
-        command_exit = _wait_forwarding_signals(command)
+        if _until_signalled(server.wait_listening, deadline):
+            env = dict(os.environ)
+            env.pop(sandbox.INSIDE_ENV, None)
+            if used is sandbox.Sandbox.GUARD:
+                env = sandbox.guard_env(env)
+            interfaces = sandbox.interfaces()
+            command = _start_command(args.cmd, env, aside)
+            command_exit, ended_by = _supervise(command, misses, args.miss_grace, deadline)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            serve_exit = server.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            serve_exit = server.wait()
-        for thread in pumps:  # every miss line is out before the verdict is printed
-            thread.join(5)
+        serve_exit, serve_killed = server.stop(deadline)
     data = json.loads(report.read_bytes()) if report.exists() else {}
     return Served(
         command_exit,
+        ended_by,
+        misses.first_at() is not None,
         serve_exit,
+        serve_killed,
         data,
         metrics.read_bytes() if metrics.exists() else b"",
         interfaces,
     )
 
 
+class _FakeBroker:
+    """`rrlab serve` as a child: its stdout watched for the listening lines, its stderr (misses
+    and warnings, as they happen) passed through to ours."""
+
+    def __init__(self, argv: list[str], listeners: int) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.listening = threading.Event()  # every listener bound, or the fake broker exited
+        self.bound = False  # every listener bound
+        self.lines: list[str] = []
+        self.last_err = ""  # its last stderr line: why it did not start, if it did not
+        self.pumps = [
+            threading.Thread(target=f, args=(listeners,), daemon=True)
+            for f in (self._pump, self._pump_err)
+        ]
+        for thread in self.pumps:
+            thread.start()
+
+    def _pump(self, listeners: int) -> None:
+        assert self.proc.stdout is not None
+        seen = 0
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith(LISTENING):
+                seen += 1
+                if seen >= listeners:
+                    self.bound = True
+                    self.listening.set()
+        self.listening.set()  # exited: wake the waiter, who looks at the exit code
+
+    def _pump_err(self, _listeners: int) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if line.strip():
+                self.last_err = line.strip()
+
+    def wait_listening(self, deadline: float | None) -> bool:
+        """True once every listener is bound (however long opening the cassette takes); False
+        when --timeout passed first; UsageError when the fake broker exited instead."""
+        started = time.monotonic()
+        while not self.listening.wait(_until(deadline, NOTE_EVERY)):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            _say(f"the fake broker is not listening yet ({time.monotonic() - started:.0f} s)")
+        if not self.bound:  # it exited instead
+            self.proc.wait()
+            for thread in self.pumps:
+                thread.join(5)
+            said = "".join(self.lines).strip() or self.last_err.removeprefix("rrlab serve: ")
+            raise UsageError(
+                f"the fake broker did not start: {said or f'exit {self.proc.returncode}'}"
+            )
+        return True
+
+    def stop(self, deadline: float | None) -> tuple[int, str | None]:
+        """SIGTERM, then wait as long as the fake broker needs to write its report: without
+        --timeout no limit (a line every NOTE_EVERY s says why we wait); with it, until it has
+        passed and STOP_AFTER_TIMEOUT more. SIGTERM/SIGINT to replay meanwhile kills it.
+        (exit code, why it was killed or None)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        limit = None if deadline is None else max(deadline, started + STOP_AFTER_TIMEOUT)
+        interrupted: list[int] = []
+        old = {
+            s: signal.signal(s, lambda signum, _f: interrupted.append(signum))
+            for s in (signal.SIGTERM, signal.SIGINT)
+        }
+        killed = None
+        try:
+            next_note = started + NOTE_EVERY
+            while (code := _wait(self.proc, POLL)) is None:
+                now = time.monotonic()
+                if interrupted:
+                    name = signal.Signals(interrupted[0]).name
+                    killed = f"replay got {name} while it was writing its report"
+                elif limit is not None and now >= limit:
+                    killed = f"--timeout passed; killed {now - started:.0f} s after SIGTERM"
+                elif now >= next_note:
+                    next_note += NOTE_EVERY
+                    _say(f"waiting for the fake broker to write its report ({now - started:.0f} s)")
+                    continue
+                else:
+                    continue
+                self.proc.kill()
+                code = self.proc.wait()
+                break
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        for thread in self.pumps:  # every miss line is out before the verdict is printed
+            thread.join(5)
+        return code, killed
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT before the command started: stop the fake broker, run nothing."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _until_signalled(wait: Callable[[float | None], bool], deadline: float | None) -> bool:
+    """`wait(deadline)`, with SIGTERM/SIGINT raising Interrupted (the caller's `finally` then
+    stops the fake broker instead of leaving it behind, listening)."""
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return wait(deadline)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+class _MissWatch:
+    """The fake broker's --miss-log: one JSON line per miss, written the moment it happens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._first: float | None = None
+
+    def first_at(self) -> float | None:
+        """When replay first saw a miss logged (monotonic), or None."""
+        if self._first is None:
+            try:
+                logged = self.path.stat().st_size > 0
+            except FileNotFoundError:
+                logged = False
+            if logged:
+                self._first = time.monotonic()
+        return self._first
+
+
+def _start_command(cmd: list[str], env: dict[str, str], aside: ArtifactsAside) -> subprocess.Popen:
+    """CMD in a process group of its own (so that ending it ends its children too), started
+    only once earlier copies of its artifacts are out of the way."""
+    try:
+        aside.move()
+    except StaleArtifactError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return subprocess.Popen(list(cmd), env=env, process_group=0)
+    except OSError as exc:
+        aside.restore()
+        raise UsageError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
+
+
+def _supervise(
+    command: subprocess.Popen, misses: _MissWatch, grace: float, deadline: float | None
+) -> tuple[int, str | None]:
+    """Wait for CMD; end its process group `grace` s after the first miss, or at the deadline.
+    SIGTERM/SIGINT sent to replay go to the whole group. (exit code, what ended it or None)."""
+
+    def forward(signum: int, _frame: Any) -> None:
+        _signal_group(command, signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    ended_by = None
+    try:
+        while (code := _wait(command, POLL)) is None:
+            first_miss = misses.first_at()
+            if first_miss is not None and time.monotonic() >= first_miss + grace:
+                ended_by = "miss_grace"
+            elif deadline is not None and time.monotonic() >= deadline:
+                ended_by = "timeout"
+            else:
+                continue
+            code = _end_group(command)
+            break
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return (128 - code if code < 0 else code), ended_by
+
+
+def _end_group(command: subprocess.Popen) -> int:
+    _signal_group(command, signal.SIGTERM)
+    _wait(command, TERM_GRACE)
+    _signal_group(command, signal.SIGKILL)  # whatever of the group is still there
+    return command.wait()
+
+
+def _signal_group(command: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(command.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(proc: subprocess.Popen, seconds: float) -> int | None:
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _until(deadline: float | None, at_most: float) -> float:
+    """Seconds to wait: `at_most`, or less if the deadline comes first."""
+    if deadline is None:
+        return at_most
+    return max(0.0, min(at_most, deadline - time.monotonic()))
+
+
+def _say(text: str) -> None:
+    print(f"rrlab replay: {text}", file=sys.stderr, flush=True)
+
+
 # --- checking ----------------------------------------------------------------------------------
 
 
-def _check(cassette: Path, name: str, *, timing: bool) -> Checked:
+def _check(cassette: Path, name: str, *, timing: bool, earlier: Path | None = None) -> Checked:
     recorded = (cassette / "artifacts" / name).read_bytes()
     rec_sha = hashlib.sha256(recorded).hexdigest()
     live_path = Path(name)
     if not live_path.is_file():
-        return Checked(name, rec_sha, None, "missing", [f"{name}: CMD did not write it"])
+        kept = f" (the earlier copy is kept at {earlier})" if earlier is not None else ""
+        line = f"{name}: not written by this run{kept}"
+        return Checked(name, rec_sha, None, "missing", [line], str(earlier) if earlier else None)
     live = live_path.read_bytes()
     live_sha = hashlib.sha256(live).hexdigest()
     if timing:
@@ -377,20 +625,49 @@ def _shape_problem(name: str, recorded: bytes, live: bytes) -> str | None:
     return None if live else "empty"
 
 
-def _verdict(served: Served, checked: list[Checked]) -> tuple[str, str]:
+def _client_frames(recording: Recording) -> int:
+    return sum(conn.info.frames.get("c2s", 0) for conn in recording.conns)
+
+
+def _verdict(
+    served: Served, checked: list[Checked], client_frames: int, args: argparse.Namespace
+) -> tuple[str, str]:
+    """The first failing check names the verdict; the reason lists every one that failed."""
+    found: list[tuple[str, str]] = []
     fake = served.report.get("verdict")
-    if fake is None:
-        return "error", f"the fake broker wrote no report (exit {served.serve_exit})"
-    if fake == "miss":
-        return "miss", "the command sent frames the recording cannot answer"
-    if served.command_exit != 0:
-        return "command_failed", f"the command exited {served.command_exit}"
+    if fake == "miss" or served.missed:
+        why = "the command sent frames the recording cannot answer"
+        if served.ended_by == "miss_grace":
+            why += f"; ended {args.miss_grace:g} s after the first miss (--miss-grace)"
+        found.append(("miss", why))
+    if served.ended_by == "timeout":
+        if served.command_exit is None:
+            why = f"the fake broker was not listening within --timeout {args.timeout:g} s"
+        else:
+            why = f"the run reached --timeout {args.timeout:g} s; the command was ended"
+        found.append(("timeout", why))
+    if not served.report and served.serve_killed is None and served.command_exit is not None:
+        found.append(("error", f"the fake broker exited {served.serve_exit} without a report"))
+    if served.command_exit not in (0, None) and served.ended_by is None:
+        found.append(("command_failed", f"the command exited {served.command_exit}"))
+    if served.serve_killed is not None:
+        why = f"{served.serve_killed}; the command exited {served.command_exit}"
+        found.append(("unfinished", f"the fake broker did not finish its report ({why})"))
+    matched = served.report.get("totals", {}).get("matched", 0)
+    if served.report and client_frames and not matched:
+        why = f"the command matched none of the {client_frames} recorded client frames"
+        found.append(("nothing_matched", why + ": did it reach the fake broker?"))
     if fake == "unused":
-        return "unused", "recorded client frames were never sent (strict profile)"
-    bad = [c.name for c in checked if not c.ok]
-    if bad:
-        return "mismatch", f"artifacts differ from the recording: {', '.join(bad)}"
-    return "ok", f"{len(checked)} artifacts as recorded"
+        found.append(("unused", "recorded client frames were never sent (strict profile)"))
+    missing = [c.name for c in checked if c.result == "missing"]
+    if missing:
+        found.append(("mismatch", f"not written by this run: {', '.join(missing)}"))
+    differ = [c.name for c in checked if not c.ok and c.result != "missing"]
+    if differ:
+        found.append(("mismatch", f"artifacts differ from the recording: {', '.join(differ)}"))
+    if not found:
+        return "ok", f"{len(checked)} artifacts as recorded"
+    return found[0][0], "; ".join(why for _verdict, why in found)
 
 
 def _report(args, recording, served, checked, verdict, why, asked, used) -> dict[str, Any]:
@@ -401,7 +678,12 @@ def _report(args, recording, served, checked, verdict, why, asked, used) -> dict
             "frames_sha256": recording.manifest.frames_sha256,
             "path": str(args.cassette),
         },
-        "command": {"argv": list(args.cmd), "exit": served.command_exit},
+        "command": {
+            "argv": list(args.cmd),
+            "ended_by": served.ended_by,
+            "exit": served.command_exit,
+        },
+        "fake_broker": {"exit": served.serve_exit, "killed": served.serve_killed},
         "format": "rrlab.rr-report/1",
         "frames": fake.get("totals", {}),
         "frames_by_api": fake.get("by_api", {}),
@@ -446,10 +728,12 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _closing(verdict, why, served, checked, used) -> str:
-    t = served.report.get("totals", {})
+    t = served.report.get("totals")
     frames = (
         f"{t.get('matched', 0)} matched, {t.get('synthesized', 0)} synthesized, "
         f"{t.get('missed', 0)} missed, {t.get('unused', 0)} unused"
+        if t is not None
+        else "not counted (no report from the fake broker)"
     )
     weaker = "" if used is sandbox.Sandbox.NETNS else " (weaker than a network namespace)"
     return (

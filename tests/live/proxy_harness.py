@@ -150,6 +150,12 @@ class RunningProxy:
                 events.append(json.loads(line))
         return events
 
+    def stderr(self, tail: int = 4000) -> str:
+        """The end of what the proxy wrote on stderr: the message of a failed assertion."""
+        if not self._log.closed:
+            self._log.flush()
+        return "proxy stderr:\n" + self.stderr_path.read_text()[-tail:]
+
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.logs() if e.get("event") == name]
 

@@ -200,13 +200,14 @@ def _rrlab(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_usage_errors_exit_2(private_state):
     bad = _rrlab("brokers", "up", "redis")
-    assert bad.returncode == 2
+    assert bad.returncode == 2, bad.stdout + bad.stderr
     assert bad.stderr.strip() == (
         "rrlab brokers: unknown broker 'redis': choose from kafka, amqp, mqtt"
     )
-    assert _rrlab("brokers", "up", "--kafka-impl", "zookeeper").returncode == 2
+    impl = _rrlab("brokers", "up", "--kafka-impl", "zookeeper")
+    assert impl.returncode == 2, impl.stdout + impl.stderr
     down = _rrlab("brokers", "down")
-    assert down.returncode == 0 and "kafka: not started by rrlab" in down.stdout
+    assert down.returncode == 0 and "kafka: not started by rrlab" in down.stdout, down.stderr
 
 
 @pytest.mark.timeout(60)

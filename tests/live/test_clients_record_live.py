@@ -40,6 +40,9 @@ def _broker_kwargs(scenario: Scenario) -> tuple[str, dict[str, str]]:
 def _record(scenario: Scenario, proto: str, run: Path) -> tuple[bytes, Path]:
     """One `rrlab record` of the scenario's client; returns (its output, the cassette)."""
     run.mkdir()
+    if scenario.prepare:  # what the client needs first (the Java client's jars and classes)
+        ready = subprocess.run(scenario.prepare, capture_output=True, text=True, timeout=1800)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
     port = free_block(2)  # the route, and the Kafka broker-node listener after it
     cassette = run / "cassette"
     out = "out/output.txt"

@@ -119,7 +119,7 @@ def test_mqtt_password_never_reaches_the_cassette(impl, private_state, tmp_path)
         aggregate, ports = run_worker(
             "mqtt", url, tmp_path / "out", seed=3, count=20, topic=f"rrlab.cred.{impl}"
         )
-        assert p.stop() == 0
+        assert p.stop() == 0, p.stderr()
     facts = json.loads(aggregate)  # the authenticated round trip completed
     assert facts["produced"] == facts["consumed"] == 20
     assert broker_port not in ports
@@ -207,7 +207,7 @@ def test_kafka_sasl_password_never_reaches_the_cassette(mechanism, sasl_kafka, t
     with RunningProxy([f"--kafka={base}={direct}"], cassette, "--allow-upstream", direct) as proxy:
         got = _round_trip(f"127.0.0.1:{base}", topic, mechanism)
         rewrites = proxy.metric_sum("rrlab_proxy_kafka_rewrites_total")
-        assert proxy.stop() == 0
+        assert proxy.stop() == 0, proxy.stderr()
     assert got == [f"msg-{i}".encode() for i in range(5)]
     assert rewrites > 0  # clients were sent to the proxy's node listener, not the broker
     manifest = CassetteReader.open(cassette).manifest
@@ -334,7 +334,7 @@ def test_kafka_sasl_v0_raw_token_never_reaches_the_cassette(sasl_kafka, tmp_path
     cassette = tmp_path / "cassette"
     with RunningProxy([f"--kafka={base}={direct}"], cassette, "--allow-upstream", direct) as proxy:
         answer = _plain_v0_session(base, KAFKA_PASSWORD)
-        assert proxy.stop() == 0
+        assert proxy.stop() == 0, proxy.stderr()
     frames = list(CassetteReader.open(cassette).frames())
     assert not any(KAFKA_PASSWORD.encode() in f.raw for f in frames), "password recorded"
     assert answer, "the proxy cut the SASL v0 session"

@@ -150,7 +150,7 @@ def test_broker_killed_during_recording(tmp_path):
             assert proxy.metric_sum("rrlab_proxy_upstream_errors_total", kind="connect") >= 3
             failed = proxy.events("upstream_failed")
             assert len(failed) >= 3 and upstream in failed[0]["upstream"]
-            assert proxy.stop() == 0
+            assert proxy.stop() == 0, proxy.stderr()
         report = verify(cassette)
         manifest = CassetteReader.open(cassette).manifest
         assert report.frames == 4 and len(manifest.connections) == 2
@@ -179,7 +179,7 @@ def test_fifty_concurrent_mqtt_clients_do_not_mix(live_brokers, tmp_path):
     with RunningProxy([f"--mqtt={base}={addrs['mqtt']}"], cassette) as proxy:
         asyncio.run(all_clients())
         peak = proxy.metric_sum("rrlab_proxy_connections_total")
-        assert proxy.stop() == 0
+        assert proxy.stop() == 0, proxy.stderr()
     assert peak == n_clients
     frames = _assert_clean_cassette(cassette)
     manifest = CassetteReader.open(cassette).manifest
@@ -221,7 +221,7 @@ def test_budget_exceeded_finalizes_and_exits_2(live_brokers, tmp_path):
         except Exception:  # the proxy cuts the client off: that is the point
             pass
         rc = proxy.proc.wait(30)
-    assert rc == 2
+    assert rc == 2, proxy.stderr()
     budget = proxy.events("budget_exceeded")
     assert budget and budget[0]["budget"] == "max_frames" and budget[0]["limit"] == 6
     report = verify(cassette)
@@ -303,7 +303,7 @@ def test_response_that_cannot_be_rewritten_closes_the_client_not_the_proxy(tmp_p
             assert len(seen) == 2  # both requests reached the upstream, both answers refused
             assert proxy.metric_sum("rrlab_proxy_recording_errors_total", kind="rewrite") == 2
             assert proxy.metric_sum("rrlab_proxy_recording_errors_total", kind="framing") == 0
-            assert proxy.stop() == 0
+            assert proxy.stop() == 0, proxy.stderr()
     finally:
         server.close()
     failed = proxy.events("rewrite_failed")

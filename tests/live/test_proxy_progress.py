@@ -51,7 +51,7 @@ def test_progress_line_on_a_terminal(live_brokers, tmp_path):
         assert int(match.group(2)) == 2  # the worker's publisher and subscriber connections
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 0, "".join(seen)  # the proxy's terminal (pty) output
         os.close(master)
 
 
@@ -64,7 +64,7 @@ def test_no_progress_line_when_not_a_terminal(live_brokers, tmp_path):
             "mqtt", f"mqtt://127.0.0.1:{port}", tmp_path / "out", seed=4, count=20, topic="rr.prog"
         )
         time.sleep(1.2)  # more than two ticks of the display, had there been one
-        assert proxy.stop() == 0
+        assert proxy.stop() == 0, proxy.stderr()
         output = "".join(proxy.drain())
     assert "listening mqtt" in output
     assert "\r" not in output and " frames " not in output

@@ -32,7 +32,7 @@ def test_success_summary_and_refused_login(live_brokers, tmp_path):
     wrong = url.replace("rrlab-secret-pw", "not-the-password")
     bad = _worker("--driver", "amqp", "--amqp-url", wrong, "--timeout", "20",
                   "--out", str(tmp_path / "bad"))  # fmt: skip
-    assert bad.returncode == 2
+    assert bad.returncode == 2, bad.stdout + bad.stderr
     assert bad.stderr.startswith(
         "rrlab-worker: error: amqp broker at amqp://rrlab:***@127.0.0.1:5672/rrlab refused the "
         "login: "

@@ -28,10 +28,20 @@ CASSETTES = ROOT / "cassettes"
 CLIENTS = ROOT / "tools" / "clients"
 
 
-def _client(name: str, script: str, needs: list[str], broker: list[str], *extra: str) -> Scenario:
+def _client(
+    name: str,
+    script: str,
+    needs: list[str],
+    broker: list[str],
+    *extra: str,
+    prepare: bool = False,
+) -> Scenario:
+    """`script [EXTRA...] OUT`; with `prepare`, `script --prepare` fetches and builds what it
+    needs first."""
     out = f"out/{name}/output.txt"
+    first = [str(CLIENTS / script), "--prepare"] if prepare else []
     argv = [str(CLIENTS / script), *extra, out]
-    return Scenario(name, name, argv, [out], needs=needs, broker=broker)
+    return Scenario(name, name, argv, [out], needs=needs, broker=broker, prepare=first)
 
 
 JAVA = ["java", "javac"]
@@ -39,8 +49,20 @@ AMQP_TOOLS = ["amqp-declare-queue", "amqp-publish", "amqp-consume", "amqp-delete
 MOSQUITTO = ["mosquitto_sub", "mosquitto_pub", "stdbuf"]
 
 SCENARIOS: list[Scenario] = [
-    _client("client-kafka-java-apache", "kafka-java.sh", JAVA, ["kafka", "--kafka-impl", "apache"]),
-    _client("client-kafka-java-tansu", "kafka-java.sh", JAVA, ["kafka", "--kafka-impl", "tansu"]),
+    _client(
+        "client-kafka-java-apache",
+        "kafka-java.sh",
+        JAVA,
+        ["kafka", "--kafka-impl", "apache"],
+        prepare=True,  # Apache Kafka's jars (Maven) and the compiled client
+    ),
+    _client(
+        "client-kafka-java-tansu",
+        "kafka-java.sh",
+        JAVA,
+        ["kafka", "--kafka-impl", "tansu"],
+        prepare=True,
+    ),
     _client("client-amqp-tools-rabbitmq", "amqp-tools.sh", AMQP_TOOLS, ["amqp"]),
     _client(
         "client-mqtt-mosquitto-clients-amqtt",
@@ -109,7 +131,8 @@ FOREIGN: list[Scenario] = [s for s in SCENARIOS if s.cassette.startswith("client
 
 
 def main(argv: list[str]) -> int:
-    """`client_scenarios.py [--artifacts|--broker] NAME` (see scenarios.print_scenario)."""
+    """`client_scenarios.py [--artifacts|--broker|--prepare] NAME` (see
+    scenarios.print_scenario)."""
     return print_scenario(BY_NAME, argv)
 
 

@@ -30,6 +30,9 @@ class Scenario:
     timing_artifacts: list[str] = field(default_factory=list)  # checked for shape only
     needs: list[str] = field(default_factory=list)  # executables the command runs
     broker: list[str] = field(default_factory=list)  # `rrlab brokers up` args it was recorded on
+    #: run first, outside any sandbox: fetches or builds what `argv` needs (jars, a compiled
+    #: client), since `rrlab replay` runs `argv` where no network is reachable
+    prepare: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -81,9 +84,9 @@ BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
 
 def print_scenario(by_name: dict[str, Scenario], argv: list[str]) -> int:
-    """`[--artifacts|--broker] NAME`: NAME's argv (or artifacts, or broker args), NUL-separated
-    for `mapfile -d ''`; with no NAME, the names one per line."""
-    what = argv[0] if argv[:1] in (["--artifacts"], ["--broker"]) else ""
+    """`[--artifacts|--broker|--prepare] NAME`: NAME's argv (or artifacts, broker args, prepare
+    step), NUL-separated for `mapfile -d ''`; with no NAME, the names one per line."""
+    what = argv[0] if argv[:1] in (["--artifacts"], ["--broker"], ["--prepare"]) else ""
     argv = argv[1:] if what else argv
     if not argv:
         print("\n".join(by_name))
@@ -92,15 +95,17 @@ def print_scenario(by_name: dict[str, Scenario], argv: list[str]) -> int:
     if scenario is None:
         print(f"unknown scenario {argv[0]!r}; known: {', '.join(by_name)}", file=sys.stderr)
         return 2
-    items = {"--artifacts": scenario.artifacts, "--broker": scenario.broker}.get(
-        what, scenario.argv
-    )
+    items = {
+        "--artifacts": scenario.artifacts,
+        "--broker": scenario.broker,
+        "--prepare": scenario.prepare,
+    }.get(what, scenario.argv)
     sys.stdout.write("".join(f"{item}\0" for item in items))
     return 0
 
 
 def main(argv: list[str]) -> int:
-    """`scenarios.py [--artifacts|--broker] NAME` (see print_scenario)."""
+    """`scenarios.py [--artifacts|--broker|--prepare] NAME` (see print_scenario)."""
     return print_scenario(BY_NAME, argv)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from .client_scenarios import SCENARIOS as CLIENT_SCENARIOS
 from .conftest import ROOT, RRLAB
 from .scenarios import SCENARIOS
 
@@ -23,8 +24,10 @@ KAFKA = next(s for s in SCENARIOS if s.name == "worker-kafka-tansu")
 
 
 def replay(
-    scenario, cwd: Path, *options: str, argv: list[str] | None = None, env=None
+    scenario, cwd: Path, *options: str, argv: list[str] | None = None, env=None, mkdir=False
 ) -> tuple[subprocess.CompletedProcess[str], dict]:
+    if mkdir:
+        cwd.mkdir()
     cmd = [*RRLAB, "replay", "--cassette", str(scenario.path), *options, "--"]
     cmd += argv if argv is not None else scenario.argv
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240, env=env)
@@ -123,6 +126,107 @@ def test_bad_cassette_and_usage_are_exit_2(tmp_path):
         [*RRLAB, "replay", "--cassette", str(KAFKA.path)], cwd=tmp_path, capture_output=True
     )
     assert proc.returncode == 2 and b"no command given" in proc.stderr
+
+
+# --- the verdict means the command behaved as recorded ---------------------------------------
+
+BATCHING = next(s for s in CLIENT_SCENARIOS if s.name == "kafka-batching-tansu")
+ENDLESS = [sys.executable, str(ROOT / "tests/replay/kafka_endless_consumer.py")]
+
+
+def test_true_after_a_good_run_fails_naming_the_artifact(tmp_path):
+    """The recorded aggregate left in out/ by a good run is moved aside, not judged: `true`
+    (said OK before) fails naming it, and the earlier copy is kept beside it."""
+    good, _ = replay(KAFKA, tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    proc, report = replay(KAFKA, tmp_path, argv=["true"])
+    name = KAFKA.artifacts[0]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    closing = proc.stdout.splitlines()[-1]
+    assert f"not written by this run: {name}" in closing, closing
+    assert report["artifacts"][name]["result"] == "missing"
+    earlier = tmp_path / f"{name}.rrlab-previous"
+    assert report["artifacts"][name]["earlier_copy"] == f"{name}.rrlab-previous"
+    assert earlier.read_bytes() == (KAFKA.path / "artifacts" / name).read_bytes()
+    assert not (tmp_path / name).exists()
+    again, _ = replay(KAFKA, tmp_path)  # a good run again: its own file, the earlier one dropped
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / name).exists() and not earlier.exists()
+
+
+def test_a_command_that_never_reaches_the_fake_broker_is_never_ok(tmp_path):
+    """Writing the recorded bytes without talking to the fake broker (said OK before)."""
+    name = KAFKA.artifacts[0]
+    copy = "import pathlib, shutil, sys; pathlib.Path(sys.argv[2]).parent.mkdir(parents=True); "
+    copy += "shutil.copy(sys.argv[1], sys.argv[2])"
+    argv = [sys.executable, "-c", copy, str(KAFKA.path / "artifacts" / name), name]
+    proc, report = replay(KAFKA, tmp_path, argv=argv)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["verdict"] == "nothing_matched"
+    assert report["artifacts"][name]["result"] == "identical"
+    assert "matched none of the 15 recorded client frames" in proc.stdout.splitlines()[-1]
+
+
+def test_a_consumer_loop_without_a_timeout_is_ended_after_a_miss(tmp_path):
+    """kafka-python reading back what it wrote, with no deadline of its own: with one changed
+    record it never ends by itself (it ran until something outside killed it), so --miss-grace
+    ends it and the verdict is MISS. The unchanged client ends by itself and passes."""
+    out = ["--out", BATCHING.artifacts[0]]
+    control, report = replay(BATCHING, tmp_path / "same", argv=[*ENDLESS, *out], mkdir=True)
+    assert control.returncode == 0 and report["verdict"] == "ok", control.stdout + control.stderr
+    proc, report = replay(
+        BATCHING, tmp_path / "changed", "--miss-grace", "1",
+        argv=[*ENDLESS, "--change", "50", *out], mkdir=True,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["verdict"] == "miss" and report["command"]["ended_by"] == "miss_grace"
+    assert "record 50 value.text" in proc.stderr
+    assert "ended 1 s after the first miss (--miss-grace)" in proc.stdout.splitlines()[-1]
+
+
+def test_timeout_bounds_the_whole_run(tmp_path):
+    """A command that waits without a miss: --timeout ends it, verdict TIMEOUT. (On a loaded
+    machine the fake broker may not even listen within it: TIMEOUT too, the command never run.)"""
+    started = tmp_path / "started"
+    sleeper = [sys.executable, "-c", f"import time; open({str(started)!r}, 'w'); time.sleep(300)"]
+    proc, report = replay(KAFKA, tmp_path, "--timeout", "4", argv=sleeper)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["verdict"] == "timeout" and report["command"]["ended_by"] == "timeout"
+    closing = proc.stdout.splitlines()[-1]
+    if started.exists():
+        assert closing.startswith("rrlab replay: TIMEOUT (the run reached --timeout 4 s"), closing
+        assert report["command"]["exit"] == 128 + 15  # SIGTERM to its process group
+    else:
+        assert "was not listening within --timeout 4 s" in closing and "exited" not in closing
+
+
+_FREEZE_SERVE = """
+import os, signal, sys, psutil
+for sibling in psutil.Process(os.getppid()).children():
+    if "serve" in sibling.cmdline():
+        os.kill(sibling.pid, signal.SIGSTOP)
+        open(sys.argv[1], "w")
+"""
+
+
+def test_a_fake_broker_that_never_finishes_its_report_is_not_the_commands_failure(tmp_path):
+    """The fake broker stopped (SIGSTOP) by a command that then exits 0: past --timeout replay
+    kills it and says so in a verdict of its own (before: "exit -9", blamed on the run). The
+    --timeout leaves the fake broker ample time to start on a loaded machine; should it still
+    not listen in time, the command never runs and the verdict is TIMEOUT."""
+    frozen = tmp_path / "frozen"
+    argv = [sys.executable, "-c", _FREEZE_SERVE, str(frozen)]
+    proc, report = replay(KAFKA, tmp_path, "--timeout", "12", argv=argv)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    closing = proc.stdout.splitlines()[-1]
+    if report["command"]["exit"] is None:
+        assert report["verdict"] == "timeout", closing
+        return
+    assert frozen.exists(), proc.stdout + proc.stderr
+    assert report["verdict"] == "unfinished", closing
+    assert report["command"]["exit"] == 0 and report["fake_broker"]["killed"]
+    assert "UNFINISHED (the fake broker did not finish its report (--timeout passed" in closing
+    assert "the command exited 0" in closing and "no report from the fake broker" in closing
 
 
 # --- a host the test made itself: a veth peer in a namespace of its own -----------------------

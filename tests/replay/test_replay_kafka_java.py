@@ -3,6 +3,8 @@ idempotent producer, classic consumer group), recorded on Apache Kafka and on Ta
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from .client_scenarios import SCENARIOS
@@ -15,6 +17,11 @@ JAVA = [s for s in SCENARIOS if s.name.startswith("client-kafka-java")]
 def test_java_client_replays_byte_identical(scenario, tmp_path):
     missing = scenario.missing()
     assert not missing, f"{scenario.name} needs {missing} (tools/ensure-system-packages)"
+    ready = subprocess.run(scenario.prepare, capture_output=True, text=True, timeout=1800)
+    assert ready.returncode == 0, (
+        f"{' '.join(scenario.prepare)} (fetches the Kafka jars with Maven: run it once where "
+        f"the network is reachable, e.g. `make prepare`): {ready.stderr}"
+    )
     for mode in ("transcript", "transcript", "lookup"):
         served = assert_replays(
             scenario.path, scenario.argv, scenario.artifacts, tmp_path, "--match", mode

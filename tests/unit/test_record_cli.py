@@ -226,3 +226,23 @@ def test_proxy_warnings_reach_the_terminal(tmp_path):
     warning = [ln for ln in proc.stderr.splitlines() if "upstream_failed" in ln]
     assert len(warning) == 1 and f"ERROR upstream_failed: upstream {upstream} refused" in warning[0]
     assert "rrlab proxy: finalized" in proc.stderr and proc.stdout == ""
+
+
+def test_an_artifact_left_by_an_earlier_run_is_not_recorded(tmp_path):
+    """A file an earlier run left at an --artifact path is moved aside before CMD runs: a CMD
+    that writes nothing is refused naming it (it was stored as this run's output before), and
+    the earlier copy is kept, not lost."""
+    args = ["--cassette", "cassettes/c", "--mode", "rewrite", "--artifact", "out/a", "--"]
+    assert _record(tmp_path, *args, *_writes("out/a", "one")).returncode == 0
+    before = _snapshot(tmp_path / "cassettes")
+    proc = _record(tmp_path, *args, sys.executable, "-c", "pass")
+    assert proc.returncode == 2, proc.stderr
+    assert "--artifact out/a: CMD exited 0 but did not write it in this run" in proc.stderr
+    assert "out/a.rrlab-previous" in proc.stderr and "left unchanged" in proc.stderr
+    assert _snapshot(tmp_path / "cassettes") == before
+    assert not (tmp_path / "out" / "a").exists()
+    assert (tmp_path / "out" / "a.rrlab-previous").read_text() == "one"
+    ok = _record(tmp_path, *args, *_writes("out/a", "two"))  # a run that writes it again
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a"]  # earlier copy dropped
+    assert (tmp_path / "cassettes" / "c" / "artifacts" / "out" / "a").read_text() == "two"
