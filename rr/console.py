@@ -7,9 +7,9 @@ redraws, so nothing is ever glued onto it. `json`: one JSON object per line and 
 (stdout stays quiet), for machines. `--log-file` adds JSON lines to a file in either format.
 
 Repeated warnings and errors (a client reconnecting to a dead upstream hundreds of times a
-second) are shown once per `REPEAT_WINDOW_S` and then counted ("... 2,801 more in 10 s"), in
-every output. Twisted's own accept failures (too many open files) become `accept_failed`
-errors here, counted for the commands' reports.
+second) are shown once per `REPEAT_WINDOW_S` and then counted ("... 2,801 more in 10 s"), on
+stdout/stderr in either format; the log file keeps every event. Twisted's own accept failures
+(too many open files) become `accept_failed` errors here, counted for the commands' reports.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ class LogObserver:
     an `event` name below warning level (Twisted's own chatter) are dropped from the terminal.
 
     Warnings and errors of one kind (namespace, event name, message template) are shown once
-    per `window` seconds; the rest are counted and said in one line when the window ends
+    per `window` seconds on the console (the log file gets every one); the rest are counted
+    and said in one line when the window ends
     (`call_later`, e.g. the reactor's, makes that happen on time; else at the next event and
     at `flush`).
     """
@@ -242,6 +243,11 @@ class LogObserver:
         level = event.get("log_level", LogLevel.info)
         important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
         self.warnings += important
+        record: dict[str, Any] | None = None
+        if self.log_file is not None:  # the file keeps every event
+            record = event_record(event)
+            self.log_file.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+            self.log_file.flush()
         now = self.clock()
         if self._repeats:
             self._say_repeats(now)
@@ -255,7 +261,7 @@ class LogObserver:
                     self.call_later(max(0.0, held[0] + self.window - now), self._on_time)
                 return
             self._repeats[kind] = [now, 0, None]
-        self._write(event)
+        self._show(event, record)
 
     def flush(self) -> None:
         """Say every count still held back (at exit)."""
@@ -272,16 +278,12 @@ class LogObserver:
             del self._repeats[kind]
             if count:
                 seconds = self.window if now is not None else (self.clock() - start)
-                self._write(_repeat_event(last, count, seconds))
+                self._show(_repeat_event(last, count, seconds))
 
-    def _write(self, event: dict[str, Any]) -> None:
-        record: dict[str, Any] | None = None
+    def _show(self, event: dict[str, Any], record: dict[str, Any] | None = None) -> None:
+        """The event on the console (human line or JSON line), as the format decides."""
         level = event.get("log_level", LogLevel.info)
         important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
-        if self.log_file is not None:
-            record = event_record(event)
-            self.log_file.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-            self.log_file.flush()
         if self.console.json:
             self.console.event(record or event_record(event))
             return
