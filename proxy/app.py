@@ -14,7 +14,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import Direction, Proto
+from rr.flow import BufferBudget, peer_closed
 from rr.kafka_rewrite import KafkaNode, NodeMap
 from rr.policy import BudgetExceeded, Limits
 from rr.record import recorder_for
@@ -23,6 +25,10 @@ from .forward import ListenFactory, Pair, Route
 from .metrics import ProxyMetrics
 
 log = Logger(namespace="rrlab.proxy")
+
+#: exit code after the cassette could not be written (disk full, I/O error): the run failed,
+#: it was no usage or policy error
+EXIT_WRITE_FAILED = 1
 
 
 class ProxyApp:
@@ -57,14 +63,13 @@ class ProxyApp:
         self.pairs: set[Pair] = set()
         self.exit_code = 0
         self.stopping = False
+        self.write_error: CassetteWriteFailed | None = None
         self.limits = limits or Limits()
-        self.buffered = 0  # unfinished-frame bytes held across every connection
-        self._paused: set[Any] = set()  # sides whose reads wait for the total to fall
-        self._idle: LoopingCall | None = None
-        if self.limits.idle_timeout_s is not None:
-            self._idle = LoopingCall(self._close_idle)
-            self._idle.clock = reactor
-            self._idle.start(min(1.0, self.limits.idle_timeout_s / 4), now=False)
+        self.budget = BufferBudget(self.limits.max_buffered_bytes)
+        idle = self.limits.idle_timeout_s
+        self._sweep = LoopingCall(self._sweep_once)
+        self._sweep.clock = reactor
+        self._sweep.start(min(1.0, idle / 4) if idle is not None else 1.0, now=False)
 
     # -- start / stop ---------------------------------------------------------------------------
 
@@ -107,18 +112,22 @@ class ProxyApp:
 
     def shutdown(self, reason: str = "proxy shutdown") -> None:
         """Stop listening, close every open connection in the cassette, finalize it."""
-        if self.writer.finalized:
+        if self.writer.finalized or self.stopping:
             return
         self.stopping = True
-        if self._idle is not None and self._idle.running:
-            self._idle.stop()
+        if self._sweep.running:
+            self._sweep.stop()
         for port in self.ports:
             port.stopListening()
         for pair in list(self.pairs):
             if pair.recorder is not None:
                 pair.recorder.close(reason)
             pair.abort(reason)
-        manifest = self.writer.finalize()
+        try:
+            manifest = self.writer.finalize()
+        except CassetteWriteFailed as exc:  # left for `verify --repair`, as the line says
+            self._say_write_failed(exc)
+            return
         log.info(
             "cassette finalized: {frames} frames, {connections} connections",
             event="finalized",
@@ -134,7 +143,12 @@ class ProxyApp:
         if self.stopping:
             pair.abort("proxy stopping")
             return
-        conn = self.writer.open_connection(route.proto, route.listen, route.upstream)
+        try:
+            conn = self.writer.open_connection(route.proto, route.listen, route.upstream)
+        except CassetteWriteFailed as exc:
+            pair.abort(f"cassette write failed: {exc.words}")
+            self.write_failed(exc)
+            return
         pair.recorder = recorder_for(
             self.writer,
             conn,
@@ -145,7 +159,7 @@ class ProxyApp:
             on_frames=self.metrics.on_frames,
         )
         self.pairs.add(pair)
-        pair.last_read = self.reactor.seconds()
+        pair.last_active = self.reactor.seconds()
         self.metrics.opened(route.proto)
         log.info(
             "connection {conn} open {proto} {listen} -> {upstream}",
@@ -159,61 +173,55 @@ class ProxyApp:
     # -- limits across connections (rr.policy.Limits) -----------------------------------------
 
     def after_read(self, pair: Pair, side: Any) -> None:
-        """Count `pair`'s unfinished frames into the total; pause `side`'s reads while the total
-        is over `max_buffered_bytes`, resume every paused side once it is back under."""
-        pair.last_read = self.reactor.seconds()
+        """After `side` read a chunk: a whole frame either way restarts the idle clock, and its
+        unfinished frame counts into the buffered-bytes budget (rr.flow.BufferBudget pauses
+        its reads while the total is over `max_buffered_bytes`, resumes them once under)."""
         recorder = pair.recorder
         if recorder is None or pair not in self.pairs:
             return
-        now = recorder.buffered
-        if now != pair.buffered:
-            self.buffered += now - pair.buffered
-            pair.buffered = now
-        limit = self.limits.max_buffered_bytes
-        if self.buffered > limit:
-            transport = side.transport
-            if side not in self._paused and transport is not None and transport.connected:
-                if not self._paused:
-                    log.warn(
-                        "{buffered} bytes of unfinished frames held (limit {limit}): "
-                        "reads paused until frames complete",
-                        event="buffer_limit",
-                        buffered=self.buffered,
-                        limit=limit,
-                    )
-                transport.pauseProducing()
-                self._paused.add(side)
-        elif self._paused:
-            self._resume_reads()
+        frames = recorder.frames[Direction.C2S] + recorder.frames[Direction.S2C]
+        if frames != pair.frames:
+            pair.frames = frames
+            pair.last_active = self.reactor.seconds()
+        budget = self.budget
+        if budget.account(side.gate, recorder.framers[side.direction].buffered):
+            if budget.paused == 1:
+                log.warn(
+                    "{buffered} bytes of unfinished frames held (limit {limit}): "
+                    "reads paused until frames complete",
+                    event="buffer_limit",
+                    buffered=budget.total,
+                    limit=budget.limit,
+                )
 
-    def _resume_reads(self) -> None:
-        paused, self._paused = self._paused, set()
-        for side in paused:
-            transport = side.transport
-            if transport is not None and transport.connected and not transport.disconnecting:
-                transport.resumeProducing()
+    @property
+    def buffered(self) -> int:
+        """Unfinished-frame bytes held across every connection."""
+        return self.budget.total
 
-    def _close_idle(self) -> None:
-        """Close connections with no bytes either way for `idle_timeout_s` (a sweep, not a
-        timer per connection: reads stay a timestamp store)."""
+    def _sweep_once(self) -> None:
+        """Sides paused by the budget whose peer left are read to their end (so they close and
+        let go); with `idle_timeout_s`, connections with no whole frame either way that long
+        are closed (a sweep, not a timer per connection; a client trickling bytes of a frame
+        is not active)."""
+        for gate in self.budget.paused_gates():
+            if peer_closed(gate.transport):
+                self.budget.drain(gate)
         timeout = self.limits.idle_timeout_s
-        assert timeout is not None
+        if timeout is None:
+            return
         cutoff = self.reactor.seconds() - timeout
-        for pair in [p for p in self.pairs if p.last_read <= cutoff]:
-            pair.abort(f"idle timeout: no bytes for {timeout:g} s")
+        for pair in [p for p in self.pairs if p.last_active <= cutoff]:
+            pair.abort(f"idle timeout: no frame for {timeout:g} s")
 
     def pair_closed(self, pair: Pair, reason: str | None) -> None:
         recorder = pair.recorder
         if recorder is None or pair not in self.pairs:
             return
         self.pairs.discard(pair)
-        if pair.buffered:
-            self.buffered -= pair.buffered
-            pair.buffered = 0
-            if self._paused and self.buffered <= self.limits.max_buffered_bytes:
-                self._resume_reads()
         for side in (pair.client, pair.upstream):
-            self._paused.discard(side)
+            if side is not None:
+                self.budget.forget(side.gate)
         self.metrics.closed(pair.route.proto)
         full = recorder.close(reason or "closed")
         if reason and reason.startswith("upstream connection lost"):
@@ -262,6 +270,27 @@ class ProxyApp:
             event="rewrite_failed" if rewrite_failed else "recording_broken",
             conn=recorder.conn_id if recorder else None,
             message=message,
+        )
+
+    def write_failed(self, exc: CassetteWriteFailed) -> None:
+        """The cassette cannot be written (disk full, I/O error, read-only): nothing more may
+        be forwarded unrecorded, so every connection closes and the proxy stops, leaving the
+        cassette for `verify --repair`. Said once, as one ERROR line."""
+        self._say_write_failed(exc)
+        self.shutdown(f"cassette write failed: {exc.words}")
+        self.reactor.callLater(0, self.reactor.stop)
+
+    def _say_write_failed(self, exc: CassetteWriteFailed) -> None:
+        if self.write_error is not None:
+            return
+        self.write_error = exc
+        self.exit_code = EXIT_WRITE_FAILED
+        log.error(
+            "{message}",
+            event="cassette_write_failed",
+            message=str(exc),
+            errno=exc.errno_name,
+            cassette=str(self.writer.path),
         )
 
     def budget_exceeded(self, exc: BudgetExceeded) -> None:

@@ -25,7 +25,7 @@ from rr.cli_options import (
 )
 from rr.codecs import Proto
 from rr.console import FORMATS
-from rr.policy import Budgets, Limits, PolicyError, get_profile
+from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
 from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
@@ -202,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
         log_path = policy.check_write_path(args.log_file) if args.log_file else None
+        if log_path is not None:
+            check_writable(args.log_file, "--log-file", parents=False)
+        check_writable(args.cassette, "--cassette", directory=True)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     kafka = [r for r in routes if r.proto == Proto.KAFKA]

@@ -1,6 +1,7 @@
 """TCP forwarding in the manner of `twisted.protocols.portforward`, plus one recorder call.
 
-The protocols only move bytes. Flow control: each transport is the other's producer, and the
+The protocols only move bytes. Flow control: each side's reads are the other transport's
+producer (through an `rr.flow.ReadGate`, which the buffered-bytes budget pauses too), and the
 client side does not read until the upstream connection exists. Everything else (framing,
 decoding, rewriting, writing, counting) happens behind `Pair.relay`, which hands each chunk to
 the connection's recorder and forwards what it returns.
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import error, protocol
 from twisted.python.failure import Failure
 
+from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import Direction
+from rr.flow import CONNECTING, ReadGate
 from rr.policy import BudgetExceeded
 from rr.record import ConnectionRecorder, RecordingBroken
 
@@ -59,8 +62,8 @@ class Pair:
         self.upstream: UpstreamSide | None = None
         self.reason: str | None = None
         self.open_sides = 0
-        self.buffered = 0  # bytes of unfinished frames, as last counted into the app's total
-        self.last_read = 0.0  # reactor time of the last bytes from either side (idle timeout)
+        self.frames = 0  # whole frames recorded so far, both ways (idle timeout)
+        self.last_active = 0.0  # reactor time of the last whole frame either way
 
     def relay(self, direction: Direction, data: bytes, peer: Any) -> None:
         recorder = self.recorder
@@ -78,11 +81,13 @@ class Pair:
             if transport.connected and not transport.disconnecting:
                 transport.doWrite()
 
-        if recorder is None:
-            forward(data)
+        if recorder is None:  # refused (proxy stopping, cassette unwritable): not forwarded
             return
         try:
             recorder.feed(direction, data, forward)
+        except CassetteWriteFailed as exc:  # nothing of this chunk went out
+            self.abort(f"recording stopped: cassette write failed: {exc.words}")
+            self.app.write_failed(exc)
         except RecordingBroken as exc:
             self.app.recording_broken(self, str(exc))
             self.abort(f"recording stopped: {exc}")
@@ -109,6 +114,7 @@ class _Side(protocol.Protocol):
     pair: Pair
     direction: Direction  # the direction of the bytes this side reads
     name: str
+    gate: ReadGate  # this side's reads (paused by the peer's full buffer or the budget)
 
     def dataReceived(self, data: bytes) -> None:
         pair = self.pair
@@ -129,6 +135,7 @@ class UpstreamSide(_Side):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)  # a relay must not add Nagle delays the ends avoided
+        self.gate = ReadGate(self.transport)
         client = self.pair.client
         assert client is not None
         if client.transport is None or client.lost:  # client gave up while we were dialling
@@ -138,9 +145,11 @@ class UpstreamSide(_Side):
         self.pair.upstream = self
         self.peer, client.peer = client, self
         self.pair.app.pair_connected(self.pair)
-        self.transport.registerProducer(client.transport, True)
-        client.transport.registerProducer(self.transport, True)
-        client.transport.resumeProducing()
+        if self.pair.recorder is None:  # refused: closing, never read
+            return
+        self.transport.registerProducer(client.gate, True)
+        client.transport.registerProducer(self.gate, True)
+        client.gate.resume(CONNECTING)
 
 
 class UpstreamFactory(protocol.ClientFactory):
@@ -169,7 +178,8 @@ class ServerSide(_Side):
 
     def connectionMade(self) -> None:
         # Read nothing from the client until there is somewhere to send it.
-        self.transport.pauseProducing()
+        self.gate = ReadGate(self.transport)
+        self.gate.pause(CONNECTING)
         self.transport.setTcpNoDelay(True)
         self.pair.open_sides += 1
         self.pair.client = self

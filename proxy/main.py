@@ -12,6 +12,7 @@ from twisted.internet.task import LoopingCall
 from rr.cassette import CassetteError, CassetteWriter
 from rr.codecs.kafka_records import set_decompression_budget
 from rr.console import Console, start_logging
+from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Policy, PolicyError
 from rr.usage import UsageError
 
@@ -60,6 +61,7 @@ def serve(
 
         reactor = default_reactor
     console = Console(fmt=log_format)
+    low_files = open_file_limit_note(*raise_open_file_limit())
     set_decompression_budget(policy.max_decompressed_bytes)  # bounds what a Kafka batch unpacks to
     app = ProxyApp(
         reactor,
@@ -92,11 +94,15 @@ def serve(
             mode=mode,
             meta={"recorder": "rrlab proxy", "profile": policy.name},
         )
-    except (CassetteError, PolicyError) as exc:
+    except (CassetteError, PolicyError, OSError) as exc:
         for port in app.ports:
             port.stopListening()
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot create cassette {cassette}: {exc.strerror}") from None
         raise UsageError(str(exc)) from None
-    observer = start_logging(console, log_path, said=SAID, quiet=QUIET)
+    observer = start_logging(console, log_path, said=SAID, quiet=QUIET, reactor=reactor)
+    if low_files:
+        console.warn(f"rrlab proxy: warning: {low_files}")
     progress = LoopingCall(lambda: console.progress(_progress_text(app)))
 
     def end_progress() -> None:
@@ -113,6 +119,7 @@ def serve(
         reactor.callWhenRunning(progress.start, 0.5)
     reactor.run()
     end_progress()
+    observer.flush()  # counts of repeated lines still pending
     if app.writer.finalized:
         m = app.metrics
         console.say(_closing_line(app, cassette, observer.warnings))

@@ -35,7 +35,7 @@ from rr.cli_options import (
     add_routes,
     add_write_root,
 )
-from rr.policy import PolicyError, get_profile
+from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_USAGE, UsageError
 
@@ -115,6 +115,9 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
         policy = get_profile(args.profile)
         policy = policy.with_write_roots(args.write_root)
         cassette = policy.check_write_path(args.cassette)
+        check_writable(args.cassette, "--cassette", directory=True)
+        if args.log_file:
+            check_writable(args.log_file, "--log-file", parents=False)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     artifacts = {_artifact_key(path): path for path in args.artifact}
@@ -123,14 +126,16 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     proxy_argv += [arg for up in args.allow_upstream for arg in ("--allow-upstream", up)]
     proxy_argv += [arg for root in args.write_root for arg in ("--write-root", root)]
     if args.log_file:
-        if not Path(args.log_file).resolve().parent.is_dir():
-            raise UsageError(f"--log-file {args.log_file}: its directory does not exist")
         proxy_argv += ["--log-file", args.log_file]
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
 
 #: a warning, error or critical line of the proxy's human log (rr.console)
 PROXY_WARNING = re.compile(r"\d\d:\d\d:\d\d (\x1b\[[\d;]*m)?(WARN|ERROR|CRIT)\b")
+#: the proxy's line for a cassette it could not write (proxy.app: disk full, I/O error, ...)
+WRITE_FAILED = re.compile(
+    r"cassette_write_failed: .*?cannot write [^:]+: (?P<words>[^(]+?) \((?P<errno>E\w+)"
+)
 
 
 class _Proxy:
@@ -187,6 +192,14 @@ class _Proxy:
         self._errors_pump.join(5)  # the proxy has exited: its stderr ends
         lines = [ln.strip() for ln in self.errors if ln.strip() and not ln.startswith("{")]
         return "; ".join(ln.removeprefix("rrlab proxy: ") for ln in lines[-3:])
+
+    def write_failure(self) -> str | None:
+        """'disk full (ENOSPC)' when the proxy stopped because it could not write the cassette."""
+        for line in reversed(self.errors):
+            found = WRITE_FAILED.search(line)
+            if found:
+                return f"{found['words']} ({found['errno']})"
+        return None
 
     def stop(self) -> int:
         """SIGTERM, then wait for the cassette to be finalized; the proxy's exit code."""
@@ -289,6 +302,13 @@ def run(args: argparse.Namespace) -> int:
         finally:
             proxy_code = proxy.stop()
         earlier = aside.settle()
+        failure = proxy.write_failure()
+        if failure is not None:  # the likely reason the command failed too
+            _say(
+                f"the proxy could not write the cassette: {failure}; {args.cassette} left "
+                f"unchanged (nothing recorded; command exited {code})"
+            )
+            return code or proxy_code or EXIT_USAGE
         if code != 0:
             _say(f"command exited {code}: {args.cassette} left unchanged (nothing recorded)")
             return code

@@ -15,12 +15,14 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES
+from rr.policy import Limits
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
 from .protocols import label, module_for, never_unused
 from .recording import Recording
 from .report import ReplayReport
-from .server import ReplayFactory
+from .server import ReplayFactory, ServeLimits
 from .session import Listener, PortMap, ReplayContext, ReplayOptions
 
 LISTEN_HOST = "127.0.0.1"
@@ -51,8 +53,12 @@ class ReplayServer:
         reactor: Any,
         say: Callable[[str], None] = lambda line: print(line, flush=True),
         warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+        limits: Limits | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.reactor = reactor
+        self.limits = ServeLimits(reactor, limits, max_frame_bytes)
+        self.accept_failures = 0  # connections that could not be accepted (too many files)
         self.say = say
         self.report = ReplayReport()
         self.report.on_miss = lambda miss: warn(miss.line())
@@ -75,7 +81,7 @@ class ReplayServer:
                     raise StartError(self.ctx.recording.path, proto, exc) from exc
         try:
             for lst in self.listeners:
-                factory = ReplayFactory(self.ctx, lst)
+                factory = ReplayFactory(self.ctx, lst, self.limits)
                 self.ports.append(
                     self.reactor.listenTCP(lst.live_port, factory, interface=LISTEN_HOST)
                 )
@@ -103,6 +109,7 @@ class ReplayServer:
             self.say(f"rrlab serve: listening {lst.proto} {LISTEN_HOST}:{lst.live_port}{moved}")
 
     def stop_listening(self) -> None:
+        self.limits.stop()
         for port in self.ports:
             port.stopListening()
         self.ports = []
@@ -141,6 +148,7 @@ class ReplayServer:
             "connections": {
                 "bound": sum(1 for c in rec.conns if c.claimed_by is not None),
                 "live": self.ctx.live_connections,
+                "not_accepted": self.accept_failures,
             },
             "format": "rrlab.replay-report/1",
             "match": str(self.ctx.options.match),
@@ -158,8 +166,9 @@ class ReplayServer:
             _write_atomic(metrics_path, self.report.metrics_text())
 
     def exit_code(self) -> int:
+        """1 after a miss (strict: an unused frame), or when a client could not even connect."""
         verdict = self.report.verdict(self.ctx.options.strict)
-        return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
+        return EXIT_OK if verdict == "ok" and not self.accept_failures else EXIT_MISMATCH
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
 from rr.console import FORMATS, Console, start_logging
+from rr.flow import open_file_limit_note, raise_open_file_limit
+from rr.policy import Limits, PolicyError, check_writable, get_profile
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
@@ -29,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Listen on every address the cassette recorded (routes and Kafka broker "
         "listeners, 127.0.0.1 only) and answer live clients from the recording. Never opens "
         "an outbound connection. On SIGTERM/SIGINT: writes the report, prints a closing line, "
-        "exits 0 (clean), 1 (a miss; with --strict also unused recorded client frames) or 2 "
-        "(usage, bad cassette, taken port).",
+        "exits 0 (clean), 1 (a miss; with --strict also unused recorded client frames; a "
+        "connection it could not accept) or 2 (usage, bad cassette, taken port, a path it "
+        "cannot write).",
         epilog="example: rrlab serve --cassette cassettes/worker-amqp-rabbitmq "
         "--report out/replay-report.json",
     )
@@ -100,7 +104,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="append each miss to PATH as one JSON line the moment it happens, whatever the "
         "log format (what `rrlab replay` watches to end the command after a miss)",
     )
+    policy = get_profile(SERVE_PROFILE)
+    p.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        metavar="N",
+        help="limit: bytes of unfinished frames held across all connections before reads pause "
+        f"(default {policy.limits.max_buffered_bytes})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="limit: close a connection with no whole frame either way for this long "
+        "(default: never)",
+    )
+    p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        metavar="N",
+        help=f"budget: most bytes of one client frame (default {policy.budgets.max_frame_bytes})",
+    )
     p.set_defaults(func=run)
+
+
+#: the profile whose limits and frame budget the fake broker takes (serve has no --profile)
+SERVE_PROFILE = "rr_replay"
+
+
+def limits_from(args: argparse.Namespace) -> tuple[Limits, int]:
+    """The fake broker's limits and frame budget: the profile's, with the flags given."""
+    policy = get_profile(SERVE_PROFILE)
+    given = {
+        k: v
+        for k, v in (
+            ("max_buffered_bytes", args.max_buffered_bytes),
+            ("idle_timeout_s", args.idle_timeout),
+        )
+        if v is not None
+    }
+    max_frame = args.max_frame_bytes or policy.budgets.max_frame_bytes
+    try:
+        limits = dataclasses.replace(policy.limits, **given)
+        if max_frame <= 0:
+            raise PolicyError(f"--max-frame-bytes must be a positive integer, got {max_frame}")
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    return limits, max_frame
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every file serve writes, checked before anything starts (one line, exit 2)."""
+    try:
+        for flag, path in (("--report", args.report), ("--metrics-file", args.metrics_file)):
+            if path:
+                check_writable(path, flag)  # its directories are made when it is written
+        if args.log_file:
+            check_writable(args.log_file, "--log-file", parents=False)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def port_map(recorded_ports: list[int], offset: int, explicit: list[str]) -> PortMap:
@@ -145,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     from .recording import Recording
     from .rules import load_rules
 
+    limits, max_frame_bytes = limits_from(args)
+    check_outputs(args)
     try:
         recording = Recording.open(args.cassette)
     except CassetteError as exc:
@@ -160,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_headers=rules["ignore_headers"],
     )
     console = Console(fmt=args.log_format)
+    low_files = open_file_limit_note(*raise_open_file_limit())
     server = ReplayServer(
         recording,
         options,
@@ -167,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
         reactor=reactor,
         say=lambda line: console.note(line, "serve"),
         warn=console.warn,
+        limits=limits,
+        max_frame_bytes=max_frame_bytes,
     )
     if console.json:
         server.report.on_miss = lambda miss: console.event(
@@ -191,7 +258,14 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.metrics_port is not None:
         server.serve_metrics(args.metrics_port)
-    start_logging(console, Path(args.log_file) if args.log_file else None)
+    observer = start_logging(
+        console,
+        Path(args.log_file) if args.log_file else None,
+        quiet=("idle_timeout",),
+        reactor=reactor,
+    )
+    if low_files:
+        console.warn(f"rrlab serve: warning: {low_files}")
 
     def stop() -> Deferred[None]:
         server.stop_listening()
@@ -201,6 +275,13 @@ def run(args: argparse.Namespace) -> int:
     reactor.callWhenRunning(server.announce)
     reactor.run()
     server.finish()
+    observer.flush()
+    server.accept_failures = observer.accept_failures
+    if server.accept_failures:
+        console.warn(
+            f"rrlab serve: {server.accept_failures} connections could not be accepted (too many "
+            "open files): a client may have failed for it; raise the open-file limit"
+        )
     server.write_outputs(
         Path(args.report) if args.report else None,
         Path(args.metrics_file) if args.metrics_file else None,

@@ -43,7 +43,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 from rr.canonical import dumps
 from rr.cassette import CassetteError
 from rr.cli_options import add_write_root
-from rr.policy import PolicyError, get_profile
+from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         policy = policy.with_write_roots(args.write_root)
         report_path = policy.check_write_path(args.report)
         metrics_path = policy.check_write_path(args.metrics)
+        check_writable(args.report, "--report")
+        check_writable(args.metrics, "--metrics")
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     try:

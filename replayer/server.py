@@ -2,6 +2,12 @@
 
 Like the proxy's forward.py, the protocol objects only move bytes; what to answer is decided by
 the protocol's `Session`. Listens on 127.0.0.1 only and never connects anywhere.
+
+Bounded like the proxy, from the same `rr.policy.Limits` (`ServeLimits`): each connection's
+reads pause while its answers wait unsent (a client that never reads stops being read), the
+unfinished frames of all connections together are held to `max_buffered_bytes`, one frame to
+the frame budget, and with `idle_timeout_s` a connection without a whole frame either way for
+that long is closed. A closed connection lets go of what it held at once.
 """
 
 from __future__ import annotations
@@ -10,10 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, framer_for
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, framer_for
+from rr.flow import BufferBudget, ReadGate, peer_closed
+from rr.policy import Limits
 
 from .protocols import module_for
 from .session import Listener, ReplayContext, Session
@@ -21,22 +30,105 @@ from .session import Listener, ReplayContext, Session
 log = Logger(namespace="rrlab.replayer")
 
 
+class ServeLimits:
+    """`rr.policy.Limits` over every live connection of one fake broker: the buffered-bytes
+    budget across them, the frame budget, and the idle sweep."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        limits: Limits | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.reactor = reactor
+        self.limits = limits or Limits()
+        self.max_frame_bytes = max_frame_bytes
+        self.budget = BufferBudget(self.limits.max_buffered_bytes)
+        self.open: set[ReplayProtocol] = set()
+        idle = self.limits.idle_timeout_s
+        self._sweep = LoopingCall(self._sweep_once)
+        self._sweep.clock = reactor
+        self._sweep.start(min(1.0, idle / 4) if idle is not None else 1.0, now=False)
+
+    def now(self) -> float:
+        return float(self.reactor.seconds())
+
+    def opened(self, conn: ReplayProtocol) -> None:
+        self.open.add(conn)
+
+    def after_read(self, conn: ReplayProtocol, held: int) -> None:
+        budget = self.budget
+        if budget.account(conn.gate, held) and budget.paused == 1:
+            log.warn(
+                "{buffered} bytes of unfinished frames held (limit {limit}): reads paused "
+                "until frames complete",
+                event="buffer_limit",
+                buffered=budget.total,
+                limit=budget.limit,
+            )
+
+    def closed(self, conn: ReplayProtocol) -> None:
+        self.open.discard(conn)
+        self.budget.forget(conn.gate)
+
+    def stop(self) -> None:
+        if self._sweep.running:
+            self._sweep.stop()
+
+    def _sweep_once(self) -> None:
+        """Connections paused by the budget whose client left are read to their end (so they
+        close and let go); with an idle timeout, connections idle that long are closed."""
+        for gate in self.budget.paused_gates():
+            if peer_closed(gate.transport):
+                self.budget.drain(gate)
+        timeout = self.limits.idle_timeout_s
+        if timeout is None:
+            return
+        cutoff = self.now() - timeout
+        for conn in [c for c in self.open if c.last_active <= cutoff]:
+            log.info(
+                "live conn {live} closed: no frame either way for {timeout:g} s",
+                event="idle_timeout",
+                live=conn.live_id,
+                timeout=timeout,
+            )
+            conn.abort()
+
+
 class ReplayProtocol(protocol.Protocol):
     """One live client connection; also the session's `Link`."""
 
-    def __init__(self, ctx: ReplayContext, listener: Listener, live_id: int) -> None:
+    gate: ReadGate  # this connection's reads (paused by unsent answers or the budget)
+
+    def __init__(
+        self,
+        ctx: ReplayContext,
+        listener: Listener,
+        live_id: int,
+        limits: ServeLimits,
+    ) -> None:
         self.ctx = ctx
         self.listener = listener
         self.live_id = live_id
-        self.framer = framer_for(listener.proto, Direction.C2S, DEFAULT_MAX_FRAME_BYTES)
+        self.limits = limits
+        self.framer: Framer | None = framer_for(
+            listener.proto, Direction.C2S, limits.max_frame_bytes
+        )
         self.session: Session | None = None
+        self.last_active = 0.0  # reactor time of the last whole frame either way
         self._timers: list[Any] = []
 
     # -- Link ----------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and data:
-            self.transport.write(data)
+            self.transport.write(data)  # over its buffer size, the transport pauses our reads
+            self.last_active = self.limits.now()
+
+    def abort(self) -> None:
+        """Close now, unsent answers and all (a client that never reads never drains them)."""
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -54,6 +146,10 @@ class ReplayProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
+        self.gate = ReadGate(self.transport)
+        self.transport.registerProducer(self.gate, True)
+        self.last_active = self.limits.now()
+        self.limits.opened(self)
         session_cls = module_for(self.listener.proto).Session
         self.session = session_cls(self.ctx, self.listener, self)
         log.info(
@@ -64,20 +160,25 @@ class ReplayProtocol(protocol.Protocol):
         )
 
     def dataReceived(self, data: bytes) -> None:
-        session = self.session
+        session, framer = self.session, self.framer
         assert session is not None
+        if framer is None:  # closed already
+            return
         try:
-            raws = self.framer.feed_raws(data)
+            raws = framer.feed_raws(data)
         except FramingError as err:
             for frame in err.frames:
                 self._handle(session, frame.raw)
             session.miss("unframeable", f"client bytes cannot be framed: {err}", {})
             self.close()
             return
+        if raws:
+            self.last_active = self.limits.now()
         for raw in raws:
             if session.closed:
-                return
+                break
             self._handle(session, raw)
+        self.limits.after_read(self, framer.buffered)
 
     def _handle(self, session: Session, raw: bytes) -> None:
         try:
@@ -91,16 +192,22 @@ class ReplayProtocol(protocol.Protocol):
         for timer in self._timers:
             if timer.active():
                 timer.cancel()
+        self._timers = []
+        self.limits.closed(self)
+        # What an unfinished frame held goes now, not when the garbage collector gets to the
+        # session <-> link cycle (62 MB partial frames stayed after their clients had gone).
+        self.framer = None
         if self.session is not None:
             self.session.on_close()
 
 
 class ReplayFactory(protocol.Factory):
-    def __init__(self, ctx: ReplayContext, listener: Listener) -> None:
+    def __init__(self, ctx: ReplayContext, listener: Listener, limits: ServeLimits) -> None:
         self.ctx = ctx
         self.listener = listener
+        self.limits = limits
 
     def buildProtocol(self, addr: Any) -> ReplayProtocol:
-        proto = ReplayProtocol(self.ctx, self.listener, self.ctx.next_live_id())
+        proto = ReplayProtocol(self.ctx, self.listener, self.ctx.next_live_id(), self.limits)
         proto.factory = self
         return proto

@@ -5,21 +5,32 @@ Two formats. `human` (the default): the command's own lines on stdout ("rrlab pr
 coloured on a terminal), and on a terminal one progress line that every other line clears and
 redraws, so nothing is ever glued onto it. `json`: one JSON object per line and nothing else
 (stdout stays quiet), for machines. `--log-file` adds JSON lines to a file in either format.
+
+Repeated warnings and errors (a client reconnecting to a dead upstream hundreds of times a
+second) are shown once per `REPEAT_WINDOW_S` and then counted ("... 2,801 more in 10 s"), on
+stdout/stderr in either format; the log file keeps every event. Twisted's own accept failures
+(too many open files) become `accept_failed` errors here, counted for the commands' reports.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TextIO
 
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 
+from rr.usage import UsageError
+
 FORMATS = ("human", "json")
+
+#: seconds in which warnings and errors of one kind are shown once, the rest counted
+REPEAT_WINDOW_S = 10.0
 
 _LEVELS = {
     LogLevel.debug: "DEBUG",
@@ -158,12 +169,45 @@ def event_record(event: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def accept_failure(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Twisted's log event for a connection it could not accept (`twisted.internet.tcp`: out
+    of file descriptors, the client closed unserved), as our `accept_failed` error event;
+    None for any other event. Its other EMFILE-recovery chatter becomes an empty dict."""
+    fmt = event.get("log_format") or ""
+    if fmt.startswith("EMFILE recovery: Closed socket"):
+        code = "EMFILE"
+    elif fmt.startswith("Could not accept new connection"):
+        code = str(event.get("acceptError") or "accept error")
+    elif fmt.startswith(("EMFILE encountered", "Re-reserving EMFILE")):
+        return {}
+    else:
+        return None
+    number = getattr(errno, code, None)
+    words = os.strerror(number).lower() if isinstance(number, int) else code
+    return {
+        "log_level": LogLevel.error,
+        "log_namespace": "rrlab.accept",
+        "log_time": event.get("log_time") or time.time(),
+        "log_format": "cannot accept a connection: {words} ({errno}); the client was closed "
+        "unserved - raise the open-file limit (ulimit -n) or use fewer connections",
+        "event": "accept_failed",
+        "errno": code,
+        "words": words,
+    }
+
+
 class LogObserver:
     """A twisted.logger observer writing human lines or JSON lines (and JSON to a log file).
 
     In human format, events named in `said` are not repeated (the command printed its own line
     for them), `quiet` ones (per-connection chatter) go only to the log file, and events without
     an `event` name below warning level (Twisted's own chatter) are dropped from the terminal.
+
+    Warnings and errors of one kind (namespace, event name, message template) are shown once
+    per `window` seconds on the console (the log file gets every one); the rest are counted
+    and said in one line when the window ends
+    (`call_later`, e.g. the reactor's, makes that happen on time; else at the next event and
+    at `flush`).
     """
 
     def __init__(
@@ -173,22 +217,73 @@ class LogObserver:
         log_file: TextIO | None = None,
         said: Collection[str] = (),
         quiet: Collection[str] = (),
+        window: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
     ) -> None:
         self.console = console
         self.log_file = log_file
         self.said = frozenset(said)
         self.quiet = frozenset(quiet)
         self.warnings = 0  # warning, error and critical events seen (for a closing line)
+        self.accept_failures = 0  # connections Twisted could not accept (accept_failed)
+        self.window = window
+        self.clock = clock
+        self.call_later = call_later
+        # kind -> [window start, events held back, the last of them]
+        self._repeats: dict[tuple[Any, ...], list[Any]] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
-        record: dict[str, Any] | None = None
+        translated = accept_failure(event)
+        if translated is not None:
+            if not translated:
+                return
+            event = translated
+            self.accept_failures += 1
         level = event.get("log_level", LogLevel.info)
         important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
         self.warnings += important
-        if self.log_file is not None:
+        record: dict[str, Any] | None = None
+        if self.log_file is not None:  # the file keeps every event
             record = event_record(event)
             self.log_file.write(json.dumps(record, sort_keys=True, default=str) + "\n")
             self.log_file.flush()
+        now = self.clock()
+        if self._repeats:
+            self._say_repeats(now)
+        if important:
+            kind = (event.get("log_namespace"), event.get("event"), event.get("log_format"))
+            held = self._repeats.get(kind)
+            if held is not None:  # shown already in this window: count it
+                held[1] += 1
+                held[2] = event
+                if held[1] == 1 and self.call_later is not None:
+                    self.call_later(max(0.0, held[0] + self.window - now), self._on_time)
+                return
+            self._repeats[kind] = [now, 0, None]
+        self._show(event, record)
+
+    def flush(self) -> None:
+        """Say every count still held back (at exit)."""
+        self._say_repeats(None)
+
+    def _on_time(self) -> None:
+        self._say_repeats(self.clock())
+
+    def _say_repeats(self, now: float | None) -> None:
+        """One line per kind whose window ended (every kind when `now` is None)."""
+        for kind, (start, count, last) in list(self._repeats.items()):
+            if now is not None and now - start < self.window:
+                continue
+            del self._repeats[kind]
+            if count:
+                seconds = self.window if now is not None else (self.clock() - start)
+                self._show(_repeat_event(last, count, seconds))
+
+    def _show(self, event: dict[str, Any], record: dict[str, Any] | None = None) -> None:
+        """The event on the console (human line or JSON line), as the format decides."""
+        level = event.get("log_level", LogLevel.info)
+        important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
         if self.console.json:
             self.console.event(record or event_record(event))
             return
@@ -200,15 +295,41 @@ class LogObserver:
         self.console._line(self.console.err, self.console.human_line(event))
 
 
+def _repeat_event(last: dict[str, Any], count: int, seconds: float) -> dict[str, Any]:
+    """The line that stands for `count` events like `last` held back over `seconds`."""
+    fields = {k: v for k, v in last.items() if not k.startswith("log_")}
+    return {
+        **fields,
+        "log_level": last.get("log_level", LogLevel.warn),
+        "log_namespace": last.get("log_namespace"),
+        "log_time": time.time(),
+        "log_format": "... {repeated:,} more in {window_s:g} s; last: {last_text}",
+        "repeated": count,
+        "window_s": max(1, round(seconds)),
+        "last_text": formatEvent(last).replace("\n", " "),
+    }
+
+
 def start_logging(
     console: Console,
     log_path: Path | None = None,
     *,
     said: Collection[str] = (),
     quiet: Collection[str] = (),
+    reactor: Any = None,
 ) -> LogObserver:
-    """Route every twisted.logger event through one `LogObserver` (call once per process)."""
-    stream = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
-    observer = LogObserver(console, log_file=stream, said=said, quiet=quiet)
+    """Route every twisted.logger event through one `LogObserver` (call once per process).
+    With `reactor`, counts of repeated lines are said as their window ends."""
+    try:
+        stream = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write the log file {log_path}: {exc.strerror}") from None
+    observer = LogObserver(
+        console,
+        log_file=stream,
+        said=said,
+        quiet=quiet,
+        call_later=reactor.callLater if reactor is not None else None,
+    )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     return observer

@@ -37,6 +37,13 @@ class WritePathRefused(PolicyError):
         )
 
 
+class PathNotWritable(PolicyError):
+    def __init__(self, flag: str, path: str | os.PathLike[str], why: str) -> None:
+        self.flag = flag
+        self.path = str(path)
+        super().__init__(f"{flag} {self.path}: cannot write there: {why}")
+
+
 class BudgetExceeded(PolicyError):
     """A recording crossed a budget. Recording stops; what was written stays verifiable."""
 
@@ -91,7 +98,8 @@ class Limits:
     max_decompressed_bytes: int | None = None
     #: bytes of unfinished frames held across all connections before reads pause.
     max_buffered_bytes: int = 256 * MiB
-    #: seconds a connection may stay silent (both directions) before it is closed; None = never.
+    #: seconds a connection may go without a whole frame either way before it is closed (a
+    #: client trickling a frame byte by byte is not active); None = never.
     idle_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -207,3 +215,34 @@ def check_write_path(
         if target.is_relative_to(root):
             return target
     raise WritePathRefused(path, root_paths)
+
+
+def check_writable(
+    path: str | os.PathLike[str], flag: str, *, directory: bool = False, parents: bool = True
+) -> Path:
+    """`path` as given, if this process can write it: a file (or, with `directory`, a
+    directory such as a cassette) that exists and is writable, or that can be created (with
+    its missing parent directories, unless `parents` is False: a log file goes into a
+    directory that exists). Else PathNotWritable naming `flag`, the path and why: checked
+    before a command starts, so a typo is one line, not a traceback after the work began."""
+    target = Path(path)
+    if target.exists():
+        if directory and not target.is_dir():
+            raise PathNotWritable(flag, path, "it is a file, not a directory")
+        if not directory and target.is_dir():
+            raise PathNotWritable(flag, path, "it is a directory; give a file name")
+        access = os.W_OK | os.X_OK if directory else os.W_OK
+        if not os.access(target, access):
+            raise PathNotWritable(flag, path, "no write permission")
+        return target
+    ancestor = target.parent
+    if not parents and not ancestor.is_dir():
+        what = "is a file, not a directory" if ancestor.exists() else "does not exist"
+        raise PathNotWritable(flag, path, f"its directory {ancestor} {what}")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PathNotWritable(flag, path, f"{ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PathNotWritable(flag, path, f"no permission to create anything in {ancestor}")
+    return target

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from rr.cassette.format import summary_encoder
+from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
 from rr.kafka_rewrite import NodeMap, RewriteEvent
 from rr.protocols import KAFKA, FrameConnection, PipelineFrame, protocol_for
@@ -72,6 +73,7 @@ class ConnectionRecorder:
         self.frames = {C2S: 0, S2C: 0}
         self.closed = False
         self.broken: str | None = None
+        self.unwritable = False  # the cassette refused a write: nothing more is forwarded
         # hold-back state of the rewritten direction (stream offsets of that direction)
         self._fwd = 0  # forwarded (or replaced) up to here
         self._hold: bool | None = None  # decision for the frame starting at _fwd
@@ -98,8 +100,13 @@ class ConnectionRecorder:
 
         Once broken or closed, bytes pass through unrecorded, except in the rewritten direction:
         those are dropped, since unrewritten they could show the client a real broker address.
+        A cassette that cannot be written (CassetteWriteFailed: disk full, I/O error) is the
+        exception: the chunk whose frames failed to reach the file is not forwarded, nor is
+        anything after it (the proxy closes the connection).
         """
         if self.closed or self.broken:
+            if self.unwritable or getattr(self.writer, "failed", None) is not None:
+                return b""
             rw = self.rewriter
             if rw is not None and direction is rw.direction:
                 return b""
@@ -127,6 +134,10 @@ class ConnectionRecorder:
             try:
                 self._rewrite_stream(data, start, first, raws, parts, sent)
             except Exception as exc:  # the frames before the failing one still go out and in
+                if isinstance(exc, CassetteWriteFailed):  # a Kafka node's manifest entry
+                    self.unwritable = True
+                    self.broken = f"cassette write failed: {exc.words}"
+                    raise
                 self.broken = f"rewrite failed: {exc}"
                 self._rewrite_failed(direction, parts, sent, forward)
                 if isinstance(exc, RecordingBroken):
@@ -134,13 +145,31 @@ class ConnectionRecorder:
                 raise RecordingBroken(self.broken) from exc
             out = parts[0] if len(parts) == 1 else b"".join(parts)
             raws = sent
+        self._write_then_forward(direction, raws, out, forward)
+        return out
+
+    def _write_then_forward(
+        self,
+        direction: Direction,
+        raws: list[bytes],
+        out: bytes,
+        forward: Callable[[bytes], None] | None,
+    ) -> None:
+        """Written first: what the peer gets is on disk (a frame that is not: see _write). The
+        bytes go out even when writing raised, unless the cassette could not be written."""
         try:
             if raws:
                 self._write(direction, raws)
-        finally:  # written first: what the peer gets is on disk (a frame that is not: see _write)
+        except CassetteWriteFailed as exc:
+            self.unwritable = True
+            self.broken = f"cassette write failed: {exc.words}"
+            raise
+        except BaseException:
             if forward is not None and out:
                 forward(out)
-        return out
+            raise
+        if forward is not None and out:
+            forward(out)
 
     def _rewrite_failed(
         self,
@@ -151,12 +180,7 @@ class ConnectionRecorder:
     ) -> None:
         """A rewrite raised: write and forward what the chunk completed before the failing frame
         (the caller then raises; the proxy closes the connection)."""
-        try:
-            if raws:
-                self._write(direction, raws)
-        finally:
-            if forward is not None and parts:
-                forward(b"".join(parts))
+        self._write_then_forward(direction, raws, b"".join(parts), forward)
 
     def _rewrite_stream(
         self,

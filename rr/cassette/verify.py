@@ -41,7 +41,7 @@ from .format import (
     decode_frame_line,
 )
 from .reader import file_sha256, iter_lines, load_manifest
-from .writer import fsync_dir, write_atomic
+from .writer import CassetteWriteFailed, fsync_dir, write_atomic
 
 
 @dataclass(slots=True)
@@ -244,7 +244,16 @@ def _verify(path: Path, repair: bool) -> VerifyReport:
                 note="refusing to repair a finalized cassette: it changed after recording "
                 "(tampering or corruption, not a crash) - record it again",
             ) from None
-    return _repair(root)
+    try:
+        return _repair(root)
+    except OSError as exc:  # disk full, I/O error, read-only: one line, not a traceback
+        raise CassetteWriteFailed(
+            root,
+            "the repaired cassette",
+            exc,
+            advice=f"it is still repairable: free space, then run `rrlab verify --repair {root}` "
+            "again",
+        ) from None
 
 
 def _repair(root: Path) -> VerifyReport:

@@ -13,6 +13,7 @@ every connection went. Finalize folds them into the manifest and removes the jou
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -21,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import rr
 from rr.canonical import dumps
@@ -52,15 +53,56 @@ _OUR_NAMES = (
 )
 
 
+#: what a person calls the errors that stop a recording (the errno's own words otherwise)
+_ERRNO_WORDS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EIO: "I/O error",
+    errno.EROFS: "read-only file system",
+}
+
+
+def errno_words(exc: OSError) -> str:
+    """'disk full', 'I/O error', ... for an OSError: the words a closing line uses."""
+    words = _ERRNO_WORDS.get(exc.errno or 0)
+    return words or (exc.strerror or str(exc)).lower()
+
+
+class CassetteWriteFailed(CassetteError):
+    """Writing a cassette failed (disk full, I/O error, read-only file system). A recording
+    stops there: the frames already written stay, and `rrlab verify --repair` finalizes them
+    once there is room. `words` is the short cause ("disk full"), `errno_name` e.g. ENOSPC."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], what: str, exc: OSError, advice: str = ""
+    ) -> None:
+        self.errno = exc.errno
+        self.errno_name = errno.errorcode.get(exc.errno or 0, "E?")
+        self.words = errno_words(exc)
+        self.what = what
+        detail = f"{self.errno_name}: {exc.strerror}" if exc.strerror else self.errno_name
+        if not advice:
+            advice = (
+                "recording stopped, every frame written before is kept; free space, then run "
+                f"`rrlab verify --repair {path}`"
+            )
+        super().__init__(path, f"cannot write {what}: {self.words} ({detail}); {advice}")
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a mix."""
+    """Replace `path` with `data` so readers see the old or the new file, never a mix (a
+    failed write leaves the old file and no temporary one)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if durable:
         fsync_dir(path.parent)
 
@@ -145,6 +187,8 @@ class CassetteWriter:
         self._hash = hashlib.sha256()
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
+        self._failed: CassetteWriteFailed | None = None
+        self._released = False
         self._manifest: Manifest | None = None
         self._prefixes: dict[tuple[int, Direction], bytes] = {}
         self._fd = os.open(
@@ -158,7 +202,11 @@ class CassetteWriter:
         self._journal = os.open(
             path / CONNECTIONS_JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
         )
-        self._write_manifest(finalized=False)
+        try:
+            self._write_manifest(finalized=False)
+        except CassetteWriteFailed:
+            self._release()
+            raise
 
     # -- construction -------------------------------------------------------------------------
 
@@ -220,6 +268,8 @@ class CassetteWriter:
     def open_connection(self, proto: str | Proto, listen: str | None, upstream: str | None) -> int:
         """Register a client connection; returns its id (1, 2, ... in open order)."""
         self._check_open()
+        if self._failed is not None:
+            raise self._failed
         conn_id = self._next_conn
         self._next_conn += 1
         self._conns[conn_id] = ConnectionInfo(
@@ -249,6 +299,8 @@ class CassetteWriter:
         if conn.closed_at_seq is None:
             conn.closed_at_seq = self._seq
             conn.close_reason = reason
+            if self._failed is not None:
+                return  # nothing can be written any more; repair learns it from the frames
             self._journal_line(
                 {
                     "close_reason": reason,
@@ -305,6 +357,8 @@ class CassetteWriter:
         """
         if self._stopped is not None:
             raise self._stopped
+        if self._failed is not None:
+            raise self._failed
         self._check_open()
         info = self._conn(conn)
         d = direction if direction.__class__ is Direction else Direction(direction)
@@ -360,21 +414,40 @@ class CassetteWriter:
     # -- finish -------------------------------------------------------------------------------
 
     def finalize(self) -> Manifest:
-        """fsync the frames, write the final manifest atomically. Idempotent."""
+        """fsync the frames, write the final manifest atomically. Idempotent.
+
+        After a write error (or one now) it raises CassetteWriteFailed and finalizes nothing:
+        the provisional manifest and the connection journal stay for `verify --repair`.
+        """
         if self._manifest is not None:
             return self._manifest
-        os.fsync(self._fd)
-        manifest = self._write_manifest(finalized=True)
+        try:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail(FRAMES_NAME, exc)
+            manifest = self._write_manifest(finalized=True)
+        except CassetteWriteFailed:
+            self._release()
+            raise
         self._manifest = manifest
         os.close(self._journal)  # folded into the manifest: no longer needed
         (self.path / CONNECTIONS_JOURNAL).unlink(missing_ok=True)
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
         os.close(self._fd)
+        self._released = True
         return manifest
 
     @property
     def finalized(self) -> bool:
         return self._manifest is not None
+
+    @property
+    def failed(self) -> CassetteWriteFailed | None:
+        """The write error that stopped recording, if any."""
+        return self._failed
 
     @property
     def stopped(self) -> BudgetExceeded | None:
@@ -399,16 +472,40 @@ class CassetteWriter:
 
     def _append(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._fail(FRAMES_NAME, exc)
         self._hash.update(data)
 
     def _journal_line(self, event: dict[str, Any]) -> None:
         """One connection event, one write(2) of one whole line (O_APPEND)."""
         line = dumps(event) + b"\n"
         view = memoryview(line)
-        while view:
-            view = view[os.write(self._journal, view) :]
+        try:
+            while view:
+                view = view[os.write(self._journal, view) :]
+        except OSError as exc:
+            self._fail(CONNECTIONS_JOURNAL, exc)
+
+    def _fail(self, what: str, exc: OSError) -> NoReturn:
+        """A write error: recording stops for good (a torn last line is what repair drops);
+        this and every later write raises the same CassetteWriteFailed."""
+        if self._failed is None:
+            self._failed = CassetteWriteFailed(self.path, what, exc)
+        raise self._failed from exc
+
+    def _release(self) -> None:
+        """Close the files and drop the lock without finalizing (after a write error)."""
+        if self._released:
+            return
+        self._released = True
+        for fd in (self._journal, self._fd):
+            try:
+                os.close(fd)  # closing frames.jsonl releases its flock
+            except OSError:
+                pass
 
     def _conn(self, conn_id: int) -> ConnectionInfo:
         try:
@@ -445,5 +542,8 @@ class CassetteWriter:
 
     def _write_manifest(self, *, finalized: bool) -> Manifest:
         manifest = self.build_manifest(finalized=finalized)
-        write_atomic(self.path / MANIFEST_NAME, manifest.to_json(), durable=finalized)
+        try:
+            write_atomic(self.path / MANIFEST_NAME, manifest.to_json(), durable=finalized)
+        except OSError as exc:
+            self._fail(MANIFEST_NAME, exc)
         return manifest

@@ -120,3 +120,81 @@ def test_a_reader_that_left_does_not_stop_the_command() -> None:
     out.write("still writable\n")
     out.flush()  # now /dev/null: no error at exit either
     out.close()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[tuple[float, object]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn: object) -> None:
+        self.calls.append((self.now + delay, fn))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [c for c in self.calls if c[0] <= self.now]
+        self.calls = [c for c in self.calls if c[0] > self.now]
+        for _when, fn in due:
+            fn()  # type: ignore[operator]
+
+
+def _refused(n: int) -> dict:
+    fmt = "upstream {upstream} refused a {proto} connection: conn {n}"
+    return _event(LogLevel.error, fmt, event="upstream_failed", upstream="127.0.0.1:9092",
+                  proto="kafka", n=n)  # fmt: skip
+
+
+def test_repeated_errors_are_shown_once_then_counted_per_window() -> None:
+    """A Kafka client reconnecting to a dead upstream printed 2,802 ERROR lines in 10 s (J.6)."""
+    err, log_file, clock = io.StringIO(), io.StringIO(), _Clock()
+    obs = LogObserver(Console(io.StringIO(), err), log_file=log_file, clock=clock,
+                      call_later=clock.call_later)  # fmt: skip
+    for n in range(2802):
+        obs(_refused(n))
+        clock.advance(0.003)
+    obs(_event(LogLevel.warn, "something else", event="other"))  # another kind: shown
+    assert len(err.getvalue().splitlines()) == 2
+    clock.advance(2.0)  # the window ends: one line says how many were held back
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert "upstream_failed: upstream 127.0.0.1:9092 refused a kafka connection: conn 0" in lines[0]
+    assert re.search(r"ERROR upstream_failed: \.\.\. 2,801 more in 10 s; last: .*conn 2801$",
+                     lines[2]), lines[2]  # fmt: skip
+    records = [json.loads(line) for line in log_file.getvalue().splitlines()]
+    assert len(records) == 2803 and "repeated" not in records[-1]  # the file: every event
+    obs(_refused(9999))  # a new window: shown again
+    assert len(err.getvalue().splitlines()) == 4
+
+
+def test_counts_still_held_are_said_at_exit() -> None:
+    err, clock = io.StringIO(), _Clock()
+    obs = LogObserver(Console(io.StringIO(), err), clock=clock)
+    for n in range(3):
+        obs(_refused(n))
+    clock.now = 2.4
+    obs.flush()
+    assert err.getvalue().splitlines()[-1].endswith("... 2 more in 2 s; last: upstream "
+                                                    "127.0.0.1:9092 refused a kafka connection: "
+                                                    "conn 2")  # fmt: skip
+    assert obs.warnings == 3
+
+
+def test_twisteds_accept_failures_become_counted_errors() -> None:
+    """Out of file descriptors, Twisted closes each new client unserved and says so at info
+    level, which the terminal never showed (J.2)."""
+    err = io.StringIO()
+    obs = LogObserver(Console(io.StringIO(), err))
+    chatter = {"log_namespace": "twisted.internet.tcp.Port", "log_level": LogLevel.info}
+    obs({**chatter, "log_format": "EMFILE encountered; releasing reserved file descriptor."})
+    for port in (40001, 40002):
+        obs({**chatter, "log_format": "EMFILE recovery: Closed socket from {address}",
+             "address": ("127.0.0.1", port)})  # fmt: skip
+    obs({**chatter, "log_format": "Re-reserving EMFILE recovery file descriptor."})
+    lines = err.getvalue().splitlines()
+    assert obs.accept_failures == 2 and len(lines) == 1, lines
+    assert (
+        "ERROR accept_failed: cannot accept a connection: too many open files (EMFILE)" in lines[0]
+    )

@@ -86,13 +86,13 @@ def test_silent_connections_close_after_the_idle_timeout(app: ProxyApp) -> None:
     for _ in range(5):
         app.reactor.advance(1.5)
         client.dataReceived(publish(20))
-    assert quiet.reason == "idle timeout: no bytes for 5 s" and busy.reason is None
+    assert quiet.reason == "idle timeout: no frame for 5 s" and busy.reason is None
     assert quiet.client.transport.disconnecting and not client.transport.disconnecting
     for side in (quiet.client, quiet.upstream):
         side.connectionLost()
     app.shutdown()
     closed = CassetteReader.open(app.writer.path).manifest.connection(1)
-    assert closed.close_reason == "idle timeout: no bytes for 5 s"
+    assert closed.close_reason == "idle timeout: no frame for 5 s"
 
 
 def test_limits_are_validated() -> None:
@@ -120,3 +120,46 @@ def test_shutdown_cutting_a_connect_short_is_no_upstream_failure(app: ProxyApp) 
     assert [e["event"] for e in events] == ["upstream_cancelled"]
     assert app.metrics.upstream_errors.labels("mqtt", "connect")._value.get() == 0
     assert client.transport.disconnecting  # the client is let go all the same
+
+
+def test_a_drained_peer_buffer_does_not_undo_a_budget_pause(app: ProxyApp) -> None:
+    """Flow control and the budget pause the same reads: before rr.flow.ReadGate, the upstream's
+    write buffer draining resumed a client the budget had paused (issue J.1)."""
+    frame = publish(600)
+    _one, c1 = connect(app)
+    two, c2 = connect(app)
+    c1.dataReceived(frame[:500])
+    c2.dataReceived(frame[:500])
+    assert c2.transport.producerState == "paused"
+    two.upstream.transport.producer.resumeProducing()  # what a drained write buffer calls
+    assert c2.transport.producerState == "paused"  # still over the budget: still waiting
+    two.upstream.transport.producer.pauseProducing()  # full again, then the budget lifts
+    c1.dataReceived(frame[500:])
+    assert c2.transport.producerState == "paused"  # the full buffer still holds it
+    two.upstream.transport.producer.resumeProducing()
+    assert c2.transport.producerState == "producing"
+
+
+def test_a_small_unfinished_frame_is_not_held_up_by_large_ones(app: ProxyApp) -> None:
+    """Over the budget, the connections holding their share of it wait; a neighbour with a few
+    bytes of a frame reads on and finishes it (it was paused like the others before)."""
+    _big, hog = connect(app)
+    _small, neighbour = connect(app)
+    hog.dataReceived(publish(900)[:850])  # over the limit of 800 alone
+    assert hog.transport.producerState == "paused"
+    frame = publish(40)
+    neighbour.dataReceived(frame[:10])
+    assert neighbour.transport.producerState == "producing"
+    neighbour.dataReceived(frame[10:])
+    assert _small.upstream.transport.value() == frame
+
+
+def test_a_client_trickling_a_frame_is_idle(app: ProxyApp) -> None:
+    """Idle means no whole frame either way: one byte a second kept a connection open for ever
+    when any byte counted (issue J.1)."""
+    pair, client = connect(app)
+    frame = publish(40)
+    for i in range(8):
+        client.dataReceived(frame[i : i + 1])
+        app.reactor.advance(1.0)
+    assert pair.reason == "idle timeout: no frame for 5 s"
