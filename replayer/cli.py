@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
+from rr.codecs.kafka_records import set_decompression_budget
 from rr.console import FORMATS, Console, start_logging
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Limits, PolicyError, check_writable, get_profile
@@ -209,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
 
     limits, max_frame_bytes = limits_from(args)
     check_outputs(args)
+    # what a recorded or live Kafka batch may unpack to: the profile's own limit, else the frame
+    # budget (as the proxy sets it from its policy)
+    set_decompression_budget(limits.max_decompressed_bytes or max_frame_bytes)
     try:
         recording = Recording.open(args.cassette)
     except CassetteError as exc:
