@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from rr.canonical import dumps
 from rr.cassette import (
     CassetteError,
+    CassetteLocked,
     CassetteNotFound,
     CassetteReader,
     FrameRecord,
@@ -75,8 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fail(command: str, exc: CassetteError) -> int:
+    """One line; exit 2 for no cassette or another writer holding it, else 1 (a bad one)."""
     print(f"rrlab {command}: {exc}", file=sys.stderr)
-    return EXIT_USAGE if isinstance(exc, CassetteNotFound) else EXIT_MISMATCH
+    return EXIT_USAGE if isinstance(exc, CassetteNotFound | CassetteLocked) else EXIT_MISMATCH
 
 
 def run_verify(args: argparse.Namespace) -> int:

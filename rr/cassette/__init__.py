@@ -1,12 +1,14 @@
 """Cassette format v1: a directory with cassette.json, frames.jsonl and artifacts/.
 
-writer (record), reader (replay, inspect), verify (integrity and crash repair).
+writer (record), reader (replay, inspect), verify (integrity and crash repair), lock (one
+writer per cassette).
 """
 
 from .errors import (
     ArtifactMissing,
     CassetteError,
     CassetteExists,
+    CassetteLocked,
     CassetteNotFound,
     CountMismatch,
     DigestMismatch,
@@ -22,6 +24,7 @@ from .errors import (
     WriterClosed,
 )
 from .format import FORMAT, ConnectionInfo, FrameRecord, Manifest
+from .lock import WriterLock
 from .reader import CassetteReader
 from .record_mode import RecordMode
 from .verify import VerifyReport, verify
@@ -37,6 +40,7 @@ __all__ = [
     "verify",
     "CassetteError",
     "CassetteExists",
+    "CassetteLocked",
     "CassetteNotFound",
     "CassetteWriter",
     "ConnectionInfo",
@@ -53,4 +57,5 @@ __all__ = [
     "TruncatedFrames",
     "UnsupportedFormat",
     "WriterClosed",
+    "WriterLock",
 ]

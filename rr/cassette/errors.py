@@ -5,6 +5,25 @@ from __future__ import annotations
 import os
 
 
+def printable(text: str) -> str:
+    """`text` with every character a terminal could act on escaped (C0/C1 controls such as ESC,
+    bidi overrides, line breaks): what a cassette says is shown, never obeyed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 class CassetteError(Exception):
     """Base of every cassette problem. `str(exc)` is one line fit for a terminal."""
 
@@ -120,6 +139,21 @@ class ArtifactMissing(CassetteError):
 class RecordingInProgress(CassetteError):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, "a recording is still writing this cassette; stop it first")
+
+
+class CassetteLocked(RecordingInProgress):
+    """Another process writes this cassette (`rrlab record`, `rrlab proxy`, `verify --repair`)."""
+
+    def __init__(self, path: str | os.PathLike[str], pid: int | None, command: str = "") -> None:
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "a process that is still starting"
+        if command:
+            who += f" ({command})"
+        CassetteError.__init__(
+            self,
+            path,
+            f"another writer holds this cassette: {who}; wait for it to finish or stop it",
+        )
 
 
 class RepairedRefused(CassetteError):

@@ -40,6 +40,7 @@ from .format import (
     Manifest,
     decode_frame_line,
 )
+from .lock import WriterLock
 from .reader import file_sha256, iter_lines, load_manifest
 from .writer import fsync_dir, write_atomic
 
@@ -215,8 +216,15 @@ def verify(
 
     With `repair=True` an unfinalized (crashed) recording is finalized from what is on disk.
     With `strict=True` a repaired cassette (now or earlier) is refused (RepairedRefused).
+    A repair holds the cassette's writer lock (CassetteLocked if another writer has it).
     """
-    report = _verify(Path(path), repair)
+    if repair:
+        if not Path(path).is_dir():
+            raise CassetteNotFound(path, "no such cassette directory")
+        with WriterLock.acquire(path):  # one writer per cassette (lock.py)
+            report = _verify(Path(path), repair)
+    else:
+        report = _verify(Path(path), repair)
     if strict and (report.repaired or report.repaired_before):
         raise RepairedRefused(report.path, report.unverified)
     return report

@@ -139,6 +139,7 @@ def crash(path, frames=FRAMES):
 
     w = record(path, frames=frames, finalize=False)
     os.close(w._fd)
+    w._lock.release()
 
 
 def test_torn_line_refused_then_repaired(tmp_path):
