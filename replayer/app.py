@@ -15,7 +15,7 @@ from twisted.web.server import Site
 
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
-from .protocols import is_liveness, label, module_for
+from .protocols import module_for
 from .recording import Recording
 from .report import ReplayReport
 from .server import ReplayFactory
@@ -91,7 +91,7 @@ class ReplayServer:
         if self.finished:
             return
         self.finished = True
-        self.report.collect_unused(self.ctx.recording, is_liveness, label)
+        self.report.collect_unused(self.ctx.recording)
 
     def report_extra(self) -> dict[str, Any]:
         rec = self.ctx.recording

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     serve_report = Path(tempfile.mkdtemp(prefix="rrlab-replay-")) / "serve"
     try:
         served = _serve_and_run(args, recording, policy.strict, used, serve_report)
-        checked = [_check(recording.path, name, timing=name in timing) for name in compare]
+        checked = [_check(recording, name, timing=name in timing) for name in compare]
         verdict, why = _verdict(served, checked)
         report = _report(args, recording, served, checked, verdict, why, asked, used)
         _write(report_path, dumps(report) + b"\n")
@@ -302,8 +302,11 @@ def _serve_and_run(
 # --- checking ----------------------------------------------------------------------------------
 
 
-def _check(cassette: Path, name: str, *, timing: bool) -> Checked:
-    recorded = (cassette / "artifacts" / name).read_bytes()
+def _check(recording: Recording, name: str, *, timing: bool) -> Checked:
+    try:
+        recorded = recording.artifact(name)  # inside the cassette, its digest checked now
+    except CassetteError as exc:
+        raise UsageError(str(exc)) from None
     rec_sha = hashlib.sha256(recorded).hexdigest()
     live_path = Path(name)
     if not live_path.is_file():

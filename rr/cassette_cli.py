@@ -27,7 +27,14 @@ from rr.cassette import (
     NotFinalized,
     verify,
 )
-from rr.cassette.format import ConnectionInfo, Manifest
+from rr.cassette.format import (
+    CONNECTIONS_JOURNAL,
+    FRAMES_NAME,
+    MANIFEST_NAME,
+    ConnectionInfo,
+    Manifest,
+)
+from rr.cassette.paths import CassetteDir
 from rr.cassette.reader import load_manifest
 from rr.protocols import protocol_for
 from rr.protocols.base import clip
@@ -122,13 +129,13 @@ def broken_connections(m: Manifest) -> list[tuple[ConnectionInfo, str]]:
 def _open_read_only(path: str, stack: list[str]) -> CassetteReader:
     """The cassette, or for a crashed recording a repaired copy (the original is not touched)."""
     try:
-        return CassetteReader.open(path)
+        return CassetteReader.open(path, check_artifacts=False)
     except NotFinalized:
         pass
     tmp = tempfile.mkdtemp(prefix="rrlab-inspect-")
     stack.append(tmp)
-    copy = os.path.join(tmp, os.path.basename(os.path.normpath(path)) or "cassette")
-    shutil.copytree(path, copy)
+    copy = os.path.join(tmp, "cassette")
+    _copy_recording(path, copy)
     report = verify(copy, repair=True)
     print(
         f"rrlab inspect: {path} is a crashed recording (not finalized); shown as "
@@ -136,7 +143,21 @@ def _open_read_only(path: str, stack: list[str]) -> CassetteReader:
         f"{report.dropped_bytes} bytes); the cassette itself is unchanged",
         file=sys.stderr,
     )
-    return CassetteReader.open(copy)
+    return CassetteReader.open(copy, check_artifacts=False)
+
+
+def _copy_recording(src: str, dest: str) -> None:
+    """The files a repair reads (manifest, frames, connection journal), each read inside the
+    cassette without following a link (a plain tree copy would copy a link's target)."""
+    os.mkdir(dest)
+    with CassetteDir(src) as root:
+        for name in (MANIFEST_NAME, FRAMES_NAME, CONNECTIONS_JOURNAL):
+            try:
+                fd = root.open(name)
+            except FileNotFoundError:
+                continue
+            with open(fd, "rb") as fin, open(os.path.join(dest, name), "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

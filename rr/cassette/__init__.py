@@ -1,7 +1,7 @@
 """Cassette format v1: a directory with cassette.json, frames.jsonl and artifacts/.
 
-writer (record), reader (replay, inspect), verify (integrity and crash repair), lock (one
-writer per cassette).
+writer (record), reader (replay, inspect), verify (integrity and crash repair), paths (every
+entry read inside the cassette, no link followed), lock (one writer per cassette).
 """
 
 from .errors import (
@@ -20,12 +20,13 @@ from .errors import (
     RecordingInProgress,
     RepairedRefused,
     TruncatedFrames,
+    UnsafePath,
     UnsupportedFormat,
     WriterClosed,
 )
 from .format import FORMAT, ConnectionInfo, FrameRecord, Manifest
 from .lock import WriterLock
-from .reader import CassetteReader
+from .reader import CassetteReader, read_artifact
 from .record_mode import RecordMode
 from .verify import VerifyReport, verify
 from .writer import CassetteWriter
@@ -55,7 +56,9 @@ __all__ = [
     "NotFinalized",
     "RecordMode",
     "TruncatedFrames",
+    "UnsafePath",
     "UnsupportedFormat",
     "WriterClosed",
     "WriterLock",
+    "read_artifact",
 ]

@@ -136,6 +136,15 @@ class ArtifactMissing(CassetteError):
         super().__init__(path, f"artifact {name!r} is listed in the manifest but missing")
 
 
+class UnsafePath(CassetteError):
+    """A cassette entry that could lead outside it (a link, `..`, an absolute path) or that is
+    not a regular file: refused, never followed."""
+
+    def __init__(self, path: str | os.PathLike[str], name: str, why: str) -> None:
+        self.name = name
+        super().__init__(path, f"{name!r} {why}; a cassette holds only plain files inside it")
+
+
 class RecordingInProgress(CassetteError):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, "a recording is still writing this cassette; stop it first")
