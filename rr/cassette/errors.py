@@ -25,11 +25,12 @@ def _escape(c: str) -> str:
 
 
 class CassetteError(Exception):
-    """Base of every cassette problem. `str(exc)` is one line fit for a terminal."""
+    """Base of every cassette problem. `str(exc)` is one line fit for a terminal: whatever of
+    the cassette it quotes is escaped (`printable`), since a cassette is untrusted input."""
 
     def __init__(self, path: str | os.PathLike[str], message: str) -> None:
         self.path = str(path)
-        super().__init__(f"{self.path}: {message}")
+        super().__init__(printable(f"{self.path}: {message}"))
 
 
 class CassetteNotFound(CassetteError):

@@ -5,7 +5,7 @@ Each is refused when it is opened, in one line and before any command runs (`rrl
 keys with `..` or an absolute path, a symlinked artifact (or artifacts/ directory), a symlinked
 frames.jsonl or cassette.json (repair must not touch the file outside), a frames line over the
 frame budget (refused without being read whole), bad base64 behind a recomputed digest, a
-missing artifact.
+missing artifact, and escape sequences in what `rrlab inspect` prints.
 """
 
 from __future__ import annotations
@@ -279,6 +279,50 @@ def test_an_over_long_line_is_refused_without_being_read_whole(tmp_path):
     assert peak < 8 << 20, f"peak {peak} bytes: the line was read whole"
     with pytest.raises(MalformedFrame, match="line 4"):
         verify(path)
+
+
+def test_cli_errors_quote_the_cassette_escaped(tmp_path):
+    path = tmp_path / "c"
+    cassette(path)
+    edit_manifest(path, lambda d: d.update(format="\x1b]0;pwned\x07rrlab.cassette/1"))
+    proc = rrlab("inspect", str(path), cwd=tmp_path)
+    assert proc.returncode == 1 and "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    assert "\\x1b]0;pwned\\x07" in proc.stderr
+
+
+# -- inspect escapes what it prints --------------------------------------------------------------
+
+
+def test_inspect_escapes_control_characters_everywhere(tmp_path):
+    """Topic names, payload text, close reasons, routes: recorded bytes never reach the terminal
+    as control characters (ESC sequences clear screens, set titles, fake output)."""
+    path = tmp_path / "c"
+    w = CassetteWriter.create(path)
+    w.add_route("mqtt", "127.0.0.1:11883", "127.0.0.1:1883\x1b[2J")
+    conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    payload = b"hello \x1b[31mred\x1b[0m \xc2\x9b6n bidi\xe2\x80\xae"
+    topic = "t/\x1b]0;owned\x07/\u202e"
+    body = len(topic.encode()).to_bytes(2, "big") + topic.encode() + payload
+    raw = bytes([0x30, len(body)]) + body
+    summary = {"packet": "PUBLISH", "topic": topic, "qos": 0, "payload_size": len(payload)}
+    w.write_frame(conn, "c2s", "mqtt", summary, raw)
+    w.write_frame(conn, "c2s", "mqtt", {"packet": "CONNECT", "client_id": "x\x1bc"}, b"\x10\x00")
+    w.close_connection(conn, "client closed \x1b[1Afake line")
+    w.finalize()
+    for extra in ([], ["--payload", "text"], ["--payload", "hex"], ["--json"]):
+        proc = rrlab("inspect", str(path), *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shown = proc.stdout
+        for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert bad not in shown, (extra, bad)
+        if extra != ["--payload", "hex"]:
+            assert "owned" in shown  # escaped, still readable
+        if extra == ["--json"]:
+            doc = json.loads(shown)  # the same value, only written with escapes
+            assert doc["frames"][0]["summary"]["topic"] == topic
+    table = rrlab("inspect", str(path), "--payload", "text", cwd=tmp_path).stdout
+    assert "t/\\x1b]0;owned\\x07/\\u202e" in table
+    assert "\\x1b[31mred" in table and "client closed \\x1b[1Afake line" in table
 
 
 def test_symlinked_replay_rules_are_refused(tmp_path):
