@@ -181,12 +181,12 @@ class CassetteReader:
                     raise
                 if digest is not None:
                     _check_digest(root, manifest, digest.hexdigest())
+                if check_artifacts:
+                    for name, expected in sorted(manifest.artifacts.items()):
+                        check_artifact(root, name, expected)
             except BaseException:
                 fh.close()
                 raise
-            if check_artifacts:
-                for name, expected in sorted(manifest.artifacts.items()):
-                    check_artifact(root, name, expected)
         except BaseException:
             root.close()
             raise
@@ -380,6 +380,11 @@ class FrameIndex:
 
     def close(self) -> None:
         self._fh.close()
+
+    def __del__(self) -> None:  # a reader nobody closed (the index lives as long as a replay)
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
 
     @property
     def connections(self) -> list[int]:
