@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from rr.cassette import CassetteError, verify
+from rr.cassette import CassetteError, WriterLock, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
@@ -279,6 +279,7 @@ def _say(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     cassette, artifacts, proxy_argv = _check_args(args)
     try:
+        lock = WriterLock.acquire(cassette)  # one writer per cassette, until we return (lock.py)
         state = existing_state(cassette)
     except CassetteError as exc:
         raise UsageError(str(exc)) from None
@@ -347,3 +348,4 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         if not published:
             shutil.rmtree(tmp, ignore_errors=True)
+        lock.release()

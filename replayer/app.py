@@ -19,7 +19,7 @@ from rr.codecs import DEFAULT_MAX_FRAME_BYTES
 from rr.policy import Limits
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
-from .protocols import label, module_for, never_unused
+from .protocols import module_for
 from .recording import Recording
 from .report import ReplayReport
 from .server import ReplayFactory, ServeLimits
@@ -119,7 +119,7 @@ class ReplayServer:
         if self.finished:
             return
         self.finished = True
-        self.report.collect_unused(self.ctx.recording, never_unused, label)
+        self.report.collect_unused(self.ctx.recording)
 
     def finish_settled(self) -> Deferred[None]:
         """`finish` after SETTLE_TURNS reactor turns (a before-shutdown trigger waits for it):

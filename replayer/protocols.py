@@ -32,11 +32,6 @@ def is_closing(proto: Proto, summary: dict[str, Any]) -> bool:
     return bool(module_for(proto).is_closing(summary))
 
 
-def never_unused(proto: Proto, summary: dict[str, Any]) -> bool:
-    """Recorded client frames left out of the unused count: liveness and closing."""
-    return is_liveness(proto, summary) or is_closing(proto, summary)
-
-
 def label(proto: Proto, summary: dict[str, Any]) -> str:
     """A short, low-cardinality name for a frame: Kafka api, AMQP method/frame, MQTT packet."""
     return protocol_for(proto).label(summary)

@@ -1,21 +1,61 @@
 """The cassette as the replayer sees it: recorded connections by listener, frames on demand.
 
-Frames are read per connection through the cassette's `FrameIndex` when a live connection binds
-to a recorded one (or when the end-of-run report needs them), never the whole file at once.
+Opening checks the whole cassette once (rr.cassette.reader: a bad one is one CassetteError
+before anything is served) and builds its `FrameIndex`. Frames are read per connection through
+the index when a live connection binds to a recorded one, never the whole file at once. The
+end-of-run report counts unused client frames from the index alone: each client frame's
+`ClientKind` (its label, and whether it is exempt from "unused") is decided at open, in the
+pass that parses every line anyway, so stopping decodes only the few frames it lists.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from rr.cassette import CassetteReader, ConnectionInfo, Manifest
-from rr.cassette.reader import FrameIndex
+from rr.cassette import ArtifactMissing, CassetteReader, ConnectionInfo, Manifest, read_artifact
+from rr.cassette.reader import Classifier, FrameIndex
 from rr.codecs import Direction, Proto
 
+from .protocols import is_closing, is_liveness, label
+
 C2S, S2C = Direction.C2S, Direction.S2C
+
+
+class ClientKind(NamedTuple):
+    """What the end-of-run report needs to know of a recorded client frame."""
+
+    label: str
+    #: never reported unused, whatever the live client did (see NOT_UNUSED)
+    exempt: bool
+
+
+#: Predicates of replayer.protocols whose client frames are never reported unused (frames a
+#: client sends on a clock, and the like). Evaluated once per client frame when the cassette
+#: opens and kept in the index as part of its kind. Closing handshakes (the README's table)
+#: are exempt too; closing acks that depend on what was served are settled by the session.
+NOT_UNUSED: tuple[Callable[[Proto, dict[str, Any]], bool], ...] = (is_liveness, is_closing)
+
+
+_KINDS: dict[tuple[str, bool], ClientKind] = {}  # one object per kind: the index keeps many
+
+
+def client_kind(proto: Proto, summary: dict[str, Any]) -> ClientKind:
+    """Called for every recorded client frame at open (those whose summary was seen before are
+    answered from the reader's memo): kept cheap."""
+    exempt = False
+    for predicate in NOT_UNUSED:
+        if predicate(proto, summary):
+            exempt = True
+            break
+    key = (label(proto, summary), exempt)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _KINDS[key] = ClientKind(*key)
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +111,26 @@ class RecordedConn:
         for i, f in enumerate(self._index.frames_of(self.info.id)):
             yield RecFrame(i, f.seq, f.dir, f.t_us, f.raw, f.summary)
 
-    def unused_client_frames(self) -> Iterator[RecFrame]:
-        """Client frames no live frame consumed, streamed (the end-of-run report reads every
-        connection once; a long one is not loaded whole for it)."""
-        used = self.used
-        return (f for f in self.stream() if f.dir is C2S and f.index not in used)
+    def unused_kinds(self) -> Counter[Any]:
+        """How many client frames of each kind no live frame consumed, from the index alone."""
+        left = Counter(self._index.client_kinds(self.info.id))
+        kind = self._index.kind
+        for index in self.used:
+            seen = kind(self.info.id, index)
+            if seen is not None:
+                left[seen] -= 1
+        return +left
+
+    def unused_client_frames(
+        self, skip: Callable[[Any], bool] = lambda _kind: False
+    ) -> Iterator[tuple[Any, RecFrame]]:
+        """(kind, frame) of the client frames no live frame consumed and whose kind `skip` does
+        not reject, in order; the index says which, and only the frames taken are read."""
+        used, conn = self.used, self.info.id
+        for index, kind in self._index.client_positions(conn):
+            if index not in used and not skip(kind):
+                f = self._index.read(conn, index)
+                yield kind, RecFrame(index, f.seq, f.dir, f.t_us, f.raw, f.summary)
 
     def __repr__(self) -> str:
         return f"<recorded conn {self.id} {self.proto} {self.info.listen}>"
@@ -99,12 +154,26 @@ class Recording:
         self.index = index
         self.conns = [RecordedConn(info, index) for info in manifest.connections]
         self._by_id = {c.id: c for c in self.conns}
+        self.reader: CassetteReader | None = None
 
     @classmethod
-    def open(cls, path: str | Path) -> Recording:
-        """Format, finalization and digest checked (CassetteError says what is wrong)."""
-        reader = CassetteReader.open(path)
-        return cls(reader.path, reader.manifest, reader.index())
+    def open(cls, path: str | Path, classify: Classifier | None = client_kind) -> Recording:
+        """The whole cassette checked (CassetteError says what is wrong), its index built with
+        each client frame's kind (`classify`)."""
+        reader = CassetteReader.open(path, classify=classify)
+        recording = cls(reader.path, reader.manifest, reader.index())
+        recording.reader = reader
+        return recording
+
+    def artifact(self, name: str) -> bytes:
+        """Recorded artifact `name`, read inside the cassette and checked against the manifest's
+        digest now (CassetteError otherwise): what a replay compares the command's file with."""
+        if self.reader is not None:
+            return self.reader.artifact(name)
+        expected = self.manifest.artifacts.get(name)
+        if expected is None:
+            raise ArtifactMissing(self.path, name)
+        return read_artifact(self.path, name, expected)
 
     def conn(self, conn_id: int) -> RecordedConn:
         return self._by_id[conn_id]

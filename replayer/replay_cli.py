@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         ran = served.command_exit is not None
         earlier = aside.settle() if ran else {}
         checked = [
-            _check(recording.path, name, timing=name in timing, earlier=earlier.get(name))
+            _check(recording, name, timing=name in timing, earlier=earlier.get(name))
             for name in (compare if ran else [])
         ]
         verdict, why = _verdict(served, checked, _client_frames(recording), args)
@@ -559,8 +559,13 @@ def _say(text: str) -> None:
 # --- checking ----------------------------------------------------------------------------------
 
 
-def _check(cassette: Path, name: str, *, timing: bool, earlier: Path | None = None) -> Checked:
-    recorded = (cassette / "artifacts" / name).read_bytes()
+def _check(
+    recording: Recording, name: str, *, timing: bool, earlier: Path | None = None
+) -> Checked:
+    try:
+        recorded = recording.artifact(name)  # inside the cassette, its digest checked now
+    except CassetteError as exc:
+        raise UsageError(str(exc)) from None
     rec_sha = hashlib.sha256(recorded).hexdigest()
     live_path = Path(name)
     if not live_path.is_file():

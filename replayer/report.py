@@ -6,6 +6,7 @@ report written at the end (`replay-report.json`), which holds no clock value.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,22 +110,23 @@ class ReplayReport:
 
     # -- at the end ----------------------------------------------------------------------------
 
-    def collect_unused(
-        self,
-        recording: Recording,
-        is_liveness: Callable[[Proto, dict[str, Any]], bool],
-        label: Callable[[Proto, dict[str, Any]], str],
-    ) -> None:
-        """Recorded client frames no live frame consumed (liveness frames excepted)."""
+    def collect_unused(self, recording: Recording) -> None:
+        """Recorded client frames no live frame consumed (exempt kinds, e.g. liveness, aside):
+        counted from the recording's index, and only the first MAX_LISTED of them read."""
+        listed = []  # connections with frames to list, in recorded order
         for rc in recording.conns:
-            for frame in rc.unused_client_frames():
-                if is_liveness(rc.proto, frame.summary):
-                    continue
-                api = label(rc.proto, frame.summary)
-                self.count(rc.proto, api, "unused")
-                self.unused_count += 1
-                if len(self.unused) < MAX_LISTED:
-                    self.unused.append(_unused_entry(rc.id, rc.claimed_by, api, frame))
+            for kind, n in sorted(rc.unused_kinds().items()):
+                if not kind.exempt:
+                    self.count(rc.proto, kind.label, "unused", n)
+                    self.unused_count += n
+                    if not listed or listed[-1] is not rc:
+                        listed.append(rc)
+        for rc in listed:
+            if len(self.unused) >= MAX_LISTED:
+                break
+            frames = rc.unused_client_frames(skip=lambda kind: kind.exempt)
+            for kind, frame in itertools.islice(frames, MAX_LISTED - len(self.unused)):
+                self.unused.append(_unused_entry(rc.id, rc.claimed_by, kind.label, frame))
 
     def totals(self) -> dict[str, int]:
         out = dict.fromkeys(OUTCOMES, 0)

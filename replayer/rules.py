@@ -20,10 +20,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from rr.cassette import CassetteError
+from rr.cassette.paths import CassetteDir
 from rr.diff import parse_path
 from rr.usage import UsageError
 
 RULES_NAME = "replay-rules.json"
+MAX_RULES_BYTES = 1 << 20
 _KEYS = ("ignore_fields", "ignore_headers")
 
 
@@ -48,10 +51,15 @@ def _check_paths(paths: tuple[str, ...], where: str) -> None:
 
 def _from_file(cassette: Path) -> dict[str, tuple[str, ...]]:
     path = cassette / RULES_NAME
-    if not path.is_file():
-        return {key: () for key in _KEYS}
+    try:  # read inside the cassette, no link followed (rr.cassette.paths)
+        with CassetteDir(cassette) as root:
+            if root.kind(RULES_NAME) is None:
+                return {key: () for key in _KEYS}
+            text = root.read(RULES_NAME, MAX_RULES_BYTES)
+    except CassetteError as exc:
+        raise UsageError(str(exc)) from None
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, dict) or set(data) - set(_KEYS):

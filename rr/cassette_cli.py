@@ -20,13 +20,22 @@ from typing import Any, TextIO
 from rr.canonical import dumps
 from rr.cassette import (
     CassetteError,
+    CassetteLocked,
     CassetteNotFound,
     CassetteReader,
     FrameRecord,
     NotFinalized,
     verify,
 )
-from rr.cassette.format import ConnectionInfo, Manifest
+from rr.cassette.errors import printable
+from rr.cassette.format import (
+    CONNECTIONS_JOURNAL,
+    FRAMES_NAME,
+    MANIFEST_NAME,
+    ConnectionInfo,
+    Manifest,
+)
+from rr.cassette.paths import CassetteDir
 from rr.cassette.reader import load_manifest
 from rr.protocols import protocol_for
 from rr.protocols.base import clip
@@ -75,8 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fail(command: str, exc: CassetteError) -> int:
+    """One line; exit 2 for no cassette or another writer holding it, else 1 (a bad one)."""
     print(f"rrlab {command}: {exc}", file=sys.stderr)
-    return EXIT_USAGE if isinstance(exc, CassetteNotFound) else EXIT_MISMATCH
+    return EXIT_USAGE if isinstance(exc, CassetteNotFound | CassetteLocked) else EXIT_MISMATCH
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -84,12 +94,14 @@ def run_verify(args: argparse.Namespace) -> int:
         report = verify(args.cassette, repair=args.repair, strict=args.strict)
     except CassetteError as exc:
         return _fail("verify", exc)
-    print(report.summary())
+    print(printable(report.summary()))
     broken = broken_connections(load_manifest(args.cassette))
     for conn, reason in broken:
         print(
-            f"rrlab verify: warning: connection {conn.id} ({conn.proto.value}): recording broke: "
-            f"{reason}",
+            printable(
+                f"rrlab verify: warning: connection {conn.id} ({conn.proto.value}): recording "
+                f"broke: {reason}"
+            ),
             file=sys.stderr,
         )
     if broken and args.strict:
@@ -120,21 +132,37 @@ def broken_connections(m: Manifest) -> list[tuple[ConnectionInfo, str]]:
 def _open_read_only(path: str, stack: list[str]) -> CassetteReader:
     """The cassette, or for a crashed recording a repaired copy (the original is not touched)."""
     try:
-        return CassetteReader.open(path)
+        return CassetteReader.open(path, check_artifacts=False)
     except NotFinalized:
         pass
     tmp = tempfile.mkdtemp(prefix="rrlab-inspect-")
     stack.append(tmp)
-    copy = os.path.join(tmp, os.path.basename(os.path.normpath(path)) or "cassette")
-    shutil.copytree(path, copy)
+    copy = os.path.join(tmp, "cassette")
+    _copy_recording(path, copy)
     report = verify(copy, repair=True)
     print(
-        f"rrlab inspect: {path} is a crashed recording (not finalized); shown as "
-        f"`rrlab verify --repair` would finalize it (dropping a torn tail of "
-        f"{report.dropped_bytes} bytes); the cassette itself is unchanged",
+        printable(
+            f"rrlab inspect: {path} is a crashed recording (not finalized); shown as "
+            f"`rrlab verify --repair` would finalize it (dropping a torn tail of "
+            f"{report.dropped_bytes} bytes); the cassette itself is unchanged"
+        ),
         file=sys.stderr,
     )
-    return CassetteReader.open(copy)
+    return CassetteReader.open(copy, check_artifacts=False)
+
+
+def _copy_recording(src: str, dest: str) -> None:
+    """The files a repair reads (manifest, frames, connection journal), each read inside the
+    cassette without following a link (a plain tree copy would copy a link's target)."""
+    os.mkdir(dest)
+    with CassetteDir(src) as root:
+        for name in (MANIFEST_NAME, FRAMES_NAME, CONNECTIONS_JOURNAL):
+            try:
+                fd = root.open(name)
+            except FileNotFoundError:
+                continue
+            with open(fd, "rb") as fin, open(os.path.join(dest, name), "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -159,7 +187,10 @@ def _inspect(args: argparse.Namespace, tmp: list[str]) -> int:
             frames = (f for f in frames if protocol_for(f.proto).label(f.summary).lower() in wanted)
         try:
             if args.json:
-                sys.stdout.buffer.write(dumps(inspect_json(m, frames, args.conn)) + b"\n")
+                doc = dumps(inspect_json(m, frames, args.conn)).decode("utf-8", "surrogatepass")
+                sys.stdout.buffer.write(
+                    printable_json(doc).encode("utf-8", "surrogatepass") + b"\n"
+                )
             else:
                 print_tables(m, frames, args.conn, sys.stdout, payload=args.payload)
             sys.stdout.flush()
@@ -184,6 +215,23 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
         row["size"] = len(f.raw)
         rows.append(row)
     return {"frames": rows, "manifest": manifest}
+
+
+def printable_json(doc: str) -> str:
+    """JSON text with every character a terminal could act on written as a \\u escape: canonical
+    JSON already escapes C0 controls such as ESC, not C1 controls (U+009B starts a control
+    sequence on some terminals), DEL or bidi overrides. The parsed value is the same."""
+    if doc.isprintable():
+        return doc
+    return "".join(c if c.isprintable() else _json_escape(c) for c in doc)
+
+
+def _json_escape(c: str) -> str:
+    code = ord(c)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
@@ -289,21 +337,27 @@ def print_tables(
     *,
     payload: str | None = None,
 ) -> None:
+    """The cassette as tables. Every line goes through `printable`: topic names, keys, client
+    ids, close reasons, payload text and routes come from the cassette, which may hold escape
+    sequences meant for your terminal."""
+
+    def say(text: str) -> None:
+        print(printable(text), file=out)
+
     flags = []
     if m.repaired:
         flags.append("repaired")
     if m.stopped:
         flags.append(f"stopped by budget {m.stopped.get('budget')}")
-    print(
+    say(
         f"cassette {m.format}  tool {m.tool_version}  protocols {','.join(m.protocols) or '-'}  "
         f"frames {m.frame_count}  raw bytes {m.raw_bytes}"
-        + (f"  [{'; '.join(flags)}]" if flags else ""),
-        file=out,
+        + (f"  [{'; '.join(flags)}]" if flags else "")
     )
     for route in m.routes:
-        print(f"route {route['proto']}  {route['listen']} -> {route['upstream']}", file=out)
+        say(f"route {route['proto']}  {route['listen']} -> {route['upstream']}")
     for node, entry in sorted(m.kafka_nodes.items(), key=lambda kv: int(kv[0])):
-        print(f"kafka node {node}  {entry['upstream']} served on :{entry['listen_port']}", file=out)
+        say(f"kafka node {node}  {entry['upstream']} served on :{entry['listen_port']}")
     rows = [["conn", "proto", "route", "frames c2s/s2c", "bytes c2s/s2c", "closed"]]
     for c in m.connections:
         if conn is not None and c.id != conn:
@@ -318,11 +372,11 @@ def print_tables(
                 "-" if c.closed_at_seq is None else (c.close_reason or "yes"),
             ]
         )
-    print("", file=out)
-    for line in _table(rows, right={0, 3, 4}):
-        print(line, file=out)
-    print("", file=out)
-    print(_FRAME_FMT.format(*FRAME_COLUMNS).rstrip(), file=out)
+    say("")
+    for line in _table([[printable(cell) for cell in row] for row in rows], right={0, 3, 4}):
+        say(line)
+    say("")
+    say(_FRAME_FMT.format(*FRAME_COLUMNS).rstrip())
     for f in frames:
         what, ids = protocol_for(f.proto).describe(f.summary)
         line = _FRAME_FMT.format(
@@ -337,8 +391,8 @@ def print_tables(
             "R" if f.redacted else "",
             detail(f),
         )
-        print(line.rstrip(), file=out)
+        say(line.rstrip())
         if payload is not None:
             dump = hex_dump if payload == "hex" else text_dump
             for row in dump(payload_of(f)):
-                print(row, file=out)
+                say(row)

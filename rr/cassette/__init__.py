@@ -1,12 +1,14 @@
 """Cassette format v1: a directory with cassette.json, frames.jsonl and artifacts/.
 
-writer (record), reader (replay, inspect), verify (integrity and crash repair).
+writer (record), reader (replay, inspect), verify (integrity and crash repair), paths (every
+entry read inside the cassette, no link followed), lock (one writer per cassette).
 """
 
 from .errors import (
     ArtifactMissing,
     CassetteError,
     CassetteExists,
+    CassetteLocked,
     CassetteNotFound,
     CountMismatch,
     DigestMismatch,
@@ -18,11 +20,13 @@ from .errors import (
     RecordingInProgress,
     RepairedRefused,
     TruncatedFrames,
+    UnsafePath,
     UnsupportedFormat,
     WriterClosed,
 )
 from .format import FORMAT, ConnectionInfo, FrameRecord, Manifest
-from .reader import CassetteReader
+from .lock import WriterLock
+from .reader import CassetteReader, read_artifact
 from .record_mode import RecordMode
 from .verify import VerifyReport, verify
 from .writer import CassetteWriter
@@ -37,6 +41,7 @@ __all__ = [
     "verify",
     "CassetteError",
     "CassetteExists",
+    "CassetteLocked",
     "CassetteNotFound",
     "CassetteWriter",
     "ConnectionInfo",
@@ -51,6 +56,9 @@ __all__ = [
     "NotFinalized",
     "RecordMode",
     "TruncatedFrames",
+    "UnsafePath",
     "UnsupportedFormat",
     "WriterClosed",
+    "WriterLock",
+    "read_artifact",
 ]

@@ -5,12 +5,32 @@ from __future__ import annotations
 import os
 
 
+def printable(text: str) -> str:
+    """`text` with every character a terminal could act on escaped (C0/C1 controls such as ESC,
+    bidi overrides, line breaks): what a cassette says is shown, never obeyed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
 class CassetteError(Exception):
-    """Base of every cassette problem. `str(exc)` is one line fit for a terminal."""
+    """Base of every cassette problem. `str(exc)` is one line fit for a terminal: whatever of
+    the cassette it quotes is escaped (`printable`), since a cassette is untrusted input."""
 
     def __init__(self, path: str | os.PathLike[str], message: str) -> None:
         self.path = str(path)
-        super().__init__(f"{self.path}: {message}")
+        super().__init__(printable(f"{self.path}: {message}"))
 
 
 class CassetteNotFound(CassetteError):
@@ -117,9 +137,33 @@ class ArtifactMissing(CassetteError):
         super().__init__(path, f"artifact {name!r} is listed in the manifest but missing")
 
 
+class UnsafePath(CassetteError):
+    """A cassette entry that could lead outside it (a link, `..`, an absolute path) or that is
+    not a regular file: refused, never followed."""
+
+    def __init__(self, path: str | os.PathLike[str], name: str, why: str) -> None:
+        self.name = name
+        super().__init__(path, f"{name!r} {why}; a cassette holds only plain files inside it")
+
+
 class RecordingInProgress(CassetteError):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, "a recording is still writing this cassette; stop it first")
+
+
+class CassetteLocked(RecordingInProgress):
+    """Another process writes this cassette (`rrlab record`, `rrlab proxy`, `verify --repair`)."""
+
+    def __init__(self, path: str | os.PathLike[str], pid: int | None, command: str = "") -> None:
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "a process that is still starting"
+        if command:
+            who += f" ({command})"
+        CassetteError.__init__(
+            self,
+            path,
+            f"another writer holds this cassette: {who}; wait for it to finish or stop it",
+        )
 
 
 class RepairedRefused(CassetteError):

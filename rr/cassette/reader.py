@@ -1,7 +1,18 @@
-"""CassetteReader: open a finalized cassette (format and digest checked), stream its frames.
+"""CassetteReader: open a finalized cassette, check all of it once, then read frames on demand.
 
-Nothing is loaded whole: the digest is hashed in 1 MiB chunks and frames are decoded line by line,
-so a cassette near the byte budget costs one frame of memory at a time.
+A cassette is untrusted input (it arrives in a pull request like any file), so `open` checks
+everything a replay will rely on before anything runs, in one streaming pass over frames.jsonl:
+the digest, every line's shape (what `decode_frame_line` accepts, without decoding payloads),
+the frame budget (lines are read with a bound: an over-long one is refused before it is read
+whole), contiguous seqs and connections the manifest knows; and the artifacts' digests. Every
+entry is reached through `CassetteDir` (inside the cassette, no link followed). A bad cassette
+is one CassetteError at open, not a failure halfway through a replay.
+
+The same pass builds the `FrameIndex`: where each line starts, each connection's lines, and a
+small code per client frame (its `kind`, from a classifier the caller passes: the replayer's
+label and liveness), so counting what a replay left unused needs no frame decoded. Memory is
+about 16 bytes a frame; frames are read back one at a time (`os.pread` on the descriptor opened
+at `open`, so the file read is the file checked).
 """
 
 from __future__ import annotations
@@ -10,174 +21,432 @@ import hashlib
 import json
 import os
 from array import array
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
+
+from rr.codecs.base import Proto
+from rr.policy import Budgets
 
 from .errors import (
+    ArtifactMissing,
+    CassetteError,
     CassetteNotFound,
     DigestMismatch,
+    MalformedFrame,
     MalformedManifest,
     NotFinalized,
     TruncatedFrames,
 )
 from .format import (
+    ARTIFACTS_DIR,
     FRAMES_NAME,
     MANIFEST_NAME,
+    MEMO_MAX,
     FrameRecord,
     Manifest,
+    check_frame_line,
     decode_frame_line,
+    max_line_bytes,
 )
+from .paths import CassetteDir
 
 CHUNK = 1 << 20
+#: cassette.json is read whole: a manifest of 100,000 connections is about 30 MB
+MAX_MANIFEST_BYTES = 64 << 20
+#: an artifact is read whole to be compared (replay) and hashed in chunks when checked
+MAX_ARTIFACT_BYTES = 1 << 30
+
+#: (proto, summary) of a client frame -> a hashable kind kept in the index (see FrameIndex.kind)
+Classifier = Callable[[Proto, dict[str, Any]], Hashable]
 
 
 def load_manifest(path: str | os.PathLike[str], *, require_finalized: bool = True) -> Manifest:
     """Read cassette.json; the errors say whether the cassette is absent, crashed or foreign."""
-    root = Path(path)
-    if not root.is_dir():
-        raise CassetteNotFound(root, "no such cassette directory")
-    manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        if (root / FRAMES_NAME).is_file():
-            raise NotFinalized(root, f"{MANIFEST_NAME} is missing")
-        raise CassetteNotFound(root, f"not a cassette ({MANIFEST_NAME} and {FRAMES_NAME} missing)")
+    with CassetteDir(path) as root:
+        return read_manifest(root, require_finalized=require_finalized)
+
+
+def read_manifest(root: CassetteDir, *, require_finalized: bool = True) -> Manifest:
+    if root.kind(MANIFEST_NAME) is None:
+        if root.kind(FRAMES_NAME) is not None:
+            raise NotFinalized(root.path, f"{MANIFEST_NAME} is missing")
+        raise CassetteNotFound(
+            root.path, f"not a cassette ({MANIFEST_NAME} and {FRAMES_NAME} missing)"
+        )
+    manifest_path = root.path / MANIFEST_NAME
+    data = root.read(MANIFEST_NAME, MAX_MANIFEST_BYTES)
     try:
-        data = json.loads(manifest_path.read_bytes())
+        doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedManifest(manifest_path, f"not JSON ({exc})") from None
-    manifest = Manifest.from_dict(data, path=manifest_path)
+    manifest = Manifest.from_dict(doc, path=manifest_path)
     if require_finalized and not manifest.finalized:
-        raise NotFinalized(root, "manifest says finalized: false")
+        raise NotFinalized(root.path, "manifest says finalized: false")
     return manifest
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
-    """(hex sha256, size) of a file, hashed in chunks."""
+def open_frames(root: CassetteDir, flags: int = os.O_RDONLY) -> BinaryIO:
+    """frames.jsonl as an unbuffered binary file (inside the cassette, not a link)."""
+    try:
+        fd = root.open(FRAMES_NAME, flags)
+    except FileNotFoundError:
+        raise CassetteNotFound(root.path / FRAMES_NAME, f"{FRAMES_NAME} is missing") from None
+    mode = "r+b" if flags & os.O_RDWR else "rb"
+    return open(fd, mode, buffering=0)  # noqa: SIM115 (the caller owns it)
+
+
+def fd_sha256(fd: int) -> tuple[str, int]:
+    """(hex sha256, size) of an open file from its start, hashed in chunks."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := os.pread(fd, CHUNK, size):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number from 1, line without newline); a last line lacking its newline is torn."""
-    with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.endswith(b"\n"):
-                raise TruncatedFrames(path, lineno, len(line))
-            yield lineno, line[:-1]
+def iter_lines(fh: BinaryIO, path: Path, limit: int) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, line with its newline) from the current position, each read with a
+    bound: a line of `limit` bytes or more (newline included) is refused (MalformedFrame) having
+    read `limit` bytes of it, and a last line lacking its newline is torn (TruncatedFrames)."""
+    reader = fh if hasattr(fh, "peek") else open(fh.fileno(), "rb", CHUNK, closefd=False)  # noqa: SIM115
+    readline = reader.readline
+    lineno = 0
+    while line := readline(limit):
+        lineno += 1
+        if line[-1] != 10:
+            _bad_end(path, lineno, line, limit)
+        yield lineno, line
+
+
+def _bad_end(path: Path, lineno: int, line: bytes, limit: int) -> None:
+    if len(line) >= limit:
+        raise MalformedFrame(
+            path,
+            lineno,
+            f"{limit} bytes or longer, more than a frame within the frame budget makes; "
+            "refused without reading it whole",
+        )
+    raise TruncatedFrames(path, lineno, len(line))
+
+
+def line_limit(manifest: Manifest | None, budgets: Budgets | None) -> tuple[int, int]:
+    """(frame budget, line bound) for reading: the reader's budget (`budgets`, by default the
+    policy's default), lowered by the cassette's own; a manifest can never raise it."""
+    frame = (budgets or Budgets()).max_frame_bytes
+    if manifest is not None:
+        frame = min(frame, manifest.budgets.max_frame_bytes)
+    return frame, max_line_bytes(frame)
 
 
 class CassetteReader:
-    """A finalized cassette, opened for reading. Use `CassetteReader.open(path)`."""
+    """A finalized cassette, checked and indexed. Use `CassetteReader.open(path)`; close it (or
+    use it as a context manager) to release its two file descriptors."""
 
-    def __init__(self, path: Path, manifest: Manifest) -> None:
-        self.path = path
+    def __init__(self, root: CassetteDir, manifest: Manifest, index: FrameIndex) -> None:
+        self.root = root
+        self.path = root.path
         self.manifest = manifest
+        self._index = index
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, check_digest: bool = True) -> CassetteReader:
-        """Check the format version, that it was finalized, and the frames.jsonl digest."""
-        root = Path(path)
-        manifest = load_manifest(root)
-        frames_path = root / FRAMES_NAME
-        if not frames_path.is_file():
-            raise CassetteNotFound(frames_path, f"{FRAMES_NAME} is missing")
-        if check_digest:
-            actual, _size = file_sha256(frames_path)
-            if actual != manifest.frames_sha256:
-                raise DigestMismatch(root, FRAMES_NAME, manifest.frames_sha256, actual)
-        return cls(root, manifest)
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        check_digest: bool = True,
+        check_artifacts: bool = True,
+        budgets: Budgets | None = None,
+        classify: Classifier | None = None,
+    ) -> CassetteReader:
+        """Check the format version, finalization, every frame line, the frames digest and (with
+        `check_artifacts`) every artifact's digest; build the index. `budgets`: the reader's
+        frame budget (default: the policy default). `classify`: see `FrameIndex.kind`."""
+        root = CassetteDir(path)
+        try:
+            manifest = read_manifest(root)
+            frame_budget, limit = line_limit(manifest, budgets)
+            fh = open_frames(root)
+            try:
+                digest = hashlib.sha256() if check_digest else None
+                try:
+                    index = FrameIndex.scan(
+                        fh, root.path / FRAMES_NAME, manifest, frame_budget, limit, classify, digest
+                    )
+                except MalformedFrame:
+                    if check_digest:  # a file changed after recording says so first
+                        _check_digest(root, manifest, fd_sha256(fh.fileno())[0])
+                    raise
+                if digest is not None:
+                    _check_digest(root, manifest, digest.hexdigest())
+                if check_artifacts:
+                    for name, expected in sorted(manifest.artifacts.items()):
+                        check_artifact(root, name, expected)
+            except BaseException:
+                fh.close()
+                raise
+        except BaseException:
+            root.close()
+            raise
+        return cls(root, manifest, index)
+
+    def close(self) -> None:
+        self._index.close()
+        self.root.close()
+
+    def __enter__(self) -> CassetteReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def frames(self) -> Iterator[FrameRecord]:
         """Every frame in seq order, decoded (raw as bytes). Streams; safe on large cassettes."""
-        frames_path = self.path / FRAMES_NAME
-        for lineno, line in iter_lines(frames_path):
-            yield decode_frame_line(line, path=str(frames_path), lineno=lineno)
+        return self._index.all_frames()
 
     def frames_for(self, conn: int) -> Iterator[FrameRecord]:
-        """The frames of one connection, both directions, in seq order (one scan per call; for
-        many connections build a `FrameIndex` once with `index()`)."""
-        return (f for f in self.frames() if f.conn == conn)
+        """The frames of one connection, both directions, in seq order."""
+        return self._index.frames_of(conn)
 
     def index(self) -> FrameIndex:
-        """One pass over frames.jsonl: where each connection's lines start (8 bytes a frame)."""
-        return FrameIndex.build(self.path / FRAMES_NAME)
+        """The index built at open: each connection's frames, and client frames' kinds."""
+        return self._index
+
+    def artifact(self, name: str) -> bytes:
+        """The bytes of artifact `name`, checked against the manifest's digest now."""
+        expected = self.manifest.artifacts.get(name)
+        if expected is None:
+            raise ArtifactMissing(self.path, name)
+        return read_artifact(self.root, name, expected)
 
 
-_CONN_PREFIX = b'{"conn":'
+def _check_digest(root: CassetteDir, manifest: Manifest, actual: str) -> None:
+    if actual != manifest.frames_sha256:
+        raise DigestMismatch(root.path, FRAMES_NAME, manifest.frames_sha256, actual)
+
+
+# -- artifacts -----------------------------------------------------------------------------------
+
+
+def _open_artifact(root: CassetteDir, name: str) -> int:
+    try:
+        return root.open(f"{ARTIFACTS_DIR}/{name}")
+    except FileNotFoundError:
+        raise ArtifactMissing(root.path, name) from None
+
+
+def check_artifact(root: CassetteDir, name: str, expected: str) -> None:
+    """Artifact `name` is a plain file inside the cassette whose sha256 is `expected`."""
+    fd = _open_artifact(root, name)
+    try:
+        if os.fstat(fd).st_size > MAX_ARTIFACT_BYTES:
+            raise CassetteError(root.path, f"artifact {name!r} is over {MAX_ARTIFACT_BYTES} bytes")
+        actual, _size = fd_sha256(fd)
+    finally:
+        os.close(fd)
+    if actual != expected:
+        raise DigestMismatch(root.path, f"{ARTIFACTS_DIR}/{name}", expected, actual)
+
+
+def read_artifact(cassette: CassetteDir | str | os.PathLike[str], name: str, sha256: str) -> bytes:
+    """The bytes of artifact `name` (a manifest key), read inside the cassette without following
+    a link and checked against `sha256` (the manifest's digest) before they are returned:
+    ArtifactMissing, UnsafePath or DigestMismatch otherwise. This is what a replay compares
+    a command's output with."""
+    root = cassette if isinstance(cassette, CassetteDir) else CassetteDir(cassette)
+    try:
+        data = root.read(f"{ARTIFACTS_DIR}/{name}", MAX_ARTIFACT_BYTES)
+    except FileNotFoundError:
+        raise ArtifactMissing(root.path, name) from None
+    finally:
+        if root is not cassette:
+            root.close()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise DigestMismatch(root.path, f"{ARTIFACTS_DIR}/{name}", sha256, actual)
+    return data
+
+
+# -- the index -----------------------------------------------------------------------------------
 
 
 class FrameIndex:
-    """Byte offsets of every frame line, per connection, so one connection's frames are read
-    without rescanning the file and without holding any frame in memory.
+    """Where every frame line starts, each connection's lines in seq order, and a kind code per
+    frame (0 for a server frame; for a client frame the interned `classify(proto, summary)`, or
+    True without a classifier), with each connection's client frames counted per kind.
 
-    Frame lines start with `{"conn":N,` (keys are in code-point order), so the scan reads that
-    integer only; each frame is parsed in full (and checked) when `frames_of` reaches it.
-    """
+    Built by `scan` in the pass that checks the lines; frames are then read one at a time with
+    `os.pread` (no shared file position: any number of readers interleave)."""
 
-    def __init__(self, path: Path, offsets: dict[int, array], lines: dict[int, array]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fh: BinaryIO,
+        offsets: array,
+        lines: dict[int, array],
+        kinds: dict[int, array],
+        kind_table: list[Hashable],
+        kind_counts: dict[int, dict[int, int]],
+    ) -> None:
         self.path = path
-        self._offsets = offsets
-        self._lines = lines  # line numbers, for errors that say where
+        self._fh = fh
+        self._fd = fh.fileno()
+        self._offsets = offsets  # line g starts at offsets[g]; offsets[-1] is the file size
+        self._lines = lines  # conn -> its line numbers (from 0: seq)
+        self._kinds = kinds  # conn -> kind code of each of its frames
+        self._kind_table = kind_table  # code -> kind (code 0: a server frame, None)
+        self._kind_counts = kind_counts  # conn -> {code: client frames}
 
     @classmethod
-    def build(cls, path: Path) -> FrameIndex:
-        offsets: dict[int, array] = {}
+    def scan(
+        cls,
+        fh: BinaryIO,
+        path: Path,
+        manifest: Manifest,
+        frame_budget: int,
+        limit: int,
+        classify: Classifier | None = None,
+        digest: Any = None,
+    ) -> FrameIndex:
+        """Check every line of `fh` (from its start) and index it. MalformedFrame, with the line
+        number, on the first bad one; `digest` (a hashlib object) is fed every byte read."""
+        known = {c.id: c.proto for c in manifest.connections}
+        if len(known) != len(manifest.connections):
+            raise MalformedManifest(path.parent / MANIFEST_NAME, "duplicate connection ids")
+        offsets = array("q", [0])
+        add_offset = offsets.append
         lines: dict[int, array] = {}
-        position = 0
-        with open(path, "rb") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.endswith(b"\n"):
-                    raise TruncatedFrames(path, lineno, len(line))
-                conn = _line_conn(line, path, lineno)
-                slot = offsets.get(conn)
-                if slot is None:
-                    slot = offsets[conn] = array("q")
-                    lines[conn] = array("q")
-                slot.append(position)
-                lines[conn].append(lineno)
-                position += len(line)
-        return cls(path, offsets, lines)
+        kinds: dict[int, array] = {}
+        table: list[Hashable] = [None]
+        codes: dict[Hashable, int] = {}
+        update = digest.update if digest is not None else None
+        check = check_frame_line
+        where = str(path)
+        position = seq = 0
+        last_conn, last_proto = -1, None
+        conn_lines = conn_kinds = array("I")  # replaced at the first line
+        memo: dict[bytes, dict[str, Any]] = {}  # summary bytes -> summary (format.MEMO_MAX)
+        known_codes: dict[tuple[Proto, bytes], int] = {}  # (proto, summary bytes) -> kind code
+        readline = open(fh.fileno(), "rb", CHUNK, closefd=False).readline  # noqa: SIM115
+        while line := readline(limit):  # the hot loop: one pass, one line in memory
+            if line[-1] != 10:
+                _bad_end(path, seq + 1, line, limit)
+            if update is not None:
+                update(line)
+            conn, client, proto, line_seq, summary, raw_summary = check(
+                line, frame_budget, where, seq + 1, memo
+            )
+            if line_seq != seq:
+                raise MalformedFrame(
+                    path, seq + 1, f"seq {line_seq}, expected {seq} (not contiguous)"
+                )
+            if conn != last_conn or proto is not last_proto:
+                if known.get(conn) is not proto:
+                    if conn not in known:
+                        raise MalformedFrame(path, seq + 1, f"conn {conn} not in the manifest")
+                    raise MalformedFrame(
+                        path, seq + 1, f"proto {proto} but conn {conn} is {known[conn]}"
+                    )
+                if conn not in lines:
+                    lines[conn], kinds[conn] = array("I"), array("I")
+                conn_lines, conn_kinds = lines[conn], kinds[conn]
+                last_conn, last_proto = conn, proto
+            conn_lines.append(seq)
+            if client:
+                key = (proto, raw_summary)
+                code = known_codes.get(key) if raw_summary is not None else None
+                if code is None:
+                    kind = classify(proto, summary) if classify is not None else True
+                    code = codes.get(kind)
+                    if code is None:
+                        code = codes[kind] = len(table)
+                        table.append(kind)
+                    if raw_summary is not None:
+                        if len(known_codes) >= MEMO_MAX:
+                            known_codes.clear()
+                        known_codes[key] = code
+                conn_kinds.append(code)
+            else:
+                conn_kinds.append(0)
+            seq += 1
+            position += len(line)
+            add_offset(position)
+        counts = {conn: Counter(codes_of) for conn, codes_of in kinds.items()}  # in C: quick
+        for counted in counts.values():
+            counted.pop(0, None)  # server frames
+        return cls(path, fh, offsets, lines, kinds, table, counts)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __del__(self) -> None:  # a reader nobody closed (the index lives as long as a replay)
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
 
     @property
     def connections(self) -> list[int]:
-        return sorted(self._offsets)
+        return sorted(self._lines)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._offsets) - 1
 
     def count(self, conn: int) -> int:
-        return len(self._offsets.get(conn, ()))
+        return len(self._lines.get(conn, ()))
+
+    def kind(self, conn: int, position: int) -> Hashable | None:
+        """What the classifier said of frame `position` of `conn` (None: a server frame)."""
+        return self._kind_table[self._kinds[conn][position]]
+
+    def client_kinds(self, conn: int) -> dict[Hashable, int]:
+        """How many client frames of `conn` there are of each kind."""
+        table = self._kind_table
+        return {table[code]: n for code, n in self._kind_counts.get(conn, {}).items()}
+
+    def client_positions(self, conn: int) -> Iterator[tuple[int, Hashable]]:
+        """(position, kind) of each client frame of `conn`, in order, read from the index only."""
+        table = self._kind_table
+        for position, code in enumerate(self._kinds.get(conn, ())):
+            if code:
+                yield position, table[code]
 
     def read(self, conn: int, position: int) -> FrameRecord:
         """Frame number `position` (from 0) of connection `conn`, read on its own."""
-        offsets = self._offsets.get(conn)
-        if offsets is None or not 0 <= position < len(offsets):
+        lines = self._lines.get(conn)
+        if lines is None or not 0 <= position < len(lines):
             raise IndexError(f"connection {conn} has no frame {position}")
-        with open(self.path, "rb") as fh:
-            fh.seek(offsets[position])
-            line = fh.readline()
-        return decode_frame_line(line, path=str(self.path), lineno=self._lines[conn][position])
+        return self._decode(lines[position])
 
     def frames_of(self, conn: int) -> Iterator[FrameRecord]:
         """The frames of `conn` in seq order, read and decoded one at a time."""
-        offsets = self._offsets.get(conn)
-        if not offsets:
-            return
-        path = str(self.path)
-        with open(self.path, "rb") as fh:
-            for offset, lineno in zip(offsets, self._lines[conn], strict=True):
-                fh.seek(offset)
-                yield decode_frame_line(fh.readline(), path=path, lineno=lineno)
+        return self._frames(self._lines.get(conn, ()))
 
+    def all_frames(self) -> Iterator[FrameRecord]:
+        """Every frame in seq order."""
+        return self._frames(range(self.frame_count))
 
-def _line_conn(line: bytes, path: Path, lineno: int) -> int:
-    """The connection id at the head of a frame line (full validation comes at decode)."""
-    if not line.startswith(_CONN_PREFIX):
-        return decode_frame_line(line, path=str(path), lineno=lineno).conn
-    end = line.find(b",", len(_CONN_PREFIX))
-    try:
-        return int(line[len(_CONN_PREFIX) : end])
-    except ValueError:
-        return decode_frame_line(line, path=str(path), lineno=lineno).conn
+    def _decode(self, line_index: int) -> FrameRecord:
+        start, end = self._offsets[line_index], self._offsets[line_index + 1]
+        line = os.pread(self._fd, end - start, start)
+        return decode_frame_line(line, path=str(self.path), lineno=line_index + 1)
+
+    def _frames(self, line_indexes: Iterable[int]) -> Iterator[FrameRecord]:
+        """Decode lines in order; runs of adjacent lines are read together (up to CHUNK)."""
+        offsets, fd, path = self._offsets, self._fd, str(self.path)
+        pending = iter(line_indexes)
+        first = next(pending, None)
+        while first is not None:
+            last = first
+            nxt = next(pending, None)
+            while nxt == last + 1 and offsets[nxt + 1] - offsets[first] <= CHUNK:
+                last = nxt
+                nxt = next(pending, None)
+            base = offsets[first]
+            data = os.pread(fd, offsets[last + 1] - base, base)
+            for g in range(first, last + 1):
+                line = data[offsets[g] - base : offsets[g + 1] - base]
+                yield decode_frame_line(line, path=path, lineno=g + 1)
+            first = nxt

@@ -3,7 +3,9 @@
 Repair only ever removes: it keeps every frame line whose newline was written (a torn last line
 is dropped), recounts, rehashes and writes a finalized manifest marked `repaired: true`. It never
 touches a cassette that was finalized: a digest mismatch there means the file changed after the
-recording ended (tampering or corruption), which no repair can make trustworthy.
+recording ended (tampering or corruption), which no repair can make trustworthy. It streams (one
+line in memory at a time), holds the cassette's writer lock (`lock.py`), and writes only the
+cassette's own top-level files through its directory, never through a link (`paths.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,9 +22,7 @@ from rr.canonical import dumps_line
 from rr.policy import Budgets
 
 from .errors import (
-    ArtifactMissing,
     CassetteError,
-    CassetteNotFound,
     CountMismatch,
     DigestMismatch,
     MalformedFrame,
@@ -29,19 +30,30 @@ from .errors import (
     NotFinalized,
     RecordingInProgress,
     RepairedRefused,
+    TruncatedFrames,
 )
 from .format import (
-    ARTIFACTS_DIR,
     CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
     ConnectionInfo,
-    FrameRecord,
     Manifest,
     decode_frame_line,
 )
-from .reader import file_sha256, iter_lines, load_manifest
-from .writer import CassetteWriteFailed, fsync_dir, write_atomic
+from .lock import WriterLock
+from .paths import CassetteDir
+from .reader import (
+    check_artifact,
+    fd_sha256,
+    iter_lines,
+    line_limit,
+    open_frames,
+    read_manifest,
+)
+from .writer import CassetteWriteFailed
+
+#: connections.jsonl lines are one small event each
+_JOURNAL_LINE = 1 << 20
 
 
 @dataclass(slots=True)
@@ -87,21 +99,31 @@ class _Scan:
     conns: dict[int, ConnectionInfo] = field(default_factory=dict)
 
 
-def _check_frame(rec: FrameRecord, line: bytes, expected_seq: int, path: Path, lineno: int):
-    if rec.seq != expected_seq:
-        raise MalformedFrame(
-            path, lineno, f"seq {rec.seq}, expected {expected_seq} (not contiguous)"
-        )
-    if dumps_line(rec.to_dict()) != line + b"\n":
-        raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
-
-
-def _scan(path: Path, known: dict[int, ConnectionInfo], lines, *, learn: bool = False) -> _Scan:
-    """Decode and check every line; count per connection. `learn`: accept unknown conn ids."""
+def _scan(
+    path: Path,
+    known: dict[int, ConnectionInfo],
+    lines: Iterable[tuple[int, bytes]],
+    frame_budget: int,
+    *,
+    learn: bool = False,
+) -> _Scan:
+    """Decode and check every line (with its newline); count per connection. `learn`: accept
+    unknown conn ids."""
     scan = _Scan()
     for lineno, line in lines:
         rec = decode_frame_line(line, path=str(path), lineno=lineno)
-        _check_frame(rec, line, scan.frames, path, lineno)
+        if rec.seq != scan.frames:
+            raise MalformedFrame(
+                path, lineno, f"seq {rec.seq}, expected {scan.frames} (not contiguous)"
+            )
+        if dumps_line(rec.to_dict()) != line:
+            raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
+        if len(rec.raw) > frame_budget:
+            raise MalformedFrame(
+                path,
+                lineno,
+                f"frame of {len(rec.raw)} bytes is over the frame budget ({frame_budget} bytes)",
+            )
         conn = scan.conns.get(rec.conn)
         if conn is None:
             base = known.get(rec.conn)
@@ -144,17 +166,17 @@ def _check_counts(root: Path, m: Manifest, scan: _Scan) -> None:
             raise CountMismatch(root, what, expected, actual)
 
 
-def _journal_connections(root: Path, known: dict[int, ConnectionInfo]) -> None:
+def _journal_connections(root: CassetteDir, known: dict[int, ConnectionInfo]) -> None:
     """Apply `connections.jsonl` (open/close events of a recording that never finalized) to
     `known`. A torn last line or an unreadable one is skipped: frames still name their
     connections, so nothing is invented and nothing recorded is lost."""
-    path = root / CONNECTIONS_JOURNAL
-    if not path.is_file():
+    try:
+        fd = root.open(CONNECTIONS_JOURNAL)
+    except FileNotFoundError:
         return
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
+    path = root.path / CONNECTIONS_JOURNAL
+    with open(fd, "rb") as fh:
+        for _lineno, line in _whole_lines(iter_lines(fh, path, _JOURNAL_LINE), []):
             try:
                 ev = json.loads(line)
                 conn_id = int(ev["id"])
@@ -167,37 +189,46 @@ def _journal_connections(root: Path, known: dict[int, ConnectionInfo]) -> None:
                     if info.closed_at_seq is None:
                         info.closed_at_seq = int(ev["closed_at_seq"])
                         info.close_reason = ev.get("close_reason")
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
 
 
-def _artifact_digest(root: Path, name: str) -> str | None:
-    target = root / ARTIFACTS_DIR / name
-    return file_sha256(target)[0] if target.is_file() else None
+def _whole_lines(
+    lines: Iterator[tuple[int, bytes]], torn: list[int]
+) -> Iterator[tuple[int, bytes]]:
+    """`lines` up to a torn last line, whose length is appended to `torn`."""
+    try:
+        yield from lines
+    except TruncatedFrames as exc:
+        torn.append(exc.length)
 
 
-def _verify_finalized(root: Path, m: Manifest) -> VerifyReport:
-    frames_path = root / FRAMES_NAME
-    if not frames_path.is_file():
-        raise CassetteNotFound(frames_path, f"{FRAMES_NAME} is missing")
-    actual, size = file_sha256(frames_path)
-    if actual != m.frames_sha256:
-        raise DigestMismatch(root, FRAMES_NAME, m.frames_sha256, actual)
-    if size != m.frames_file_bytes:
-        raise CountMismatch(root, f"{FRAMES_NAME} size", m.frames_file_bytes, size)
-    known = {c.id: c for c in m.connections}
-    if len(known) != len(m.connections):
-        raise MalformedManifest(root / MANIFEST_NAME, "duplicate connection ids")
-    scan = _scan(frames_path, known, iter_lines(frames_path))
-    _check_counts(root, m, scan)
+def _artifact_ok(root: CassetteDir, name: str, expected: str) -> bool:
+    try:
+        check_artifact(root, name, expected)
+    except CassetteError:
+        return False
+    return True
+
+
+def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
+    path = root.path / FRAMES_NAME
+    with open_frames(root) as fh:
+        actual, size = fd_sha256(fh.fileno())
+        if actual != m.frames_sha256:
+            raise DigestMismatch(root.path, FRAMES_NAME, m.frames_sha256, actual)
+        if size != m.frames_file_bytes:
+            raise CountMismatch(root.path, f"{FRAMES_NAME} size", m.frames_file_bytes, size)
+        known = {c.id: c for c in m.connections}
+        if len(known) != len(m.connections):
+            raise MalformedManifest(root.path / MANIFEST_NAME, "duplicate connection ids")
+        frame_budget, limit = line_limit(m, None)
+        scan = _scan(path, known, iter_lines(fh, path, limit), frame_budget)
+    _check_counts(root.path, m, scan)
     for name, expected in sorted(m.artifacts.items()):
-        got = _artifact_digest(root, name)
-        if got is None:
-            raise ArtifactMissing(root, name)
-        if got != expected:
-            raise DigestMismatch(root, f"{ARTIFACTS_DIR}/{name}", expected, got)
+        check_artifact(root, name, expected)
     return VerifyReport(
-        root,
+        root.path,
         scan.frames,
         len(m.connections),
         scan.raw_bytes,
@@ -223,79 +254,79 @@ def verify(
 
 
 def _verify(path: Path, repair: bool) -> VerifyReport:
-    root = Path(path)
-    try:
-        manifest: Manifest | None = load_manifest(root, require_finalized=True)
-    except NotFinalized:
+    with CassetteDir(path) as root:
         if not repair:
-            raise
-        manifest = None
-    if manifest is not None:
+            return _verify_finalized(root, read_manifest(root, require_finalized=True))
+        with WriterLock.acquire(path):
+            return _verify_or_repair(root)
+
+
+def _verify_or_repair(root: CassetteDir) -> VerifyReport:
+    try:
+        manifest = read_manifest(root, require_finalized=True)
+    except NotFinalized:
         try:
-            return _verify_finalized(root, manifest)
-        except DigestMismatch as exc:
-            if not repair:
-                raise
-            raise DigestMismatch(
-                root,
-                exc.what,
-                exc.expected,
-                exc.actual,
-                note="refusing to repair a finalized cassette: it changed after recording "
-                "(tampering or corruption, not a crash) - record it again",
+            return _repair(root)
+        except OSError as exc:  # disk full, I/O error, read-only: one line, not a traceback
+            raise CassetteWriteFailed(
+                root.path,
+                "the repaired cassette",
+                exc,
+                advice="it is still repairable: free space, then run `rrlab verify --repair "
+                f"{root.path}` again",
             ) from None
     try:
-        return _repair(root)
-    except OSError as exc:  # disk full, I/O error, read-only: one line, not a traceback
-        raise CassetteWriteFailed(
-            root,
-            "the repaired cassette",
-            exc,
-            advice=f"it is still repairable: free space, then run `rrlab verify --repair {root}` "
-            "again",
+        return _verify_finalized(root, manifest)
+    except DigestMismatch as exc:
+        raise DigestMismatch(
+            root.path,
+            exc.what,
+            exc.expected,
+            exc.actual,
+            note="refusing to repair a finalized cassette: it changed after recording "
+            "(tampering or corruption, not a crash) - record it again",
         ) from None
 
 
-def _repair(root: Path) -> VerifyReport:
-    frames_path = root / FRAMES_NAME
-    if not frames_path.is_file():
-        raise CassetteNotFound(frames_path, f"{FRAMES_NAME} is missing; nothing to repair")
+def _repair(root: CassetteDir) -> VerifyReport:
     provisional = None
-    if (root / MANIFEST_NAME).is_file():
-        provisional = load_manifest(root, require_finalized=False)  # format checked here
-    with open(frames_path, "r+b") as fh:
+    if root.kind(MANIFEST_NAME) is not None:
+        provisional = read_manifest(root, require_finalized=False)  # format checked here
+    path = root.path / FRAMES_NAME
+    with open_frames(root, os.O_RDWR) as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise RecordingInProgress(root) from None
-        whole: list[tuple[int, bytes]] = []
-        kept = 0
+            raise RecordingInProgress(root.path) from None
+        frame_budget, limit = line_limit(provisional, None)
         digest = hashlib.sha256()
-        dropped = 0
-        for lineno, line in enumerate(fh, start=1):
-            if not line.endswith(b"\n"):
-                dropped = len(line)  # torn last line: its newline was never written
-                break
-            whole.append((lineno, line[:-1]))
-            digest.update(line)
-            kept += len(line)
+        kept = 0
+        torn: list[int] = []
+
+        def whole() -> Iterator[tuple[int, bytes]]:
+            nonlocal kept
+            for lineno, line in _whole_lines(iter_lines(fh, path, limit), torn):
+                digest.update(line)
+                kept += len(line)
+                yield lineno, line
+
         known = {c.id: c for c in provisional.connections} if provisional else {}
         _journal_connections(root, known)
         # connections the provisional manifest lost are learned from their frames (never invented)
-        scan = _scan(frames_path, known, whole, learn=True)
+        scan = _scan(path, known, whole(), frame_budget, learn=True)
         for conn_id, info in known.items():
             scan.conns.setdefault(
                 conn_id, replace(info, frames={"c2s": 0, "s2c": 0}, bytes={"c2s": 0, "s2c": 0})
             )
+        dropped = torn[0] if torn else 0
         if dropped:
             fh.truncate(kept)
-        fh.flush()
         os.fsync(fh.fileno())
-    fsync_dir(root)
+    root.fsync()
     artifacts: dict[str, str] = {}
     lost: list[str] = []
     for name, expected in sorted((provisional.artifacts if provisional else {}).items()):
-        if _artifact_digest(root, name) == expected:
+        if _artifact_ok(root, name, expected):
             artifacts[name] = expected
         else:
             lost.append(name)
@@ -323,10 +354,10 @@ def _repair(root: Path) -> VerifyReport:
         repaired=True,
         unverified=provisional is None,
     )
-    write_atomic(root / MANIFEST_NAME, manifest.to_json(), durable=True)
-    (root / CONNECTIONS_JOURNAL).unlink(missing_ok=True)  # folded into the manifest
+    root.write_atomic(MANIFEST_NAME, manifest.to_json())
+    root.unlink(CONNECTIONS_JOURNAL)  # folded into the manifest
     return VerifyReport(
-        root,
+        root.path,
         scan.frames,
         len(manifest.connections),
         scan.raw_bytes,

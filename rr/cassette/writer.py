@@ -42,6 +42,7 @@ from .format import (
     frame_line_prefix,
     summary_json,
 )
+from .lock import WriterLock
 from .record_mode import RecordMode
 
 _OUR_NAMES = (
@@ -162,6 +163,8 @@ def _artifact_relpath(name: str) -> str:
 class CassetteWriter:
     """Write one cassette directory. Use `CassetteWriter.create(...)`, not the constructor."""
 
+    _lock: WriterLock | None = None  # taken by `create`, released by `finalize`
+
     def __init__(
         self,
         path: Path,
@@ -233,19 +236,26 @@ class CassetteWriter:
         target = policy.check_write_path(path, base) if policy is not None else Path(path)
         if budgets is None:
             budgets = policy.budgets if policy is not None else Budgets()
-        state = existing_state(target)
-        if state is not None:
-            if record_mode is RecordMode.ONCE:
-                raise CassetteExists(target, state)
-            for name in _OUR_NAMES:
-                victim = target / name
-                if victim.is_dir() and not victim.is_symlink():
-                    shutil.rmtree(victim)
-                elif victim.exists() or victim.is_symlink():
-                    victim.unlink()
-        target.mkdir(parents=True, exist_ok=True)
-        (target / ARTIFACTS_DIR).mkdir(exist_ok=True)
-        return cls(target, budgets=budgets, meta=meta or {}, clock_ns=clock_ns)
+        lock = WriterLock.acquire(target)  # one writer per cassette, until finalize (lock.py)
+        try:
+            state = existing_state(target)
+            if state is not None:
+                if record_mode is RecordMode.ONCE:
+                    raise CassetteExists(target, state)
+                for name in _OUR_NAMES:
+                    victim = target / name
+                    if victim.is_dir() and not victim.is_symlink():
+                        shutil.rmtree(victim)
+                    elif victim.exists() or victim.is_symlink():
+                        victim.unlink()
+            target.mkdir(parents=True, exist_ok=True)
+            (target / ARTIFACTS_DIR).mkdir(exist_ok=True)
+            writer = cls(target, budgets=budgets, meta=meta or {}, clock_ns=clock_ns)
+        except BaseException:
+            lock.release()
+            raise
+        writer._lock = lock
+        return writer
 
     # -- structure (rare; each rewrites the provisional manifest) ------------------------------
 
@@ -438,6 +448,7 @@ class CassetteWriter:
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
         os.close(self._fd)
         self._released = True
+        self._release_lock()
         return manifest
 
     @property
@@ -506,6 +517,13 @@ class CassetteWriter:
                 os.close(fd)  # closing frames.jsonl releases its flock
             except OSError:
                 pass
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        """Let another writer (a repair, a new recording) have the cassette."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _conn(self, conn_id: int) -> ConnectionInfo:
         try:

@@ -381,7 +381,8 @@ def test_once_refuses_existing(tmp_path):
 
 def test_once_refuses_crashed(tmp_path):
     path = tmp_path / "c"
-    record_small(path)  # never finalized
+    w = record_small(path)  # never finalized
+    w._lock.release()  # the recorder died: the kernel released its lock
     with pytest.raises(CassetteExists, match="unfinalized"):
         CassetteWriter.create(path, mode="once")
 
