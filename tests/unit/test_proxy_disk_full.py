@@ -22,6 +22,7 @@ import rr.cassette.writer as writer_module
 from proxy.app import ProxyApp
 from proxy.forward import Pair, Route, ServerSide, UpstreamSide
 from rr.cassette import CassetteReader, CassetteWriter, verify
+from rr.cassette.paths import CassetteDir
 from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import Direction
 from rr.record import recorder_for
@@ -195,7 +196,11 @@ def test_verify_repair_on_a_full_disk_says_so_in_one_line(
     conn = writer.open_connection("mqtt", None, None)
     writer.write_frame(conn, "c2s", "mqtt", {"type": "PINGREQ"}, b"\xc0\x00")
     writer._release()  # a crash: no finalize  # noqa: SLF001
-    monkeypatch.setattr(writer_module, "open", _full_open, raising=False)
+
+    def full_disk(self: CassetteDir, name: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(CassetteDir, "write_atomic", full_disk)  # where repair writes
     code = run_verify(argparse.Namespace(cassette=str(tmp_path / "c"), repair=True, strict=False))
     err = capsys.readouterr().err
     assert code == 1
