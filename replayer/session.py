@@ -4,6 +4,7 @@ client, and the base class with the helpers each protocol uses (answer, miss, pa
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ class MatchMode(enum.StrEnum):
 
 class Pace(enum.StrEnum):
     """fast: answer at once; recorded: server frames keep their recorded delay after the
-    client frame that released them."""
+    client frame that released them, and never overtake one released before them."""
 
     FAST = "fast"
     RECORDED = "recorded"
@@ -113,6 +114,14 @@ class Listener:
     live_port: int
 
 
+@dataclass(slots=True)
+class _Paced:
+    """A recorded frame handed to `send_recorded`, waiting for its delay and its turn."""
+
+    data: bytes
+    ready: bool
+
+
 class Session:
     """One live connection of one protocol. Subclasses implement `on_frame` (a whole client
     frame) and may override `on_close`; they answer with `send`/`send_recorded`."""
@@ -125,6 +134,8 @@ class Session:
         self.link = link
         self.bound: RecordedConn | None = None
         self.closed = False
+        #: `--pace recorded`: recorded frames handed over and not sent yet, in that order
+        self._paced: deque[_Paced] = deque()
 
     # -- called by the server ------------------------------------------------------------------
 
@@ -150,19 +161,36 @@ class Session:
         after: RecFrame | None,
     ) -> None:
         """Send server frames (recorded frame, bytes to send) released by the client frame
-        `after`: at once, or with `--pace recorded` at their recorded delay after it."""
+        `after`: at once, or with `--pace recorded` at their recorded delay after it. Either
+        way in the order they are handed over, as from a broker's socket: a frame recorded with
+        a shorter delay (PUBREL 2 answered faster than PUBREL 1) waits for the ones before it,
+        or the client would ack, and be matched, in an order no broker caused."""
         pairs = list(frames)
         if not pairs:
             return
-        if self.ctx.options.pace is Pace.FAST or after is None:
+        paced = self.ctx.options.pace is Pace.RECORDED and after is not None
+        if not paced and not self._paced:
             self.send(b"".join(data for _f, data in pairs))
             return
         for frame, data in pairs:
-            delay = max(0.0, (frame.t_us - after.t_us) / 1e6)
-            if delay <= 0:
-                self.send(data)
-            else:
-                self.link.call_later(delay, lambda d=data: self.send(d))
+            delay = max(0.0, (frame.t_us - after.t_us) / 1e6) if after is not None else 0.0
+            slot = _Paced(data, ready=not paced or delay <= 0)
+            self._paced.append(slot)
+            if not slot.ready:
+                self.link.call_later(delay, lambda s=slot: self._ready(s))
+        self._send_ready()
+
+    def _ready(self, slot: _Paced) -> None:
+        slot.ready = True
+        self._send_ready()
+
+    def _send_ready(self) -> None:
+        """Send the paced frames that are due, up to the first one that is not."""
+        out = []
+        while self._paced and self._paced[0].ready:
+            out.append(self._paced.popleft().data)
+        if out:
+            self.send(b"".join(out))
 
     def miss(
         self,
