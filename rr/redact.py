@@ -10,7 +10,8 @@ unchanged (the same objects).
 
 Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens, hidden by
 the mechanism the connection negotiated (`sasl_token`; never guessed from the token's bytes),
-AlterUserScramCredentials salted passwords, delegation-token HMACs, and a Kafka client frame the
+AlterUserScramCredentials salted passwords, delegation-token HMACs (Create/Describe answers,
+Renew/Expire requests), and a Kafka client frame the
 decoder could not read as a request (a version newer than kio, an unknown API, a body kio
 rejects), unless `undecodable_kept` says it is a request that cannot hold a credential: its
 header reads (size, api key, version, correlation id, client id, and a flexible header's tagged
@@ -186,14 +187,27 @@ def _kafka_opaque(
 _HEADER_KEYS = ("api_key", "api", "version", "correlation_id")
 
 
+#: Kafka APIs whose frames are read for a credential, by direction (Renew/Expire hold the HMAC
+#: in the request only: their answers, never read, cannot stop a recording)
+_KAFKA_SECRET_APIS = {
+    Direction.S2C: frozenset(
+        {
+            SASL_AUTHENTICATE,
+            ALTER_USER_SCRAM_CREDENTIALS,
+            CREATE_DELEGATION_TOKEN,
+            DESCRIBE_DELEGATION_TOKEN,
+        }
+    ),
+}
+_KAFKA_SECRET_APIS[Direction.C2S] = _KAFKA_SECRET_APIS[Direction.S2C] | {
+    RENEW_DELEGATION_TOKEN,
+    EXPIRE_DELEGATION_TOKEN,
+}
+
+
 def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
     api_key = decoded.summary.get("api_key")
-    if api_key not in (
-        SASL_AUTHENTICATE,
-        ALTER_USER_SCRAM_CREDENTIALS,
-        CREATE_DELEGATION_TOKEN,
-        DESCRIBE_DELEGATION_TOKEN,
-    ):
+    if api_key not in _KAFKA_SECRET_APIS[direction]:
         return None
     version = decoded.summary["version"]
     correlation_id = decoded.summary["correlation_id"]
@@ -232,6 +246,8 @@ def _kafka_request_body(api_key: int, body: Any, summary: dict[str, Any]) -> tup
             dataclasses.replace(u, salted_password=PLACEHOLDER) for u in body.upsertions
         )
         return dataclasses.replace(body, upsertions=upsertions), ["upsertions[].salted_password"]
+    if api_key in (RENEW_DELEGATION_TOKEN, EXPIRE_DELEGATION_TOKEN) and body.hmac:
+        return dataclasses.replace(body, hmac=PLACEHOLDER), ["hmac"]  # the token's own HMAC
     return None, []
 
 

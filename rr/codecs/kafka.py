@@ -25,8 +25,10 @@ from .kafka_apis import (
     API_VERSIONS,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
+    EXPIRE_DELEGATION_TOKEN,
     FETCH,
     PRODUCE,
+    RENEW_DELEGATION_TOKEN,
     REQUEST_HEAD_BYTES,
     RESPONSE_HEAD_BYTES,
     SASL_AUTHENTICATE,
@@ -415,6 +417,8 @@ def _len(value: bytes | None) -> dict[str, int]:
 #: compares the placeholder's length), by api key.
 _CREDENTIAL_REQUESTS = {
     SASL_AUTHENTICATE: lambda body: {"auth_bytes": _len(body.auth_bytes)},
+    RENEW_DELEGATION_TOKEN: lambda body: {"hmac": _len(body.hmac)},
+    EXPIRE_DELEGATION_TOKEN: lambda body: {"hmac": _len(body.hmac)},
     ALTER_USER_SCRAM_CREDENTIALS: lambda body: {
         "upsertions": [
             {"name": u.name, "salted_password": _len(u.salted_password)}

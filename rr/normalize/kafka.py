@@ -5,8 +5,8 @@ Rules (each a small named function of api key -> ignored field names, composed i
   every served response; client ids name software, not behaviour);
 - ApiVersions: client software name and version (KIP-511) ignored;
 - JoinGroup / LeaveGroup: the free-text `reason` (KIP-800) ignored;
-- SaslAuthenticate auth bytes, AlterUserScramCredentials salted passwords: the credential is a
-  placeholder in the cassette: any credential matches;
+- SaslAuthenticate auth bytes, AlterUserScramCredentials salted passwords, Renew/Expire
+  DelegationToken HMACs: the credential is a placeholder in the cassette: any credential matches;
 - request timeouts (`timeout`, `timeout_ms`: how long the client will wait, e.g. CreateTopics,
   Produce) ignored: they are configuration, not behaviour.
 A request the codec cannot decode (a version newer than kio) is compared as bytes, correlation
@@ -33,8 +33,10 @@ from rr.codecs.kafka import KafkaCodecError, read_request_header
 from rr.codecs.kafka_apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
+    EXPIRE_DELEGATION_TOKEN,
     JOIN_GROUP,
     LEAVE_GROUP,
+    RENEW_DELEGATION_TOKEN,
     SASL_AUTHENTICATE,
 )
 
@@ -57,6 +59,8 @@ def any_credentials(api_key: int) -> Iterable[str]:
 _CREDENTIAL_FIELDS = {
     SASL_AUTHENTICATE: ("auth_bytes",),
     ALTER_USER_SCRAM_CREDENTIALS: ("salted_password",),
+    RENEW_DELEGATION_TOKEN: ("hmac",),
+    EXPIRE_DELEGATION_TOKEN: ("hmac",),
 }
 
 
