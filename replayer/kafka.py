@@ -49,6 +49,7 @@ from rr.kafka_fields import max_wait_seconds, topic_ident
 from rr.kafka_fields import topic_name as topic_of
 from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
 from rr.normalize import kafka as norm
+from rr.redact import HEADER_ONLY_APIS
 
 from .kafka_build import (
     blank,
@@ -135,7 +136,7 @@ class Session(BaseSession):
         try:
             request = decode_request(raw)
         except KafkaCodecError as err:
-            self._undecodable(api, version, corr, err)
+            self._undecodable(api, version, corr, raw, err)
             return
         body = request.body
         if api == PRODUCE:
@@ -274,40 +275,110 @@ class Session(BaseSession):
 
     # -- requests the codec cannot decode ------------------------------------------------------
 
-    def _undecodable(self, api: int, version: int, corr: int, err: KafkaCodecError) -> None:
-        """A request of a version newer than kio knows, or of an unknown API.
+    def _undecodable(
+        self, api: int, version: int, corr: int, raw: bytes, err: KafkaCodecError
+    ) -> None:
+        """A request of a version newer than kio knows (or a body kio rejects, an unknown API).
 
-        The cassette keeps only the header of such a request (rr.redact fails closed: its bytes
-        may hold a credential), so it matches a recorded one by API key and version and gets
-        the recorded answer, the live correlation id stamped in. Never recorded: ApiVersions
-        gets what a broker sends (UNSUPPORTED_VERSION in the v0 layout, with the versions the
-        recorded broker offered, so the client retries with one of them); anything else is a
-        miss naming the API and version, and the connection closes (as a broker closes it).
+        A recorded one the cassette keeps whole (rr.redact: an API that cannot carry a
+        credential) matches when its bytes equal the live request's, correlation id and client
+        id masked (rr.normalize.kafka.opaque_request_key), and gets the recorded answer with the
+        live correlation id stamped in; one kept as its header only (an API that may carry a
+        credential, or a cassette recorded before such requests were kept) matches by API key
+        and version, and the report notes it. Recorded, but none the same: a miss saying where
+        the bytes first differ. Never recorded: ApiVersions gets what a broker sends
+        (UNSUPPORTED_VERSION in the v0 layout, with the versions the recorded broker offered, so
+        the client retries with one of them); anything else is a miss naming the API and
+        version. An ApiVersions miss is answered so too; any other closes the connection (there
+        is no response layout to put an error in), as a broker closes it.
         """
         name = api_name(api)
         candidates = self.world.opaque.get((api, version), [])
-        exchange = self._pick(candidates, unused=True)
+        digest = norm.opaque_request_digest(raw)
+        same = [
+            e for e in candidates if e.request_digest is not None and e.request_digest == digest
+        ]
+        by_header = [e for e in candidates if e.request_digest is None]
+        exchange = self._pick(same, unused=True) or self._pick(by_header, unused=True)
         if exchange is not None:
             exchange.used = True
             self.ctx.recording.conn(exchange.conn).used.add(exchange.request_index)
             self.report.matched(self.proto, name)
+            self._note_header_only(exchange)
             self._answer_recorded(exchange, api, version, corr)
             return
-        if candidates and api in REPEATABLE:
+        if (same or by_header) and api in REPEATABLE:
             self.report.synthesized(self.proto, name)
-            self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
+            exchange = self._pick(same, unused=False) or self._pick(by_header, unused=False)
+            assert exchange is not None
+            self._note_header_only(exchange)
+            self._answer_recorded(exchange, api, version, corr)
             return
-        if api == API_VERSIONS:
+        if api == API_VERSIONS and not candidates:
             self.report.synthesized(self.proto, name)
             self._reply(corr, API_VERSIONS, 0, unsupported_api_versions(self.world.api_ranges))
             return
-        self.miss(
-            name,
-            f"{name} v{version} request cannot be decoded ({known_versions(api)}) and no "
-            f"{name} v{version} request was recorded: {err}",
-            _summary(api, version, corr),
+        self._undecodable_miss(api, version, corr, raw, err, candidates)
+
+    def _note_header_only(self, exchange: Exchange) -> None:
+        """Say once per API and version that a match was by header only (bytes not compared)."""
+        key = (exchange.api_key, exchange.version)
+        if exchange.request_digest is not None or key in self.world.header_only_noted:
+            return
+        self.world.header_only_noted.add(key)
+        api = exchange.api_key
+        self.report.notes.append(
+            f"kafka {api_name(api)} v{exchange.version} requests (not decodable) matched by API "
+            f"key and version only, their bytes not compared: the cassette keeps only their "
+            f"header ({_why_header_only(api)})"
         )
+
+    def _undecodable_miss(
+        self,
+        api: int,
+        version: int,
+        corr: int,
+        raw: bytes,
+        err: KafkaCodecError,
+        candidates: list[Exchange],
+    ) -> None:
+        name = api_name(api)
+        what = f"{name} v{version} request cannot be decoded ({known_versions(api)})"
+        closest, diff = None, []
+        whole = [e for e in candidates if e.request_digest is not None]
+        if whole:
+            closest, diff = self._closest_bytes(whole, raw)
+            reason = (
+                f"{what} and differs from every recorded {name} v{version} request "
+                f"(compared as bytes, correlation and client id masked): {diff[0]}"
+            )
+        elif candidates:
+            reason = (
+                f"{what} and every recorded {name} v{version} request was answered already "
+                f"(matched by API key and version only: the cassette keeps only their header: "
+                f"{_why_header_only(api)})"
+            )
+        else:
+            reason = f"{what} and no {name} v{version} request was recorded: {err}"
+        self.miss(name, reason, _summary(api, version, corr), closest, diff)
+        if api == API_VERSIONS:
+            self._reply(corr, API_VERSIONS, 0, unsupported_api_versions(self.world.api_ranges))
+            return
         self.close()
+
+    def _closest_bytes(self, exchanges: list[Exchange], raw: bytes) -> tuple[Any, list[str]]:
+        """The recorded request that agrees with the live one longest (ids masked), and where
+        they first differ."""
+        best: tuple[norm.OpaqueDifference, Exchange] | None = None
+        for exchange in exchanges[:8]:  # (a handful: one per connection that sent it)
+            recorded = self.world.frame_raw(exchange.conn, exchange.request_index)
+            difference = norm.opaque_difference(recorded, raw)
+            if difference is not None and (best is None or difference.at > best[0].at):
+                best = (difference, exchange)
+        if best is None:  # every one equal: only a digest collision gets here
+            return None, ["the same bytes as a recorded request, another digest"]
+        difference, exchange = best
+        return {"conn": exchange.conn, "frame": exchange.request_index}, [difference.line]
 
     # -- data plane: Produce -------------------------------------------------------------------
 
@@ -461,6 +532,17 @@ class Session(BaseSession):
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _why_header_only(api: int) -> str:
+    """Why rr.redact kept only the header of an undecodable recorded request of `api`."""
+    reason = HEADER_ONLY_APIS.get(api)
+    if reason is not None:
+        return f"{api_name(api)} may carry a credential: {reason}"
+    return (
+        "recorded before such requests were kept whole, or while a SASL token could be on the "
+        "wire; re-record to compare their bytes"
+    )
 
 
 def _summary(api: int, version: int, corr: int) -> dict[str, Any]:

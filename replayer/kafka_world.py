@@ -60,6 +60,10 @@ class Exchange:
     version: int
     delay_us: int  # response time after the request, as recorded
     used: bool = False
+    #: a request the codec could not decode, kept whole in the cassette: the digest of its match
+    #: key (rr.normalize.kafka.opaque_request_key); None for every other request, and for one
+    #: the cassette keeps only the header of (matched by API key and version alone)
+    request_digest: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -134,11 +138,14 @@ class _Pending:
     t_us: int
     api_key: int
     version: int
+    digest: bytes | None = None  # an undecodable request kept whole: its match key's digest
 
 
 def _opaque(summary: dict[str, Any]) -> bool:
     """A recorded request whose header was read but not its body (a newer version than kio, an
-    unknown API): its summary keeps api key, version and correlation id, with an error."""
+    unknown API): its summary keeps api key, version and correlation id, with an error. Its
+    bytes are in the cassette unless rr.redact failed closed on it (`redacted` in its summary:
+    an API that may carry a credential, or a cassette recorded before such requests were kept)."""
     return "error" in summary and all(
         isinstance(summary.get(k), int) for k in ("api_key", "version", "correlation_id")
     )
@@ -176,8 +183,11 @@ class KafkaWorld:
         self.metadata: dict[int, Any] = {}
         self.metadata_topics: dict[int, dict[str, Any]] = {}
         # exchanges whose request the codec could not decode (a version newer than kio, an
-        # unknown API), by (api key, version): answered with the recorded response
+        # unknown API), by (api key, version): answered with the recorded response when the live
+        # request has the same bytes, ids masked (or, kept as a header only, the same header)
         self.opaque: dict[tuple[int, int], list[Exchange]] = {}
+        # (api key, version) of undecodable requests matched by their header only (noted once)
+        self.header_only_noted: set[tuple[int, int]] = set()
         # api key -> (min, max) the recorded broker's ApiVersions answer offered (the latest)
         self.api_ranges: dict[int, tuple[int, int]] = {}
         self._frames: OrderedDict[tuple[int, int], bytes] = OrderedDict()
@@ -205,10 +215,12 @@ class KafkaWorld:
         if frame.dir is Direction.C2S:
             recorded = frame.summary
             if decoded.body is None and _opaque(recorded):
-                # a request the codec could not read: the cassette keeps its header only
-                # (rr.redact fails closed), its answer is served to the same header
+                # a request the codec could not read: kept whole, its answer is served to the
+                # same bytes (ids masked); kept as a header only (rr.redact failed closed), to
+                # the same API key and version
+                digest = None if recorded.get("redacted") else norm.opaque_request_digest(frame.raw)
                 pending[recorded["correlation_id"]] = _Pending(
-                    position, None, frame.t_us, recorded["api_key"], recorded["version"]
+                    position, None, frame.t_us, recorded["api_key"], recorded["version"], digest
                 )
                 return
             if "correlation_id" not in summary or decoded.body is None:
@@ -232,7 +244,14 @@ class KafkaWorld:
     def _learn_exchange(self, conn, port, position: int, frame, decoded, request: _Pending):
         api, version = request.api_key, request.version
         exchange = Exchange(
-            conn, port, request.position, position, api, version, frame.t_us - request.t_us
+            conn,
+            port,
+            request.position,
+            position,
+            api,
+            version,
+            frame.t_us - request.t_us,
+            request_digest=request.digest,
         )
         if request.decoded is None:
             self.opaque.setdefault((api, version), []).append(exchange)

@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
     for item in checked:
         if item.diff:
             print("\n".join(item.diff))
+    for note in served.report.get("notes", []):  # e.g. a request matched by its header only
+        _say(f"note: {note}")
     print(_closing(verdict, why, served, checked, used), flush=True)
     return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
 
@@ -696,6 +698,7 @@ def _report(args, recording, served, checked, verdict, why, asked, used) -> dict
         "frames_by_api": fake.get("by_api", {}),
         "match": args.match,
         "misses": fake.get("misses", []),
+        "notes": fake.get("notes", []),
         "profile": args.profile,
         "reason": why,
         "sandbox": {

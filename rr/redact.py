@@ -10,13 +10,21 @@ unchanged (the same objects).
 
 Secret here: Kafka SaslAuthenticate auth bytes and SaslHandshake v0 raw SASL tokens, hidden by
 the mechanism the connection negotiated (`sasl_token`; never guessed from the token's bytes),
-AlterUserScramCredentials salted passwords, delegation-token HMACs, and every Kafka client frame
-the decoder could not read as a request (fail closed: its payload is replaced whole, it may be a
-token in disguise); AMQP Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the
-user name); MQTT CONNECT password (the user name stays) and MQTT 5 authentication_data in a
-client's CONNECT or AUTH (enhanced authentication; the method name stays). Not secret: Kafka
-SaslHandshake (a mechanism name), SCRAM client-first messages (user name and nonce), the
-server's SASL tokens, AMQP EXTERNAL (empty response).
+AlterUserScramCredentials salted passwords, delegation-token HMACs (Create/Describe answers,
+Renew/Expire requests), and a Kafka client frame the
+decoder could not read as a request (a version newer than kio, an unknown API, a body kio
+rejects), unless `undecodable_kept` says it is a request that cannot hold a credential: its
+header reads (size, api key, version, correlation id, client id, and a flexible header's tagged
+fields), its API is known and carries no credential in any version (not one of
+`HEADER_ONLY_APIS`), its version is at most `MAX_VERSIONS_AHEAD` past kio's newest, and no SASL
+token can be on the wire (no raw-token mode, no SaslHandshake awaiting its answer). Otherwise
+it fails closed: its payload is replaced whole (it may be a token in disguise) and its summary
+keeps the header only (replay then matches it by API key and version alone). AMQP
+Connection.StartOk / SecureOk responses (PLAIN and AMQPLAIN keep the user name); MQTT CONNECT
+password (the user name stays) and MQTT 5 authentication_data in a client's CONNECT or AUTH
+(enhanced authentication; the method name stays). Not secret: Kafka SaslHandshake (a mechanism
+name), SCRAM client-first messages (user name and nonce), the server's SASL tokens, AMQP
+EXTERNAL (empty response).
 """
 
 from __future__ import annotations
@@ -33,11 +41,17 @@ from rr.codecs import Decoded, Decoder, Direction, Proto, decoder_for
 from rr.codecs import kafka as kafka_codec
 from rr.codecs import mqtt as mqtt_codec
 from rr.codecs.kafka_apis import (
+    ALTER_CONFIGS,
     ALTER_USER_SCRAM_CREDENTIALS,
     API_NAMES,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
+    ENVELOPE,
+    EXPIRE_DELEGATION_TOKEN,
+    INCREMENTAL_ALTER_CONFIGS,
+    RENEW_DELEGATION_TOKEN,
     SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
     SASL_RAW_TOKEN,
     SIZE,
     api_name,
@@ -88,14 +102,61 @@ def redact(
 UNDECODABLE = "undecodable client frame (may hold a credential)"
 
 
+#: Kafka APIs whose requests are never kept when the codec cannot read them, and why: each has,
+#: in some version, a field that is or may hold a credential (found in kio's schemas by field
+#: name, `password`/`salt`/`hmac`/`auth_bytes`/`secret`/`token`; tests/unit/
+#: test_redact_undecodable.py re-derives them, so a kio upgrade that adds one fails it), a blob
+#: that may be another request, a broker config value, or it changes how SASL tokens travel.
+HEADER_ONLY_APIS: dict[int, str] = {
+    SASL_HANDSHAKE: "switches the connection to raw SASL tokens (v0)",
+    SASL_AUTHENTICATE: "auth_bytes",
+    CREATE_DELEGATION_TOKEN: "answered with the token's hmac",
+    RENEW_DELEGATION_TOKEN: "hmac",
+    EXPIRE_DELEGATION_TOKEN: "hmac",
+    DESCRIBE_DELEGATION_TOKEN: "answered with tokens[].hmac",
+    ALTER_USER_SCRAM_CREDENTIALS: "upsertions[].salt and salted_password",
+    ALTER_CONFIGS: "config values (a broker's password configs)",
+    INCREMENTAL_ALTER_CONFIGS: "config values (a broker's password configs)",
+    ENVELOPE: "request_data (a forwarded request of any API)",
+}
+#: How far past the newest version kio reads a request may claim to be and still count as a newer
+#: client's (Kafka adds a version or two a year to an API): a header claiming more is taken for
+#: bytes that only look like one (a PLAIN token "\x00Dave\x00..." reads as API 68 v24950).
+MAX_VERSIONS_AHEAD = 8
+
+
+def undecodable_kept(raw: bytes, summary: dict[str, Any], decoder: Decoder | None) -> bool:
+    """Whether a Kafka client frame the decoder could not read may be stored as it is (replay
+    then matches it by its bytes). Only a request that cannot hold a credential: a known API
+    outside `HEADER_ONLY_APIS`, a version from 0 to `MAX_VERSIONS_AHEAD` past kio's newest, a
+    header kio reads (v1, and v2's tagged fields where the API is flexible), on a connection
+    where no SASL token can be on the wire. Without the connection's decoder (its SASL state
+    unknown), never."""
+    api_key, version = summary.get("api_key"), summary.get("version")
+    if api_key not in API_NAMES or api_key in HEADER_ONLY_APIS or not isinstance(version, int):
+        return False
+    tracker = getattr(decoder, "tracker", None)
+    if tracker is None or tracker.raw_sasl_possible:
+        return False
+    versions = kafka_codec.request_versions(api_key)
+    if not versions or not 0 <= version <= versions[-1] + MAX_VERSIONS_AHEAD:
+        return False
+    try:
+        kafka_codec.read_request_header(raw, kafka_codec.header_flexible(api_key, version))
+    except kafka_codec.KafkaCodecError:
+        return False
+    return True
+
+
 def _kafka_opaque(
     raw: bytes, decoded: Decoded, decoder: Decoder | None
 ) -> tuple[bytes, Decoded] | None:
     """Client frames with no readable Kafka request around their bytes: a raw SASL token
-    (after SaslHandshake v0), or anything the decoder could not read. Fail closed: the latter
-    is never kept, since it may be a token the decoder did not recognise as one.
+    (after SaslHandshake v0), or anything the decoder could not read. The latter is kept only
+    when `undecodable_kept` says so; otherwise fail closed, since it may be a token the decoder
+    did not recognise as one.
 
-    An undecodable frame's summary is built here: nothing of its payload may be shown.
+    A frame not kept gets its summary built here: nothing of its payload may be shown.
     """
     summary = decoded.summary
     if summary.get("api") == SASL_RAW_TOKEN:
@@ -109,6 +170,8 @@ def _kafka_opaque(
         summary["redacted"] = [f"token ({what})"]
         return new_raw, Decoded(summary, redacted=True, extra=dict(fresh.extra))
     if "error" not in summary and decoded.body is not None:
+        return None
+    if undecodable_kept(raw, summary, decoder):
         return None
     kept: dict[str, Any] = {"api": "Undecodable"}
     if summary.get("api_key") in API_NAMES:  # a real header: its fields are no secret
@@ -124,14 +187,27 @@ def _kafka_opaque(
 _HEADER_KEYS = ("api_key", "api", "version", "correlation_id")
 
 
+#: Kafka APIs whose frames are read for a credential, by direction (Renew/Expire hold the HMAC
+#: in the request only: their answers, never read, cannot stop a recording)
+_KAFKA_SECRET_APIS = {
+    Direction.S2C: frozenset(
+        {
+            SASL_AUTHENTICATE,
+            ALTER_USER_SCRAM_CREDENTIALS,
+            CREATE_DELEGATION_TOKEN,
+            DESCRIBE_DELEGATION_TOKEN,
+        }
+    ),
+}
+_KAFKA_SECRET_APIS[Direction.C2S] = _KAFKA_SECRET_APIS[Direction.S2C] | {
+    RENEW_DELEGATION_TOKEN,
+    EXPIRE_DELEGATION_TOKEN,
+}
+
+
 def _kafka(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
     api_key = decoded.summary.get("api_key")
-    if api_key not in (
-        SASL_AUTHENTICATE,
-        ALTER_USER_SCRAM_CREDENTIALS,
-        CREATE_DELEGATION_TOKEN,
-        DESCRIBE_DELEGATION_TOKEN,
-    ):
+    if api_key not in _KAFKA_SECRET_APIS[direction]:
         return None
     version = decoded.summary["version"]
     correlation_id = decoded.summary["correlation_id"]
@@ -170,6 +246,8 @@ def _kafka_request_body(api_key: int, body: Any, summary: dict[str, Any]) -> tup
             dataclasses.replace(u, salted_password=PLACEHOLDER) for u in body.upsertions
         )
         return dataclasses.replace(body, upsertions=upsertions), ["upsertions[].salted_password"]
+    if api_key in (RENEW_DELEGATION_TOKEN, EXPIRE_DELEGATION_TOKEN) and body.hmac:
+        return dataclasses.replace(body, hmac=PLACEHOLDER), ["hmac"]  # the token's own HMAC
     return None, []
 
 

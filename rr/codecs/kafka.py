@@ -10,6 +10,9 @@ from typing import Any, overload
 
 from kio.index import KioIndexError, load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map, schema_name_map
+from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
+from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.primitive import i16, i32
@@ -22,8 +25,10 @@ from .kafka_apis import (
     API_VERSIONS,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
+    EXPIRE_DELEGATION_TOKEN,
     FETCH,
     PRODUCE,
+    RENEW_DELEGATION_TOKEN,
     REQUEST_HEAD_BYTES,
     RESPONSE_HEAD_BYTES,
     SASL_AUTHENTICATE,
@@ -141,6 +146,32 @@ def decode_request(raw: bytes) -> KafkaRequest:
     cls = request_schema(api_key, version)
     header, end = _read(cls.__header_schema__, memoryview(raw), 4)
     return KafkaRequest(header, _whole(cls, raw, end))
+
+
+def request_versions(api_key: int) -> tuple[int, ...]:
+    """The request versions kio has a schema for, ascending (empty: an API kio does not know)."""
+    name = api_key_map.get(api_key)
+    return tuple(sorted(schema_name_map.get(name, {}))) if name is not None else ()
+
+
+def header_flexible(api_key: int, version: int) -> bool:
+    """Whether a request of (api_key, version) has the flexible header (v2: v1 plus tagged
+    fields), for versions kio does not know too: a newer one is flexible when kio's newest is
+    (Kafka never takes flexibility back), an older one or an unknown API is taken as v1."""
+    versions = request_versions(api_key)
+    if not versions or version < versions[0]:
+        return False
+    known = version if version in versions else versions[-1]
+    return bool(request_schema(api_key, known).__flexible__)
+
+
+def read_request_header(raw: bytes, flexible: bool) -> int:
+    """Read a request frame's header with kio, whatever its API and version: v1 (api key,
+    version, correlation id, client id), then, when `flexible`, v2's tagged fields. Returns the
+    offset just past it; KafkaCodecError when it does not read (too short, a client id running
+    past the frame or not UTF-8, tagged fields that do not fit)."""
+    header_cls = RequestHeaderV2 if flexible else RequestHeaderV1
+    return _read(header_cls, memoryview(raw), _SIZE.size)[1]
 
 
 def decode_response_body(api_key: int, version: int, raw: bytes) -> Any:
@@ -386,6 +417,8 @@ def _len(value: bytes | None) -> dict[str, int]:
 #: compares the placeholder's length), by api key.
 _CREDENTIAL_REQUESTS = {
     SASL_AUTHENTICATE: lambda body: {"auth_bytes": _len(body.auth_bytes)},
+    RENEW_DELEGATION_TOKEN: lambda body: {"hmac": _len(body.hmac)},
+    EXPIRE_DELEGATION_TOKEN: lambda body: {"hmac": _len(body.hmac)},
     ALTER_USER_SCRAM_CREDENTIALS: lambda body: {
         "upsertions": [
             {"name": u.name, "salted_password": _len(u.salted_password)}

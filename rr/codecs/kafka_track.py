@@ -144,6 +144,13 @@ class CorrelationTracker:
         return self._raw_sasl is not None
 
     @property
+    def raw_sasl_possible(self) -> bool:
+        """Whether a client frame may be a SASL token without a Kafka header: in raw-token mode,
+        or while a SaslHandshake awaits its answer (a client may send its first token before it
+        reads that answer, and a v0 success means the token was one)."""
+        return self._raw_sasl is not None or bool(self._handshakes)
+
+    @property
     def raw_sasl_known_length(self) -> bool:
         """In raw-token mode with a mechanism whose number of exchanges is known."""
         return self._raw_sasl is not None and self._raw_sasl.exchanges is not None

@@ -5,10 +5,12 @@ Rules (each a small named function of api key -> ignored field names, composed i
   every served response; client ids name software, not behaviour);
 - ApiVersions: client software name and version (KIP-511) ignored;
 - JoinGroup / LeaveGroup: the free-text `reason` (KIP-800) ignored;
-- SaslAuthenticate auth bytes, AlterUserScramCredentials salted passwords: the credential is a
-  placeholder in the cassette: any credential matches;
+- SaslAuthenticate auth bytes, AlterUserScramCredentials salted passwords, Renew/Expire
+  DelegationToken HMACs: the credential is a placeholder in the cassette: any credential matches;
 - request timeouts (`timeout`, `timeout_ms`: how long the client will wait, e.g. CreateTopics,
   Produce) ignored: they are configuration, not behaviour.
+A request the codec cannot decode (a version newer than kio) is compared as bytes, correlation
+and client id masked (`opaque_request_key`): nothing of it can be read to ignore a field.
 Record batches are never compared as bytes (timestamps, CRC, producer id/epoch/sequence change
 every run): records are, by key, value and headers (by name, in any order); ignore rules and
 diff lines are `rr.diff`'s, on the record's view (`key`, `value`, `headers`).
@@ -23,15 +25,18 @@ import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from rr import diff
 from rr.canonical import dumps
+from rr.codecs.kafka import KafkaCodecError, read_request_header
 from rr.codecs.kafka_apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
+    EXPIRE_DELEGATION_TOKEN,
     JOIN_GROUP,
     LEAVE_GROUP,
+    RENEW_DELEGATION_TOKEN,
     SASL_AUTHENTICATE,
 )
 
@@ -54,6 +59,8 @@ def any_credentials(api_key: int) -> Iterable[str]:
 _CREDENTIAL_FIELDS = {
     SASL_AUTHENTICATE: ("auth_bytes",),
     ALTER_USER_SCRAM_CREDENTIALS: ("salted_password",),
+    RENEW_DELEGATION_TOKEN: ("hmac",),
+    EXPIRE_DELEGATION_TOKEN: ("hmac",),
 }
 
 
@@ -205,3 +212,75 @@ def _bytes_differ(recorded: RecordFace, live: RecordFace, ignore: diff.Ignore) -
     if sorted(recorded.headers) != sorted(live.headers):
         parts.append("headers")
     return [p for p in parts if not ignore.touches(p)]
+
+
+# --- requests the codec cannot decode -----------------------------------------------------------
+
+#: bytes shown before and after the first difference of two undecodable requests
+_WINDOW_BEFORE, _WINDOW_AFTER = 6, 10
+
+
+def _client_id_end(raw: bytes) -> int | None:
+    try:
+        return read_request_header(raw, flexible=False)
+    except KafkaCodecError:
+        return None
+
+
+def opaque_request_key(raw: bytes) -> bytes | None:
+    """What a request the codec cannot decode (a version newer than kio, a body kio rejects) is
+    matched by: its api key and version, then every byte after its client id (a flexible
+    header's tagged fields, the body). Size, correlation id and client id never count, as for
+    every request. None when the header does not read as far as the client id."""
+    end = _client_id_end(raw)
+    return None if end is None else raw[4:8] + raw[end:]
+
+
+def opaque_request_digest(raw: bytes) -> bytes | None:
+    """A digest of `opaque_request_key` (None when there is none)."""
+    key = opaque_request_key(raw)
+    return None if key is None else hashlib.sha256(key).digest()
+
+
+class OpaqueDifference(NamedTuple):
+    """Where two undecodable requests first differ: `at`, the offset in the live frame (-1 when
+    a header does not read), and one line saying so."""
+
+    at: int
+    line: str
+
+
+def opaque_difference(recorded: bytes, live: bytes) -> OpaqueDifference | None:
+    """Where a live undecodable request first differs from a recorded one, correlation and
+    client id masked; None when they match. Offsets count from the frame's first byte (its
+    size included): `first differs at byte 41 of the live frame (byte 37 of the recorded):
+    recorded 72 61 77 04 31 2e|30 00, live 72 61 77 04 31 2e|31 00` (`|`: the first byte that
+    differs, `<end>`: where a frame ends)."""
+    rec_end, live_end = _client_id_end(recorded), _client_id_end(live)
+    if rec_end is None or live_end is None:
+        which = "recorded" if rec_end is None else "live"
+        return OpaqueDifference(-1, f"the {which} request's header does not read to its client id")
+    if recorded[4:8] != live[4:8]:
+        return OpaqueDifference(4, "api key or version differ")
+    rec_tail, live_tail = recorded[rec_end:], live[live_end:]
+    same = 0
+    for a, b in zip(rec_tail, live_tail, strict=False):
+        if a != b:
+            break
+        same += 1
+    if same == len(rec_tail) == len(live_tail):
+        return None
+    where = f"byte {live_end + same} of the live frame (byte {rec_end + same} of the recorded)"
+    line = (
+        f"first differs at {where}: recorded {_window(rec_tail, same)}, "
+        f"live {_window(live_tail, same)}"
+    )
+    return OpaqueDifference(live_end + same, line)
+
+
+def _window(data: bytes, at: int) -> str:
+    before = data[max(0, at - _WINDOW_BEFORE) : at].hex(" ")
+    after = data[at : at + _WINDOW_AFTER].hex(" ") or "<end>"
+    if at + _WINDOW_AFTER < len(data):
+        after += " ..."
+    return f"{before}|{after}" if before else f"|{after}"

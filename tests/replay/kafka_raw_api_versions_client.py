@@ -2,12 +2,15 @@
 as current clients do (a Go client opens with v5 while kio reads v0-v4).
 
     python kafka_raw_api_versions_client.py --port P --out FILE [--first-version 5]
+        [--software-version 1.0]
 
 It sends ApiVersions v`first` (the v3/v4 body, which v5 keeps); a broker that does not support
 that version answers UNSUPPORTED_VERSION in the v0 layout with its ranges, and the client
 retries with the highest ApiVersions version offered that it can read, then asks for Metadata
-(no topics). stdout says what happened to the first request; FILE gets only what settled (the
-retried ApiVersions and the Metadata answer), so runs that start with v4 or v5 write the same.
+(no topics). `--software-version` changes the software version it sends (KIP-511): a changed
+request for a replay to tell apart. stdout says what happened to the first request; FILE gets
+only what settled (the retried ApiVersions and the Metadata answer), so runs that start with v4
+or v5 write the same.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from rr.codecs.kafka import decode_response_any, encode_request, request_schema
 CLIENT_ID = "rrlab-raw-client"
 
 
-def api_versions(version: int, corr: int) -> bytes:
-    body = ApiVersionsRequest(client_software_name="rrlab-raw", client_software_version="1.0")
+def api_versions(version: int, corr: int, software_version: str = "1.0") -> bytes:
+    body = ApiVersionsRequest(
+        client_software_name="rrlab-raw", client_software_version=software_version
+    )
     raw = bytearray(encode_request(18, 3, corr, CLIENT_ID, body))
     struct.pack_into(">h", raw, 6, version)  # the same body, a version kio may not know
     return bytes(raw)
@@ -54,19 +59,24 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=19092)
     p.add_argument("--first-version", type=int, default=5)
+    p.add_argument("--software-version", default="1.0")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     lines = []
     with socket.create_connection(("127.0.0.1", a.port), timeout=20) as sock:
         version = a.first_version
-        body, answered = decode_response_any(18, version, call(sock, api_versions(version, 1)))
+        body, answered = decode_response_any(
+            18, version, call(sock, api_versions(version, 1, a.software_version))
+        )
         ranges = {int(e.api_key): (int(e.min_version), int(e.max_version)) for e in body.api_keys}
         if body.error_code == ErrorCode.unsupported_version:
             lo, hi = ranges[18]
             print(f"ApiVersions v{version}: UNSUPPORTED_VERSION (v{answered} layout); "
                   f"offered ApiVersions v{lo}-v{hi}", flush=True)  # fmt: skip
             version = min(hi, 4)
-            body, _ = decode_response_any(18, version, call(sock, api_versions(version, 2)))
+            body, _ = decode_response_any(
+                18, version, call(sock, api_versions(version, 2, a.software_version))
+            )
             ranges = {int(e.api_key): (int(e.min_version), int(e.max_version))
                       for e in body.api_keys}  # fmt: skip
         else:

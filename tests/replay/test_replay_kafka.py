@@ -196,3 +196,39 @@ def test_records_never_produced_again_are_unused_and_fail_strict(tmp_path):
     assert served.exit_code == 1
     assert served.report["verdict"] == "unused"
     assert [u["api"] for u in served.report["unused"]] == ["Produce"]
+
+
+RAW_CLIENT = [sys.executable, str(ROOT / "tests/replay/kafka_raw_api_versions_client.py")]
+RAW_ARTIFACT = "out/kafka-raw-api-versions/raw.txt"
+
+
+def _replay_raw_client(cassette: Path, cwd: Path, software: str) -> subprocess.CompletedProcess:
+    argv = [*RRLAB, "replay", "--cassette", str(cassette), "--report", "out/rr-report.json"]
+    argv += ["--", *RAW_CLIENT, "--out", RAW_ARTIFACT, "--software-version", software]
+    cwd.mkdir()
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_too_new_api_versions_that_changed_misses_naming_the_byte(tmp_path):
+    """The committed raw client's ApiVersions v5 (kept whole in the cassette): the same client
+    saying it is software 1.1 differs at byte 44 and the replay fails (before, API key and
+    version alone matched it: OK, exit 0)."""
+    done = _replay_raw_client(CASSETTES / "kafka-raw-api-versions-apache", tmp_path / "r", "1.1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ApiVersions v5 request cannot be decoded" in done.stderr, done.stderr
+    assert "first differs at byte 44 of the live frame (byte 44 of the recorded)" in done.stderr
+    report = json.loads((tmp_path / "r" / "out" / "rr-report.json").read_text())
+    assert report["verdict"] == "miss" and report["misses"][0]["api"] == "ApiVersions"
+
+
+def test_a_cassette_keeping_only_the_header_matches_by_header_and_says_so(tmp_path):
+    """The same client recorded on Apache Kafka before such requests were kept whole (the
+    request's bytes are the placeholder): it matches by API key and version, and both the
+    closing lines and the report say its bytes were not compared."""
+    old = ROOT / "tests/replay/kafka_cassettes/kafka-raw-api-versions-header-only-apache"
+    done = _replay_raw_client(old, tmp_path / "r", "1.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    note = "kafka ApiVersions v5 requests (not decodable) matched by API key and version only"
+    assert f"rrlab replay: note: {note}" in done.stderr, done.stderr
+    report = json.loads((tmp_path / "r" / "out" / "rr-report.json").read_text())
+    assert report["verdict"] == "ok" and report["notes"][0].startswith(note)

@@ -2,10 +2,13 @@
 
 A current client may open with ApiVersions v5 while kio reads v0-v4: a broker that does not
 support it answers UNSUPPORTED_VERSION in the v0 layout with its ranges and the client retries.
-Recorded through the proxy (rr.record, as `rrlab proxy` records: the request's bytes are
-redacted whole, fail-closed, its header kept), such an exchange is served again; never recorded,
-the fake broker answers as a broker does; any other undecodable request is a miss naming the
-API and version. The live test with a real client and broker:
+Recorded through the proxy (rr.record, as `rrlab proxy` records: an API that carries no
+credential keeps its bytes, rr.redact `undecodable_kept`), such an exchange is served again to a
+request with the same bytes, correlation and client id masked, and a changed one misses naming
+the byte where they first differ; one the cassette keeps as a header only (an API that may carry
+a credential, an older cassette) matches by API key and version, and the report says so. Never
+recorded, the fake broker answers as a broker does; any other undecodable request is a miss
+naming the API and version. The live test with a real client and broker:
 tests/live/test_kafka_versions_live.py.
 """
 
@@ -31,7 +34,7 @@ from rr.codecs import Direction, Proto
 from rr.codecs.kafka import decode_response_body, encode_request, encode_response
 from rr.codecs.kafka_apis import response_correlation_id
 from rr.record import recorder_for
-from rr.redact import PLACEHOLDER
+from rr.redact import PLACEHOLDER, UNDECODABLE
 
 C2S, S2C = Direction.C2S, Direction.S2C
 BROKER_RANGES = {0: (0, 13), 1: (4, 18), 3: (0, 13), 18: (0, 4)}
@@ -123,23 +126,25 @@ def serve(recording: Recording) -> tuple[kafka_replay.Session, Link, ReplayConte
 
 
 def test_a_recorded_too_new_api_versions_is_served_its_recorded_answer(tmp_path):
+    sent = api_versions_request(5, 1, "go-client")
     recording = record(
         tmp_path / "c",
         [
-            (api_versions_request(5, 1, "go-client"), unsupported(1, BROKER_RANGES)),
+            (sent, unsupported(1, BROKER_RANGES)),
             (api_versions_request(4, 2, "go-client"), supported(2, BROKER_RANGES)),
         ],
     )
     frames = recording.conns[0].frames
     asked = frames[0].summary
     assert (asked["api"], asked["version"], asked["correlation_id"]) == ("ApiVersions", 5, 1)
-    assert "error" in asked and asked["redacted"]  # fail closed: the bytes are not kept
-    assert frames[0].raw.endswith(PLACEHOLDER)
+    assert "error" in asked and "redacted" not in asked  # an API without credentials: kept
+    assert frames[0].raw == sent
     assert frames[1].summary["error_code"] == int(ErrorCode.unsupported_version)
     assert frames[1].summary["answered_version"] == 0
 
     session, link, ctx = serve(recording)
-    session.on_frame(api_versions_request(5, 77, "another-client-id", "other"))
+    # another correlation id and another client id (of another length): masked
+    session.on_frame(api_versions_request(5, 77, "another-client-id"))
     answer = link.take()
     assert response_correlation_id(answer) == 77
     assert answer[8:] == frames[1].raw[8:]  # the recorded answer, the live id stamped in
@@ -154,6 +159,145 @@ def test_a_recorded_too_new_api_versions_is_served_its_recorded_answer(tmp_path)
     assert ctx.report.miss_count == 0 and not link.closed
     assert ctx.report.tally[("kafka", "ApiVersions", "matched")] == 2
     assert recording.conns[0].used == {0, 2}  # both recorded requests consumed
+    assert not ctx.report.notes  # matched by bytes, not by header only
+
+
+def test_a_changed_too_new_api_versions_misses_naming_where_the_bytes_differ(tmp_path):
+    """Before, only API key and version were compared: a changed request matched (false pass)."""
+    recording = record(
+        tmp_path / "c",
+        [(api_versions_request(5, 1, "go-client", "go"), unsupported(1, BROKER_RANGES))],
+    )
+    session, link, ctx = serve(recording)
+    live = api_versions_request(5, 9, "go-client", "gO")
+    session.on_frame(live)
+    assert ctx.report.miss_count == 1
+    miss = ctx.report.misses[0]
+    # size 4, api key/version/correlation id 8, client id 2 + 9, tagged fields 1, then the
+    # software name's length (1 byte) and "g" (1): "O" is byte 26 of the live frame
+    assert live[26:27] == b"O"
+    assert miss.reason.startswith("ApiVersions v5 request cannot be decoded"), miss.reason
+    assert "differs from every recorded ApiVersions v5 request" in miss.reason
+    assert "first differs at byte 26 of the live frame (byte 26 of the recorded)" in miss.reason
+    assert miss.diff == [
+        "first differs at byte 26 of the live frame (byte 26 of the recorded): "
+        "recorded 00 03 67|6f 04 31 2e 30 00, live 00 03 67|4f 04 31 2e 30 00"
+    ]
+    assert miss.closest == {"conn": recording.conns[0].id, "frame": 0}
+    # answered as a broker answers a version it does not take: the client may go on
+    body = decode_response_body(18, 0, link.take())
+    assert body.error_code == ErrorCode.unsupported_version and not link.closed
+    assert recording.conns[0].used == set()
+
+
+def test_a_too_new_api_versions_sent_again_is_answered_again_only_with_the_same_bytes(tmp_path):
+    """ApiVersions may repeat (a reconnect): the recorded answer is served again to the same
+    bytes once the recorded request is used, never to changed ones."""
+    recording = record(
+        tmp_path / "c", [(api_versions_request(5, 1, "go"), unsupported(1, BROKER_RANGES))]
+    )
+    session, link, ctx = serve(recording)
+    for corr in (2, 3):
+        session.on_frame(api_versions_request(5, corr, "go"))
+        assert response_correlation_id(link.take()) == corr
+    assert ctx.report.tally[("kafka", "ApiVersions", "matched")] == 1
+    assert ctx.report.tally[("kafka", "ApiVersions", "synthesized")] == 1
+    session.on_frame(api_versions_request(5, 4, "go", "rust"))
+    assert ctx.report.miss_count == 1
+
+
+def test_a_changed_too_new_request_of_another_api_misses_and_closes(tmp_path):
+    """Metadata v14 (kio reads v0-v13) on the v12 body: kept whole, served to the same bytes, a
+    miss otherwise."""
+    from kio.schema.metadata.v12.request import MetadataRequest
+    from kio.schema.metadata.v12.response import MetadataResponse
+
+    def metadata(corr: int, client_id: str, auto_create: bool) -> bytes:
+        body = MetadataRequest(
+            topics=None,
+            allow_auto_topic_creation=auto_create,
+            include_topic_authorized_operations=False,
+        )
+        raw = bytearray(encode_request(3, 12, corr, client_id, body))
+        struct.pack_into(">h", raw, 6, 14)
+        return bytes(raw)
+
+    import datetime
+
+    answer = MetadataResponse(
+        throttle_time=datetime.timedelta(0),
+        brokers=(),
+        cluster_id=None,
+        controller_id=-1,
+        topics=(),
+    )
+    recorded = metadata(1, "c", True)
+    # a response of a version kio cannot read is served as recorded: v12's bytes stand in
+    recording = record(tmp_path / "c", [(recorded, encode_response(3, 12, 1, answer))])
+    assert recording.conns[0].frames[0].raw == recorded
+    session, link, ctx = serve(recording)
+    session.on_frame(metadata(5, "client-7", True))
+    assert response_correlation_id(link.take()) == 5 and ctx.report.miss_count == 0
+    session.on_frame(metadata(6, "client-7", False))
+    assert ctx.report.miss_count == 1 and link.closed and not link.sent
+    reason = ctx.report.misses[0].reason
+    assert reason.startswith("Metadata v14 request cannot be decoded"), reason
+    # size 4, api key/version/correlation id 8, client id 2 + 8 (1 recorded), tagged fields 1,
+    # topics (null) 1: allow_auto_topic_creation is byte 24 of the live frame, 17 of the recorded
+    assert (
+        "first differs at byte 24 of the live frame (byte 17 of the recorded): "
+        "recorded 00 00|01 00 00, live 00 00|00 00 00" in reason
+    )
+
+
+def test_a_request_the_cassette_keeps_as_a_header_only_matches_by_header_and_says_so(tmp_path):
+    """A cassette recorded before such requests were kept (the placeholder in its place):
+    API key and version match, whatever the bytes; the report notes it."""
+    from rr.cassette import CassetteWriter as Writer
+
+    path = tmp_path / "old"
+    writer = Writer.create(path)
+    writer.add_route(Proto.KAFKA, "127.0.0.1:19092", "127.0.0.1:9092")
+    conn = writer.open_connection(Proto.KAFKA, "127.0.0.1:19092", "127.0.0.1:9092")
+    placeholder = struct.pack(">i", len(PLACEHOLDER)) + PLACEHOLDER
+    summary = {
+        "api": "ApiVersions",
+        "api_key": 18,
+        "correlation_id": 1,
+        "error": "no kio schema for ApiVersions v5 request",
+        "redacted": [UNDECODABLE],
+        "version": 5,
+    }
+    writer.write_frame(conn, C2S, Proto.KAFKA, summary, placeholder, redacted=True)
+    answer = unsupported(1, BROKER_RANGES)
+    writer.write_frame(conn, S2C, Proto.KAFKA, {"api": "ApiVersions", "correlation_id": 1}, answer)
+    writer.close_connection(conn, "closed by client")
+    writer.finalize()
+    session, link, ctx = serve(Recording.open(path))
+    session.on_frame(api_versions_request(5, 3, "any", "any software"))
+    assert link.take()[8:] == answer[8:] and ctx.report.miss_count == 0
+    (note,) = ctx.report.notes
+    assert note.startswith("kafka ApiVersions v5 requests (not decodable) matched by API key and ")
+    assert "re-record to compare their bytes" in note
+
+
+def test_a_too_new_request_of_an_api_that_may_carry_a_credential_matches_by_header(tmp_path):
+    """rr.redact keeps only the header of a DescribeDelegationToken newer than kio (its answer
+    holds HMACs): replay matches it by API key and version, and says why."""
+    version = 9
+    head = struct.pack(">hhih", 40, version, 1, 1) + b"c\x00"
+    recording = record(
+        tmp_path / "c",
+        [(struct.pack(">i", len(head) + 4) + head + b"\x01\x02\x03\x04", struct.pack(">ii", 4, 1))],
+    )
+    request = recording.conns[0].frames[0]
+    assert request.raw.endswith(PLACEHOLDER) and request.summary["redacted"] == [UNDECODABLE]
+    session, link, ctx = serve(recording)
+    live_head = struct.pack(">hhih", 40, version, 8, 1) + b"c\x00"
+    session.on_frame(struct.pack(">i", len(live_head) + 2) + live_head + b"\x09\x09")
+    assert link.take() == struct.pack(">ii", 4, 8) and ctx.report.miss_count == 0
+    (note,) = ctx.report.notes
+    assert "ExpireDelegationToken may carry a credential: hmac" in note
 
 
 def test_a_never_recorded_too_new_api_versions_gets_unsupported_version_with_the_ranges(tmp_path):

@@ -203,3 +203,28 @@ def test_mqtt_v5_connect_password_with_long_remaining_length():
     assert SECRET not in new
     assert decoded.summary["properties"]["user_property"] == [["k", "v" * 128]]
     assert MqttFramer(C2S).feed(new)[0].raw == new
+
+
+@pytest.mark.parametrize(("api", "version"), [(39, 1), (39, 2), (40, 1), (40, 2)])
+def test_kafka_renew_and_expire_delegation_token_requests_lose_the_hmac(api, version):
+    """The token's HMAC authenticates its holder: it was stored in clear (found while deriving
+    the credential APIs from kio's schemas, tests/unit/test_redact_undecodable.py)."""
+    import dataclasses
+    import datetime
+
+    from kio.index import load_request_schema
+
+    from rr.normalize import kafka as norm
+
+    cls = load_request_schema(api, version)
+    period = next(f.name for f in dataclasses.fields(cls) if f.name != "hmac")
+    body = cls(hmac=SECRET, **{period: datetime.timedelta(hours=1)})
+    raw = encode_request(api, version, 4, "admin", body)
+    new, decoded = run(Proto.KAFKA, C2S, raw)
+    assert SECRET not in new and SECRET not in dumps(decoded.summary)
+    assert decoded.summary["redacted"] == ["hmac"]
+    assert decoded.summary["hmac"] == {"len": len(PLACEHOLDER)}
+    assert decoded.body.hmac == PLACEHOLDER
+    # replay: any HMAC matches the placeholder
+    other = dataclasses.replace(body, hmac=b"another token's hmac")
+    assert norm.request_key(api, version, decoded.body) == norm.request_key(api, version, other)
