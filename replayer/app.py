@@ -58,7 +58,6 @@ class ReplayServer:
     ) -> None:
         self.reactor = reactor
         self.limits = ServeLimits(reactor, limits, max_frame_bytes)
-        self.accept_failures = 0  # connections that could not be accepted (too many files)
         self.say = say
         self.report = ReplayReport()
         self.report.on_miss = lambda miss: warn(miss.line())
@@ -148,7 +147,7 @@ class ReplayServer:
             "connections": {
                 "bound": sum(1 for c in rec.conns if c.claimed_by is not None),
                 "live": self.ctx.live_connections,
-                "not_accepted": self.accept_failures,
+                "not_accepted": self.report.not_accepted,
             },
             "format": "rrlab.replay-report/1",
             "match": str(self.ctx.options.match),
@@ -168,7 +167,7 @@ class ReplayServer:
     def exit_code(self) -> int:
         """1 after a miss (strict: an unused frame), or when a client could not even connect."""
         verdict = self.report.verdict(self.ctx.options.strict)
-        return EXIT_OK if verdict == "ok" and not self.accept_failures else EXIT_MISMATCH
+        return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

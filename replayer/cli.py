@@ -280,11 +280,11 @@ def run(args: argparse.Namespace) -> int:
     reactor.run()
     server.finish()
     observer.flush()
-    server.accept_failures = observer.accept_failures
-    if server.accept_failures:
+    server.report.not_accepted = observer.accept_failures
+    if server.report.not_accepted:
         console.warn(
-            f"rrlab serve: {server.accept_failures} connections could not be accepted (too many "
-            "open files): a client may have failed for it; raise the open-file limit"
+            f"rrlab serve: {server.report.not_accepted} connections could not be accepted "
+            "(too many open files): a client may have failed for it; raise the open-file limit"
         )
     server.write_outputs(
         Path(args.report) if args.report else None,

@@ -666,6 +666,10 @@ def _verdict(
     if served.report and client_frames and not matched:
         why = f"the command matched none of the {client_frames} recorded client frames"
         found.append(("nothing_matched", why + ": did it reach the fake broker?"))
+    if fake == "not_accepted":
+        n = served.report.get("connections", {}).get("not_accepted", 0)
+        why = f"the fake broker could not accept {n} connections (too many open files)"
+        found.append(("not_accepted", why))
     if fake == "unused":
         found.append(("unused", "recorded client frames were never sent (strict profile)"))
     missing = [c.name for c in checked if c.result == "missing"]

@@ -82,6 +82,9 @@ class ReplayReport:
         self.miss_count = 0
         self.unused: list[dict[str, Any]] = []
         self.unused_count = 0
+        #: connections the fake broker could not accept (too many open files): a client that
+        #: could not even connect, so the run can never be called clean
+        self.not_accepted = 0
         self.notes: list[str] = []
         self.on_miss: Callable[[Miss], None] | None = None
 
@@ -137,6 +140,8 @@ class ReplayReport:
     def verdict(self, strict: bool) -> str:
         if self.miss_count:
             return "miss"
+        if self.not_accepted:
+            return "not_accepted"
         if strict and self.unused_count:
             return "unused"
         return "ok"

@@ -286,3 +286,5 @@ def test_connections_it_cannot_accept_are_errors_and_fail_the_run(tmp_path: Path
     assert 1 <= len(errors) <= 2, errors  # the first, then "... N more in S s"
     assert "too many open files (EMFILE)" in errors[0]
     assert f"{refused} connections could not be accepted" in served.output
+    assert served.report["verdict"] == "not_accepted"
+    assert "replay not_accepted:" in served.output  # the closing line never says ok
