@@ -42,6 +42,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
 from rr.cassette import CassetteError
+from rr.cassette.errors import printable
 from rr.cli_options import add_write_root
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
@@ -227,9 +228,9 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(serve_report.parent, ignore_errors=True)
     for item in checked:
         if item.diff:
-            print("\n".join(item.diff))
+            print("\n".join(printable(line) for line in item.diff))  # no control sequence obeyed
     for note in served.report.get("notes", []):  # e.g. a request matched by its header only
-        _say(f"note: {note}")
+        _say(f"note: {printable(note)}")
     print(_closing(verdict, why, served, checked, used), flush=True)
     return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, disable_created_metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
+from rr.cassette.errors import printable
 from rr.codecs import Proto
 
 from .recording import RecFrame, Recording
@@ -54,12 +55,13 @@ class Miss:
         }
 
     def line(self) -> str:
-        """One line for a terminal or a log."""
+        """One line for a terminal or a log; recorded and live values in it are escaped (a
+        cassette or a client may carry terminal control sequences)."""
         where = f"live conn {self.live_conn}"
         if self.recorded_conn is not None:
             where += f" (recorded conn {self.recorded_conn})"
-        head = f"MISS {self.proto} {self.api} on {where}: {self.reason}"
-        return head + "".join(f"\n    {d}" for d in self.diff[:10])
+        head = f"MISS {self.proto} {printable(self.api)} on {where}: {printable(self.reason)}"
+        return head + "".join(f"\n    {printable(d)}" for d in self.diff[:10])
 
 
 class ReplayReport:

@@ -301,3 +301,14 @@ def test_the_peer_is_unreachable_under_replay(peer_host, mode, tmp_path):
     assert report["verdict"] in ("command_failed", "unused")
     if mode == "guard":
         assert "rrlab replay guard" in proc.stdout
+
+
+def test_artifact_diffs_never_send_control_sequences_to_the_terminal(tmp_path):
+    """A live (or recorded) artifact holding ESC sequences is shown escaped in the diff: what a
+    file says is printed, never obeyed by the terminal."""
+    artifact = KAFKA.artifacts[0]
+    script = f"{' '.join(KAFKA.argv)} && printf '\\033[2J\\033[31mred\\n' > {artifact}"
+    proc, report = replay(KAFKA, tmp_path, argv=["bash", "-c", script])
+    assert proc.returncode == 1 and report["verdict"] == "mismatch", proc.stdout + proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert "\\x1b[31mred" in proc.stdout
