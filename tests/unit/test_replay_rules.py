@@ -18,7 +18,10 @@ def test_rules_from_the_cassette_and_the_command_line_are_merged(tmp_path):
         "ignore_fields": ("amount", "properties.message_id", "items.id"),
         "ignore_headers": ("trace", "traceparent"),
     }
-    assert load_rules(tmp_path / "none") == {"ignore_fields": (), "ignore_headers": ()}
+    (tmp_path / "plain").mkdir()  # a cassette without a rules file
+    assert load_rules(tmp_path / "plain") == {"ignore_fields": (), "ignore_headers": ()}
+    with pytest.raises(UsageError, match="no such cassette directory"):
+        load_rules(tmp_path / "none")
 
 
 def test_an_indexed_path_is_refused_naming_the_file_and_the_path_to_write(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import rr.cassette.reader as reader_module
-from replayer.protocols import is_liveness, label
+from replayer.protocols import is_closing, is_liveness, label
 from replayer.recording import Recording
 from replayer.report import MAX_LISTED, ReplayReport
 from rr.cassette import CassetteReader, CassetteWriter
@@ -26,7 +26,7 @@ CASSETTES = sorted(
 
 
 def reference(recording: Recording) -> tuple[dict, list]:
-    """What the report said before the index: every frame decoded, liveness skipped."""
+    """What the report said before the index: every frame decoded, liveness and closing skipped."""
     tally: dict = {}
     listed = []
     reader = CassetteReader.open(recording.path)
@@ -34,7 +34,7 @@ def reference(recording: Recording) -> tuple[dict, list]:
         for index, frame in enumerate(reader.frames_for(rc.id)):
             if frame.dir is not Direction.C2S or index in rc.used:
                 continue
-            if is_liveness(rc.proto, frame.summary):
+            if is_liveness(rc.proto, frame.summary) or is_closing(rc.proto, frame.summary):
                 continue
             api = label(rc.proto, frame.summary)
             tally[(str(rc.proto), api, "unused")] = tally.get((str(rc.proto), api, "unused"), 0) + 1
