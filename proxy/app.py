@@ -298,7 +298,7 @@ class ProxyApp:
             return
         self.exit_code = 2
         # the person sees this line (stdout); the log event below carries it for --log-file
-        # and --log-format json (rr.console)
+        # and --log-format json (rrlab.console)
         self.say(f"rrlab proxy: error: {exc}")
         log.critical("{message}", event="budget_exceeded", message=str(exc), **exc.to_dict())
         self.shutdown(f"budget exceeded: {exc.budget}")

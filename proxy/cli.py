@@ -3,7 +3,7 @@
 Everything a user can get wrong is checked here, before a socket is bound or a file written:
 route syntax, loopback-only listeners (Kafka broker listeners included: none may land on another
 route's port), the profile's upstream allow-list and write roots.
-Once running, what it prints is `rr.console`'s: human lines (stdout: listening addresses, metrics
+Once running, what it prints is `rrlab.console`'s: human lines (stdout: listening addresses, metrics
 URL, a progress line on a terminal, the closing line; stderr: log events, warnings standing out)
 or, with `--log-format json`, JSON lines only; `--log-file` adds JSON lines to a file.
 Logs hold clock values and error text, so they stay out of the cassette directory, which must
@@ -17,16 +17,16 @@ import dataclasses
 import socket
 import sys
 
-from rr.cli_options import (
+from rr.codecs import Proto
+from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
+from rr.usage import UsageError
+from rrlab.console import FORMATS
+from rrlab.options import (
     add_allow_upstream,
     add_record_profile,
     add_routes,
     add_write_root,
 )
-from rr.codecs import Proto
-from rr.console import FORMATS
-from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
-from rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

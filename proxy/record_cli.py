@@ -28,16 +28,16 @@ from rr.cassette import CassetteError, WriterLock, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
-from rr.cli_options import (
+from rr.policy import PolicyError, check_writable, get_profile
+from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
+from rr.usage import EXIT_USAGE, UsageError
+from rrlab.options import (
     PROTOS,
     add_allow_upstream,
     add_record_profile,
     add_routes,
     add_write_root,
 )
-from rr.policy import PolicyError, check_writable, get_profile
-from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
-from rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
 
@@ -130,7 +130,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
 
-#: a warning, error or critical line of the proxy's human log (rr.console)
+#: a warning, error or critical line of the proxy's human log (rrlab.console)
 PROXY_WARNING = re.compile(r"\d\d:\d\d:\d\d (\x1b\[[\d;]*m)?(WARN|ERROR|CRIT)\b")
 #: the proxy's line for a cassette it could not write (proxy.app: disk full, I/O error, ...)
 WRITE_FAILED = re.compile(

@@ -43,10 +43,10 @@ from prometheus_client.openmetrics.exposition import generate_latest
 from rr.canonical import dumps
 from rr.cassette import CassetteError
 from rr.cassette.errors import printable
-from rr.cli_options import add_write_root
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
+from rrlab.options import add_write_root
 
 from . import sandbox
 from .recording import Recording

@@ -190,7 +190,7 @@ def test_verify_repair_on_a_full_disk_says_so_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before: a traceback ([Errno 28] from writing the repaired manifest)."""
-    from rr.cassette_cli import run_verify
+    from rrlab.cassette_cli import run_verify
 
     writer = CassetteWriter.create(tmp_path / "c")
     conn = writer.open_connection("mqtt", None, None)
