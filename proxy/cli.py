@@ -23,8 +23,7 @@ from rr.usage import UsageError
 from rrlab.console import FORMATS
 from rrlab.options import (
     add_allow_upstream,
-    add_record_profile,
-    add_routes,
+    add_recording,
     add_write_root,
 )
 
@@ -50,15 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finalize the cassette. Kafka broker addresses are rewritten to extra listeners from "
         "--kafka-node-base-port upward.",
     )
-    add_routes(p)
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    add_record_profile(p)
-    p.add_argument(
-        "--mode",
-        default="once",
-        choices=("once", "rewrite"),
-        help="once: refuse an existing cassette; rewrite: replace it",
-    )
+    add_recording(p, rewrite="replace it")
     p.add_argument(
         "--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P (0: any)"
     )

@@ -34,8 +34,7 @@ from rr.usage import EXIT_USAGE, UsageError
 from rrlab.options import (
     PROTOS,
     add_allow_upstream,
-    add_record_profile,
-    add_routes,
+    add_recording,
     add_write_root,
 )
 
@@ -62,15 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and store each --artifact file in the cassette. The cassette is published only when "
         "CMD exits 0; the exit code is CMD's.",
     )
-    add_routes(p)
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    add_record_profile(p)
-    p.add_argument(
-        "--mode",
-        default="once",
-        choices=("once", "rewrite"),
-        help="once: refuse an existing cassette; rewrite: replace it if CMD succeeds",
-    )
+    add_recording(p, rewrite="replace it if CMD succeeds")
     p.add_argument(
         "--artifact",
         action="extend",

@@ -46,11 +46,11 @@ from rr.cassette.errors import printable
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
-from rrlab.options import add_write_root
+from rrlab.options import add_cassette, add_write_root
 
 from . import sandbox
+from .cli import add_matching
 from .recording import Recording
-from .session import MatchMode, Pace
 
 LISTENING = "rrlab serve: listening "
 REPLAY_PROFILES = ("rr_replay", "ci_replay")
@@ -73,17 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cassettes/worker-kafka-tansu -- rrlab-worker --driver kafka --count 200 --seed 1 "
         "--out out/worker-kafka-tansu",
     )
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+    add_cassette(p)
     p.add_argument(
         "--profile",
         default="rr_replay",
         choices=REPLAY_PROFILES,
         help="rr_replay: offline; ci_replay: offline and strict (default %(default)s)",
     )
-    p.add_argument(
-        "--match", default=MatchMode.TRANSCRIPT.value, choices=[m.value for m in MatchMode]
-    )
-    p.add_argument("--pace", default=Pace.FAST.value, choices=[m.value for m in Pace])
+    add_matching(p)
     p.add_argument(
         "--sandbox",
         default=sandbox.Sandbox.AUTO.value,
@@ -91,7 +88,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: a network namespace where possible, else the Python guard (default "
         "%(default)s)",
     )
-    p.add_argument("--port-offset", type=int, default=0, metavar="N", help="move every listener")
     p.add_argument(
         "--artifact",
         action="extend",
@@ -108,8 +104,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="artifacts holding timings: checked for shape only",
     )
-    p.add_argument("--ignore-field", action="append", default=[], metavar="PATH")
-    p.add_argument("--ignore-header", action="append", default=[], metavar="NAME")
     p.add_argument(
         "--miss-grace",
         type=_seconds,

@@ -27,6 +27,24 @@ def add_routes(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def add_cassette(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+
+
+def add_recording(parser: argparse.ArgumentParser, *, rewrite: str) -> None:
+    """What a recording is told (proxy, record): its routes, cassette, profile and --mode;
+    `rewrite` says what --mode rewrite replaces when."""
+    add_routes(parser)
+    add_cassette(parser)
+    add_record_profile(parser)
+    parser.add_argument(
+        "--mode",
+        default="once",
+        choices=("once", "rewrite"),
+        help=f"once: refuse an existing cassette; rewrite: {rewrite}",
+    )
+
+
 def add_record_profile(parser: argparse.ArgumentParser) -> None:
     """--profile of a recording, its default's allow-list and write roots shown."""
     record = PROFILES["os_record"]
