@@ -20,9 +20,9 @@ import sys
 from rr.codecs import Proto
 from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
 from rr.usage import UsageError
-from rrlab.console import FORMATS
 from rrlab.options import (
     add_allow_upstream,
+    add_logging,
     add_recording,
     add_write_root,
 )
@@ -66,16 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="first port for Kafka broker listeners (default: first Kafka listen port + 1)",
     )
-    p.add_argument(
-        "--log-format",
-        default="human",
-        choices=FORMATS,
-        help="human: readable lines (stdout: addresses, progress, closing line; stderr: events); "
-        "json: one JSON object per line on stderr and nothing on stdout",
-    )
-    p.add_argument(
-        "--log-file", metavar="PATH", help="also write every event as JSON lines to PATH"
-    )
+    add_logging(p, stdout="addresses, progress, closing line", stderr="events")
     budgets = Budgets()
     for name, what in (
         ("max_frames", "frames in the cassette"),

@@ -34,6 +34,8 @@ from rr.usage import EXIT_USAGE, UsageError
 from rrlab.options import (
     PROTOS,
     add_allow_upstream,
+    add_command_argv,
+    add_paths,
     add_recording,
     add_write_root,
 )
@@ -62,18 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "CMD exits 0; the exit code is CMD's.",
     )
     add_recording(p, rewrite="replace it if CMD succeeds")
-    p.add_argument(
+    add_paths(
+        p,
         "--artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
+        "a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
     )
     p.add_argument("--log-file", metavar="PATH", help="the proxy's JSON-lines log file")
     add_allow_upstream(p)
     add_write_root(p)
-    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to record")
+    add_command_argv(p, "record")
     p.set_defaults(func=run)
 
 

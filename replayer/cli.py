@@ -16,8 +16,8 @@ from rr.codecs.kafka_records import set_decompression_budget
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Limits, PolicyError, check_writable, get_profile
 from rr.usage import EXIT_USAGE, UsageError
-from rrlab.console import FORMATS, Console, start_logging
-from rrlab.options import add_cassette
+from rrlab.console import Console, start_logging
+from rrlab.options import add_cassette, add_logging
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions
 
@@ -58,14 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metrics-file", metavar="PATH", help="OpenMetrics snapshot written at exit")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P")
-    p.add_argument(
-        "--log-format",
-        default="human",
-        choices=FORMATS,
-        help="human: readable lines (stdout: addresses, closing line; stderr: misses, warnings); "
-        "json: one JSON object per line on stderr and nothing on stdout",
-    )
-    p.add_argument("--log-file", metavar="PATH", help="also write every event as JSON lines")
+    add_logging(p, stdout="addresses, closing line", stderr="misses, warnings")
     p.add_argument(
         "--miss-log",
         metavar="PATH",

@@ -46,7 +46,7 @@ from rr.cassette.errors import printable
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
-from rrlab.options import add_cassette, add_write_root
+from rrlab.options import add_cassette, add_command_argv, add_paths, add_write_root
 
 from . import sandbox
 from .cli import add_matching
@@ -88,22 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: a network namespace where possible, else the Python guard (default "
         "%(default)s)",
     )
-    p.add_argument(
-        "--artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="compare only these recorded artifacts (default: all but timing-bearing ones)",
+    add_paths(
+        p, "--artifact", "compare only these recorded artifacts (default: all but timing-bearing)"
     )
-    p.add_argument(
-        "--timing-artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="artifacts holding timings: checked for shape only",
-    )
+    add_paths(p, "--timing-artifact", "artifacts holding timings: checked for shape only")
     p.add_argument(
         "--miss-grace",
         type=_seconds,
@@ -124,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
     p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
     add_write_root(p)
-    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to replay")
+    add_command_argv(p, "replay")
     p.set_defaults(func=run)
 
 
