@@ -20,8 +20,9 @@ from typing import Any
 import pamqp.commands
 import pamqp.frame
 
-from rr.codecs import Direction, Proto, decoder_for
-from rr.normalize import amqp as norm
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
+from rr.protocols.amqp import normalize as norm
 
 from .recording import RecFrame, RecordedConn
 from .session import MatchMode, Pace

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
-from rr.codecs.kafka_records import set_decompression_budget
 from rr.console import FORMATS, Console, start_logging
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Limits, PolicyError, check_writable, get_profile
+from rr.protocols.kafka.records import set_decompression_budget
 from rr.usage import EXIT_USAGE, UsageError
 
 from .session import MatchMode, Pace, PortMap, ReplayOptions

@@ -1,7 +1,7 @@
 """Kafka replay: requests in, recorded (or log-model) responses out, in request order.
 
 - Control plane (Metadata, CreateTopics, InitProducerId, group and offset APIs, ...): a request is
-  matched by its normalized key (rr.normalize.kafka) to a recorded exchange — the bound recorded
+  matched by its normalized key (`normalize`) to a recorded exchange — the bound recorded
   connection's first, then its listener's, then any — and answered with the recorded response,
   the live correlation id stamped in (and broker addresses moved when listeners moved).
 - Data plane: Produce checked record by record against the produce log, answered with the
@@ -25,15 +25,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from rr.codecs import Proto
-from rr.codecs.kafka import (
-    KafkaCodecError,
-    api_name,
-    decode_request,
-    decode_response_body,
-    encode_response,
-    response_schema,
-)
-from rr.codecs.kafka_apis import (
+from rr.protocols.kafka import normalize as norm
+from rr.protocols.kafka.apis import (
     API_VERSIONS,
     FETCH,
     HEARTBEAT,
@@ -45,11 +38,18 @@ from rr.codecs.kafka_apis import (
     SIZE,
     request_key,
 )
-from rr.kafka_fields import max_wait_seconds, topic_ident
-from rr.kafka_fields import topic_name as topic_of
-from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
-from rr.normalize import kafka as norm
-from rr.redact import HEADER_ONLY_APIS
+from rr.protocols.kafka.codec import (
+    KafkaCodecError,
+    api_name,
+    decode_request,
+    decode_response_body,
+    encode_response,
+    response_schema,
+)
+from rr.protocols.kafka.fields import max_wait_seconds, topic_ident
+from rr.protocols.kafka.fields import topic_name as topic_of
+from rr.protocols.kafka.redact import HEADER_ONLY_APIS
+from rr.protocols.kafka.rewrite import advertises_addresses, rewrite_addresses
 
 from .kafka_build import (
     blank,
@@ -282,8 +282,8 @@ class Session(BaseSession):
 
         A recorded one the cassette keeps whole (rr.redact: an API that cannot carry a
         credential) matches when its bytes equal the live request's, correlation id and client
-        id masked (rr.normalize.kafka.opaque_request_key), and gets the recorded answer with the
-        live correlation id stamped in; one kept as its header only (an API that may carry a
+        id masked (`normalize.opaque_request_key`), and gets the recorded answer with the live
+        correlation id stamped in; one kept as its header only (an API that may carry a
         credential, or a cassette recorded before such requests were kept) matches by API key
         and version, and the report notes it. Recorded, but none the same: a miss saying where
         the bytes first differ. Never recorded: ApiVersions gets what a broker sends

@@ -19,9 +19,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs.kafka import decode_response_any
-from rr.codecs.kafka_apis import (
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
+from rr.protocols.kafka import normalize as norm
+from rr.protocols.kafka.apis import (
     API_VERSIONS,
     FETCH,
     METADATA,
@@ -30,9 +31,9 @@ from rr.codecs.kafka_apis import (
     api_name,
     response_correlation_id,
 )
-from rr.codecs.kafka_compression import DecompressionError
-from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
-from rr.kafka_fields import (
+from rr.protocols.kafka.codec import decode_response_any
+from rr.protocols.kafka.compression import DecompressionError
+from rr.protocols.kafka.fields import (
     UNKNOWN_OFFSET,
     high_watermark,
     last_stable_offset,
@@ -40,8 +41,8 @@ from rr.kafka_fields import (
     metadata_topics,
     topic_id,
 )
-from rr.kafka_fields import topic_name as topic_of
-from rr.normalize import kafka as norm
+from rr.protocols.kafka.fields import topic_name as topic_of
+from rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
 
 from .recording import Recording
 
@@ -61,7 +62,7 @@ class Exchange:
     delay_us: int  # response time after the request, as recorded
     used: bool = False
     #: a request the codec could not decode, kept whole in the cassette: the digest of its match
-    #: key (rr.normalize.kafka.opaque_request_key); None for every other request, and for one
+    #: key (`normalize.opaque_request_key`); None for every other request, and for one
     #: the cassette keeps only the header of (matched by API key and version alone)
     request_digest: bytes | None = None
 
@@ -410,7 +411,7 @@ class KafkaWorld:
 
     def recorded_records(self, conn: int, position: int) -> dict[tuple[TopicPartition, int], Any]:
         """The records of a recorded Produce request, by (topic-partition, record number)."""
-        from rr.codecs.kafka import decode_request
+        from rr.protocols.kafka.codec import decode_request
 
         request = decode_request(self.frame_raw(conn, position))
         out = {}

@@ -11,9 +11,9 @@ its publisher has not sent yet, as with a real broker. A client's acks of earlie
 hold a push back (a broker does not wait for them either), within the client's v5 Receive
 Maximum; otherwise a subscriber would run in lockstep with its own PUBACKs. PINGREQ gets a
 synthesized PINGRESP; recorded PINGRESPs are never served. `--match transcript` keeps recorded
-order within each lane of `rr.normalize.mqtt.lane` (each kind of ack is a lane of its own: how
-acks interleave with other packets is the broker's timing, not the client's behaviour). Which
-fields must match is `rr.normalize.mqtt`'s job.
+order within each lane of `normalize.lane` (each kind of ack is a lane of its own: how acks
+interleave with other packets is the broker's timing, not the client's behaviour). Which
+fields must match is `rr.protocols.mqtt.normalize`'s job.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs.mqtt import (
+from rr.codecs import Direction, Proto
+from rr.diff import NO_IGNORE, Ignore
+from rr.protocols import decoder_for
+from rr.protocols.mqtt import normalize as norm
+from rr.protocols.mqtt.codec import (
     PACKET_TYPES,
     PINGRESP_BYTES,
     MqttPacket,
@@ -34,8 +37,6 @@ from rr.codecs.mqtt import (
     packet_id_span,
     with_packet_id,
 )
-from rr.diff import NO_IGNORE, Ignore
-from rr.normalize import mqtt as norm
 
 from .protocols import label
 from .recording import RecFrame, RecordedConn, Recording
@@ -85,7 +86,7 @@ class Plan:
     frames: dict[int, RecFrame] = field(default_factory=dict)
     #: matchable client frames (not CONNECT, not liveness), in recorded order
     order: list[int] = field(default_factory=list)
-    #: the same, split by `rr.normalize.mqtt.lane` (transcript order holds within a lane)
+    #: the same, split by `rr.protocols.mqtt.normalize.lane` (transcript order holds within a lane)
     lanes: dict[str, list[int]] = field(default_factory=dict)
     keys: dict[int, Hashable] = field(default_factory=dict)
     #: client frame index -> indexes of the server frames answering it

@@ -20,9 +20,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, framer_for
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError
 from rr.flow import BufferBudget, ReadGate, peer_closed
 from rr.policy import Limits
+from rr.protocols import framer_for
 
 from .protocols import module_for
 from .session import Listener, ReplayContext, Session

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from rr.cassette.format import summary_encoder
 from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
-from rr.kafka_rewrite import NodeMap, RewriteEvent
 from rr.protocols import KAFKA, FrameConnection, PipelineFrame, protocol_for
+from rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
 from rr.redact import RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C

@@ -10,7 +10,7 @@ the replayer need, in one place (`rr.cassette` knows no protocol).
 
 from __future__ import annotations
 
-from rr.codecs import Proto
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Decoder, Direction, Framer, Proto
 
 from .amqp import AMQP, AmqpProtocol
 from .base import Description, WireProtocol
@@ -26,6 +26,29 @@ def protocol_for(proto: Proto | str) -> WireProtocol:
     return PROTOCOLS[Proto(proto)]
 
 
+def framer_for(
+    proto: Proto | str, direction: Direction | str, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+) -> Framer:
+    """A fresh incremental framer for one direction of one connection."""
+    return protocol_for(proto).framer(direction, max_frame_bytes)
+
+
+def decoder_for(proto: Proto | str) -> Decoder:
+    """A fresh decoder for one connection (use one per connection, both directions)."""
+    return protocol_for(proto).decoder()
+
+
+def redact(
+    proto: Proto | str,
+    direction: Direction | str,
+    raw: bytes,
+    decoded: Decoded,
+    decoder: Decoder | None = None,
+) -> tuple[bytes, Decoded]:
+    """Credentials out of one frame of `proto` (see `rr.redact`; the protocol decides)."""
+    return protocol_for(proto).redact(Direction(direction), raw, decoded, decoder)
+
+
 __all__ = [
     "AMQP",
     "KAFKA",
@@ -38,5 +61,8 @@ __all__ = [
     "MqttProtocol",
     "PipelineFrame",
     "WireProtocol",
+    "decoder_for",
+    "framer_for",
     "protocol_for",
+    "redact",
 ]

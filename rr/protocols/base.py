@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -21,10 +20,7 @@ from rr.codecs import (
     Direction,
     Framer,
     Proto,
-    decoder_for,
-    framer_for,
 )
-from rr.redact import redact
 
 if TYPE_CHECKING:
     from .pipeline import FrameConnection
@@ -53,24 +49,24 @@ class WireProtocol:
     #: a function keying the summaries whose encoding repeats (None: nothing cached)
     summary_cache_key: CacheKey | None = None
 
+    #: the framer class (one instance per direction of a connection) and the decoder class
+    framer_cls: Callable[[Direction, int], Framer]
+    decoder_cls: Callable[[], Decoder]
+
     def framer(
         self, direction: Direction | str, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     ) -> Framer:
         """A fresh incremental framer for one direction of one connection."""
-        return framer_for(self.proto, direction, max_frame_bytes)
+        return self.framer_cls(Direction(direction), max_frame_bytes)
 
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection (both directions)."""
-        return decoder_for(self.proto)
+        return self.decoder_cls()
 
     #: redact(direction, raw, decoded, decoder) -> (raw, decoded): credentials out of one frame
-    #: (`rr.redact`), the summary re-read by the connection's `decoder`; frames without
-    #: credentials come back as the same objects. (A partial of `rr.redact.redact`: no Python
-    #: frame of its own on the hot path.)
-    redact: Callable[[Direction, bytes, Decoded, Decoder], tuple[bytes, Decoded]]
-
-    def __init__(self) -> None:
-        self.redact = partial(redact, self.proto)
+    #: (`rr.protocols.<proto>.redact`), the summary re-read by the connection's `decoder`;
+    #: frames without credentials come back as the same objects
+    redact: Callable[[Direction, bytes, Decoded, Decoder | None], tuple[bytes, Decoded]]
 
     def connection(
         self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, redact: bool = True
@@ -82,9 +78,9 @@ class WireProtocol:
 
     @property
     def normalize(self) -> ModuleType:
-        """The protocol's replay match-key rules (`rr.normalize.<proto>`), the replayer's
+        """The protocol's replay match-key rules (`rr.protocols.<proto>.normalize`), the replayer's
         normalizer hook; imported on first use (recording never needs them)."""
-        return importlib.import_module(f"rr.normalize.{self.proto.value}")
+        return importlib.import_module(f"rr.protocols.{self.proto.value}.normalize")
 
     def label(self, summary: Mapping[str, Any]) -> str:
         """A short, low-cardinality name for a frame (metrics): API, method, packet type."""

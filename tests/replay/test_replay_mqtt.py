@@ -31,9 +31,11 @@ from replayer.recording import Recording
 from replayer.report import ReplayReport
 from replayer.session import Listener, Pace, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteReader
-from rr.codecs import Direction, MqttFramer, Proto, decoder_for
-from rr.codecs.mqtt import (
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
+from rr.protocols.mqtt.codec import (
     PINGRESP_BYTES,
+    MqttFramer,
     encode_disconnect,
     encode_remaining_length,
     with_packet_id,

@@ -28,11 +28,12 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
 
 from rr.cassette import CassetteReader, CassetteWriter
-from rr.codecs import Direction, kafka_records
-from rr.codecs.kafka import encode_request
-from rr.codecs.kafka_compression import XERIAL_MAGIC, DecompressionError, decompress
-from rr.codecs.kafka_records import set_decompression_budget
+from rr.codecs import Direction
 from rr.policy import Budgets, Limits, Policy, PolicyError
+from rr.protocols.kafka import records as kafka_records
+from rr.protocols.kafka.codec import encode_request
+from rr.protocols.kafka.compression import XERIAL_MAGIC, DecompressionError, decompress
+from rr.protocols.kafka.records import set_decompression_budget
 from rr.record import recorder_for
 
 C2S = Direction.C2S
@@ -184,7 +185,7 @@ def test_bomb_recorded_with_an_error_in_bounded_memory_and_time(
 #: codec's peak its own without paying for the imports four times.
 _RSS_CHILD = """
 import json, os, resource, sys
-from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
+from rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
 for path in sys.argv[1:]:
     batch = open(path, "rb").read()
     pid = os.fork()

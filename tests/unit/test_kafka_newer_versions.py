@@ -31,10 +31,11 @@ from replayer.report import ReplayReport
 from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import decode_response_body, encode_request, encode_response
-from rr.codecs.kafka_apis import response_correlation_id
+from rr.protocols.kafka.apis import response_correlation_id
+from rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
+from rr.protocols.kafka.redact import UNDECODABLE
 from rr.record import recorder_for
-from rr.redact import PLACEHOLDER, UNDECODABLE
+from rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 BROKER_RANGES = {0: (0, 13), 1: (4, 18), 3: (0, 13), 18: (0, 4)}

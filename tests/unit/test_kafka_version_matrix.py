@@ -35,8 +35,7 @@ from replayer.report import ReplayReport
 from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import decode_response_any, encode_request, encode_response
-from rr.codecs.kafka_apis import (
+from rr.protocols.kafka.apis import (
     API_VERSIONS,
     FETCH,
     PRODUCE,
@@ -45,8 +44,9 @@ from rr.codecs.kafka_apis import (
     api_name,
     response_correlation_id,
 )
-from rr.kafka_fields import has_field
-from rr.kafka_rewrite import NodeMap, advertises_addresses, parseable_range
+from rr.protocols.kafka.codec import decode_response_any, encode_request, encode_response
+from rr.protocols.kafka.fields import has_field
+from rr.protocols.kafka.rewrite import NodeMap, advertises_addresses, parseable_range
 from rr.record import recorder_for
 
 C2S, S2C = Direction.C2S, Direction.S2C

@@ -19,7 +19,7 @@ from replayer.report import ReplayReport
 from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.mqtt import encode_remaining_length
+from rr.protocols.mqtt.codec import encode_remaining_length
 from rr.record import recorder_for
 
 C2S, S2C = Direction.C2S, Direction.S2C

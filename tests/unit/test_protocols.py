@@ -8,9 +8,9 @@ from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from pamqp import body, commands, header
 
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import encode_request
-from rr.kafka_rewrite import NodeMap
 from rr.protocols import AMQP, KAFKA, MQTT, PROTOCOLS, protocol_for
+from rr.protocols.kafka.codec import encode_request
+from rr.protocols.kafka.rewrite import NodeMap
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
@@ -34,7 +34,7 @@ def test_one_object_per_protocol():
         assert protocol.proto is proto
         assert protocol.framer(C2S).proto is proto
         assert protocol.decoder() is not protocol.decoder()  # one per connection
-        assert protocol.normalize.__name__ == f"rr.normalize.{proto.value}"
+        assert protocol.normalize.__name__ == f"rr.protocols.{proto.value}.normalize"
 
 
 def test_pipeline_any_chunking_gives_the_same_frames():

@@ -7,13 +7,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from rr.codecs import Proto
+from rr.protocols.base import Description, WireProtocol, clip, describe_any, finish
 
-from .base import Description, WireProtocol, clip, describe_any, finish
+from . import redact as mqtt_redact
+from .codec import MqttDecoder, MqttFramer
 
 
 class MqttProtocol(WireProtocol):
     proto = Proto.MQTT
     label_keys = ("packet",)
+    framer_cls = MqttFramer
+    decoder_cls = MqttDecoder
+    redact = staticmethod(mqtt_redact.redact)
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from rr.codecs import Proto
+from rr.protocols.base import Description, WireProtocol, describe_any, finish
 
-from .base import Description, WireProtocol, describe_any, finish
+from . import redact as amqp_redact
+from .codec import AmqpDecoder, AmqpFramer
 
 _NO_PROPERTIES = {"cluster_id": ""}
 
@@ -57,10 +59,10 @@ def summary_cache_key(summary: Mapping[str, Any]) -> tuple[Any, ...] | None:
 class AmqpProtocol(WireProtocol):
     proto = Proto.AMQP
     label_keys = ("method", "frame")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.summary_cache_key = summary_cache_key
+    framer_cls = AmqpFramer
+    decoder_cls = AmqpDecoder
+    redact = staticmethod(amqp_redact.redact)
+    summary_cache_key = staticmethod(summary_cache_key)
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

@@ -7,16 +7,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rr.codecs import Proto
-from rr.codecs.kafka import KafkaDecoder
-from rr.kafka_rewrite import NodeMap, ResponseRewriter, RewriteEvent
+from rr.protocols.base import Description, WireProtocol, describe_any, finish
+from rr.protocols.pipeline import FrameConnection
 
-from .base import Description, WireProtocol, describe_any, finish
-from .pipeline import FrameConnection
+from . import redact as kafka_redact
+from .codec import KafkaDecoder, KafkaFramer
+from .rewrite import NodeMap, ResponseRewriter, RewriteEvent
 
 
 class KafkaProtocol(WireProtocol):
     proto = Proto.KAFKA
     label_keys = ("api",)
+    framer_cls = KafkaFramer
+    decoder_cls = KafkaDecoder
+    redact = staticmethod(kafka_redact.redact)
 
     def decoder(self) -> KafkaDecoder:
         return KafkaDecoder()
