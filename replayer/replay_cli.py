@@ -45,12 +45,12 @@ from rr.cassette import CassetteError
 from rr.cassette.errors import printable
 from rr.cli_options import add_write_root
 from rr.policy import PolicyError, check_writable, get_profile
+from rr.replay.recording import Recording
+from rr.replay.session import MatchMode, Pace
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import sandbox
-from .recording import Recording
-from .session import MatchMode, Pace
 
 LISTENING = "rrlab serve: listening "
 REPLAY_PROFILES = ("rr_replay", "ci_replay")

@@ -23,10 +23,8 @@ from twisted.python.failure import Failure
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError
 from rr.flow import BufferBudget, ReadGate, peer_closed
 from rr.policy import Limits
-from rr.protocols import framer_for
-
-from .protocols import module_for
-from .session import Listener, ReplayContext, Session
+from rr.protocols import framer_for, protocol_for
+from rr.replay.session import Listener, ReplayContext, Session
 
 log = Logger(namespace="rrlab.replayer")
 
@@ -151,8 +149,7 @@ class ReplayProtocol(protocol.Protocol):
         self.transport.registerProducer(self.gate, True)
         self.last_active = self.limits.now()
         self.limits.opened(self)
-        session_cls = module_for(self.listener.proto).Session
-        self.session = session_cls(self.ctx, self.listener, self)
+        self.session = protocol_for(self.listener.proto).session(self.ctx, self.listener, self)
         log.info(
             "accepted {proto} live conn {live} on port {port}",
             proto=str(self.listener.proto),

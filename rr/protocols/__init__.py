@@ -10,7 +10,11 @@ the replayer need, in one place (`rr.cassette` knows no protocol).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Decoder, Direction, Framer, Proto
+from rr.replay.recording import ClientKind
 
 from .amqp import AMQP, AmqpProtocol
 from .base import Description, WireProtocol
@@ -24,6 +28,23 @@ PROTOCOLS: dict[Proto, WireProtocol] = {Proto.KAFKA: KAFKA, Proto.AMQP: AMQP, Pr
 def protocol_for(proto: Proto | str) -> WireProtocol:
     """The protocol object of `proto` ("kafka", "amqp", "mqtt"); ValueError for anything else."""
     return PROTOCOLS[Proto(proto)]
+
+
+_KINDS: dict[tuple[str, bool], ClientKind] = {}  # one object per kind: the index keeps many
+
+
+def client_kind(proto: Proto, summary: Mapping[str, Any]) -> ClientKind:
+    """A recorded client frame's kind for the end-of-run report: its label, and whether it is
+    exempt from "unused" (liveness: sent on a clock; a closing handshake: how a client tears
+    down is not behaviour; closing acks that depend on what was served are settled by the
+    session). Called for every recorded client frame when a cassette opens for serving (those
+    whose summary was seen before are answered from the reader's memo): kept cheap."""
+    protocol = PROTOCOLS[proto]
+    key = (protocol.label(summary), protocol.is_liveness(summary) or protocol.is_closing(summary))
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _KINDS[key] = ClientKind(*key)
+    return kind
 
 
 def framer_for(
@@ -61,6 +82,7 @@ __all__ = [
     "MqttProtocol",
     "PipelineFrame",
     "WireProtocol",
+    "client_kind",
     "decoder_for",
     "framer_for",
     "protocol_for",

@@ -23,6 +23,8 @@ from rr.codecs import (
 )
 
 if TYPE_CHECKING:
+    from rr.replay.session import Link, Listener, ReplayContext, Session
+
     from .pipeline import FrameConnection
 
 #: summary -> a hashable key that stands for its encoding exactly, or None (see `summary_cache_key`)
@@ -81,6 +83,28 @@ class WireProtocol:
         """The protocol's replay match-key rules (`rr.protocols.<proto>.normalize`), the replayer's
         normalizer hook; imported on first use (recording never needs them)."""
         return importlib.import_module(f"rr.protocols.{self.proto.value}.normalize")
+
+    # -- replay ------------------------------------------------------------------------------
+
+    def session(self, ctx: ReplayContext, listener: Listener, link: Link) -> Session:
+        """The replay session of one live connection."""
+        raise NotImplementedError
+
+    def prepare(self, ctx: ReplayContext) -> None:
+        """State shared by every live connection of one run, built before listening (e.g.
+        Kafka's partition logs); a recording it cannot model raises."""
+
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        """A client frame sent on a clock (heartbeats, pings, polls): never reported unused."""
+        raise NotImplementedError
+
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        """A graceful close (MQTT DISCONNECT, AMQP Connection/Channel.Close, Kafka LeaveGroup):
+        how a client tears down is not behaviour, a recorded one it skipped is never reported
+        unused."""
+        raise NotImplementedError
+
+    # -- inspect -------------------------------------------------------------------------------
 
     def label(self, summary: Mapping[str, Any]) -> str:
         """A short, low-cardinality name for a frame (metrics): API, method, packet type."""

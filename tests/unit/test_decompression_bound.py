@@ -238,8 +238,9 @@ def test_bomb_peak_memory_including_native_buffers(codec: str, native_peaks: dic
 def test_a_recorded_bomb_is_a_note_when_the_fake_broker_prepares(tmp_path: Path, budget: int):
     """The proxy records a bomb (with its summary error) and carries on; the fake broker reading
     that cassette notes it and starts, rather than dying in `prepare`."""
-    from replayer.kafka_world import KafkaWorld
-    from replayer.recording import Recording
+    from rr.protocols import client_kind
+    from rr.protocols.kafka.world import KafkaWorld
+    from rr.replay.recording import Recording
 
     writer = CassetteWriter.create(tmp_path / "c", budgets=Budgets())
     conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")
@@ -249,7 +250,7 @@ def test_a_recorded_bomb_is_a_note_when_the_fake_broker_prepares(tmp_path: Path,
     rec.feed(C2S, bomb + encode_request(0, 9, 8, "p", produce(record_batch(), acks=0)))
     rec.close("client closed")
     writer.finalize()
-    world = KafkaWorld(Recording.open(tmp_path / "c"))
+    world = KafkaWorld(Recording.open(tmp_path / "c", classify=client_kind))
     (note,) = world.notes
     assert "frame 0: lz4 records decompress to more than the budget" in note
     assert len(world.produce[("orders", 0)].digests) == 1  # the good Produce is in the log

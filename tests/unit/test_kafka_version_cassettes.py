@@ -37,13 +37,14 @@ def test_the_raw_client_opened_with_an_api_versions_kio_cannot_read():
 
 
 def serve_committed(name: str):
-    from replayer import kafka as kafka_replay
-    from replayer.recording import Recording
     from replayer.report import ReplayReport
-    from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
     from rr.codecs import Proto
+    from rr.protocols import client_kind
+    from rr.protocols.kafka import session as kafka_replay
+    from rr.replay.recording import Recording
+    from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
-    recording = Recording.open(BY_NAME[name].path)
+    recording = Recording.open(BY_NAME[name].path, classify=client_kind)
     ctx = ReplayContext(recording, ReplayOptions(), ReplayReport(), PortMap({19092: 19092}))
     kafka_replay.prepare(ctx)
     sent: list[bytes] = []

@@ -13,14 +13,15 @@ import struct
 
 import pytest
 
-from replayer import mqtt as mqtt_replay
-from replayer.recording import Recording
 from replayer.report import ReplayReport
-from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
+from rr.protocols import client_kind
+from rr.protocols.mqtt import session as mqtt_replay
 from rr.protocols.mqtt.codec import encode_remaining_length
 from rr.record import recorder_for
+from rr.replay.recording import Recording
+from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 LEVELS = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}
@@ -96,7 +97,7 @@ def recording(tmp_path_factory) -> Recording:
             recorder.feed(direction, raw)
         recorder.close("client closed")
     writer.finalize()
-    return Recording.open(path)
+    return Recording.open(path, classify=client_kind)
 
 
 @pytest.mark.parametrize("level", list(LEVELS))

@@ -10,6 +10,7 @@ from rr.codecs import Proto
 from rr.protocols.base import Description, WireProtocol, describe_any, finish
 
 from . import redact as amqp_redact
+from . import session as replay
 from .codec import AmqpDecoder, AmqpFramer
 
 _NO_PROPERTIES = {"cluster_id": ""}
@@ -63,6 +64,15 @@ class AmqpProtocol(WireProtocol):
     decoder_cls = AmqpDecoder
     redact = staticmethod(amqp_redact.redact)
     summary_cache_key = staticmethod(summary_cache_key)
+
+    def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
+        return replay.Session(ctx, listener, link)
+
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_liveness(summary)  # type: ignore[arg-type]
+
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_closing(summary)  # type: ignore[arg-type]
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

@@ -11,6 +11,7 @@ from rr.protocols.base import Description, WireProtocol, describe_any, finish
 from rr.protocols.pipeline import FrameConnection
 
 from . import redact as kafka_redact
+from . import session as replay
 from .codec import KafkaDecoder, KafkaFramer
 from .rewrite import NodeMap, ResponseRewriter, RewriteEvent
 
@@ -35,6 +36,18 @@ class KafkaProtocol(WireProtocol):
         decoder = conn.decoder
         assert isinstance(decoder, KafkaDecoder)
         return ResponseRewriter(node_map, decoder.tracker, on_event)
+
+    def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
+        return replay.Session(ctx, listener, link)
+
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_liveness(summary)  # type: ignore[arg-type]
+
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def prepare(self, ctx: Any) -> None:
+        replay.prepare(ctx)
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

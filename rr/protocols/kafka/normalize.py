@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 
 from rr import diff
 from rr.canonical import dumps
-from rr.protocols.kafka.apis import (
+
+from .apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
     EXPIRE_DELEGATION_TOKEN,
@@ -38,7 +39,7 @@ from rr.protocols.kafka.apis import (
     RENEW_DELEGATION_TOKEN,
     SASL_AUTHENTICATE,
 )
-from rr.protocols.kafka.codec import KafkaCodecError, read_request_header
+from .codec import KafkaCodecError, read_request_header
 
 Rule = Callable[[int], Iterable[str]]
 

@@ -27,18 +27,19 @@ from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
 
 from rr.codecs.base import Direction
-from rr.protocols.kafka.apis import (
+
+from .apis import (
     API_VERSIONS,
     RESPONSE_HEAD_BYTES,
     response_correlation_id,
 )
-from rr.protocols.kafka.codec import (
+from .codec import (
     KafkaCodecError,
     decode_response_any,
     encode_response,
     response_schema,
 )
-from rr.protocols.kafka.track import CorrelationTracker
+from .track import CorrelationTracker
 
 
 @dataclass(frozen=True, slots=True)

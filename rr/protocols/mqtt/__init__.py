@@ -10,6 +10,7 @@ from rr.codecs import Proto
 from rr.protocols.base import Description, WireProtocol, clip, describe_any, finish
 
 from . import redact as mqtt_redact
+from . import session as replay
 from .codec import MqttDecoder, MqttFramer
 
 
@@ -19,6 +20,18 @@ class MqttProtocol(WireProtocol):
     framer_cls = MqttFramer
     decoder_cls = MqttDecoder
     redact = staticmethod(mqtt_redact.redact)
+
+    def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
+        return replay.Session(ctx, listener, link)
+
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_liveness(summary)  # type: ignore[arg-type]
+
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def prepare(self, ctx: Any) -> None:
+        replay.prepare(ctx)
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
-from rr.protocols.kafka import normalize as norm
-from rr.protocols.kafka.apis import (
+from rr.replay.recording import Recording
+
+from . import normalize as norm
+from .apis import (
     API_VERSIONS,
     FETCH,
     METADATA,
@@ -31,9 +32,9 @@ from rr.protocols.kafka.apis import (
     api_name,
     response_correlation_id,
 )
-from rr.protocols.kafka.codec import decode_response_any
-from rr.protocols.kafka.compression import DecompressionError
-from rr.protocols.kafka.fields import (
+from .codec import KafkaDecoder, decode_response_any
+from .compression import DecompressionError
+from .fields import (
     UNKNOWN_OFFSET,
     high_watermark,
     last_stable_offset,
@@ -41,10 +42,8 @@ from rr.protocols.kafka.fields import (
     metadata_topics,
     topic_id,
 )
-from rr.protocols.kafka.fields import topic_name as topic_of
-from rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
-
-from .recording import Recording
+from .fields import topic_name as topic_of
+from .records import RecordsError, read_records, scan_record_set
 
 TopicPartition = tuple[str, int]
 
@@ -202,7 +201,7 @@ class KafkaWorld:
     # -- building ------------------------------------------------------------------------------
 
     def _learn(self, conn: int, port: int | None) -> None:
-        decoder = decoder_for(Proto.KAFKA)
+        decoder = KafkaDecoder()
         pending: dict[int, _Pending] = {}
         for position, frame in enumerate(self.recording.index.frames_of(conn)):
             try:
@@ -411,7 +410,7 @@ class KafkaWorld:
 
     def recorded_records(self, conn: int, position: int) -> dict[tuple[TopicPartition, int], Any]:
         """The records of a recorded Produce request, by (topic-partition, record number)."""
-        from rr.protocols.kafka.codec import decode_request
+        from .codec import decode_request
 
         request = decode_request(self.frame_raw(conn, position))
         out = {}

@@ -26,11 +26,15 @@ from typing import Any
 
 from rr.codecs import Direction, Proto
 from rr.diff import NO_IGNORE, Ignore
-from rr.protocols import decoder_for
-from rr.protocols.mqtt import normalize as norm
-from rr.protocols.mqtt.codec import (
+from rr.replay.recording import RecFrame, RecordedConn, Recording
+from rr.replay.session import MatchMode, ReplayContext
+from rr.replay.session import Session as BaseSession
+
+from . import normalize as norm
+from .codec import (
     PACKET_TYPES,
     PINGRESP_BYTES,
+    MqttDecoder,
     MqttPacket,
     encode_connack,
     encode_disconnect,
@@ -38,15 +42,16 @@ from rr.protocols.mqtt.codec import (
     with_packet_id,
 )
 
-from .protocols import label
-from .recording import RecFrame, RecordedConn, Recording
-from .session import MatchMode, ReplayContext
-from .session import Session as BaseSession
-
 C2S, S2C = Direction.C2S, Direction.S2C
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83  # v5 reason code for CONNACK / DISCONNECT
 SERVER_UNAVAILABLE = 0x03  # 3.1.1 CONNACK return code
 PUBREL_HEAD = b"\x62\x02"  # PUBREL, remaining length 2: the packet id (success, no properties)
+
+
+def _label(summary: dict[str, Any]) -> str:
+    """The packet's name as the report counts it (the protocol object's `label`)."""
+    name = summary.get("packet")
+    return name if name and isinstance(name, str) else "unknown"
 
 
 def is_liveness(summary: dict[str, Any]) -> bool:
@@ -105,7 +110,7 @@ class Plan:
 
     @classmethod
     def build(cls, conn: RecordedConn, ignore: Ignore) -> Plan:
-        decoder = decoder_for(Proto.MQTT)
+        decoder = MqttDecoder()
         plan = cls(conn, None, v5=False)
         pending: dict[tuple[str, int | None], int] = {}
         last: int | None = None  # the client frame that releases the server frames after it
@@ -177,7 +182,7 @@ class Plan:
     def full(self, index: int) -> tuple[RecFrame, bytes | None]:
         """Frame `index` as recorded (summary and bytes, read again) and its payload, if any."""
         frame = next(itertools.islice(self.conn.stream(), index, None))
-        decoder = decoder_for(Proto.MQTT)
+        decoder = MqttDecoder()
         decoder.protocol_level = 5 if self.v5 else 4  # type: ignore[attr-defined]
         body = decoder.decode(frame.dir, frame.raw).body
         return frame, body.payload if body is not None else None
@@ -204,7 +209,7 @@ class Causes:
         for rc in recording.conns:
             if rc.proto is not Proto.MQTT:
                 continue
-            decoder = decoder_for(Proto.MQTT)
+            decoder = MqttDecoder()
             for frame in rc.stream():
                 if frame.summary.get("packet") not in ("CONNECT", "PUBLISH"):
                     continue  # only a CONNECT (protocol level) and PUBLISHes need decoding
@@ -265,7 +270,7 @@ class Session(BaseSession):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.decoder = decoder_for(Proto.MQTT)
+        self.decoder = MqttDecoder()
         self.plan: Plan | None = None
         #: bound on CONNECT, claimed on the first packet after it (random client ids)
         self.provisional: tuple[Hashable, list[RecordedConn]] | None = None
@@ -310,7 +315,7 @@ class Session(BaseSession):
         summary = decoded.summary
         packet: MqttPacket | None = decoded.body
         payload = packet.payload if packet is not None else None
-        name = label(self.proto, summary)
+        name = _label(summary)
         if "error" in summary:
             self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
             return
@@ -455,7 +460,7 @@ class Session(BaseSession):
 
     def _bind(self, summary: dict[str, Any], payload: bytes | None) -> None:
         if summary.get("packet") != "CONNECT":
-            self._fail(label(self.proto, summary), "first packet is not CONNECT", summary, payload)
+            self._fail(_label(summary), "first packet is not CONNECT", summary, payload)
             return
         key = norm.connect_key(summary)
         cid = norm.client_id(summary)

@@ -25,8 +25,11 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from rr.codecs import Proto
-from rr.protocols.kafka import normalize as norm
-from rr.protocols.kafka.apis import (
+from rr.replay.session import Pace, ReplayContext
+from rr.replay.session import Session as BaseSession
+
+from . import normalize as norm
+from .apis import (
     API_VERSIONS,
     FETCH,
     HEARTBEAT,
@@ -38,20 +41,7 @@ from rr.protocols.kafka.apis import (
     SIZE,
     request_key,
 )
-from rr.protocols.kafka.codec import (
-    KafkaCodecError,
-    api_name,
-    decode_request,
-    decode_response_body,
-    encode_response,
-    response_schema,
-)
-from rr.protocols.kafka.fields import max_wait_seconds, topic_ident
-from rr.protocols.kafka.fields import topic_name as topic_of
-from rr.protocols.kafka.redact import HEADER_ONLY_APIS
-from rr.protocols.kafka.rewrite import advertises_addresses, rewrite_addresses
-
-from .kafka_build import (
+from .build import (
     blank,
     has_field,
     item_cls,
@@ -59,9 +49,19 @@ from .kafka_build import (
     unsupported_api_versions,
     with_errors,
 )
-from .kafka_world import Exchange, KafkaWorld, _records
-from .session import Pace, ReplayContext
-from .session import Session as BaseSession
+from .codec import (
+    KafkaCodecError,
+    api_name,
+    decode_request,
+    decode_response_body,
+    encode_response,
+    response_schema,
+)
+from .fields import max_wait_seconds, topic_ident
+from .fields import topic_name as topic_of
+from .redact import HEADER_ONLY_APIS
+from .rewrite import advertises_addresses, rewrite_addresses
+from .world import Exchange, KafkaWorld, _records
 
 #: APIs whose answer may be served again once the recorded ones are used up: reads, KIP-714
 #: client telemetry (sent on the client's own clock), and a consumer's rejoin of its group with

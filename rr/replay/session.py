@@ -1,5 +1,6 @@
 """What every protocol's replay session gets and gives: the shared context, the link to the live
-client, and the base class with the helpers each protocol uses (answer, miss, pace)."""
+client, the report it counts into, and the base class with the helpers each protocol uses
+(answer, miss, pace)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rr.cassette.errors import printable
 from rr.codecs import Proto
 
 from .recording import RecFrame, RecordedConn, Recording
-from .report import Miss, ReplayReport
 
 
 class MatchMode(enum.StrEnum):
@@ -39,6 +40,55 @@ class ReplayOptions:
     #: payload fields (dotted paths into JSON payloads) and Kafka header names to ignore
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Miss:
+    """A live client frame the recording could not answer."""
+
+    proto: str
+    live_conn: int
+    recorded_conn: int | None
+    api: str
+    reason: str
+    live: dict[str, Any]
+    closest: dict[str, Any] | None = None
+    diff: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "api": self.api,
+            "closest": self.closest,
+            "diff": list(self.diff),
+            "live": self.live,
+            "live_conn": self.live_conn,
+            "proto": self.proto,
+            "reason": self.reason,
+            "recorded_conn": self.recorded_conn,
+        }
+
+    def line(self) -> str:
+        """One line for a terminal or a log; recorded and live values in it are escaped (a
+        cassette or a client may carry terminal control sequences)."""
+        where = f"live conn {self.live_conn}"
+        if self.recorded_conn is not None:
+            where += f" (recorded conn {self.recorded_conn})"
+        head = f"MISS {self.proto} {printable(self.api)} on {where}: {printable(self.reason)}"
+        return head + "".join(f"\n    {printable(d)}" for d in self.diff[:10])
+
+
+class Report(Protocol):
+    """Where a session counts what it did (the fake broker's `ReplayReport`)."""
+
+    notes: list[str]
+
+    def matched(self, proto: Proto | str, api: str, n: int = 1) -> None: ...
+
+    def synthesized(self, proto: Proto | str, api: str, n: int = 1) -> None: ...
+
+    def connection(self, proto: Proto | str, bound: bool) -> None: ...
+
+    def miss(self, miss: Miss) -> None: ...
 
 
 class Cancellable(Protocol):
@@ -86,7 +136,7 @@ class ReplayContext:
         self,
         recording: Recording,
         options: ReplayOptions,
-        report: ReplayReport,
+        report: Report,
         ports: PortMap,
     ) -> None:
         self.recording = recording
@@ -148,7 +198,7 @@ class Session:
     # -- helpers -------------------------------------------------------------------------------
 
     @property
-    def report(self) -> ReplayReport:
+    def report(self) -> Report:
         return self.ctx.report
 
     def send(self, data: bytes) -> None:

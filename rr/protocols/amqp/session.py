@@ -21,12 +21,12 @@ import pamqp.commands
 import pamqp.frame
 
 from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
-from rr.protocols.amqp import normalize as norm
+from rr.replay.recording import RecFrame, RecordedConn
+from rr.replay.session import MatchMode, Pace
+from rr.replay.session import Session as BaseSession
 
-from .recording import RecFrame, RecordedConn
-from .session import MatchMode, Pace
-from .session import Session as BaseSession
+from . import normalize as norm
+from .codec import AmqpDecoder
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 INTERNAL_ERROR = 541
@@ -189,7 +189,7 @@ class Session(BaseSession):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.decoder = decoder_for(Proto.AMQP)
+        self.decoder = AmqpDecoder()
         self.assembler = norm.Assembler()
         self.transcript: Transcript | None = None
         self.greeter: Transcript | None = None  # whose Connection.Start answered the header
