@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
@@ -51,6 +51,8 @@ from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import sandbox
+
+disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
 LISTENING = "rrlab serve: listening "
 REPLAY_PROFILES = ("rr_replay", "ci_replay")
