@@ -22,7 +22,11 @@ from .kafka import KAFKA, KafkaProtocol
 from .mqtt import MQTT, MqttProtocol
 from .pipeline import FrameConnection, PipelineFrame
 
-PROTOCOLS: dict[Proto, WireProtocol] = {Proto.KAFKA: KAFKA, Proto.AMQP: AMQP, Proto.MQTT: MQTT}
+#: The registry: every protocol object, by its `Proto` (a new protocol: its import above and
+#: its entry here; see rr/protocols/README.md).
+PROTOCOLS: dict[Proto, WireProtocol] = {p.proto: p for p in (KAFKA, AMQP, MQTT)}
+if set(PROTOCOLS) != set(Proto):  # a Proto without its protocol object fails at import
+    raise TypeError(f"no protocol object for {sorted(set(Proto) - set(PROTOCOLS))}")
 
 
 def protocol_for(proto: Proto | str) -> WireProtocol:

@@ -1,14 +1,16 @@
-"""What every protocol object offers, and the parts they share.
+"""What every protocol object offers (`WireProtocol`), and the parts they share.
 
 A protocol object is the one place the recorder, `rrlab inspect` and the replayer get anything
 protocol-specific from: framer, per-connection decoder, redaction, a frame's short name and
-description, the key under which a summary's encoding may be cached, and its replay match-key
-rules (`normalize`).
+description, the key under which a summary's encoding may be cached, its replay match-key rules
+(`normalize`) and its replay session. Every part is required: a class attribute left out is a
+TypeError when the subclass is defined, an abstract method left out one when the protocol object
+is made, both at import (never a KeyError at record or inspect time).
 """
 
 from __future__ import annotations
 
-import importlib
+import abc
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,12 +44,17 @@ class Description(NamedTuple):
         return f"{self.what} {self.ids}".rstrip()
 
 
-class WireProtocol:
-    """Base of the three protocol objects; each overrides what differs."""
+#: class attributes every protocol sets (checked when its class is defined)
+REQUIRED_ATTRIBUTES = ("proto", "label_keys", "framer_cls", "decoder_cls", "redact", "normalize")
+
+
+class WireProtocol(abc.ABC):
+    """The interface of a protocol object: class attributes (`REQUIRED_ATTRIBUTES`) and the
+    abstract methods below; the rest has defaults each protocol may override."""
 
     proto: Proto
     #: summary keys naming a frame, most specific first (`label`)
-    label_keys: tuple[str, ...] = ()
+    label_keys: tuple[str, ...]
     #: a function keying the summaries whose encoding repeats (None: nothing cached)
     summary_cache_key: CacheKey | None = None
 
@@ -78,31 +85,40 @@ class WireProtocol:
 
         return FrameConnection(self, max_frame_bytes=max_frame_bytes, redact=redact)
 
-    @property
-    def normalize(self) -> ModuleType:
-        """The protocol's replay match-key rules (`rr.protocols.<proto>.normalize`), the replayer's
-        normalizer hook; imported on first use (recording never needs them)."""
-        return importlib.import_module(f"rr.protocols.{self.proto.value}.normalize")
+    #: the protocol's replay match-key rules (`rr.protocols.<proto>.normalize`)
+    normalize: ModuleType
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(cls, name)]
+        if missing:
+            raise TypeError(f"protocol {cls.__name__} does not set {', '.join(missing)}")
+
+    def rewriter(self, conn: FrameConnection, node_map: Any, on_event: Any = None) -> Any:
+        """What rewrites broker addresses in `conn`'s responses as the proxy forwards them (a
+        protocol whose brokers advertise addresses: Kafka), or None."""
+        return None
 
     # -- replay ------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def session(self, ctx: ReplayContext, listener: Listener, link: Link) -> Session:
-        """The replay session of one live connection."""
-        raise NotImplementedError
+        """The sans-IO replay session of one live connection (`rr.replay.session`)."""
 
     def prepare(self, ctx: ReplayContext) -> None:
         """State shared by every live connection of one run, built before listening (e.g.
-        Kafka's partition logs); a recording it cannot model raises."""
+        Kafka's partition logs); a recording it cannot model raises. None by default."""
+        return None
 
+    @abc.abstractmethod
     def is_liveness(self, summary: Mapping[str, Any]) -> bool:
         """A client frame sent on a clock (heartbeats, pings, polls): never reported unused."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         """A graceful close (MQTT DISCONNECT, AMQP Connection/Channel.Close, Kafka LeaveGroup):
         how a client tears down is not behaviour, a recorded one it skipped is never reported
         unused."""
-        raise NotImplementedError
 
     # -- inspect -------------------------------------------------------------------------------
 
@@ -114,9 +130,10 @@ class WireProtocol:
                 return value
         return "unknown"
 
+    @abc.abstractmethod
     def describe(self, summary: Mapping[str, Any]) -> Description:
-        """(what, ids) of one frame; a summary of an unknown shape gives whatever is there."""
-        return describe_any(summary)
+        """(what, ids) of one frame for `rrlab inspect`; a summary of an unknown shape gives
+        whatever is there (`describe_any`)."""
 
 
 def describe_any(summary: Mapping[str, Any]) -> Description:

@@ -80,3 +80,46 @@ def test_labels_of_unknown_shapes():
         "unknown"
     )
     assert MQTT.label({"packet": "PINGREQ"}) == "PINGREQ"
+
+
+def test_every_protocol_in_the_registry_supplies_every_part():
+    """Walk the registry: framer, decoder, redaction, normalizer rules, replay session, inspect
+    detail, liveness and closing predicates, each the protocol's own."""
+    import types
+
+    from rr.protocols.base import REQUIRED_ATTRIBUTES, Description, WireProtocol
+    from rr.replay.session import Session
+
+    assert set(PROTOCOLS) == set(Proto)
+    for proto, protocol in PROTOCOLS.items():
+        assert isinstance(protocol, WireProtocol) and protocol.proto is proto
+        assert all(hasattr(protocol, name) for name in REQUIRED_ATTRIBUTES)
+        for direction in (C2S, S2C):
+            assert callable(protocol.framer(direction).feed_raws)
+        assert callable(protocol.decoder().decode) and callable(protocol.redact)
+        assert isinstance(protocol.normalize, types.ModuleType)
+        assert protocol.normalize.__name__ == f"rr.protocols.{proto.value}.normalize"
+        assert protocol.label_keys and protocol.label({}) == "unknown"
+        assert isinstance(protocol.describe({}), Description)
+        assert protocol.is_liveness({}) is False and protocol.is_closing({}) is False
+        module = f"rr.protocols.{proto.value}"
+        for part in ("session", "is_liveness", "is_closing", "describe"):
+            assert getattr(type(protocol), part) is not getattr(WireProtocol, part), part
+        assert issubclass(protocol.session.__globals__["replay"].Session, Session)
+        assert protocol.session.__globals__["replay"].__name__ == f"{module}.session"
+
+
+def test_a_protocol_missing_a_part_fails_at_import():
+    from rr.protocols.base import WireProtocol
+
+    with pytest.raises(TypeError, match="does not set"):
+
+        class Stomp(WireProtocol):  # no framer, decoder, redaction, rules
+            proto = Proto.KAFKA
+
+    class Half(WireProtocol):
+        proto, label_keys, framer_cls, decoder_cls = Proto.KAFKA, ("api",), None, None
+        redact = normalize = None
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()  # no session, liveness, closing or describe

@@ -9,6 +9,7 @@ from typing import Any
 from rr.codecs import Proto
 from rr.protocols.base import Description, WireProtocol, describe_any, finish
 
+from . import normalize as match_rules
 from . import redact as amqp_redact
 from . import session as replay
 from .codec import AmqpDecoder, AmqpFramer
@@ -63,6 +64,7 @@ class AmqpProtocol(WireProtocol):
     framer_cls = AmqpFramer
     decoder_cls = AmqpDecoder
     redact = staticmethod(amqp_redact.redact)
+    normalize = match_rules
     summary_cache_key = staticmethod(summary_cache_key)
 
     def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:

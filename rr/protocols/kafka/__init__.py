@@ -10,6 +10,7 @@ from rr.codecs import Proto
 from rr.protocols.base import Description, WireProtocol, describe_any, finish
 from rr.protocols.pipeline import FrameConnection
 
+from . import normalize as match_rules
 from . import redact as kafka_redact
 from . import session as replay
 from .codec import KafkaDecoder, KafkaFramer
@@ -22,6 +23,7 @@ class KafkaProtocol(WireProtocol):
     framer_cls = KafkaFramer
     decoder_cls = KafkaDecoder
     redact = staticmethod(kafka_redact.redact)
+    normalize = match_rules
 
     def decoder(self) -> KafkaDecoder:
         return KafkaDecoder()

@@ -9,6 +9,7 @@ from typing import Any
 from rr.codecs import Proto
 from rr.protocols.base import Description, WireProtocol, clip, describe_any, finish
 
+from . import normalize as match_rules
 from . import redact as mqtt_redact
 from . import session as replay
 from .codec import MqttDecoder, MqttFramer
@@ -20,6 +21,7 @@ class MqttProtocol(WireProtocol):
     framer_cls = MqttFramer
     decoder_cls = MqttDecoder
     redact = staticmethod(mqtt_redact.redact)
+    normalize = match_rules
 
     def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
         return replay.Session(ctx, listener, link)
