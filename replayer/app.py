@@ -61,7 +61,7 @@ class ReplayServer:
         self.say = say
         self.report = ReplayReport()
         self.report.on_miss = lambda miss: warn(miss.line())
-        self.ctx = ReplayContext(recording, options, self.report, ports)
+        self.ctx = ReplayContext(recording, options, self.report, ports, max_frame_bytes)
         self.listeners = [
             Listener(proto, port, ports.live(port)) for proto, port in recording.listeners()
         ]

@@ -1,6 +1,12 @@
-"""What every protocol's replay session gets and gives: the shared context, the link to the live
-client, the report it counts into, and the base class with the helpers each protocol uses
-(answer, miss, pace)."""
+"""What every protocol's replay session gets and gives, without sockets or a reactor (sans-IO).
+
+Events in: `data_received(bytes)` (the session frames the client's bytes itself), a `Timer`
+fired, `connection_lost()`. Actions out, handed to the session's `Link` one by one as they are
+decided: `Send(bytes)`, `Close(reason)`, `Schedule(delay, timer)`; what was matched, synthesized
+or missed is counted into the run's `Report`. The fake broker's Twisted protocol
+(`replayer/server.py`) runs the actions; a playbook test records them (tests/unit/
+test_replay_playbooks.py). Also here: the shared context and the base class with the helpers
+each protocol uses (answer, miss, pace)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rr.cassette.errors import printable
-from rr.codecs import Proto
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, Proto
 
 from .recording import RecFrame, RecordedConn, Recording
 
@@ -91,22 +97,54 @@ class Report(Protocol):
     def miss(self, miss: Miss) -> None: ...
 
 
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write these bytes to the client."""
 
-    def active(self) -> bool: ...
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection once what was sent is out; `reason` says why for the log ("" when
+    the client or the recording ended it)."""
+
+    reason: str = ""
+
+
+@dataclass(eq=False, slots=True)
+class Timer:
+    """A callback the shell runs `fire` on after its delay, unless it was cancelled first."""
+
+    fn: Callable[[], None]
+    cancelled: bool = False
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.fn()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Fire `timer` after `delay` seconds (on the shell's injected clock)."""
+
+    delay: float
+    timer: Timer
+
+
+Action = Send | Close | Schedule
 
 
 class Link(Protocol):
-    """The live client connection, as a session sees it (implemented by the Twisted protocol)."""
+    """The live client connection, as a session sees it: where its actions go (the Twisted
+    protocol runs them; a playbook test records them)."""
 
     live_id: int
 
-    def send(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> Cancellable: ...
+    def act(self, action: Action) -> None: ...
 
 
 @dataclass(slots=True)
@@ -138,12 +176,15 @@ class ReplayContext:
         options: ReplayOptions,
         report: Report,
         ports: PortMap,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.recording = recording
         self.options = options
         self.report = report
         self.ports = ports
         self.shared: dict[Proto, Any] = {}
+        #: the longest client frame a session frames (the policy's frame budget)
+        self.max_frame_bytes = max_frame_bytes
         self._next_live = 1
 
     @property
@@ -173,10 +214,13 @@ class _Paced:
 
 
 class Session:
-    """One live connection of one protocol. Subclasses implement `on_frame` (a whole client
-    frame) and may override `on_close`; they answer with `send`/`send_recorded`."""
+    """One live connection of one protocol. Subclasses name their client-side framer
+    (`framer_cls`), implement `on_frame` (a whole client frame) and may override `on_close`;
+    they answer with `send`/`send_recorded`, and `call_later`/`close` for the rest."""
 
     proto: Proto
+    #: the protocol's framer class, one instance per connection for the client's bytes
+    framer_cls: Callable[[Direction, int], Framer]
 
     def __init__(self, ctx: ReplayContext, listener: Listener, link: Link) -> None:
         self.ctx = ctx
@@ -184,10 +228,46 @@ class Session:
         self.link = link
         self.bound: RecordedConn | None = None
         self.closed = False
+        self.framer: Framer | None = self.framer_cls(Direction.C2S, ctx.max_frame_bytes)
         #: `--pace recorded`: recorded frames handed over and not sent yet, in that order
         self._paced: deque[_Paced] = deque()
 
-    # -- called by the server ------------------------------------------------------------------
+    # -- events --------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> int:
+        """Bytes from the client, framed here (split by the protocol's framing, never by
+        reads); each whole frame served in order. Returns how many whole frames there were.
+        Bytes that cannot be framed: the frames before them served, a miss, the connection
+        closed."""
+        framer = self.framer
+        if framer is None or self.closed:
+            return 0
+        try:
+            raws = framer.feed_raws(data)
+        except FramingError as err:
+            for frame in err.frames:
+                if self.closed:
+                    break
+                self.on_frame(frame.raw)
+            reason = f"client bytes cannot be framed: {err}"
+            self.miss("unframeable", reason, {})
+            self.close(reason)
+            return len(err.frames)
+        for raw in raws:
+            if self.closed:
+                break
+            self.on_frame(raw)
+        return len(raws)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished client frame held (the shell's buffer budget counts them)."""
+        return self.framer.buffered if self.framer is not None else 0
+
+    def connection_lost(self) -> None:
+        """The client's connection is gone: what an unfinished frame held goes now."""
+        self.framer = None
+        self.on_close()
 
     def on_frame(self, raw: bytes) -> None:
         raise NotImplementedError
@@ -202,8 +282,14 @@ class Session:
         return self.ctx.report
 
     def send(self, data: bytes) -> None:
-        if not self.closed:
-            self.link.send(data)
+        if not self.closed and data:
+            self.link.act(Send(data))
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        """Run `fn` after `delay` seconds (a `Schedule` action: the shell's clock)."""
+        timer = Timer(fn)
+        self.link.act(Schedule(delay, timer))
+        return timer
 
     def send_recorded(
         self,
@@ -227,7 +313,7 @@ class Session:
             slot = _Paced(data, ready=not paced or delay <= 0)
             self._paced.append(slot)
             if not slot.ready:
-                self.link.call_later(delay, lambda s=slot: self._ready(s))
+                self.call_later(delay, lambda s=slot: self._ready(s))
         self._send_ready()
 
     def _ready(self, slot: _Paced) -> None:
@@ -263,7 +349,7 @@ class Session:
         self.report.miss(miss)
         return miss
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
         if not self.closed:
             self.closed = True
-            self.link.close()
+            self.link.act(Close(reason))

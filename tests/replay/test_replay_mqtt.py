@@ -17,12 +17,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 
 from replayer.report import ReplayReport
@@ -39,7 +37,16 @@ from rr.protocols.mqtt.codec import (
 )
 from rr.protocols.mqtt.session import Causes, Plan
 from rr.replay.recording import Recording
-from rr.replay.session import Listener, Pace, PortMap, ReplayContext, ReplayOptions
+from rr.replay.session import (
+    Action,
+    Listener,
+    Pace,
+    PortMap,
+    ReplayContext,
+    ReplayOptions,
+    Schedule,
+    Send,
+)
 
 from .client_scenarios import SCENARIOS as CLIENT_SCENARIOS
 from .conftest import ROOT, assert_replays, fake_broker, run_client
@@ -124,14 +131,12 @@ class ClockLink:
         self.clock = clock
         self.sent = bytearray()
 
-    def send(self, data: bytes) -> None:
-        self.sent += data
-
-    def close(self) -> None:
-        pass
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> IDelayedCall:
-        return self.clock.callLater(delay, fn)
+    def act(self, action: Action) -> None:
+        """The session's actions: bytes kept, timers on the test's clock, closes ignored."""
+        if isinstance(action, Send):
+            self.sent += action.data
+        elif isinstance(action, Schedule):
+            self.clock.callLater(action.delay, action.timer.fire)
 
 
 def _served_all_at_once(case: Case, pace: Pace) -> dict[int, list[bytes]]:

@@ -24,6 +24,7 @@ from kio.schema.api_versions.v3.response import ApiVersion as ApiVersionV3
 from kio.schema.api_versions.v3.response import ApiVersionsResponse
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16
+from replay_playbook import run_at_once
 
 from replayer.report import ReplayReport
 from rr.cassette import CassetteWriter
@@ -103,6 +104,8 @@ class Link:
         self.live_id = live_id
         self.sent = bytearray()
         self.closed = False
+
+    act = run_at_once  # the session's actions (rr.replay.session)
 
     def send(self, data: bytes) -> None:
         self.sent += data

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from replay import kafka_raw_api_versions_client as raw_client
 from replay.client_scenarios import BY_NAME  # tests/ is on sys.path
+from replay_playbook import run_at_once
 
 from rr.cassette import CassetteReader
 
@@ -52,6 +53,8 @@ def serve_committed(name: str):
     class Link:
         live_id = ctx.next_live_id()
         closed = False
+
+        act = run_at_once  # the session's actions (rr.replay.session)
 
         def send(self, data: bytes) -> None:
             sent.append(data)

@@ -26,6 +26,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 from kio.static.primitive import i16
+from replay_playbook import run_at_once
 
 from brokers import kafka_versions
 from replayer.report import ReplayReport
@@ -216,6 +217,8 @@ class FakeLink:
         self.sent = bytearray()
         self.closed = False
         self.waits: list[float] = []
+
+    act = run_at_once  # the session's actions (rr.replay.session)
 
     def send(self, data: bytes) -> None:
         self.sent += data

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from replay_playbook import run_at_once
 
 from replayer.report import ReplayReport
 from rr.cassette import CassetteWriter
@@ -69,6 +70,8 @@ class Link:
         self.live_id = live_id
         self.sent = bytearray()
         self.closed = False
+
+    act = run_at_once  # the session's actions (rr.replay.session)
 
     def send(self, data: bytes) -> None:
         self.sent += data

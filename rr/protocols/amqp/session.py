@@ -26,7 +26,7 @@ from rr.replay.session import MatchMode, Pace
 from rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
-from .codec import AmqpDecoder
+from .codec import AmqpDecoder, AmqpFramer
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 INTERNAL_ERROR = 541
@@ -186,6 +186,7 @@ class Shared:
 
 class Session(BaseSession):
     proto = Proto.AMQP
+    framer_cls = AmqpFramer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -467,9 +468,9 @@ class Session(BaseSession):
                 return
             self.send(HEARTBEAT_FRAME)
             self.report.synthesized(self.proto, "heartbeat")
-            self.link.call_later(period, beat)
+            self.call_later(period, beat)
 
-        self.link.call_later(period, beat)
+        self.call_later(period, beat)
 
     def _close_unrecorded(self, message: norm.Message) -> None:
         """A graceful close the recording lacks (its client closed otherwise, or the recording
@@ -492,7 +493,7 @@ class Session(BaseSession):
         if delay <= 0:
             self.close()
         else:
-            self.link.call_later(delay + 0.01, self.close)
+            self.call_later(delay + 0.01, self.close)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -625,7 +626,7 @@ class Session(BaseSession):
         close = pamqp.commands.Connection.Close(INTERNAL_ERROR, reply, class_id, method_id)
         self.send(pamqp.frame.marshal(close, 0))
         self.closing = True
-        self.link.call_later(CLOSE_GRACE, self.close)
+        self.call_later(CLOSE_GRACE, self.close)
 
     def on_close(self) -> None:
         super().on_close()

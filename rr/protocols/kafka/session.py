@@ -66,6 +66,7 @@ from .build import (
 )
 from .codec import (
     KafkaCodecError,
+    KafkaFramer,
     api_name,
     decode_request,
     decode_response_body,
@@ -123,6 +124,7 @@ class _Slot:
 
 class Session(BaseSession):
     proto = Proto.KAFKA
+    framer_cls = KafkaFramer
 
     def __init__(self, ctx, listener, link) -> None:
         super().__init__(ctx, listener, link)
@@ -517,7 +519,7 @@ class Session(BaseSession):
                 slot.data = data
                 self._flush()
 
-            self.link.call_later(delay, ready)
+            self.call_later(delay, ready)
         else:
             slot.data = data
             self._flush()

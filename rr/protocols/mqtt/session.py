@@ -35,6 +35,7 @@ from .codec import (
     PACKET_TYPES,
     PINGRESP_BYTES,
     MqttDecoder,
+    MqttFramer,
     MqttPacket,
     encode_connack,
     encode_disconnect,
@@ -267,6 +268,7 @@ def rc_connect(plan: Plan) -> int:
 
 class Session(BaseSession):
     proto = Proto.MQTT
+    framer_cls = MqttFramer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
