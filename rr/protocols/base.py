@@ -131,6 +131,16 @@ class WireProtocol(abc.ABC):
         return "unknown"
 
     @abc.abstractmethod
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        """What the decoder knows of a frame beyond its name and ids, for `rrlab inspect`
+        (topics and record counts, exchange and routing key, topic and QoS); "" if nothing."""
+
+    def payload(self, summary: Mapping[str, Any], raw: bytes) -> bytes:
+        """The message body where the protocol frames one (`rrlab inspect --payload`), else the
+        whole frame as recorded."""
+        return raw
+
+    @abc.abstractmethod
     def describe(self, summary: Mapping[str, Any]) -> Description:
         """(what, ids) of one frame for `rrlab inspect`; a summary of an unknown shape gives
         whatever is there (`describe_any`)."""

@@ -100,10 +100,10 @@ def test_every_protocol_in_the_registry_supplies_every_part():
         assert isinstance(protocol.normalize, types.ModuleType)
         assert protocol.normalize.__name__ == f"rr.protocols.{proto.value}.normalize"
         assert protocol.label_keys and protocol.label({}) == "unknown"
-        assert isinstance(protocol.describe({}), Description)
+        assert isinstance(protocol.describe({}), Description) and protocol.detail({}) == ""
         assert protocol.is_liveness({}) is False and protocol.is_closing({}) is False
         module = f"rr.protocols.{proto.value}"
-        for part in ("session", "is_liveness", "is_closing", "describe"):
+        for part in ("session", "is_liveness", "is_closing", "describe", "detail"):
             assert getattr(type(protocol), part) is not getattr(WireProtocol, part), part
         assert issubclass(protocol.session.__globals__["replay"].Session, Session)
         assert protocol.session.__globals__["replay"].__name__ == f"{module}.session"
@@ -122,4 +122,4 @@ def test_a_protocol_missing_a_part_fails_at_import():
         redact = normalize = None
 
     with pytest.raises(TypeError, match="abstract"):
-        Half()  # no session, liveness, closing or describe
+        Half()  # no session, liveness, closing, describe or detail

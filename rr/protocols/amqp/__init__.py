@@ -76,6 +76,22 @@ class AmqpProtocol(WireProtocol):
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
 
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        s = summary
+        args = s.get("args") or {}
+        parts = [f"{k}={args[k]!r}" for k in ("exchange", "routing_key", "queue") if k in args]
+        if s.get("frame") == "header":
+            parts.append(f"body {s.get('body_size')} bytes")
+            key = (s.get("properties") or {}).get("headers", {}).get("key")
+            if key is not None:
+                parts.append(f"key={key!r}")
+        return " ".join(parts)
+
+    def payload(self, summary: Mapping[str, Any], raw: bytes) -> bytes:
+        if summary.get("frame") == "body":
+            return raw[7:-1]  # the body frame's payload: after its header, before 0xCE
+        return raw
+
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary
         if not ("method" in s or "frame" in s or "channel" in s):

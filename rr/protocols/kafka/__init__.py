@@ -51,6 +51,21 @@ class KafkaProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        s = summary
+        parts = []
+        for batch in s.get("records") or ():
+            records = batch.get("records") or ()
+            count = batch.get("count", len(records))
+            text = f"{batch.get('topic', '?')}[{batch.get('partition', '?')}] {count} records"
+            if records and "key" in records[0]:
+                text += f", first key {records[0]['key']!r}"
+            parts.append(text)
+        for key in ("topics", "group_id", "member_id"):
+            if isinstance(s.get(key), str | int):
+                parts.append(f"{key}={s[key]}")
+        return "; ".join(parts)
+
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary
         if not ("api" in s or "api_key" in s or "correlation_id" in s):

@@ -35,6 +35,22 @@ class MqttProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        s = summary
+        if "topic" in s:
+            size = s.get("payload_size", 0)
+            return f"topic={s['topic']} qos={s.get('qos', 0)} payload {size} bytes"
+        subs = s.get("subscriptions")
+        if subs:
+            return "topics " + ", ".join(f"{x.get('topic')} (qos {x.get('qos', 0)})" for x in subs)
+        if s.get("packet") == "CONNECT":
+            return f"client_id={s.get('client_id')!r}"
+        return ""
+
+    def payload(self, summary: Mapping[str, Any], raw: bytes) -> bytes:
+        size = summary.get("payload_size")
+        return raw[-int(size) :] if size else raw  # a PUBLISH's payload ends the packet
+
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary
         if not ("packet" in s or "type" in s):
