@@ -1,7 +1,8 @@
 """The recording proxy as a whole: listeners, per-connection recorders, Kafka node listeners,
 policy checks at run time, metrics, logs and an orderly finalize on shutdown.
 
-`ProxyApp` is what the forwarding protocols call back into; it owns the one cassette writer.
+`ProxyApp` is the owner of every forwarding pair (`proxy.forward.PairOwner`: the pairs call
+back into nothing else); it owns the one cassette writer.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from rr.codecs import Direction, Proto
 from rr.flow import BufferBudget, peer_closed
 from rr.policy import BudgetExceeded, Limits
 from rr.protocols.kafka.rewrite import KafkaNode, NodeMap
-from rr.record import recorder_for
+from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
-from .forward import ListenFactory, Pair, Route
+from .forward import ListenFactory, Pair, RecordingFailure, Route, Side
 from .metrics import ProxyMetrics
 
 log = Logger(namespace="rrlab.proxy")
@@ -136,20 +137,20 @@ class ProxyApp:
             path=str(self.writer.path),
         )
 
-    # -- callbacks from the forwarding protocols ------------------------------------------------
+    # -- PairOwner: what the forwarding pairs call back into -----------------------------------
 
-    def pair_connected(self, pair: Pair) -> None:
+    def pair_connected(self, pair: Pair) -> ConnectionRecorder | None:
         route = pair.route
         if self.stopping:
             pair.abort("proxy stopping")
-            return
+            return None
         try:
             conn = self.writer.open_connection(route.proto, route.listen, route.upstream)
         except CassetteWriteFailed as exc:
             pair.abort(f"cassette write failed: {exc.words}")
             self.write_failed(exc)
-            return
-        pair.recorder = recorder_for(
+            return None
+        recorder = recorder_for(
             self.writer,
             conn,
             route.proto,
@@ -169,10 +170,23 @@ class ProxyApp:
             listen=route.listen,
             upstream=route.upstream,
         )
+        return recorder
+
+    def recording_failed(self, pair: Pair, exc: RecordingFailure) -> None:
+        """A cassette that cannot be written stops the proxy; a connection that cannot be
+        recorded faithfully closes; a budget used up stops the proxy (exit 2)."""
+        if isinstance(exc, CassetteWriteFailed):  # nothing of the chunk went out
+            pair.abort(f"recording stopped: cassette write failed: {exc.words}")
+            self.write_failed(exc)
+        elif isinstance(exc, RecordingBroken):
+            self._recording_broken(pair, str(exc))
+            pair.abort(f"recording stopped: {exc}")
+        else:
+            self._budget_exceeded(exc)
 
     # -- limits across connections (rr.policy.Limits) -----------------------------------------
 
-    def after_read(self, pair: Pair, side: Any) -> None:
+    def after_read(self, pair: Pair, side: Side) -> None:
         """After `side` read a chunk: a whole frame either way restarts the idle clock, and its
         unfinished frame counts into the buffered-bytes budget (rr.flow.BufferBudget pauses
         its reads while the total is over `max_buffered_bytes`, resumes them once under)."""
@@ -260,7 +274,7 @@ class ProxyApp:
             message=message,
         )
 
-    def recording_broken(self, pair: Pair, message: str) -> None:
+    def _recording_broken(self, pair: Pair, message: str) -> None:
         recorder = pair.recorder
         rewrite_failed = getattr(recorder and recorder.rewriter, "failed", None) is not None
         if not rewrite_failed:  # a failed Kafka rewrite is counted by _rewrite_event
@@ -293,12 +307,12 @@ class ProxyApp:
             cassette=str(self.writer.path),
         )
 
-    def budget_exceeded(self, exc: BudgetExceeded) -> None:
+    def _budget_exceeded(self, exc: BudgetExceeded) -> None:
         if self.exit_code == 2:
             return
         self.exit_code = 2
         # the person sees this line (stdout); the log event below carries it for --log-file
-        # and --log-format json (rr.console)
+        # and --log-format json (rrlab.console)
         self.say(f"rrlab proxy: error: {exc}")
         log.critical("{message}", event="budget_exceeded", message=str(exc), **exc.to_dict())
         self.shutdown(f"budget exceeded: {exc.budget}")
@@ -307,7 +321,7 @@ class ProxyApp:
     # -- Kafka -----------------------------------------------------------------------------------
 
     def _rewrite_event(self, ev: Any) -> None:
-        # A failure is logged by recording_broken, with the connection it closes.
+        # A failure is logged by _recording_broken, with the connection it closes.
         self.metrics.on_rewrite(ev)
 
     def _new_kafka_node_id(self, node: KafkaNode, node_id: int) -> None:

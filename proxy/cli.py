@@ -3,7 +3,7 @@
 Everything a user can get wrong is checked here, before a socket is bound or a file written:
 route syntax, loopback-only listeners (Kafka broker listeners included: none may land on another
 route's port), the profile's upstream allow-list and write roots.
-Once running, what it prints is `rr.console`'s: human lines (stdout: listening addresses, metrics
+Once running, what it prints is `rrlab.console`'s: human lines (stdout: listening addresses, metrics
 URL, a progress line on a terminal, the closing line; stderr: log events, warnings standing out)
 or, with `--log-format json`, JSON lines only; `--log-file` adds JSON lines to a file.
 Logs hold clock values and error text, so they stay out of the cassette directory, which must
@@ -17,16 +17,15 @@ import dataclasses
 import socket
 import sys
 
-from rr.cli_options import (
-    add_allow_upstream,
-    add_record_profile,
-    add_routes,
-    add_write_root,
-)
 from rr.codecs import Proto
-from rr.console import FORMATS
 from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
 from rr.usage import UsageError
+from rrlab.options import (
+    add_allow_upstream,
+    add_logging,
+    add_recording,
+    add_write_root,
+)
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -50,15 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finalize the cassette. Kafka broker addresses are rewritten to extra listeners from "
         "--kafka-node-base-port upward.",
     )
-    add_routes(p)
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    add_record_profile(p)
-    p.add_argument(
-        "--mode",
-        default="once",
-        choices=("once", "rewrite"),
-        help="once: refuse an existing cassette; rewrite: replace it",
-    )
+    add_recording(p, rewrite="replace it")
     p.add_argument(
         "--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P (0: any)"
     )
@@ -75,16 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="P",
         help="first port for Kafka broker listeners (default: first Kafka listen port + 1)",
     )
-    p.add_argument(
-        "--log-format",
-        default="human",
-        choices=FORMATS,
-        help="human: readable lines (stdout: addresses, progress, closing line; stderr: events); "
-        "json: one JSON object per line on stderr and nothing on stdout",
-    )
-    p.add_argument(
-        "--log-file", metavar="PATH", help="also write every event as JSON lines to PATH"
-    )
+    add_logging(p, stdout="addresses, progress, closing line", stderr="events")
     budgets = Budgets()
     for name, what in (
         ("max_frames", "frames in the cassette"),

@@ -10,11 +10,11 @@ from twisted.internet import error as twisted_error
 from twisted.internet.task import LoopingCall
 
 from rr.cassette import CassetteError, CassetteWriter
-from rr.console import Console, start_logging
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Policy, PolicyError
 from rr.protocols.kafka.records import set_decompression_budget
 from rr.usage import UsageError
+from rrlab.console import Console, start_logging
 
 from .app import ProxyApp
 from .forward import Route

@@ -28,16 +28,17 @@ from rr.cassette import CassetteError, WriterLock, verify
 from rr.cassette.artifacts import add_artifacts
 from rr.cassette.writer import existing_state
 from rr.cassette_changes import cassette_outline, changes
-from rr.cli_options import (
-    PROTOS,
-    add_allow_upstream,
-    add_record_profile,
-    add_routes,
-    add_write_root,
-)
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_USAGE, UsageError
+from rrlab.options import (
+    PROTOS,
+    add_allow_upstream,
+    add_command_argv,
+    add_paths,
+    add_recording,
+    add_write_root,
+)
 
 from .cli import parse_hostport, parse_route
 
@@ -62,27 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and store each --artifact file in the cassette. The cassette is published only when "
         "CMD exits 0; the exit code is CMD's.",
     )
-    add_routes(p)
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    add_record_profile(p)
-    p.add_argument(
-        "--mode",
-        default="once",
-        choices=("once", "rewrite"),
-        help="once: refuse an existing cassette; rewrite: replace it if CMD succeeds",
-    )
-    p.add_argument(
+    add_recording(p, rewrite="replace it if CMD succeeds")
+    add_paths(
+        p,
         "--artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
+        "a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
     )
     p.add_argument("--log-file", metavar="PATH", help="the proxy's JSON-lines log file")
     add_allow_upstream(p)
     add_write_root(p)
-    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to record")
+    add_command_argv(p, "record")
     p.set_defaults(func=run)
 
 
@@ -130,7 +120,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
 
-#: a warning, error or critical line of the proxy's human log (rr.console)
+#: a warning, error or critical line of the proxy's human log (rrlab.console)
 PROXY_WARNING = re.compile(r"\d\d:\d\d:\d\d (\x1b\[[\d;]*m)?(WARN|ERROR|CRIT)\b")
 #: the proxy's line for a cassette it could not write (proxy.app: disk full, I/O error, ...)
 WRITE_FAILED = re.compile(

@@ -3,7 +3,6 @@ serve until SIGTERM/SIGINT, then write the report and pick the exit code."""
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from rr.atomic_file import write_atomic
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES
 from rr.policy import Limits
 from rr.protocols import protocol_for
@@ -156,20 +156,13 @@ class ReplayServer:
     def write_outputs(self, report_path: Path | None, metrics_path: Path | None) -> None:
         strict = self.ctx.options.strict
         if report_path is not None:
-            _write_atomic(
-                report_path, self.report.to_json(strict=strict, extra=self.report_extra())
-            )
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(report_path, self.report.to_json(strict=strict, extra=self.report_extra()))
         if metrics_path is not None:
-            _write_atomic(metrics_path, self.report.metrics_text())
+            metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(metrics_path, self.report.metrics_text())
 
     def exit_code(self) -> int:
         """1 after a miss (strict: an unused frame), or when a client could not even connect."""
         verdict = self.report.verdict(self.ctx.options.strict)
         return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
-from rr.console import FORMATS, Console, start_logging
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Limits, PolicyError, check_writable, get_profile
 from rr.protocols.kafka.records import set_decompression_budget
 from rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
 from rr.usage import EXIT_USAGE, UsageError
+from rrlab.console import Console, start_logging
+from rrlab.options import add_cassette, add_logging
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -38,48 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: rrlab serve --cassette cassettes/worker-amqp-rabbitmq "
         "--report out/replay-report.json",
     )
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
-    p.add_argument(
-        "--match",
-        default=MatchMode.TRANSCRIPT.value,
-        choices=[m.value for m in MatchMode],
-        help="transcript: recorded order within a connection; lookup: earliest unused frame "
-        "with the same key (default %(default)s)",
-    )
-    p.add_argument(
-        "--pace",
-        default=Pace.FAST.value,
-        choices=[m.value for m in Pace],
-        help="fast: answer at once; recorded: keep recorded delays (default %(default)s)",
-    )
-    p.add_argument(
-        "--port-offset",
-        type=int,
-        default=0,
-        metavar="N",
-        help="move every listener by N (Kafka advertised addresses follow)",
-    )
+    add_cassette(p)
+    add_matching(p)
     p.add_argument(
         "--listen",
         action="append",
         default=[],
         metavar="RECORDED=PORT",
         help="move one recorded listen port to PORT (overrides --port-offset for it)",
-    )
-    p.add_argument(
-        "--ignore-field",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="ignore path left out of comparisons, from the message (properties.message_id, "
-        "headers.x) or its payload (trace.id); adds to the cassette's replay-rules.json",
-    )
-    p.add_argument(
-        "--ignore-header",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="message header left out of comparisons (adds to replay-rules.json)",
     )
     p.add_argument("--strict", action="store_true", help="unused recorded client frames fail")
     p.add_argument(
@@ -90,14 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--metrics-file", metavar="PATH", help="OpenMetrics snapshot written at exit")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve /metrics on 127.0.0.1:P")
-    p.add_argument(
-        "--log-format",
-        default="human",
-        choices=FORMATS,
-        help="human: readable lines (stdout: addresses, closing line; stderr: misses, warnings); "
-        "json: one JSON object per line on stderr and nothing on stdout",
-    )
-    p.add_argument("--log-file", metavar="PATH", help="also write every event as JSON lines")
+    add_logging(p, stdout="addresses, closing line", stderr="misses, warnings")
     p.add_argument(
         "--miss-log",
         metavar="PATH",
@@ -126,6 +86,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"budget: most bytes of one client frame (default {policy.budgets.max_frame_bytes})",
     )
     p.set_defaults(func=run)
+
+
+def add_matching(parser: argparse.ArgumentParser) -> None:
+    """How live frames meet the recording (serve, replay): --match, --pace, --port-offset and
+    what comparisons leave out."""
+    parser.add_argument(
+        "--match",
+        default=MatchMode.TRANSCRIPT.value,
+        choices=[m.value for m in MatchMode],
+        help="transcript: recorded order within a connection; lookup: earliest unused frame "
+        "with the same key (default %(default)s)",
+    )
+    parser.add_argument(
+        "--pace",
+        default=Pace.FAST.value,
+        choices=[m.value for m in Pace],
+        help="fast: answer at once; recorded: keep recorded delays (default %(default)s)",
+    )
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="move every listener by N (Kafka advertised addresses follow)",
+    )
+    parser.add_argument(
+        "--ignore-field",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="ignore path left out of comparisons, from the message (properties.message_id, "
+        "headers.x) or its payload (trace.id); adds to the cassette's replay-rules.json",
+    )
+    parser.add_argument(
+        "--ignore-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="message header left out of comparisons (adds to replay-rules.json)",
+    )
 
 
 #: the profile whose limits and frame budget the fake broker takes (serve has no --profile)

@@ -43,14 +43,14 @@ from prometheus_client.openmetrics.exposition import generate_latest
 from rr.canonical import dumps
 from rr.cassette import CassetteError
 from rr.cassette.errors import printable
-from rr.cli_options import add_write_root
 from rr.policy import PolicyError, check_writable, get_profile
 from rr.replay.recording import Recording
-from rr.replay.session import MatchMode, Pace
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
+from rrlab.options import add_cassette, add_command_argv, add_paths, add_write_root
 
 from . import sandbox
+from .cli import add_matching
 
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
@@ -75,17 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cassettes/worker-kafka-tansu -- rrlab-worker --driver kafka --count 200 --seed 1 "
         "--out out/worker-kafka-tansu",
     )
-    p.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+    add_cassette(p)
     p.add_argument(
         "--profile",
         default="rr_replay",
         choices=REPLAY_PROFILES,
         help="rr_replay: offline; ci_replay: offline and strict (default %(default)s)",
     )
-    p.add_argument(
-        "--match", default=MatchMode.TRANSCRIPT.value, choices=[m.value for m in MatchMode]
-    )
-    p.add_argument("--pace", default=Pace.FAST.value, choices=[m.value for m in Pace])
+    add_matching(p)
     p.add_argument(
         "--sandbox",
         default=sandbox.Sandbox.AUTO.value,
@@ -93,25 +90,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: a network namespace where possible, else the Python guard (default "
         "%(default)s)",
     )
-    p.add_argument("--port-offset", type=int, default=0, metavar="N", help="move every listener")
-    p.add_argument(
-        "--artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="compare only these recorded artifacts (default: all but timing-bearing ones)",
+    add_paths(
+        p, "--artifact", "compare only these recorded artifacts (default: all but timing-bearing)"
     )
-    p.add_argument(
-        "--timing-artifact",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="artifacts holding timings: checked for shape only",
-    )
-    p.add_argument("--ignore-field", action="append", default=[], metavar="PATH")
-    p.add_argument("--ignore-header", action="append", default=[], metavar="NAME")
+    add_paths(p, "--timing-artifact", "artifacts holding timings: checked for shape only")
     p.add_argument(
         "--miss-grace",
         type=_seconds,
@@ -132,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
     p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
     add_write_root(p)
-    p.add_argument("cmd", nargs="*", metavar="-- CMD", help="the command to replay")
+    add_command_argv(p, "replay")
     p.set_defaults(func=run)
 
 

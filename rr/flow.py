@@ -52,12 +52,13 @@ class ReadGate:
         self.reasons.add(reason)
 
     def resume(self, reason: str) -> None:
+        """(A transport that is closing ignores the resume: Twisted's own check, in
+        `FileDescriptor.resumeProducing`.)"""
         if reason not in self.reasons:
             return
         self.reasons.discard(reason)
-        transport = self.transport
-        if not self.reasons and transport.connected and not transport.disconnecting:
-            transport.resumeProducing()
+        if not self.reasons:
+            self.transport.resumeProducing()
 
     # -- IPushProducer (for the transport this gate is registered with) -------------------------
 

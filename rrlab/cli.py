@@ -15,9 +15,9 @@ SUBCOMMANDS: dict[str, str] = {
     "record": "proxy.record_cli",
     "serve": "replayer.cli",
     "replay": "replayer.replay_cli",
-    "inspect": "rr.cassette_cli",
-    "verify": "rr.cassette_cli",
-    "arch": "rr.arch.cli",
+    "inspect": "rrlab.cassette_cli",
+    "verify": "rrlab.cassette_cli",
+    "arch": "rrlab.arch.cli",
 }
 
 #: one runnable example per command, shown under its --help (unless its module gives its own)

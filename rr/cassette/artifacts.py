@@ -12,9 +12,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from rr.atomic_file import write_atomic
+
 from .format import ARTIFACTS_DIR, MANIFEST_NAME
 from .reader import load_manifest
-from .writer import _artifact_relpath, copy_durably, write_atomic
+from .writer import _artifact_relpath, copy_durably
 
 
 def add_artifacts(

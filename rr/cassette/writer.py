@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
 import rr
+from rr.atomic_file import fsync_dir, write_atomic
 from rr.canonical import dumps
 from rr.codecs.base import Direction, Proto
 from rr.policy import BudgetExceeded, Budgets, Policy
@@ -90,24 +91,6 @@ class CassetteWriteFailed(CassetteError):
         super().__init__(path, f"cannot write {what}: {self.words} ({detail}); {advice}")
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a mix (a
-    failed write leaves the old file and no temporary one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-
-
 def copy_durably(src: str | os.PathLike[str], dest: Path) -> str:
     """Copy `src` to `dest` (temp file, fsync, rename, directory fsync); its sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -122,14 +105,6 @@ def copy_durably(src: str | os.PathLike[str], dest: Path) -> str:
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
     return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def existing_state(path: Path) -> str | None:

@@ -64,8 +64,7 @@ def test_the_live_random_consumer_tag_is_stamped_into_served_frames(tmp_path):
 def test_another_client_family_amqp_tools_replays(mode, tmp_path):
     """rabbitmq-c's command-line tools: four connections, a server-named consumer tag."""
     missing = [t for t in AMQP_TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"amqp-tools not installed: {missing}")
+    assert not missing, f"needs {missing}: install amqp-tools with tools/ensure-system-packages"
     scenarios = _client_scenarios()
     assert [s.path for s in scenarios] == [TOOLS_CASSETTE]
     for scenario in scenarios:
@@ -80,8 +79,8 @@ def test_another_client_family_amqp_tools_replays(mode, tmp_path):
 def test_connections_opened_in_another_order_rebind(tmp_path):
     """amqp-publish runs before amqp-declare-queue: the publisher first binds to the recorded
     declare connection (the openings are alike), then moves to the recorded publisher."""
-    if any(shutil.which(t) is None for t in AMQP_TOOLS):
-        pytest.skip("amqp-tools not installed")
+    missing = [t for t in AMQP_TOOLS if shutil.which(t) is None]
+    assert not missing, f"needs {missing}: install amqp-tools with tools/ensure-system-packages"
     cassette = TOOLS_CASSETTE
     conn = [
         "--server=127.0.0.1",
@@ -287,8 +286,9 @@ def test_a_declared_ignore_field_may_vary(tmp_path):
 
 def test_another_user_is_refused_at_binding_with_the_user_named(tmp_path):
     """Any password is accepted (the cassette holds a placeholder), another user is not."""
-    if shutil.which("amqp-declare-queue") is None:
-        pytest.skip("amqp-tools not installed")
+    assert shutil.which("amqp-declare-queue"), (
+        "needs amqp-declare-queue: install amqp-tools with tools/ensure-system-packages"
+    )
     argv = ["amqp-declare-queue", "--server=127.0.0.1", "--port=15673", "--vhost=rrlab"]
     argv += ["--username=mallory", "--password=x", "-q", "rrlab.client.amqp-tools"]
     with fake_broker(TOOLS_CASSETTE, tmp_path) as served:

@@ -96,11 +96,13 @@ CASES = [
 
 
 def _skip_unless_ready(case: Case) -> None:
-    if not (case.path / "cassette.json").exists():
-        pytest.skip(f"cassette {case.path.name} not recorded yet")
+    """(Named before it failed instead of skipping: a skipped replay proves nothing.)"""
+    assert (case.path / "cassette.json").exists(), (
+        f"cassette {case.path} is missing: record it (tools/record-cassettes, "
+        "tools/client-cassettes) or restore it from git"
+    )
     missing = [exe for exe in case.needs if not shutil.which(exe)]
-    if missing:
-        pytest.skip(f"needs {missing}")
+    assert not missing, f"{case.name} needs {missing}: install them (tools/ensure-system-packages)"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

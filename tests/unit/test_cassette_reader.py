@@ -306,7 +306,7 @@ def test_tampered_then_repaired_without_manifest_is_said_and_refused_by_strict(t
     import argparse
     import base64
 
-    from rr.cassette_cli import run_verify
+    from rrlab.cassette_cli import run_verify
 
     path = tmp_path / "c"
     record(path)

@@ -1,4 +1,4 @@
-"""rr.console: human lines, JSON lines, and a progress line nothing is ever glued onto."""
+"""rrlab.console: human lines, JSON lines, and a progress line nothing is ever glued onto."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import select
 
 from twisted.logger import LogLevel
 
-from rr.console import Console, LogObserver, event_record
+from rrlab.console import Console, LogObserver, event_record
 
 
 def _event(level: LogLevel = LogLevel.info, fmt: str = "", **fields: object) -> dict:

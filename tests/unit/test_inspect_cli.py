@@ -16,7 +16,7 @@ from rrlab import cli
 def only_cassette_commands(monkeypatch):
     # other subcommands belong to other modules; keep these tests about ours
     monkeypatch.setattr(
-        cli, "SUBCOMMANDS", {"inspect": "rr.cassette_cli", "verify": "rr.cassette_cli"}
+        cli, "SUBCOMMANDS", {"inspect": "rrlab.cassette_cli", "verify": "rrlab.cassette_cli"}
     )
 
 

@@ -17,7 +17,7 @@ CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 @pytest.fixture(autouse=True)
 def only_cassette_commands(monkeypatch):
     monkeypatch.setattr(
-        cli, "SUBCOMMANDS", {"inspect": "rr.cassette_cli", "verify": "rr.cassette_cli"}
+        cli, "SUBCOMMANDS", {"inspect": "rrlab.cassette_cli", "verify": "rrlab.cassette_cli"}
     )
 
 

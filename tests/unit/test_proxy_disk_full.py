@@ -18,6 +18,7 @@ from test_proxy_limits import Transport, connect, publish
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
+import rr.atomic_file as atomic_file
 import rr.cassette.writer as writer_module
 from proxy.app import ProxyApp
 from proxy.forward import Pair, Route, ServerSide, UpstreamSide
@@ -146,7 +147,7 @@ def test_finalize_on_a_full_disk_fails_once_and_leaves_no_temporary_file(
     _pair, client = connect(app)
     client.dataReceived(publish(40))
 
-    monkeypatch.setattr(writer_module, "open", _full_open, raising=False)
+    monkeypatch.setattr(atomic_file, "open", _full_open, raising=False)  # the manifest
     with capturedLogs() as events:
         app.shutdown()
         app.shutdown()  # the reactor's own shutdown trigger comes again: nothing more
@@ -190,7 +191,7 @@ def test_verify_repair_on_a_full_disk_says_so_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before: a traceback ([Errno 28] from writing the repaired manifest)."""
-    from rr.cassette_cli import run_verify
+    from rrlab.cassette_cli import run_verify
 
     writer = CassetteWriter.create(tmp_path / "c")
     conn = writer.open_connection("mqtt", None, None)

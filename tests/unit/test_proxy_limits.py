@@ -21,9 +21,6 @@ class Transport(StringTransport):
     def setTcpNoDelay(self, enabled: bool) -> None:
         pass
 
-    def doWrite(self) -> None:  # the proxy flushes at once; here the bytes are in value()
-        pass
-
 
 def publish(size: int) -> bytes:
     """An MQTT 3.1.1 QoS 0 PUBLISH of `size` bytes in all (topic "t")."""

@@ -6,6 +6,8 @@ import argparse
 
 from rr.policy import PROFILES
 
+from .console import FORMATS
+
 PROTOS = ("kafka", "amqp", "mqtt")
 ARTICLE = {"kafka": "a Kafka", "amqp": "an AMQP 0-9-1", "mqtt": "an MQTT"}
 ROUTE_EXAMPLES = {
@@ -25,6 +27,24 @@ def add_routes(parser: argparse.ArgumentParser) -> None:
             metavar="LISTEN=UPSTREAM",
             help=f"{ARTICLE[proto]} route (any number), e.g. {ROUTE_EXAMPLES[proto]}",
         )
+
+
+def add_cassette(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+
+
+def add_recording(parser: argparse.ArgumentParser, *, rewrite: str) -> None:
+    """What a recording is told (proxy, record): its routes, cassette, profile and --mode;
+    `rewrite` says what --mode rewrite replaces when."""
+    add_routes(parser)
+    add_cassette(parser)
+    add_record_profile(parser)
+    parser.add_argument(
+        "--mode",
+        default="once",
+        choices=("once", "rewrite"),
+        help=f"once: refuse an existing cassette; rewrite: {rewrite}",
+    )
 
 
 def add_record_profile(parser: argparse.ArgumentParser) -> None:
@@ -57,4 +77,29 @@ def add_allow_upstream(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="HOST:PORT",
         help="add an upstream to the profile's allow-list (tests, private brokers)",
+    )
+
+
+def add_paths(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """`flag PATH [PATH ...]`, any number of times, gathered into one list (record, replay)."""
+    parser.add_argument(flag, action="extend", nargs="+", default=[], metavar="PATH", help=help)
+
+
+def add_command_argv(parser: argparse.ArgumentParser, what: str) -> None:
+    """The command after `--` that record and replay run."""
+    parser.add_argument("cmd", nargs="*", metavar="-- CMD", help=f"the command to {what}")
+
+
+def add_logging(parser: argparse.ArgumentParser, *, stdout: str, stderr: str) -> None:
+    """--log-format and --log-file of a long-running server (proxy, serve); `stdout` and
+    `stderr` say what its human lines are."""
+    parser.add_argument(
+        "--log-format",
+        default="human",
+        choices=FORMATS,
+        help=f"human: readable lines (stdout: {stdout}; stderr: {stderr}); "
+        "json: one JSON object per line on stderr and nothing on stdout",
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH", help="also write every event as JSON lines to PATH"
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rr.atomic_file import write_atomic
 from rr.usage import UsageError
 
 from . import contract_msg, contract_rr, locks
@@ -202,7 +203,8 @@ def check_locks(
             data = locks.dumps_lock(scope, files)
             path = run.p.root / run.manifest["locks"][scope]
             if not path.is_file() or path.read_bytes() != data:
-                locks.write_atomic(path, data)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, data)
         return changes, True
     drift = [c for c in changes if c.lock not in unreadable]
     run.p.findings.extend(locks.mismatch_findings(drift))

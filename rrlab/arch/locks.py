@@ -9,10 +9,7 @@ JSON). Drift without `--write-lock` is E_ARCH_LOCK_MISMATCH naming the file.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rr.canonical import dumps
@@ -81,18 +78,6 @@ def mismatch_findings(changes: list[LockChange]) -> list[Finding]:
         "removed": "is in the lock but no longer exists",
     }
     return [Finding(E_LOCK, c.path, f"{words[c.kind]} ({c.lock}); {how}", "locks") for c in changes]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def dumps_lock(scope: str, files: dict[str, str]) -> bytes:

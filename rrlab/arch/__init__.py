@@ -1,5 +1,5 @@
 """Architecture contracts (`rrlab arch check`): the manifest under `arch/` says which contracts are
-enabled and which indexes they read; `rr.arch.check.run_check` validates them and compares the
+enabled and which indexes they read; `rrlab.arch.check.run_check` validates them and compares the
 locks.
 
 Only reads files under a project root (never imports proxy, replayer, brokers or the worker), so
