@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from rr.cassette import CassetteWriter, verify
-from rr.codecs import framer_for
 from rr.codecs.base import Direction, Proto
 from rr.policy import Budgets
+from rr.protocols import framer_for
 
 READ = 64 * 1024
 TARGETS = {200: ("frames/s", 30_000), 64 * 1024: ("MB/s", 100)}

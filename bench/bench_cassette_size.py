@@ -97,9 +97,10 @@ def run_measured(argv: list[str], work: Path) -> tuple[float, float, subprocess.
 
 OPEN = """
 import sys, time
-from replayer.recording import Recording
+from rr.protocols import client_kind
+from rr.replay.recording import Recording
 t0 = time.perf_counter()
-Recording.open(sys.argv[1])
+Recording.open(sys.argv[1], classify=client_kind)
 print(time.perf_counter() - t0)
 """
 

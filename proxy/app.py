@@ -18,8 +18,8 @@ from twisted.web.server import Site
 from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import Direction, Proto
 from rr.flow import BufferBudget, peer_closed
-from rr.kafka_rewrite import KafkaNode, NodeMap
 from rr.policy import BudgetExceeded, Limits
+from rr.protocols.kafka.rewrite import KafkaNode, NodeMap
 from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 from .forward import ListenFactory, Pair, RecordingFailure, Route, Side

@@ -10,9 +10,9 @@ from twisted.internet import error as twisted_error
 from twisted.internet.task import LoopingCall
 
 from rr.cassette import CassetteError, CassetteWriter
-from rr.codecs.kafka_records import set_decompression_budget
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Policy, PolicyError
+from rr.protocols.kafka.records import set_decompression_budget
 from rr.usage import UsageError
 from rrlab.console import Console, start_logging
 

@@ -15,8 +15,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.twisted import MetricsResource
 
 from rr.codecs import Direction, Proto
-from rr.kafka_rewrite import RewriteEvent
 from rr.protocols import PROTOCOLS
+from rr.protocols.kafka.rewrite import RewriteEvent
 
 
 class ProxyMetrics:

@@ -17,13 +17,13 @@ from twisted.web.server import Site
 from rr.atomic_file import write_atomic
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES
 from rr.policy import Limits
+from rr.protocols import protocol_for
+from rr.replay.recording import Recording
+from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
-from .protocols import module_for
-from .recording import Recording
 from .report import ReplayReport
 from .server import ReplayFactory, ServeLimits
-from .session import Listener, PortMap, ReplayContext, ReplayOptions
 
 LISTEN_HOST = "127.0.0.1"
 #: Reactor turns run after the stop signal before counting what the recording had unused: the
@@ -61,7 +61,7 @@ class ReplayServer:
         self.say = say
         self.report = ReplayReport()
         self.report.on_miss = lambda miss: warn(miss.line())
-        self.ctx = ReplayContext(recording, options, self.report, ports)
+        self.ctx = ReplayContext(recording, options, self.report, ports, max_frame_bytes)
         self.listeners = [
             Listener(proto, port, ports.live(port)) for proto, port in recording.listeners()
         ]
@@ -72,12 +72,10 @@ class ReplayServer:
         """Bind every listener before serving anything; a taken port is a usage error, a
         recording a protocol cannot model a StartError."""
         for proto in {lst.proto for lst in self.listeners}:
-            prepare = getattr(module_for(proto), "prepare", None)
-            if prepare is not None:
-                try:
-                    prepare(self.ctx)
-                except Exception as exc:
-                    raise StartError(self.ctx.recording.path, proto, exc) from exc
+            try:
+                protocol_for(proto).prepare(self.ctx)
+            except Exception as exc:
+                raise StartError(self.ctx.recording.path, proto, exc) from exc
         try:
             for lst in self.listeners:
                 factory = ReplayFactory(self.ctx, lst, self.limits)

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rr.cassette import CassetteError
-from rr.codecs.kafka_records import set_decompression_budget
 from rr.flow import open_file_limit_note, raise_open_file_limit
 from rr.policy import Limits, PolicyError, check_writable, get_profile
+from rr.protocols.kafka.records import set_decompression_budget
+from rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
 from rr.usage import EXIT_USAGE, UsageError
 from rrlab.console import Console, start_logging
 from rrlab.options import add_cassette, add_logging
-
-from .session import MatchMode, Pace, PortMap, ReplayOptions
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -204,8 +203,10 @@ def _also_logging_misses(then: Callable[[Miss], None] | None, path: Path) -> Cal
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
+    from rr.protocols import client_kind
+    from rr.replay.recording import Recording
+
     from .app import ReplayServer, StartError
-    from .recording import Recording
     from .rules import load_rules
 
     limits, max_frame_bytes = limits_from(args)
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     # budget (as the proxy sets it from its policy)
     set_decompression_budget(limits.max_decompressed_bytes or max_frame_bytes)
     try:
-        recording = Recording.open(args.cassette)
+        recording = Recording.open(args.cassette, classify=client_kind)
     except CassetteError as exc:
         print(f"rrlab serve: {exc}", file=sys.stderr)
         return EXIT_USAGE

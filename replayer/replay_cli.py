@@ -37,20 +37,22 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
 from rr.cassette import CassetteError
 from rr.cassette.errors import printable
 from rr.policy import PolicyError, check_writable, get_profile
+from rr.replay.recording import Recording
 from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 from rrlab.options import add_cassette, add_command_argv, add_paths, add_write_root
 
 from . import sandbox
 from .cli import add_matching
-from .recording import Recording
+
+disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
 LISTENING = "rrlab serve: listening "
 REPLAY_PROFILES = ("rr_replay", "ci_replay")

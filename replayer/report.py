@@ -9,17 +9,15 @@ from __future__ import annotations
 import itertools
 from collections import Counter as Tally
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from rr.canonical import dumps
-from rr.cassette.errors import printable
 from rr.codecs import Proto
-
-from .recording import RecFrame, Recording
+from rr.replay.recording import RecFrame, Recording
+from rr.replay.session import Miss
 
 disable_created_metrics()  # `_created` samples are clock values: snapshots stay comparable
 
@@ -27,41 +25,6 @@ disable_created_metrics()  # `_created` samples are clock values: snapshots stay
 MAX_LISTED = 200
 
 OUTCOMES = ("matched", "synthesized", "missed", "unused")
-
-
-@dataclass(slots=True)
-class Miss:
-    """A live client frame the recording could not answer."""
-
-    proto: str
-    live_conn: int
-    recorded_conn: int | None
-    api: str
-    reason: str
-    live: dict[str, Any]
-    closest: dict[str, Any] | None = None
-    diff: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "api": self.api,
-            "closest": self.closest,
-            "diff": list(self.diff),
-            "live": self.live,
-            "live_conn": self.live_conn,
-            "proto": self.proto,
-            "reason": self.reason,
-            "recorded_conn": self.recorded_conn,
-        }
-
-    def line(self) -> str:
-        """One line for a terminal or a log; recorded and live values in it are escaped (a
-        cassette or a client may carry terminal control sequences)."""
-        where = f"live conn {self.live_conn}"
-        if self.recorded_conn is not None:
-            where += f" (recorded conn {self.recorded_conn})"
-        head = f"MISS {self.proto} {printable(self.api)} on {where}: {printable(self.reason)}"
-        return head + "".join(f"\n    {printable(d)}" for d in self.diff[:10])
 
 
 class ReplayReport:

@@ -1,7 +1,9 @@
-"""Twisted listeners of the fake broker: bytes in, whole client frames to the session, bytes out.
+"""Twisted listeners of the fake broker: the client's bytes to the session, its actions run.
 
-Like the proxy's forward.py, the protocol objects only move bytes; what to answer is decided by
-the protocol's `Session`. Listens on 127.0.0.1 only and never connects anywhere.
+Like the proxy's forward.py, the protocol objects only move bytes: the protocol's sans-IO
+`Session` frames the bytes and decides what to answer; this shell runs the actions it hands
+over (`Send`, `Close`, `Schedule` on the injected reactor). Listens on 127.0.0.1 only and never
+connects anywhere.
 
 Bounded like the proxy, from the same `rr.policy.Limits` (`ServeLimits`): each connection's
 reads pause while its answers wait unsent (a client that never reads stops being read), the
@@ -12,7 +14,6 @@ that long is closed. A closed connection lets go of what it held at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
@@ -20,12 +21,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, framer_for
+from rr.codecs import DEFAULT_MAX_FRAME_BYTES
 from rr.flow import BufferBudget, ReadGate, peer_closed
 from rr.policy import Limits
-
-from .protocols import module_for
-from .session import Listener, ReplayContext, Session
+from rr.protocols import protocol_for
+from rr.replay.session import Action, Close, Listener, ReplayContext, Schedule, Send, Session
 
 log = Logger(namespace="rrlab.replayer")
 
@@ -96,7 +96,7 @@ class ServeLimits:
 
 
 class ReplayProtocol(protocol.Protocol):
-    """One live client connection; also the session's `Link`."""
+    """One live client connection; also the session's `Link` (runs its actions)."""
 
     gate: ReadGate  # this connection's reads (paused by unsent answers or the budget)
 
@@ -111,14 +111,25 @@ class ReplayProtocol(protocol.Protocol):
         self.listener = listener
         self.live_id = live_id
         self.limits = limits
-        self.framer: Framer | None = framer_for(
-            listener.proto, Direction.C2S, limits.max_frame_bytes
-        )
         self.session: Session | None = None
         self.last_active = 0.0  # reactor time of the last whole frame either way
         self._timers: list[Any] = []
 
     # -- Link ----------------------------------------------------------------------------------
+
+    def act(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self.send(action.data)
+        elif isinstance(action, Close):
+            if action.reason:
+                log.info(
+                    "live conn {live} closed: {reason}", live=self.live_id, reason=action.reason
+                )
+            self.close()
+        elif isinstance(action, Schedule):
+            call = self.limits.reactor.callLater(action.delay, action.timer.fire)
+            self._timers = [t for t in self._timers if t.active()]
+            self._timers.append(call)
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and data:
@@ -134,14 +145,6 @@ class ReplayProtocol(protocol.Protocol):
         if self.transport is not None:
             self.transport.loseConnection()
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> Any:
-        from twisted.internet import reactor
-
-        call = reactor.callLater(delay, fn)  # type: ignore[attr-defined]
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(call)
-        return call
-
     # -- Twisted -------------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
@@ -150,8 +153,7 @@ class ReplayProtocol(protocol.Protocol):
         self.transport.registerProducer(self.gate, True)
         self.last_active = self.limits.now()
         self.limits.opened(self)
-        session_cls = module_for(self.listener.proto).Session
-        self.session = session_cls(self.ctx, self.listener, self)
+        self.session = protocol_for(self.listener.proto).session(self.ctx, self.listener, self)
         log.info(
             "accepted {proto} live conn {live} on port {port}",
             proto=str(self.listener.proto),
@@ -160,33 +162,16 @@ class ReplayProtocol(protocol.Protocol):
         )
 
     def dataReceived(self, data: bytes) -> None:
-        session, framer = self.session, self.framer
+        session = self.session
         assert session is not None
-        if framer is None:  # closed already
-            return
         try:
-            raws = framer.feed_raws(data)
-        except FramingError as err:
-            for frame in err.frames:
-                self._handle(session, frame.raw)
-            session.miss("unframeable", f"client bytes cannot be framed: {err}", {})
-            self.close()
-            return
-        if raws:
-            self.last_active = self.limits.now()
-        for raw in raws:
-            if session.closed:
-                break
-            self._handle(session, raw)
-        self.limits.after_read(self, framer.buffered)
-
-    def _handle(self, session: Session, raw: bytes) -> None:
-        try:
-            session.on_frame(raw)
+            if session.data_received(data):
+                self.last_active = self.limits.now()
         except Exception as exc:  # one broken session never takes the server down
             log.failure("replay session failed", Failure(exc))
             session.miss("internal", f"replayer error: {type(exc).__name__}: {exc}", {})
             session.close()
+        self.limits.after_read(self, session.buffered)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         for timer in self._timers:
@@ -196,9 +181,8 @@ class ReplayProtocol(protocol.Protocol):
         self.limits.closed(self)
         # What an unfinished frame held goes now, not when the garbage collector gets to the
         # session <-> link cycle (62 MB partial frames stayed after their clients had gone).
-        self.framer = None
         if self.session is not None:
-            self.session.on_close()
+            self.session.connection_lost()
 
 
 class ReplayFactory(protocol.Factory):

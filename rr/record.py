@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from rr.cassette.format import summary_encoder
 from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
-from rr.kafka_rewrite import NodeMap, RewriteEvent
-from rr.protocols import KAFKA, FrameConnection, PipelineFrame, protocol_for
+from rr.protocols import FrameConnection, PipelineFrame, protocol_for
+from rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
 from rr.redact import RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -313,7 +313,5 @@ def recorder_for(
     with a `node_map`, the address rewriter sharing the decoder's correlation tracker."""
     protocol = protocol_for(proto)
     connection = protocol.connection(max_frame_bytes=max_frame_bytes, redact=redact)
-    rewriter = None
-    if node_map is not None and protocol is KAFKA:
-        rewriter = KAFKA.rewriter(connection, node_map, on_rewrite)
+    rewriter = None if node_map is None else protocol.rewriter(connection, node_map, on_rewrite)
     return ConnectionRecorder(writer, conn_id, connection, rewriter=rewriter, on_frames=on_frames)

@@ -252,60 +252,14 @@ FRAME_COLUMNS = (
 _FRAME_FMT = "{:>6}  {:>10}  {:>4}  {:<3}  {:<5}  {:<28}  {:<24}  {:>8}  {:<3}  {}"
 
 
-def _kafka_detail(s: dict[str, Any]) -> str:
-    parts = []
-    for batch in s.get("records") or ():
-        records = batch.get("records") or ()
-        count = batch.get("count", len(records))
-        text = f"{batch.get('topic', '?')}[{batch.get('partition', '?')}] {count} records"
-        if records and "key" in records[0]:
-            text += f", first key {records[0]['key']!r}"
-        parts.append(text)
-    for key in ("topics", "group_id", "member_id"):
-        if isinstance(s.get(key), str | int):
-            parts.append(f"{key}={s[key]}")
-    return "; ".join(parts)
-
-
-def _amqp_detail(s: dict[str, Any]) -> str:
-    args = s.get("args") or {}
-    parts = [f"{k}={args[k]!r}" for k in ("exchange", "routing_key", "queue") if k in args]
-    if s.get("frame") == "header":
-        parts.append(f"body {s.get('body_size')} bytes")
-        key = (s.get("properties") or {}).get("headers", {}).get("key")
-        if key is not None:
-            parts.append(f"key={key!r}")
-    return " ".join(parts)
-
-
-def _mqtt_detail(s: dict[str, Any]) -> str:
-    if "topic" in s:
-        return f"topic={s['topic']} qos={s.get('qos', 0)} payload {s.get('payload_size', 0)} bytes"
-    subs = s.get("subscriptions")
-    if subs:
-        return "topics " + ", ".join(f"{x.get('topic')} (qos {x.get('qos', 0)})" for x in subs)
-    if s.get("packet") == "CONNECT":
-        return f"client_id={s.get('client_id')!r}"
-    return ""
-
-
-DETAIL = {"kafka": _kafka_detail, "amqp": _amqp_detail, "mqtt": _mqtt_detail}
-
-
 def detail(f: FrameRecord) -> str:
     """What the decoder knows beyond the frame's name and ids (never clipped)."""
-    return DETAIL[f.proto.value](f.summary)
+    return protocol_for(f.proto).detail(f.summary)
 
 
 def payload_of(f: FrameRecord) -> bytes:
-    """The message body where the protocol frames one (AMQP body frame, MQTT PUBLISH), else
-    the whole frame as recorded."""
-    s = f.summary
-    if f.proto.value == "amqp" and s.get("frame") == "body":
-        return f.raw[7:-1]
-    if f.proto.value == "mqtt" and s.get("payload_size"):
-        return f.raw[-int(s["payload_size"]) :]
-    return f.raw
+    """The message body where the protocol frames one, else the whole frame as recorded."""
+    return protocol_for(f.proto).payload(f.summary, f.raw)
 
 
 def hex_dump(data: bytes, indent: str = "        ") -> list[str]:

@@ -1,16 +1,17 @@
-"""What every protocol object offers, and the parts they share.
+"""What every protocol object offers (`WireProtocol`), and the parts they share.
 
 A protocol object is the one place the recorder, `rrlab inspect` and the replayer get anything
 protocol-specific from: framer, per-connection decoder, redaction, a frame's short name and
-description, the key under which a summary's encoding may be cached, and its replay match-key
-rules (`normalize`).
+description, the key under which a summary's encoding may be cached, its replay match-key rules
+(`normalize`) and its replay session. Every part is required: a class attribute left out is a
+TypeError when the subclass is defined, an abstract method left out one when the protocol object
+is made, both at import (never a KeyError at record or inspect time).
 """
 
 from __future__ import annotations
 
-import importlib
+import abc
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -21,12 +22,11 @@ from rr.codecs import (
     Direction,
     Framer,
     Proto,
-    decoder_for,
-    framer_for,
 )
-from rr.redact import redact
 
 if TYPE_CHECKING:
+    from rr.replay.session import Link, Listener, ReplayContext, Session
+
     from .pipeline import FrameConnection
 
 #: summary -> a hashable key that stands for its encoding exactly, or None (see `summary_cache_key`)
@@ -44,33 +44,38 @@ class Description(NamedTuple):
         return f"{self.what} {self.ids}".rstrip()
 
 
-class WireProtocol:
-    """Base of the three protocol objects; each overrides what differs."""
+#: class attributes every protocol sets (checked when its class is defined)
+REQUIRED_ATTRIBUTES = ("proto", "label_keys", "framer_cls", "decoder_cls", "redact", "normalize")
+
+
+class WireProtocol(abc.ABC):
+    """The interface of a protocol object: class attributes (`REQUIRED_ATTRIBUTES`) and the
+    abstract methods below; the rest has defaults each protocol may override."""
 
     proto: Proto
     #: summary keys naming a frame, most specific first (`label`)
-    label_keys: tuple[str, ...] = ()
+    label_keys: tuple[str, ...]
     #: a function keying the summaries whose encoding repeats (None: nothing cached)
     summary_cache_key: CacheKey | None = None
+
+    #: the framer class (one instance per direction of a connection) and the decoder class
+    framer_cls: Callable[[Direction, int], Framer]
+    decoder_cls: Callable[[], Decoder]
 
     def framer(
         self, direction: Direction | str, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     ) -> Framer:
         """A fresh incremental framer for one direction of one connection."""
-        return framer_for(self.proto, direction, max_frame_bytes)
+        return self.framer_cls(Direction(direction), max_frame_bytes)
 
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection (both directions)."""
-        return decoder_for(self.proto)
+        return self.decoder_cls()
 
     #: redact(direction, raw, decoded, decoder) -> (raw, decoded): credentials out of one frame
-    #: (`rr.redact`), the summary re-read by the connection's `decoder`; frames without
-    #: credentials come back as the same objects. (A partial of `rr.redact.redact`: no Python
-    #: frame of its own on the hot path.)
-    redact: Callable[[Direction, bytes, Decoded, Decoder], tuple[bytes, Decoded]]
-
-    def __init__(self) -> None:
-        self.redact = partial(redact, self.proto)
+    #: (`rr.protocols.<proto>.redact`), the summary re-read by the connection's `decoder`;
+    #: frames without credentials come back as the same objects
+    redact: Callable[[Direction, bytes, Decoded, Decoder | None], tuple[bytes, Decoded]]
 
     def connection(
         self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, redact: bool = True
@@ -80,11 +85,42 @@ class WireProtocol:
 
         return FrameConnection(self, max_frame_bytes=max_frame_bytes, redact=redact)
 
-    @property
-    def normalize(self) -> ModuleType:
-        """The protocol's replay match-key rules (`rr.normalize.<proto>`), the replayer's
-        normalizer hook; imported on first use (recording never needs them)."""
-        return importlib.import_module(f"rr.normalize.{self.proto.value}")
+    #: the protocol's replay match-key rules (`rr.protocols.<proto>.normalize`)
+    normalize: ModuleType
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(cls, name)]
+        if missing:
+            raise TypeError(f"protocol {cls.__name__} does not set {', '.join(missing)}")
+
+    def rewriter(self, conn: FrameConnection, node_map: Any, on_event: Any = None) -> Any:
+        """What rewrites broker addresses in `conn`'s responses as the proxy forwards them (a
+        protocol whose brokers advertise addresses: Kafka), or None."""
+        return None
+
+    # -- replay ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def session(self, ctx: ReplayContext, listener: Listener, link: Link) -> Session:
+        """The sans-IO replay session of one live connection (`rr.replay.session`)."""
+
+    def prepare(self, ctx: ReplayContext) -> None:
+        """State shared by every live connection of one run, built before listening (e.g.
+        Kafka's partition logs); a recording it cannot model raises. None by default."""
+        return None
+
+    @abc.abstractmethod
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        """A client frame sent on a clock (heartbeats, pings, polls): never reported unused."""
+
+    @abc.abstractmethod
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        """A graceful close (MQTT DISCONNECT, AMQP Connection/Channel.Close, Kafka LeaveGroup):
+        how a client tears down is not behaviour, a recorded one it skipped is never reported
+        unused."""
+
+    # -- inspect -------------------------------------------------------------------------------
 
     def label(self, summary: Mapping[str, Any]) -> str:
         """A short, low-cardinality name for a frame (metrics): API, method, packet type."""
@@ -94,9 +130,20 @@ class WireProtocol:
                 return value
         return "unknown"
 
+    @abc.abstractmethod
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        """What the decoder knows of a frame beyond its name and ids, for `rrlab inspect`
+        (topics and record counts, exchange and routing key, topic and QoS); "" if nothing."""
+
+    def payload(self, summary: Mapping[str, Any], raw: bytes) -> bytes:
+        """The message body where the protocol frames one (`rrlab inspect --payload`), else the
+        whole frame as recorded."""
+        return raw
+
+    @abc.abstractmethod
     def describe(self, summary: Mapping[str, Any]) -> Description:
-        """(what, ids) of one frame; a summary of an unknown shape gives whatever is there."""
-        return describe_any(summary)
+        """(what, ids) of one frame for `rrlab inspect`; a summary of an unknown shape gives
+        whatever is there (`describe_any`)."""
 
 
 def describe_any(summary: Mapping[str, Any]) -> Description:

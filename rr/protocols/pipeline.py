@@ -1,8 +1,9 @@
 """The frame pipeline of one connection, without a cassette writer behind it:
 bytes -> frames (framer per direction) -> decoded (the connection's decoder) -> redacted.
 
-The recorder writes what comes out; the replayer reads live client bytes through the same steps,
-so a live frame's summary is made exactly as the recorded one was.
+The recorder writes what comes out. The replay sessions frame and decode live client bytes with
+the same framer and decoder classes (not through this pipeline: nothing is redacted or written
+there), so a live frame's summary is made as the recorded one was.
 """
 
 from __future__ import annotations

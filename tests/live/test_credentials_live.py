@@ -23,8 +23,9 @@ import pytest
 from proxy_harness import RunningProxy, free_block, private_kafka, recv_kafka_frame, run_worker
 
 from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs import kafka as kafka_codec
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
+from rr.protocols.kafka import codec as kafka_codec
 from rr.redact import PLACEHOLDER
 
 pytestmark = pytest.mark.live

@@ -23,8 +23,8 @@ import pytest
 from proxy_harness import ROOT, RRLAB, free_block
 
 from rr.cassette import CassetteReader
-from rr.codecs.kafka import decode_request
-from rr.codecs.kafka_records import read_records, scan_record_set
+from rr.protocols.kafka.codec import decode_request
+from rr.protocols.kafka.records import read_records, scan_record_set
 
 pytestmark = pytest.mark.live
 CODECS = ("gzip", "snappy", "lz4", "zstd")

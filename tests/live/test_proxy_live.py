@@ -269,7 +269,7 @@ def test_response_that_cannot_be_rewritten_closes_the_client_not_the_proxy(tmp_p
     """kio alone aborts the process on these frames (~2^35 declared array items)."""
     from kio.index import load_request_schema
 
-    from rr.codecs.kafka import encode_request
+    from rr.protocols.kafka.codec import encode_request
 
     huge = b"\xff\xff\xff\xff\x7f"  # compact array length: 2^35 - 2 items
     server, seen = _hostile_upstream(

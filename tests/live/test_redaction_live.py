@@ -16,8 +16,9 @@ import pytest
 
 import brokers
 from rr.canonical import dumps
-from rr.codecs import Direction, Proto, decoder_for, framer_for
-from rr.redact import PLACEHOLDER, redact
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for, framer_for, redact
+from rr.redact import PLACEHOLDER
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 

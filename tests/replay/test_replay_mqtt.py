@@ -17,26 +17,35 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 
-from replayer import mqtt as mqtt_replay
-from replayer.mqtt import Causes, Plan
-from replayer.recording import Recording
 from replayer.report import ReplayReport
-from replayer.session import Listener, Pace, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteReader
-from rr.codecs import Direction, MqttFramer, Proto, decoder_for
-from rr.codecs.mqtt import (
+from rr.codecs import Direction, Proto
+from rr.protocols import client_kind, decoder_for
+from rr.protocols.mqtt import session as mqtt_replay
+from rr.protocols.mqtt.codec import (
     PINGRESP_BYTES,
+    MqttFramer,
     encode_disconnect,
     encode_remaining_length,
     with_packet_id,
+)
+from rr.protocols.mqtt.session import Causes, Plan
+from rr.replay.recording import Recording
+from rr.replay.session import (
+    Action,
+    Listener,
+    Pace,
+    PortMap,
+    ReplayContext,
+    ReplayOptions,
+    Schedule,
+    Send,
 )
 
 from .client_scenarios import SCENARIOS as CLIENT_SCENARIOS
@@ -124,21 +133,19 @@ class ClockLink:
         self.clock = clock
         self.sent = bytearray()
 
-    def send(self, data: bytes) -> None:
-        self.sent += data
-
-    def close(self) -> None:
-        pass
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> IDelayedCall:
-        return self.clock.callLater(delay, fn)
+    def act(self, action: Action) -> None:
+        """The session's actions: bytes kept, timers on the test's clock, closes ignored."""
+        if isinstance(action, Send):
+            self.sent += action.data
+        elif isinstance(action, Schedule):
+            self.clock.callLater(action.delay, action.timer.fire)
 
 
 def _served_all_at_once(case: Case, pace: Pace) -> dict[int, list[bytes]]:
     """Every recorded client packet fed at once, in recorded order (one live session per
     recorded connection, as a busy client's packets arrive in one read), the clock then run
     out: the recorded server packets each connection got, in the order it got them."""
-    recording = Recording.open(case.path)
+    recording = Recording.open(case.path, classify=client_kind)
     ctx = ReplayContext(recording, ReplayOptions(pace=pace), ReplayReport(), PortMap())
     mqtt_replay.prepare(ctx)
     clock = Clock()
@@ -355,7 +362,7 @@ def test_plan_pairs_answers_by_packet_id_and_causes_cross_connections(case):
     client packet with its packet id (PUBLISH -> PUBACK/PUBREC, PUBREL -> PUBCOMP, a push's
     PUBREC -> PUBREL) or released after a client packet; each push has its cause."""
     _skip_unless_ready(case)
-    recording = Recording.open(case.path)
+    recording = Recording.open(case.path, classify=client_kind)
     causes = Causes(recording)
     for rc in recording.conns:
         plan = Plan.build(rc, ())

@@ -77,7 +77,7 @@ BREAKERS = {
     "replayer/mosquito.py": ("from amqtt.client import MQTTClient", "replayer-no-mqtt-client",
                              "msg_mqtt"),
     "replayer/recorder.py": ("import proxy.forward", "replayer-independent-of-proxy", "rr"),
-    "rr/normalize/slow.py": ("from twisted.internet import defer", "rr-no-twisted", "rr"),
+    "rr/protocols/slow.py": ("from twisted.internet import defer", "rr-no-twisted", "rr"),
     "rr/cassette/timer.py": ("from twisted.internet import task", "rr-no-twisted", "rr"),
     "rr/upward.py": ("import replayer.rules", "rr-imports-no-io-layer", "rr"),
     "rr/cassette/command.py": ("import rrlab.cli", "rr-imports-no-io-layer", "rr"),

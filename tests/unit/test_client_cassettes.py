@@ -15,7 +15,8 @@ import pytest
 from replay.client_scenarios import CASSETTES, FOREIGN  # tests/ is on sys.path
 
 from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
 
 SECRETS = [b"rrlab-secret-pw", b"rrlab-mqtt-pw"]
 IDS = [s.name for s in FOREIGN]

@@ -12,7 +12,9 @@ import pytest
 from pamqp import body, commands, header, heartbeat
 
 from rr.canonical import dumps
-from rr.codecs import AmqpFramer, Direction, decoder_for
+from rr.codecs import Direction
+from rr.protocols import decoder_for
+from rr.protocols.amqp.codec import AmqpFramer
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from pamqp import body, commands, header
 
 from rr.canonical import dumps
-from rr.codecs import AmqpFramer, Direction
-from rr.codecs.amqp import AmqpDecoder, _fast_summary
+from rr.codecs import Direction
+from rr.protocols.amqp.codec import AmqpDecoder, AmqpFramer, _fast_summary
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "amqp-rabbitmq"
 DEC = AmqpDecoder()

@@ -9,19 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rr.canonical import dumps
-from rr.codecs import (
-    AmqpFramer,
-    Direction,
-    Frame,
-    FramingError,
-    KafkaFramer,
-    MqttFramer,
-    Proto,
-    decoder_for,
-    framer_for,
-)
-from rr.codecs.amqp import PROTOCOL_HEADER
-from rr.codecs.mqtt import encode_remaining_length
+from rr.codecs import Direction, Frame, FramingError, Proto
+from rr.protocols import decoder_for, framer_for
+from rr.protocols.amqp.codec import PROTOCOL_HEADER, AmqpFramer
+from rr.protocols.kafka.codec import KafkaFramer
+from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
 
 SETTINGS = settings(max_examples=200, deadline=None)
 GIB2 = 2 * 1024 * 1024 * 1024

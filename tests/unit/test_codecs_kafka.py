@@ -19,16 +19,18 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
 
 from rr.canonical import dumps
-from rr.codecs import Direction, KafkaFramer, decoder_for
-from rr.codecs.kafka import (
+from rr.codecs import Direction
+from rr.protocols import decoder_for
+from rr.protocols.kafka.codec import (
     KafkaCodecError,
+    KafkaFramer,
     decode_request,
     decode_response_body,
     encode_request,
     encode_response,
     records_of,
 )
-from rr.codecs.kafka_records import read_record_set, scan_record_set
+from rr.protocols.kafka.records import read_record_set, scan_record_set
 
 C2S, S2C = Direction.C2S, Direction.S2C
 T0 = datetime.datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=datetime.UTC)

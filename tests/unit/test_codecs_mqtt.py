@@ -7,8 +7,9 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.subscribe import SubscribePacket
 
 from rr.canonical import dumps
-from rr.codecs import Direction, MqttFramer, decoder_for
-from rr.codecs.mqtt import encode_remaining_length
+from rr.codecs import Direction
+from rr.protocols import decoder_for
+from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

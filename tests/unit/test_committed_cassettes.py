@@ -15,7 +15,8 @@ import pytest
 from replay.scenarios import SCENARIOS  # tests/ is on sys.path (rootdir conftest)
 
 from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto, decoder_for
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
 from rrlab import cli
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from rr import diff
-from rr.normalize import amqp, kafka, mqtt
+from rr.protocols.amqp import normalize as amqp
+from rr.protocols.kafka import normalize as kafka
+from rr.protocols.mqtt import normalize as mqtt
 
 SHAPE = diff.Shape(frozenset({"properties", "body"}), "body", ("properties", "headers"))
 

@@ -24,17 +24,20 @@ from kio.schema.api_versions.v3.response import ApiVersion as ApiVersionV3
 from kio.schema.api_versions.v3.response import ApiVersionsResponse
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16
+from replay_playbook import run_at_once
 
-from replayer import kafka as kafka_replay
-from replayer.recording import Recording
 from replayer.report import ReplayReport
-from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import decode_response_body, encode_request, encode_response
-from rr.codecs.kafka_apis import response_correlation_id
+from rr.protocols import client_kind
+from rr.protocols.kafka import session as kafka_replay
+from rr.protocols.kafka.apis import response_correlation_id
+from rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
+from rr.protocols.kafka.redact import UNDECODABLE
 from rr.record import recorder_for
-from rr.redact import PLACEHOLDER, UNDECODABLE
+from rr.redact import PLACEHOLDER
+from rr.replay.recording import Recording
+from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 BROKER_RANGES = {0: (0, 13), 1: (4, 18), 3: (0, 13), 18: (0, 4)}
@@ -93,7 +96,7 @@ def record(path, exchanges: list[tuple[bytes, bytes]]) -> Recording:
         recorder.feed(S2C, response)
     recorder.close("closed by client")
     writer.finalize()
-    return Recording.open(path)
+    return Recording.open(path, classify=client_kind)
 
 
 class Link:
@@ -101,6 +104,8 @@ class Link:
         self.live_id = live_id
         self.sent = bytearray()
         self.closed = False
+
+    act = run_at_once  # the session's actions (rr.replay.session)
 
     def send(self, data: bytes) -> None:
         self.sent += data
@@ -273,7 +278,7 @@ def test_a_request_the_cassette_keeps_as_a_header_only_matches_by_header_and_say
     writer.write_frame(conn, S2C, Proto.KAFKA, {"api": "ApiVersions", "correlation_id": 1}, answer)
     writer.close_connection(conn, "closed by client")
     writer.finalize()
-    session, link, ctx = serve(Recording.open(path))
+    session, link, ctx = serve(Recording.open(path, classify=client_kind))
     session.on_frame(api_versions_request(5, 3, "any", "any software"))
     assert link.take()[8:] == answer[8:] and ctx.report.miss_count == 0
     (note,) = ctx.report.notes

@@ -17,8 +17,8 @@ from kio.static.primitive import i16, i32
 
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction
-from rr.codecs.kafka import decode_response_body, encode_request, encode_response
-from rr.kafka_rewrite import (
+from rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
+from rr.protocols.kafka.rewrite import (
     NodeMap,
     RewriteError,
     cap_api_versions,
@@ -266,7 +266,7 @@ def test_flexible_response_keeps_header_v1_after_rewrite() -> None:
 # does on a machine with less than 16 GB to spare. Run in a child so an abort shows as a signal.
 _HUGE_FRAMES = r"""
 import struct
-from rr.kafka_rewrite import NodeMap, RewriteError, rewrite_response
+from rr.protocols.kafka.rewrite import NodeMap, RewriteError, rewrite_response
 
 def frame(body):
     return struct.pack(">i", len(body)) + body

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from replay import kafka_raw_api_versions_client as raw_client
 from replay.client_scenarios import BY_NAME  # tests/ is on sys.path
+from replay_playbook import run_at_once
 
 from rr.cassette import CassetteReader
 
@@ -37,13 +38,14 @@ def test_the_raw_client_opened_with_an_api_versions_kio_cannot_read():
 
 
 def serve_committed(name: str):
-    from replayer import kafka as kafka_replay
-    from replayer.recording import Recording
     from replayer.report import ReplayReport
-    from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
     from rr.codecs import Proto
+    from rr.protocols import client_kind
+    from rr.protocols.kafka import session as kafka_replay
+    from rr.replay.recording import Recording
+    from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
-    recording = Recording.open(BY_NAME[name].path)
+    recording = Recording.open(BY_NAME[name].path, classify=client_kind)
     ctx = ReplayContext(recording, ReplayOptions(), ReplayReport(), PortMap({19092: 19092}))
     kafka_replay.prepare(ctx)
     sent: list[bytes] = []
@@ -51,6 +53,8 @@ def serve_committed(name: str):
     class Link:
         live_id = ctx.next_live_id()
         closed = False
+
+        act = run_at_once  # the session's actions (rr.replay.session)
 
         def send(self, data: bytes) -> None:
             sent.append(data)

@@ -26,17 +26,15 @@ from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 from kio.static.primitive import i16
+from replay_playbook import run_at_once
 
 from brokers import kafka_versions
-from replayer import kafka as kafka_replay
-from replayer.kafka_build import item_cls
-from replayer.recording import Recording
 from replayer.report import ReplayReport
-from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import decode_response_any, encode_request, encode_response
-from rr.codecs.kafka_apis import (
+from rr.protocols import client_kind
+from rr.protocols.kafka import session as kafka_replay
+from rr.protocols.kafka.apis import (
     API_VERSIONS,
     FETCH,
     PRODUCE,
@@ -45,9 +43,13 @@ from rr.codecs.kafka_apis import (
     api_name,
     response_correlation_id,
 )
-from rr.kafka_fields import has_field
-from rr.kafka_rewrite import NodeMap, advertises_addresses, parseable_range
+from rr.protocols.kafka.build import item_cls
+from rr.protocols.kafka.codec import decode_response_any, encode_request, encode_response
+from rr.protocols.kafka.fields import has_field
+from rr.protocols.kafka.rewrite import NodeMap, advertises_addresses, parseable_range
 from rr.record import recorder_for
+from rr.replay.recording import Recording
+from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 ROUTE, NODE_BASE, MOVE = 19092, 19093, 1000
@@ -197,7 +199,7 @@ def matrix(tmp_path_factory) -> Matrix:
         recorder.close("closed by client")
         recorded[(key, version)] = Recorded(conn, {}, client_saw)
     writer.finalize()
-    recording = Recording.open(path)
+    recording = Recording.open(path, classify=client_kind)
     by_conn = {r.conn: r for r in recorded.values()}
     for rc in recording.conns:
         for frame in rc.frames:
@@ -215,6 +217,8 @@ class FakeLink:
         self.sent = bytearray()
         self.closed = False
         self.waits: list[float] = []
+
+    act = run_at_once  # the session's actions (rr.replay.session)
 
     def send(self, data: bytes) -> None:
         self.sent += data
@@ -238,7 +242,7 @@ class FakeLink:
 
 def _context(matrix: Matrix) -> ReplayContext:
     """The fake broker's context for the matrix cassette (listeners moved by MOVE)."""
-    recording = Recording.open(matrix.recording.path)
+    recording = Recording.open(matrix.recording.path, classify=client_kind)
     moves = {port: port + MOVE for _proto, port in recording.listeners()}
     ctx = ReplayContext(recording, ReplayOptions(), ReplayReport(), PortMap(moves))
     kafka_replay.prepare(ctx)

@@ -9,11 +9,9 @@ import pytest
 PROTOCOL_MODULES = [
     "rr.protocols",
     "rr.redact",
-    "rr.kafka_rewrite",
-    "rr.normalize",
-    "rr.codecs.kafka",
-    "rr.codecs.amqp",
-    "rr.codecs.mqtt",
+    "rr.protocols.kafka",
+    "rr.protocols.amqp",
+    "rr.protocols.mqtt",
 ]
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import struct
 
 import pytest
+from replay_playbook import run_at_once
 
-from replayer import mqtt as mqtt_replay
-from replayer.recording import Recording
 from replayer.report import ReplayReport
-from replayer.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rr.cassette import CassetteWriter
 from rr.codecs import Direction, Proto
-from rr.codecs.mqtt import encode_remaining_length
+from rr.protocols import client_kind
+from rr.protocols.mqtt import session as mqtt_replay
+from rr.protocols.mqtt.codec import encode_remaining_length
 from rr.record import recorder_for
+from rr.replay.recording import Recording
+from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 LEVELS = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}
@@ -69,6 +71,8 @@ class Link:
         self.sent = bytearray()
         self.closed = False
 
+    act = run_at_once  # the session's actions (rr.replay.session)
+
     def send(self, data: bytes) -> None:
         self.sent += data
 
@@ -96,7 +100,7 @@ def recording(tmp_path_factory) -> Recording:
             recorder.feed(direction, raw)
         recorder.close("client closed")
     writer.finalize()
-    return Recording.open(path)
+    return Recording.open(path, classify=client_kind)
 
 
 @pytest.mark.parametrize("level", list(LEVELS))

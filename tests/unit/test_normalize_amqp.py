@@ -14,8 +14,9 @@ import pamqp.frame
 import pamqp.header
 import pytest
 
-from rr.codecs import Direction, decoder_for
-from rr.normalize import amqp as norm
+from rr.codecs import Direction
+from rr.protocols import decoder_for
+from rr.protocols.amqp import normalize as norm
 from rr.redact import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""rr.normalize.kafka and the replayer's Kafka response builder, on real kio entities and on the
-committed cassettes."""
+"""rr.protocols.kafka.normalize and the replayer's Kafka response builder, on real kio entities
+and on the committed cassettes."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 
-from replayer.kafka_build import blank, item_cls, with_errors
 from rr.cassette import CassetteReader
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs.kafka import decode_response_body, encode_response, response_schema
-from rr.normalize import kafka as norm
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for
+from rr.protocols.kafka import normalize as norm
+from rr.protocols.kafka.build import blank, item_cls, with_errors
+from rr.protocols.kafka.codec import decode_response_body, encode_response, response_schema
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 

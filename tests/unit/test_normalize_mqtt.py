@@ -1,5 +1,6 @@
-"""MQTT match keys and diffs (rr.normalize.mqtt) on the committed worker cassette, and the packet
-builders the replayer answers with (rr.codecs.mqtt: packet ids stamped, DISCONNECT, CONNACK)."""
+"""MQTT match keys and diffs (rr.protocols.mqtt.normalize) on the committed worker cassette,
+and the packet builders the replayer answers with (rr.protocols.mqtt.codec: packet ids stamped,
+DISCONNECT, CONNACK)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from rr.codecs import Direction, decoder_for
-from rr.codecs.mqtt import (
+from rr.codecs import Direction
+from rr.protocols import decoder_for
+from rr.protocols.mqtt import normalize as norm
+from rr.protocols.mqtt.codec import (
     encode_connack,
     encode_disconnect,
     encode_remaining_length,
     packet_id_span,
     with_packet_id,
 )
-from rr.normalize import mqtt as norm
 from rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C

@@ -18,9 +18,9 @@ from kio.static.primitive import i16, i32
 
 from rr.cassette import CassetteReader, CassetteWriter, verify
 from rr.codecs import Direction
-from rr.codecs.kafka import encode_request, encode_response
-from rr.kafka_rewrite import NodeMap
 from rr.policy import BudgetExceeded, Budgets
+from rr.protocols.kafka.codec import encode_request, encode_response
+from rr.protocols.kafka.rewrite import NodeMap
 from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 C2S, S2C = Direction.C2S, Direction.S2C

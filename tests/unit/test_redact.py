@@ -18,10 +18,13 @@ from kio.static.primitive import i8, i32
 from pamqp import commands, header
 
 from rr.canonical import dumps
-from rr.codecs import AmqpFramer, Direction, KafkaFramer, MqttFramer, Proto, decoder_for
-from rr.codecs.kafka import encode_request
-from rr.codecs.mqtt import encode_remaining_length
-from rr.redact import PLACEHOLDER, RedactionError, redact, sasl_token
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for, redact
+from rr.protocols.amqp.codec import AmqpFramer
+from rr.protocols.kafka.codec import KafkaFramer, encode_request
+from rr.protocols.kafka.redact import sasl_token
+from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
+from rr.redact import PLACEHOLDER, RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"
@@ -214,7 +217,7 @@ def test_kafka_renew_and_expire_delegation_token_requests_lose_the_hmac(api, ver
 
     from kio.index import load_request_schema
 
-    from rr.normalize import kafka as norm
+    from rr.protocols.kafka import normalize as norm
 
     cls = load_request_schema(api, version)
     period = next(f.name for f in dataclasses.fields(cls) if f.name != "hmac")

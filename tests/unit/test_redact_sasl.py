@@ -16,9 +16,10 @@ from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v1.response import SaslHandshakeResponse
 
 from rr.canonical import dumps
-from rr.codecs import Direction, KafkaFramer, Proto, decoder_for
-from rr.codecs.kafka import decode_request, encode_request, encode_response
-from rr.redact import PLACEHOLDER, redact
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for, redact
+from rr.protocols.kafka.codec import KafkaFramer, decode_request, encode_request, encode_response
+from rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"

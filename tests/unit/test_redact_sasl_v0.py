@@ -13,11 +13,12 @@ from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
 
 from rr.canonical import dumps
 from rr.cassette import CassetteReader, CassetteWriter
-from rr.codecs import Direction, KafkaFramer, Proto, decoder_for
-from rr.codecs.kafka import encode_request, encode_response
-from rr.kafka_rewrite import NodeMap
+from rr.codecs import Direction, Proto
+from rr.protocols import decoder_for, redact
+from rr.protocols.kafka.codec import KafkaFramer, encode_request, encode_response
+from rr.protocols.kafka.rewrite import NodeMap
 from rr.record import recorder_for
-from rr.redact import PLACEHOLDER, redact
+from rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"

@@ -37,9 +37,9 @@ from kio.static.primitive import i8, i32, i64
 from pamqp import commands
 
 from rr.codecs import Direction, Proto
-from rr.codecs.kafka import encode_request, encode_response
-from rr.codecs.mqtt import encode_remaining_length
 from rr.protocols import protocol_for
+from rr.protocols.kafka.codec import encode_request, encode_response
+from rr.protocols.mqtt.codec import encode_remaining_length
 from rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import rr.cassette.reader as reader_module
-from replayer.protocols import is_closing, is_liveness, label
-from replayer.recording import Recording
 from replayer.report import MAX_LISTED, ReplayReport
 from rr.cassette import CassetteReader, CassetteWriter
 from rr.codecs import Direction
+from rr.protocols import client_kind, protocol_for
+from rr.replay.recording import Recording
 
 CASSETTES = sorted(
     p.name for p in (Path(__file__).resolve().parents[2] / "cassettes").iterdir() if p.is_dir()
@@ -26,7 +26,8 @@ CASSETTES = sorted(
 
 
 def reference(recording: Recording) -> tuple[dict, list]:
-    """What the report said before the index: every frame decoded, liveness and closing skipped."""
+    """What the report said before the index: every frame decoded, liveness and closing
+    handshakes skipped."""
     tally: dict = {}
     listed = []
     reader = CassetteReader.open(recording.path)
@@ -34,9 +35,10 @@ def reference(recording: Recording) -> tuple[dict, list]:
         for index, frame in enumerate(reader.frames_for(rc.id)):
             if frame.dir is not Direction.C2S or index in rc.used:
                 continue
-            if is_liveness(rc.proto, frame.summary) or is_closing(rc.proto, frame.summary):
+            protocol = protocol_for(rc.proto)
+            if protocol.is_liveness(frame.summary) or protocol.is_closing(frame.summary):
                 continue
-            api = label(rc.proto, frame.summary)
+            api = protocol.label(frame.summary)
             tally[(str(rc.proto), api, "unused")] = tally.get((str(rc.proto), api, "unused"), 0) + 1
             if len(listed) < MAX_LISTED:
                 listed.append((rc.id, frame.seq, api, frame.summary))
@@ -47,7 +49,7 @@ def reference(recording: Recording) -> tuple[dict, list]:
 @pytest.mark.parametrize("name", CASSETTES)
 def test_counts_and_list_equal_the_frame_by_frame_way(name):
     root = Path(__file__).resolve().parents[2] / "cassettes" / name
-    recording = Recording.open(root)
+    recording = Recording.open(root, classify=client_kind)
     rng = random.Random(name)
     for rc in recording.conns:  # a live run consumed some client frames of each connection
         clients = [i for i, f in enumerate(rc.stream()) if f.dir is Direction.C2S]
@@ -72,7 +74,7 @@ def test_stop_decodes_only_the_frames_it_lists(tmp_path, monkeypatch):
         w.write_frame(conn, "c2s", "amqp", heartbeat if i % 3 == 0 else publish, b"\x08" * 8)
         w.write_frame(conn, "s2c", "amqp", {"channel": 1, "frame": "method"}, b"\x01" * 8)
     w.finalize()
-    recording = Recording.open(path)
+    recording = Recording.open(path, classify=client_kind)
     # client frame i is frame 2i: the first 150 (50 heartbeats, 100 publishes) consumed live
     recording.conn(conn).used.update(2 * i for i in range(150))
     decoded = []

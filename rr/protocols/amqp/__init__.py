@@ -7,8 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from rr.codecs import Proto
+from rr.protocols.base import Description, WireProtocol, describe_any, finish
 
-from .base import Description, WireProtocol, describe_any, finish
+from . import normalize as match_rules
+from . import redact as amqp_redact
+from . import session as replay
+from .codec import AmqpDecoder, AmqpFramer
 
 _NO_PROPERTIES = {"cluster_id": ""}
 
@@ -57,10 +61,36 @@ def summary_cache_key(summary: Mapping[str, Any]) -> tuple[Any, ...] | None:
 class AmqpProtocol(WireProtocol):
     proto = Proto.AMQP
     label_keys = ("method", "frame")
+    framer_cls = AmqpFramer
+    decoder_cls = AmqpDecoder
+    redact = staticmethod(amqp_redact.redact)
+    normalize = match_rules
+    summary_cache_key = staticmethod(summary_cache_key)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.summary_cache_key = summary_cache_key
+    def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
+        return replay.Session(ctx, listener, link)
+
+    def is_liveness(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_liveness(summary)  # type: ignore[arg-type]
+
+    def is_closing(self, summary: Mapping[str, Any]) -> bool:
+        return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def detail(self, summary: Mapping[str, Any]) -> str:
+        s = summary
+        args = s.get("args") or {}
+        parts = [f"{k}={args[k]!r}" for k in ("exchange", "routing_key", "queue") if k in args]
+        if s.get("frame") == "header":
+            parts.append(f"body {s.get('body_size')} bytes")
+            key = (s.get("properties") or {}).get("headers", {}).get("key")
+            if key is not None:
+                parts.append(f"key={key!r}")
+        return " ".join(parts)
+
+    def payload(self, summary: Mapping[str, Any], raw: bytes) -> bytes:
+        if summary.get("frame") == "body":
+            return raw[7:-1]  # the body frame's payload: after its header, before 0xCE
+        return raw
 
     def describe(self, summary: Mapping[str, Any]) -> Description:
         s = summary

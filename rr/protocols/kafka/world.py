@@ -19,9 +19,11 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs.kafka import decode_response_any
-from rr.codecs.kafka_apis import (
+from rr.codecs import Direction, Proto
+from rr.replay.recording import Recording
+
+from . import normalize as norm
+from .apis import (
     API_VERSIONS,
     FETCH,
     METADATA,
@@ -30,9 +32,9 @@ from rr.codecs.kafka_apis import (
     api_name,
     response_correlation_id,
 )
-from rr.codecs.kafka_compression import DecompressionError
-from rr.codecs.kafka_records import RecordsError, read_records, scan_record_set
-from rr.kafka_fields import (
+from .codec import KafkaDecoder, decode_response_any
+from .compression import DecompressionError
+from .fields import (
     UNKNOWN_OFFSET,
     high_watermark,
     last_stable_offset,
@@ -40,10 +42,8 @@ from rr.kafka_fields import (
     metadata_topics,
     topic_id,
 )
-from rr.kafka_fields import topic_name as topic_of
-from rr.normalize import kafka as norm
-
-from .recording import Recording
+from .fields import topic_name as topic_of
+from .records import RecordsError, read_records, scan_record_set
 
 TopicPartition = tuple[str, int]
 
@@ -61,7 +61,7 @@ class Exchange:
     delay_us: int  # response time after the request, as recorded
     used: bool = False
     #: a request the codec could not decode, kept whole in the cassette: the digest of its match
-    #: key (rr.normalize.kafka.opaque_request_key); None for every other request, and for one
+    #: key (`normalize.opaque_request_key`); None for every other request, and for one
     #: the cassette keeps only the header of (matched by API key and version alone)
     request_digest: bytes | None = None
 
@@ -201,7 +201,7 @@ class KafkaWorld:
     # -- building ------------------------------------------------------------------------------
 
     def _learn(self, conn: int, port: int | None) -> None:
-        decoder = decoder_for(Proto.KAFKA)
+        decoder = KafkaDecoder()
         pending: dict[int, _Pending] = {}
         for position, frame in enumerate(self.recording.index.frames_of(conn)):
             try:
@@ -410,7 +410,7 @@ class KafkaWorld:
 
     def recorded_records(self, conn: int, position: int) -> dict[tuple[TopicPartition, int], Any]:
         """The records of a recorded Produce request, by (topic-partition, record number)."""
-        from rr.codecs.kafka import decode_request
+        from .codec import decode_request
 
         request = decode_request(self.frame_raw(conn, position))
         out = {}

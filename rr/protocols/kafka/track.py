@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .kafka_apis import SASL_RAW_TOKEN
+from .apis import SASL_RAW_TOKEN
 
 #: Requests remembered at most (a client may never read some answers; oldest forgotten first).
 MAX_PENDING = 4096

@@ -17,10 +17,11 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.primitive import i16, i32
 
-from . import kafka_guard
-from ._framing import BufferedFramer
-from .base import Decoded, Direction, Proto
-from .kafka_apis import (
+from rr.codecs._framing import BufferedFramer
+from rr.codecs.base import Decoded, Direction, Proto
+
+from . import guard as kafka_guard
+from .apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
     CREATE_DELEGATION_TOKEN,
@@ -38,7 +39,7 @@ from .kafka_apis import (
     request_key,
     response_correlation_id,
 )
-from .kafka_records import (
+from .records import (
     MIN_RECORD_BYTES,
     Record,
     RecordsError,
@@ -46,7 +47,7 @@ from .kafka_records import (
     read_records,
     scan_record_set,
 )
-from .kafka_track import CorrelationTracker, Pairing, raw_token_summary
+from .track import CorrelationTracker, Pairing, raw_token_summary
 
 _SIZE = struct.Struct(">i")
 _REQ_PREFIX = struct.Struct(">hh")

@@ -7,8 +7,8 @@ node endpoints in Produce/Fetch, ...) is replaced by a proxy listener on loopbac
 carry an address is read off kio's schemas (a nested entity with `host` and `port` fields), so
 every API and version kio knows is covered without a hand-kept list.
 
-No byte offsets, no sockets: frames are decoded and re-encoded by `rr.codecs.kafka` (the one
-place that calls kio's reader, behind its bounds walk: kio's native reader aborts the process on a
+No byte offsets, no sockets: frames are decoded and re-encoded by `codec` (the one place
+that calls kio's reader, behind its bounds walk: kio's native reader aborts the process on a
 huge declared length) and changed with `dataclasses.replace`.
 """
 
@@ -27,18 +27,19 @@ from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
 
 from rr.codecs.base import Direction
-from rr.codecs.kafka import (
+
+from .apis import (
+    API_VERSIONS,
+    RESPONSE_HEAD_BYTES,
+    response_correlation_id,
+)
+from .codec import (
     KafkaCodecError,
     decode_response_any,
     encode_response,
     response_schema,
 )
-from rr.codecs.kafka_apis import (
-    API_VERSIONS,
-    RESPONSE_HEAD_BYTES,
-    response_correlation_id,
-)
-from rr.codecs.kafka_track import CorrelationTracker
+from .track import CorrelationTracker
 
 
 @dataclass(frozen=True, slots=True)

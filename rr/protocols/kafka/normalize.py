@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from rr import diff
 from rr.canonical import dumps
-from rr.codecs.kafka import KafkaCodecError, read_request_header
-from rr.codecs.kafka_apis import (
+
+from .apis import (
     ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
     EXPIRE_DELEGATION_TOKEN,
@@ -39,6 +39,7 @@ from rr.codecs.kafka_apis import (
     RENEW_DELEGATION_TOKEN,
     SASL_AUTHENTICATE,
 )
+from .codec import KafkaCodecError, read_request_header
 
 Rule = Callable[[int], Iterable[str]]
 

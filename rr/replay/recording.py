@@ -1,11 +1,13 @@
 """The cassette as the replayer sees it: recorded connections by listener, frames on demand.
 
 Opening checks the whole cassette once (rr.cassette.reader: a bad one is one CassetteError
-before anything is served) and builds its `FrameIndex`. Frames are read per connection through
-the index when a live connection binds to a recorded one, never the whole file at once. The
-end-of-run report counts unused client frames from the index alone: each client frame's
-`ClientKind` (its label, and whether it is exempt from "unused") is decided at open, in the
-pass that parses every line anyway, so stopping decodes only the few frames it lists.
+before anything is served) and builds its `FrameIndex`, each client frame classified by
+`classify` (`rr.protocols.client_kind`: the protocols' liveness and closing predicates).
+Frames are read per connection through the index when a live connection binds to a recorded
+one, never the whole file at once. The end-of-run report counts unused client frames from the
+index alone: each client frame's `ClientKind` (its label, and whether it is exempt from
+"unused") is decided at open, in the pass that parses every line anyway, so stopping decodes
+only the few frames it lists.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from rr.cassette import ArtifactMissing, CassetteReader, ConnectionInfo, Manifes
 from rr.cassette.reader import Classifier, FrameIndex
 from rr.codecs import Direction, Proto
 
-from .protocols import is_closing, is_liveness, label
-
 C2S, S2C = Direction.C2S, Direction.S2C
 
 
@@ -29,33 +29,8 @@ class ClientKind(NamedTuple):
     """What the end-of-run report needs to know of a recorded client frame."""
 
     label: str
-    #: never reported unused, whatever the live client did (see NOT_UNUSED)
+    #: never reported unused, whatever the live client did (liveness, closing handshakes)
     exempt: bool
-
-
-#: Predicates of replayer.protocols whose client frames are never reported unused (frames a
-#: client sends on a clock, and the like). Evaluated once per client frame when the cassette
-#: opens and kept in the index as part of its kind. Closing handshakes (the README's table)
-#: are exempt too; closing acks that depend on what was served are settled by the session.
-NOT_UNUSED: tuple[Callable[[Proto, dict[str, Any]], bool], ...] = (is_liveness, is_closing)
-
-
-_KINDS: dict[tuple[str, bool], ClientKind] = {}  # one object per kind: the index keeps many
-
-
-def client_kind(proto: Proto, summary: dict[str, Any]) -> ClientKind:
-    """Called for every recorded client frame at open (those whose summary was seen before are
-    answered from the reader's memo): kept cheap."""
-    exempt = False
-    for predicate in NOT_UNUSED:
-        if predicate(proto, summary):
-            exempt = True
-            break
-    key = (label(proto, summary), exempt)
-    kind = _KINDS.get(key)
-    if kind is None:
-        kind = _KINDS[key] = ClientKind(*key)
-    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +132,10 @@ class Recording:
         self.reader: CassetteReader | None = None
 
     @classmethod
-    def open(cls, path: str | Path, classify: Classifier | None = client_kind) -> Recording:
+    def open(cls, path: str | Path, *, classify: Classifier | None) -> Recording:
         """The whole cassette checked (CassetteError says what is wrong), its index built with
-        each client frame's kind (`classify`)."""
+        each client frame's kind (`classify`: `rr.protocols.client_kind` to serve it, None when
+        only its artifacts are read)."""
         reader = CassetteReader.open(path, classify=classify)
         recording = cls(reader.path, reader.manifest, reader.index())
         recording.reader = reader

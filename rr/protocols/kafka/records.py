@@ -20,7 +20,7 @@ from kio.serial.readers import (
     read_signed_varlong,
 )
 
-from .kafka_compression import DecompressionError, decompress
+from .compression import DecompressionError, decompress
 
 _BATCH_OVERHEAD = 61  # bytes from base offset up to and including the record count
 _LENGTH_PREFIX = 12  # base offset (8) + batch length (4)

@@ -20,9 +20,9 @@ from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.primitive import i16
 
-from rr.codecs.kafka_apis import api_name
-from rr.kafka_fields import has_field
-from rr.kafka_rewrite import parseable_range
+from .apis import api_name
+from .fields import has_field
+from .rewrite import parseable_range
 
 __all__ = [
     "blank",

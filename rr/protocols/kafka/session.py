@@ -1,7 +1,7 @@
 """Kafka replay: requests in, recorded (or log-model) responses out, in request order.
 
 - Control plane (Metadata, CreateTopics, InitProducerId, group and offset APIs, ...): a request is
-  matched by its normalized key (rr.normalize.kafka) to a recorded exchange — the bound recorded
+  matched by its normalized key (`normalize`) to a recorded exchange — the bound recorded
   connection's first, then its listener's, then any — and answered with the recorded response,
   the live correlation id stamped in (and broker addresses moved when listeners moved).
 - Data plane: Produce checked record by record against the produce log, answered with the
@@ -19,39 +19,44 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from rr.codecs import Proto
-from rr.codecs.kafka import (
-    KafkaCodecError,
-    api_name,
-    decode_request,
-    decode_response_body,
-    encode_response,
-    response_schema,
-)
-from rr.codecs.kafka_apis import (
+from rr.replay.session import Pace, ReplayContext
+from rr.replay.session import Session as BaseSession
+
+from . import normalize as norm
+from .apis import (
     API_VERSIONS,
+    CREATE_TOPICS,
+    DESCRIBE_CLUSTER,
+    DESCRIBE_CONFIGS,
+    DESCRIBE_GROUPS,
+    DESCRIBE_TOPIC_PARTITIONS,
     FETCH,
+    FIND_COORDINATOR,
+    GET_TELEMETRY_SUBSCRIPTIONS,
     HEARTBEAT,
+    JOIN_GROUP,
+    LEAVE_GROUP,
+    LIST_GROUPS,
+    LIST_OFFSETS,
     METADATA,
     OFFSET_COMMIT,
+    OFFSET_FETCH,
     PRODUCE,
+    PUSH_TELEMETRY,
     SASL_HANDSHAKE,
     SASL_RAW_TOKEN,
     SIZE,
+    SYNC_GROUP,
     request_key,
 )
-from rr.kafka_fields import max_wait_seconds, topic_ident
-from rr.kafka_fields import topic_name as topic_of
-from rr.kafka_rewrite import advertises_addresses, rewrite_addresses
-from rr.normalize import kafka as norm
-from rr.redact import HEADER_ONLY_APIS
-
-from .kafka_build import (
+from .build import (
     blank,
     has_field,
     item_cls,
@@ -59,31 +64,38 @@ from .kafka_build import (
     unsupported_api_versions,
     with_errors,
 )
-from .kafka_world import Exchange, KafkaWorld, _records
-from .session import Pace, ReplayContext
-from .session import Session as BaseSession
-
-#: APIs whose answer may be served again once the recorded ones are used up: reads, KIP-714
-#: client telemetry (sent on the client's own clock), and a consumer's rejoin of its group with
-#: the same member id (JoinGroup 11, SyncGroup 14: a slow or loaded client may rejoin after a
-#: session timeout the recording never had; it gets the last recorded generation again)
-REPEATABLE = frozenset({3, 10, 18, 2, 9, 15, 16, 32, 60, 75, 19, 71, 72, 11, 14})
-#: client frames sent on a clock or a poll loop: never reported unused
-LIVENESS_APIS = frozenset(
-    {
-        "Heartbeat",
-        "Metadata",
-        "ApiVersions",
-        "Fetch",
-        "OffsetCommit",
-        "FindCoordinator",
-        "GetTelemetrySubscriptions",
-        "PushTelemetry",
-    }
+from .codec import (
+    KafkaCodecError,
+    KafkaFramer,
+    api_name,
+    decode_request,
+    decode_response_body,
+    encode_response,
+    response_schema,
 )
-#: client frames that only tear down: answered without error when the recording lacks them (it
-#: may end before a consumer's close), never reported unused when a live client skips them
-CLOSING_APIS = frozenset({"LeaveGroup"})
+from .fields import max_wait_seconds, topic_ident
+from .fields import topic_name as topic_of
+from .redact import HEADER_ONLY_APIS
+from .rewrite import advertises_addresses, rewrite_addresses
+from .world import Exchange, KafkaWorld, _records
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRule:
+    """How the fake broker treats one Kafka API (as franz-go's kfake registers one handler per
+    key). `handle(session, api, version, corr, body)` answers a decoded request; `liveness`: sent
+    on a clock or a poll loop, never reported unused; `repeatable`: its recorded answer may be
+    served again once the recorded ones are used up; `closing`: only tears down, never reported
+    unused when a live client skips it; `unrecorded(session, api, version, body)`: the answer a
+    broker gives when the recording has none (None: a miss)."""
+
+    handle: Callable[[Session, int, int, int, Any], None]
+    liveness: bool = False
+    repeatable: bool = False
+    closing: bool = False
+    unrecorded: Callable[[Session, int, int, Any], Any] | None = None
+
+
 #: the longest an empty Fetch is held (seconds), whatever the client asks
 MAX_POLL_WAIT = 5.0
 
@@ -112,6 +124,7 @@ class _Slot:
 
 class Session(BaseSession):
     proto = Proto.KAFKA
+    framer_cls = KafkaFramer
 
     def __init__(self, ctx, listener, link) -> None:
         super().__init__(ctx, listener, link)
@@ -138,13 +151,7 @@ class Session(BaseSession):
         except KafkaCodecError as err:
             self._undecodable(api, version, corr, raw, err)
             return
-        body = request.body
-        if api == PRODUCE:
-            self._produce(version, corr, body)
-        elif api == FETCH:
-            self._fetch(version, corr, body)
-        else:
-            self._control(api, version, corr, body)
+        rule_for(api).handle(self, api, version, corr, request.body)
 
     # -- control plane -------------------------------------------------------------------------
 
@@ -163,29 +170,15 @@ class Session(BaseSession):
             if api == SASL_HANDSHAKE and version == 0:
                 self._raw_sasl = self.world.raw_sasl_tokens(exchange)
             return
-        if api == METADATA and not candidates:
-            body_out = _metadata_from_recording(self.world, version, body)
-            if body_out is not None:
-                self.report.synthesized(self.proto, name)
-                if not self.ctx.ports.identity:
-                    body_out, _n = rewrite_addresses(body_out, self.ctx.ports)
-                self._reply(corr, api, version, body_out)
-                return
-        if candidates and api in REPEATABLE:
+        rule = rule_for(api)
+        if candidates and rule.repeatable:
             self.report.synthesized(self.proto, name)
             self._answer_recorded(self._pick(candidates, unused=False), api, version, corr)
             return
-        if api == HEARTBEAT:
+        answer = rule.unrecorded(self, api, version, body) if rule.unrecorded else None
+        if answer is not None:
             self.report.synthesized(self.proto, name)
-            self._reply(corr, api, version, blank(response_schema(api, version)))
-            return
-        if api == OFFSET_COMMIT:
-            self.report.synthesized(self.proto, name)
-            self._reply(corr, api, version, _offset_commit_ok(api, version, body))
-            return
-        if name in CLOSING_APIS:
-            self.report.synthesized(self.proto, name)
-            self._reply(corr, api, version, _left_group(api, version, body))
+            self._reply(corr, api, version, answer)
             return
         self._control_miss(api, version, corr, body, key)
 
@@ -282,8 +275,8 @@ class Session(BaseSession):
 
         A recorded one the cassette keeps whole (rr.redact: an API that cannot carry a
         credential) matches when its bytes equal the live request's, correlation id and client
-        id masked (rr.normalize.kafka.opaque_request_key), and gets the recorded answer with the
-        live correlation id stamped in; one kept as its header only (an API that may carry a
+        id masked (`normalize.opaque_request_key`), and gets the recorded answer with the live
+        correlation id stamped in; one kept as its header only (an API that may carry a
         credential, or a cassette recorded before such requests were kept) matches by API key
         and version, and the report notes it. Recorded, but none the same: a miss saying where
         the bytes first differ. Never recorded: ApiVersions gets what a broker sends
@@ -307,7 +300,7 @@ class Session(BaseSession):
             self._note_header_only(exchange)
             self._answer_recorded(exchange, api, version, corr)
             return
-        if (same or by_header) and api in REPEATABLE:
+        if (same or by_header) and rule_for(api).repeatable:
             self.report.synthesized(self.proto, name)
             exchange = self._pick(same, unused=False) or self._pick(by_header, unused=False)
             assert exchange is not None
@@ -382,7 +375,7 @@ class Session(BaseSession):
 
     # -- data plane: Produce -------------------------------------------------------------------
 
-    def _produce(self, version: int, corr: int, body: Any) -> None:
+    def _produce(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
         results: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (error, base, start)
         missed = False
@@ -453,7 +446,7 @@ class Session(BaseSession):
 
     # -- data plane: Fetch ---------------------------------------------------------------------
 
-    def _fetch(self, version: int, corr: int, body: Any) -> None:
+    def _fetch(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
         cls = response_schema(FETCH, version)
         topic_cls = item_cls(cls, "responses")
@@ -504,6 +497,14 @@ class Session(BaseSession):
             size += len(batch)
         return b"".join(out), log
 
+    def _metadata_unrecorded(self, api: int, version: int, body: Any) -> Any:
+        """A Metadata request never recorded (a refresh of other topics): answered from the
+        recorded ones, addresses moved when listeners moved."""
+        answer = _metadata_from_recording(self.world, version, body)
+        if answer is not None and not self.ctx.ports.identity:
+            answer, _n = rewrite_addresses(answer, self.ctx.ports)
+        return answer
+
     # -- responses out, in order ---------------------------------------------------------------
 
     def _reply(self, corr: int, api: int, version: int, body: Any, delay: float = 0.0) -> None:
@@ -518,7 +519,7 @@ class Session(BaseSession):
                 slot.data = data
                 self._flush()
 
-            self.link.call_later(delay, ready)
+            self.call_later(delay, ready)
         else:
             slot.data = data
             self._flush()
@@ -617,7 +618,9 @@ def _metadata_from_recording(world: KafkaWorld, version: int, request: Any) -> A
     return dataclasses.replace(latest, topics=tuple(topics))
 
 
-def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
+def _offset_commit_ok(_session: Session, api: int, version: int, request: Any) -> Any:
+    """OffsetCommit beyond the recorded ones (auto-commit runs on a clock): every partition
+    committed."""
     cls = response_schema(api, version)
     topic_cls = item_cls(cls, "topics")
     part_cls = item_cls(topic_cls, "partitions")
@@ -631,7 +634,7 @@ def _offset_commit_ok(api: int, version: int, request: Any) -> Any:
     return blank(cls, topics=tuple(topics))
 
 
-def _left_group(api: int, version: int, request: Any) -> Any:
+def _left_group(_session: Session, api: int, version: int, request: Any) -> Any:
     """LeaveGroup without error, each leaving member (v3+) echoed, as a broker answers."""
     cls = response_schema(api, version)
     if not has_field(cls, "members"):
@@ -644,6 +647,57 @@ def _left_group(api: int, version: int, request: Any) -> Any:
     return blank(cls, members=members)
 
 
+def _heartbeat_ok(_session: Session, api: int, version: int, _request: Any) -> Any:
+    return blank(response_schema(api, version))
+
+
 def _error_response(api: int, version: int) -> Any:
     """The API's response with UNKNOWN_SERVER_ERROR wherever it has an error code."""
     return with_errors(blank(response_schema(api, version)), ErrorCode.unknown_server_error)
+
+
+# --- the API table --------------------------------------------------------------------------------
+
+_CONTROL = ApiRule(Session._control)
+#: Every API the fake broker treats other than by matching a recorded exchange, by its key
+#: (rr.protocols.kafka.apis). Repeatable: reads, KIP-714 client telemetry (sent on the client's
+#: own clock), and a consumer's rejoin of its group with the same member id (JoinGroup,
+#: SyncGroup: a slow or loaded client may rejoin after a session timeout the recording never
+#: had; it gets the last recorded generation again).
+APIS: dict[int, ApiRule] = {
+    PRODUCE: ApiRule(Session._produce),
+    FETCH: ApiRule(Session._fetch, liveness=True),
+    LIST_OFFSETS: ApiRule(Session._control, repeatable=True),
+    METADATA: ApiRule(
+        Session._control,
+        liveness=True,
+        repeatable=True,
+        unrecorded=Session._metadata_unrecorded,
+    ),
+    OFFSET_COMMIT: ApiRule(Session._control, liveness=True, unrecorded=_offset_commit_ok),
+    OFFSET_FETCH: ApiRule(Session._control, repeatable=True),
+    FIND_COORDINATOR: ApiRule(Session._control, liveness=True, repeatable=True),
+    JOIN_GROUP: ApiRule(Session._control, repeatable=True),
+    HEARTBEAT: ApiRule(Session._control, liveness=True, unrecorded=_heartbeat_ok),
+    LEAVE_GROUP: ApiRule(Session._control, closing=True, unrecorded=_left_group),
+    SYNC_GROUP: ApiRule(Session._control, repeatable=True),
+    DESCRIBE_GROUPS: ApiRule(Session._control, repeatable=True),
+    LIST_GROUPS: ApiRule(Session._control, repeatable=True),
+    API_VERSIONS: ApiRule(Session._control, liveness=True, repeatable=True),
+    CREATE_TOPICS: ApiRule(Session._control, repeatable=True),
+    DESCRIBE_CONFIGS: ApiRule(Session._control, repeatable=True),
+    DESCRIBE_CLUSTER: ApiRule(Session._control, repeatable=True),
+    GET_TELEMETRY_SUBSCRIPTIONS: ApiRule(Session._control, liveness=True, repeatable=True),
+    PUSH_TELEMETRY: ApiRule(Session._control, liveness=True, repeatable=True),
+    DESCRIBE_TOPIC_PARTITIONS: ApiRule(Session._control, repeatable=True),
+}
+#: client frames sent on a clock or a poll loop (by name: recorded summaries carry the name)
+LIVENESS_APIS = frozenset(api_name(key) for key, rule in APIS.items() if rule.liveness)
+#: client frames that only tear down: answered without error when the recording lacks them (it
+#: may end before a consumer's close), never reported unused when a live client skips them
+CLOSING_APIS = frozenset(api_name(key) for key, rule in APIS.items() if rule.closing)
+
+
+def rule_for(api: int) -> ApiRule:
+    """The API's rule; any API not in the table is matched against the recording only."""
+    return APIS.get(api, _CONTROL)

@@ -11,41 +11,47 @@ its publisher has not sent yet, as with a real broker. A client's acks of earlie
 hold a push back (a broker does not wait for them either), within the client's v5 Receive
 Maximum; otherwise a subscriber would run in lockstep with its own PUBACKs. PINGREQ gets a
 synthesized PINGRESP; recorded PINGRESPs are never served. `--match transcript` keeps recorded
-order within each lane of `rr.normalize.mqtt.lane` (each kind of ack is a lane of its own: how
-acks interleave with other packets is the broker's timing, not the client's behaviour). Which
-fields must match is `rr.normalize.mqtt`'s job.
+order within each lane of `normalize.lane` (each kind of ack is a lane of its own: how acks
+interleave with other packets is the broker's timing, not the client's behaviour). Which
+fields must match is `rr.protocols.mqtt.normalize`'s job.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs import Direction, Proto, decoder_for
-from rr.codecs.mqtt import (
+from rr.codecs import Direction, Proto
+from rr.diff import Ignore
+from rr.replay.recording import RecFrame, RecordedConn
+from rr.replay.session import MatchMode, ReplayContext
+from rr.replay.session import Session as BaseSession
+
+from . import normalize as norm
+from .codec import (
     PACKET_TYPES,
     PINGRESP_BYTES,
+    MqttDecoder,
+    MqttFramer,
     MqttPacket,
     encode_connack,
     encode_disconnect,
     packet_id_span,
     with_packet_id,
 )
-from rr.diff import NO_IGNORE, Ignore
-from rr.normalize import mqtt as norm
-
-from .protocols import label
-from .recording import RecFrame, RecordedConn, Recording
-from .session import MatchMode, ReplayContext
-from .session import Session as BaseSession
+from .plan import Causes, Plan, rc_connect
 
 C2S, S2C = Direction.C2S, Direction.S2C
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83  # v5 reason code for CONNACK / DISCONNECT
 SERVER_UNAVAILABLE = 0x03  # 3.1.1 CONNACK return code
 PUBREL_HEAD = b"\x62\x02"  # PUBREL, remaining length 2: the packet id (success, no properties)
+
+
+def _label(summary: dict[str, Any]) -> str:
+    """The packet's name as the report counts it (the protocol object's `label`)."""
+    name = summary.get("packet")
+    return name if name and isinstance(name, str) else "unknown"
 
 
 def is_liveness(summary: dict[str, Any]) -> bool:
@@ -54,190 +60,6 @@ def is_liveness(summary: dict[str, Any]) -> bool:
 
 def is_closing(summary: dict[str, Any]) -> bool:
     return norm.is_closing(summary)
-
-
-_SHAPES: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-
-def _shape(summary: dict[str, Any]) -> dict[str, Any]:
-    """The little of a summary a plan keeps per frame (packet, topic, QoS), one shared dict per
-    distinct value: a long recording is not held as thousands of summaries."""
-    key = (summary.get("packet"), summary.get("topic"), summary.get("qos"))
-    shape = _SHAPES.get(key)
-    if shape is None:
-        shape = _SHAPES[key] = {
-            k: v for k, v in zip(("packet", "topic", "qos"), key, strict=True) if v is not None
-        }
-    return shape
-
-
-@dataclass(slots=True)
-class Plan:
-    """A recorded connection prepared for serving, read once as a stream: keys of its client
-    packets, which server packets answer or follow which, and the server packets' bytes. Frames
-    are kept without their summaries (see `full` when a miss needs one)."""
-
-    conn: RecordedConn
-    connect: RecFrame | None  # kept whole: binding compares it
-    v5: bool
-    connect_key: Hashable = None
-    #: frame index -> the frame, summary reduced to its shape, client frames without bytes
-    frames: dict[int, RecFrame] = field(default_factory=dict)
-    #: matchable client frames (not CONNECT, not liveness), in recorded order
-    order: list[int] = field(default_factory=list)
-    #: the same, split by `rr.normalize.mqtt.lane` (transcript order holds within a lane)
-    lanes: dict[str, list[int]] = field(default_factory=dict)
-    keys: dict[int, Hashable] = field(default_factory=dict)
-    #: client frame index -> indexes of the server frames answering it
-    answers: dict[int, list[int]] = field(default_factory=dict)
-    #: client frame index -> indexes of the other server frames recorded after it
-    releases: dict[int, list[int]] = field(default_factory=dict)
-    #: key -> client frames with it, recorded order (lists, mostly of one: a deque each would
-    #: cost 600 bytes a frame)
-    by_key: dict[Hashable, list[int]] = field(default_factory=dict)
-    #: closing (see `Session._close_over_acks`): client ack -> the push (server PUBLISH) it
-    #: acknowledges, the (push, ack packet) pairs recorded, and the recording's teardown: the
-    #: client frames after the last one that is neither a push's ack nor a graceful DISCONNECT
-    ack_of: dict[int, int] = field(default_factory=dict)
-    recorded_acks: set[tuple[int, str]] = field(default_factory=set)
-    tail: list[int] = field(default_factory=list)
-
-    @classmethod
-    def build(cls, conn: RecordedConn, ignore: Ignore) -> Plan:
-        decoder = decoder_for(Proto.MQTT)
-        plan = cls(conn, None, v5=False)
-        pending: dict[tuple[str, int | None], int] = {}
-        last: int | None = None  # the client frame that releases the server frames after it
-        last_not_ack: int | None = None  # ... and the one that releases PUBLISH pushes
-        unacked: dict[int, int] = {}  # packet id -> QoS 1/2 push awaiting the client's ack
-        for frame in conn.stream():
-            name = frame.summary.get("packet")
-            if frame.dir is S2C:
-                plan.frames[frame.index] = RecFrame(
-                    frame.index, frame.seq, S2C, frame.t_us, frame.raw, _shape(frame.summary)
-                )
-                if name == "PUBLISH" and frame.summary.get("qos"):
-                    unacked[frame.summary.get("packet_id")] = frame.index
-                if name == "PINGRESP":
-                    continue  # liveness answers are synthesized, never replayed
-                asked = pending.pop((str(name), frame.summary.get("packet_id")), None)
-                trigger = last_not_ack if name == "PUBLISH" else last
-                if asked is not None:
-                    plan.answers.setdefault(asked, []).append(frame.index)
-                elif trigger is not None:
-                    plan.releases.setdefault(trigger, []).append(frame.index)
-                continue
-            plan.frames[frame.index] = RecFrame(
-                frame.index, frame.seq, C2S, frame.t_us, b"", _shape(frame.summary)
-            )
-            if plan.connect is None:
-                decoder.decode(C2S, frame.raw)  # learns the protocol level
-                plan.connect, plan.v5 = frame, decoder.protocol_level == 5  # type: ignore[attr-defined]
-                if name == "CONNECT":
-                    plan.connect_key = norm.connect_key(frame.summary)
-            answer = norm.expected_answer(frame.summary)
-            if answer is not None and name not in norm.LIVENESS:
-                pending[answer] = frame.index
-            if name in norm.LIVENESS:
-                continue
-            plan.learn_closing(frame, unacked)
-            last = frame.index
-            if name not in norm.PUSH_ACKS:
-                last_not_ack = frame.index
-            if frame is plan.connect:
-                continue
-            plan.order.append(frame.index)
-            plan.lanes.setdefault(norm.lane(str(name)), []).append(frame.index)
-            key = norm.fast_key(frame.raw, plan.v5, ignore)
-            if key is None:
-                body = decoder.decode(C2S, frame.raw).body
-                payload = body.payload if body is not None else None
-                key = norm.match_key(frame.summary, payload, ignore)
-            plan.keys[frame.index] = key
-            plan.by_key.setdefault(key, []).append(frame.index)
-        if plan.connect is not None and plan.connect.summary.get("packet") != "CONNECT":
-            plan.connect = None  # a recording that does not start with CONNECT binds nothing
-        return plan
-
-    def learn_closing(self, frame: RecFrame, unacked: dict[int, int]) -> None:
-        """Which push a client ack acknowledges, and whether the frame is in the teardown."""
-        name, pid = frame.summary.get("packet"), frame.summary.get("packet_id")
-        push = unacked.get(pid) if name in norm.PUSH_ACKS else None
-        if push is not None:
-            self.ack_of[frame.index] = push
-            self.recorded_acks.add((push, str(name)))
-            if name != "PUBREC":  # QoS 2: the PUBCOMP still to come acknowledges it too
-                del unacked[pid]
-        if push is not None or norm.is_closing(frame.summary):
-            self.tail.append(frame.index)
-        elif name != "CONNECT":
-            self.tail.clear()
-
-    def full(self, index: int) -> tuple[RecFrame, bytes | None]:
-        """Frame `index` as recorded (summary and bytes, read again) and its payload, if any."""
-        frame = next(itertools.islice(self.conn.stream(), index, None))
-        decoder = decoder_for(Proto.MQTT)
-        decoder.protocol_level = 5 if self.v5 else 4  # type: ignore[attr-defined]
-        body = decoder.decode(frame.dir, frame.raw).body
-        return frame, body.payload if body is not None else None
-
-
-FrameRef = tuple[int, int]  # (recorded connection id, frame index)
-
-
-class Causes:
-    """Which recorded client PUBLISH caused each recorded broker PUBLISH push (the latest one
-    before it, on any connection, with the same topic and payload), and the sessions whose
-    pushes wait for a cause to be matched live. Shared by every MQTT session of a run, with
-    the plans of the recorded connections (built once, by `prepare`)."""
-
-    def __init__(self, recording: Recording, ignore: Ignore = NO_IGNORE) -> None:
-        self.recording = recording
-        self.ignore = ignore
-        self.plans: dict[int, Plan] = {}
-        #: sessions past CONNECT whose recorded connection is not chosen yet
-        self.unsettled: set[Session] = set()
-        self.cause_of: dict[FrameRef, FrameRef] = {}
-        self.waiting: dict[FrameRef, set[Session]] = {}
-        publishes: list[tuple[int, Direction, int, FrameRef]] = []
-        for rc in recording.conns:
-            if rc.proto is not Proto.MQTT:
-                continue
-            decoder = decoder_for(Proto.MQTT)
-            for frame in rc.stream():
-                if frame.summary.get("packet") not in ("CONNECT", "PUBLISH"):
-                    continue  # only a CONNECT (protocol level) and PUBLISHes need decoding
-                decoded = decoder.decode(frame.dir, frame.raw)
-                if frame.summary.get("packet") == "PUBLISH" and decoded.body is not None:
-                    what = hash((frame.summary.get("topic"), decoded.body.payload))
-                    publishes.append((frame.seq, frame.dir, what, (rc.id, frame.index)))
-        latest: dict[int, FrameRef] = {}
-        for _seq, direction, what, ref in sorted(publishes, key=lambda p: p[0]):
-            if direction is C2S:
-                latest[what] = ref
-            elif what in latest:
-                self.cause_of[ref] = latest[what]
-
-    def plan(self, rc: RecordedConn) -> Plan:
-        plan = self.plans.get(rc.id)
-        if plan is None:
-            plan = self.plans[rc.id] = Plan.build(rc, self.ignore)
-        return plan
-
-    def pending(self, ref: FrameRef) -> FrameRef | None:
-        """The cause of push `ref` while it is not matched yet, else None."""
-        cause = self.cause_of.get(ref)
-        if cause is None or cause[1] in self.recording.conn(cause[0]).used:
-            return None
-        return cause
-
-    def wait(self, cause: FrameRef, session: Session) -> None:
-        self.waiting.setdefault(cause, set()).add(session)
-
-    def matched(self, ref: FrameRef) -> None:
-        """A client frame was consumed: let the sessions waiting for it send their pushes."""
-        for session in self.waiting.pop(ref, ()):
-            session.flush()
 
 
 def _ignore(ctx: ReplayContext) -> Ignore:
@@ -253,18 +75,13 @@ def prepare(ctx: ReplayContext) -> None:
             causes.plan(rc)
 
 
-def rc_connect(plan: Plan) -> int:
-    """Index of a plan's CONNECT frame (plans are only built for connections that have one)."""
-    assert plan.connect is not None
-    return plan.connect.index
-
-
 class Session(BaseSession):
     proto = Proto.MQTT
+    framer_cls = MqttFramer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.decoder = decoder_for(Proto.MQTT)
+        self.decoder = MqttDecoder()
         self.plan: Plan | None = None
         #: bound on CONNECT, claimed on the first packet after it (random client ids)
         self.provisional: tuple[Hashable, list[RecordedConn]] | None = None
@@ -309,7 +126,7 @@ class Session(BaseSession):
         summary = decoded.summary
         packet: MqttPacket | None = decoded.body
         payload = packet.payload if packet is not None else None
-        name = label(self.proto, summary)
+        name = _label(summary)
         if "error" in summary:
             self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
             return
@@ -454,7 +271,7 @@ class Session(BaseSession):
 
     def _bind(self, summary: dict[str, Any], payload: bytes | None) -> None:
         if summary.get("packet") != "CONNECT":
-            self._fail(label(self.proto, summary), "first packet is not CONNECT", summary, payload)
+            self._fail(_label(summary), "first packet is not CONNECT", summary, payload)
             return
         key = norm.connect_key(summary)
         cid = norm.client_id(summary)
