@@ -297,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
         if failure is not None:  # the likely reason the command failed too
             _say(
                 f"the proxy could not write the cassette: {failure}; {args.cassette} left "
-                f"unchanged (nothing recorded; command exited {code})"
+                f"unchanged (nothing recorded; command exited {code}); the partial recording "
+                f"{tmp.name} is discarded, nothing to repair: free space and record again"
             )
             return code or proxy_code or EXIT_USAGE
         if code != 0:

@@ -133,5 +133,6 @@ def test_record_on_a_full_disk_says_so_and_exits_non_zero(live_brokers, tmp_path
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("rrlab record: the proxy could not write the cassette: "), done.stderr
     assert "file too large (EFBIG)" in last and "left unchanged" in last
+    assert "nothing to repair" in last  # the proxy's repair advice named the discarded staging
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "c").exists()
