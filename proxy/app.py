@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from rr.cassette.writer import CassetteWriteFailed
 from rr.codecs import Direction, Proto
-from rr.flow import BufferBudget, peer_closed
+from rr.flow import BufferBudget
 from rr.policy import BudgetExceeded, Limits
 from rr.protocols.kafka.rewrite import KafkaNode, NodeMap
 from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
@@ -218,9 +218,7 @@ class ProxyApp:
         let go); with `idle_timeout_s`, connections with no whole frame either way that long
         are closed (a sweep, not a timer per connection; a client trickling bytes of a frame
         is not active)."""
-        for gate in self.budget.paused_gates():
-            if peer_closed(gate.transport):
-                self.budget.drain(gate)
+        self.budget.drain_abandoned()
         timeout = self.limits.idle_timeout_s
         if timeout is None:
             return

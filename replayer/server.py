@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from rr.codecs import DEFAULT_MAX_FRAME_BYTES
-from rr.flow import BufferBudget, ReadGate, peer_closed
+from rr.flow import BufferBudget, ReadGate
 from rr.policy import Limits
 from rr.protocols import protocol_for
 from rr.replay.session import Action, Close, Listener, ReplayContext, Schedule, Send, Session
@@ -78,9 +78,7 @@ class ServeLimits:
     def _sweep_once(self) -> None:
         """Connections paused by the budget whose client left are read to their end (so they
         close and let go); with an idle timeout, connections idle that long are closed."""
-        for gate in self.budget.paused_gates():
-            if peer_closed(gate.transport):
-                self.budget.drain(gate)
+        self.budget.drain_abandoned()
         timeout = self.limits.idle_timeout_s
         if timeout is None:
             return

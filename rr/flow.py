@@ -97,8 +97,11 @@ class BufferBudget:
         """Connections waiting for the total to fall."""
         return len(self._paused)
 
-    def paused_gates(self) -> list[ReadGate]:
-        return list(self._paused)
+    def drain_abandoned(self) -> None:
+        """`drain` every paused connection whose peer has gone (seen without reading: a paused
+        transport reads no end-of-file); the owners' periodic sweep calls this."""
+        for gate in [g for g in self._paused if peer_closed(g.transport)]:
+            self.drain(gate)
 
     def account(self, gate: ReadGate, held: int) -> bool:
         """`gate`'s connection now holds `held` bytes of unfinished frames. Pauses it, or
