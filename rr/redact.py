@@ -38,3 +38,22 @@ def redacted(
     summary = dict(fresh.summary)
     summary["redacted"] = fields
     return new_raw, Decoded(summary, body=fresh.body, redacted=True, extra=dict(fresh.extra))
+
+
+def apply(
+    rewrite: Rewrite,
+    fresh_decoder: Callable[[], Decoder],
+    direction: Direction | str,
+    raw: bytes,
+    decoded: Decoded,
+    decoder: Decoder | None = None,
+) -> tuple[bytes, Decoded]:
+    """One frame through a protocol's `rewrite`: unchanged (the same objects) when it holds no
+    credential, else `redacted`, re-read by the connection's `decoder` (a `fresh_decoder()`
+    without one, right only for frames whose reading needs no connection state)."""
+    if direction.__class__ is not Direction:  # the hot path passes members
+        direction = Direction(direction)
+    result = rewrite(direction, raw, decoded)
+    if result is None:
+        return raw, decoded
+    return redacted(result, direction, decoded, decoder or fresh_decoder())

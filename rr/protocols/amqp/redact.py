@@ -10,7 +10,7 @@ import pamqp.decode
 import pamqp.encode
 
 from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, redacted
+from rr.redact import PLACEHOLDER, RedactionError, apply
 
 from .codec import AmqpDecoder
 
@@ -19,12 +19,7 @@ def redact(
     direction: Direction | str, raw: bytes, decoded: Decoded, decoder: Decoder | None = None
 ) -> tuple[bytes, Decoded]:
     """Replace credentials in one AMQP frame. Raises RedactionError rather than let one through."""
-    if direction.__class__ is not Direction:  # the hot path passes members
-        direction = Direction(direction)
-    result = _amqp(direction, raw, decoded)
-    if result is None:
-        return raw, decoded
-    return redacted(result, direction, decoded, decoder or AmqpDecoder())
+    return apply(_amqp, AmqpDecoder, direction, raw, decoded, decoder)
 
 
 _START_OK, _SECURE_OK = 0x000A000B, 0x000A0015  # Connection.StartOk, Connection.SecureOk

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, redacted
+from rr.redact import PLACEHOLDER, RedactionError, apply
 
 from . import codec as kafka_codec
 from .apis import (
@@ -60,10 +60,7 @@ def redact(
         opaque = _kafka_opaque(raw, decoded, decoder)
         if opaque is not None:
             return opaque
-    result = _kafka(direction, raw, decoded)
-    if result is None:
-        return raw, decoded
-    return redacted(result, direction, decoded, decoder or kafka_codec.KafkaDecoder())
+    return apply(_kafka, kafka_codec.KafkaDecoder, direction, raw, decoded, decoder)
 
 
 UNDECODABLE = "undecodable client frame (may hold a credential)"

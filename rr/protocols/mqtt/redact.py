@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, redacted
+from rr.redact import PLACEHOLDER, RedactionError, apply
 
 from . import codec as mqtt_codec
 
@@ -16,12 +16,7 @@ def redact(
     direction: Direction | str, raw: bytes, decoded: Decoded, decoder: Decoder | None = None
 ) -> tuple[bytes, Decoded]:
     """Replace credentials in one MQTT frame. Raises RedactionError rather than let one through."""
-    if direction.__class__ is not Direction:  # the hot path passes members
-        direction = Direction(direction)
-    result = _mqtt(direction, raw, decoded)
-    if result is None:
-        return raw, decoded
-    return redacted(result, direction, decoded, decoder or mqtt_codec.MqttDecoder())
+    return apply(_mqtt, mqtt_codec.MqttDecoder, direction, raw, decoded, decoder)
 
 
 def _mqtt(direction: Direction, raw: bytes, decoded: Decoded) -> tuple[bytes, list[str]] | None:
