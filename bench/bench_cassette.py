@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rr.cassette import CassetteWriter, verify
-from rr.codecs.base import Direction, Proto
-from rr.policy import Budgets
-from rr.protocols import framer_for
+from rrlab.rr.cassette import CassetteWriter, verify
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.policy import Budgets
+from rrlab.rr.protocols import framer_for
 
 READ = 64 * 1024
 TARGETS = {200: ("frames/s", 30_000), 64 * 1024: ("MB/s", 100)}

@@ -40,8 +40,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rr.cassette import CassetteReader, CassetteWriter  # noqa: E402
-from rr.policy import Budgets  # noqa: E402
+from rrlab.rr.cassette import CassetteReader, CassetteWriter  # noqa: E402
+from rrlab.rr.policy import Budgets  # noqa: E402
 
 RRLAB = ROOT / ".venv" / "bin" / "rrlab"
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -97,8 +97,8 @@ def run_measured(argv: list[str], work: Path) -> tuple[float, float, subprocess.
 
 OPEN = """
 import sys, time
-from rr.protocols import client_kind
-from rr.replay.recording import Recording
+from rrlab.rr.protocols import client_kind
+from rrlab.rr.replay.recording import Recording
 t0 = time.perf_counter()
 Recording.open(sys.argv[1], classify=client_kind)
 print(time.perf_counter() - t0)

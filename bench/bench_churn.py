@@ -158,7 +158,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.count < 200:
         ap.error("--count must be at least 200")
-    from brokers import control
+    from rrlab.brokers import control
 
     impl = "mosquitto" if shutil.which("mosquitto") else "amqtt"
     control.up(["mqtt"], mqtt_impl=impl, out=None)
@@ -174,7 +174,7 @@ def main() -> int:
         proxy.send_signal(signal.SIGTERM)
         rc = proxy.wait(60)
         exit_s = time.perf_counter() - t0
-        from rr.cassette import CassetteReader
+        from rrlab.rr.cassette import CassetteReader
 
         manifest = CassetteReader.open(work / f"cassette-{port}").manifest
         print(f"\n{args.count} MQTT connections through rrlab proxy to {impl}, one at a time")

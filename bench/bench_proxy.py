@@ -344,7 +344,7 @@ def main() -> int:
     try:
         protos = args.protocols.split(",")
         if "kafka" in protos:
-            from brokers import kafka, process
+            from rrlab.brokers import kafka, process
 
             base = free_block(8)
             plain, via_socat, socat_port = base, base + 1, base + 2
@@ -381,7 +381,7 @@ def main() -> int:
             paths.append(Route("socat", socat_port, kload("socat"), krtt, relay))
             rows += run_paths("kafka", paths, args.repeat)
         if "amqp" in protos:
-            from brokers import control
+            from rrlab.brokers import control
 
             if control.up(["amqp"], out=None)["amqp"]["started"]:  # ours: stop it at the end
                 cleanup.append(lambda: control.down(["amqp"], out=None))

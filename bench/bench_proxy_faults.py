@@ -233,7 +233,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
     args = ap.parse_args()
-    from brokers import control
+    from rrlab.brokers import control
 
     mqtt_impl = "mosquitto" if shutil.which("mosquitto") else "amqtt"
     started = control.up(args.probes, mqtt_impl=mqtt_impl, out=None)

@@ -84,7 +84,7 @@ def sample_rss(pid: int, into: list[float], stop: threading.Event) -> None:
 
 
 def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
-    from brokers import control
+    from rrlab.brokers import control
 
     flag, route = ROUTES[driver]
     cassette = work / f"cassette-{driver}"

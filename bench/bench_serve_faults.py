@@ -279,10 +279,10 @@ def generate_cassette(path: Path, megabytes: int, per_conn: int = 1000) -> int:
     """An MQTT cassette of about `megabytes` MB of frames.jsonl: connections of `per_conn`
     frames each (CONNECT, CONNACK, then PUBLISH frames of ~330 bytes a line), one after the
     other. Returns the frame count."""
-    from rr.cassette import CassetteWriter
-    from rr.codecs import Direction
-    from rr.policy import Budgets
-    from rr.protocols import protocol_for
+    from rrlab.rr.cassette import CassetteWriter
+    from rrlab.rr.codecs import Direction
+    from rrlab.rr.policy import Budgets
+    from rrlab.rr.protocols import protocol_for
 
     connect = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04gen1"
     connack = b"\x20\x02\x00\x00"

@@ -6,11 +6,11 @@ Python API (the CLI `rrlab brokers` is a thin layer over it):
     start_kafka(home, port, advertised_port=...) -> record; stop(record)   (untracked, e.g. bench)
 """
 
-from brokers.control import NAMES, BrokerError, down, start_kafka, status, stop, up
-from brokers.rabbitmq import PASSWORD as AMQP_PASSWORD
-from brokers.rabbitmq import URL as AMQP_URL
-from brokers.rabbitmq import USER as AMQP_USER
-from brokers.rabbitmq import VHOST as AMQP_VHOST
+from rrlab.brokers.control import NAMES, BrokerError, down, start_kafka, status, stop, up
+from rrlab.brokers.rabbitmq import PASSWORD as AMQP_PASSWORD
+from rrlab.brokers.rabbitmq import URL as AMQP_URL
+from rrlab.brokers.rabbitmq import USER as AMQP_USER
+from rrlab.brokers.rabbitmq import VHOST as AMQP_VHOST
 
 KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883

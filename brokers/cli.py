@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brokers import control
+from rrlab.brokers import control
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rr.usage import UsageError
+    from rrlab.rr.usage import UsageError
 
     try:
         if args.action == "up":

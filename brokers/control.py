@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from brokers import kafka, mqtt, probes, process, rabbitmq, state
-from brokers.ports import port_holder
+from rrlab.brokers import kafka, mqtt, probes, process, rabbitmq, state
+from rrlab.brokers.ports import port_holder
 
 NAMES = ("kafka", "amqp", "mqtt")
 DEFAULT_TIMEOUT_S = 60.0

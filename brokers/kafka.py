@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from brokers import probes, process
-from brokers.state import PROJECT_ROOT
+from rrlab.brokers import probes, process
+from rrlab.brokers.state import PROJECT_ROOT
 
 HOST = "127.0.0.1"
 PORT = 9092

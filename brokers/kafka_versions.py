@@ -7,7 +7,7 @@ after a broker upgrade (the live test tests/live/test_kafka_api_versions_live.py
 running broker advertises something else than the file says):
 
     rrlab brokers up kafka --kafka-impl apache
-    python -m brokers.kafka_versions apache     # merges the answer into FIXTURE
+    python -m rrlab.brokers.kafka_versions apache     # merges the answer into FIXTURE
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import re
 import sys
 from pathlib import Path
 
-from brokers.kafka import HOST, IMPLS, POM, PORT
-from brokers.state import PROJECT_ROOT
+from rrlab.brokers.kafka import HOST, IMPLS, POM, PORT
+from rrlab.brokers.state import PROJECT_ROOT
 
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "kafka-api-versions.json"
 
@@ -29,7 +29,7 @@ def advertised(host: str = HOST, port: int = PORT) -> dict[int, tuple[int, int]]
     """api key -> (min, max) version from the broker's ApiVersions v0 answer."""
     from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-    from brokers.probes import kafka_call
+    from rrlab.brokers.probes import kafka_call
 
     response = kafka_call(host, port, ApiVersionsRequest())
     if response.error_code != 0:
@@ -76,7 +76,7 @@ def _dumps(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m brokers.kafka_versions",
+        prog="python -m rrlab.brokers.kafka_versions",
         description="Ask the Kafka broker on 127.0.0.1:9092 for its ApiVersions and store the "
         f"ranges under IMPL in {FIXTURE.relative_to(PROJECT_ROOT)}.",
     )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from brokers import probes, process
+from rrlab.brokers import probes, process
 
 HOST = "127.0.0.1"
 PORT = 1883

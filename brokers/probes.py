@@ -28,7 +28,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def kafka_call(host: str, port: int, request, correlation_id: int = 1):
     """One Kafka request/response round trip with a kio entity, through the project's codec
     (header versions per API, bounds-checked decoding)."""
-    from rr.protocols.kafka.codec import decode_response_body, encode_request
+    from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_request
 
     api_key, version = request.__api_key__, request.__version__
     frame = encode_request(api_key, version, correlation_id, "rrlab-probe", request)
@@ -43,7 +43,7 @@ def kafka(host: str, port: int) -> str | None:
     """Send ApiVersions v0; ready when the broker answers with error code 0."""
     from kio.schema.api_versions.v0.request import ApiVersionsRequest
 
-    from rr.protocols.kafka.codec import KafkaCodecError
+    from rrlab.rr.protocols.kafka.codec import KafkaCodecError
 
     try:
         response = kafka_call(host, port, ApiVersionsRequest())

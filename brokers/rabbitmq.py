@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from brokers import probes, process
+from rrlab.brokers import probes, process
 
 HOST = "127.0.0.1"
 PORT = 5672

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from brokers import control, state
+from rrlab.brokers import control, state
 
 
 class LiveBrokers:

@@ -15,12 +15,12 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from rr.cassette.writer import CassetteWriteFailed
-from rr.codecs import Direction, Proto
-from rr.flow import BufferBudget
-from rr.policy import BudgetExceeded, Limits
-from rr.protocols.kafka.rewrite import KafkaNode, NodeMap
-from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
+from rrlab.rr.cassette.writer import CassetteWriteFailed
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.flow import BufferBudget
+from rrlab.rr.policy import BudgetExceeded, Limits
+from rrlab.rr.protocols.kafka.rewrite import KafkaNode, NodeMap
+from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 from .forward import ListenFactory, Pair, RecordingFailure, Route, Side
 from .metrics import ProxyMetrics

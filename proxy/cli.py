@@ -17,15 +17,15 @@ import dataclasses
 import socket
 import sys
 
-from rr.codecs import Proto
-from rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
-from rr.usage import UsageError
 from rrlab.options import (
     add_allow_upstream,
     add_logging,
     add_recording,
     add_write_root,
 )
+from rrlab.rr.codecs import Proto
+from rrlab.rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
+from rrlab.rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

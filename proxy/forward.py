@@ -19,11 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 from twisted.internet import error, protocol
 from twisted.python.failure import Failure
 
-from rr.cassette.writer import CassetteWriteFailed
-from rr.codecs import Direction
-from rr.flow import CONNECTING, ReadGate
-from rr.policy import BudgetExceeded
-from rr.record import ConnectionRecorder, RecordingBroken
+from rrlab.rr.cassette.writer import CassetteWriteFailed
+from rrlab.rr.codecs import Direction
+from rrlab.rr.flow import CONNECTING, ReadGate
+from rrlab.rr.policy import BudgetExceeded
+from rrlab.rr.record import ConnectionRecorder, RecordingBroken
 
 #: what a recorder may raise for a chunk: the cassette cannot be written, the connection cannot
 #: be recorded faithfully any more, or a cassette budget is used up

@@ -9,12 +9,12 @@ from typing import Any
 from twisted.internet import error as twisted_error
 from twisted.internet.task import LoopingCall
 
-from rr.cassette import CassetteError, CassetteWriter
-from rr.flow import open_file_limit_note, raise_open_file_limit
-from rr.policy import Policy, PolicyError
-from rr.protocols.kafka.records import set_decompression_budget
-from rr.usage import UsageError
 from rrlab.console import Console, start_logging
+from rrlab.rr.cassette import CassetteError, CassetteWriter
+from rrlab.rr.flow import open_file_limit_note, raise_open_file_limit
+from rrlab.rr.policy import Policy, PolicyError
+from rrlab.rr.protocols.kafka.records import set_decompression_budget
+from rrlab.rr.usage import UsageError
 
 from .app import ProxyApp
 from .forward import Route

@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.twisted import MetricsResource
 
-from rr.codecs import Direction, Proto
-from rr.protocols import PROTOCOLS
-from rr.protocols.kafka.rewrite import RewriteEvent
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import PROTOCOLS
+from rrlab.rr.protocols.kafka.rewrite import RewriteEvent
 
 
 class ProxyMetrics:

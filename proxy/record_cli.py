@@ -24,13 +24,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from rr.cassette import CassetteError, WriterLock, verify
-from rr.cassette.artifacts import add_artifacts
-from rr.cassette.writer import existing_state
-from rr.cassette_changes import cassette_outline, changes
-from rr.policy import PolicyError, check_writable, get_profile
-from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
-from rr.usage import EXIT_USAGE, UsageError
 from rrlab.options import (
     PROTOS,
     add_allow_upstream,
@@ -39,6 +32,13 @@ from rrlab.options import (
     add_recording,
     add_write_root,
 )
+from rrlab.rr.cassette import CassetteError, WriterLock, verify
+from rrlab.rr.cassette.artifacts import add_artifacts
+from rrlab.rr.cassette.writer import existing_state
+from rrlab.rr.cassette_changes import cassette_outline, changes
+from rrlab.rr.policy import PolicyError, check_writable, get_profile
+from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
+from rrlab.rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
 

@@ -14,13 +14,13 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from rr.atomic_file import write_atomic
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES
-from rr.policy import Limits
-from rr.protocols import protocol_for
-from rr.replay.recording import Recording
-from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
-from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
+from rrlab.rr.atomic_file import write_atomic
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES
+from rrlab.rr.policy import Limits
+from rrlab.rr.protocols import protocol_for
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
+from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
 from .report import ReplayReport
 from .server import ReplayFactory, ServeLimits

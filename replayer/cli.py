@@ -11,14 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rr.cassette import CassetteError
-from rr.flow import open_file_limit_note, raise_open_file_limit
-from rr.policy import Limits, PolicyError, check_writable, get_profile
-from rr.protocols.kafka.records import set_decompression_budget
-from rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
-from rr.usage import EXIT_USAGE, UsageError
 from rrlab.console import Console, start_logging
 from rrlab.options import add_cassette, add_logging
+from rrlab.rr.cassette import CassetteError
+from rrlab.rr.flow import open_file_limit_note, raise_open_file_limit
+from rrlab.rr.policy import Limits, PolicyError, check_writable, get_profile
+from rrlab.rr.protocols.kafka.records import set_decompression_budget
+from rrlab.rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
+from rrlab.rr.usage import EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -203,8 +203,8 @@ def _also_logging_misses(then: Callable[[Miss], None] | None, path: Path) -> Cal
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
-    from rr.protocols import client_kind
-    from rr.replay.recording import Recording
+    from rrlab.rr.protocols import client_kind
+    from rrlab.rr.replay.recording import Recording
 
     from .app import ReplayServer, StartError
     from .rules import load_rules

@@ -40,14 +40,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from rr.canonical import dumps
-from rr.cassette import CassetteError
-from rr.cassette.errors import printable
-from rr.policy import PolicyError, check_writable, get_profile
-from rr.replay.recording import Recording
-from rr.stale_artifacts import ArtifactsAside, StaleArtifactError
-from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 from rrlab.options import add_cassette, add_command_argv, add_paths, add_write_root
+from rrlab.rr.canonical import dumps
+from rrlab.rr.cassette import CassetteError
+from rrlab.rr.cassette.errors import printable
+from rrlab.rr.policy import PolicyError, check_writable, get_profile
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
+from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import sandbox
 from .cli import add_matching
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "timing-bearing. Runs in a network namespace with only loopback by default. Exit 0 "
         "ok, 1 mismatch/miss (a unified diff is printed), 2 usage/policy/bad cassette.",
         epilog="example: rrlab replay --profile ci_replay --cassette "
-        "cassettes/worker-kafka-tansu -- rrlab-worker --driver kafka --count 200 --seed 1 "
+        "cassettes/worker-kafka-tansu -- python -m worker --driver kafka --count 200 --seed 1 "
         "--out out/worker-kafka-tansu",
     )
     add_cassette(p)

@@ -14,10 +14,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from rr.canonical import dumps
-from rr.codecs import Proto
-from rr.replay.recording import RecFrame, Recording
-from rr.replay.session import Miss
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Proto
+from rrlab.rr.replay.recording import RecFrame, Recording
+from rrlab.rr.replay.session import Miss
 
 disable_created_metrics()  # `_created` samples are clock values: snapshots stay comparable
 

@@ -20,10 +20,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from rr.cassette import CassetteError
-from rr.cassette.paths import CassetteDir
-from rr.diff import parse_path
-from rr.usage import UsageError
+from rrlab.rr.cassette import CassetteError
+from rrlab.rr.cassette.paths import CassetteDir
+from rrlab.rr.diff import parse_path
+from rrlab.rr.usage import UsageError
 
 RULES_NAME = "replay-rules.json"
 MAX_RULES_BYTES = 1 << 20

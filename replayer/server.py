@@ -21,11 +21,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES
-from rr.flow import BufferBudget, ReadGate
-from rr.policy import Limits
-from rr.protocols import protocol_for
-from rr.replay.session import Action, Close, Listener, ReplayContext, Schedule, Send, Session
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES
+from rrlab.rr.flow import BufferBudget, ReadGate
+from rrlab.rr.policy import Limits
+from rrlab.rr.protocols import protocol_for
+from rrlab.rr.replay.session import Action, Close, Listener, ReplayContext, Schedule, Send, Session
 
 log = Logger(namespace="rrlab.replayer")
 

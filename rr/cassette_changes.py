@@ -11,8 +11,8 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
-from rr.cassette import CassetteReader, FrameRecord
-from rr.protocols import protocol_for
+from rrlab.rr.cassette import CassetteReader, FrameRecord
+from rrlab.rr.protocols import protocol_for
 
 MAX_LINES = 40
 

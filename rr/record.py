@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from rr.cassette.format import summary_encoder
-from rr.cassette.writer import CassetteWriteFailed
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
-from rr.protocols import FrameConnection, PipelineFrame, protocol_for
-from rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
-from rr.redact import RedactionError
+from rrlab.rr.cassette.format import summary_encoder
+from rrlab.rr.cassette.writer import CassetteWriteFailed
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
+from rrlab.rr.protocols import FrameConnection, PipelineFrame, protocol_for
+from rrlab.rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
+from rrlab.rr.redact import RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

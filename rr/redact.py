@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rr.codecs import Decoded, Decoder, Direction
+from rrlab.rr.codecs import Decoded, Decoder, Direction
 
 PLACEHOLDER = b"rrlab-redacted"
 

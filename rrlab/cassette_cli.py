@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from rr.canonical import dumps
-from rr.cassette import (
+from rrlab.rr.canonical import dumps
+from rrlab.rr.cassette import (
     CassetteError,
     CassetteLocked,
     CassetteNotFound,
@@ -27,19 +27,19 @@ from rr.cassette import (
     NotFinalized,
     verify,
 )
-from rr.cassette.errors import printable
-from rr.cassette.format import (
+from rrlab.rr.cassette.errors import printable
+from rrlab.rr.cassette.format import (
     CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
     ConnectionInfo,
     Manifest,
 )
-from rr.cassette.paths import CassetteDir
-from rr.cassette.reader import load_manifest
-from rr.protocols import protocol_for
-from rr.protocols.base import clip
-from rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
+from rrlab.rr.cassette.paths import CassetteDir
+from rrlab.rr.cassette.reader import load_manifest
+from rrlab.rr.protocols import protocol_for
+from rrlab.rr.protocols.base import clip
+from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
 

@@ -6,15 +6,15 @@ import argparse
 import importlib
 import sys
 
-from rr.usage import EXIT_USAGE, UsageError
+from rrlab.rr.usage import EXIT_USAGE, UsageError
 
 #: subcommand -> module exposing `register(subparsers)`; imported lazily so `rrlab --help` is fast.
 SUBCOMMANDS: dict[str, str] = {
-    "brokers": "brokers.cli",
-    "proxy": "proxy.cli",
-    "record": "proxy.record_cli",
-    "serve": "replayer.cli",
-    "replay": "replayer.replay_cli",
+    "brokers": "rrlab.brokers.cli",
+    "proxy": "rrlab.proxy.cli",
+    "record": "rrlab.proxy.record_cli",
+    "serve": "rrlab.replayer.cli",
+    "replay": "rrlab.replayer.replay_cli",
     "inspect": "rrlab.cassette_cli",
     "verify": "rrlab.cassette_cli",
     "arch": "rrlab.arch.cli",
@@ -27,9 +27,9 @@ EXAMPLES: dict[str, str] = {
     "proxy": "rrlab proxy --kafka 19092=127.0.0.1:9092 --amqp 15673=127.0.0.1:5672 "
     "--cassette cassettes/demo",
     "record": "rrlab record --kafka 19092=127.0.0.1:9092 --cassette cassettes/my-run "
-    "--artifact out/my-run/aggregate.json -- rrlab-worker --driver kafka --out out/my-run",
+    "--artifact out/my-run/aggregate.json -- python -m worker --driver kafka --out out/my-run",
     "serve": "rrlab serve --cassette cassettes/worker-amqp-rabbitmq",
-    "replay": "rrlab replay --cassette cassettes/worker-kafka-tansu -- rrlab-worker "
+    "replay": "rrlab replay --cassette cassettes/worker-kafka-tansu -- python -m worker "
     "--driver kafka --count 200 --seed 1 --out out/worker-kafka-tansu",
     "inspect": "rrlab inspect cassettes/worker-amqp-rabbitmq --api Basic.Publish --api body "
     "--payload text",

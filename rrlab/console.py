@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from twisted.logger import LogLevel, formatEvent, globalLogBeginner
 
-from rr.usage import UsageError
+from rrlab.rr.usage import UsageError
 
 FORMATS = ("human", "json")
 

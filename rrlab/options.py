@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rr.policy import PROFILES
+from rrlab.rr.policy import PROFILES
 
 from .console import FORMATS
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brokers import BrokerError
-from brokers.session import LiveBrokers
+from rrlab.brokers import BrokerError
+from rrlab.brokers.session import LiveBrokers
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def capture_kafka(out: Path, impl: str = "tansu") -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    import brokers
+    from rrlab import brokers
 
     _wait_port_free(KAFKA_BROKER_PORT, timeout=1)  # refuse to test against a stray broker
     with tempfile.TemporaryDirectory(prefix="rrlab-golden-kafka-") as home:
@@ -174,7 +174,7 @@ def _wait_port_free(port: int, timeout: float = 60.0) -> None:
 def capture_amqp(out: Path) -> None:
     import pika
 
-    import brokers
+    from rrlab import brokers
 
     relay = Relay(AMQP_RELAY_PORT, (HOST, 5672))
     try:
@@ -218,8 +218,8 @@ def capture_amqp(out: Path) -> None:
 
 
 def capture_mqtt(out: Path) -> None:
-    import brokers.mqtt as mqtt_broker
-    from brokers import stop
+    import rrlab.brokers.mqtt as mqtt_broker
+    from rrlab.brokers import stop
 
     with tempfile.TemporaryDirectory(prefix="rrlab-golden-mqtt-") as home:
         record = mqtt_broker.start(

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from rr.atomic_file import write_atomic
+from rrlab.rr.atomic_file import write_atomic
 
 from .format import ARTIFACTS_DIR, MANIFEST_NAME
 from .reader import load_manifest

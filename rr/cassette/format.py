@@ -18,9 +18,9 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.canonical import dumps
-from rr.codecs.base import Direction, Proto
-from rr.policy import Budgets, PolicyError
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.policy import Budgets, PolicyError
 
 from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
 from .paths import safe_relpath

@@ -26,8 +26,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rr.codecs.base import Proto
-from rr.policy import Budgets
+from rrlab.rr.codecs.base import Proto
+from rrlab.rr.policy import Budgets
 
 from .errors import (
     ArtifactMissing,

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rr.canonical import dumps_line
-from rr.policy import Budgets
+from rrlab.rr.canonical import dumps_line
+from rrlab.rr.policy import Budgets
 
 from .errors import (
     CassetteError,

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
-import rr
-from rr.atomic_file import fsync_dir, write_atomic
-from rr.canonical import dumps
-from rr.codecs.base import Direction, Proto
-from rr.policy import BudgetExceeded, Budgets, Policy
+from rrlab import rr
+from rrlab.rr.atomic_file import fsync_dir, write_atomic
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.policy import BudgetExceeded, Budgets, Policy
 
 from .errors import CassetteError, CassetteExists, NotACassette, WriterClosed
 from .format import (

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Decoder, Direction, Framer, Proto
-from rr.replay.recording import ClientKind
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Decoder, Direction, Framer, Proto
+from rrlab.rr.replay.recording import ClientKind
 
 from .amqp import AMQP, AmqpProtocol
 from .base import Description, WireProtocol

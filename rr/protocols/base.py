@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from rr.codecs import (
+from rrlab.rr.codecs import (
     DEFAULT_MAX_FRAME_BYTES,
     Decoded,
     Decoder,
@@ -25,7 +25,7 @@ from rr.codecs import (
 )
 
 if TYPE_CHECKING:
-    from rr.replay.session import Link, Listener, ReplayContext, Session
+    from rrlab.rr.replay.session import Link, Listener, ReplayContext, Session
 
     from .pipeline import FrameConnection
 

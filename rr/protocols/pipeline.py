@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction
 
 if TYPE_CHECKING:
     from .base import WireProtocol

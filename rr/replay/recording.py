@@ -18,9 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rr.cassette import ArtifactMissing, CassetteReader, ConnectionInfo, Manifest, read_artifact
-from rr.cassette.reader import Classifier, FrameIndex
-from rr.codecs import Direction, Proto
+from rrlab.rr.cassette import (
+    ArtifactMissing,
+    CassetteReader,
+    ConnectionInfo,
+    Manifest,
+    read_artifact,
+)
+from rrlab.rr.cassette.reader import Classifier, FrameIndex
+from rrlab.rr.codecs import Direction, Proto
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rr.cassette.errors import printable
-from rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, Proto
+from rrlab.rr.cassette.errors import printable
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, Proto
 
 from .recording import RecFrame, RecordedConn, Recording
 

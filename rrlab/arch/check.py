@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr.atomic_file import write_atomic
-from rr.usage import UsageError
+from rrlab.rr.atomic_file import write_atomic
+from rrlab.rr.usage import UsageError
 
 from . import contract_msg, contract_rr, locks
 from . import imports as imp

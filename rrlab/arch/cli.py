@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rr.canonical import dumps
-from rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
+from rrlab.rr.canonical import dumps
+from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from .check import CheckResult

@@ -3,9 +3,9 @@ committed cassette records enabled protocols under a record policy it respects."
 
 from __future__ import annotations
 
-from rr.cassette.format import FORMAT as CASSETTE_FORMAT
-from rr.cassette.record_mode import RecordMode
-from rr.policy import PROFILES
+from rrlab.rr.cassette.format import FORMAT as CASSETTE_FORMAT
+from rrlab.rr.cassette.record_mode import RecordMode
+from rrlab.rr.policy import PROFILES
 
 from .findings import (
     E_BUDGET,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr.canonical import dumps
+from rrlab.rr.canonical import dumps
 
 from .findings import E_NONCANONICAL, E_SCHEMA, Finding
 

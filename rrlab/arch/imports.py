@@ -66,10 +66,15 @@ class BrokenImport:
 
 
 def module_file(root: Path, module: str) -> str:
-    """The source file of `module` under root: a package's __init__.py or a module's .py."""
+    """The source file of `module` under root: a package's __init__.py or a module's .py, named
+    where it lives in the repository (rrlab/rr/... is a symlink to rr/...)."""
     base = module.replace(".", "/")
     package = f"{base}/__init__.py"
-    return package if (root / package).is_file() else f"{base}.py"
+    rel = package if (root / package).is_file() else f"{base}.py"
+    real = (root / rel).resolve()
+    return (
+        real.relative_to(root.resolve()).as_posix() if real.is_relative_to(root.resolve()) else rel
+    )
 
 
 def read_config(root: Path, config: str) -> dict[str, Any]:

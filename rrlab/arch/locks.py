@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from rr.canonical import dumps
+from rrlab.rr.canonical import dumps
 
 from .findings import E_LOCK, Finding
 

@@ -62,7 +62,7 @@ def private_kafka(
 ) -> Iterator[dict]:
     """A Kafka of our own on free ports (the shared broker on :9092 stays untouched), answering
     before it is handed out and stopped afterwards. The record's "port" is its listener."""
-    from brokers import control
+    from rrlab.brokers import control
 
     port = port or free_block(2, lo=39000, hi=39900)  # listener + controller
     record = control.start_kafka(home, port, impl=impl, timeout=180, **kw)

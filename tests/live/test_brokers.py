@@ -17,9 +17,9 @@ from pathlib import Path
 import pika
 import pytest
 
-import brokers
-from brokers import BrokerError, control, probes, process, state
-from brokers.session import LiveBrokers
+from rrlab import brokers
+from rrlab.brokers import BrokerError, control, probes, process, state
+from rrlab.brokers.session import LiveBrokers
 
 pytestmark = pytest.mark.live
 
@@ -213,7 +213,7 @@ def test_cli_usage_errors_exit_2(private_state):
 @pytest.mark.timeout(60)
 def test_rabbitmq_brings_and_takes_its_own_epmd(private_state, monkeypatch):
     """On a fresh machine no epmd runs: we start one on loopback and `down` stops it too."""
-    from brokers import rabbitmq
+    from rrlab.brokers import rabbitmq
 
     monkeypatch.setattr(rabbitmq, "EPMD_PORT", 24469)
     assert _port_closed(24469)

@@ -17,7 +17,7 @@ import pytest
 from proxy_harness import RRLAB, free_block
 from replay.client_scenarios import FOREIGN, Scenario
 
-from rr.cassette import CassetteReader, verify
+from rrlab.rr.cassette import CassetteReader, verify
 
 pytestmark = pytest.mark.live
 COUNT = 50

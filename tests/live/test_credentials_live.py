@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from proxy_harness import RunningProxy, free_block, private_kafka, recv_kafka_frame, run_worker
 
-from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
-from rr.protocols.kafka import codec as kafka_codec
-from rr.redact import PLACEHOLDER
+from rrlab.rr.cassette import CassetteReader, verify
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.kafka import codec as kafka_codec
+from rrlab.rr.redact import PLACEHOLDER
 
 pytestmark = pytest.mark.live
 
@@ -92,7 +92,7 @@ def private_state(tmp_path, monkeypatch):
     """Brokers of this test live in a private state dir: the shared ones are never touched."""
     monkeypatch.setenv("RRLAB_STATE_DIR", str(tmp_path / "rrlab"))
     yield
-    from brokers import control
+    from rrlab.brokers import control
 
     control.down(out=None)
 
@@ -100,7 +100,7 @@ def private_state(tmp_path, monkeypatch):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("impl", ["amqtt", "mosquitto"])
 def test_mqtt_password_never_reaches_the_cassette(impl, private_state, tmp_path):
-    from brokers import control, probes
+    from rrlab.brokers import control, probes
 
     base = free_block(3)
     broker_port = base + 2

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from proxy_harness import free_block
 
-from rr.cassette import CassetteReader, verify
+from rrlab.rr.cassette import CassetteReader, verify
 
 pytestmark = pytest.mark.live
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from proxy_harness import RunningProxy, free_block
 
-from rr.cassette import CassetteReader, verify
+from rrlab.rr.cassette import CassetteReader, verify
 
 pytestmark = pytest.mark.live
 

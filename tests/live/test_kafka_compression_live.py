@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from proxy_harness import ROOT, RRLAB, free_block
 
-from rr.cassette import CassetteReader
-from rr.protocols.kafka.codec import decode_request
-from rr.protocols.kafka.records import read_records, scan_record_set
+from rrlab.rr.cassette import CassetteReader
+from rrlab.rr.protocols.kafka.codec import decode_request
+from rrlab.rr.protocols.kafka.records import read_records, scan_record_set
 
 pytestmark = pytest.mark.live
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -146,7 +146,7 @@ def _changed_java_client(tmp_path: Path) -> Path:
 def test_java_client_compressed_batches_replay_and_a_changed_record_misses(
     codec, live_brokers, tmp_path
 ):
-    from brokers.kafka import ensure_libs
+    from rrlab.brokers.kafka import ensure_libs
 
     libs = ensure_libs()
     live_brokers("kafka", kafka_impl="apache")

@@ -16,8 +16,8 @@ import pytest
 from proxy_harness import RRLAB, free_block
 from replay import kafka_raw_api_versions_client as raw_client  # tests/ is on sys.path
 
-from brokers import kafka_versions
-from rr.cassette import CassetteReader
+from rrlab.brokers import kafka_versions
+from rrlab.rr.cassette import CassetteReader
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def test_committed_ranges_are_what_the_broker_advertises(live_brokers, impl):
     live_brokers("kafka", kafka_impl=impl)
     assert kafka_versions.advertised() == kafka_versions.load()[impl], (
         f"the {impl} broker advertises other versions than {kafka_versions.FIXTURE}: "
-        f"re-capture with `python -m brokers.kafka_versions {impl}`"
+        f"re-capture with `python -m rrlab.brokers.kafka_versions {impl}`"
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from proxy_harness import RunningProxy, free_block, private_kafka, recv_kafka_frame, run_worker
 
-from rr.cassette import CassetteReader, verify
+from rrlab.rr.cassette import CassetteReader, verify
 
 pytestmark = pytest.mark.live
 
@@ -125,7 +125,7 @@ def _ask(port: int, correlation_id: int) -> bytes:
 
 
 def test_broker_killed_during_recording(tmp_path):
-    from brokers import process
+    from rrlab.brokers import process
 
     base = free_block(4)
     broker_port = base + 3
@@ -269,7 +269,7 @@ def test_response_that_cannot_be_rewritten_closes_the_client_not_the_proxy(tmp_p
     """kio alone aborts the process on these frames (~2^35 declared array items)."""
     from kio.index import load_request_schema
 
-    from rr.protocols.kafka.codec import encode_request
+    from rrlab.rr.protocols.kafka.codec import encode_request
 
     huge = b"\xff\xff\xff\xff\x7f"  # compact array length: 2^35 - 2 items
     server, seen = _hostile_upstream(

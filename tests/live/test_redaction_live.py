@@ -14,11 +14,11 @@ from pathlib import Path
 import pika
 import pytest
 
-import brokers
-from rr.canonical import dumps
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, framer_for, redact
-from rr.redact import PLACEHOLDER
+from rrlab import brokers
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, framer_for, redact
+from rrlab.rr.redact import PLACEHOLDER
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 

@@ -103,7 +103,7 @@ def test_record_keeps_the_worker_aggregate(live_brokers, tmp_path):
     import hashlib
     import socket
 
-    from rr.cassette import verify
+    from rrlab.rr.cassette import verify
 
     addrs = live_brokers("mqtt")
     with socket.socket() as s:

@@ -25,7 +25,7 @@ import sys
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from kio.schema.errors import ErrorCode
 
-from rr.protocols.kafka.codec import decode_response_any, encode_request, request_schema
+from rrlab.rr.protocols.kafka.codec import decode_response_any, encode_request, request_schema
 
 CLIENT_ID = "rrlab-raw-client"
 

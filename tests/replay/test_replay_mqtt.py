@@ -23,21 +23,21 @@ from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
 
-from replayer.report import ReplayReport
-from rr.cassette import CassetteReader
-from rr.codecs import Direction, Proto
-from rr.protocols import client_kind, decoder_for
-from rr.protocols.mqtt import session as mqtt_replay
-from rr.protocols.mqtt.codec import (
+from rrlab.replayer.report import ReplayReport
+from rrlab.rr.cassette import CassetteReader
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind, decoder_for
+from rrlab.rr.protocols.mqtt import session as mqtt_replay
+from rrlab.rr.protocols.mqtt.codec import (
     PINGRESP_BYTES,
     MqttFramer,
     encode_disconnect,
     encode_remaining_length,
     with_packet_id,
 )
-from rr.protocols.mqtt.session import Causes, Plan
-from rr.replay.recording import Recording
-from rr.replay.session import (
+from rrlab.rr.protocols.mqtt.session import Causes, Plan
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import (
     Action,
     Listener,
     Pace,

@@ -26,10 +26,10 @@ from kio.schema.produce.v9.response import (
 )
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
 
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction, Proto
-from rr.protocols.kafka.codec import encode_request, encode_response
-from rr.record import recorder_for
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols.kafka.codec import encode_request, encode_response
+from rrlab.rr.record import recorder_for
 
 from .conftest import RRLAB
 
@@ -133,7 +133,7 @@ def test_replay_closing_line_says_why_the_fake_broker_did_not_start(tmp_path):
 
 def test_the_batch_is_what_the_test_says():
     """The fixture itself: a batch declaring 5 records that holds one (so the model fails)."""
-    from rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
+    from rrlab.rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
 
     (batch,) = scan_record_set(BATCH).batches
     assert batch.record_count == 5

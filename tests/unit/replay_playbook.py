@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rr.codecs import Direction, Proto
-from rr.protocols import client_kind, protocol_for
-from rr.replay.recording import RecFrame, Recording
-from rr.replay.session import (
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind, protocol_for
+from rrlab.rr.replay.recording import RecFrame, Recording
+from rrlab.rr.replay.session import (
     Action,
     Close,
     Listener,

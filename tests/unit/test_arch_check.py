@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from rr.canonical import dumps
 from rrlab.arch.check import CheckResult, run_check
 from rrlab.cli import main
+from rrlab.rr.canonical import dumps
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("rr", "rrlab", "proxy", "replayer", "brokers", "worker")
@@ -29,7 +29,7 @@ def _copy(root: Path, packages: tuple[str, ...]) -> Path:
         shutil.copytree(cassette.parent, root / "cassettes" / cassette.parent.name, ignore=IGNORE)
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     for package in packages:
-        shutil.copytree(REPO / package, root / package, ignore=IGNORE)
+        shutil.copytree(REPO / package, root / package, ignore=IGNORE, symlinks=True)
     return root
 
 
@@ -71,17 +71,17 @@ def test_main_checkout_holds_every_contract() -> None:
 
 #: a module added to the copy -> (its import, the import contract it breaks, the arch contract)
 BREAKERS = {
-    "worker/sneaky.py": ("from rr.canonical import dumps", "worker-imports-nothing-of-ours", "msg"),
+    "worker/sneaky.py": ("from rrlab.rr.canonical import dumps", "worker-imports-nothing-of-ours", "msg"),
     "replayer/shortcut.py": ("import kafka", "replayer-no-kafka-client", "msg_kafka"),
     "replayer/bunny.py": ("import pika", "replayer-no-amqp-client", "msg_amqp"),
     "replayer/mosquito.py": ("from amqtt.client import MQTTClient", "replayer-no-mqtt-client",
                              "msg_mqtt"),
-    "replayer/recorder.py": ("import proxy.forward", "replayer-independent-of-proxy", "rr"),
+    "replayer/recorder.py": ("import rrlab.proxy.forward", "replayer-independent-of-proxy", "rr"),
     "rr/protocols/slow.py": ("from twisted.internet import defer", "rr-no-twisted", "rr"),
     "rr/cassette/timer.py": ("from twisted.internet import task", "rr-no-twisted", "rr"),
-    "rr/upward.py": ("import replayer.rules", "rr-imports-no-io-layer", "rr"),
+    "rr/upward.py": ("import rrlab.replayer.rules", "rr-imports-no-io-layer", "rr"),
     "rr/cassette/command.py": ("import rrlab.cli", "rr-imports-no-io-layer", "rr"),
-    "rrlab/arch/shortcut.py": ("import proxy.forward", "rrlab-shared-imports-no-io-layer", "rr"),
+    "rrlab/arch/shortcut.py": ("import rrlab.proxy.forward", "rrlab-shared-imports-no-io-layer", "rr"),
 }  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rr.atomic_file import write_atomic
+from rrlab.rr.atomic_file import write_atomic
 
 
 @pytest.mark.parametrize("durable", [False, True])
@@ -27,7 +27,7 @@ def test_a_failed_write_keeps_the_old_bytes(
     def full_disk(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("rr.atomic_file.os.replace", full_disk)
+    monkeypatch.setattr("rrlab.rr.atomic_file.os.replace", full_disk)
     with pytest.raises(OSError):
         write_atomic(target, b"new", durable=True)
     assert target.read_bytes() == b"old"

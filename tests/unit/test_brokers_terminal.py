@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from brokers import control, state
-from brokers.ports import port_holder
+from rrlab.brokers import control, state
+from rrlab.brokers.ports import port_holder
 
 
 @pytest.fixture

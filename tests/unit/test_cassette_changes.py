@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rr.cassette_changes import cassette_outline, changes
+from rrlab.rr.cassette_changes import cassette_outline, changes
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 

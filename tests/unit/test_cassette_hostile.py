@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rr.canonical import dumps
-from rr.cassette import (
+from rrlab.rr.canonical import dumps
+from rrlab.rr.cassette import (
     ArtifactMissing,
     CassetteReader,
     CassetteWriter,
@@ -32,7 +32,7 @@ from rr.cassette import (
     read_artifact,
     verify,
 )
-from rr.policy import Budgets
+from rrlab.rr.policy import Budgets
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"root:SECRET-PASSWORD-HASH:19000:0:99999:7:::\n"
@@ -326,8 +326,8 @@ def test_inspect_escapes_control_characters_everywhere(tmp_path):
 
 
 def test_symlinked_replay_rules_are_refused(tmp_path):
-    from replayer.rules import load_rules
-    from rr.usage import UsageError
+    from rrlab.replayer.rules import load_rules
+    from rrlab.rr.usage import UsageError
 
     path = tmp_path / "c"
     cassette(path)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from rr.cassette import CassetteLocked, CassetteWriter, WriterLock, verify
-from rr.cassette.lock import lock_path
+from rrlab.rr.cassette import CassetteLocked, CassetteWriter, WriterLock, verify
+from rrlab.rr.cassette.lock import lock_path
 
 HOLD = (
     "import sys\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rr.canonical import dumps
-from rr.cassette import (
+from rrlab.rr.canonical import dumps
+from rrlab.rr.cassette import (
     ArtifactMissing,
     CassetteNotFound,
     CassetteReader,
@@ -23,8 +23,8 @@ from rr.cassette import (
     UnsupportedFormat,
     verify,
 )
-from rr.codecs.base import Direction, Proto
-from rr.policy import BudgetExceeded, Budgets
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.policy import BudgetExceeded, Budgets
 
 FRAMES = [
     (1, "c2s", "kafka", {"api": "Metadata", "version": 12, "correlation_id": 2}, b"\x00" * 40),

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rr.cassette import (
+from rrlab.rr.cassette import (
     CassetteExists,
     CassetteWriter,
     InvalidRecordMode,
@@ -21,10 +21,10 @@ from rr.cassette import (
     WriterClosed,
     verify,
 )
-from rr.cassette.format import FrameRecord, encode_frame_line, summary_encoder, summary_json
-from rr.codecs.base import Direction, Proto
-from rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
-from rr.protocols import AMQP
+from rrlab.rr.cassette.format import FrameRecord, encode_frame_line, summary_encoder, summary_json
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
+from rrlab.rr.protocols import AMQP
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
 summaries = st.dictionaries(

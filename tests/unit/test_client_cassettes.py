@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from replay.client_scenarios import CASSETTES, FOREIGN  # tests/ is on sys.path
 
-from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
+from rrlab.rr.cassette import CassetteReader, verify
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for
 
 SECRETS = [b"rrlab-secret-pw", b"rrlab-mqtt-pw"]
 IDS = [s.name for s in FOREIGN]

@@ -11,10 +11,10 @@ import pamqp.frame
 import pytest
 from pamqp import body, commands, header, heartbeat
 
-from rr.canonical import dumps
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.amqp.codec import AmqpFramer
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.amqp.codec import AmqpFramer
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import body, commands, header
 
-from rr.canonical import dumps
-from rr.codecs import Direction
-from rr.protocols.amqp.codec import AmqpDecoder, AmqpFramer, _fast_summary
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols.amqp.codec import AmqpDecoder, AmqpFramer, _fast_summary
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "amqp-rabbitmq"
 DEC = AmqpDecoder()

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rr.canonical import dumps
-from rr.codecs import Direction, Frame, FramingError, Proto
-from rr.protocols import decoder_for, framer_for
-from rr.protocols.amqp.codec import PROTOCOL_HEADER, AmqpFramer
-from rr.protocols.kafka.codec import KafkaFramer
-from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Frame, FramingError, Proto
+from rrlab.rr.protocols import decoder_for, framer_for
+from rrlab.rr.protocols.amqp.codec import PROTOCOL_HEADER, AmqpFramer
+from rrlab.rr.protocols.kafka.codec import KafkaFramer
+from rrlab.rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
 
 SETTINGS = settings(max_examples=200, deadline=None)
 GIB2 = 2 * 1024 * 1024 * 1024

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rr.canonical import dumps
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, framer_for, redact
-from rr.protocols.kafka.codec import records_of
-from rr.redact import PLACEHOLDER
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, framer_for, redact
+from rrlab.rr.protocols.kafka.codec import records_of
+from rrlab.rr.redact import PLACEHOLDER
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 STREAMS = sorted(GOLDEN.glob("*/conn-*.c2s.bin"))
@@ -124,8 +124,8 @@ def test_kafka_bounds_walk_agrees_with_kio_on_every_golden_frame():
     """The pre-kio bounds walk must end exactly where kio's reader ends (no false refusals)."""
     from kio.serial import entity_reader
 
-    from rr.protocols.kafka import codec as kafka_codec
-    from rr.protocols.kafka.guard import check
+    from rrlab.rr.protocols.kafka import codec as kafka_codec
+    from rrlab.rr.protocols.kafka.guard import check
 
     checked = 0
     for c2s_path in sorted(GOLDEN.glob("kafka-*/conn-*.c2s.bin")):
@@ -154,7 +154,7 @@ def test_kafka_bounds_walk_agrees_with_kio_on_every_golden_frame():
 
 def test_kafka_huge_array_length_is_refused_not_fatal():
     """kio alone aborts the process on this CreateTopics v5 response (2^31-ish topics)."""
-    from rr.protocols.kafka.codec import KafkaDecoder
+    from rrlab.rr.protocols.kafka.codec import KafkaDecoder
 
     raw = bytes.fromhex(
         "00000013000000080092c33d21f9ccc3d46f3d28bc2df79b35286cd872e5e8dbd18850e856fe265e9adb"

@@ -18,10 +18,10 @@ from kio.schema.metadata.v12.request import MetadataRequest
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
 
-from rr.canonical import dumps
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.kafka.codec import (
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.kafka.codec import (
     KafkaCodecError,
     KafkaFramer,
     decode_request,
@@ -30,7 +30,7 @@ from rr.protocols.kafka.codec import (
     encode_response,
     records_of,
 )
-from rr.protocols.kafka.records import read_record_set, scan_record_set
+from rrlab.rr.protocols.kafka.records import read_record_set, scan_record_set
 
 C2S, S2C = Direction.C2S, Direction.S2C
 T0 = datetime.datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=datetime.UTC)

@@ -6,10 +6,10 @@ from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHea
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.subscribe import SubscribePacket
 
-from rr.canonical import dumps
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from replay.scenarios import SCENARIOS  # tests/ is on sys.path (rootdir conftest)
 
-from rr.cassette import CassetteReader, verify
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
 from rrlab import cli
+from rrlab.rr.cassette import CassetteReader, verify
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 NAMES = [

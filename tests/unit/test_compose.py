@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-import brokers
+from rrlab import brokers
 
 COMPOSE = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

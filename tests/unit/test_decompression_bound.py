@@ -27,14 +27,14 @@ from kio.records.writers import write_batch
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
 
-from rr.cassette import CassetteReader, CassetteWriter
-from rr.codecs import Direction
-from rr.policy import Budgets, Limits, Policy, PolicyError
-from rr.protocols.kafka import records as kafka_records
-from rr.protocols.kafka.codec import encode_request
-from rr.protocols.kafka.compression import XERIAL_MAGIC, DecompressionError, decompress
-from rr.protocols.kafka.records import set_decompression_budget
-from rr.record import recorder_for
+from rrlab.rr.cassette import CassetteReader, CassetteWriter
+from rrlab.rr.codecs import Direction
+from rrlab.rr.policy import Budgets, Limits, Policy, PolicyError
+from rrlab.rr.protocols.kafka import records as kafka_records
+from rrlab.rr.protocols.kafka.codec import encode_request
+from rrlab.rr.protocols.kafka.compression import XERIAL_MAGIC, DecompressionError, decompress
+from rrlab.rr.protocols.kafka.records import set_decompression_budget
+from rrlab.rr.record import recorder_for
 
 C2S = Direction.C2S
 MiB = 1024 * 1024
@@ -185,7 +185,7 @@ def test_bomb_recorded_with_an_error_in_bounded_memory_and_time(
 #: codec's peak its own without paying for the imports four times.
 _RSS_CHILD = """
 import json, os, resource, sys
-from rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
+from rrlab.rr.protocols.kafka.records import RecordsError, read_records, scan_record_set
 for path in sys.argv[1:]:
     batch = open(path, "rb").read()
     pid = os.fork()
@@ -238,9 +238,9 @@ def test_bomb_peak_memory_including_native_buffers(codec: str, native_peaks: dic
 def test_a_recorded_bomb_is_a_note_when_the_fake_broker_prepares(tmp_path: Path, budget: int):
     """The proxy records a bomb (with its summary error) and carries on; the fake broker reading
     that cassette notes it and starts, rather than dying in `prepare`."""
-    from rr.protocols import client_kind
-    from rr.protocols.kafka.world import KafkaWorld
-    from rr.replay.recording import Recording
+    from rrlab.rr.protocols import client_kind
+    from rrlab.rr.protocols.kafka.world import KafkaWorld
+    from rrlab.rr.replay.recording import Recording
 
     writer = CassetteWriter.create(tmp_path / "c", budgets=Budgets())
     conn = writer.open_connection("kafka", "127.0.0.1:1", "127.0.0.1:2")

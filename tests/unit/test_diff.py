@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from rr import diff
-from rr.protocols.amqp import normalize as amqp
-from rr.protocols.kafka import normalize as kafka
-from rr.protocols.mqtt import normalize as mqtt
+from rrlab.rr import diff
+from rrlab.rr.protocols.amqp import normalize as amqp
+from rrlab.rr.protocols.kafka import normalize as kafka
+from rrlab.rr.protocols.mqtt import normalize as mqtt
 
 SHAPE = diff.Shape(frozenset({"properties", "body"}), "body", ("properties", "headers"))
 

@@ -8,8 +8,8 @@ import canonicaljson
 import pytest
 from test_cassette_reader import crash, record
 
-from rr.protocols import protocol_for
 from rrlab import cli
+from rrlab.rr.protocols import protocol_for
 
 
 @pytest.fixture(autouse=True)

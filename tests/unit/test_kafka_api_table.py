@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from rr.protocols.kafka import apis
-from rr.protocols.kafka import session as kafka_session
-from rr.protocols.kafka.session import APIS, CLOSING_APIS, LIVENESS_APIS, Session, rule_for
+from rrlab.rr.protocols.kafka import apis
+from rrlab.rr.protocols.kafka import session as kafka_session
+from rrlab.rr.protocols.kafka.session import APIS, CLOSING_APIS, LIVENESS_APIS, Session, rule_for
 
 #: API key -> its constant's name, for the constants named after their API
 NAMED = {

@@ -19,11 +19,11 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.static.primitive import Records, i16, i32
 
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.kafka.codec import encode_request, records_of
-from rr.protocols.kafka.compression import XERIAL_MAGIC, DecompressionError, decompress
-from rr.protocols.kafka.records import RecordsError, read_record_set
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.kafka.codec import encode_request, records_of
+from rrlab.rr.protocols.kafka.compression import XERIAL_MAGIC, DecompressionError, decompress
+from rrlab.rr.protocols.kafka.records import RecordsError, read_record_set
 
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 COUNT = 60

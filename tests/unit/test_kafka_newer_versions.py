@@ -26,18 +26,18 @@ from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16
 from replay_playbook import run_at_once
 
-from replayer.report import ReplayReport
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction, Proto
-from rr.protocols import client_kind
-from rr.protocols.kafka import session as kafka_replay
-from rr.protocols.kafka.apis import response_correlation_id
-from rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
-from rr.protocols.kafka.redact import UNDECODABLE
-from rr.record import recorder_for
-from rr.redact import PLACEHOLDER
-from rr.replay.recording import Recording
-from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
+from rrlab.replayer.report import ReplayReport
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind
+from rrlab.rr.protocols.kafka import session as kafka_replay
+from rrlab.rr.protocols.kafka.apis import response_correlation_id
+from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
+from rrlab.rr.protocols.kafka.redact import UNDECODABLE
+from rrlab.rr.record import recorder_for
+from rrlab.rr.redact import PLACEHOLDER
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 BROKER_RANGES = {0: (0, 13), 1: (4, 18), 3: (0, 13), 18: (0, 4)}
@@ -258,7 +258,7 @@ def test_a_changed_too_new_request_of_another_api_misses_and_closes(tmp_path):
 def test_a_request_the_cassette_keeps_as_a_header_only_matches_by_header_and_says_so(tmp_path):
     """A cassette recorded before such requests were kept (the placeholder in its place):
     API key and version match, whatever the bytes; the report notes it."""
-    from rr.cassette import CassetteWriter as Writer
+    from rrlab.rr.cassette import CassetteWriter as Writer
 
     path = tmp_path / "old"
     writer = Writer.create(path)

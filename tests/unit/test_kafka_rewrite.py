@@ -15,10 +15,10 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction
-from rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
-from rr.protocols.kafka.rewrite import (
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_request, encode_response
+from rrlab.rr.protocols.kafka.rewrite import (
     NodeMap,
     RewriteError,
     cap_api_versions,
@@ -27,7 +27,7 @@ from rr.protocols.kafka.rewrite import (
     response_correlation_id,
     rewrite_response,
 )
-from rr.record import RecordingBroken, recorder_for
+from rrlab.rr.record import RecordingBroken, recorder_for
 
 UPSTREAM = [(1, "broker-a.internal", 9092), (2, "broker-b.internal", 9093), (3, "10.0.0.7", 9094)]
 ZERO = datetime.timedelta(0)
@@ -266,7 +266,7 @@ def test_flexible_response_keeps_header_v1_after_rewrite() -> None:
 # does on a machine with less than 16 GB to spare. Run in a child so an abort shows as a signal.
 _HUGE_FRAMES = r"""
 import struct
-from rr.protocols.kafka.rewrite import NodeMap, RewriteError, rewrite_response
+from rrlab.rr.protocols.kafka.rewrite import NodeMap, RewriteError, rewrite_response
 
 def frame(body):
     return struct.pack(">i", len(body)) + body

@@ -8,7 +8,7 @@ from replay import kafka_raw_api_versions_client as raw_client
 from replay.client_scenarios import BY_NAME  # tests/ is on sys.path
 from replay_playbook import run_at_once
 
-from rr.cassette import CassetteReader
+from rrlab.rr.cassette import CassetteReader
 
 
 def _client_versions(name: str) -> dict[str, set[int]]:
@@ -38,12 +38,12 @@ def test_the_raw_client_opened_with_an_api_versions_kio_cannot_read():
 
 
 def serve_committed(name: str):
-    from replayer.report import ReplayReport
-    from rr.codecs import Proto
-    from rr.protocols import client_kind
-    from rr.protocols.kafka import session as kafka_replay
-    from rr.replay.recording import Recording
-    from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
+    from rrlab.replayer.report import ReplayReport
+    from rrlab.rr.codecs import Proto
+    from rrlab.rr.protocols import client_kind
+    from rrlab.rr.protocols.kafka import session as kafka_replay
+    from rrlab.rr.replay.recording import Recording
+    from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
     recording = Recording.open(BY_NAME[name].path, classify=client_kind)
     ctx = ReplayContext(recording, ReplayOptions(), ReplayReport(), PortMap({19092: 19092}))

@@ -4,7 +4,7 @@ read back), the replay's partition-log model and group state, and the fake broke
 
 The matrix is generated, never listed: the versions come from kio's schemas intersected with
 the ranges Apache Kafka and Tansu advertise (tests/fixtures/kafka-api-versions.json, captured
-from the real brokers by `python -m brokers.kafka_versions`), so a new kio release or a broker
+from the real brokers by `python -m rrlab.brokers.kafka_versions`), so a new kio release or a broker
 upgrade extends it. Each pair records one exchange (a request and a response built from kio's
 schema with sample values, records included for Produce and Fetch) on its own connection, the
 way `rrlab proxy` does (`rr.record.recorder_for` with a node map); all pairs share one cassette,
@@ -28,13 +28,13 @@ from kio.static.constants import EntityType
 from kio.static.primitive import i16
 from replay_playbook import run_at_once
 
-from brokers import kafka_versions
-from replayer.report import ReplayReport
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction, Proto
-from rr.protocols import client_kind
-from rr.protocols.kafka import session as kafka_replay
-from rr.protocols.kafka.apis import (
+from rrlab.brokers import kafka_versions
+from rrlab.replayer.report import ReplayReport
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind
+from rrlab.rr.protocols.kafka import session as kafka_replay
+from rrlab.rr.protocols.kafka.apis import (
     API_VERSIONS,
     FETCH,
     PRODUCE,
@@ -43,13 +43,13 @@ from rr.protocols.kafka.apis import (
     api_name,
     response_correlation_id,
 )
-from rr.protocols.kafka.build import item_cls
-from rr.protocols.kafka.codec import decode_response_any, encode_request, encode_response
-from rr.protocols.kafka.fields import has_field
-from rr.protocols.kafka.rewrite import NodeMap, advertises_addresses, parseable_range
-from rr.record import recorder_for
-from rr.replay.recording import Recording
-from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
+from rrlab.rr.protocols.kafka.build import item_cls
+from rrlab.rr.protocols.kafka.codec import decode_response_any, encode_request, encode_response
+from rrlab.rr.protocols.kafka.fields import has_field
+from rrlab.rr.protocols.kafka.rewrite import NodeMap, advertises_addresses, parseable_range
+from rrlab.rr.record import recorder_for
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 ROUTE, NODE_BASE, MOVE = 19092, 19093, 1000

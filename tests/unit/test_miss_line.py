@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replayer.report import Miss
+from rrlab.replayer.report import Miss
 
 
 def test_a_miss_line_escapes_control_characters() -> None:

@@ -14,15 +14,15 @@ import struct
 import pytest
 from replay_playbook import run_at_once
 
-from replayer.report import ReplayReport
-from rr.cassette import CassetteWriter
-from rr.codecs import Direction, Proto
-from rr.protocols import client_kind
-from rr.protocols.mqtt import session as mqtt_replay
-from rr.protocols.mqtt.codec import encode_remaining_length
-from rr.record import recorder_for
-from rr.replay.recording import Recording
-from rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
+from rrlab.replayer.report import ReplayReport
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind
+from rrlab.rr.protocols.mqtt import session as mqtt_replay
+from rrlab.rr.protocols.mqtt.codec import encode_remaining_length
+from rrlab.rr.record import recorder_for
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
 LEVELS = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}
@@ -141,7 +141,7 @@ def test_the_committed_mqtt_3_1_cassette_was_recorded_at_level_3():
     against Mosquitto (amqtt's broker refuses level 3); `make ci` replays it."""
     from replay.client_scenarios import BY_NAME
 
-    from rr.cassette import CassetteReader
+    from rrlab.rr.cassette import CassetteReader
 
     scenario = BY_NAME["client-mqtt-mosquitto-clients-v31-mosquitto"]
     connects = [

@@ -14,10 +14,10 @@ import pamqp.frame
 import pamqp.header
 import pytest
 
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.amqp import normalize as norm
-from rr.redact import PLACEHOLDER
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.amqp import normalize as norm
+from rrlab.rr.redact import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "cassettes" / "worker-amqp-rabbitmq"

@@ -13,12 +13,12 @@ from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 
-from rr.cassette import CassetteReader
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for
-from rr.protocols.kafka import normalize as norm
-from rr.protocols.kafka.build import blank, item_cls, with_errors
-from rr.protocols.kafka.codec import decode_response_body, encode_response, response_schema
+from rrlab.rr.cassette import CassetteReader
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.kafka import normalize as norm
+from rrlab.rr.protocols.kafka.build import blank, item_cls, with_errors
+from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_response, response_schema
 
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes"
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from rr.codecs import Direction
-from rr.protocols import decoder_for
-from rr.protocols.mqtt import normalize as norm
-from rr.protocols.mqtt.codec import (
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.mqtt import normalize as norm
+from rrlab.rr.protocols.mqtt.codec import (
     encode_connack,
     encode_disconnect,
     encode_remaining_length,
     packet_id_span,
     with_packet_id,
 )
-from rr.redact import PLACEHOLDER
+from rrlab.rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 CASSETTE = Path(__file__).resolve().parents[2] / "cassettes" / "worker-mqtt-amqtt"

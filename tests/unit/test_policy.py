@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rr.policy import (
+from rrlab.rr.policy import (
     PROFILES,
     BudgetExceeded,
     Budgets,

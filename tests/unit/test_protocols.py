@@ -7,10 +7,10 @@ import pytest
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
 from pamqp import body, commands, header
 
-from rr.codecs import Direction, Proto
-from rr.protocols import AMQP, KAFKA, MQTT, PROTOCOLS, protocol_for
-from rr.protocols.kafka.codec import encode_request
-from rr.protocols.kafka.rewrite import NodeMap
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import AMQP, KAFKA, MQTT, PROTOCOLS, protocol_for
+from rrlab.rr.protocols.kafka.codec import encode_request
+from rrlab.rr.protocols.kafka.rewrite import NodeMap
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
@@ -34,7 +34,7 @@ def test_one_object_per_protocol():
         assert protocol.proto is proto
         assert protocol.framer(C2S).proto is proto
         assert protocol.decoder() is not protocol.decoder()  # one per connection
-        assert protocol.normalize.__name__ == f"rr.protocols.{proto.value}.normalize"
+        assert protocol.normalize.__name__ == f"rrlab.rr.protocols.{proto.value}.normalize"
 
 
 def test_pipeline_any_chunking_gives_the_same_frames():
@@ -87,8 +87,8 @@ def test_every_protocol_in_the_registry_supplies_every_part():
     detail, liveness and closing predicates, each the protocol's own."""
     import types
 
-    from rr.protocols.base import REQUIRED_ATTRIBUTES, Description, WireProtocol
-    from rr.replay.session import Session
+    from rrlab.rr.protocols.base import REQUIRED_ATTRIBUTES, Description, WireProtocol
+    from rrlab.rr.replay.session import Session
 
     assert set(PROTOCOLS) == set(Proto)
     for proto, protocol in PROTOCOLS.items():
@@ -98,11 +98,11 @@ def test_every_protocol_in_the_registry_supplies_every_part():
             assert callable(protocol.framer(direction).feed_raws)
         assert callable(protocol.decoder().decode) and callable(protocol.redact)
         assert isinstance(protocol.normalize, types.ModuleType)
-        assert protocol.normalize.__name__ == f"rr.protocols.{proto.value}.normalize"
+        assert protocol.normalize.__name__ == f"rrlab.rr.protocols.{proto.value}.normalize"
         assert protocol.label_keys and protocol.label({}) == "unknown"
         assert isinstance(protocol.describe({}), Description) and protocol.detail({}) == ""
         assert protocol.is_liveness({}) is False and protocol.is_closing({}) is False
-        module = f"rr.protocols.{proto.value}"
+        module = f"rrlab.rr.protocols.{proto.value}"
         for part in ("session", "is_liveness", "is_closing", "describe", "detail"):
             assert getattr(type(protocol), part) is not getattr(WireProtocol, part), part
         assert issubclass(protocol.session.__globals__["replay"].Session, Session)
@@ -110,7 +110,7 @@ def test_every_protocol_in_the_registry_supplies_every_part():
 
 
 def test_a_protocol_missing_a_part_fails_at_import():
-    from rr.protocols.base import WireProtocol
+    from rrlab.rr.protocols.base import WireProtocol
 
     with pytest.raises(TypeError, match="does not set"):
 

@@ -18,15 +18,15 @@ from test_proxy_limits import Transport, connect, publish
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
-import rr.atomic_file as atomic_file
-import rr.cassette.writer as writer_module
-from proxy.app import ProxyApp
-from proxy.forward import Pair, Route, ServerSide, UpstreamSide
-from rr.cassette import CassetteReader, CassetteWriter, verify
-from rr.cassette.paths import CassetteDir
-from rr.cassette.writer import CassetteWriteFailed
-from rr.codecs import Direction
-from rr.record import recorder_for
+import rrlab.rr.atomic_file as atomic_file
+import rrlab.rr.cassette.writer as writer_module
+from rrlab.proxy.app import ProxyApp
+from rrlab.proxy.forward import Pair, Route, ServerSide, UpstreamSide
+from rrlab.rr.cassette import CassetteReader, CassetteWriter, verify
+from rrlab.rr.cassette.paths import CassetteDir
+from rrlab.rr.cassette.writer import CassetteWriteFailed
+from rrlab.rr.codecs import Direction
+from rrlab.rr.record import recorder_for
 
 ROUTE = Route("mqtt", "127.0.0.1", 11883, "127.0.0.1", 1883)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from proxy.app import ProxyApp
-from proxy.forward import Pair, Route, ServerSide, UpstreamSide
-from rr.cassette import CassetteReader, CassetteWriter
-from rr.policy import Limits, PolicyError
+from rrlab.proxy.app import ProxyApp
+from rrlab.proxy.forward import Pair, Route, ServerSide, UpstreamSide
+from rrlab.rr.cassette import CassetteReader, CassetteWriter
+from rrlab.rr.policy import Limits, PolicyError
 
 ROUTE = Route("mqtt", "127.0.0.1", 11883, "127.0.0.1", 1883)
 
@@ -105,7 +105,7 @@ def test_shutdown_cutting_a_connect_short_is_no_upstream_failure(app: ProxyApp) 
     from twisted.logger import capturedLogs
     from twisted.python.failure import Failure
 
-    from proxy.forward import UpstreamFactory
+    from rrlab.proxy.forward import UpstreamFactory
 
     pair = Pair(app, ROUTE)
     client = ServerSide()

@@ -11,10 +11,10 @@ import pytest
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from proxy.app import ProxyApp
-from proxy.forward import Pair, PairOwner, Route, ServerSide, UpstreamSide
-from rr.cassette import CassetteReader, CassetteWriter
-from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
+from rrlab.proxy.app import ProxyApp
+from rrlab.proxy.forward import Pair, PairOwner, Route, ServerSide, UpstreamSide
+from rrlab.rr.cassette import CassetteReader, CassetteWriter
+from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 ROUTE = Route("mqtt", "127.0.0.1", 11883, "127.0.0.1", 1883)
 PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rr.cassette import CassetteReader, verify
+from rrlab.rr.cassette import CassetteReader, verify
 
 ROOT = Path(__file__).resolve().parents[2]
 RRLAB = Path(sys.executable).parent / "rrlab"

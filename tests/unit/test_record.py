@@ -16,12 +16,12 @@ from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i16, i32
 
-from rr.cassette import CassetteReader, CassetteWriter, verify
-from rr.codecs import Direction
-from rr.policy import BudgetExceeded, Budgets
-from rr.protocols.kafka.codec import encode_request, encode_response
-from rr.protocols.kafka.rewrite import NodeMap
-from rr.record import ConnectionRecorder, RecordingBroken, recorder_for
+from rrlab.rr.cassette import CassetteReader, CassetteWriter, verify
+from rrlab.rr.codecs import Direction
+from rrlab.rr.policy import BudgetExceeded, Budgets
+from rrlab.rr.protocols.kafka.codec import encode_request, encode_response
+from rrlab.rr.protocols.kafka.rewrite import NodeMap
+from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 C2S, S2C = Direction.C2S, Direction.S2C
 ZERO = datetime.timedelta(0)

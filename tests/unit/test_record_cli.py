@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rr.cassette import CassetteWriter, DigestMismatch, NotFinalized, verify
-from rr.cassette.artifacts import add_artifacts
+from rrlab.rr.cassette import CassetteWriter, DigestMismatch, NotFinalized, verify
+from rrlab.rr.cassette.artifacts import add_artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
 

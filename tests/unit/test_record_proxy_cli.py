@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import parse_route
 from rrlab.cli import main
+from rrlab.proxy.cli import parse_route
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

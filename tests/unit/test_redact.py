@@ -17,14 +17,14 @@ from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.static.primitive import i8, i32
 from pamqp import commands, header
 
-from rr.canonical import dumps
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, redact
-from rr.protocols.amqp.codec import AmqpFramer
-from rr.protocols.kafka.codec import KafkaFramer, encode_request
-from rr.protocols.kafka.redact import sasl_token
-from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
-from rr.redact import PLACEHOLDER, RedactionError
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, redact
+from rrlab.rr.protocols.amqp.codec import AmqpFramer
+from rrlab.rr.protocols.kafka.codec import KafkaFramer, encode_request
+from rrlab.rr.protocols.kafka.redact import sasl_token
+from rrlab.rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
+from rrlab.rr.redact import PLACEHOLDER, RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"
@@ -217,7 +217,7 @@ def test_kafka_renew_and_expire_delegation_token_requests_lose_the_hmac(api, ver
 
     from kio.index import load_request_schema
 
-    from rr.protocols.kafka import normalize as norm
+    from rrlab.rr.protocols.kafka import normalize as norm
 
     cls = load_request_schema(api, version)
     period = next(f.name for f in dataclasses.fields(cls) if f.name != "hmac")

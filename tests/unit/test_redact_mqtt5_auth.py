@@ -11,10 +11,10 @@ import struct
 
 import pytest
 
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, redact
-from rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
-from rr.redact import PLACEHOLDER, RedactionError
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, redact
+from rrlab.rr.protocols.mqtt.codec import MqttFramer, encode_remaining_length
+from rrlab.rr.redact import PLACEHOLDER, RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
 AUTH_DATA = b"n,,n=alice,r=client-nonce-and-proof-Zx9"

@@ -15,11 +15,16 @@ from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v1.response import SaslHandshakeResponse
 
-from rr.canonical import dumps
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, redact
-from rr.protocols.kafka.codec import KafkaFramer, decode_request, encode_request, encode_response
-from rr.redact import PLACEHOLDER
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, redact
+from rrlab.rr.protocols.kafka.codec import (
+    KafkaFramer,
+    decode_request,
+    encode_request,
+    encode_response,
+)
+from rrlab.rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"

@@ -11,14 +11,14 @@ from kio.schema.errors import ErrorCode
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
 
-from rr.canonical import dumps
-from rr.cassette import CassetteReader, CassetteWriter
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, redact
-from rr.protocols.kafka.codec import KafkaFramer, encode_request, encode_response
-from rr.protocols.kafka.rewrite import NodeMap
-from rr.record import recorder_for
-from rr.redact import PLACEHOLDER
+from rrlab.rr.canonical import dumps
+from rrlab.rr.cassette import CassetteReader, CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, redact
+from rrlab.rr.protocols.kafka.codec import KafkaFramer, encode_request, encode_response
+from rrlab.rr.protocols.kafka.rewrite import NodeMap
+from rrlab.rr.record import recorder_for
+from rrlab.rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"

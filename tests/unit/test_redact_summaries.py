@@ -36,11 +36,11 @@ from kio.schema.sasl_handshake.v1.response import (
 from kio.static.primitive import i8, i32, i64
 from pamqp import commands
 
-from rr.codecs import Direction, Proto
-from rr.protocols import protocol_for
-from rr.protocols.kafka.codec import encode_request, encode_response
-from rr.protocols.mqtt.codec import encode_remaining_length
-from rr.redact import PLACEHOLDER
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import protocol_for
+from rrlab.rr.protocols.kafka.codec import encode_request, encode_response
+from rrlab.rr.protocols.mqtt.codec import encode_remaining_length
+from rrlab.rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret-value!"

@@ -17,24 +17,24 @@ from kio.schema.index import api_key_map
 from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
 from kio.schema.sasl_handshake.v0.response import SaslHandshakeResponse
 
-from rr.canonical import dumps
-from rr.codecs import Direction, Proto
-from rr.protocols import decoder_for, redact
-from rr.protocols.kafka.apis import API_NAMES, API_VERSIONS, FETCH, METADATA, PRODUCE
-from rr.protocols.kafka.codec import (
+from rrlab.rr.canonical import dumps
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import decoder_for, redact
+from rrlab.rr.protocols.kafka.apis import API_NAMES, API_VERSIONS, FETCH, METADATA, PRODUCE
+from rrlab.rr.protocols.kafka.codec import (
     KafkaFramer,
     encode_request,
     encode_response,
     header_flexible,
     request_versions,
 )
-from rr.protocols.kafka.redact import (
+from rrlab.rr.protocols.kafka.redact import (
     HEADER_ONLY_APIS,
     MAX_VERSIONS_AHEAD,
     UNDECODABLE,
     undecodable_kept,
 )
-from rr.redact import PLACEHOLDER
+from rrlab.rr.redact import PLACEHOLDER
 
 C2S, S2C = Direction.C2S, Direction.S2C
 SECRET = b"Sup3r-s3cret!"

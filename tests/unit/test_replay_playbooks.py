@@ -10,11 +10,11 @@ import struct
 
 from replay_playbook import connect, frames, sent, serve
 
-from rr.codecs import Direction, Proto
-from rr.protocols.amqp.session import CLOSE_GRACE, HEARTBEAT_FRAME
-from rr.protocols.kafka.apis import FETCH
-from rr.protocols.kafka.codec import decode_request, decode_response_body, encode_request
-from rr.replay.session import Close, Schedule, Send
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols.amqp.session import CLOSE_GRACE, HEARTBEAT_FRAME
+from rrlab.rr.protocols.kafka.apis import FETCH
+from rrlab.rr.protocols.kafka.codec import decode_request, decode_response_body, encode_request
+from rrlab.rr.replay.session import Close, Schedule, Send
 
 C2S, S2C = Direction.C2S, Direction.S2C
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from replayer.rules import RULES_NAME, load_rules
-from rr.usage import UsageError
+from rrlab.replayer.rules import RULES_NAME, load_rules
+from rrlab.rr.usage import UsageError
 
 
 def test_rules_from_the_cassette_and_the_command_line_are_merged(tmp_path):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import rr.cassette.reader as reader_module
-from replayer.report import MAX_LISTED, ReplayReport
-from rr.cassette import CassetteReader, CassetteWriter
-from rr.codecs import Direction
-from rr.protocols import client_kind, protocol_for
-from rr.replay.recording import Recording
+import rrlab.rr.cassette.reader as reader_module
+from rrlab.replayer.report import MAX_LISTED, ReplayReport
+from rrlab.rr.cassette import CassetteReader, CassetteWriter
+from rrlab.rr.codecs import Direction
+from rrlab.rr.protocols import client_kind, protocol_for
+from rrlab.rr.replay.recording import Recording
 
 CASSETTES = sorted(
     p.name for p in (Path(__file__).resolve().parents[2] / "cassettes").iterdir() if p.is_dir()

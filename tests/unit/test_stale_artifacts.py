@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rr.stale_artifacts import ArtifactsAside
+from rrlab.rr.stale_artifacts import ArtifactsAside
 
 
 def _aside(tmp_path: Path, text: str | None) -> ArtifactsAside:

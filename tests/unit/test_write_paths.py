@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rr.policy import PathNotWritable, check_writable
+from rrlab.rr.policy import PathNotWritable, check_writable
 
 ROOT = Path(__file__).resolve().parents[2]
 CASSETTE = ROOT / "cassettes" / "worker-mqtt-mosquitto"

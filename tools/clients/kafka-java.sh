@@ -20,7 +20,7 @@ libs=${RRLAB_KAFKA_LIBS:-$root/.rrlab/kafka-libs}
 command -v java >/dev/null && command -v javac >/dev/null || {
   echo "kafka-java: needs java and javac (Debian: openjdk-17-jdk-headless)" >&2; exit 2; }
 if [ "$1" = --prepare ]; then
-  "$root/.venv/bin/python" -c "from brokers.kafka import ensure_libs; ensure_libs()" >&2 || {
+  "$root/.venv/bin/python" -c "from rrlab.brokers.kafka import ensure_libs; ensure_libs()" >&2 || {
     echo "kafka-java: no Kafka jars in $libs (Maven needs the network)" >&2; exit 2; }
 elif [ ! -e "$libs/.complete" ]; then
   echo "kafka-java: no Kafka jars in $libs: run \`$0 --prepare\` first, where the network" \

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rr.codecs import Proto
-from rr.protocols.base import Description, WireProtocol, describe_any, finish
+from rrlab.rr.codecs import Proto
+from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
 
 from . import normalize as match_rules
 from . import redact as amqp_redact

@@ -16,8 +16,8 @@ import pamqp.exceptions
 import pamqp.frame
 import pamqp.header
 
-from rr.codecs._framing import BufferedFramer
-from rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, Proto
+from rrlab.rr.codecs._framing import BufferedFramer
+from rrlab.rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, Proto
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 _HEADER_MAGIC = PROTOCOL_HEADER[:4]  # what any AMQP version's protocol header starts with

@@ -24,7 +24,7 @@ import pamqp.decode
 import pamqp.exceptions
 import pamqp.frame
 
-from rr import diff as rrdiff
+from rrlab.rr import diff as rrdiff
 
 #: Client methods followed by a content header and body frames.
 CONTENT_METHODS = frozenset({"Basic.Publish"})

@@ -9,8 +9,8 @@ import struct
 import pamqp.decode
 import pamqp.encode
 
-from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, apply
+from rrlab.rr.codecs import Decoded, Decoder, Direction
+from rrlab.rr.redact import PLACEHOLDER, RedactionError, apply
 
 from .codec import AmqpDecoder
 

@@ -18,10 +18,10 @@ from typing import Any
 import pamqp.commands
 import pamqp.frame
 
-from rr.codecs import Direction, Proto
-from rr.replay.recording import RecFrame, RecordedConn
-from rr.replay.session import MatchMode, Pace
-from rr.replay.session import Session as BaseSession
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.replay.recording import RecFrame, RecordedConn
+from rrlab.rr.replay.session import MatchMode, Pace
+from rrlab.rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
 from .codec import AmqpDecoder, AmqpFramer

@@ -7,8 +7,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rr.codecs import Direction
-from rr.replay.recording import RecFrame, RecordedConn
+from rrlab.rr.codecs import Direction
+from rrlab.rr.replay.recording import RecFrame, RecordedConn
 
 from . import normalize as norm
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rr.codecs import Proto
-from rr.protocols.base import Description, WireProtocol, describe_any, finish
-from rr.protocols.pipeline import FrameConnection
+from rrlab.rr.codecs import Proto
+from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
+from rrlab.rr.protocols.pipeline import FrameConnection
 
 from . import normalize as match_rules
 from . import redact as kafka_redact

@@ -17,8 +17,8 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.primitive import i16, i32
 
-from rr.codecs._framing import BufferedFramer
-from rr.codecs.base import Decoded, Direction, Proto
+from rrlab.rr.codecs._framing import BufferedFramer
+from rrlab.rr.codecs.base import Decoded, Direction, Proto
 
 from . import guard as kafka_guard
 from .apis import (

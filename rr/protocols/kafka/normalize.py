@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from rr import diff
-from rr.canonical import dumps
+from rrlab.rr import diff
+from rrlab.rr.canonical import dumps
 
 from .apis import (
     ALTER_USER_SCRAM_CREDENTIALS,

@@ -22,8 +22,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, apply
+from rrlab.rr.codecs import Decoded, Decoder, Direction
+from rrlab.rr.redact import PLACEHOLDER, RedactionError, apply
 
 from . import codec as kafka_codec
 from .apis import (

@@ -26,7 +26,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32
 
-from rr.codecs.base import Direction
+from rrlab.rr.codecs.base import Direction
 
 from .apis import (
     API_VERSIONS,

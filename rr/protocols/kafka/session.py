@@ -25,9 +25,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from rr.codecs import Proto
-from rr.replay.session import Pace, ReplayContext
-from rr.replay.session import Session as BaseSession
+from rrlab.rr.codecs import Proto
+from rrlab.rr.replay.session import Pace, ReplayContext
+from rrlab.rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
 from .apis import (

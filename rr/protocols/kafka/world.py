@@ -19,8 +19,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs import Direction, Proto
-from rr.replay.recording import Recording
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.replay.recording import Recording
 
 from . import normalize as norm
 from .apis import (

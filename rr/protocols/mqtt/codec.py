@@ -6,8 +6,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from rr.codecs._framing import BufferedFramer
-from rr.codecs.base import Decoded, Direction, Proto
+from rrlab.rr.codecs._framing import BufferedFramer
+from rrlab.rr.codecs.base import Decoded, Direction, Proto
 
 PACKET_TYPES = {
     1: "CONNECT",

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from rr import diff as rrdiff
+from rrlab.rr import diff as rrdiff
 
 Summary = dict[str, Any]
 Rule = Callable[[Summary], None]

@@ -9,9 +9,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rr.codecs import Direction, Proto
-from rr.diff import NO_IGNORE, Ignore
-from rr.replay.recording import RecFrame, RecordedConn, Recording
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.diff import NO_IGNORE, Ignore
+from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 
 from . import normalize as norm
 from .codec import MqttDecoder

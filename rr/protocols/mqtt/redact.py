@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import struct
 
-from rr.codecs import Decoded, Decoder, Direction
-from rr.redact import PLACEHOLDER, RedactionError, apply
+from rrlab.rr.codecs import Decoded, Decoder, Direction
+from rrlab.rr.redact import PLACEHOLDER, RedactionError, apply
 
 from . import codec as mqtt_codec
 

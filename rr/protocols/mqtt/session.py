@@ -22,11 +22,11 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any
 
-from rr.codecs import Direction, Proto
-from rr.diff import Ignore
-from rr.replay.recording import RecFrame, RecordedConn
-from rr.replay.session import MatchMode, ReplayContext
-from rr.replay.session import Session as BaseSession
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.diff import Ignore
+from rrlab.rr.replay.recording import RecFrame, RecordedConn
+from rrlab.rr.replay.session import MatchMode, ReplayContext
+from rrlab.rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
 from .codec import (
