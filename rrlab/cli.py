@@ -94,8 +94,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 def _keep_hypothesis_out() -> None:
     """kio registers Hypothesis strategies when Hypothesis is importable, and importing it
     creates `.hypothesis/` in the working directory. The runtime never needs it: in a process
-    that has not loaded it yet (not under pytest), make it unimportable."""
-    if "hypothesis" not in sys.modules:
+    that has not loaded it yet, make it unimportable; never under pytest, whose Hypothesis plugin
+    imports it lazily (a test file calling main() first would break that plugin)."""
+    if "hypothesis" not in sys.modules and "_pytest" not in sys.modules:
         sys.modules["hypothesis"] = None  # type: ignore[assignment]
 
 
