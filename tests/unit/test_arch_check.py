@@ -71,7 +71,8 @@ def test_main_checkout_holds_every_contract() -> None:
 
 #: a module added to the copy -> (its import, the import contract it breaks, the arch contract)
 BREAKERS = {
-    "worker/sneaky.py": ("from rrlab.rr.canonical import dumps", "worker-imports-nothing-of-ours", "msg"),
+    "worker/sneaky.py": ("from rrlab.rr.canonical import dumps", "worker-imports-nothing-of-ours",
+                         "msg"),
     "replayer/shortcut.py": ("import kafka", "replayer-no-kafka-client", "msg_kafka"),
     "replayer/bunny.py": ("import pika", "replayer-no-amqp-client", "msg_amqp"),
     "replayer/mosquito.py": ("from amqtt.client import MQTTClient", "replayer-no-mqtt-client",
@@ -81,7 +82,8 @@ BREAKERS = {
     "rr/cassette/timer.py": ("from twisted.internet import task", "rr-no-twisted", "rr"),
     "rr/upward.py": ("import rrlab.replayer.rules", "rr-imports-no-io-layer", "rr"),
     "rr/cassette/command.py": ("import rrlab.cli", "rr-imports-no-io-layer", "rr"),
-    "rrlab/arch/shortcut.py": ("import rrlab.proxy.forward", "rrlab-shared-imports-no-io-layer", "rr"),
+    "rrlab/arch/shortcut.py": ("import rrlab.proxy.forward", "rrlab-shared-imports-no-io-layer",
+                               "rr"),
 }  # fmt: skip
 
 
