@@ -29,6 +29,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,15 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 120.0
 #: environment values of CI that do not mean "in CI"
 NOT_CI = {"", "0", "false", "no", "off"}
+#: where a recording's ports come from when free: a block of PORT_BLOCK chosen by the cassette's
+#: name, below Linux's ephemeral range, so recording the same test again writes the same
+#: addresses into its cassette (fewer changed lines to review); a taken block means free ports
+STABLE_PORTS = range(20000, 30000)
+PORT_BLOCK = 4
+#: seconds the proxy is given, after the test, for the client's last closes to reach it
+#: (a connection still open at SIGTERM is recorded as closed by the proxy, not the client)
+CLOSE_GRACE = 2.0
+ACTIVE_METRIC = "rrlab_proxy_connections_active{"
 
 
 class RecordMode(enum.StrEnum):
@@ -159,6 +171,20 @@ def upstreams_of(marker: pytest.Mark | None) -> dict[str, str]:
     return out
 
 
+def stable_ports(key: str, n: int) -> list[int] | None:
+    """The `n` ports of `key`'s block in STABLE_PORTS when all are free now, else None."""
+    blocks = len(STABLE_PORTS) // PORT_BLOCK
+    first = STABLE_PORTS.start + zlib.crc32(key.encode()) % blocks * PORT_BLOCK
+    ports = list(range(first, first + min(n, PORT_BLOCK)))
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                return None
+    return ports if len(ports) == n else None
+
+
 def free_ports(n: int) -> list[int]:
     """`n` distinct ports free on loopback now (held together so none repeats)."""
     held = []
@@ -173,6 +199,10 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+class ChildFailed(Exception):
+    """The proxy or fake broker did not come up; the message says why, in its words."""
+
+
 class Child:
     """`python -m rrlab ...` as a child process: its stdout watched for `listening` lines, its
     stderr kept for the failure message."""
@@ -184,6 +214,7 @@ class Child:
         self.out: list[str] = []
         self.err: list[str] = []
         self.listening = 0
+        self.metrics_url: str | None = None
         self.ready = threading.Event()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rrlab", *argv],
@@ -204,6 +235,9 @@ class Child:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.out.append(line.rstrip("\n"))
+            found = re.search(r" metrics (http://\S+)", line)
+            if found:
+                self.metrics_url = found[1]
             if line.startswith(self.prefix):
                 self.listening += 1
                 if self.listening >= self.expect:
@@ -218,12 +252,26 @@ class Child:
     def wait_listening(self, what: str) -> None:
         if not self.ready.wait(START_TIMEOUT):
             self.stop()
-            pytest.fail(f"rrlab: {what} did not listen within {START_TIMEOUT:g} s", pytrace=False)
+            raise ChildFailed(f"rrlab: {what} did not listen within {START_TIMEOUT:g} s")
         if self.listening < self.expect:
             code = self.proc.wait()
-            pytest.fail(
-                f"rrlab: {what} could not start (exit {code}): {self.said()}", pytrace=False
-            )
+            for pump in self._pumps:
+                pump.join(5)
+            raise ChildFailed(f"rrlab: {what} could not start (exit {code}): {self.said()}")
+
+    def wait_closed(self, grace: float) -> None:
+        """Until the proxy's metrics say no connection is open, at most `grace` seconds."""
+        deadline = time.monotonic() + grace
+        while self.metrics_url and time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(self.metrics_url, timeout=grace) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                return
+            active = [ln for ln in text.splitlines() if ln.startswith(ACTIVE_METRIC)]
+            if not any(float(ln.rsplit(" ", 1)[1]) for ln in active):
+                return
+            time.sleep(0.05)
 
     def stop(self) -> int:
         """SIGTERM, then wait for the cassette or the report to be written."""
@@ -252,12 +300,16 @@ class Session:
         self.staging = staging
         self.report = report
         self.finished = False
+        #: what happened, for the test's report ("Captured rrlab call")
+        self.note = ""
 
     def finish(self, test_passed: bool) -> str | None:
         """Stop the child; the reason the test fails (None: it does not fail for us)."""
         if self.finished:
             return None
         self.finished = True
+        if self.staging is not None:
+            self.child.wait_closed(CLOSE_GRACE)
         code = self.child.stop()
         if self.staging is not None:
             return self._keep_recording(code, test_passed)
@@ -268,16 +320,21 @@ class Session:
         assert staging is not None
         if code != 0 or not test_passed or not (staging / "cassette.json").is_file():
             shutil.rmtree(staging, ignore_errors=True)
+            self.note = f"recording discarded (the test failed): {cassette} left as it was"
             if code != 0:
                 return (
                     f"rrlab: the recording proxy failed (exit {code}); {cassette} left as it "
                     f"was:\n{self.child.said()}"
                 )
-            return None  # the test failed on its own: the recording is discarded, not kept
+            return None  # the test failed on its own: its failure is the message
         if cassette.exists():
             shutil.rmtree(cassette)
         staging.rename(cassette)
+        self.note = f"recorded {cassette} ({self._addresses()})"
         return None
+
+    def _addresses(self) -> str:
+        return ", ".join(f"{proto} {address}" for proto, address in self.brokers.addresses.items())
 
     def _judge_replay(self, code: int) -> str | None:
         assert self.report is not None
@@ -288,6 +345,7 @@ class Session:
                 f"rrlab: the fake broker for {self.brokers.cassette} wrote no report "
                 f"(exit {code}):\n{self.child.said()}"
             )
+        self.note = f"replayed {self.brokers.cassette} ({self._addresses()})"
         if report.get("verdict") == "ok" and code == 0:
             return None
         return replay_failure(self.brokers.cassette, report)
@@ -329,18 +387,30 @@ def start_recording(cassette: Path, upstreams: dict[str, str]) -> Session:
         )
     cassette.parent.mkdir(parents=True, exist_ok=True)
     staging = cassette.with_name(f".{cassette.name}.rrlab-recording-{os.getpid()}")
+    failed = ""
+    needed = len(upstreams) + ("kafka" in upstreams)  # Kafka: its broker node's listener too
+    stable = stable_ports(f"{cassette.parent.name}/{cassette.name}", needed)
+    for ports in (stable, free_ports(needed)):  # another process may take the stable ones first
+        if ports is None:
+            continue
+        shutil.rmtree(staging, ignore_errors=True)
+        argv = ["proxy", "--cassette", str(staging), "--write-root", str(cassette.parent)]
+        argv += ["--metrics-port", "0"]
+        addresses = {}
+        for (proto, upstream), port in zip(upstreams.items(), ports, strict=False):
+            argv += [f"--{proto}", f"{LOOPBACK}:{port}={upstream}", "--allow-upstream", upstream]
+            addresses[proto] = f"{LOOPBACK}:{port}"
+        if "kafka" in upstreams:
+            argv += ["--kafka-node-base-port", str(ports[-1])]
+        child = Child(argv, "rrlab proxy: listening ", expect=len(upstreams))
+        try:
+            child.wait_listening(f"the recording proxy for {cassette}")
+        except ChildFailed as exc:
+            failed = str(exc)
+            continue
+        return Session(Brokers(True, cassette, addresses), child, staging, None)
     shutil.rmtree(staging, ignore_errors=True)
-    ports = free_ports(len(upstreams) + 1)
-    argv = ["proxy", "--cassette", str(staging), "--write-root", str(cassette.parent)]
-    addresses = {}
-    for (proto, upstream), port in zip(upstreams.items(), ports, strict=False):
-        argv += [f"--{proto}", f"{LOOPBACK}:{port}={upstream}", "--allow-upstream", upstream]
-        addresses[proto] = f"{LOOPBACK}:{port}"
-    if "kafka" in upstreams:
-        argv += ["--kafka-node-base-port", str(ports[-1])]
-    child = Child(argv, "rrlab proxy: listening ", expect=len(upstreams))
-    child.wait_listening(f"the recording proxy for {cassette}")
-    return Session(Brokers(True, cassette, addresses), child, staging, None)
+    pytest.fail(failed, pytrace=False)
 
 
 def start_replay(cassette: Path, report_dir: Path) -> Session:
@@ -364,7 +434,10 @@ def start_replay(cassette: Path, report_dir: Path) -> Session:
     for recorded, live in moved.items():
         argv += ["--listen", f"{recorded}={live}"]
     child = Child(argv, "rrlab serve: listening ", expect=len(listeners))
-    child.wait_listening(f"the fake broker for {cassette}")
+    try:
+        child.wait_listening(f"the fake broker for {cassette}")
+    except ChildFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
     return Session(Brokers(False, cassette, addresses), child, None, report)
 
 
@@ -406,18 +479,19 @@ def rrlab(
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """After the test body: stop its proxy or fake broker, and fail the test on a miss."""
     __tracebackhide__ = True  # the failure is the diff, not where this hook raised it
+    session = item.stash.get(SESSION, None)
     try:
         result = yield
     except BaseException as exc:
-        session = item.stash.get(SESSION, None)
         if session is not None:
             why = session.finish(test_passed=False)
+            item.add_report_section("call", "rrlab", session.note)
             if why is not None:
                 raise AssertionError(why) from exc
         raise
-    session = item.stash.get(SESSION, None)
     if session is not None:
         why = session.finish(test_passed=True)
+        item.add_report_section("call", "rrlab", session.note)
         if why is not None:
             raise AssertionError(why)
     return result
