@@ -19,6 +19,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 ORDERS_TOPIC = "orders.placed"
 DISPLAY_TOPIC = "shop/orders"
+#: exclusive: RabbitMQ deletes it when this connection closes
+BILLING_QUEUE = "orders.billing"
 #: every wait on a broker, in seconds
 TIMEOUT = 20
 
@@ -87,7 +89,7 @@ def bill_order(url: str, order: Order) -> Order:
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        queue = channel.queue_declare("", exclusive=True).method.queue
+        queue = channel.queue_declare(BILLING_QUEUE, exclusive=True).method.queue
         channel.basic_publish(
             "",
             queue,
