@@ -4,8 +4,14 @@ with the field diff once a test sends a changed message."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 from replay.sample_project import (
+    CASSETTES,
     SAMPLE_TESTS,
     change_amount,
     copy_sample,
@@ -14,6 +20,14 @@ from replay.sample_project import (
 )
 
 pytestmark = pytest.mark.live
+
+
+def _digests(project: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((project / CASSETTES).rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_sample_records_from_real_brokers_then_replays_offline(live_brokers, tmp_path):
@@ -27,6 +41,18 @@ def test_sample_records_from_real_brokers_then_replays_offline(live_brokers, tmp
     assert recorded_cassettes(project) == list(SAMPLE_TESTS)
     leftovers = [p.name for p in (project / "tests" / "cassettes").rglob(".*")]
     assert leftovers == [], f"recording left staging directories behind: {leftovers}"
+
+    # once: only the missing cassette is recorded (on the same ports: fewer changed lines),
+    # the others replay untouched
+    kafka = project / CASSETTES / "test_order_is_logged_on_kafka"
+    routes = json.loads((kafka / "cassette.json").read_text())["routes"]
+    shutil.rmtree(kafka)
+    kept = _digests(project)
+    once = run_pytest(project, "--rrlab-record=once")
+    assert once.returncode == 0 and "3 passed" in once.stdout, once.stdout + once.stderr
+    assert recorded_cassettes(project) == list(SAMPLE_TESTS)
+    assert {k: v for k, v in _digests(project).items() if "kafka" not in k} == kept
+    assert json.loads((kafka / "cassette.json").read_text())["routes"] == routes
 
     replayed = run_pytest(project, "--rrlab-record=none", offline=True)
     assert replayed.returncode == 0 and "3 passed" in replayed.stdout, (

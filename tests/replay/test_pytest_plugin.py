@@ -63,6 +63,20 @@ def test_a_changed_message_fails_its_test_with_the_field_diff(tmp_path):
     assert "--rrlab-record=rewrite" in run.stdout, out
 
 
+def test_a_recording_whose_test_fails_is_not_kept(tmp_path):
+    """No broker answers (this tier runs none): the test fails, and neither a cassette nor the
+    proxy's staging directory is left behind, so the next run records again."""
+    project = copy_sample(tmp_path / "orders-service", cassettes=False)
+    run = run_pytest(project, "-k", "amqp", "--rrlab-record=once", offline=True)
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout + run.stderr
+    assert "recording discarded" in run.stdout, run.stdout
+    assert recorded_cassettes(project) == []
+    left = (
+        [p.name for p in (project / CASSETTES).iterdir()] if (project / CASSETTES).exists() else []
+    )
+    assert left == [], left
+
+
 def test_replay_only_mode_fails_a_test_without_a_cassette(tmp_path):
     """CI set: `none` is the default, and a missing cassette says how to record it."""
     project = copy_sample(tmp_path / "orders-service", cassettes=False)
