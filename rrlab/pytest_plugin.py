@@ -8,10 +8,14 @@ A test asks for the `rrlab` fixture and names the real brokers it talks to with 
 
 `--rrlab-record` takes VCR.py's record modes (`RecordMode`); the marker's `cassette=` moves the
 cassette (relative to the test file's directory), which is `cassettes/<module>/<test>` by default.
+A marked test gets its proxy or fake broker even without asking for the fixture, and for the
+test's duration the addresses are also in the environment as RRLAB_KAFKA, RRLAB_AMQP and
+RRLAB_MQTT (for a service the test starts as a subprocess).
 
 Why subprocesses: the proxy and the fake broker run on a Twisted reactor, which cannot be
 restarted in one process (and must not share the test's threads), so each test gets its own
-`python -m rrlab proxy|serve` on free ports; under pytest-xdist every worker picks its own ports.
+`python -m rrlab proxy|serve` on its own ports (replay: free ones; recording: the same ones
+each time when free, see STABLE_PORTS); under pytest-xdist every worker picks its own ports.
 Why the verdict is taken in `pytest_runtest_call`: a miss found after the test body must fail
 *the test*, with the field diff in its message, not be reported as an error in teardown.
 """
@@ -157,9 +161,10 @@ def upstreams_of(marker: pytest.Mark | None) -> dict[str, str]:
         return {}
     unknown = set(marker.kwargs) - {"cassette", *PROTOS}
     if unknown or marker.args:
-        raise pytest.UsageError(
+        pytest.fail(
             f"@pytest.mark.rrlab takes cassette=, {'=, '.join(PROTOS)}= keywords only; "
-            f"got {', '.join(sorted(unknown)) or repr(marker.args)}"
+            f"got {', '.join(sorted(unknown)) or repr(marker.args)}",
+            pytrace=False,
         )
     out = {}
     for proto in PROTOS:
@@ -313,7 +318,7 @@ class Session:
         code = self.child.stop()
         if self.staging is not None:
             return self._keep_recording(code, test_passed)
-        return self._judge_replay(code)
+        return self._judge_replay(code, test_passed)
 
     def _keep_recording(self, code: int, test_passed: bool) -> str | None:
         cassette, staging = self.brokers.cassette, self.staging
@@ -336,7 +341,9 @@ class Session:
     def _addresses(self) -> str:
         return ", ".join(f"{proto} {address}" for proto, address in self.brokers.addresses.items())
 
-    def _judge_replay(self, code: int) -> str | None:
+    def _judge_replay(self, code: int, test_passed: bool) -> str | None:
+        """A miss fails the test (a failed one too: the miss is why); frames a failed test
+        left unsent are only noted, since its own failure says why it stopped early."""
         assert self.report is not None
         try:
             report = json.loads(self.report.read_text(encoding="utf-8"))
@@ -347,6 +354,9 @@ class Session:
             )
         self.note = f"replayed {self.brokers.cassette} ({self._addresses()})"
         if report.get("verdict") == "ok" and code == 0:
+            return None
+        if not test_passed and not report.get("misses"):
+            self.note += "\n" + replay_failure(self.brokers.cassette, report)
             return None
         return replay_failure(self.brokers.cassette, report)
 
@@ -470,9 +480,19 @@ def rrlab(
         session = start_replay(cassette, tmp_path_factory.mktemp("rrlab"))
     item.stash[SESSION] = session
     try:
-        yield session.brokers
+        with pytest.MonkeyPatch.context() as env:
+            for proto, address in session.brokers.addresses.items():
+                env.setenv(f"RRLAB_{proto.upper()}", address)
+            yield session.brokers
     finally:
         session.finish(test_passed=False)  # only when the call phase did not (setup failed)
+
+
+@pytest.fixture(autouse=True)
+def _rrlab_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    """A test marked rrlab runs with its proxy or fake broker, fixture asked for or not."""
+    if request.node.get_closest_marker("rrlab") and "rrlab" not in request.fixturenames:
+        request.getfixturevalue("rrlab")
 
 
 @pytest.hookimpl(wrapper=True)

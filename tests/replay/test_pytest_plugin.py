@@ -84,3 +84,27 @@ def test_replay_only_mode_fails_a_test_without_a_cassette(tmp_path):
     assert run.returncode == 1 and "1 error" in run.stdout, run.stdout + run.stderr
     assert "no cassette at" in run.stdout and "--rrlab-record=once" in run.stdout, run.stdout
     assert recorded_cassettes(project) == []
+
+
+MARKER_ONLY = """
+import os
+
+import pytest
+from orders_service import Order, show_order
+
+ORDER = Order(order_id="A-1001", sku="espresso-beans", quantity=2, amount_cents=2400)
+
+
+@pytest.mark.rrlab(mqtt=True, cassette="cassettes/test_orders/test_order_is_shown_over_mqtt")
+def test_marker_alone():
+    assert show_order(os.environ["RRLAB_MQTT"], ORDER) == ORDER
+"""
+
+
+def test_a_marked_test_gets_its_addresses_from_the_environment(tmp_path):
+    """No fixture asked for: the marker alone starts the fake broker, whose address is in
+    RRLAB_MQTT for the test's duration; `cassette=` picks another test's cassette."""
+    project = copy_sample(tmp_path / "orders-service")
+    (project / "tests" / "test_marker_only.py").write_text(MARKER_ONLY)
+    run = run_pytest(project, "tests/test_marker_only.py", "--rrlab-record=none", offline=True)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
