@@ -111,8 +111,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bound the whole run: past it the command is ended the same way and the verdict "
         "is TIMEOUT (default: none)",
     )
-    p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
-    p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
+    p.add_argument(
+        "--report",
+        default="out/rr-report.json",
+        metavar="PATH",
+        help="write the run report here: canonical JSON (verdict, artifacts, misses, sandbox)",
+    )
+    p.add_argument(
+        "--metrics",
+        default="out/rr-metrics.txt",
+        metavar="PATH",
+        help="write the fake broker's counters and the artifact results here (OpenMetrics)",
+    )
     add_write_root(p)
     add_command_argv(p, "replay")
     p.set_defaults(func=run)
