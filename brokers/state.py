@@ -1,6 +1,6 @@
 """Where broker state lives and how a running broker is remembered.
 
-`.rrlab/` under the project root (or $RRLAB_STATE_DIR) holds `brokers/<name>/` per broker:
+`.rrlab/` of the working directory (or $RRLAB_STATE_DIR) holds `brokers/<name>/` per broker:
 its data, logs, generated config and `state.json` (impl, port, our pids). Removing that
 directory (all but the log `up` named, which `down` keeps until the next `up`) is how `down`
 forgets a broker.
@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 
 def state_root() -> Path:
-    """`.rrlab` of the project, overridable with RRLAB_STATE_DIR (tests, parallel checkouts)."""
+    """`.rrlab` of the project, i.e. of the working directory (an installed rrlab has no
+    project of its own: beside its code would be site-packages), overridable with
+    RRLAB_STATE_DIR (tests, parallel checkouts)."""
     override = os.environ.get("RRLAB_STATE_DIR")
-    return Path(override).resolve() if override else PROJECT_ROOT / ".rrlab"
+    return Path(override).resolve() if override else Path.cwd() / ".rrlab"
 
 
 def broker_dir(name: str) -> Path:

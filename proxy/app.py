@@ -265,7 +265,7 @@ class ProxyApp:
             return
         self.metrics.upstream_errors.labels(pair.route.proto, "connect").inc()
         log.error(
-            "upstream {upstream} refused a {proto} connection: {message}; client closed",
+            "upstream {upstream} refused the {proto} connection: {message}; client closed",
             event="upstream_failed",
             proto=pair.route.proto,
             upstream=pair.route.upstream,

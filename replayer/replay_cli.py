@@ -55,6 +55,7 @@ from .cli import add_matching
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
 LISTENING = "rrlab serve: listening "
+LISTEN_HOST = "127.0.0.1"  # where `rrlab serve` listens (replayer.app)
 REPLAY_PROFILES = ("rr_replay", "ci_replay")
 DEFAULT_MISS_GRACE = 3.0  # seconds a command gets after a miss to end by itself (its own words)
 TERM_GRACE = 2.0  # seconds from SIGTERM to SIGKILL when replay ends the command's process group
@@ -111,8 +112,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bound the whole run: past it the command is ended the same way and the verdict "
         "is TIMEOUT (default: none)",
     )
-    p.add_argument("--report", default="out/rr-report.json", metavar="PATH")
-    p.add_argument("--metrics", default="out/rr-metrics.txt", metavar="PATH")
+    p.add_argument(
+        "--report",
+        default="out/rr-report.json",
+        metavar="PATH",
+        help="write the run report here: canonical JSON (verdict, artifacts, misses, sandbox)",
+    )
+    p.add_argument(
+        "--metrics",
+        default="out/rr-metrics.txt",
+        metavar="PATH",
+        help="write the fake broker's counters and the artifact results here (OpenMetrics)",
+    )
     add_write_root(p)
     add_command_argv(p, "replay")
     p.set_defaults(func=run)
@@ -207,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
             for name in (compare if ran else [])
         ]
         verdict, why = _verdict(served, checked, _client_frames(recording), args)
+        if verdict == "nothing_matched" and not served.report.get("connections", {}).get("live"):
+            why += f"; {_never_connected(recording, served)}"
         report = _report(args, recording, served, checked, verdict, why, asked, used)
         _write(report_path, dumps(report) + b"\n")
         _write(metrics_path, _metrics(served, checked))
@@ -668,6 +681,21 @@ def _verdict(
     if not found:
         return "ok", f"{len(checked)} artifacts as recorded"
     return found[0][0], "; ".join(why for _verdict, why in found)
+
+
+def _never_connected(recording: Recording, served: Served) -> str:
+    """Where the fake broker listened, for a command that never connected (pointed elsewhere):
+    the cassette's own addresses, moved where --port-offset moved them."""
+    moves = served.report.get("ports", {})
+    where = []
+    for proto, port in recording.listeners():
+        live = moves.get(str(port), port)
+        moved = "" if live == port else f" (recorded {LISTEN_HOST}:{port})"
+        where.append(f"{proto} {LISTEN_HOST}:{live}{moved}")
+    return (
+        f"it never connected: the fake broker listened on {', '.join(where)}, where the "
+        "cassette expects the command to connect (the addresses it used when recorded)"
+    )
 
 
 def _report(args, recording, served, checked, verdict, why, asked, used) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,24 @@ class WritePathRefused(PolicyError):
         allowed = ", ".join(str(r) for r in self.roots) or "(none)"
         super().__init__(
             f"refusing to write {self.path}: outside the allowed write roots ({allowed}); "
-            "choose a path under one of them"
+            f"choose a path under one of them, add a root with --write-root DIR, or list it in "
+            f"the project's {CONFIG_KEY} ({CONFIG_WHERE})"
         )
+
+
+#: the project's configuration of rrlab: `rrlab.toml` (top level) or `[tool.rrlab]` of
+#: `pyproject.toml`, in the working directory; rrlab.toml wins when both exist
+CONFIG_FILE = "rrlab.toml"
+PYPROJECT = "pyproject.toml"
+#: the key that adds write roots to every profile's (relative to the project directory)
+CONFIG_KEY = "write_roots"
+CONFIG_WHERE = f"{CONFIG_FILE}, or [tool.rrlab] in {PYPROJECT}"
+
+
+class ProjectConfigError(PolicyError):
+    def __init__(self, path: Path, why: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {why}")
 
 
 class PathNotWritable(PolicyError):
@@ -136,9 +153,12 @@ class Policy:
         return int(own) if own is not None else self.budgets.max_frame_bytes
 
     def with_write_roots(self, extra: Iterable[str | os.PathLike[str]]) -> Policy:
-        """This profile with more write roots (`--write-root`: tests, scratch runs), resolved
-        against the current directory now."""
-        roots = (*self.write_roots, *(str(Path(root).resolve()) for root in extra))
+        """This profile with more write roots: the project's (`write_roots` in its rrlab.toml
+        or pyproject.toml, e.g. tests/cassettes) and `extra` (`--write-root`: tests, scratch
+        runs), resolved against the current directory now. Every command that writes asks
+        here, so the CLI, the proxy and the cassette writer agree."""
+        added = [*project_write_roots(), *(Path(root).resolve() for root in extra)]
+        roots = (*self.write_roots, *(str(root) for root in added))
         return dataclasses.replace(self, write_roots=roots)
 
     def resolved_write_roots(self, base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
@@ -183,6 +203,41 @@ def get_profile(name: str) -> Policy:
         return PROFILES[name]
     except KeyError:
         raise UnknownProfile(name) from None
+
+
+def project_config(base: str | os.PathLike[str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """(file, table) of the project's rrlab configuration in `base` (default: the cwd):
+    rrlab.toml's top level, else `[tool.rrlab]` of pyproject.toml, else an empty table.
+    ProjectConfigError (exit 2) when the file is not valid TOML."""
+    directory = Path(base) if base is not None else Path.cwd()
+    for name in (CONFIG_FILE, PYPROJECT):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ProjectConfigError(path, f"cannot read it as TOML: {exc}") from None
+        if name == CONFIG_FILE:
+            return path, data
+        table = data.get("tool", {}).get("rrlab")
+        if table is not None:
+            if not isinstance(table, dict):
+                raise ProjectConfigError(path, "[tool.rrlab] must be a table")
+            return path, table
+    return directory / CONFIG_FILE, {}
+
+
+def project_write_roots(base: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
+    """The write roots a project adds to every profile's (`write_roots = ["tests/cassettes"]`),
+    resolved against its directory."""
+    path, table = project_config(base)
+    roots = table.get(CONFIG_KEY, [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+        raise ProjectConfigError(
+            path, f'{CONFIG_KEY} must be a list of directory paths, e.g. ["tests/cassettes"]'
+        )
+    return tuple(resolve_root(root, path.parent) for root in roots)
 
 
 def resolve_root(root: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:

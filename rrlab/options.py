@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rrlab.rr.policy import PROFILES
+from rrlab.rr.policy import CONFIG_KEY, CONFIG_WHERE, PROFILES
 
 from .console import FORMATS
 
@@ -55,8 +55,8 @@ def add_record_profile(parser: argparse.ArgumentParser) -> None:
         default="os_record",
         help=f"policy profile, one of {', '.join(sorted(PROFILES))} (default %(default)s: "
         f"upstreams {', '.join(record.upstream_allow)}; "
-        f"write roots {', '.join(str(r) for r in record.write_roots)}); it sets the upstream "
-        "allow-list, write roots and budgets",
+        f"write roots {', '.join(str(r) for r in record.write_roots)}, plus the project's "
+        f"{CONFIG_KEY}); it sets the upstream allow-list, write roots and budgets",
     )
 
 
@@ -66,7 +66,9 @@ def add_write_root(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="add a write root to the profile's (tests, scratch runs)",
+        help="add a write root to the profile's, any number of times (tests, scratch runs); "
+        f'a project lists its own once as {CONFIG_KEY} = ["tests/cassettes"] in '
+        f"{CONFIG_WHERE}",
     )
 
 

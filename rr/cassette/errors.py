@@ -106,9 +106,10 @@ class CountMismatch(CassetteError):
 class CassetteExists(CassetteError):
     def __init__(self, path: str | os.PathLike[str], state: str) -> None:
         self.state = state
+        article = "an" if state[:1] in tuple("aeiou") else "a"  # "an unfinalized cassette"
         super().__init__(
             path,
-            f"a {state} cassette already exists; record mode 'once' never overwrites it - "
+            f"{article} {state} cassette already exists; record mode 'once' never overwrites it - "
             "use --mode rewrite to replace it",
         )
 

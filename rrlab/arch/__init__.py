@@ -4,5 +4,5 @@ locks.
 
 Only reads files under a project root (never imports proxy, replayer, brokers or the worker), so
 it can check a temporary copy of the repository as well as this checkout. Nothing is imported
-here: `rrlab --help` must not need jsonschema or import-linter (the `test` extra).
+here: `rrlab --help` must not need jsonschema or import-linter (the `arch` extra).
 """

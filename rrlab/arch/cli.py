@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 from rrlab.rr.canonical import dumps
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
 
+#: the name rrlab is installed under (what an extra is asked for with)
+DISTRIBUTION = "messaging-rr-lab"
+
 if TYPE_CHECKING:
     from .check import CheckResult
 
@@ -41,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--root {args.root}: not a directory")
     try:
         from .check import run_check
-    except ImportError as exc:  # jsonschema / import-linter come with the `test` extra
-        raise UsageError(f"needs {exc.name} (install the project with its test extra)") from exc
+    except ImportError as exc:  # jsonschema / import-linter: the `arch` extra (also in `test`)
+        raise UsageError(
+            f"needs {exc.name}, which comes with the arch extra: "
+            f"pip install '{DISTRIBUTION}[arch]' (or uv tool install '{DISTRIBUTION}[arch]')"
+        ) from exc
     result = run_check(args.root, write_lock=args.write_lock)
     if args.json:
         sys.stdout.buffer.write(dumps(result.to_dict()) + b"\n")

@@ -376,14 +376,14 @@ def test_once_refuses_existing(tmp_path):
     with pytest.raises(CassetteExists) as err:
         CassetteWriter.create(path)
     assert str(path) in str(err.value) and "--mode rewrite" in str(err.value)
-    assert "finalized" in str(err.value)
+    assert "a finalized cassette already exists" in str(err.value)
 
 
 def test_once_refuses_crashed(tmp_path):
     path = tmp_path / "c"
     w = record_small(path)  # never finalized
     w._lock.release()  # the recorder died: the kernel released its lock
-    with pytest.raises(CassetteExists, match="unfinalized"):
+    with pytest.raises(CassetteExists, match="an unfinalized cassette already exists"):
         CassetteWriter.create(path, mode="once")
 
 

@@ -21,7 +21,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _proxy(tmp_path: Path, *extra: str, nofile: tuple[int, int] | None = None):
+def _proxy(
+    tmp_path: Path, *extra: str, nofile: tuple[int, int] | None = None, proto: str = "kafka"
+):
     dead = _free_port()  # nothing listens there
     listen = _free_port()
 
@@ -30,7 +32,7 @@ def _proxy(tmp_path: Path, *extra: str, nofile: tuple[int, int] | None = None):
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rrlab", "proxy", f"--kafka={listen}=127.0.0.1:{dead}",
+        [sys.executable, "-m", "rrlab", "proxy", f"--{proto}={listen}=127.0.0.1:{dead}",
          "--allow-upstream", f"127.0.0.1:{dead}", "--kafka-node-base-port", str(_free_port()),
          "--cassette", str(tmp_path / "c"), "--write-root", str(tmp_path), *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
@@ -59,9 +61,21 @@ def test_a_client_reconnecting_to_a_dead_upstream_is_one_error_line_then_a_count
     _out, err = proc.communicate(timeout=30)
     lines = [ln for ln in err.splitlines() if "upstream_failed" in ln]
     assert len(lines) == 2, err[-2000:]
-    assert "ERROR" in lines[0] and "refused a kafka connection" in lines[0]
+    assert "ERROR" in lines[0] and "refused the kafka connection" in lines[0]
     counted = re.search(r"\.\.\. ([\d,]+) more in \d+ s; last: upstream 127\.0\.0\.1:\d+", lines[1])
     assert counted and int(counted.group(1).replace(",", "")) == attempts - 1, lines[1]
+
+
+def test_the_refusal_reads_for_every_protocol(tmp_path: Path) -> None:
+    """Before: "upstream 127.0.0.1:N refused a amqp connection" (issue L.6)."""
+    proc, port = _proxy(tmp_path, proto="amqp")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        assert sock.recv(10) == b""
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=30)
+    assert "refused the amqp connection" in err and "a amqp" not in err, err[-2000:]
 
 
 def test_open_file_limit_is_raised_or_said(tmp_path: Path) -> None:
