@@ -306,16 +306,17 @@ def _last_line(lines: list[str], prefix: str) -> str:
 
 
 def _print_table(outcomes: list[Outcome]) -> None:
+    width = max([len("cassette"), *(len(str(o.cassette)) for o in outcomes)])
     print()
     print(
-        f"{'cassette':44} {'verdict':15} {'matched':>7} {'synth':>6} {'missed':>6} "
+        f"{'cassette':{width}} {'verdict':15} {'matched':>7} {'synth':>6} {'missed':>6} "
         f"{'unused':>6} {'sandbox':8} {'s':>5}"
     )
     for o in outcomes:
         frames = o.report.get("frames", {})
         sandbox = o.report.get("sandbox", {}).get("used", "-")
         print(
-            f"{str(o.cassette):44} {o.verdict:15} {frames.get('matched', 0):>7} "
+            f"{str(o.cassette):{width}} {o.verdict:15} {frames.get('matched', 0):>7} "
             f"{frames.get('synthesized', 0):>6} {frames.get('missed', 0):>6} "
             f"{frames.get('unused', 0):>6} {sandbox:8} {o.seconds:>5.1f}"
         )
