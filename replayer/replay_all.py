@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shlex
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +115,7 @@ def find_cassettes(dirs: list[str]) -> list[Path]:
     return found
 
 
-def _walk(root: Path):
+def _walk(root: Path) -> Iterator[Path]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or not entry.is_dir() or entry.is_symlink():
             continue
@@ -231,8 +233,6 @@ def _replay(outcome: Outcome, args: argparse.Namespace, keep: Path) -> None:
     outcome.exit = _run_shown(outcome, argv)
     outcome.seconds = time.monotonic() - start
     if report_file.exists():
-        import json
-
         outcome.report = json.loads(report_file.read_bytes())
     _judge(outcome)
 

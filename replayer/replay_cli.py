@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recorded artifact with the file CMD wrote: byte for byte, or for shape only when "
         "timing-bearing. Runs in a network namespace with only loopback by default. Exit 0 "
         "ok, 1 mismatch/miss (a unified diff is printed), 2 usage/policy/bad cassette.",
-        epilog="examples:\n  rrlab replay --cassette cassettes/worker-kafka-tansu   "
+        epilog="example:\n  rrlab replay --cassette cassettes/worker-kafka-tansu   "
         "(the command it recorded)\n  rrlab replay --profile ci_replay --cassette "
         "cassettes/worker-kafka-tansu -- python -m worker --driver kafka --count 200 --seed 1 "
         "--out out/worker-kafka-tansu\n  rrlab replay --all cassettes tests/cassettes "
@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         return replay_all.run(args)
     if not args.cassette:
         raise UsageError("give --cassette DIR (or --all DIR...)")
+    if args.junit or args.prepare_only:
+        raise UsageError("--junit and --prepare-only go with --all DIR...")
     args.report = args.report or DEFAULT_REPORT
     try:
         policy = get_profile(args.profile)
