@@ -32,8 +32,9 @@ wheel:
 sysdeps:
 	@tools/ensure-system-packages
 
-## Fetch and build what the cassettes' commands need (the Java client's Kafka jars via Maven,
-## its classes), here with the network: replays run the commands where none is reachable.
+## Fetch and build what the cassettes' commands need (the prepare steps they stored: the Java
+## client's Kafka jars via Maven, its classes), here with the network: replays run the commands
+## where none is reachable.
 prepare: venv sysdeps
 	tools/replay-cassettes --prepare-only
 
@@ -90,12 +91,14 @@ brokers-down: venv
 ## Record every committed cassette from real brokers (each broker started fresh, then stopped).
 record: cassettes client-cassettes
 
-## Replay every committed cassette offline (rr_replay: no broker, no network).
+## Replay every committed cassette offline with the command it stored (rrlab replay --all
+## cassettes; rr_replay: no broker, no network). One table; out/replay/report.json, junit.xml.
 replay: venv sysdeps prepare
 	tools/replay-cassettes --profile rr_replay
 
-## The CI job: replay-only and strict (ci_replay); reports kept in out/replay/NAME/. What the
-## cassettes' commands need is fetched first, with the network (make prepare).
+## The CI job: rrlab replay --all cassettes, replay-only and strict (ci_replay); one table,
+## out/replay/report.json (canonical JSON), out/replay/junit.xml, each cassette's report in
+## out/replay/NAME/. What the commands need is fetched first, with the network (make prepare).
 ci: venv sysdeps prepare
 	tools/replay-cassettes --profile ci_replay
 

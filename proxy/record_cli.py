@@ -7,7 +7,9 @@ the cassette: a failed or interrupted run must never leave a half-recorded casse
 one was (`rewrite`), nor a cassette of a failed run that `once` would then refuse to replace.
 The swap is two renames in one directory; the old cassette is removed only once the new one is
 in place. Why artifacts are moved aside before CMD runs (rr.stale_artifacts): a file an earlier
-run left at an --artifact path would otherwise be stored as this run's output.
+run left at an --artifact path would otherwise be stored as this run's output. Why the command
+is stored (rr.cassette.stored_command): `rrlab replay --cassette DIR` with no command, and
+`replay --all`, run it again from the same directory relative to the cassette, --prepare first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,7 +36,8 @@ from rrlab.options import (
     add_write_root,
 )
 from rrlab.rr.cassette import CassetteError, WriterLock, verify
-from rrlab.rr.cassette.artifacts import add_artifacts
+from rrlab.rr.cassette.artifacts import add_artifacts, store_command
+from rrlab.rr.cassette.stored_command import StoredCommand, capture
 from rrlab.rr.cassette.writer import existing_state
 from rrlab.rr.cassette_changes import cassette_outline, changes
 from rrlab.rr.policy import PolicyError, check_writable, get_profile
@@ -70,6 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "a file CMD writes (relative path, e.g. out/aggregate.json), stored under that name",
     )
     p.add_argument("--log-file", metavar="PATH", help="the proxy's JSON-lines log file")
+    p.add_argument(
+        "--prepare",
+        metavar="CMDLINE",
+        help="a command (one shell-quoted string) that fetches or builds what CMD needs, e.g. "
+        "'tools/fetch-jars.sh': run first, outside the recording, and stored in the cassette "
+        "so that `rrlab replay --all` runs it (with the network) before the offline replays",
+    )
     add_allow_upstream(p)
     add_write_root(p)
     add_command_argv(p, "record")
@@ -86,12 +97,25 @@ def _artifact_key(path: str) -> str:
     return rel.as_posix()
 
 
+def _prepare_argv(text: str | None) -> list[str]:
+    try:
+        argv = shlex.split(text or "")
+    except ValueError as exc:
+        raise UsageError(f"--prepare {text!r}: {exc} (give one shell-quoted command)") from None
+    if text is not None and not argv:
+        raise UsageError("--prepare '': give the command to run, or leave the option out")
+    if argv and shutil.which(argv[0]) is None:
+        raise UsageError(f"--prepare: cannot run {argv[0]!r}: not found or not executable")
+    return argv
+
+
 def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[str]]:
     """Everything decidable before a process starts: (cassette, artifact keys, proxy argv)."""
     if not args.cmd:
         raise UsageError("no command given: rrlab record [options] --cassette DIR -- CMD ...")
     if shutil.which(args.cmd[0]) is None:
         raise UsageError(f"cannot run {args.cmd[0]!r}: not found or not executable")
+    args.prepare_argv = _prepare_argv(args.prepare)
     routes = [(proto, text) for proto in PROTOS for text in getattr(args, proto)]
     if not routes:
         raise UsageError(
@@ -266,6 +290,14 @@ def _say(text: str) -> None:
     print(f"rrlab record: {text}", file=sys.stderr, flush=True)
 
 
+def _run_prepare(argv: list[str]) -> None:
+    """The --prepare step, before anything is recorded; UsageError when it fails."""
+    _say(f"prepare: {shlex.join(argv)}")
+    code = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
+    if code != 0:
+        raise UsageError(f"--prepare exited {code}: nothing recorded")
+
+
 def run(args: argparse.Namespace) -> int:
     cassette, artifacts, proxy_argv = _check_args(args)
     try:
@@ -278,6 +310,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.cassette}: a {state} cassette exists and --mode once never overwrites it "
             "(left untouched; pass --mode rewrite to replace it)"
         )
+    if args.prepare_argv:
+        try:
+            _run_prepare(args.prepare_argv)
+        except UsageError:
+            lock.release()
+            raise
+    command: StoredCommand = capture(args.cmd, os.getcwd(), cassette, args.prepare_argv)
     cassette.parent.mkdir(parents=True, exist_ok=True)
     tmp = cassette.with_name(f".{cassette.name}.recording-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -322,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--artifact {exc.filename}: CMD exited 0 but did not write it; "
                 f"{args.cassette} left unchanged"
             ) from None
+        store_command(tmp, command)
         report = verify(tmp)
         before = _outline(cassette) if state == "finalized" else None
         _publish(tmp, cassette)

@@ -55,6 +55,7 @@ class ReplayServer:
         warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
         limits: Limits | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        reopen: Callable[[], Recording] | None = None,
     ) -> None:
         self.reactor = reactor
         self.limits = ServeLimits(reactor, limits, max_frame_bytes)
@@ -67,6 +68,10 @@ class ReplayServer:
         ]
         self.ports: list[Any] = []
         self.finished = False
+        #: `serve --repeat`: a fresh copy of the recording, opened for each new session
+        self.reopen = reopen
+        self.sessions = 1
+        self._bound_before = 0  # recorded connections bound in the sessions already over
 
     def listen_all(self) -> None:
         """Bind every listener before serving anything; a taken port is a usage error, a
@@ -78,7 +83,8 @@ class ReplayServer:
                 raise StartError(self.ctx.recording.path, proto, exc) from exc
         try:
             for lst in self.listeners:
-                factory = ReplayFactory(self.ctx, lst, self.limits)
+                contexts = self.session_context if self.reopen is not None else None
+                factory = ReplayFactory(self.ctx, lst, self.limits, contexts)
                 self.ports.append(
                     self.reactor.listenTCP(lst.live_port, factory, interface=LISTEN_HOST)
                 )
@@ -88,6 +94,43 @@ class ReplayServer:
                 f"cannot listen on {exc.interface}:{exc.port}: {exc.socketError}; stop what "
                 "holds it or move every listener with --port-offset N"
             ) from None
+
+    def session_context(self) -> ReplayContext:
+        """The context a new live connection joins. With --repeat, once every recorded
+        connection has been bound and every live one has closed, a new connection starts a new
+        session: the cassette served again from the start (fresh Kafka logs and group state,
+        nothing claimed), counts going on in the same report."""
+        if self.reopen is not None and self._session_over():
+            self._start_session(self.reopen())
+        return self.ctx
+
+    def _session_over(self) -> bool:
+        conns = self.ctx.recording.conns
+        return bool(conns) and not self.limits.open and all(c.claimed_by is not None for c in conns)
+
+    def _start_session(self, recording: Recording) -> None:
+        old = self.ctx
+        self.report.collect_unused(old.recording)  # what the session that ended left unused
+        self._bound_before += sum(1 for c in old.recording.conns if c.claimed_by is not None)
+        ctx = ReplayContext(
+            recording,
+            old.options,
+            self.report,
+            old.ports,
+            old.max_frame_bytes,
+            first_live_id=old.live_connections + 1,
+        )
+        for proto in {lst.proto for lst in self.listeners}:
+            try:
+                protocol_for(proto).prepare(ctx)
+            except Exception as exc:  # the same cassette prepared before: not expected
+                raise StartError(recording.path, proto, exc) from exc
+        self.ctx = ctx
+        self.sessions += 1
+        self.say(
+            f"rrlab serve: session {self.sessions}: every recorded connection was served, "
+            "serving the cassette again from the start (--repeat)"
+        )
 
     def serve_metrics(self, port: int) -> int:
         from prometheus_client.twisted import MetricsResource
@@ -143,7 +186,7 @@ class ReplayServer:
                 "protocols": list(rec.manifest.protocols),
             },
             "connections": {
-                "bound": sum(1 for c in rec.conns if c.claimed_by is not None),
+                "bound": self._bound_before + sum(1 for c in rec.conns if c.claimed_by is not None),
                 "live": self.ctx.live_connections,
                 "not_accepted": self.report.not_accepted,
             },
@@ -151,6 +194,7 @@ class ReplayServer:
             "match": str(self.ctx.options.match),
             "pace": str(self.ctx.options.pace),
             "ports": {str(k): v for k, v in sorted(self.ctx.ports.moves.items()) if k != v},
+            "sessions": self.sessions,
         }
 
     def write_outputs(self, report_path: Path | None, metrics_path: Path | None) -> None:

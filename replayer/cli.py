@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--strict", action="store_true", help="unused recorded client frames fail")
     p.add_argument(
+        "--repeat",
+        action="store_true",
+        help="keep serving for long-running dev use: once every recorded connection has been "
+        "served and closed, the next connection starts a new session with the cassette from "
+        "the start (Kafka logs and group state reset); the report counts sessions",
+    )
+    p.add_argument(
         "--report",
         default="out/replay-report.json",
         metavar="PATH",
@@ -239,6 +246,9 @@ def run(args: argparse.Namespace) -> int:
         warn=console.warn,
         limits=limits,
         max_frame_bytes=max_frame_bytes,
+        reopen=(lambda: Recording.open(args.cassette, classify=client_kind))
+        if args.repeat
+        else None,
     )
     if console.json:
         server.report.on_miss = lambda miss: console.event(
@@ -292,6 +302,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.metrics_file) if args.metrics_file else None,
     )
     closing = server.report.closing_line(options.strict)
+    if args.repeat:
+        closing += f" ({server.sessions} sessions, --repeat)"
     console.say(closing)
     console.event(
         {

@@ -6,7 +6,9 @@ Starts `rrlab serve` on the cassette, moves earlier copies of the recorded artif
 the file CMD wrote in this run (byte for byte; timing-bearing ones for shape only). The run is
 enforced offline (replayer.sandbox): by default the fake broker and CMD run in a new network
 namespace that has only `lo`. For CI it writes a canonical JSON report and an OpenMetrics
-snapshot.
+snapshot. With no command after `--` it runs the one the cassette stored (`rrlab record` keeps
+its argv and working directory: rr.cassette.stored_command), from that directory; `--all DIR...`
+does so for every cassette under the directories (replayer.replay_all).
 
 OK means the command behaved as recorded: it exited 0, matched recorded traffic (a command that
 matched none of a cassette's client frames never passes), nothing missed, and every artifact
@@ -49,13 +51,14 @@ from rrlab.rr.replay.recording import Recording
 from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
-from . import sandbox
+from . import replay_all, sandbox
 from .cli import add_matching
 
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
 LISTENING = "rrlab serve: listening "
 LISTEN_HOST = "127.0.0.1"  # where `rrlab serve` listens (replayer.app)
+DEFAULT_REPORT = "out/rr-report.json"
 REPLAY_PROFILES = ("rr_replay", "ci_replay")
 DEFAULT_MISS_GRACE = 3.0  # seconds a command gets after a miss to end by itself (its own words)
 TERM_GRACE = 2.0  # seconds from SIGTERM to SIGKILL when replay ends the command's process group
@@ -72,14 +75,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recorded artifact with the file CMD wrote: byte for byte, or for shape only when "
         "timing-bearing. Runs in a network namespace with only loopback by default. Exit 0 "
         "ok, 1 mismatch/miss (a unified diff is printed), 2 usage/policy/bad cassette.",
-        epilog="example: rrlab replay --profile ci_replay --cassette "
+        epilog="example:\n  rrlab replay --cassette cassettes/worker-kafka-tansu   "
+        "(the command it recorded)\n  rrlab replay --profile ci_replay --cassette "
         "cassettes/worker-kafka-tansu -- python -m worker --driver kafka --count 200 --seed 1 "
-        "--out out/worker-kafka-tansu",
+        "--out out/worker-kafka-tansu\n  rrlab replay --all cassettes tests/cassettes "
+        "--junit out/junit.xml",
     )
-    add_cassette(p)
+    _add_arguments(p, "rr_replay")
+    p.set_defaults(func=run)
+    ci = subparsers.add_parser(
+        "ci",
+        help="replay every cassette under DIRs with its stored command, strict (replay --all)",
+        description="`rrlab replay --all --profile ci_replay DIR...` (default DIR: cassettes): "
+        "every cassette replayed offline with the command it recorded; one table, a canonical "
+        "JSON report (--report) and JUnit XML (--junit). Exit 0 all passed, 1 a miss or "
+        "mismatch, 2 usage (or a cassette that cannot be replayed).",
+        epilog="example: rrlab ci cassettes --junit out/replay/junit.xml",
+    )
+    ci.add_argument(
+        "dirs",
+        nargs="*",
+        default=["cassettes"],
+        metavar="DIR",
+        help="directories to search for cassettes (default: cassettes)",
+    )
+    _add_arguments(ci, "ci_replay", batch_only=True)
+    ci.set_defaults(func=_run_ci)
+
+
+def _run_ci(args: argparse.Namespace) -> int:
+    args.all, args.cassette, args.cmd = args.dirs, None, []
+    return replay_all.run(args)
+
+
+def _add_arguments(p: argparse.ArgumentParser, profile: str, *, batch_only: bool = False) -> None:
+    """replay's options; `rrlab ci` (batch_only) takes them all but --cassette, --all, CMD and
+    the per-run artifact lists."""
+    if not batch_only:
+        add_cassette(p, required=False, help="cassette directory (or --all DIR...)")
+        p.add_argument(
+            "--all",
+            nargs="+",
+            metavar="DIR",
+            help="replay every cassette at or under each DIR with the command it stored, then "
+            "print one table (see --report, --junit, --reports-dir)",
+        )
     p.add_argument(
         "--profile",
-        default="rr_replay",
+        default=profile,
         choices=REPLAY_PROFILES,
         help="rr_replay: offline; ci_replay: offline and strict (default %(default)s)",
     )
@@ -91,10 +134,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: a network namespace where possible, else the Python guard (default "
         "%(default)s)",
     )
-    add_paths(
-        p, "--artifact", "compare only these recorded artifacts (default: all but timing-bearing)"
-    )
-    add_paths(p, "--timing-artifact", "artifacts holding timings: checked for shape only")
+    if not batch_only:
+        add_paths(
+            p,
+            "--artifact",
+            "compare only these recorded artifacts (default: all but timing-bearing)",
+        )
+        add_paths(p, "--timing-artifact", "artifacts holding timings: checked for shape only")
     p.add_argument(
         "--miss-grace",
         type=_seconds,
@@ -114,19 +160,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--report",
-        default="out/rr-report.json",
         metavar="PATH",
-        help="write the run report here: canonical JSON (verdict, artifacts, misses, sandbox)",
+        help=f"the canonical JSON report (default {DEFAULT_REPORT}; with --all the summary, "
+        f"default {replay_all.DEFAULT_REPORT})",
     )
     p.add_argument(
         "--metrics",
         default="out/rr-metrics.txt",
         metavar="PATH",
-        help="write the fake broker's counters and the artifact results here (OpenMetrics)",
+        help="OpenMetrics snapshot of the replay (with --all: one per cassette, in --reports-dir)",
     )
     add_write_root(p)
-    add_command_argv(p, "replay")
-    p.set_defaults(func=run)
+    replay_all.add_arguments(p)
+    if not batch_only:
+        add_command_argv(p, "replay (default: the one the cassette stored)")
 
 
 def _seconds(text: str) -> float:
@@ -165,10 +212,13 @@ class Checked:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.cmd:
-        raise UsageError("no command given: rrlab replay [options] --cassette DIR -- CMD ...")
-    if shutil.which(args.cmd[0]) is None:
-        raise UsageError(f"cannot run {args.cmd[0]!r}: not found or not executable")
+    if args.all is not None:
+        return replay_all.run(args)
+    if not args.cassette:
+        raise UsageError("give --cassette DIR (or --all DIR...)")
+    if args.junit or args.prepare_only:
+        raise UsageError("--junit and --prepare-only go with --all DIR...")
+    args.report = args.report or DEFAULT_REPORT
     try:
         policy = get_profile(args.profile)
         policy = policy.with_write_roots(args.write_root)
@@ -185,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
     except CassetteError as exc:
         print(f"rrlab replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    args.cmd, args.workdir = _command(args, recording)
     compare, timing = _artifact_plan(recording, args)
 
     inside = os.environ.get(sandbox.INSIDE_ENV)
@@ -201,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         sandbox.loopback_up()
 
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    aside = ArtifactsAside({name: Path(name) for name in compare})
+    aside = ArtifactsAside({name: args.workdir / name for name in compare})
     serve_report = Path(tempfile.mkdtemp(prefix="rrlab-replay-")) / "serve"
     try:
         try:
@@ -214,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
         ran = served.command_exit is not None
         earlier = aside.settle() if ran else {}
         checked = [
-            _check(recording, name, timing=name in timing, earlier=earlier.get(name))
+            _check(
+                recording, name, timing=name in timing, earlier=earlier.get(name), at=args.workdir
+            )
             for name in (compare if ran else [])
         ]
         verdict, why = _verdict(served, checked, _client_frames(recording), args)
@@ -235,6 +288,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 # --- plan --------------------------------------------------------------------------------------
+
+
+def _command(args: argparse.Namespace, recording: Recording) -> tuple[list[str], Path]:
+    """What runs, and from where: the command after --, from here; else the one the cassette
+    stored, from its stored directory (UsageError when there is none, or it cannot run)."""
+    if args.cmd:
+        argv, workdir, where = list(args.cmd), Path(), ""  # paths in reports stay as given
+    else:
+        stored = recording.manifest.command
+        if stored is None:
+            raise UsageError(
+                f"{args.cassette} stores no command (recorded by `rrlab proxy`, or by an rrlab "
+                "that did not store commands): give it after --, as in: rrlab replay "
+                f"--cassette {args.cassette} -- CMD ..., or record it again with rrlab record"
+            )
+        workdir = stored.workdir(recording.path)
+        if not workdir.is_dir():
+            raise UsageError(
+                f"{args.cassette}: its command runs in {stored.cwd} relative to the cassette "
+                f"({workdir}), which is not a directory here"
+            )
+        argv, where = list(stored.argv), f" (the cassette's command, from {workdir})"
+    exe = argv[0]
+    path = workdir / exe if "/" in exe else shutil.which(exe)
+    if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise UsageError(f"cannot run {exe!r}: not found or not executable{where}")
+    return argv, workdir
 
 
 def _artifact_plan(recording: Recording, args: argparse.Namespace) -> tuple[list[str], set[str]]:
@@ -323,7 +403,7 @@ def _serve_and_run(
             if used is sandbox.Sandbox.GUARD:
                 env = sandbox.guard_env(env)
             interfaces = sandbox.interfaces()
-            command = _start_command(args.cmd, env, aside)
+            command = _start_command(args.cmd, env, aside, args.workdir)
             command_exit, ended_by = _supervise(command, misses, args.miss_grace, deadline)
     finally:
         serve_exit, serve_killed = server.stop(deadline)
@@ -484,7 +564,9 @@ class _MissWatch:
         return self._first
 
 
-def _start_command(cmd: list[str], env: dict[str, str], aside: ArtifactsAside) -> subprocess.Popen:
+def _start_command(
+    cmd: list[str], env: dict[str, str], aside: ArtifactsAside, cwd: Path | None = None
+) -> subprocess.Popen:
     """CMD in a process group of its own (so that ending it ends its children too), started
     only once earlier copies of its artifacts are out of the way."""
     try:
@@ -492,7 +574,7 @@ def _start_command(cmd: list[str], env: dict[str, str], aside: ArtifactsAside) -
     except StaleArtifactError as exc:
         raise UsageError(str(exc)) from None
     try:
-        return subprocess.Popen(list(cmd), env=env, process_group=0)
+        return subprocess.Popen(list(cmd), env=env, process_group=0, cwd=cwd)
     except OSError as exc:
         aside.restore()
         raise UsageError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
@@ -562,14 +644,14 @@ def _say(text: str) -> None:
 
 
 def _check(
-    recording: Recording, name: str, *, timing: bool, earlier: Path | None = None
+    recording: Recording, name: str, *, timing: bool, earlier: Path | None = None, at: Path = Path()
 ) -> Checked:
     try:
         recorded = recording.artifact(name)  # inside the cassette, its digest checked now
     except CassetteError as exc:
         raise UsageError(str(exc)) from None
     rec_sha = hashlib.sha256(recorded).hexdigest()
-    live_path = Path(name)
+    live_path = at / name
     if not live_path.is_file():
         kept = f" (the earlier copy is kept at {earlier})" if earlier is not None else ""
         line = f"{name}: not written by this run{kept}"

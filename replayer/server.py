@@ -14,6 +14,7 @@ that long is closed. A closed connection lets go of what it held at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
@@ -184,12 +185,21 @@ class ReplayProtocol(protocol.Protocol):
 
 
 class ReplayFactory(protocol.Factory):
-    def __init__(self, ctx: ReplayContext, listener: Listener, limits: ServeLimits) -> None:
+    def __init__(
+        self,
+        ctx: ReplayContext,
+        listener: Listener,
+        limits: ServeLimits,
+        contexts: Callable[[], ReplayContext] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.listener = listener
         self.limits = limits
+        #: the context a new connection joins (`serve --repeat` starts a fresh one per session)
+        self.contexts = contexts
 
     def buildProtocol(self, addr: Any) -> ReplayProtocol:
-        proto = ReplayProtocol(self.ctx, self.listener, self.ctx.next_live_id(), self.limits)
+        ctx = self.contexts() if self.contexts is not None else self.ctx
+        proto = ReplayProtocol(ctx, self.listener, ctx.next_live_id(), self.limits)
         proto.factory = self
         return proto

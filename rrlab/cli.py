@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "record": "rrlab.proxy.record_cli",
     "serve": "rrlab.replayer.cli",
     "replay": "rrlab.replayer.replay_cli",
+    "ci": "rrlab.replayer.replay_cli",
     "inspect": "rrlab.cassette_cli",
     "verify": "rrlab.cassette_cli",
     "arch": "rrlab.arch.cli",

@@ -29,8 +29,10 @@ def add_routes(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def add_cassette(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cassette", required=True, metavar="DIR", help="cassette directory")
+def add_cassette(
+    parser: argparse.ArgumentParser, *, required: bool = True, help: str = "cassette directory"
+) -> None:
+    parser.add_argument("--cassette", required=required, metavar="DIR", help=help)
 
 
 def add_recording(parser: argparse.ArgumentParser, *, rewrite: str) -> None:

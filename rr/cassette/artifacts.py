@@ -1,4 +1,5 @@
-"""Store files a recorded run produced (e.g. `out/aggregate.json`) in a finalized cassette.
+"""Store files a recorded run produced (e.g. `out/aggregate.json`), and the command that
+produced them, in a finalized cassette.
 
 `rrlab record` adds them after the proxy finalized the recording and the command succeeded: the
 recording is what the artifacts are the reference for, so both must be there before the cassette
@@ -16,6 +17,7 @@ from rrlab.rr.atomic_file import write_atomic
 
 from .format import ARTIFACTS_DIR, MANIFEST_NAME
 from .reader import load_manifest
+from .stored_command import StoredCommand
 from .writer import _artifact_relpath, copy_durably
 
 
@@ -40,3 +42,11 @@ def add_artifacts(
     updated = dataclasses.replace(manifest, artifacts={**manifest.artifacts, **added})
     write_atomic(root / MANIFEST_NAME, updated.to_json(), durable=True)
     return added
+
+
+def store_command(cassette: str | os.PathLike[str], command: StoredCommand) -> None:
+    """List the command a recording ran in its finalized cassette.json (replaced if there)."""
+    root = Path(cassette)
+    manifest = load_manifest(root, require_finalized=True)
+    updated = dataclasses.replace(manifest, command=command)
+    write_atomic(root / MANIFEST_NAME, updated.to_json(), durable=True)

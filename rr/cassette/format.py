@@ -24,6 +24,7 @@ from rrlab.rr.policy import Budgets, PolicyError
 
 from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
 from .paths import safe_relpath
+from .stored_command import StoredCommand
 
 FORMAT = "rrlab.cassette/1"
 MANIFEST_NAME = "cassette.json"
@@ -387,6 +388,9 @@ class Manifest:
     repaired: bool = False
     #: repaired without a manifest: no digest, budgets or artifacts to check the frames against
     unverified: bool = False
+    #: what `rrlab record` ran (so `rrlab replay --cassette DIR` can run it again); None in a
+    #: cassette recorded by `rrlab proxy` alone, or before commands were stored
+    command: StoredCommand | None = None
     format: str = FORMAT
 
     def connection(self, conn_id: int) -> ConnectionInfo | None:
@@ -417,7 +421,7 @@ class Manifest:
             "routes": list(self.routes),
             "stopped": self.stopped,
             "tool_version": self.tool_version,
-        }
+        } | ({} if self.command is None else {"command": self.command.to_dict()})
 
     def to_json(self) -> bytes:
         data = self.to_dict()
@@ -453,6 +457,7 @@ class Manifest:
                 finalized=data["finalized"] is True,
                 repaired=data.get("repaired") is True,
                 unverified=data.get("unverified") is True,
+                command=StoredCommand.from_dict(data["command"]) if "command" in data else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -177,6 +177,7 @@ class ReplayContext:
         report: Report,
         ports: PortMap,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        first_live_id: int = 1,
     ) -> None:
         self.recording = recording
         self.options = options
@@ -185,11 +186,12 @@ class ReplayContext:
         self.shared: dict[Proto, Any] = {}
         #: the longest client frame a session frames (the policy's frame budget)
         self.max_frame_bytes = max_frame_bytes
-        self._next_live = 1
+        #: live connection ids go on across `serve --repeat` sessions (one per accepted one)
+        self._next_live = first_live_id
 
     @property
     def live_connections(self) -> int:
-        """Live connections accepted so far."""
+        """Live connections accepted so far (by this fake broker, every session)."""
         return self._next_live - 1
 
     def next_live_id(self) -> int:

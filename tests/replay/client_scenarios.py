@@ -4,10 +4,11 @@ us, each recorded from a real broker through the proxy with its own output as th
 They prove that replay is not shaped around our worker: Apache Kafka's Java client (AdminClient,
 idempotent producer, classic consumer group), rabbitmq-c's amqp-tools and Mosquitto's
 command-line clients. One list, read by both sides so they cannot drift:
-`tools/clients/record-cassettes` records each `argv` with `rrlab record` (printing it with
-`python tests/replay/client_scenarios.py NAME`), and replay tests run the same `argv` in a fresh
-working directory against the fake broker and compare each of `artifacts` byte-for-byte with
-the copy stored in the cassette. The clients talk to the worker-facing default ports (Kafka
+`tools/clients/record-cassettes` records each `argv` (and its `prepare` step) with `rrlab record`
+(printing it with `python tests/replay/client_scenarios.py NAME`), which stores both in the
+cassette for `rrlab replay --all`; replay tests run the same `argv` in a fresh working directory
+against the fake broker and compare each of `artifacts` byte-for-byte with the copy stored in
+the cassette. The clients talk to the worker-facing default ports (Kafka
 19092, AMQP 15673, MQTT 11883), so no address appears here. The kafka-python batching cassettes
 (our own test client) ride along in SCENARIOS so that `make client-cassettes` re-records them;
 FOREIGN holds the clients of other families only.

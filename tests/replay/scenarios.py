@@ -1,10 +1,13 @@
 """The committed reference cassettes and the exact worker command each one recorded.
 
-One list, read by both sides so they cannot drift: `tools/record-cassettes` records `argv` with
-`rrlab record` (printing it with `python tests/replay/scenarios.py NAME`), and the replay tests
-run the same `argv` in a fresh working directory against the fake broker and compare each of
-`artifacts` byte-for-byte with the copy stored in the cassette. The worker talks to its default
-worker-facing ports (Kafka 19092, AMQP 15673, MQTT 11883), so no address appears here.
+The recording side's list: `tools/record-cassettes` records each `argv` with `rrlab record`
+(printing it with `python tests/replay/scenarios.py NAME`) from the repository root, and `rrlab
+record` stores that command in the cassette (argv, working directory, prepare step). Replaying
+the committed cassettes needs no list: `make ci` / `make replay` (tools/replay-cassettes) run
+`rrlab replay --all cassettes`, each cassette with the command it stored. The replay tests still
+use `argv` and `artifacts` here to run the same command (and variations of it) in a fresh
+working directory against the fake broker. The worker talks to its default worker-facing ports
+(Kafka 19092, AMQP 15673, MQTT 11883), so no address appears here.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class Scenario:
     needs: list[str] = field(default_factory=list)  # executables the command runs
     broker: list[str] = field(default_factory=list)  # `rrlab brokers up` args it was recorded on
     #: run first, outside any sandbox: fetches or builds what `argv` needs (jars, a compiled
-    #: client), since `rrlab replay` runs `argv` where no network is reachable
+    #: client), since `rrlab replay` runs `argv` where no network is reachable; recorded with
+    #: `rrlab record --prepare`, so the cassette stores it and `replay --all` runs it first
     prepare: list[str] = field(default_factory=list)
 
     @property
