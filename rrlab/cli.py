@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "rrlab.replayer.replay_cli",
     "inspect": "rrlab.cassette_cli",
     "verify": "rrlab.cassette_cli",
+    "migrate": "rrlab.cassette_cli",
     "arch": "rrlab.arch.cli",
 }
 
@@ -34,6 +35,7 @@ EXAMPLES: dict[str, str] = {
     "inspect": "rrlab inspect cassettes/worker-amqp-rabbitmq --api Basic.Publish --api body "
     "--payload text",
     "verify": "rrlab verify cassettes/worker-kafka-tansu --strict",
+    "migrate": "rrlab migrate cassettes/*/",
     "arch": "rrlab arch check --json",
 }
 

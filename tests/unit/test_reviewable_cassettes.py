@@ -1,0 +1,161 @@
+"""Reviewable cassettes (issue L): frame lines hold no clock and no counter (format 2, times in
+frames.timing), format 1 is still read and `rrlab migrate` rewrites it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+from test_kafka_compression import client_batch, produce
+
+from rrlab import cli
+from rrlab.rr.canonical import dumps, dumps_line
+from rrlab.rr.cassette import (
+    CassetteReader,
+    CassetteWriter,
+    DigestMismatch,
+    MalformedFrame,
+    verify,
+)
+from rrlab.rr.cassette.format import FORMAT_V1
+from rrlab.rr.codecs.base import Direction, Proto
+from rrlab.rr.protocols import decoder_for
+
+
+@pytest.fixture(autouse=True)
+def only_cassette_commands(monkeypatch):
+    modules = {"inspect": "rrlab.cassette_cli", "migrate": "rrlab.cassette_cli"}
+    monkeypatch.setattr(cli, "SUBCOMMANDS", modules)
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def clock(step_ns: int):
+    t = [0]
+
+    def now() -> int:
+        t[0] += step_ns
+        return t[0]
+
+    return now
+
+
+def mqtt_publish(topic: str, payload: bytes, packet_id: int = 1) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + packet_id.to_bytes(2, "big") + payload
+    return bytes([0x32, len(body)]) + body
+
+
+MQTT_CONNECT = bytes.fromhex("101000044d5154540402003c0004636c6931")
+
+
+def record_session(path, *, step_ns=1_000_000, value=b'{"n":1}', extra=False, codec="none"):
+    """A Kafka Produce (a real kafka-python batch) and an MQTT session, through the writer."""
+    w = CassetteWriter.create(path, clock_ns=clock(step_ns))
+    w.add_route("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    w.add_route("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    kafka = w.open_connection("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    mqtt = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    frames = [(kafka, Direction.C2S, produce(client_batch(codec)))]
+    frames.append((mqtt, Direction.C2S, MQTT_CONNECT))
+    frames.append((mqtt, Direction.C2S, mqtt_publish("t", value)))
+    if extra:
+        frames.append((mqtt, Direction.C2S, mqtt_publish("t", b"again", 2)))
+    decoders = {kafka: decoder_for("kafka"), mqtt: decoder_for("mqtt")}
+    for conn, direction, raw in frames:
+        proto = Proto.KAFKA if conn == kafka else Proto.MQTT
+        w.write_frame(conn, direction, proto, decoders[conn].decode(direction, raw).summary, raw)
+    w.finalize()
+    return path
+
+
+# -- format 2 --------------------------------------------------------------------------------
+
+
+def test_rerecording_at_another_pace_changes_no_frame_line(tmp_path):
+    a = record_session(tmp_path / "a", step_ns=1_000_000)
+    b = record_session(tmp_path / "b", step_ns=7_777_777)
+    assert (a / "frames.jsonl").read_bytes() == (b / "frames.jsonl").read_bytes()
+    assert (a / "frames.timing").read_bytes() != (b / "frames.timing").read_bytes()
+    assert b"t_us" not in (a / "frames.jsonl").read_bytes()
+    times = [f.t_us for f in CassetteReader.open(b).frames()]  # what --pace replays
+    assert times == [7777, 15555, 23333]
+    assert [f.seq for f in CassetteReader.open(b).frames()] == [0, 1, 2]
+
+
+def test_timing_file_is_covered_by_the_digest(tmp_path):
+    path = record_session(tmp_path / "c")
+    timing = path / "frames.timing"
+    timing.write_bytes(timing.read_bytes().replace(b"1000\n", b"9000\n", 1))
+    with pytest.raises(DigestMismatch, match="frames.timing"):
+        CassetteReader.open(path)
+    with pytest.raises(DigestMismatch, match="frames.timing"):
+        verify(path)
+
+
+def test_one_time_per_frame_line(tmp_path):
+    path = record_session(tmp_path / "c")
+    times = b"".join((path / "frames.timing").read_bytes().splitlines(keepends=True)[:2])
+    (path / "frames.timing").write_bytes(times)
+    doc = json.loads((path / "cassette.json").read_bytes())
+    doc["timing_file"].update(bytes=len(times), sha256=hashlib.sha256(times).hexdigest())
+    (path / "cassette.json").write_bytes(dumps(doc))
+    with pytest.raises(MalformedFrame, match="2 times for 3 frames"):
+        CassetteReader.open(path)
+    with pytest.raises(MalformedFrame, match="2 times for 3 frames"):
+        verify(path)
+
+
+def test_crashed_recording_repairs_with_one_time_per_frame(tmp_path):
+    path = tmp_path / "c"
+    w = CassetteWriter.create(path, clock_ns=clock(2000))
+    conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    for _ in range(3):
+        w.write_frame(conn, "c2s", "mqtt", {"packet": "PINGREQ"}, b"\xc0\x00")
+    os.close(w._fd)  # the process dies: its files close, its lock goes
+    w._lock.release()
+    with open(path / "frames.timing", "ab") as fh:  # a time written, its frame line not (crash)
+        fh.write(b"8\n")
+    report = verify(path, repair=True)
+    assert report.repaired and report.frames == 3
+    assert (path / "frames.timing").read_bytes() == b"2\n4\n6\n"
+    assert CassetteReader.open(path).manifest.format == "rrlab.cassette/2"
+    assert verify(path).frames == 3
+
+
+def write_v1(src, dest):
+    """`src` (format 2) as format 1 wrote it: seq and t_us in every line, no timing file."""
+    dest.mkdir()
+    (dest / "artifacts").mkdir()
+    with CassetteReader.open(src) as reader:
+        lines = b"".join(dumps_line(f.to_dict(timed=True)) for f in reader.frames())
+        doc = reader.manifest.to_dict()
+    del doc["timing_file"]
+    doc["format"] = FORMAT_V1
+    doc["frames_file"].update(bytes=len(lines), sha256=hashlib.sha256(lines).hexdigest())
+    (dest / "frames.jsonl").write_bytes(lines)
+    (dest / "cassette.json").write_bytes(dumps(doc))
+    return dest
+
+
+def test_format_1_is_read_and_migrated(tmp_path, capsys):
+    v2 = record_session(tmp_path / "v2")
+    v1 = write_v1(v2, tmp_path / "v1")
+    assert b'"t_us":1000' in (v1 / "frames.jsonl").read_bytes()
+    before = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(v1).frames()]
+    assert verify(v1).frames == 3
+    code, out, _ = run(capsys, "migrate", v1)
+    assert code == 0 and "rrlab.cassette/1 -> rrlab.cassette/2" in out
+    after = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(v1).frames()]
+    assert after == before
+    for name in ("frames.jsonl", "frames.timing", "cassette.json"):
+        assert (v1 / name).read_bytes() == (v2 / name).read_bytes(), name
+    code, out, _ = run(capsys, "migrate", v1)
+    assert code == 0 and "already rrlab.cassette/2" in out
+    code, _, err = run(capsys, "migrate", tmp_path / "nope")
+    assert code == 2 and "rrlab migrate" in err
