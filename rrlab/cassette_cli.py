@@ -3,7 +3,8 @@
 current format). Errors are one line; exit 0 ok, 1 bad cassette, 2 usage.
 
 inspect shows what the decoder knows (topic/partition/record count/first key, exchange/routing
-key/queue, MQTT topics in full), optionally each frame's payload (text or a hex dump), and reads a
+key/queue, MQTT topics in full), optionally each frame's payload (text, Kafka records decoded
+one by one, or a hex dump), and reads a
 crashed recording without changing it (a repaired copy in a temporary directory). verify warns
 about connections whose recording broke (framing, rewrite, redaction; `--strict`: exit 1)."""
 
@@ -65,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--payload",
             choices=("text", "hex"),
             help="print each frame's payload below it (message body where the protocol has one, "
-            "else the frame; credentials already redacted): text, or a hex dump like tcpdump -X",
+            "Kafka records decoded with key, headers and value, else the frame; credentials "
+            "already redacted): text, or a hex dump like tcpdump -X",
         )
         p.add_argument("--json", action="store_true", help="canonical JSON instead of tables")
         p.set_defaults(func=run_inspect)
@@ -370,6 +372,15 @@ def print_tables(
         )
         say(line.rstrip())
         if payload is not None:
-            dump = hex_dump if payload == "hex" else text_dump
-            for row in dump(payload_of(f)):
+            for row in payload_rows(f, payload):
                 say(row)
+
+
+def payload_rows(f: FrameRecord, payload: str) -> list[str]:
+    """The lines below a frame for `--payload text|hex`."""
+    if payload == "hex":
+        return hex_dump(payload_of(f))
+    lines = protocol_for(f.proto).payload_lines(f.dir, f.summary, f.raw)
+    if lines is None:
+        return text_dump(payload_of(f))
+    return [f"        {line}" for line in lines]

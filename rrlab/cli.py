@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "inspect": "rrlab.cassette_cli",
     "verify": "rrlab.cassette_cli",
     "migrate": "rrlab.cassette_cli",
+    "diff": "rrlab.diff_cli",
     "arch": "rrlab.arch.cli",
 }
 
@@ -36,6 +37,7 @@ EXAMPLES: dict[str, str] = {
     "--payload text",
     "verify": "rrlab verify cassettes/worker-kafka-tansu --strict",
     "migrate": "rrlab migrate cassettes/*/",
+    "diff": "rrlab diff cassettes/worker-mqtt-amqtt /tmp/again --ignore-field body.member_id",
     "arch": "rrlab arch check --json",
 }
 

@@ -1,5 +1,6 @@
 """Reviewable cassettes (issue L): frame lines hold no clock and no counter (format 2, times in
-frames.timing), format 1 is still read and `rrlab migrate` rewrites it."""
+frames.timing), format 1 is still read and `rrlab migrate` rewrites it, `rrlab diff A B` compares
+two cassettes frame by frame, and `inspect --payload text` shows Kafka records of any codec."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import hashlib
 import json
 import os
 
+import canonicaljson
 import pytest
-from test_kafka_compression import client_batch, produce
+from test_kafka_compression import client_batch, produce, values
 
 from rrlab import cli
 from rrlab.rr.canonical import dumps, dumps_line
@@ -27,7 +29,7 @@ from rrlab.rr.protocols import decoder_for
 @pytest.fixture(autouse=True)
 def only_cassette_commands(monkeypatch):
     modules = {"inspect": "rrlab.cassette_cli", "migrate": "rrlab.cassette_cli"}
-    monkeypatch.setattr(cli, "SUBCOMMANDS", modules)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", {**modules, "diff": "rrlab.diff_cli"})
 
 
 def run(capsys, *argv):
@@ -159,3 +161,87 @@ def test_format_1_is_read_and_migrated(tmp_path, capsys):
     assert code == 0 and "already rrlab.cassette/2" in out
     code, _, err = run(capsys, "migrate", tmp_path / "nope")
     assert code == 2 and "rrlab migrate" in err
+
+
+# -- rrlab diff --------------------------------------------------------------------------------
+
+
+def test_diff_of_the_same_behaviour_is_equal(tmp_path, capsys):
+    a = record_session(tmp_path / "a", step_ns=1_000_000)
+    b = record_session(tmp_path / "b", step_ns=3_000_000)
+    code, out, err = run(capsys, "diff", a, b)
+    assert (code, err) == (0, "")
+    assert "same: 3 frames compare equal" in out
+
+
+def test_diff_names_the_decoded_field_that_changed(tmp_path, capsys):
+    a = record_session(tmp_path / "a")
+    b = record_session(tmp_path / "b", value=b'{"n":2}', extra=True, codec="zstd")
+    code, out, _ = run(capsys, "diff", a, b)
+    assert code == 1
+    assert "conn 2 -> PUBLISH: changed (seq 2 / 2)" in out
+    assert "payload.n: 1 -> 2" in out  # the MQTT payload as JSON, not bytes
+    assert "conn 2 -> PUBLISH: added (seq - / 3)" in out
+    # the Kafka batch's bytes differ (zstd), its records do not: no Produce line
+    assert "Produce" not in out
+    assert "1 frames changed, 0 only in A, 1 only in B" in out
+
+    code, out, _ = run(capsys, "diff", a, b, "--json")
+    body = out.encode().rstrip(b"\n")
+    doc = json.loads(body)
+    assert body == canonicaljson.encode_canonical_json(doc)
+    assert doc["equal"] is False
+    changed = [f for f in doc["frames"] if f["change"] == "changed"]
+    assert changed[0]["fields"] == [{"a": 1, "b": 2, "path": "payload.n"}]
+
+    code, out, _ = run(capsys, "diff", a, b, "--ignore-field", "payload.n")
+    assert code == 1 and "payload.n" not in out and "added" in out
+
+
+def test_diff_compares_kafka_records_by_value(tmp_path, capsys):
+    a = record_session(tmp_path / "a")
+    b = tmp_path / "b"
+    w = CassetteWriter.create(b, clock_ns=clock(1000))
+    w.add_route("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    w.add_route("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    kafka = w.open_connection("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+    mqtt = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    plain = bytearray(client_batch("none"))
+    at = plain.index(b'{"n":5,')
+    plain[at + 5] = ord("7")  # record 5's value: {"n":7,...}
+    batch = bytes(plain)
+    for conn, proto, raw in (
+        (kafka, Proto.KAFKA, produce(batch)),
+        (mqtt, Proto.MQTT, MQTT_CONNECT),
+        (mqtt, Proto.MQTT, mqtt_publish("t", b'{"n":1}')),
+    ):
+        summary = decoder_for(proto).decode(Direction.C2S, raw).summary
+        w.write_frame(conn, "c2s", proto, summary, raw)
+    w.finalize()
+    code, out, _ = run(capsys, "diff", a, b)
+    assert code == 1
+    assert "conn 1 -> Produce v9: changed" in out
+    assert "records[5].value.n: 5 -> 7" in out
+
+
+def test_diff_bad_input_exits_2(tmp_path, capsys):
+    a = record_session(tmp_path / "a")
+    code, _, err = run(capsys, "diff", a, tmp_path / "missing")
+    assert code == 2 and "rrlab diff" in err
+    code, _, err = run(capsys, "diff", a, a, "--ignore-field", "items[0].id")
+    assert code == 2 and "no index" in err
+
+
+# -- inspect --payload text --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_inspect_text_shows_kafka_records(tmp_path, capsys, codec):
+    path = record_session(tmp_path / "c", codec=codec)
+    code, out, _ = run(capsys, "inspect", path, "--api", "Produce", "--payload", "text")
+    assert code == 0
+    assert "record orders[0] offset 3 timestamp 1700000000003" in out
+    assert "key: k3" in out and "header seq: 3" in out
+    assert f"value: {values()[3].decode()}" in out
+    assert out.count("  value: ") == len(values())
+    assert "0x0000:" not in out  # no hex dump of the batch
