@@ -14,6 +14,7 @@ from rrlab.rr.protocols.pipeline import FrameConnection
 from . import normalize as match_rules
 from . import redact as kafka_redact
 from . import session as replay
+from .apis import API_VERSIONS
 from .codec import KafkaDecoder, KafkaFramer, read_request, read_response, records_of
 from .records import record_lines
 from .rewrite import NodeMap, ResponseRewriter, RewriteEvent
@@ -98,7 +99,11 @@ class KafkaProtocol(WireProtocol):
         if decoded.body is None:
             view["summary"] = dict(summary)
             return view
-        view["body"] = match_rules.entity_view(decoded.body, frozenset({"records"}))
+        body = match_rules.entity_view(decoded.body, frozenset({"records"}))
+        if summary.get("api_key") == API_VERSIONS and isinstance(body.get("api_keys"), list):
+            # the order is the broker's (Tansu: hash order, new every run); the set is behaviour
+            body["api_keys"] = sorted(body["api_keys"], key=lambda entry: entry["api_key"])
+        view["body"] = body
         if "records" in summary:
             view["records"] = [
                 {
