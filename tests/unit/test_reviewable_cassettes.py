@@ -4,9 +4,11 @@ two cassettes frame by frame, and `inspect --payload text` shows Kafka records o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import canonicaljson
 import pytest
@@ -24,6 +26,9 @@ from rrlab.rr.cassette import (
 from rrlab.rr.cassette.format import FORMAT_V1
 from rrlab.rr.codecs.base import Direction, Proto
 from rrlab.rr.protocols import decoder_for
+from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_response
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -245,3 +250,29 @@ def test_inspect_text_shows_kafka_records(tmp_path, capsys, codec):
     assert f"value: {values()[3].decode()}" in out
     assert out.count("  value: ") == len(values())
     assert "0x0000:" not in out  # no hex dump of the batch
+
+
+def test_diff_takes_the_kafka_api_list_as_a_set(tmp_path, capsys):
+    """Tansu lists ApiVersions in a new order every run: not a difference; a changed range is."""
+    with CassetteReader.open(ROOT / "cassettes" / "worker-kafka-tansu") as reader:
+        request, answer = list(reader.frames_for(1))[:2]
+    body = decode_response_body(18, 4, answer.raw)
+    shuffled = dataclasses.replace(body, api_keys=tuple(reversed(body.api_keys)))
+    first = body.api_keys[0]
+    narrower = dataclasses.replace(
+        body,
+        api_keys=(dataclasses.replace(first, max_version=first.min_version), *body.api_keys[1:]),
+    )
+    paths = []
+    for name, entity in (("a", body), ("b", shuffled), ("c", narrower)):
+        w = CassetteWriter.create(tmp_path / name)
+        w.add_route("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+        conn = w.open_connection("kafka", "127.0.0.1:19092", "127.0.0.1:9092")
+        w.write_frame(conn, "c2s", "kafka", request.summary, request.raw)
+        raw = encode_response(18, 4, 1, entity)
+        w.write_frame(conn, "s2c", "kafka", answer.summary, raw)
+        w.finalize()
+        paths.append(tmp_path / name)
+    assert run(capsys, "diff", paths[0], paths[1])[0] == 0
+    code, out, _ = run(capsys, "diff", paths[0], paths[2])
+    assert code == 1 and f"max_version: {first.max_version} -> {first.min_version}" in out
