@@ -190,12 +190,23 @@ def lines(
     """Where `live` differs from `recorded`, one `path: recorded X live Y` line per leaf:
     objects by key (a key one side lacks is `(absent)`), lists of equal length by index. `path`
     prefixes every line; `whole` names the value itself when it differs as a whole."""
-    out: list[str] = []
-    _walk(path, recorded, live, out, whole)
-    return out[:limit]
+    return [
+        f"{where}: recorded {show(rec)} live {show(got)}"
+        for where, rec, got in differences(recorded, live, path, whole=whole)[:limit]
+    ]
 
 
-def _walk(path: str, rec: Any, live: Any, out: list[str], whole: str) -> None:
+def differences(
+    a: Any, b: Any, path: str = "", *, whole: str = "value"
+) -> list[tuple[str, Any, Any]]:
+    """The leaves where `b` differs from `a` as (path, a's value, b's value), walked as `lines`
+    walks them (ABSENT for a key one side lacks)."""
+    out: list[tuple[str, Any, Any]] = []
+    _walk(path, a, b, out, whole)
+    return out
+
+
+def _walk(path: str, rec: Any, live: Any, out: list[tuple[str, Any, Any]], whole: str) -> None:
     if rec == live and type(rec) is type(live):
         return
     if isinstance(rec, dict) and isinstance(live, dict) and not _binary(rec, live):
@@ -207,7 +218,7 @@ def _walk(path: str, rec: Any, live: Any, out: list[str], whole: str) -> None:
         for i, (a, b) in enumerate(zip(rec, live, strict=True)):
             _walk(f"{path}[{i}]", a, b, out, whole)
         return
-    out.append(f"{path or whole}: recorded {show(rec)} live {show(live)}")
+    out.append((path or whole, rec, live))
 
 
 def _binary(*values: Mapping[str, Any]) -> bool:

@@ -1,8 +1,10 @@
-"""`rrlab inspect DIR` (connections and frames as a table or canonical JSON) and
-`rrlab verify DIR [--repair]`. Errors are one line; exit 0 ok, 1 bad cassette, 2 usage.
+"""`rrlab inspect DIR` (connections and frames as a table or canonical JSON),
+`rrlab verify DIR [--repair]` and `rrlab migrate DIR...` (a format 1 cassette rewritten in the
+current format). Errors are one line; exit 0 ok, 1 bad cassette, 2 usage.
 
 inspect shows what the decoder knows (topic/partition/record count/first key, exchange/routing
-key/queue, MQTT topics in full), optionally each frame's payload (text or a hex dump), and reads a
+key/queue, MQTT topics in full), optionally each frame's payload (text, Kafka records decoded
+one by one, or a hex dump), and reads a
 crashed recording without changing it (a repaired copy in a temporary directory). verify warns
 about connections whose recording broke (framing, rewrite, redaction; `--strict`: exit 1)."""
 
@@ -32,9 +34,11 @@ from rrlab.rr.cassette.format import (
     CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
+    TIMING_NAME,
     ConnectionInfo,
     Manifest,
 )
+from rrlab.rr.cassette.migrate import migrate
 from rrlab.rr.cassette.paths import CassetteDir
 from rrlab.rr.cassette.reader import load_manifest
 from rrlab.rr.protocols import protocol_for
@@ -62,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--payload",
             choices=("text", "hex"),
             help="print each frame's payload below it (message body where the protocol has one, "
-            "else the frame; credentials already redacted): text, or a hex dump like tcpdump -X",
+            "Kafka records decoded with key, headers and value, else the frame; credentials "
+            "already redacted): text, or a hex dump like tcpdump -X",
         )
         p.add_argument("--json", action="store_true", help="canonical JSON instead of tables")
         p.set_defaults(func=run_inspect)
@@ -81,6 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(exit 1): replay-only CI trusts clean finalized ones only",
         )
         p.set_defaults(func=run_verify)
+    if "migrate" not in sub.choices:
+        p = sub.add_parser(
+            "migrate",
+            help="rewrite older-format cassettes in the current format (times out of "
+            "the frame lines), checked first; frames and artifacts unchanged",
+        )
+        p.add_argument("cassettes", nargs="+", metavar="DIR", help="cassette directories")
+        p.set_defaults(func=run_migrate)
 
 
 def _fail(command: str, exc: CassetteError) -> int:
@@ -111,6 +124,18 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         return EXIT_MISMATCH
     return EXIT_OK
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    code = EXIT_OK
+    for path in args.cassettes:
+        try:
+            report = migrate(path)
+        except CassetteError as exc:
+            code = max(code, _fail("migrate", exc))
+            continue
+        print(printable(report.summary()))
+    return code
 
 
 #: close reasons that mean frames of a connection are missing from the cassette
@@ -156,7 +181,7 @@ def _copy_recording(src: str, dest: str) -> None:
     cassette without following a link (a plain tree copy would copy a link's target)."""
     os.mkdir(dest)
     with CassetteDir(src) as root:
-        for name in (MANIFEST_NAME, FRAMES_NAME, CONNECTIONS_JOURNAL):
+        for name in (MANIFEST_NAME, FRAMES_NAME, TIMING_NAME, CONNECTIONS_JOURNAL):
             try:
                 fd = root.open(name)
             except FileNotFoundError:
@@ -210,7 +235,7 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
         manifest["connections"] = [c for c in manifest["connections"] if c["id"] == conn]
     rows = []
     for f in frames:
-        row = f.to_dict()
+        row = f.to_dict(timed=True)
         del row["raw"]
         row["size"] = len(f.raw)
         rows.append(row)
@@ -347,6 +372,15 @@ def print_tables(
         )
         say(line.rstrip())
         if payload is not None:
-            dump = hex_dump if payload == "hex" else text_dump
-            for row in dump(payload_of(f)):
+            for row in payload_rows(f, payload):
                 say(row)
+
+
+def payload_rows(f: FrameRecord, payload: str) -> list[str]:
+    """The lines below a frame for `--payload text|hex`."""
+    if payload == "hex":
+        return hex_dump(payload_of(f))
+    lines = protocol_for(f.proto).payload_lines(f.dir, f.summary, f.raw)
+    if lines is None:
+        return text_dump(payload_of(f))
+    return [f"        {line}" for line in lines]

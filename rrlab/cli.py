@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "ci": "rrlab.replayer.replay_cli",
     "inspect": "rrlab.cassette_cli",
     "verify": "rrlab.cassette_cli",
+    "migrate": "rrlab.cassette_cli",
+    "diff": "rrlab.diff_cli",
     "arch": "rrlab.arch.cli",
 }
 
@@ -35,6 +37,8 @@ EXAMPLES: dict[str, str] = {
     "inspect": "rrlab inspect cassettes/worker-amqp-rabbitmq --api Basic.Publish --api body "
     "--payload text",
     "verify": "rrlab verify cassettes/worker-kafka-tansu --strict",
+    "migrate": "rrlab migrate cassettes/*/",
+    "diff": "rrlab diff cassettes/worker-mqtt-amqtt /tmp/again --ignore-field body.member_id",
     "arch": "rrlab arch check --json",
 }
 

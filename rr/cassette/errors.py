@@ -39,11 +39,16 @@ class CassetteNotFound(CassetteError):
 
 
 class UnsupportedFormat(CassetteError):
-    def __init__(self, path: str | os.PathLike[str], found: object, supported: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], found: object, supported: str | tuple[str, ...]
+    ) -> None:
         self.found = found
         self.supported = supported
+        names = ", ".join(map(repr, (supported,) if isinstance(supported, str) else supported))
         super().__init__(
-            path, f"unsupported cassette format {found!r} (this rrlab reads {supported!r})"
+            path,
+            f"unsupported cassette format {found!r} (this rrlab reads {names}; "
+            "a newer rrlab wrote it?)",
         )
 
 
@@ -66,12 +71,15 @@ class NotFinalized(CassetteError):
 
 
 class MalformedFrame(CassetteError):
-    """A frames.jsonl line that is not a valid frame record. `line` counts from 1."""
+    """A frames.jsonl (or frames.timing: `file`) line that is not a valid frame record. `line`
+    counts from 1."""
 
-    def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], line: int, reason: str, file: str = "frames.jsonl"
+    ) -> None:
         self.line = line
         self.reason = reason
-        super().__init__(path, f"frames.jsonl line {line}: {reason}")
+        super().__init__(path, f"{file} line {line}: {reason}")
 
 
 class TruncatedFrames(MalformedFrame):

@@ -1,4 +1,12 @@
-"""Cassette v1 on-disk shapes: the manifest, connection and frame records, and the line encoding.
+"""Cassette on-disk shapes: the manifest, connection and frame records, and the line encodings.
+
+Format 2 keeps the clock and the counter out of the frame lines: a line holds what the frame is
+(conn, dir, proto, raw bytes, summary); its seq is its line number (from 0) and `frames.timing`
+holds when it crossed (one line per frame: microseconds since the cassette started). So
+re-recording the same behaviour changes few lines of frames.jsonl: a reviewer's diff shows
+behaviour, and a frame that only moved (another connection's frame came first) is the same line.
+Both files are covered by the manifest's digests. Format 1 (`seq` and `t_us` in every frame
+line, no timing file) is still read.
 
 A frame line is canonical JSON (sorted keys, no spaces) built by hand around the base64 payload:
 encoding a 64 KiB frame through a JSON encoder costs a copy and a scan of a string that needs no
@@ -26,9 +34,18 @@ from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
 from .paths import safe_relpath
 from .stored_command import StoredCommand
 
-FORMAT = "rrlab.cassette/1"
+FORMAT = "rrlab.cassette/2"
+#: the first format: every frame line carries its `t_us`; read, never written (`rrlab migrate`)
+FORMAT_V1 = "rrlab.cassette/1"
+READABLE_FORMATS = (FORMAT, FORMAT_V1)
 MANIFEST_NAME = "cassette.json"
 FRAMES_NAME = "frames.jsonl"
+#: when each frame crossed (format 2): one decimal line per frame line, microseconds since start
+TIMING_NAME = "frames.timing"
+#: tells git the timing file is no text to diff: a re-recording's `git diff --stat` then shows
+#: frames.jsonl lines that changed behaviour and one `Bin` line for the clock
+GITATTRIBUTES_NAME = ".gitattributes"
+GITATTRIBUTES = b"frames.timing -diff\n"
 #: connection open/close events of a recording in progress (gone once finalized; see writer)
 CONNECTIONS_JOURNAL = "connections.jsonl"
 ARTIFACTS_DIR = "artifacts"
@@ -47,16 +64,19 @@ class FrameRecord:
     raw: bytes
     redacted: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, timed: bool = False) -> dict[str, Any]:
+        """The frame line's object (format 2); `timed`: with `seq` and `t_us`, as format 1
+        lines (and `rrlab inspect --json`) have them."""
         out: dict[str, Any] = {
             "conn": self.conn,
             "dir": str(self.dir),
             "proto": str(self.proto),
             "raw": base64.b64encode(self.raw).decode("ascii"),
-            "seq": self.seq,
             "summary": self.summary,
-            "t_us": self.t_us,
         }
+        if timed:
+            out["seq"] = self.seq
+            out["t_us"] = self.t_us
         if self.redacted:
             out["redacted"] = True
         return out
@@ -141,43 +161,61 @@ def _cached(cache_key: CacheKey) -> SummaryEncoder:
 
 def frame_line(
     prefix: bytes,
-    seq: int,
-    t_us: int,
     summary: Mapping[str, Any],
     raw: bytes,
     redacted: bool,
     encode: SummaryEncoder = summary_json,
 ) -> bytes:
     """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
-    raw, redacted, seq, summary, t_us); `encode` makes the summary's canonical JSON."""
+    raw, redacted, summary); `encode` makes the summary's canonical JSON."""
     return b"".join(
         (
             prefix,
             base64.b64encode(raw),
-            b'","redacted":true,"seq":%d,"summary":' % seq
-            if redacted
-            else b'","seq":%d,"summary":' % seq,
+            b'","redacted":true,"summary":' if redacted else b'","summary":',
             encode(summary),
-            b',"t_us":%d}\n' % t_us,
+            b"}\n",
         )
     )
 
 
 def encode_frame_line(
-    seq: int,
     conn: int,
     direction: Direction,
-    t_us: int,
     proto: Proto,
     summary: Mapping[str, Any],
     raw: bytes,
     redacted: bool = False,
 ) -> bytes:
     """Canonical JSON line of one frame (== dumps_line(FrameRecord(...).to_dict()))."""
-    return frame_line(frame_line_prefix(conn, direction, proto), seq, t_us, summary, raw, redacted)
+    return frame_line(frame_line_prefix(conn, direction, proto), summary, raw, redacted)
 
 
-_FRAME_KEYS = {"conn", "dir", "proto", "raw", "seq", "summary", "t_us"}
+def timing_line(t_us: int) -> bytes:
+    """One frames.timing line: microseconds since the cassette started."""
+    return b"%d\n" % t_us
+
+
+_TIMING = re.compile(rb"(?:(?:0|[1-9][0-9]*)\n)*")
+
+
+def parse_timing(data: bytes, *, path: str) -> list[int]:
+    """Every line of a frames.timing file (whole, newline-terminated non-negative integers in
+    canonical spelling); MalformedFrame names the first bad line."""
+    if _TIMING.fullmatch(data) is None:
+        lines = data.split(b"\n")
+        for lineno, line in enumerate(lines, start=1):
+            if lineno == len(lines):
+                raise MalformedFrame(path, lineno, "last line has no newline (torn)", TIMING_NAME)
+            if not re.fullmatch(rb"0|[1-9][0-9]*", line):
+                raise MalformedFrame(
+                    path, lineno, f"not a non-negative integer: {line[:40]!r}", TIMING_NAME
+                )
+    return [int(v) for v in data.split(b"\n")[:-1]]
+
+
+_FRAME_KEYS = {"conn", "dir", "proto", "raw", "summary"}
+_FRAME_KEYS_V1 = _FRAME_KEYS | {"seq", "t_us"}
 _FRAME_OPTIONAL = {"redacted"}
 
 
@@ -185,8 +223,12 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def decode_frame_line(line: bytes, *, path: str, lineno: int) -> FrameRecord:
-    """Parse one frames.jsonl line (with or without its newline) into a FrameRecord."""
+def decode_frame_line(
+    line: bytes, *, path: str, lineno: int, t_us: int | None = None
+) -> FrameRecord:
+    """Parse one frames.jsonl line (with or without its newline) into a FrameRecord: a format 2
+    line, its seq `lineno - 1` and its time from frames.timing (`t_us`), or with `t_us=None` a
+    format 1 line, which carries both."""
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -194,11 +236,12 @@ def decode_frame_line(line: bytes, *, path: str, lineno: int) -> FrameRecord:
     if not isinstance(obj, dict):
         raise MalformedFrame(path, lineno, "not a JSON object")
     keys = set(obj)
-    if missing := _FRAME_KEYS - keys:
+    required = _FRAME_KEYS if t_us is not None else _FRAME_KEYS_V1
+    if missing := required - keys:
         raise MalformedFrame(path, lineno, f"missing keys {sorted(missing)}")
-    if unknown := keys - _FRAME_KEYS - _FRAME_OPTIONAL:
+    if unknown := keys - required - _FRAME_OPTIONAL:
         raise MalformedFrame(path, lineno, f"unknown keys {sorted(unknown)}")
-    for key in ("seq", "conn", "t_us"):
+    for key in ("conn",) if t_us is not None else ("seq", "conn", "t_us"):
         if not _is_int(obj[key]) or obj[key] < 0:
             raise MalformedFrame(path, lineno, f"{key} must be a non-negative integer")
     try:
@@ -221,10 +264,10 @@ def decode_frame_line(line: bytes, *, path: str, lineno: int) -> FrameRecord:
     except (binascii.Error, ValueError) as exc:
         raise MalformedFrame(path, lineno, f"raw is not valid base64 ({exc})") from None
     return FrameRecord(
-        seq=obj["seq"],
+        seq=obj["seq"] if t_us is None else lineno - 1,
         conn=obj["conn"],
         dir=direction,
-        t_us=obj["t_us"],
+        t_us=obj["t_us"] if t_us is None else t_us,
         proto=proto,
         summary=obj["summary"],
         raw=raw,
@@ -252,10 +295,13 @@ def max_line_bytes(max_frame_bytes: int) -> int:
 #: and one parse of the summary (the base64 is checked by its alphabet and length, not decoded),
 #: which together accept what `decode_frame_line` accepts and nothing it refuses. Any other
 #: spelling (a line edited by hand) goes through `decode_frame_line` itself.
-_CANONICAL_LINE = re.compile(
+_LINE_HEAD = (
     rb'\{"conn":(0|[1-9][0-9]*),"dir":"(c2s|s2c)","proto":"([a-z]+)",'
     rb'"raw":"([A-Za-z0-9+/]*={0,2})",(?:"redacted":(?:true|false),)?'
-    rb'"seq":(0|[1-9][0-9]*),"summary":(\{.*\}),"t_us":(?:0|[1-9][0-9]*)\}\n'
+)
+_CANONICAL_LINE = re.compile(_LINE_HEAD + rb'"summary":(\{.*\})\}\n')
+_CANONICAL_LINE_V1 = re.compile(
+    _LINE_HEAD + rb'"seq":(0|[1-9][0-9]*),"summary":(\{.*\}),"t_us":(?:0|[1-9][0-9]*)\}\n'
 )
 _PROTOS = {p.value.encode(): p for p in Proto}
 #: conn, client frame?, proto, seq, summary, and the summary's bytes (None off the fast path)
@@ -274,16 +320,23 @@ def check_frame_line(
     path: str,
     lineno: int,
     memo: dict[bytes, dict[str, Any]] | None = None,
+    *,
+    timed: bool = False,
 ) -> FrameHead:
     """Validate one frames.jsonl line (newline included) as `decode_frame_line` would, without
     decoding its payload, and apply the frame budget: (conn, is a client frame, proto, seq,
     summary, summary bytes). MalformedFrame says what is wrong.
 
     `memo` (summary bytes -> summary, kept to MEMO_MAX) spares parsing a summary seen before;
-    such a summary is the memo's own object, shared between lines: read it, never change it."""
-    m = _CANONICAL_LINE.fullmatch(line)
+    such a summary is the memo's own object, shared between lines: read it, never change it.
+    `timed`: a format 1 line (with its `t_us`)."""
+    m = (_CANONICAL_LINE_V1 if timed else _CANONICAL_LINE).fullmatch(line)
     if m is not None:
-        conn, direction, proto_name, seq, raw_summary = m.group(1, 2, 3, 5, 6)
+        if timed:
+            conn, direction, proto_name, seq, raw_summary = m.group(1, 2, 3, 5, 6)
+        else:
+            conn, direction, proto_name, raw_summary = m.group(1, 2, 3, 5)
+            seq = lineno - 1
         start, end = m.span(4)
         proto = _PROTOS.get(proto_name)
         if proto is not None and not (end - start) & 3:
@@ -308,7 +361,7 @@ def check_frame_line(
                         memo.clear()
                     memo[raw_summary] = summary
             return int(conn), direction == b"c2s", proto, int(seq), summary, raw_summary
-    rec = decode_frame_line(line, path=path, lineno=lineno)
+    rec = decode_frame_line(line, path=path, lineno=lineno, t_us=None if timed else 0)
     if len(rec.raw) > max_frame_bytes:
         raise MalformedFrame(
             path,
@@ -392,6 +445,14 @@ class Manifest:
     #: cassette recorded by `rrlab proxy` alone, or before commands were stored
     command: StoredCommand | None = None
     format: str = FORMAT
+    #: frames.timing's size and sha256 (format 2; None in format 1, whose lines carry times)
+    timing_file_bytes: int | None = None
+    timing_sha256: str | None = None
+
+    @property
+    def timed_lines(self) -> bool:
+        """Format 1: each frame line carries its `t_us`, and there is no timing file."""
+        return self.format == FORMAT_V1
 
     def connection(self, conn_id: int) -> ConnectionInfo | None:
         for conn in self.connections:
@@ -400,28 +461,43 @@ class Manifest:
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        return (
+            {
+                "artifacts": dict(sorted(self.artifacts.items())),
+                "budgets": self.budgets.to_dict(),
+                "connections": [c.to_dict() for c in self.connections],
+                "finalized": self.finalized,
+                "format": self.format,
+                "frame_count": self.frame_count,
+                "frame_counts": dict(self.frame_counts),
+                "frames_file": {
+                    "bytes": self.frames_file_bytes,
+                    "name": FRAMES_NAME,
+                    "sha256": self.frames_sha256,
+                },
+                "kafka_nodes": self.kafka_nodes,
+                "meta": self.meta,
+                "protocols": list(self.protocols),
+                "raw_bytes": self.raw_bytes,
+                "repaired": self.repaired,
+                "routes": list(self.routes),
+                "stopped": self.stopped,
+                "tool_version": self.tool_version,
+            }
+            | ({} if self.command is None else {"command": self.command.to_dict()})
+            | self._timing_dict()
+        )
+
+    def _timing_dict(self) -> dict[str, Any]:
+        if self.timed_lines:
+            return {}
         return {
-            "artifacts": dict(sorted(self.artifacts.items())),
-            "budgets": self.budgets.to_dict(),
-            "connections": [c.to_dict() for c in self.connections],
-            "finalized": self.finalized,
-            "format": self.format,
-            "frame_count": self.frame_count,
-            "frame_counts": dict(self.frame_counts),
-            "frames_file": {
-                "bytes": self.frames_file_bytes,
-                "name": FRAMES_NAME,
-                "sha256": self.frames_sha256,
-            },
-            "kafka_nodes": self.kafka_nodes,
-            "meta": self.meta,
-            "protocols": list(self.protocols),
-            "raw_bytes": self.raw_bytes,
-            "repaired": self.repaired,
-            "routes": list(self.routes),
-            "stopped": self.stopped,
-            "tool_version": self.tool_version,
-        } | ({} if self.command is None else {"command": self.command.to_dict()})
+            "timing_file": {
+                "bytes": self.timing_file_bytes or 0,
+                "name": TIMING_NAME,
+                "sha256": self.timing_sha256 or _EMPTY_SHA256,
+            }
+        }
 
     def to_json(self) -> bytes:
         data = self.to_dict()
@@ -434,10 +510,11 @@ class Manifest:
         if not isinstance(data, dict):
             raise MalformedManifest(path, "not a JSON object")
         fmt = data.get("format")
-        if fmt != FORMAT:
-            raise UnsupportedFormat(path, fmt, FORMAT)
+        if fmt not in READABLE_FORMATS:
+            raise UnsupportedFormat(path, fmt, READABLE_FORMATS)
         try:
             frames_file = data["frames_file"]
+            timing_file = data["timing_file"] if fmt != FORMAT_V1 else None
             return cls(
                 format=fmt,
                 tool_version=str(data["tool_version"]),
@@ -458,6 +535,8 @@ class Manifest:
                 repaired=data.get("repaired") is True,
                 unverified=data.get("unverified") is True,
                 command=StoredCommand.from_dict(data["command"]) if "command" in data else None,
+                timing_file_bytes=None if timing_file is None else int(timing_file["bytes"]),
+                timing_sha256=None if timing_file is None else _sha256(timing_file["sha256"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -465,6 +544,14 @@ class Manifest:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: sha256 of no bytes (an empty timing file: a cassette of no frames)
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise ValueError("timing_file sha256 must be 64 lowercase hex digits")
+    return value
 
 
 def _artifacts(data: Mapping[str, Any]) -> dict[str, str]:

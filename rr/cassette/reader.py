@@ -2,9 +2,10 @@
 
 A cassette is untrusted input (it arrives in a pull request like any file), so `open` checks
 everything a replay will rely on before anything runs, in one streaming pass over frames.jsonl:
-the digest, every line's shape (what `decode_frame_line` accepts, without decoding payloads),
-the frame budget (lines are read with a bound: an over-long one is refused before it is read
-whole), contiguous seqs and connections the manifest knows; and the artifacts' digests. Every
+the digests (frames.jsonl and, format 2, frames.timing: one time per frame), every line's
+shape (what `decode_frame_line` accepts, without decoding payloads), the frame budget (lines
+are read with a bound: an over-long one is refused before it is read whole), contiguous seqs
+(format 1) and connections the manifest knows; and the artifacts' digests. Every
 entry is reached through `CassetteDir` (inside the cassette, no link followed). A bad cassette
 is one CassetteError at open, not a failure halfway through a replay.
 
@@ -44,11 +45,13 @@ from .format import (
     FRAMES_NAME,
     MANIFEST_NAME,
     MEMO_MAX,
+    TIMING_NAME,
     FrameRecord,
     Manifest,
     check_frame_line,
     decode_frame_line,
     max_line_bytes,
+    parse_timing,
 )
 from .paths import CassetteDir
 
@@ -95,6 +98,40 @@ def open_frames(root: CassetteDir, flags: int = os.O_RDONLY) -> BinaryIO:
         raise CassetteNotFound(root.path / FRAMES_NAME, f"{FRAMES_NAME} is missing") from None
     mode = "r+b" if flags & os.O_RDWR else "rb"
     return open(fd, mode, buffering=0)  # noqa: SIM115 (the caller owns it)
+
+
+#: the longest frames.timing line: 19 digits of microseconds (an int64) and a newline
+MAX_TIMING_LINE = 20
+
+
+def read_timing(root: CassetteDir, manifest: Manifest, *, check_digest: bool = True) -> array:
+    """frames.timing of a format 2 cassette (one time a frame, microseconds since start),
+    checked against the manifest's digest (`check_digest`); each line a canonical integer.
+    How many: `check_timing_count` against the frame lines."""
+    limit = max(manifest.frame_count, 0) * MAX_TIMING_LINE
+    try:
+        data = root.read(TIMING_NAME, limit)  # longer than frame_count times: refused
+    except FileNotFoundError:
+        raise CassetteError(
+            root.path,
+            f"{TIMING_NAME} is missing: a format 2 cassette keeps its frames' times there",
+        ) from None
+    if check_digest:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != manifest.timing_sha256:
+            raise DigestMismatch(root.path, TIMING_NAME, manifest.timing_sha256 or "", actual)
+    return array("q", parse_timing(data, path=str(root.path)))
+
+
+def check_timing_count(root: Path, times: int, frames: int) -> None:
+    """One time per frame line, or MalformedFrame."""
+    if times != frames:
+        raise MalformedFrame(
+            root,
+            min(times, frames) + 1,
+            f"{times} times for {frames} frames (one line per line of {FRAMES_NAME})",
+            TIMING_NAME,
+        )
 
 
 def fd_sha256(fd: int) -> tuple[str, int]:
@@ -168,12 +205,24 @@ class CassetteReader:
         try:
             manifest = read_manifest(root)
             frame_budget, limit = line_limit(manifest, budgets)
+            times = (
+                None
+                if manifest.timed_lines
+                else read_timing(root, manifest, check_digest=check_digest)
+            )
             fh = open_frames(root)
             try:
                 digest = hashlib.sha256() if check_digest else None
                 try:
                     index = FrameIndex.scan(
-                        fh, root.path / FRAMES_NAME, manifest, frame_budget, limit, classify, digest
+                        fh,
+                        root.path / FRAMES_NAME,
+                        manifest,
+                        frame_budget,
+                        limit,
+                        classify,
+                        digest,
+                        times,
                     )
                 except MalformedFrame:
                     if check_digest:  # a file changed after recording says so first
@@ -289,8 +338,10 @@ class FrameIndex:
         kinds: dict[int, array],
         kind_table: list[Hashable],
         kind_counts: dict[int, dict[int, int]],
+        times: array | None = None,
     ) -> None:
         self.path = path
+        self._times = times  # format 2: each line's time (format 1 lines carry their own)
         self._fh = fh
         self._fd = fh.fileno()
         self._offsets = offsets  # line g starts at offsets[g]; offsets[-1] is the file size
@@ -309,9 +360,12 @@ class FrameIndex:
         limit: int,
         classify: Classifier | None = None,
         digest: Any = None,
+        times: array | None = None,
     ) -> FrameIndex:
         """Check every line of `fh` (from its start) and index it. MalformedFrame, with the line
-        number, on the first bad one; `digest` (a hashlib object) is fed every byte read."""
+        number, on the first bad one; `digest` (a hashlib object) is fed every byte read.
+        `times`: frames.timing (format 2); None reads format 1 lines (each with its time)."""
+        timed = times is None
         known = {c.id: c.proto for c in manifest.connections}
         if len(known) != len(manifest.connections):
             raise MalformedManifest(path.parent / MANIFEST_NAME, "duplicate connection ids")
@@ -336,7 +390,7 @@ class FrameIndex:
             if update is not None:
                 update(line)
             conn, client, proto, line_seq, summary, raw_summary = check(
-                line, frame_budget, where, seq + 1, memo
+                line, frame_budget, where, seq + 1, memo, timed=timed
             )
             if line_seq != seq:
                 raise MalformedFrame(
@@ -376,7 +430,9 @@ class FrameIndex:
         counts = {conn: Counter(codes_of) for conn, codes_of in kinds.items()}  # in C: quick
         for counted in counts.values():
             counted.pop(0, None)  # server frames
-        return cls(path, fh, offsets, lines, kinds, table, counts)
+        if times is not None:
+            check_timing_count(path.parent, len(times), seq)
+        return cls(path, fh, offsets, lines, kinds, table, counts, times)
 
     def close(self) -> None:
         self._fh.close()
@@ -431,11 +487,16 @@ class FrameIndex:
     def _decode(self, line_index: int) -> FrameRecord:
         start, end = self._offsets[line_index], self._offsets[line_index + 1]
         line = os.pread(self._fd, end - start, start)
-        return decode_frame_line(line, path=str(self.path), lineno=line_index + 1)
+        return decode_frame_line(
+            line, path=str(self.path), lineno=line_index + 1, t_us=self._time(line_index)
+        )
+
+    def _time(self, line_index: int) -> int | None:
+        return None if self._times is None else self._times[line_index]
 
     def _frames(self, line_indexes: Iterable[int]) -> Iterator[FrameRecord]:
         """Decode lines in order; runs of adjacent lines are read together (up to CHUNK)."""
-        offsets, fd, path = self._offsets, self._fd, str(self.path)
+        offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
         pending = iter(line_indexes)
         first = next(pending, None)
         while first is not None:
@@ -448,5 +509,5 @@ class FrameIndex:
             data = os.pread(fd, offsets[last + 1] - base, base)
             for g in range(first, last + 1):
                 line = data[offsets[g] - base : offsets[g + 1] - base]
-                yield decode_frame_line(line, path=path, lineno=g + 1)
+                yield decode_frame_line(line, path=path, lineno=g + 1, t_us=time(g))
             first = nxt

@@ -1,7 +1,9 @@
 """verify: prove a cassette is whole and self-consistent; `repair` finishes a crashed recording.
 
 Repair only ever removes: it keeps every frame line whose newline was written (a torn last line
-is dropped), recounts, rehashes and writes a finalized manifest marked `repaired: true`. It never
+is dropped) and the time of each (frames.timing, format 2: times are written before their frames,
+so times past the last whole frame are dropped too), recounts, rehashes and writes a finalized
+manifest marked `repaired: true`. It never
 touches a cassette that was finalized: a digest mismatch there means the file changed after the
 recording ended (tampering or corruption), which no repair can make trustworthy. It streams (one
 line in memory at a time), holds the cassette's writer lock (`lock.py`), and writes only the
@@ -34,21 +36,27 @@ from .errors import (
 )
 from .format import (
     CONNECTIONS_JOURNAL,
+    FORMAT,
+    FORMAT_V1,
     FRAMES_NAME,
     MANIFEST_NAME,
+    TIMING_NAME,
     ConnectionInfo,
     Manifest,
     decode_frame_line,
+    timing_line,
 )
 from .lock import WriterLock
 from .paths import CassetteDir
 from .reader import (
     check_artifact,
+    check_timing_count,
     fd_sha256,
     iter_lines,
     line_limit,
     open_frames,
     read_manifest,
+    read_timing,
 )
 from .writer import CassetteWriteFailed
 
@@ -106,17 +114,19 @@ def _scan(
     frame_budget: int,
     *,
     learn: bool = False,
+    timed: bool = False,
 ) -> _Scan:
     """Decode and check every line (with its newline); count per connection. `learn`: accept
-    unknown conn ids."""
+    unknown conn ids. `timed`: format 1 lines (each with its `t_us`)."""
     scan = _Scan()
+    t_us = None if timed else 0  # format 2 times are checked on their own (read_timing)
     for lineno, line in lines:
-        rec = decode_frame_line(line, path=str(path), lineno=lineno)
+        rec = decode_frame_line(line, path=str(path), lineno=lineno, t_us=t_us)
         if rec.seq != scan.frames:
             raise MalformedFrame(
                 path, lineno, f"seq {rec.seq}, expected {scan.frames} (not contiguous)"
             )
-        if dumps_line(rec.to_dict()) != line:
+        if dumps_line(rec.to_dict(timed=timed)) != line:
             raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
         if len(rec.raw) > frame_budget:
             raise MalformedFrame(
@@ -223,8 +233,10 @@ def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
         if len(known) != len(m.connections):
             raise MalformedManifest(root.path / MANIFEST_NAME, "duplicate connection ids")
         frame_budget, limit = line_limit(m, None)
-        scan = _scan(path, known, iter_lines(fh, path, limit), frame_budget)
+        scan = _scan(path, known, iter_lines(fh, path, limit), frame_budget, timed=m.timed_lines)
     _check_counts(root.path, m, scan)
+    if not m.timed_lines:
+        check_timing_count(root.path, len(read_timing(root, m)), scan.frames)
     for name, expected in sorted(m.artifacts.items()):
         check_artifact(root, name, expected)
     return VerifyReport(
@@ -312,8 +324,12 @@ def _repair(root: CassetteDir) -> VerifyReport:
 
         known = {c.id: c for c in provisional.connections} if provisional else {}
         _journal_connections(root, known)
+        if provisional is not None:
+            timed = provisional.timed_lines
+        else:  # no manifest to say: the format whose files are there
+            timed = root.kind(TIMING_NAME) is None
         # connections the provisional manifest lost are learned from their frames (never invented)
-        scan = _scan(path, known, whole(), frame_budget, learn=True)
+        scan = _scan(path, known, whole(), frame_budget, learn=True, timed=timed)
         for conn_id, info in known.items():
             scan.conns.setdefault(
                 conn_id, replace(info, frames={"c2s": 0, "s2c": 0}, bytes={"c2s": 0, "s2c": 0})
@@ -322,6 +338,7 @@ def _repair(root: CassetteDir) -> VerifyReport:
         if dropped:
             fh.truncate(kept)
         os.fsync(fh.fileno())
+    timing = None if timed else _repair_timing(root, scan.frames)
     root.fsync()
     artifacts: dict[str, str] = {}
     lost: list[str] = []
@@ -353,6 +370,9 @@ def _repair(root: CassetteDir) -> VerifyReport:
         finalized=True,
         repaired=True,
         unverified=provisional is None,
+        format=FORMAT_V1 if timed else FORMAT,
+        timing_file_bytes=None if timing is None else timing[0],
+        timing_sha256=None if timing is None else timing[1],
     )
     root.write_atomic(MANIFEST_NAME, manifest.to_json())
     root.unlink(CONNECTIONS_JOURNAL)  # folded into the manifest
@@ -368,6 +388,32 @@ def _repair(root: CassetteDir) -> VerifyReport:
         stopped=manifest.stopped,
         unverified=manifest.unverified,
     )
+
+
+def _repair_timing(root: CassetteDir, frames: int) -> tuple[int, str]:
+    """Keep the first `frames` whole lines of frames.timing, one per kept frame: (size, sha256).
+
+    Times go to disk before their frames, so a crash leaves at least as many; a frame whose time
+    is missing anyway (the file damaged) gets the time before it (the pacing of one frame is
+    lost, never the frame)."""
+    kept, last = bytearray(), 0
+    try:
+        fd = root.open(TIMING_NAME)
+    except FileNotFoundError:
+        fd = None
+    if fd is not None:
+        with open(fd, "rb") as fh:
+            for _ in range(frames):
+                line = fh.readline(32)
+                if not line.endswith(b"\n") or not line[:-1].isdigit():
+                    break
+                last = int(line)
+                kept += timing_line(last)
+    count = kept.count(b"\n")
+    kept += timing_line(last) * (frames - count)
+    data = bytes(kept)
+    root.write_atomic(TIMING_NAME, data)
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 __all__ = ["VerifyReport", "verify", "CassetteError"]

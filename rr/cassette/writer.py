@@ -1,14 +1,16 @@
 """CassetteWriter: append frames as they cross the proxy; write the manifest at finalize.
 
 Called from the proxy's reactor thread, so every call is synchronous and cheap: one `write(2)`
-per call (a frame, or the frames of one received chunk) on an unbuffered file, so a crash leaves
-only whole lines plus at most one partly written batch at the end; the frames digest
-is kept running, and counts live in memory. A provisional manifest (`finalized: false`) is
-rewritten only on rare structural events (routes, Kafka nodes, artifacts, a budget stop).
-Connection opens and closes, which come by the thousand, are appended as one line each to
-`connections.jsonl` instead (rewriting the manifest per event made each cost grow with the count
-of connections): `rrlab verify --repair` reads both, so a crashed cassette still knows where
-every connection went. Finalize folds them into the manifest and removes the journal.
+per call (a frame, or the frames of one received chunk) on each of two unbuffered files, the
+frames' times to frames.timing first, then the frame lines, so a crash leaves only whole lines
+plus at most one partly written batch at the end of each, and never a frame without its time;
+both digests are kept running, and counts live in memory. A provisional manifest
+(`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
+artifacts, a budget stop). Connection opens and closes, which come by the thousand, are
+appended as one line each to `connections.jsonl` instead (rewriting the manifest per event
+made each cost grow with the count of connections): `rrlab verify --repair` reads both, so a
+crashed cassette still knows where every connection went. Finalize folds them into the
+manifest and removes the journal.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ from .format import (
     ARTIFACTS_DIR,
     CONNECTIONS_JOURNAL,
     FRAMES_NAME,
+    GITATTRIBUTES,
+    GITATTRIBUTES_NAME,
     MANIFEST_NAME,
+    TIMING_NAME,
     ConnectionInfo,
     Manifest,
     SummaryEncoder,
     frame_line,
     frame_line_prefix,
     summary_json,
+    timing_line,
 )
 from .lock import WriterLock
 from .record_mode import RecordMode
@@ -51,6 +57,8 @@ _OUR_NAMES = (
     FRAMES_NAME,
     ARTIFACTS_DIR,
     CONNECTIONS_JOURNAL,
+    TIMING_NAME,
+    GITATTRIBUTES_NAME,
     f".{MANIFEST_NAME}.tmp",
 )
 
@@ -163,6 +171,8 @@ class CassetteWriter:
         self._raw_bytes = 0
         self._file_bytes = 0
         self._hash = hashlib.sha256()
+        self._timing_hash = hashlib.sha256()
+        self._timing_bytes = 0
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
         self._failed: CassetteWriteFailed | None = None
@@ -177,14 +187,21 @@ class CassetteWriter:
         except OSError:
             os.close(self._fd)
             raise CassetteError(path, "another recording holds this cassette") from None
+        self._timing = os.open(
+            path / TIMING_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+        )
         self._journal = os.open(
             path / CONNECTIONS_JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
         )
         try:
             self._write_manifest(finalized=False)
+            write_atomic(path / GITATTRIBUTES_NAME, GITATTRIBUTES, durable=False)
         except CassetteWriteFailed:
             self._release()
             raise
+        except OSError as exc:
+            self._release()
+            raise CassetteWriteFailed(path, GITATTRIBUTES_NAME, exc) from None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -362,6 +379,7 @@ class CassetteWriter:
         file_bytes = self._file_bytes
         raw_bytes = 0
         lines: list[bytes] = []
+        times: list[bytes] = []
         stop: tuple[str, int, int] | None = None
         try:
             for frame in frames:
@@ -373,17 +391,18 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                t_us = (clock() - t0) // 1000
-                line = frame_line(prefix, seq, t_us, summary, raw, redacted, encode)
+                line = frame_line(prefix, summary, raw, redacted, encode)
                 if file_bytes + len(line) > max_bytes:
                     stop = ("max_cassette_bytes", max_bytes, file_bytes + len(line))
                     break
                 lines.append(line)
+                times.append(timing_line((clock() - t0) // 1000))
                 seq += 1
                 file_bytes += len(line)
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
             if lines:
+                self._append_timing(b"".join(times))  # first: no frame line without its time
                 self._append(lines[0] if len(lines) == 1 else b"".join(lines))
                 n = seq - seq0
                 self._seq = seq
@@ -410,6 +429,10 @@ class CassetteWriter:
             if self._failed is not None:
                 raise self._failed
             try:
+                os.fsync(self._timing)
+            except OSError as exc:
+                self._fail(TIMING_NAME, exc)
+            try:
                 os.fsync(self._fd)
             except OSError as exc:
                 self._fail(FRAMES_NAME, exc)
@@ -418,6 +441,7 @@ class CassetteWriter:
             self._release()
             raise
         self._manifest = manifest
+        os.close(self._timing)
         os.close(self._journal)  # folded into the manifest: no longer needed
         (self.path / CONNECTIONS_JOURNAL).unlink(missing_ok=True)
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
@@ -465,6 +489,16 @@ class CassetteWriter:
             self._fail(FRAMES_NAME, exc)
         self._hash.update(data)
 
+    def _append_timing(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._timing, view) :]
+        except OSError as exc:
+            self._fail(TIMING_NAME, exc)
+        self._timing_hash.update(data)
+        self._timing_bytes += len(data)
+
     def _journal_line(self, event: dict[str, Any]) -> None:
         """One connection event, one write(2) of one whole line (O_APPEND)."""
         line = dumps(event) + b"\n"
@@ -487,7 +521,7 @@ class CassetteWriter:
         if self._released:
             return
         self._released = True
-        for fd in (self._journal, self._fd):
+        for fd in (self._journal, self._timing, self._fd):
             try:
                 os.close(fd)  # closing frames.jsonl releases its flock
             except OSError:
@@ -531,6 +565,8 @@ class CassetteWriter:
             stopped=self._stopped.to_dict() if self._stopped else None,
             artifacts=dict(self._artifacts),
             finalized=finalized,
+            timing_file_bytes=self._timing_bytes,
+            timing_sha256=self._timing_hash.hexdigest(),
         )
 
     def _write_manifest(self, *, finalized: bool) -> Manifest:

@@ -23,6 +23,7 @@ from rrlab.rr.codecs import (
     Framer,
     Proto,
 )
+from rrlab.rr.diff import value_of
 
 if TYPE_CHECKING:
     from rrlab.rr.replay.session import Link, Listener, ReplayContext, Session
@@ -139,6 +140,25 @@ class WireProtocol(abc.ABC):
         """The message body where the protocol frames one (`rrlab inspect --payload`), else the
         whole frame as recorded."""
         return raw
+
+    def payload_lines(
+        self, direction: Direction, summary: Mapping[str, Any], raw: bytes
+    ) -> list[str] | None:
+        """A frame's messages as lines for a person (`inspect --payload text`) where one frame
+        holds many (Kafka records: key, headers and value each); None: `payload` is the text."""
+        return None
+
+    def content(
+        self, direction: Direction, summary: Mapping[str, Any], raw: bytes
+    ) -> dict[str, Any]:
+        """A frame as a value for `rrlab diff` (`rr.cassette_diff`): its summary and, where the
+        protocol frames a message body, that body by `rr.diff.value_of` (never raw bytes:
+        ids, timestamps and checksums inside them are not what a reviewer compares)."""
+        view: dict[str, Any] = {"summary": dict(summary)}
+        body = self.payload(summary, raw)
+        if body is not raw:
+            view["payload"] = value_of(body)
+        return view
 
     @abc.abstractmethod
     def describe(self, summary: Mapping[str, Any]) -> Description:

@@ -116,7 +116,7 @@ def test_a_damaged_cassette_is_refused_with_its_error(damage, tmp_path):
         frames.write_bytes(data[: len(data) // 2])
         expected = "sha256 mismatch for frames.jsonl"
     else:
-        frames.write_bytes(data.replace(b'"t_us":', b'"t_us": ', 1))
+        frames.write_bytes(data.replace(b'"summary":', b'"summary": ', 1))
         expected = "sha256 mismatch for frames.jsonl"
     proc = subprocess.run(
         [*RRLAB, "serve", "--cassette", str(copy), "--report", str(tmp_path / "r.json")],

@@ -111,11 +111,12 @@ def test_wrong_version_refused(tmp_path):
     record(tmp_path / "c")
     manifest = tmp_path / "c" / "cassette.json"
     doc = json.loads(manifest.read_bytes())
-    doc["format"] = "rrlab.cassette/2"
+    doc["format"] = "rrlab.cassette/3"
     manifest.write_bytes(dumps(doc))
     with pytest.raises(UnsupportedFormat) as err:
         CassetteReader.open(tmp_path / "c")
-    assert "'rrlab.cassette/2'" in str(err.value) and "'rrlab.cassette/1'" in str(err.value)
+    assert "'rrlab.cassette/3'" in str(err.value)
+    assert "reads 'rrlab.cassette/2', 'rrlab.cassette/1'" in str(err.value)
     with pytest.raises(UnsupportedFormat):
         verify(tmp_path / "c", repair=True)
 
@@ -214,16 +215,25 @@ def edit_frames(path, edit):
     frames = path / "frames.jsonl"
     data = edit(frames.read_bytes())
     frames.write_bytes(data)
+    timing = path / "frames.timing"  # one time per line still: what the manifest must catch
+    times = b"".join(timing.read_bytes().splitlines(keepends=True)[: data.count(b"\n")])
+    timing.write_bytes(times)
     manifest = path / "cassette.json"
     doc = json.loads(manifest.read_bytes())
     doc["frames_file"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    doc["timing_file"].update(sha256=hashlib.sha256(times).hexdigest(), bytes=len(times))
     manifest.write_bytes(dumps(doc))
 
 
 @pytest.mark.parametrize(
     ("edit", "error", "text", "at_open"),
     [
-        (lambda b: b.replace(b'"seq":3', b'"seq":7'), MalformedFrame, "seq 7, expected 3", True),
+        (
+            lambda b: b.replace(b'"summary"', b'"seq":0,"summary"', 1),
+            MalformedFrame,
+            r"unknown keys \['seq'\]",  # a line's seq is its place (format 2)
+            True,
+        ),
         (
             lambda b: b.replace(b'"conn":2', b'"conn":9'),
             MalformedFrame,

@@ -21,7 +21,13 @@ from rrlab.rr.cassette import (
     WriterClosed,
     verify,
 )
-from rrlab.rr.cassette.format import FrameRecord, encode_frame_line, summary_encoder, summary_json
+from rrlab.rr.cassette.format import (
+    FrameRecord,
+    decode_frame_line,
+    encode_frame_line,
+    summary_encoder,
+    summary_json,
+)
 from rrlab.rr.codecs.base import Direction, Proto
 from rrlab.rr.policy import BudgetExceeded, Budgets, WritePathRefused, get_profile
 from rrlab.rr.protocols import AMQP
@@ -47,9 +53,11 @@ summaries = st.dictionaries(
 def test_frame_line_is_exactly_canonicaljson(
     seq, conn, direction, t_us, proto, summary, raw, redacted
 ):
-    line = encode_frame_line(seq, conn, direction, t_us, proto, summary, raw, redacted)
+    line = encode_frame_line(conn, direction, proto, summary, raw, redacted)
     record = FrameRecord(seq, conn, direction, t_us, proto, summary, raw, redacted)
     assert line == canonicaljson.encode_canonical_json(record.to_dict()) + b"\n"
+    decoded = decode_frame_line(line, path="f", lineno=seq + 1, t_us=t_us)
+    assert decoded == record  # seq is the line's place, t_us comes from frames.timing
 
 
 any_json = st.recursive(
@@ -252,7 +260,7 @@ def test_summary_json_falls_back_to_canonicaljson_for_the_rest():
 
 def test_frame_summary_must_be_json():
     with pytest.raises(ValueError, match="not JSON-able"):
-        encode_frame_line(0, 1, Direction.C2S, 0, Proto.KAFKA, {"x": b"bytes"}, b"")
+        encode_frame_line(1, Direction.C2S, Proto.KAFKA, {"x": b"bytes"}, b"")
 
 
 def _clock():
@@ -289,7 +297,7 @@ def test_manifest_and_frames(tmp_path):
     assert on_disk == canonicaljson.encode_canonical_json(json.loads(on_disk))
     doc = json.loads(on_disk)
     frames = (path / "frames.jsonl").read_bytes()
-    assert doc["format"] == "rrlab.cassette/1"
+    assert doc["format"] == "rrlab.cassette/2"
     assert doc["finalized"] is True
     assert doc["frames_file"]["sha256"] == hashlib.sha256(frames).hexdigest()
     assert doc["frames_file"]["bytes"] == len(frames)
@@ -303,8 +311,15 @@ def test_manifest_and_frames(tmp_path):
     assert c1["closed_at_seq"] is None
     assert c2["closed_at_seq"] == 3 and c2["close_reason"] == "client closed"
     lines = [json.loads(x) for x in frames.splitlines()]
-    assert [x["seq"] for x in lines] == [0, 1, 2]
-    assert [x["t_us"] for x in lines] == [1, 3, 4]  # since start, in microseconds
+    assert [sorted(x) for x in lines[:2]] == [["conn", "dir", "proto", "raw", "summary"]] * 2
+    timing = (path / "frames.timing").read_bytes()
+    assert timing == b"1\n3\n4\n"  # one line per frame: since start, in microseconds
+    assert doc["timing_file"] == {
+        "bytes": len(timing),
+        "name": "frames.timing",
+        "sha256": hashlib.sha256(timing).hexdigest(),
+    }
+    assert (path / ".gitattributes").read_bytes() == b"frames.timing -diff\n"
     assert "redacted" not in lines[0] and lines[2]["redacted"] is True
     with pytest.raises(WriterClosed):
         w.write_frame(1, "c2s", "kafka", {}, b"")

@@ -8,7 +8,9 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kio.serial.errors import SerialError
 from kio.serial.readers import (
@@ -228,3 +230,31 @@ def _varbytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
     if pos + length > len(buf):
         raise RecordsError("record field runs past the end of the batch")
     return bytes(buf[pos : pos + length]), pos + length
+
+
+# -- display (`rrlab inspect --payload text`) ---------------------------------------------------
+
+
+def show_bytes(data: bytes | None) -> str:
+    """A key, value or header value on one line: UTF-8 text with control characters escaped,
+    `null` for none, else `0x` and its hex (binary is never guessed at)."""
+    if data is None:
+        return "null"
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + bytes(data).hex()
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def record_lines(record: Mapping[str, Any]) -> list[str]:
+    """One decoded record (`codec.records_of`: topic, partition, offset, timestamp_ms, key,
+    value, headers) as lines: where it is, then key, each header and the value."""
+    lines = [
+        f"record {record['topic']}[{record['partition']}] offset {record['offset']} "
+        f"timestamp {record['timestamp_ms']}",
+        f"  key: {show_bytes(record['key'])}",
+    ]
+    lines += [f"  header {name}: {show_bytes(value)}" for name, value in record["headers"]]
+    lines.append(f"  value: {show_bytes(record['value'])}")
+    return lines

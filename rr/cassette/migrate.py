@@ -1,0 +1,84 @@
+"""migrate: rewrite a format 1 cassette as the current format (frame times out of the frame
+lines, into frames.timing), so its next re-recording diffs line by line against it.
+
+Only a whole cassette is rewritten: it is opened as a replay opens it (every digest, line and
+artifact checked), under its writer lock. The frames, connections and artifacts stay the same,
+so replaying it gives the same run. The new files go in by atomic renames, the manifest last;
+a crash before that leaves the old manifest, whose digest then refuses the new frames.jsonl
+(record it again, or restore it from version control).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rrlab.rr.canonical import dumps_line
+
+from .format import (
+    FORMAT,
+    FRAMES_NAME,
+    GITATTRIBUTES,
+    GITATTRIBUTES_NAME,
+    MANIFEST_NAME,
+    TIMING_NAME,
+    timing_line,
+)
+from .lock import WriterLock
+from .reader import CassetteReader
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateReport:
+    path: Path
+    found: str  # the format it had
+    frames: int
+    frames_bytes_before: int
+    frames_bytes_after: int
+
+    @property
+    def migrated(self) -> bool:
+        return self.found != FORMAT
+
+    def summary(self) -> str:
+        if not self.migrated:
+            return f"{self.path}: already {FORMAT}, unchanged"
+        return (
+            f"{self.path}: {self.found} -> {FORMAT}, {self.frames} frames; {FRAMES_NAME} "
+            f"{self.frames_bytes_before} -> {self.frames_bytes_after} bytes, times in {TIMING_NAME}"
+        )
+
+
+def migrate(path: str | os.PathLike[str]) -> MigrateReport:
+    """Rewrite the cassette at `path` in the current format (nothing to do if it is already);
+    the CassetteError of `CassetteReader.open` if it is not a whole, finalized cassette."""
+    target = Path(path)
+    with WriterLock.acquire(target), CassetteReader.open(target) as reader:
+        manifest = reader.manifest
+        if not manifest.timed_lines:
+            return MigrateReport(
+                target, manifest.format, manifest.frame_count, *(manifest.frames_file_bytes,) * 2
+            )
+        frames, times = bytearray(), bytearray()
+        for frame in reader.frames():
+            frames += dumps_line(frame.to_dict())
+            times += timing_line(frame.t_us)
+        new = dataclasses.replace(
+            manifest,
+            format=FORMAT,
+            frames_file_bytes=len(frames),
+            frames_sha256=hashlib.sha256(frames).hexdigest(),
+            timing_file_bytes=len(times),
+            timing_sha256=hashlib.sha256(times).hexdigest(),
+        )
+        root = reader.root
+        root.write_atomic(TIMING_NAME, bytes(times))
+        root.write_atomic(GITATTRIBUTES_NAME, GITATTRIBUTES)
+        root.write_atomic(FRAMES_NAME, bytes(frames))
+        root.write_atomic(MANIFEST_NAME, new.to_json())
+        return MigrateReport(
+            target, manifest.format, manifest.frame_count, manifest.frames_file_bytes, len(frames)
+        )
