@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 
 import canonicaljson
 import pytest
@@ -343,25 +342,27 @@ def test_provisional_manifest_while_recording(tmp_path):
 
 
 def test_connection_events_cost_the_same_at_any_count(tmp_path):
-    """Opening and closing never rewrites the manifest: 20,000 connections in well under 2 s,
-    the last thousand no slower than the first, and finalize quick (issue G.2)."""
+    """Opening and closing never rewrites the manifest: each thousand connections appends the
+    same few bytes to the journal, the last thousand no more than the first, and finalize folds
+    all 20,000 in (issue G.2). Counted in bytes, not seconds: speed lives in bench/."""
     w = CassetteWriter.create(tmp_path / "c")
     w.add_route("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
-    manifest_inode = (tmp_path / "c" / "cassette.json").stat().st_ino
-    spans = []
+    manifest = tmp_path / "c" / "cassette.json"
+    manifest_inode, manifest_size = manifest.stat().st_ino, manifest.stat().st_size
+    journal = tmp_path / "c" / "connections.jsonl"
+    grown = []
     for _ in range(20):
-        t0 = time.perf_counter()
+        before = journal.stat().st_size if journal.exists() else 0
         for _ in range(1000):
             conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
             w.write_frame(conn, "c2s", "mqtt", {"type": "CONNECT"}, b"\x10\x00")
             w.close_connection(conn, "client closed")
-        spans.append(time.perf_counter() - t0)
-    assert (tmp_path / "c" / "cassette.json").stat().st_ino == manifest_inode  # not rewritten
-    assert sum(spans) < 2.0, spans
-    assert spans[-1] < 3 * spans[0] + 0.01, spans
-    t0 = time.perf_counter()
+        grown.append(journal.stat().st_size - before)
+    assert manifest.stat().st_ino == manifest_inode  # not rewritten
+    assert manifest.stat().st_size == manifest_size
+    assert grown[0] > 0 and grown[-1] <= 1.1 * grown[0], grown  # ids gain a digit, nothing more
     m = w.finalize()
-    assert time.perf_counter() - t0 < 1.0 and len(m.connections) == 20_000
+    assert len(m.connections) == 20_000
     assert verify(tmp_path / "c").connections == 20_000
 
 
