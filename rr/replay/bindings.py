@@ -313,6 +313,20 @@ class Bindings:
                 return True
         return False
 
+    def aligned(self, recorded: Any, live: Any) -> Any:
+        """`live` with every leaf that differs from `recorded` only by identifier-shaped or
+        clock values set to the recorded one: a miss's diff then names the fields that really
+        differ (a task argument), not the ids around them."""
+        if isinstance(recorded, dict) and isinstance(live, dict):
+            return {
+                k: self.aligned(recorded[k], v) if k in recorded else v for k, v in live.items()
+            }
+        if isinstance(recorded, list) and isinstance(live, list) and len(recorded) == len(live):
+            return [self.aligned(r, v) for r, v in zip(recorded, live, strict=True)]
+        if recorded != live and self.unify(recorded, live) is not None:
+            return recorded
+        return live
+
     # -- stamping ------------------------------------------------------------------------------
 
     def to_live(self, text: str) -> str:

@@ -515,7 +515,10 @@ class Session(BaseSession):
     def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:
         live = norm.normalized(message, self.opts)
         rec = norm.normalized(closest.message, self.opts) if closest is not None else None
-        lines = norm.diff(rec, live, closest.message.body, message.body) if rec is not None else []
+        lines = []
+        if closest is not None and rec is not None:
+            shown = self.ctx.bindings.aligned(rec, live)  # the ids that would bind left out
+            lines = norm.diff(rec, shown, closest.message.body, message.body)
         self.miss(message.name, reason, live, rec, lines)
         text = f"rrlab replay miss: {message.name}: {reason}"
         if lines:

@@ -1,0 +1,50 @@
+"""Bindings, replay tier: request/reply clients that name things by fresh random ids replay, with
+no rule, from cassettes recorded on the real brokers; a changed value that is not an identifier
+is still a miss naming the field.
+
+Cassettes (recorded with `rrlab brokers up` and `rrlab record`, commands in each test):
+- amqp_cassettes/pika-rpc: tests/replay/amqp_rpc_client.py out/rpc/answer.txt --x 7 on RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from .conftest import ROOT, assert_replays, fake_broker, run_client
+
+FIXTURES = ROOT / "tests" / "replay"
+AMQP_RPC = FIXTURES / "amqp_cassettes" / "pika-rpc"
+AMQP_RPC_CLIENT = [sys.executable, str(FIXTURES / "amqp_rpc_client.py"), "out/rpc/answer.txt"]
+
+
+def _recorded(cassette, method: str) -> list[dict]:
+    lines = (cassette / "frames.jsonl").read_text().splitlines()
+    return [s for s in (json.loads(line)["summary"] for line in lines) if s.get("method") == method]
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_amqp_reply_queue_and_correlation_id_bind_with_no_rule(mode, tmp_path):
+    """The caller's reply queue `reply-<uuid4>` and correlation id are new this run: both bind,
+    the responder gets the request with the live reply_to and correlation id stamped in, and
+    the caller accepts the answer only because it carries its own correlation id."""
+    declared = [s["args"]["queue"] for s in _recorded(AMQP_RPC, "Queue.Declare")]
+    assert declared[0].startswith("reply-"), declared
+    served = assert_replays(
+        AMQP_RPC, [*AMQP_RPC_CLIENT, "--x", "7"], ["out/rpc/answer.txt"], tmp_path, "--match", mode
+    )
+    bound = {b["recorded"]: b for b in served.report["bindings"]}
+    assert declared[0].removeprefix("reply-") in bound  # the UUID inside the queue name
+    assert len(served.report["bindings"]) == 3  # reply queue, correlation id, consumer tag
+
+
+def test_amqp_changed_argument_is_a_miss_naming_the_field_not_the_ids(tmp_path):
+    with fake_broker(AMQP_RPC, tmp_path) as served:
+        client = run_client([*AMQP_RPC_CLIENT, "--x", "8"], tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Basic.Publish"
+    assert miss["diff"] == ["Basic.Publish ch 1 body.x: recorded 7 live 8"]
