@@ -280,6 +280,14 @@ class Bindings:
                 self._bsubs.clear()
         return None
 
+    def trial(self, pairs: Iterable[tuple[str, str]]) -> Bindings:
+        """A copy with `pairs` added (when unconflicting): to ask how a frame would compare if
+        they were bound, before binding them."""
+        copy = Bindings(self.recognizer, self.clock)
+        copy.to_live_map, copy.to_rec_map = dict(self.to_live_map), dict(self.to_rec_map)
+        copy.bind(pairs, "trial")
+        return copy
+
     # -- unify ---------------------------------------------------------------------------------
 
     def unify(self, recorded: Any, live: Any) -> Unified | None:
