@@ -48,3 +48,32 @@ def test_amqp_changed_argument_is_a_miss_naming_the_field_not_the_ids(tmp_path):
     miss = served.report["misses"][0]
     assert miss["api"] == "Basic.Publish"
     assert miss["diff"] == ["Basic.Publish ch 1 body.x: recorded 7 live 8"]
+
+
+MQTT_RPC = FIXTURES / "mqtt_cassettes" / "amqtt-rpc"
+MQTT_RPC_CLIENT = [sys.executable, str(FIXTURES / "mqtt_rpc_client.py"), "out/mqtt-rpc/answer.txt"]
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_mqtt_response_topic_carrying_the_random_client_id_binds_with_no_rule(mode, tmp_path):
+    """amqtt clients with `svc-` + 8 hex client ids (new each run); the requester subscribes to
+    `reply/<client id>` and names it in its request: the client ids bind at CONNECT, the topic
+    and the payload that embed one match, and the responder's recorded request and the
+    requester's recorded answer are pushed with the live topic and payload."""
+    served = assert_replays(
+        MQTT_RPC, [*MQTT_RPC_CLIENT, "--x", "7"], ["out/mqtt-rpc/answer.txt"], tmp_path,
+        "--match", mode,
+    )  # fmt: skip
+    bound = served.report["bindings"]
+    assert [b["where"].split(" ", 4)[-1] for b in bound] == ["CONNECT client_id"] * 2
+    assert all(b["recorded"].startswith("svc-") for b in bound)
+
+
+def test_mqtt_changed_argument_is_a_miss_naming_the_field(tmp_path):
+    with fake_broker(MQTT_RPC, tmp_path) as served:
+        client = run_client([*MQTT_RPC_CLIENT, "--x", "8"], tmp_path, timeout=60)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "PUBLISH"
+    assert miss["diff"] == ["PUBLISH topic rpc/square payload.x: recorded 7 live 8"]

@@ -552,7 +552,9 @@ class Session(BaseSession):
         if closest is not None and self.plan is not None:
             frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
-            lines = norm.diff(frame.summary, live, rec_payload, payload, self.causes.ignore)
+            lines = norm.diff(
+                frame.summary, live, rec_payload, payload, self.causes.ignore, self.ctx.bindings
+            )
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
         if self.v5 and self.plan is not None:
             text = f"rrlab replay miss: {api}: {reason}" + (f"; {lines[0]}" if lines else "")
