@@ -77,3 +77,32 @@ def test_mqtt_changed_argument_is_a_miss_naming_the_field(tmp_path):
     miss = served.report["misses"][0]
     assert miss["api"] == "PUBLISH"
     assert miss["diff"] == ["PUBLISH topic rpc/square payload.x: recorded 7 live 8"]
+
+
+KAFKA_RPC = FIXTURES / "kafka_cassettes" / "kafka-rpc-tansu"
+KAFKA_RPC_CLIENT = [
+    sys.executable,
+    str(FIXTURES / "kafka_rpc_client.py"),
+    "out/kafka-rpc/answer.txt",
+]
+
+
+def test_kafka_uuid_correlation_header_binds_with_no_rule(tmp_path):
+    """A fresh uuid4 in the request's key and `correlation_id` header: bound at the Produce,
+    the responder fetches the request with the live id stamped in (batch re-encoded, CRC
+    again), answers with it, and the requester finds the answer carrying its own id."""
+    served = assert_replays(
+        KAFKA_RPC, [*KAFKA_RPC_CLIENT, "--x", "7"], ["out/kafka-rpc/answer.txt"], tmp_path
+    )
+    (bound,) = served.report["bindings"]
+    assert bound["where"].endswith("Produce rrlab.requests")
+
+
+def test_kafka_changed_argument_is_a_miss_naming_the_field(tmp_path):
+    with fake_broker(KAFKA_RPC, tmp_path) as served:
+        client = run_client([*KAFKA_RPC_CLIENT, "--x", "8"], tmp_path, timeout=90)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Produce"
+    assert [line.split(" record 0 ")[-1] for line in miss["diff"]] == ["value.x: recorded 7 live 8"]
