@@ -321,17 +321,18 @@ class Bindings:
                 return True
         return False
 
-    def aligned(self, recorded: Any, live: Any) -> Any:
+    def aligned(self, recorded: Any, live: Any, path: str = "") -> Any:
         """`live` with every leaf that differs from `recorded` only by identifier-shaped or
         clock values set to the recorded one: a miss's diff then names the fields that really
         differ (a task argument), not the ids around them."""
-        if isinstance(recorded, dict) and isinstance(live, dict):
+        if isinstance(recorded, dict) and isinstance(live, dict) and _text_of(recorded) is None:
             return {
-                k: self.aligned(recorded[k], v) if k in recorded else v for k, v in live.items()
+                k: self.aligned(recorded[k], v, _join(path, k)) if k in recorded else v
+                for k, v in live.items()
             }
         if isinstance(recorded, list) and isinstance(live, list) and len(recorded) == len(live):
-            return [self.aligned(r, v) for r, v in zip(recorded, live, strict=True)]
-        if recorded != live and self.unify(recorded, live) is not None:
+            return [self.aligned(r, v, path) for r, v in zip(recorded, live, strict=True)]
+        if recorded != live and self._walk(path, recorded, live, Unified()):
             return recorded
         return live
 
