@@ -36,8 +36,10 @@ _UUID = (
 _AMQ = r"amq\.(?:gen|ctag)-[A-Za-z0-9_-]{8,}"
 #: hex of 16+ digits with at least one digit and one letter (not a word, not a number)
 _HEX = r"(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}"
-#: URL-safe or plain base64 of 20+ characters mixing upper case, lower case and digits
+#: URL-safe or plain base64 of 20+ characters mixing upper case, lower case and digits, and
+#: holding no UUID (a UUID next to letters is the UUID: `Hd4d302d8-...` in a record's bytes)
 _B64 = (
+    r"(?![A-Za-z0-9+/_-]*?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-)"
     r"(?=[A-Za-z0-9+/_-]*[0-9])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[A-Z])"
     r"[A-Za-z0-9+/_-]{20,}={0,2}"
 )
