@@ -1,10 +1,10 @@
 """A kafka-python request/reply pair for the binding tests, written the ordinary way: the
-requester produces a request to `rrlab.requests` with a fresh uuid4 in its `correlation_id`
-header (and in its key); the responder reads it and produces the answer to `rrlab.replies` with
+requester produces a request to `PREFIXrequests` with a fresh uuid4 in its `correlation_id`
+header (and in its key); the responder reads it and produces the answer to `PREFIXreplies` with
 the request's correlation id; the requester reads the replies and accepts only the one carrying
 its own correlation id. Writes `x squared = y` to OUT.
 
-Usage: python tests/replay/kafka_rpc_client.py OUT [--x N] [--bootstrap H:P]
+Usage: python tests/replay/kafka_rpc_client.py OUT [--x N] [--bootstrap H:P] [--prefix P]
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
-
-REQUESTS, REPLIES = "rrlab.requests", "rrlab.replies"
 
 
 def _read_one(bootstrap: str, topic: str, want: bytes | None) -> tuple[bytes, bytes]:
@@ -47,11 +45,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("out")
     p.add_argument("--x", type=int, default=7)
     p.add_argument("--bootstrap", default="127.0.0.1:19092")
+    p.add_argument("--prefix", default="rrlab.", help="topic name prefix (fresh topics)")
     args = p.parse_args(argv)
+    requests, replies = f"{args.prefix}requests", f"{args.prefix}replies"
 
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=10_000)
     try:
-        topics = [NewTopic(t, num_partitions=1, replication_factor=1) for t in (REQUESTS, REPLIES)]
+        topics = [NewTopic(t, num_partitions=1, replication_factor=1) for t in (requests, replies)]
         admin.create_topics(topics)
     except TopicAlreadyExistsError:
         pass
@@ -62,14 +62,14 @@ def main(argv: list[str]) -> int:
     correlation_id = str(uuid.uuid4()).encode()
     request = json.dumps({"x": args.x}).encode()
     headers = [("correlation_id", correlation_id)]
-    producer.send(REQUESTS, key=correlation_id, value=request, headers=headers).get(timeout=30)
+    producer.send(requests, key=correlation_id, value=request, headers=headers).get(timeout=30)
 
-    asked_corr, asked = _read_one(args.bootstrap, REQUESTS, None)  # the responder
+    asked_corr, asked = _read_one(args.bootstrap, requests, None)  # the responder
     answer = json.dumps({"y": json.loads(asked)["x"] ** 2}).encode()
-    producer.send(REPLIES, value=answer, headers=[("correlation_id", asked_corr)]).get(timeout=30)
+    producer.send(replies, value=answer, headers=[("correlation_id", asked_corr)]).get(timeout=30)
     producer.close(10)
 
-    _corr, value = _read_one(args.bootstrap, REPLIES, correlation_id)  # the requester
+    _corr, value = _read_one(args.bootstrap, replies, correlation_id)  # the requester
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"{args.x} squared = {json.loads(value)['y']}\n")
