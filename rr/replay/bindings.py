@@ -249,8 +249,9 @@ class Bindings:
         self.to_live_map: dict[str, str] = {}
         self.to_rec_map: dict[str, str] = {}
         self.made: list[Binding] = []
-        self._subs: dict[bool, Callable[[str], str] | None] = {}
-        self._bsubs: dict[bool, Callable[[bytes], bytes] | None] = {}
+        #: the replacing, each way: recorded -> live (serving), live -> recorded (comparing)
+        self._live = _Replacer(self.recognizer)
+        self._rec = _Replacer(self.recognizer)
 
     def __bool__(self) -> bool:
         return bool(self.to_live_map)
@@ -278,16 +279,15 @@ class Bindings:
             if rec not in self.to_live_map:
                 self.to_live_map[rec], self.to_rec_map[live] = live, rec
                 self.made.append(Binding(rec, live, where))
-                self._subs.clear()
-                self._bsubs.clear()
+                self._live.add(rec, live)
+                self._rec.add(live, rec)
         return None
 
     def trial(self, pairs: Iterable[tuple[str, str]]) -> Bindings:
         """A copy with `pairs` added (when unconflicting): to ask how a frame would compare if
         they were bound, before binding them."""
         copy = Bindings(self.recognizer, self.clock)
-        copy.to_live_map, copy.to_rec_map = dict(self.to_live_map), dict(self.to_rec_map)
-        copy.bind(pairs, "trial")
+        copy.bind([*self.to_live_map.items(), *pairs], "trial")
         return copy
 
     # -- unify ---------------------------------------------------------------------------------
@@ -342,21 +342,17 @@ class Bindings:
 
     def to_live(self, text: str) -> str:
         """`text` with every recorded value replaced by its live one (what is served)."""
-        sub = self._sub(True)
-        return sub(text) if sub is not None else text
+        return self._live.text(text) if self else text
 
     def to_recorded(self, text: str) -> str:
         """`text` with every live value put back to its recorded one (what is compared)."""
-        sub = self._sub(False)
-        return sub(text) if sub is not None else text
+        return self._rec.text(text) if self else text
 
     def bytes_to_live(self, data: bytes) -> bytes:
-        sub = self._bsub(True)
-        return sub(data) if sub is not None else data
+        return self._live.data(data) if self else data
 
     def bytes_to_recorded(self, data: bytes) -> bytes:
-        sub = self._bsub(False)
-        return sub(data) if sub is not None else data
+        return self._rec.data(data) if self else data
 
     def value_to_live(self, value: Any) -> Any:
         """A JSON-able value (a decoder summary, a message view) with live values stamped in,
@@ -369,37 +365,65 @@ class Bindings:
     def mentions_live(self, data: bytes) -> bool:
         """Whether `data` holds a bound live value (a fast path that compares bytes must not
         take it then)."""
-        return bool(self) and any(v.encode() in data for v in self.to_rec_map)
+        return bool(self) and self._rec.found_in(data)
 
     def mentions_recorded(self, data: bytes) -> bool:
-        return bool(self) and any(r.encode() in data for r in self.to_live_map)
-
-    def _sub(self, to_live: bool) -> Callable[[str], str] | None:
-        if to_live not in self._subs:
-            table = self.to_live_map if to_live else self.to_rec_map
-            self._subs[to_live] = _replacer(table) if table else None
-        return self._subs[to_live]
-
-    def _bsub(self, to_live: bool) -> Callable[[bytes], bytes] | None:
-        if to_live not in self._bsubs:
-            table = self.to_live_map if to_live else self.to_rec_map
-            btable = {k.encode(): v.encode() for k, v in table.items()}
-            self._bsubs[to_live] = _replacer(btable) if btable else None
-        return self._bsubs[to_live]
+        return bool(self) and self._live.found_in(data)
 
     def lines(self) -> list[str]:
         """One line per binding made, for the run report."""
         return [f"bound {b.recorded!r} -> {b.live!r} ({b.where})" for b in self.made]
 
 
-def _replacer(table: Mapping[Any, Any]) -> Callable[[Any], Any]:
-    """Replace every key of `table` (longest first) by its value, in one pass."""
-    keys = sorted(table, key=len, reverse=True)
-    if isinstance(keys[0], bytes):
-        pattern = re.compile(b"|".join(re.escape(k) for k in keys))
-        return lambda data: pattern.sub(lambda m: table[m.group()], data)
-    spattern = re.compile("|".join(re.escape(k) for k in keys))
-    return lambda text: spattern.sub(lambda m: table[m.group()], text)
+class _Replacer:
+    """Replaces bound values one way, in a cost that does not grow with the table: an
+    identifier-shaped value (one recognised token: a UUID, a token) is found by scanning the
+    text for tokens and looking each up; any other value (a client id, a host name, a consumer
+    tag: few per run) through one alternation, compiled again only when one is added. A run
+    that binds a fresh message id per message stays linear."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        self._scan = recognizer._find
+        self._bscan = re.compile(recognizer._find.pattern.encode())
+        self.shaped: dict[str, str] = {}
+        self.shaped_b: dict[bytes, bytes] = {}
+        self.other: dict[str, str] = {}
+        self._other_re: re.Pattern[str] | None = None
+        self._other_bre: re.Pattern[bytes] | None = None
+
+    def add(self, old: str, new: str) -> None:
+        match = self._scan.fullmatch(old)
+        if match is not None:
+            self.shaped[old] = new
+            self.shaped_b[old.encode()] = new.encode()
+            return
+        self.other[old] = new
+        keys = sorted(self.other, key=len, reverse=True)
+        self._other_re = re.compile("|".join(re.escape(k) for k in keys))
+        self._other_bre = re.compile(b"|".join(re.escape(k.encode()) for k in keys))
+
+    def text(self, text: str) -> str:
+        if self._other_re is not None:
+            text = self._other_re.sub(lambda m: self.other[m.group()], text)
+        if self.shaped:
+            table = self.shaped
+            text = self._scan.sub(lambda m: table.get(m.group(), m.group()), text)
+        return text
+
+    def data(self, data: bytes) -> bytes:
+        if self._other_bre is not None:
+            other = self.other
+            data = self._other_bre.sub(lambda m: other[m.group().decode()].encode(), data)
+        if self.shaped_b:
+            table = self.shaped_b
+            data = self._bscan.sub(lambda m: table.get(m.group(), m.group()), data)
+        return data
+
+    def found_in(self, data: bytes) -> bool:
+        if self._other_bre is not None and self._other_bre.search(data):
+            return True
+        table = self.shaped_b
+        return bool(table) and any(m.group() in table for m in self._bscan.finditer(data))
 
 
 def _map_strings(value: Any, fn: Callable[[str], str], bfn: Callable[[bytes], bytes]) -> Any:
