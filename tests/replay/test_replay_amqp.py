@@ -346,7 +346,5 @@ def test_timestamp_misses_naming_the_property_when_its_clock_rule_is_exact(tmp_p
     assert client.returncode != 0
     assert served.exit_code == 1
     lines = served.report["misses"][0]["diff"]
-    assert [line.split(":")[0] for line in lines] == [
-        "Basic.Publish ch 1 properties.message_id",
-        "Basic.Publish ch 1 properties.timestamp",
-    ]
+    # the message_id would bind: the diff names only the field that really differs
+    assert [line.split(":")[0] for line in lines] == ["Basic.Publish ch 1 properties.timestamp"]
