@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,7 @@ def serve(
             cassette,
             policy=policy,
             mode=mode,
-            meta={"recorder": "rrlab proxy", "profile": policy.name},
+            meta={"recorder": "rrlab proxy", "profile": policy.name, "origin": _origin()},
         )
     except (CassetteError, PolicyError, OSError) as exc:
         for port in app.ports:
@@ -135,3 +137,14 @@ def serve(
             }
         )
     return app.exit_code
+
+
+def _origin() -> dict[str, str]:
+    """Where this recording is made: clients put the host's and user's names into the names they
+    choose (`celery@HOST.celery.pidbox`), which a replay on another machine binds
+    (`rr.replay.bindings.Origin`)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return {"host": socket.gethostname(), "user": user}

@@ -190,6 +190,7 @@ class ReplayServer:
                 "live": self.ctx.live_connections,
                 "not_accepted": self.report.not_accepted,
             },
+            "bindings": [b.to_dict() for b in self.ctx.bindings.made],
             "format": "rrlab.replay-report/1",
             "match": str(self.ctx.options.match),
             "pace": str(self.ctx.options.pace),

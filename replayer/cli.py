@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         strict=bool(args.strict),
         ignore_fields=rules["ignore_fields"],
         ignore_headers=rules["ignore_headers"],
+        exact_clock_fields=rules["exact_clock_fields"],
     )
     console = Console(fmt=args.log_format)
     low_files = open_file_limit_note(*raise_open_file_limit())

@@ -283,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(printable(line) for line in item.diff))  # no control sequence obeyed
     for note in served.report.get("notes", []):  # e.g. a request matched by its header only
         _say(f"note: {printable(note)}")
+    for bound in served.report.get("bindings", [])[:MAX_BINDING_LINES]:  # values the client chose
+        _say(printable(f"bound {bound['recorded']} -> {bound['live']} ({bound['where']})"))
     print(_closing(verdict, why, served, checked, used), flush=True)
     return EXIT_OK if verdict == "ok" else EXIT_MISMATCH
 
@@ -784,6 +786,7 @@ def _report(args, recording, served, checked, verdict, why, asked, used) -> dict
     fake = served.report
     return {
         "artifacts": {c.name: c.to_dict() for c in checked},
+        "bindings": fake.get("bindings", []),
         "cassette": {
             "frames_sha256": recording.manifest.frames_sha256,
             "path": str(args.cassette),
@@ -836,6 +839,10 @@ def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+#: bindings named on the terminal (the report lists them all)
+MAX_BINDING_LINES = 10
 
 
 def _closing(verdict, why, served, checked, used) -> str:

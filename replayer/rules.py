@@ -10,7 +10,10 @@
   record values, AMQP bodies, MQTT payloads); a list is crossed by name (`items.id`: every
   item's `id`). Dropped from both the recorded and the live message before they are compared;
 - `ignore_headers`: header names (Kafka record headers, AMQP `headers` table entries, MQTT 5
-  user properties) left out of the comparison.
+  user properties) left out of the comparison;
+- `exact_clock_fields`: paths, written as above, of fields whose recorded clock value (an AMQP
+  `timestamp`, an ISO-8601 or epoch value) must equal the live one. By default a recorded clock
+  value matches any live value of the same form (`rr.replay.bindings`): the replay runs later.
 `rrlab serve --ignore-field PATH --ignore-header NAME` add to them for one run.
 """
 
@@ -27,7 +30,7 @@ from rrlab.rr.usage import UsageError
 
 RULES_NAME = "replay-rules.json"
 MAX_RULES_BYTES = 1 << 20
-_KEYS = ("ignore_fields", "ignore_headers")
+_KEYS = ("ignore_fields", "ignore_headers", "exact_clock_fields")
 
 
 def load_rules(
@@ -70,5 +73,5 @@ def _from_file(cassette: Path) -> dict[str, tuple[str, ...]]:
         if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
             raise UsageError(f"{path}: {key} must be a list of non-empty strings")
         out[key] = tuple(items)
-    _check_paths(out["ignore_fields"], str(path))
+    _check_paths(out["ignore_fields"] + out["exact_clock_fields"], str(path))
     return out

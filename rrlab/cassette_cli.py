@@ -11,6 +11,7 @@ about connections whose recording broke (framing, rewrite, redaction; `--strict`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -41,8 +42,10 @@ from rrlab.rr.cassette.format import (
 from rrlab.rr.cassette.migrate import migrate
 from rrlab.rr.cassette.paths import CassetteDir
 from rrlab.rr.cassette.reader import load_manifest
+from rrlab.rr.codecs import Direction
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.base import clip
+from rrlab.rr.replay.bindings import Origin, Recognizer
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
@@ -234,12 +237,64 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
     if conn is not None:
         manifest["connections"] = [c for c in manifest["connections"] if c["id"] == conn]
     rows = []
+    bindable = Bindable(m)
     for f in frames:
+        bindable.see(f)
         row = f.to_dict(timed=True)
         del row["raw"]
         row["size"] = len(f.raw)
         rows.append(row)
-    return {"frames": rows, "manifest": manifest}
+    return {"bindable": bindable.to_dict(), "frames": rows, "manifest": manifest}
+
+
+#: summary fields (or AMQP method arguments) a client picks: MQTT client id, AMQP consumer tag
+CLIENT_CHOSEN = ("client_id", "consumer_tag")
+
+
+class Bindable:
+    """Per connection, the identifier-shaped values its client frames carry: what a replay
+    binds to this run's values when they differ (`rr.replay.bindings`), in first-seen order."""
+
+    #: values listed per connection at most
+    SHOWN = 12
+
+    def __init__(self, m: Manifest) -> None:
+        self.recognizer = Recognizer(Origin.of(m.meta))
+        self.found: dict[int, dict[str, str]] = {}  # conn -> value -> kind
+
+    def see(self, f: FrameRecord) -> None:
+        if f.dir is not Direction.C2S:
+            return
+        text = json.dumps(f.summary, ensure_ascii=False)
+        text += "\n" + payload_of(f).decode("utf-8", "replace")
+        values = self.found.setdefault(f.conn, {})
+        for name in CLIENT_CHOSEN:  # bound by position, whatever their shape
+            if name == "client_id":
+                value = f.summary.get(name) if f.summary.get("packet") == "CONNECT" else None
+            else:
+                value = (f.summary.get("args") or {}).get(name)
+            if isinstance(value, str) and value:
+                values.setdefault(value, name.replace("_", " "))
+        for kind, value in self.recognizer.tokens(text):
+            values.setdefault(value, kind)
+
+    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            str(conn): [{"kind": k, "value": v} for v, k in values.items()]
+            for conn, values in sorted(self.found.items())
+            if values
+        }
+
+    def lines(self) -> list[str]:
+        out = []
+        for conn, values in sorted(self.found.items()):
+            if values:
+                shown = [f"{v} ({k})" for v, k in list(values.items())[: self.SHOWN]]
+                more = len(values) - self.SHOWN
+                out.append(
+                    f"conn {conn}: " + ", ".join(shown) + (f" +{more} more" if more > 0 else "")
+                )
+        return out
 
 
 def printable_json(doc: str) -> str:
@@ -356,7 +411,9 @@ def print_tables(
         say(line)
     say("")
     say(_FRAME_FMT.format(*FRAME_COLUMNS).rstrip())
+    bindable = Bindable(m)
     for f in frames:
+        bindable.see(f)
         what, ids = protocol_for(f.proto).describe(f.summary)
         line = _FRAME_FMT.format(
             f.seq,
@@ -374,6 +431,12 @@ def print_tables(
         if payload is not None:
             for row in payload_rows(f, payload):
                 say(row)
+    lines = bindable.lines()
+    if lines:
+        say("")
+        say("values a replay binds (identifier-shaped, in client frames):")
+        for line in lines:
+            say("  " + line)
 
 
 def payload_rows(f: FrameRecord, payload: str) -> list[str]:

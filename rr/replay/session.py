@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from rrlab.rr.cassette.errors import printable
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, Framer, FramingError, Proto
 
+from .bindings import Bindings, Origin, Recognizer, clock
 from .recording import RecFrame, RecordedConn, Recording
 
 
@@ -46,6 +47,9 @@ class ReplayOptions:
     #: payload fields (dotted paths into JSON payloads) and Kafka header names to ignore
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
+    #: fields (view paths, e.g. `properties.timestamp`) whose recorded clock value must equal
+    #: the live one (by default a clock value matches any live one of the same form)
+    exact_clock_fields: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -184,6 +188,10 @@ class ReplayContext:
         self.report = report
         self.ports = ports
         self.shared: dict[Proto, Any] = {}
+        #: values the clients chose, recorded -> live, for every connection of the run
+        self.bindings = Bindings(
+            Recognizer(Origin.of(recording.manifest.meta)), clock(options.exact_clock_fields)
+        )
         #: the longest client frame a session frames (the policy's frame budget)
         self.max_frame_bytes = max_frame_bytes
         #: live connection ids go on across `serve --repeat` sessions (one per accepted one)

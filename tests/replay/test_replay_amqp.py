@@ -326,17 +326,25 @@ def test_message_id_and_timestamp_replay_when_their_property_paths_are_ignored(t
     assert_replays(MESSAGE_PROPS, _message_props_client(), [BODIES], tmp_path, *flags)
 
 
-def test_message_id_and_timestamp_miss_naming_the_property_when_not_ignored(tmp_path):
-    with fake_broker(MESSAGE_PROPS, tmp_path, "--ignore-field", "properties.timestamp") as served:
+def test_message_id_and_timestamp_replay_with_no_rule_bound_and_clock(tmp_path):
+    """With no rule: the uuid4 message_id is identifier-shaped (bound recorded -> live), the
+    timestamp a clock value of the recording (any live one of its form matches)."""
+    served = assert_replays(MESSAGE_PROPS, _message_props_client(), [BODIES], tmp_path, "--strict")
+    wheres = [b["where"].split(" ", 4)[-1] for b in served.report["bindings"]]
+    assert wheres.count("Basic.Publish") == 5  # one message_id per publish
+    assert wheres.count("Basic.Consume consumer_tag") == 1  # pika's random tag
+
+
+def test_timestamp_misses_naming_the_property_when_its_clock_rule_is_exact(tmp_path):
+    copy = tmp_path / "cassette"
+    shutil.copytree(MESSAGE_PROPS, copy)
+    (copy / "replay-rules.json").write_text(
+        json.dumps({"exact_clock_fields": ["properties.timestamp"]})
+    )
+    with fake_broker(copy, tmp_path) as served:
         client = run_client(_message_props_client(), tmp_path)
     assert client.returncode != 0
     assert served.exit_code == 1
-    (line,) = served.report["misses"][0]["diff"]
-    assert line.startswith("Basic.Publish ch 1 properties.message_id: recorded "), line
-    with fake_broker(MESSAGE_PROPS, tmp_path) as served:
-        run_client(_message_props_client(), tmp_path)
     lines = served.report["misses"][0]["diff"]
-    assert [line.split(":")[0] for line in lines] == [
-        "Basic.Publish ch 1 properties.message_id",
-        "Basic.Publish ch 1 properties.timestamp",
-    ]
+    # the message_id would bind: the diff names only the field that really differs
+    assert [line.split(":")[0] for line in lines] == ["Basic.Publish ch 1 properties.timestamp"]

@@ -331,7 +331,11 @@ def test_symlinked_replay_rules_are_refused(tmp_path):
 
     path = tmp_path / "c"
     cassette(path)
-    assert load_rules(path) == {"ignore_fields": (), "ignore_headers": ()}
+    assert load_rules(path) == {
+        "ignore_fields": (),
+        "ignore_headers": (),
+        "exact_clock_fields": (),
+    }
     elsewhere = tmp_path / "rules.json"
     elsewhere.write_text('{"ignore_fields": ["secret.from.elsewhere"]}')
     (path / "replay-rules.json").symlink_to(elsewhere)

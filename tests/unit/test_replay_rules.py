@@ -17,9 +17,14 @@ def test_rules_from_the_cassette_and_the_command_line_are_merged(tmp_path):
     assert got == {
         "ignore_fields": ("amount", "properties.message_id", "items.id"),
         "ignore_headers": ("trace", "traceparent"),
+        "exact_clock_fields": (),
     }
     (tmp_path / "plain").mkdir()  # a cassette without a rules file
-    assert load_rules(tmp_path / "plain") == {"ignore_fields": (), "ignore_headers": ()}
+    assert load_rules(tmp_path / "plain") == {
+        "ignore_fields": (),
+        "ignore_headers": (),
+        "exact_clock_fields": (),
+    }
     with pytest.raises(UsageError, match="no such cassette directory"):
         load_rules(tmp_path / "none")
 
@@ -34,3 +39,11 @@ def test_an_indexed_path_is_refused_naming_the_file_and_the_path_to_write(tmp_pa
 def test_a_bad_command_line_path_is_refused_naming_the_flag(tmp_path):
     with pytest.raises(UsageError, match="--ignore-field: ignore path 'a..b'"):
         load_rules(tmp_path, ["a..b"])
+
+
+def test_exact_clock_fields_are_read_and_their_paths_checked(tmp_path):
+    (tmp_path / RULES_NAME).write_text(json.dumps({"exact_clock_fields": ["properties.timestamp"]}))
+    assert load_rules(tmp_path)["exact_clock_fields"] == ("properties.timestamp",)
+    (tmp_path / RULES_NAME).write_text(json.dumps({"exact_clock_fields": ["ts[0]"]}))
+    with pytest.raises(UsageError, match="'ts'"):
+        load_rules(tmp_path)

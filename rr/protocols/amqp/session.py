@@ -5,9 +5,11 @@ connection binds on its normalized Connection.StartOk (and may move to another r
 connection while everything served so far is the same bytes). Each matched client message
 (a method, with its content for Basic.Publish) releases the server frames recorded after it up
 to the next client message. Heartbeats are ignored from the client and synthesized at the
-negotiated interval; a client-chosen consumer tag is mapped to the recorded one and the live tag
-stamped into every served frame that carries it. A miss closes the connection with
-Connection.Close 541 naming the mismatch.
+negotiated interval. Values the client chose (a consumer tag, a connection name, a reply queue
+named by a UUID, a correlation id) are bindings (`rr.replay.bindings`): a live message that
+differs from its recorded counterpart only in identifier-shaped or clock values matches it, and
+the live values are stamped into every frame served afterwards (`stamp`). A miss closes the
+connection with Connection.Close 541 naming the mismatch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rrlab.rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
 from .codec import AmqpDecoder, AmqpFramer
+from .stamp import stamp_frames
 from .transcript import Step, Transcript, reset_to, same_way
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
@@ -33,8 +36,6 @@ INTERNAL_ERROR = 541
 CLOSE_GRACE = 1.0
 #: A live connection may move to another recorded one only within its first steps.
 REBIND_WINDOW = 64
-#: Server methods that carry a consumer tag a client may have picked.
-TAGGED = frozenset({"Basic.ConsumeOk", "Basic.Deliver", "Basic.Cancel", "Basic.CancelOk"})
 
 
 def is_liveness(summary: dict[str, Any]) -> bool:
@@ -63,8 +64,6 @@ class Session(BaseSession):
         self.assembler = norm.Assembler()
         self.transcript: Transcript | None = None
         self.greeter: Transcript | None = None  # whose Connection.Start answered the header
-        self.live_tags: dict[str, str] = {}  # live consumer tag -> recorded
-        self.rec_tags: dict[str, str] = {}  # recorded consumer tag -> live
         #: matched steps in live order, for rebinding; None once past REBIND_WINDOW (then the
         #: transcript lets go of used steps)
         self.history: list[Step] | None = []
@@ -78,7 +77,7 @@ class Session(BaseSession):
     @property
     def opts(self) -> norm.Options:
         o = self.ctx.options
-        return norm.Options(self.live_tags, o.ignore_fields, o.ignore_headers)
+        return norm.Options(self.ctx.bindings.to_rec_map, o.ignore_fields, o.ignore_headers)
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -174,11 +173,14 @@ class Session(BaseSession):
         for step in (header, start_ok):
             self.transcript.use(step)
             self._remember(step)
+        self._bind_whole(start_ok.message, message, "client_properties", "connection_name")
         self.report.matched(self.proto, "Connection.StartOk")
         self._send_replies(start_ok)
 
     def _serve(self, message: norm.Message) -> None:
         assert self.transcript is not None
+        if self.ctx.bindings:
+            message = _to_recorded(message, self.ctx.bindings)
         upcoming = self.transcript.upcoming()
         if upcoming is not None and upcoming.message.wire == message.wire:
             # the same bytes as the next recorded message (the earliest unused one, so lookup
@@ -193,6 +195,10 @@ class Session(BaseSession):
             steps = self._find(self.transcript, message, key)
         if steps is None and self._poll_again(message, key):
             return
+        if steps is None:
+            steps = self._unified(message, key)
+            if self.closing:  # a binding conflict
+                return
         if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
             self._close_unrecorded(message)
             return
@@ -289,11 +295,7 @@ class Session(BaseSession):
         self.transcript.use(step)
         self._remember(step)
         if message.name == "Basic.Consume":
-            live_tag = str(message.args.get("consumer_tag") or "")
-            rec_tag = str(step.message.args.get("consumer_tag") or "")
-            if live_tag and rec_tag:
-                self.live_tags[live_tag] = rec_tag
-                self.rec_tags[rec_tag] = live_tag
+            self._bind_whole(step.message, message, "consumer_tag")
         if message.name == "Connection.TuneOk":
             self._start_heartbeats(int(message.args.get("heartbeat") or 0))
         self._count_matched(message)
@@ -310,20 +312,58 @@ class Session(BaseSession):
     # -- answering -----------------------------------------------------------------------------
 
     def _send_replies(self, step: Step) -> None:
-        self.send_recorded(((f, self._stamped(f)) for f in step.replies), after=step.trigger)
+        """The frames the step released, with the live values of every binding stamped in."""
+        bindings = self.ctx.bindings
+        if not bindings:
+            self.send_recorded(((f, f.raw) for f in step.replies), after=step.trigger)
+            return
+        stamped = stamp_frames([f.raw for f in step.replies], bindings)
+        self.send_recorded(zip(step.replies, stamped, strict=True), after=step.trigger)
 
-    def _stamped(self, frame: RecFrame) -> bytes:
-        """The recorded bytes, with the live consumer tag where the recorded one was mapped."""
-        summary = frame.summary
-        if summary.get("method") not in TAGGED or not self.rec_tags:
-            return frame.raw
-        rec_tag = (summary.get("args") or {}).get("consumer_tag")
-        live_tag = self.rec_tags.get(rec_tag) if isinstance(rec_tag, str) else None
-        if live_tag is None or live_tag == rec_tag:
-            return frame.raw
-        _n, channel, method = pamqp.frame.unmarshal(frame.raw)
-        method.consumer_tag = live_tag
-        return pamqp.frame.marshal(method, channel)
+    # -- bindings ------------------------------------------------------------------------------
+
+    def _bind_whole(self, recorded: norm.Message, live: norm.Message, *path: str) -> None:
+        """A value the client picks by position (a consumer tag, a connection name), whatever
+        its shape: bound recorded -> live (a conflict leaves the table as it was)."""
+        rec_value: Any = recorded.args
+        live_value: Any = live.args
+        for name in path:
+            rec_value = rec_value.get(name) if isinstance(rec_value, dict) else None
+            live_value = live_value.get(name) if isinstance(live_value, dict) else None
+        if isinstance(rec_value, str) and isinstance(live_value, str):
+            where = f"amqp live conn {self.link.live_id} {live.name} {'.'.join(path)}"
+            self.ctx.bindings.bind([(rec_value, self.ctx.bindings.to_live(live_value))], where)
+
+    def _unified(self, message: norm.Message, key: bytes) -> list[Step] | None:
+        """The recorded step the live message equals up to identifier-shaped and clock values
+        (transcript: the next one; lookup: the earliest such unused one of its method and
+        channel, not one `_find` declined), its values bound. A binding conflict is a miss
+        naming both values."""
+        assert self.transcript is not None
+        tr, bindings = self.transcript, self.ctx.bindings
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            upcoming = tr.upcoming()
+            candidates = [upcoming] if upcoming is not None else []
+        else:
+            candidates = [
+                s
+                for s in tr.unused()
+                if s.message.name == message.name and s.message.channel == message.channel
+            ]
+        live = norm.normalized(message, self.opts)
+        for step in candidates:
+            if tr.key(step) == key:  # the same message, refused for a reason of its own
+                continue
+            unified = bindings.unify(norm.normalized(step.message, self.opts), live)
+            if unified is None:
+                continue
+            where = f"amqp live conn {self.link.live_id} {message.name}"
+            conflict = bindings.bind(unified.pairs, where)
+            if conflict is not None:
+                self._miss_step(message, step, conflict.line())
+                return None
+            return [step]
+        return None
 
     def _start_heartbeats(self, interval: int) -> None:
         """Server heartbeats at half the negotiated interval (as RabbitMQ), never recorded."""
@@ -475,7 +515,10 @@ class Session(BaseSession):
     def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:
         live = norm.normalized(message, self.opts)
         rec = norm.normalized(closest.message, self.opts) if closest is not None else None
-        lines = norm.diff(rec, live, closest.message.body, message.body) if rec is not None else []
+        lines = []
+        if closest is not None and rec is not None:
+            shown = self.ctx.bindings.aligned(rec, live)  # the ids that would bind left out
+            lines = norm.diff(rec, shown, closest.message.body, message.body)
         self.miss(message.name, reason, live, rec, lines)
         text = f"rrlab replay miss: {message.name}: {reason}"
         if lines:
@@ -502,6 +545,20 @@ class Session(BaseSession):
         self._shared().sessions.pop(self.link.live_id, None)
         if self.transcript is None:
             self.report.connection(self.proto, False)
+
+
+def _to_recorded(message: norm.Message, bindings: Any) -> norm.Message:
+    """The live message with its bound live values put back to the recorded ones (its wire
+    bytes kept: they never equal the recording's then)."""
+    return norm.Message(
+        message.channel,
+        message.name,
+        bindings.value_to_recorded(message.args),
+        bindings.value_to_recorded(message.properties),
+        bindings.bytes_to_recorded(message.body) if message.body is not None else None,
+        message.frames,
+        message.wire,
+    )
 
 
 def _all_get_empty(replies: list[RecFrame]) -> bool:

@@ -195,10 +195,14 @@ def record_diff(
     *,
     ignore_fields: Iterable[str] = (),
     ignore_headers: Iterable[str] = (),
+    bindings: Any = None,
 ) -> list[str]:
-    """Lines like `Produce topic t partition 0 record 17 value.n: recorded 17 live 18`."""
+    """Lines like `Produce topic t partition 0 record 17 value.n: recorded 17 live 18`; with the
+    run's `bindings`, values that would bind are not named."""
     ignore = record_rules(ignore_fields, ignore_headers)
     rec, got = ignore.apply(recorded.view()), ignore.apply(live.view())
+    if bindings is not None:
+        got = bindings.aligned(rec, got)
     out = diff.lines(rec, got)
     if not out:  # equal as values, perhaps not as bytes (e.g. JSON spacing)
         out = [

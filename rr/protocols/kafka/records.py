@@ -8,10 +8,11 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import crc32c
 from kio.serial.errors import SerialError
 from kio.serial.readers import (
     read_int8,
@@ -258,3 +259,78 @@ def record_lines(record: Mapping[str, Any]) -> list[str]:
     lines += [f"  header {name}: {show_bytes(value)}" for name, value in record["headers"]]
     lines.append(f"  value: {show_bytes(record['value'])}")
     return lines
+
+
+# --- rewriting (bindings stamped into served batches) -------------------------------------------
+
+
+def _zigzag(n: int) -> bytes:
+    """A signed varint/varlong as Kafka writes it (zigzag, 7 bits a byte)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        byte, z = z & 0x7F, z >> 7
+        out.append(byte | (0x80 if z else 0))
+        if not z:
+            return bytes(out)
+
+
+def _field(data: bytes | None) -> bytes:
+    return _zigzag(-1) if data is None else _zigzag(len(data)) + data
+
+
+def restamp_batch(batch: bytes, fn: Callable[[bytes], bytes]) -> bytes:
+    """One uncompressed magic 2 batch with every record's key, value, header names and values
+    passed through `fn` (the run's bound recorded values -> live ones): the records, the batch
+    length and its CRC-32C written again, offsets and timestamps kept. Anything else (a legacy
+    message set, a compressed or partial batch) is returned as it is."""
+    buf = memoryview(batch).toreadonly()
+    if len(buf) < _BATCH_OVERHEAD or buf[16] != 2 or read_int16(buf, 21)[0] & 0x07:
+        return batch
+    if _LENGTH_PREFIX + read_int32(buf, 8)[0] != len(buf):
+        return batch
+    head = _scan_batch(buf, _i64(buf, 0))
+    body = buf[_BATCH_OVERHEAD:]
+    out = bytearray()
+    pos = 0
+    changed = False
+    for _ in range(head.record_count):
+        length, n = read_signed_varint(body, pos)
+        start = pos + n
+        end = start + length
+        at = start + 1  # record attributes
+        at += read_signed_varlong(body, at)[1]  # timestamp delta
+        at += read_signed_varint(body, at)[1]  # offset delta
+        fixed = bytes(body[start:at])
+        key, at = _varbytes(body, at)
+        value, at = _varbytes(body, at)
+        count, n = read_signed_varint(body, at)
+        at += n
+        headers = []
+        for _ in range(count):
+            name, at = _varbytes(body, at)
+            hvalue, at = _varbytes(body, at)
+            headers.append((name, hvalue))
+        if at != end:
+            return batch
+        parts = [fixed, _field(_map(key, fn)), _field(_map(value, fn)), _zigzag(count)]
+        parts += [_field(_map(h, fn)) + _field(_map(v, fn)) for h, v in headers]
+        record = b"".join(parts)
+        changed = changed or record != bytes(body[start:end])
+        out += _zigzag(len(record)) + record
+        pos = end
+    if not changed:
+        return batch
+    tail = bytes(buf[21:_BATCH_OVERHEAD]) + bytes(out)  # attributes .. records: what the CRC covers
+    length = len(tail) + 9  # partition leader epoch (4), magic (1), crc (4)
+    return (
+        bytes(buf[0:8])
+        + length.to_bytes(4, "big", signed=True)
+        + bytes(buf[12:17])
+        + crc32c.crc32c(tail).to_bytes(4, "big")
+        + tail
+    )
+
+
+def _map(data: bytes | None, fn: Callable[[bytes], bytes]) -> bytes | None:
+    return None if data is None else fn(data)

@@ -26,6 +26,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from rrlab.rr.codecs import Proto
+from rrlab.rr.replay.bindings import Bindings
 from rrlab.rr.replay.session import Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
@@ -75,6 +76,7 @@ from .codec import (
 )
 from .fields import max_wait_seconds, topic_ident
 from .fields import topic_name as topic_of
+from .records import Record, restamp_batch
 from .redact import HEADER_ONLY_APIS
 from .rewrite import advertises_addresses, rewrite_addresses
 from .world import Exchange, KafkaWorld, _records
@@ -401,8 +403,11 @@ class Session(BaseSession):
             self.miss("Produce", f"no recorded Produce to topic {tp[0]} partition {tp[1]}", {})
             return int(ErrorCode.unknown_topic_or_partition), -1, -1
         start = log.cursor
+        bindings = self.ctx.bindings
         for n, rec in enumerate(live):
             at = start + n
+            if bindings:  # live values put back to the recorded ones
+                rec = _to_recorded(rec, bindings)
             if at >= len(log.digests):
                 self.miss(
                     "Produce",
@@ -410,8 +415,9 @@ class Session(BaseSession):
                     {"topic": tp[0], "partition": tp[1], "record": at, "key": _text(rec.key)},
                 )
                 return int(ErrorCode.invalid_record), -1, -1
-            if world.digest(rec.key, rec.value, rec.headers) != log.digests[at]:
-                self._record_miss(tp, at, rec, log.refs[at], where)
+            if world.digest(rec.key, rec.value, rec.headers) != log.digests[
+                at
+            ] and not self._unified(tp, at, rec, log.refs[at], where):
                 return int(ErrorCode.invalid_record), -1, -1
         log.cursor = start + len(live)
         for at in range(start, log.cursor):
@@ -421,7 +427,29 @@ class Session(BaseSession):
         base = log.offsets[start] if live else -1
         return 0, base, log.log_start_offset
 
-    def _record_miss(self, tp, at: int, live, ref: tuple[int, int, int], where: str) -> None:
+    def _unified(self, tp, at: int, live, ref: tuple[int, int, int], where: str) -> bool:
+        """The live record equals the recorded one up to identifier-shaped and clock values: its
+        values bound (True). Otherwise, or on a binding conflict, a miss (False)."""
+        conn, position, n = ref
+        recorded = self.world.recorded_records(conn, position).get((tp, n))
+        if recorded is not None:
+            opts = self.ctx.options
+            ignore = norm.record_rules(opts.ignore_fields, opts.ignore_headers)
+            rec_view = ignore.apply(_face(recorded).view())
+            unified = self.ctx.bindings.unify(rec_view, ignore.apply(_face(live).view()))
+            if unified is not None:
+                found = f"kafka live conn {self.link.live_id} Produce {tp[0]}"
+                conflict = self.ctx.bindings.bind(unified.pairs, found)
+                if conflict is None:
+                    return True
+                self._record_miss(tp, at, live, ref, where, conflict.line())
+                return False
+        self._record_miss(tp, at, live, ref, where)
+        return False
+
+    def _record_miss(
+        self, tp, at: int, live, ref: tuple[int, int, int], where: str, reason: str = ""
+    ) -> None:
         conn, position, n = ref
         recorded = self.world.recorded_records(conn, position).get((tp, n))
         opts = self.ctx.options
@@ -430,15 +458,16 @@ class Session(BaseSession):
         if recorded is not None:
             diff = norm.record_diff(
                 f"{where} record {at}",
-                norm.RecordFace(recorded.key, recorded.value, recorded.headers),
-                norm.RecordFace(live.key, live.value, live.headers),
+                _face(recorded),
+                _face(live),
                 ignore_fields=opts.ignore_fields,
                 ignore_headers=opts.ignore_headers,
+                bindings=self.ctx.bindings,
             )
             closest = _record_view(recorded) | {"conn": conn}
         self.miss(
             "Produce",
-            f"{where} record {at} differs from the recorded one",
+            reason or f"{where} record {at} differs from the recorded one",
             {"topic": tp[0], "partition": tp[1], "record": at} | _record_view(live),
             closest,
             diff,
@@ -489,8 +518,11 @@ class Session(BaseSession):
         budget = max(1, int(part.partition_max_bytes))
         out: list[bytes] = []
         size = 0
+        bindings = self.ctx.bindings
         for i in range(log.start_at(offset), len(log.bases)):
             batch = self.world.batch_bytes(log.refs[i])
+            if bindings.mentions_recorded(batch):  # the live values of the run's bindings
+                batch = restamp_batch(batch, bindings.bytes_to_live)
             if out and size + len(batch) > budget:
                 break
             out.append(batch)
@@ -557,6 +589,21 @@ def _text(data: bytes | None) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return f"<{len(data)} bytes>"
+
+
+def _face(rec: Any) -> norm.RecordFace:
+    return norm.RecordFace(rec.key, rec.value, rec.headers)
+
+
+def _to_recorded(rec: Record, bindings: Bindings) -> Record:
+    """A live record with the bound live values put back to the recorded ones."""
+    back = bindings.bytes_to_recorded
+
+    def part(data: bytes | None) -> bytes | None:
+        return None if data is None else back(data)
+
+    headers = tuple((bindings.to_recorded(k), part(v)) for k, v in rec.headers)
+    return dataclasses.replace(rec, key=part(rec.key), value=part(rec.value), headers=headers)
 
 
 def _record_view(rec: Any) -> dict[str, Any]:

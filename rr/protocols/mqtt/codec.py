@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -477,3 +478,56 @@ def encode_connack(code: int, *, v5: bool, reason_string: str | None = None) -> 
 
 
 PINGRESP_BYTES = b"\xd0\x00"
+
+
+# --- stamping bound values (the replayer's pushes) ---------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    return encode_remaining_length(n)
+
+
+def _rewrite_properties(r: _Reader, fn: Callable[[bytes], bytes]) -> bytes:
+    """A v5 property list (its length varint included) with every string, binary and string
+    pair value passed through `fn`; numbers kept as they are."""
+    length = r.varint()
+    inner = _Reader(r.raw, r.pos, r.pos + length)
+    out = bytearray()
+    while inner.left:
+        start = inner.pos
+        ident = inner.varint()
+        if ident not in PROPERTIES:
+            raise MqttDecodeError(f"unknown MQTT 5 property id {ident:#04x}")
+        kind = PROPERTIES[ident][1]
+        if kind in ("str", "bin"):
+            out += inner.raw[start : inner.pos] + _lstr(fn(inner.binary()))
+        elif kind == "pair":
+            out += inner.raw[start : inner.pos] + _lstr(fn(inner.binary()))
+            out += _lstr(fn(inner.binary()))
+        else:
+            inner.property_value(kind)
+            out += inner.raw[start : inner.pos]
+    r.pos = inner.end
+    return _varint(len(out)) + bytes(out)
+
+
+def _lstr(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+def stamp_publish(raw: bytes, v5: bool, fn: Callable[[bytes], bytes]) -> bytes:
+    """A PUBLISH with its topic, v5 string/binary properties (response topic, correlation data,
+    user properties) and payload passed through `fn` (bound recorded values -> live ones); the
+    remaining length recomputed. Other packets, and a PUBLISH `fn` leaves alone, unchanged."""
+    if raw[0] >> 4 != PUBLISH:
+        return raw
+    qos = (raw[0] >> 1) & 0x03
+    at = packet_body_start(raw)
+    r = _Reader(raw, at, len(raw))
+    topic = fn(r.binary())
+    packet_id = r.take(2) if qos else b""
+    props = _rewrite_properties(r, fn) if v5 else b""
+    payload = fn(r.take(r.left))
+    body = _lstr(topic) + packet_id + props + payload
+    new = raw[:1] + encode_remaining_length(len(body)) + body
+    return raw if new == raw else new

@@ -244,13 +244,17 @@ def diff(
     recorded_payload: bytes | None = None,
     live_payload: bytes | None = None,
     ignore: rrdiff.Ignore = rrdiff.NO_IGNORE,
+    bindings: Any = None,
 ) -> list[str]:
     """Field-level differences of what is compared, e.g.
-    `PUBLISH topic t payload.n: recorded 17 live 18` (the payload as a value)."""
+    `PUBLISH topic t payload.n: recorded 17 live 18` (the payload as a value); with the run's
+    `bindings`, values that would bind are not named."""
     if recorded.get("packet") != live.get("packet"):  # another packet: its fields say nothing
         return [f"packet: recorded {describe(recorded)} live {describe(live)}"]
     rec = ignore.apply(packet_view(recorded, recorded_payload))
     got = ignore.apply(packet_view(live, live_payload))
+    if bindings is not None:
+        got = bindings.aligned(rec, got)
     lines = rrdiff.lines(rec, got)
     if not lines and recorded_payload != live_payload and not ignore.touches("payload"):
         lines = ["payload: same value, different bytes"]

@@ -13,7 +13,11 @@ Maximum; otherwise a subscriber would run in lockstep with its own PUBACKs. PING
 synthesized PINGRESP; recorded PINGRESPs are never served. `--match transcript` keeps recorded
 order within each lane of `normalize.lane` (each kind of ack is a lane of its own: how acks
 interleave with other packets is the broker's timing, not the client's behaviour). Which
-fields must match is `rr.protocols.mqtt.normalize`'s job.
+fields must match is `rr.protocols.mqtt.normalize`'s job. Values the client chose are bindings
+(`rr.replay.bindings`): its client id, bound whole when its connection is claimed, and any
+identifier-shaped or clock value a packet differs in from its recorded counterpart; pushes
+served afterwards carry the live values (topic, payload, v5 response topic and correlation
+data: `codec.stamp_publish`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.diff import Ignore
+from rrlab.rr.replay.bindings import Bindings
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
 from rrlab.rr.replay.session import MatchMode, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
@@ -38,6 +43,7 @@ from .codec import (
     encode_connack,
     encode_disconnect,
     packet_id_span,
+    stamp_publish,
     with_packet_id,
 )
 from .plan import Causes, Plan, rc_connect
@@ -94,6 +100,7 @@ class Session(BaseSession):
         #: QoS 1/2 pushes sent to this live connection: all of them, and the latest by packet id
         self.delivered: set[int] = set()
         self.pushed: dict[int, int] = {}
+        self.client_id: str | None = None  # the live CONNECT's
 
     @property
     def causes(self) -> Causes:
@@ -111,7 +118,9 @@ class Session(BaseSession):
 
     def on_frame(self, raw: bytes) -> None:
         plan = self.plan
-        if plan is not None:  # the hot path: PUBLISH and acks matched without a decode
+        bindings = self.ctx.bindings
+        if plan is not None and not bindings.mentions_live(raw):
+            # the hot path: PUBLISH and acks matched without a decode
             key = norm.fast_key(raw, self.v5, self.causes.ignore)
             if key is not None:
                 name = PACKET_TYPES[raw[0] >> 4]
@@ -127,6 +136,8 @@ class Session(BaseSession):
         packet: MqttPacket | None = decoded.body
         payload = packet.payload if packet is not None else None
         name = _label(summary)
+        if bindings and plan is not None:  # live values put back to the recorded ones
+            summary, payload = self._to_recorded(summary, payload)
         if "error" in summary:
             self._fail(name, f"undecodable client packet: {summary['error']}", summary, payload)
             return
@@ -140,15 +151,21 @@ class Session(BaseSession):
             self.send(PINGRESP_BYTES)
             self.report.synthesized(self.proto, name)
             return
-        key = norm.fast_key(raw, self.v5, self.causes.ignore)
-        if key is None:
-            key = norm.match_key(summary, payload, self.causes.ignore)
-        plan = plan or self._settle(norm.lane(name), key)
+        key = self._key(raw, summary, payload)
+        if plan is None:
+            plan = self._settle(norm.lane(name), raw, summary, payload)
+            if plan is not None and bindings:
+                summary, payload = self._to_recorded(summary, payload)
+                key = self._key(raw, summary, payload)
         if plan is None:
             reason = "every recorded connection with this CONNECT is bound by now"
             self._fail(name, reason, summary, payload)
             return
         index = self._find(plan, name, key)
+        if index is None:
+            index = self._unified(plan, name, summary, payload)
+            if self.closed:  # a binding conflict
+                return
         if index is None and self._unrecorded_close(plan, name, summary):
             return
         if index is None:
@@ -164,6 +181,58 @@ class Session(BaseSession):
             return
         self._serve(plan, index, name, summary.get("packet_id"))
         self.report.matched(self.proto, name)
+
+    def _key(
+        self,
+        raw: bytes,
+        summary: dict[str, Any],
+        payload: bytes | None,
+        bindings: Bindings | None = None,
+    ) -> Hashable:
+        """The packet's match key, computed as the plan's were (from the bytes where it can
+        be), with the live values of `bindings` (the run's) put back to the recorded ones."""
+        bindings = bindings if bindings is not None else self.ctx.bindings
+        if bindings.mentions_live(raw):
+            raw = stamp_publish(raw, self.v5, bindings.bytes_to_recorded)
+        key = norm.fast_key(raw, self.v5, self.causes.ignore)
+        return key if key is not None else norm.match_key(summary, payload, self.causes.ignore)
+
+    def _to_recorded(
+        self, summary: dict[str, Any], payload: bytes | None
+    ) -> tuple[dict[str, Any], bytes | None]:
+        bindings = self.ctx.bindings
+        back = bindings.value_to_recorded(summary)
+        return back, bindings.bytes_to_recorded(payload) if payload is not None else None
+
+    def _unified(
+        self, plan: Plan, name: str, live: dict[str, Any], payload: bytes | None
+    ) -> int | None:
+        """The recorded packet (the closest one: next of its lane, or the earliest unused of
+        its type) the live one equals up to identifier-shaped and clock values, taken, its
+        values bound; a binding conflict is a miss naming both (the connection closed)."""
+        index = self._closest(plan, live)
+        if index is None or index in plan.conn.used:
+            return None
+        frame, rec_payload = plan.full(index)
+        if frame.summary.get("packet") != live.get("packet"):
+            return None
+        ignore = self.causes.ignore
+        rec_view = ignore.apply(norm.packet_view(frame.summary, rec_payload))
+        unified = self.ctx.bindings.unify(rec_view, ignore.apply(norm.packet_view(live, payload)))
+        if unified is None:
+            return None
+        where = f"mqtt live conn {self.link.live_id} {name}"
+        conflict = self.ctx.bindings.bind(unified.pairs, where)
+        if conflict is not None:
+            self._fail(name, conflict.line(), live, payload, index)
+            return None
+        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+            self.cursors[norm.lane(name)] += 1
+        else:
+            queue = plan.by_key.get(plan.keys[index])
+            if queue is not None and index in queue:
+                queue.remove(index)
+        return index
 
     def _find(self, plan: Plan, name: str, key: Hashable) -> int | None:
         if self.ctx.options.match is MatchMode.LOOKUP:
@@ -262,10 +331,17 @@ class Session(BaseSession):
             if after is not None and trigger is not after:
                 self.send_recorded(batch, after=after)
                 batch = []
-            batch.append((frame, frame.raw))
+            batch.append((frame, self._stamped(frame.raw)))
             after = trigger
         if batch:
             self.send_recorded(batch, after=after)
+
+    def _stamped(self, raw: bytes) -> bytes:
+        """A recorded push with the live values of the run's bindings in it."""
+        bindings = self.ctx.bindings
+        if not bindings.mentions_recorded(raw):
+            return raw
+        return stamp_publish(raw, self.v5, bindings.bytes_to_live)
 
     # -- binding -------------------------------------------------------------------------------
 
@@ -274,7 +350,7 @@ class Session(BaseSession):
             self._fail(_label(summary), "first packet is not CONNECT", summary, payload)
             return
         key = norm.connect_key(summary)
-        cid = norm.client_id(summary)
+        cid = self.client_id = norm.client_id(summary)
         if self.v5:
             props = summary.get("properties") or {}
             self.receive_maximum = int(props.get("receive_maximum", 65535))
@@ -318,9 +394,12 @@ class Session(BaseSession):
         self.send_recorded([(frames[i], frames[i].raw) for i in indexes], after=first.connect)
         self.report.matched(self.proto, "CONNECT")
 
-    def _settle(self, lane: str, key: Hashable) -> Plan | None:
+    def _settle(
+        self, lane: str, raw: bytes, summary: dict[str, Any], payload: bytes | None
+    ) -> Plan | None:
         """Claim the first still unclaimed look-alike connection whose next client packet has
-        `key` (transcript) or that holds one (lookup); else the first one left (None: none)."""
+        the live packet's key (transcript) or that holds one (lookup), the live values put back
+        as if that connection's client id were bound; else the first one left (None: none)."""
         assert self.provisional is not None
         _connect_key, fitting = self.provisional
         self.provisional = None
@@ -330,6 +409,10 @@ class Session(BaseSession):
 
         def expects(rc: RecordedConn) -> bool:
             plan = self.causes.plan(rc)
+            trial = self.ctx.bindings.trial(self._client_id_pair(plan))
+            back = trial.value_to_recorded(summary)
+            body = trial.bytes_to_recorded(payload) if payload is not None else None
+            key = self._key(raw, back, body, trial)
             if lookup:
                 return key in plan.by_key
             heads = plan.lanes.get(lane, [])
@@ -348,6 +431,15 @@ class Session(BaseSession):
         self.report.connection(self.proto, True)
         self.bound = rc
         self.plan = self.causes.plan(rc)
+        where = f"mqtt live conn {self.link.live_id} CONNECT client_id"
+        self.ctx.bindings.bind(self._client_id_pair(self.plan), where)  # a conflict: unbound
+
+    def _client_id_pair(self, plan: Plan) -> list[tuple[str, str]]:
+        """(recorded, live) client id: bound whole, whatever its shape (a topic may embed it)."""
+        recorded = norm.client_id(plan.connect.summary) if plan.connect is not None else None
+        if recorded and self.client_id and recorded != self.client_id:
+            return [(recorded, self.client_id)]
+        return []
 
     def on_close(self) -> None:
         if self.provisional is not None:  # connected, then said nothing: the first look-alike
@@ -460,7 +552,9 @@ class Session(BaseSession):
         if closest is not None and self.plan is not None:
             frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
-            lines = norm.diff(frame.summary, live, rec_payload, payload, self.causes.ignore)
+            lines = norm.diff(
+                frame.summary, live, rec_payload, payload, self.causes.ignore, self.ctx.bindings
+            )
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
         if self.v5 and self.plan is not None:
             text = f"rrlab replay miss: {api}: {reason}" + (f"; {lines[0]}" if lines else "")

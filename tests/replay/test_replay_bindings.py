@@ -1,0 +1,108 @@
+"""Bindings, replay tier: request/reply clients that name things by fresh random ids replay, with
+no rule, from cassettes recorded on the real brokers; a changed value that is not an identifier
+is still a miss naming the field.
+
+Cassettes (recorded with `rrlab brokers up` and `rrlab record`, commands in each test):
+- amqp_cassettes/pika-rpc: tests/replay/amqp_rpc_client.py out/rpc/answer.txt --x 7 on RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from .conftest import ROOT, assert_replays, fake_broker, run_client
+
+FIXTURES = ROOT / "tests" / "replay"
+AMQP_RPC = FIXTURES / "amqp_cassettes" / "pika-rpc"
+AMQP_RPC_CLIENT = [sys.executable, str(FIXTURES / "amqp_rpc_client.py"), "out/rpc/answer.txt"]
+
+
+def _recorded(cassette, method: str) -> list[dict]:
+    lines = (cassette / "frames.jsonl").read_text().splitlines()
+    return [s for s in (json.loads(line)["summary"] for line in lines) if s.get("method") == method]
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_amqp_reply_queue_and_correlation_id_bind_with_no_rule(mode, tmp_path):
+    """The caller's reply queue `reply-<uuid4>` and correlation id are new this run: both bind,
+    the responder gets the request with the live reply_to and correlation id stamped in, and
+    the caller accepts the answer only because it carries its own correlation id."""
+    declared = [s["args"]["queue"] for s in _recorded(AMQP_RPC, "Queue.Declare")]
+    assert declared[0].startswith("reply-"), declared
+    served = assert_replays(
+        AMQP_RPC, [*AMQP_RPC_CLIENT, "--x", "7"], ["out/rpc/answer.txt"], tmp_path, "--match", mode
+    )
+    bound = {b["recorded"]: b for b in served.report["bindings"]}
+    assert declared[0].removeprefix("reply-") in bound  # the UUID inside the queue name
+    assert len(served.report["bindings"]) == 3  # reply queue, correlation id, consumer tag
+
+
+def test_amqp_changed_argument_is_a_miss_naming_the_field_not_the_ids(tmp_path):
+    with fake_broker(AMQP_RPC, tmp_path) as served:
+        client = run_client([*AMQP_RPC_CLIENT, "--x", "8"], tmp_path)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Basic.Publish"
+    assert miss["diff"] == ["Basic.Publish ch 1 body.x: recorded 7 live 8"]
+
+
+MQTT_RPC = FIXTURES / "mqtt_cassettes" / "amqtt-rpc"
+MQTT_RPC_CLIENT = [sys.executable, str(FIXTURES / "mqtt_rpc_client.py"), "out/mqtt-rpc/answer.txt"]
+
+
+@pytest.mark.parametrize("mode", ["transcript", "lookup"])
+def test_mqtt_response_topic_carrying_the_random_client_id_binds_with_no_rule(mode, tmp_path):
+    """amqtt clients with `svc-` + 8 hex client ids (new each run); the requester subscribes to
+    `reply/<client id>` and names it in its request: the client ids bind at CONNECT, the topic
+    and the payload that embed one match, and the responder's recorded request and the
+    requester's recorded answer are pushed with the live topic and payload."""
+    served = assert_replays(
+        MQTT_RPC, [*MQTT_RPC_CLIENT, "--x", "7"], ["out/mqtt-rpc/answer.txt"], tmp_path,
+        "--match", mode,
+    )  # fmt: skip
+    bound = served.report["bindings"]
+    assert [b["where"].split(" ", 4)[-1] for b in bound] == ["CONNECT client_id"] * 2
+    assert all(b["recorded"].startswith("svc-") for b in bound)
+
+
+def test_mqtt_changed_argument_is_a_miss_naming_the_field(tmp_path):
+    with fake_broker(MQTT_RPC, tmp_path) as served:
+        client = run_client([*MQTT_RPC_CLIENT, "--x", "8"], tmp_path, timeout=60)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "PUBLISH"
+    assert miss["diff"] == ["PUBLISH topic rpc/square payload.x: recorded 7 live 8"]
+
+
+KAFKA_RPC = FIXTURES / "kafka_cassettes" / "kafka-rpc-tansu"
+KAFKA_RPC_CLIENT = [
+    sys.executable,
+    str(FIXTURES / "kafka_rpc_client.py"),
+    "out/kafka-rpc/answer.txt",
+]
+
+
+def test_kafka_uuid_correlation_header_binds_with_no_rule(tmp_path):
+    """A fresh uuid4 in the request's key and `correlation_id` header: bound at the Produce,
+    the responder fetches the request with the live id stamped in (batch re-encoded, CRC
+    again), answers with it, and the requester finds the answer carrying its own id."""
+    served = assert_replays(
+        KAFKA_RPC, [*KAFKA_RPC_CLIENT, "--x", "7"], ["out/kafka-rpc/answer.txt"], tmp_path
+    )
+    (bound,) = served.report["bindings"]
+    assert bound["where"].endswith("Produce rrlab.requests")
+
+
+def test_kafka_changed_argument_is_a_miss_naming_the_field(tmp_path):
+    with fake_broker(KAFKA_RPC, tmp_path) as served:
+        client = run_client([*KAFKA_RPC_CLIENT, "--x", "8"], tmp_path, timeout=90)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Produce"
+    assert [line.split(" record 0 ")[-1] for line in miss["diff"]] == ["value.x: recorded 7 live 8"]

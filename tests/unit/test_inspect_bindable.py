@@ -1,0 +1,35 @@
+"""rrlab inspect lists, per connection, the values a replay would bind (no sockets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPLAY = Path(__file__).resolve().parents[1] / "replay"
+RRLAB = [sys.executable, "-m", "rrlab"]
+
+
+def _inspect(cassette: Path, *flags: str) -> str:
+    done = subprocess.run(
+        [*RRLAB, "inspect", str(cassette), *flags], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_inspect_names_the_identifier_shaped_values_of_each_connection():
+    text = _inspect(REPLAY / "amqp_cassettes" / "pika-rpc")
+    assert "values a replay binds (identifier-shaped, in client frames):" in text
+    assert "conn 1: d935a1c9-e770-45b3-aef4-3f77e7bc1bb9 (uuid)" in text
+    assert "ctag1.5f08de1d3c4d4d95a55e1dc0fe06fa67 (consumer tag)" in text
+    doc = json.loads(_inspect(REPLAY / "mqtt_cassettes" / "amqtt-rpc", "--json"))
+    assert doc["bindable"] == {
+        "1": [{"kind": "client id", "value": "svc-905a1b8b"}],
+        "2": [{"kind": "client id", "value": "svc-aa09f34b"}],
+    }
+    kafka = json.loads(_inspect(REPLAY / "kafka_cassettes" / "kafka-rpc-tansu", "--json"))
+    assert kafka["bindable"] == {
+        "4": [{"kind": "uuid", "value": "d4d302d8-47bb-4c86-b8ad-64324db6bda4"}]
+    }
