@@ -631,10 +631,15 @@ def _verdict(
     """The first failing check names the verdict; the reason lists every one that failed."""
     found: list[tuple[str, str]] = []
     fake = served.report.get("verdict")
-    if fake == "miss" or served.missed:
+    never_sent = int(served.report.get("never_sent") or 0)
+    live_missed = served.report.get("totals", {}).get("missed", 0)
+    if live_missed or (served.missed and not never_sent) or (fake == "miss" and not never_sent):
         why = "the command sent frames the recording cannot answer"
         if served.ended_by == "miss_grace":
             why += f"; ended {args.miss_grace:g} s after the first miss (--miss-grace)"
+        found.append(("miss", why))
+    if never_sent:
+        why = f"the command never sent {never_sent} recorded behaviour frames (publish, ack, ...)"
         found.append(("miss", why))
     if served.ended_by == "timeout":
         if served.command_exit is None:

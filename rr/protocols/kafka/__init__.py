@@ -9,9 +9,11 @@ from typing import Any
 from rrlab.rr.codecs import Proto
 from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
 from rrlab.rr.protocols.pipeline import FrameConnection
+from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
 from . import redact as kafka_redact
+from . import roles
 from . import session as replay
 from .codec import KafkaDecoder, KafkaFramer
 from .rewrite import NodeMap, ResponseRewriter, RewriteEvent
@@ -47,6 +49,9 @@ class KafkaProtocol(WireProtocol):
 
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def role(self, summary: Mapping[str, Any]) -> Role:
+        return roles.client_role(summary)
 
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
