@@ -78,6 +78,9 @@ class AmqpProtocol(WireProtocol):
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
 
+    def prepare(self, ctx: Any) -> None:
+        replay.prepare(ctx)
+
     def role(self, summary: Mapping[str, Any]) -> Role:
         return roles.client_role(summary)
 

@@ -20,10 +20,11 @@ import pamqp.frame
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
-from rrlab.rr.replay.session import MatchMode, Pace
+from rrlab.rr.replay.session import MatchMode, Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
 from . import normalize as norm
+from .causes import Causes, DeliveryGate
 from .codec import AmqpDecoder, AmqpFramer
 from .transcript import Step, Transcript, reset_to, same_way
 
@@ -47,10 +48,17 @@ def is_closing(summary: dict[str, Any]) -> bool:
 
 @dataclass(slots=True)
 class Shared:
-    """AMQP state of one run: recorded connections as transcripts, live sessions that bound."""
+    """AMQP state of one run: recorded connections as transcripts, live sessions that bound,
+    which publish produced which delivery (`causes`: built by `prepare`, else on first use)."""
 
     transcripts: dict[int, Transcript] = field(default_factory=dict)
     sessions: dict[int, Session] = field(default_factory=dict)
+    causes: Causes | None = None
+
+
+def prepare(ctx: ReplayContext) -> None:
+    """Publish -> delivery links of the whole recording, derived once before listening."""
+    ctx.shared.setdefault(Proto.AMQP, Shared()).causes = Causes(ctx.recording)
 
 
 class Session(BaseSession):
@@ -74,6 +82,8 @@ class Session(BaseSession):
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
         self._wire_at = 0
         self._wire_step: Step | None = None
+        #: server frames on their way out, deliveries held until their publish matched live
+        self.gate = DeliveryGate(self._causes(), self._send_frames)
 
     @property
     def opts(self) -> norm.Options:
@@ -288,6 +298,8 @@ class Session(BaseSession):
         assert self.transcript is not None
         self.transcript.use(step)
         self._remember(step)
+        if message.name == "Basic.Publish":  # deliveries waiting for it (any connection) go
+            self.gate.causes.matched((self.transcript.rc.id, step.trigger.index))
         if message.name == "Basic.Consume":
             live_tag = str(message.args.get("consumer_tag") or "")
             rec_tag = str(step.message.args.get("consumer_tag") or "")
@@ -310,7 +322,11 @@ class Session(BaseSession):
     # -- answering -----------------------------------------------------------------------------
 
     def _send_replies(self, step: Step) -> None:
-        self.send_recorded(((f, self._stamped(f)) for f in step.replies), after=step.trigger)
+        conn = self.bound.id if self.bound is not None else -1  # (only the greeting unbound)
+        self.gate.release(conn, step.replies, step.trigger)
+
+    def _send_frames(self, frames: list[RecFrame], after: RecFrame | None) -> None:
+        self.send_recorded(((f, self._stamped(f)) for f in frames), after=after)
 
     def _stamped(self, frame: RecFrame) -> bytes:
         """The recorded bytes, with the live consumer tag where the recorded one was mapped."""
@@ -374,6 +390,12 @@ class Session(BaseSession):
 
     def _shared(self) -> Shared:
         return self.ctx.shared.setdefault(self.proto, Shared())
+
+    def _causes(self) -> Causes:
+        shared = self._shared()
+        if shared.causes is None:
+            shared.causes = Causes(self.ctx.recording)
+        return shared.causes
 
     def _transcript(self, rc: RecordedConn) -> Transcript:
         shared = self._shared()
