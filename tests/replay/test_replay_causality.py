@@ -1,5 +1,6 @@
-"""A consumer never gets a message its producer has not sent, and a run whose producer never
-produced is never OK (issue N): two pika connections against `rrlab serve`, no broker anywhere.
+"""A consumer never gets a message its producer has not sent, a run whose producer never
+produced is never OK, and the order a pool acks in is not behaviour (issue N): pika against
+`rrlab serve`, no broker anywhere.
 
 The cassette (amqp_cassettes/pika-two-connections) holds a consumer connection that declares a
 queue and consumes, and a publisher connection that publishes ten messages with confirms. Live,
@@ -58,3 +59,18 @@ def test_rrlab_replay_default_profile_fails_a_run_whose_publisher_never_publishe
     assert "rrlab replay: MISS" in proc.stdout, proc.stdout
     # the ten publishes, and the consumer's acks of the deliveries it never got
     assert "never sent 20 recorded behaviour frames" in proc.stdout, proc.stdout
+
+
+# -- scheduling is not behaviour -----------------------------------------------------------------
+
+PIKA = [sys.executable, str(ROOT / "tests" / "replay" / "amqp_pika_client.py"), BODIES]
+ACKS = ROOT / "tests" / "replay" / "amqp_cassettes" / "pika-acks"
+
+
+def test_acks_in_another_order_replay_in_transcript_mode(tmp_path):
+    """Recorded: twenty deliveries acked one by one, in order. Live: each group of five acked
+    in reverse (a pool finishing tasks in another order), with the default match mode."""
+    argv = [*PIKA, "--count", "20", "--delay", "0", "--prefetch", "100", "--ack-reversed", "5"]
+    served = assert_replays(ACKS, argv, [BODIES], tmp_path)
+    assert served.report["by_api"]["amqp"]["Basic.Ack"]["matched"] == 20
+    assert served.report["totals"]["unused"] == 0

@@ -23,6 +23,7 @@ from rrlab.rr.replay.recording import RecFrame, RecordedConn
 from rrlab.rr.replay.session import MatchMode, Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
+from . import lanes
 from . import normalize as norm
 from .causes import Causes, DeliveryGate
 from .codec import AmqpDecoder, AmqpFramer
@@ -219,8 +220,8 @@ class Session(BaseSession):
 
     def _find(self, tr: Transcript, message: norm.Message, key: bytes) -> list[Step] | None:
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            step = tr.upcoming()
-            return [step] if step is not None and tr.key(step) == key else None
+            step = lanes.transcript_step(tr, message, key)  # acks by delivery tag, any order
+            return [step] if step is not None else None
         step = tr.earliest(key)
         if step is not None and message.name == "Basic.Get" and self._publish_before(tr, step):
             step = None  # its answer depends on messages not yet published: poll again
