@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from replay_playbook import connect, frames, serve
 
 from rrlab.replayer.report import ReplayReport
 from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.amqp.codec import AmqpDecoder, AmqpFramer
+from rrlab.rr.replay.recording import Role
 from rrlab.rr.replay.session import Schedule, Send
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -114,3 +117,90 @@ def test_unused_liveness_and_setup_frames_stay_out_of_the_verdict():
     assert report.never_sent == 0 and report.misses == []
     assert report.verdict(strict=False) == "ok"
     assert report.verdict(strict=True) == "unused"
+
+
+def test_amqp_acks_of_concurrent_deliveries_match_by_tag_in_any_order():
+    """pika-acks: twenty deliveries, acked one by one in the recording. Live, a pool finishes
+    them in another order: each group of five acked in reverse, in transcript mode (the
+    default). Every ack matches its delivery tag's recorded ack; nothing is missed or left."""
+    ctx = serve(str(FIXTURES / "pika-acks"))
+    client = frames(ctx, 1, C2S)
+    acks = [i for i, f in enumerate(client) if f.summary.get("method") == "Basic.Ack"]
+    assert len(acks) == 20 and acks == list(range(acks[0], acks[0] + 20))
+    session, link = connect(ctx, Proto.AMQP, PORT)
+    session.data_received(b"".join(f.raw for f in client[: acks[0]]))
+    shuffled = [i for at in range(0, 20, 5) for i in reversed(acks[at : at + 5])]
+    assert shuffled[:2] == [acks[4], acks[3]]
+    for i in shuffled:
+        session.data_received(client[i].raw)
+    session.data_received(b"".join(f.raw for f in client[acks[-1] + 1 :]))
+    assert ctx.report.misses == []
+    assert ctx.report.matched_by["Basic.Ack"] == 20
+    report = ReplayReport()
+    report.collect_unused(ctx.recording)
+    assert report.unused_count == 0 and report.never_sent == 0
+
+
+def test_amqp_a_message_sent_before_a_recorded_ack_keeps_its_own_order():
+    """The acks' lane is apart from the other messages: a live client that cancels its
+    consumer before acking the last delivery (recorded: ack, then cancel) still matches, and
+    the ack after it too; a message the recording does not have next is still a miss."""
+    ctx = serve(str(FIXTURES / "pika-acks"))
+    client = frames(ctx, 1, C2S)
+    last_ack = max(i for i, f in enumerate(client) if f.summary.get("method") == "Basic.Ack")
+    cancel = last_ack + 1
+    assert client[cancel].summary["method"] == "Basic.Cancel"
+    session, _link = connect(ctx, Proto.AMQP, PORT)
+    session.data_received(b"".join(f.raw for f in client[:last_ack]))
+    session.data_received(client[cancel].raw)  # before the last ack
+    session.data_received(client[last_ack].raw)
+    assert ctx.report.misses == []
+    consume = next(f for f in client if f.summary.get("method") == "Basic.Consume")
+    session.data_received(consume.raw)  # again: no recorded one is left
+    assert [m.api for m in ctx.report.misses] == ["Basic.Consume"]
+
+
+@pytest.mark.parametrize(
+    ("proto", "summary", "role"),
+    [
+        (Proto.AMQP, {"frame": "method", "method": "Basic.Publish"}, Role.BEHAVIOUR),
+        (Proto.AMQP, {"frame": "method", "method": "Basic.Reject"}, Role.BEHAVIOUR),
+        (Proto.AMQP, {"frame": "method", "method": "Queue.Declare"}, Role.BEHAVIOUR),
+        (Proto.AMQP, {"frame": "method", "method": "Basic.Qos"}, Role.SETUP),
+        (Proto.AMQP, {"frame": "heartbeat", "channel": 0}, Role.LIVENESS),
+        (Proto.AMQP, {"method": "Channel.Close", "args": {"reply_code": 200}}, Role.CLOSING),
+        (Proto.KAFKA, {"api": "Produce"}, Role.BEHAVIOUR),
+        (Proto.KAFKA, {"api": "JoinGroup"}, Role.BEHAVIOUR),
+        (Proto.KAFKA, {"api": "EndTxn"}, Role.BEHAVIOUR),
+        (Proto.KAFKA, {"api": "Fetch"}, Role.LIVENESS),
+        (Proto.KAFKA, {"api": "Metadata"}, Role.LIVENESS),
+        (Proto.KAFKA, {"api": "ApiVersions"}, Role.LIVENESS),
+        (Proto.KAFKA, {"api": "OffsetCommit"}, Role.LIVENESS),  # auto-commit: on a clock
+        (Proto.KAFKA, {"api": "LeaveGroup"}, Role.CLOSING),
+        (Proto.KAFKA, {"api": "ListOffsets"}, Role.SETUP),
+        (Proto.MQTT, {"packet": "PUBLISH"}, Role.BEHAVIOUR),
+        (Proto.MQTT, {"packet": "SUBSCRIBE"}, Role.BEHAVIOUR),
+        (Proto.MQTT, {"packet": "PUBACK"}, Role.BEHAVIOUR),
+        (Proto.MQTT, {"packet": "PINGREQ"}, Role.LIVENESS),
+        (Proto.MQTT, {"packet": "DISCONNECT", "reason_code": 0}, Role.CLOSING),
+        (Proto.MQTT, {"packet": "CONNECT"}, Role.SETUP),
+    ],
+)
+def test_each_protocol_says_which_client_frames_are_behaviour(proto, summary, role):
+    assert protocol_for(proto).role(summary) is role
+
+
+def test_mqtt_publishes_never_sent_are_misses_in_the_default_profile():
+    """worker-mqtt-mosquitto: the subscriber came, the publisher never did: its PUBLISHes are
+    misses (named on its recorded connection, no live connection bound), not only unused."""
+    ctx = serve("worker-mqtt-mosquitto")
+    subscriber = ctx.recording.conn(1)
+    subscriber.claimed_by = 1
+    subscriber.used.update(f.index for f in subscriber.frames if f.dir is C2S)
+    report = ReplayReport()
+    report.collect_unused(ctx.recording)
+    assert report.verdict(strict=False) == "miss"
+    publishes = [m for m in report.misses if m.api == "PUBLISH"]
+    assert publishes and {m.recorded_conn for m in publishes} == {2}
+    assert publishes[0].live_conn is None and "no live connection bound" in publishes[0].reason
+    assert "MISS mqtt PUBLISH on no live conn (recorded conn 2)" in publishes[0].line()
