@@ -633,7 +633,7 @@ def _verdict(
     fake = served.report.get("verdict")
     never_sent = int(served.report.get("never_sent") or 0)
     live_missed = served.report.get("totals", {}).get("missed", 0)
-    if live_missed or (served.missed and not never_sent) or (fake == "miss" and not never_sent):
+    if live_missed or ((fake == "miss" or served.missed) and not never_sent):
         why = "the command sent frames the recording cannot answer"
         if served.ended_by == "miss_grace":
             why += f"; ended {args.miss_grace:g} s after the first miss (--miss-grace)"

@@ -50,7 +50,8 @@ class ReplayOptions:
 
 @dataclass(slots=True)
 class Miss:
-    """A live client frame the recording could not answer."""
+    """A live client frame the recording could not answer, or a recorded behaviour frame the
+    live command never sent (then `live` is empty and `closest` the recorded summary)."""
 
     proto: str
     live_conn: int | None  # None: a recorded frame no live connection sent (never bound)

@@ -6,8 +6,10 @@ connection while everything served so far is the same bytes). Each matched clien
 (a method, with its content for Basic.Publish) releases the server frames recorded after it up
 to the next client message. Heartbeats are ignored from the client and synthesized at the
 negotiated interval; a client-chosen consumer tag is mapped to the recorded one and the live tag
-stamped into every served frame that carries it. A miss closes the connection with
-Connection.Close 541 naming the mismatch.
+stamped into every served frame that carries it. A delivery waits for the live publish that
+produced it in the recording, on any connection (`causes`); in transcript order, acks match by
+delivery tag in any order (`lanes`). A miss closes the connection with Connection.Close 541
+naming the mismatch.
 """
 
 from __future__ import annotations
