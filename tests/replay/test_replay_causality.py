@@ -74,3 +74,17 @@ def test_acks_in_another_order_replay_in_transcript_mode(tmp_path):
     served = assert_replays(ACKS, argv, [BODIES], tmp_path)
     assert served.report["by_api"]["amqp"]["Basic.Ack"]["matched"] == 20
     assert served.report["totals"]["unused"] == 0
+
+
+POOL = ROOT / "tests" / "replay" / "amqp_cassettes" / "pika-pool"
+POOL_CLIENT = [sys.executable, str(ROOT / "tests" / "replay" / "amqp_pool.py"), "out/pool.txt"]
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_a_pool_binds_by_what_each_member_does_not_by_which_connected_first(first, tmp_path):
+    """Two connections open alike and publish the same 80 messages each (more steps than the
+    64-step rebind window) before their queue declarations tell them apart. Recorded with "a"
+    connecting first; replayed either way, each ends on the recording of what it did."""
+    served = assert_replays(POOL, [*POOL_CLIENT, "--first", first], ["out/pool.txt"], tmp_path)
+    assert served.report["connections"]["bound"] == 2
+    assert served.report["totals"]["unused"] == 0

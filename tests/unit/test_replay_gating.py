@@ -204,3 +204,16 @@ def test_mqtt_publishes_never_sent_are_misses_in_the_default_profile():
     assert publishes and {m.recorded_conn for m in publishes} == {2}
     assert publishes[0].live_conn is None and "no live connection bound" in publishes[0].reason
     assert "MISS mqtt PUBLISH on no live conn (recorded conn 2)" in publishes[0].line()
+
+
+def test_amqp_a_pool_member_binds_by_its_own_frames_past_the_rebind_window():
+    """pika-pool: two connections open alike and publish the same 80 messages (166 steps),
+    then declare different queues. A live connection doing the second one's work binds to the
+    first recording (it connected first) and moves when its Queue.Declare tells them apart."""
+    ctx = serve(str(FIXTURES / "pika-pool"))
+    session, link = connect(ctx, Proto.AMQP, PORT)
+    second = frames(ctx, 2, C2S)
+    session.data_received(b"".join(f.raw for f in second))
+    assert ctx.report.misses == []
+    assert session.bound is ctx.recording.conn(2)
+    assert ctx.report.matched_by["Queue.Declare"] == 1

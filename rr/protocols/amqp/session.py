@@ -25,7 +25,7 @@ from rrlab.rr.replay.recording import RecFrame, RecordedConn
 from rrlab.rr.replay.session import MatchMode, Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
-from . import lanes
+from . import lanes, pool
 from . import normalize as norm
 from .causes import Causes, DeliveryGate
 from .codec import AmqpDecoder, AmqpFramer
@@ -76,9 +76,11 @@ class Session(BaseSession):
         self.greeter: Transcript | None = None  # whose Connection.Start answered the header
         self.live_tags: dict[str, str] = {}  # live consumer tag -> recorded
         self.rec_tags: dict[str, str] = {}  # recorded consumer tag -> live
-        #: matched steps in live order, for rebinding; None once past REBIND_WINDOW (then the
-        #: transcript lets go of used steps)
+        #: matched steps in live order, for rebinding; None once past REBIND_WINDOW and no
+        #: other recorded connection goes the same way (`pool`; then the transcript lets go
+        #: of used steps)
         self.history: list[Step] | None = []
+        self.alike: pool.Alike | None = None  # past REBIND_WINDOW: who still goes our way
         self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
         self.heartbeat = 0
         self.closing = False
@@ -290,7 +292,7 @@ class Session(BaseSession):
         assert self.transcript is not None
         if self.history is not None:
             self.history.append(step)
-            if len(self.history) > REBIND_WINDOW:
+            if len(self.history) > REBIND_WINDOW and not self._pool_goes_on(step):
                 self.history = None
         if self.history is None:
             self.transcript.compact()
@@ -463,6 +465,18 @@ class Session(BaseSession):
             self.bound, self.transcript, self.history = rc, tr, tr.head(mine)
             return True
         return False
+
+    def _pool_goes_on(self, step: Step) -> bool:
+        """Past the rebind window: whether another recorded connection still went the same
+        way as ours (a pool member keeps its history to move, `pool.Alike`)."""
+        assert self.transcript is not None and self.history is not None
+        if step.pos != len(self.history) - 1 or len(self.history) > pool.POOL_WINDOW:
+            return False  # matched out of recorded order: it could not move anyway
+        if self.alike is None or self.alike.mine is not self.transcript:
+            mine = self.transcript
+            others = [self._transcript(rc) for rc in self._candidates_all() if rc is not mine.rc]
+            self.alike = pool.Alike(mine, others, step.pos)
+        return self.alike.goes_on(step)
 
     def _candidates_all(self) -> list[RecordedConn]:
         """Every recorded connection of this protocol, on this listener first, recorded order."""
