@@ -638,9 +638,6 @@ def _verdict(
         if served.ended_by == "miss_grace":
             why += f"; ended {args.miss_grace:g} s after the first miss (--miss-grace)"
         found.append(("miss", why))
-    if never_sent:
-        why = f"the command never sent {never_sent} recorded behaviour frames (publish, ack, ...)"
-        found.append(("miss", why))
     if served.ended_by == "timeout":
         if served.command_exit is None:
             why = f"the fake broker was not listening within --timeout {args.timeout:g} s"
@@ -662,6 +659,9 @@ def _verdict(
         n = served.report.get("connections", {}).get("not_accepted", 0)
         why = f"the fake broker could not accept {n} connections (too many open files)"
         found.append(("not_accepted", why))
+    if never_sent:  # after the causes it may follow from (timeout, no connection, ...)
+        why = f"the command never sent {never_sent} recorded behaviour frames (publish, ack, ...)"
+        found.append(("miss", why))
     if fake == "unused":
         found.append(("unused", "recorded client frames were never sent (strict profile)"))
     missing = [c.name for c in checked if c.result == "missing"]

@@ -138,10 +138,12 @@ class ReplayReport:
         return out
 
     def verdict(self, strict: bool) -> str:
-        if self.miss_count or self.never_sent:
+        if self.miss_count:
             return "miss"
         if self.not_accepted:
             return "not_accepted"
+        if self.never_sent:
+            return "miss"
         if strict and self.unused_count:
             return "unused"
         return "ok"
