@@ -1,6 +1,7 @@
 """A pool of two pika connections that open alike and do the same work for a long while before
 they differ, for the AMQP replay tests: both open a channel and publish SAME identical messages
-(a framework's periodic event, say), then member "a" declares the queue rrlab.pool.a and member
+(a framework's periodic event, say) and set their QoS (a round trip: the broker has read every
+publish before anything else happens), then member "a" declares the queue rrlab.pool.a and member
 "b" rrlab.pool.b. The queue names the broker confirmed go to OUT, one line per member.
 
 --first names the member that connects first. Recorded with one and replayed with the other,
@@ -41,6 +42,8 @@ def main(argv: list[str]) -> int:
     for n in range(args.same):
         for _connection, channel in members.values():
             channel.basic_publish("", "rrlab.pool.nowhere", f"tick {n}".encode())
+    for _connection, channel in members.values():  # a round trip: every publish was read
+        channel.basic_qos(prefetch_count=1)
     lines = []
     for name in ("a", "b"):
         _connection, channel = members[name]

@@ -207,7 +207,7 @@ def test_mqtt_publishes_never_sent_are_misses_in_the_default_profile():
 
 
 def test_amqp_a_pool_member_binds_by_its_own_frames_past_the_rebind_window():
-    """pika-pool: two connections open alike and publish the same 80 messages (166 steps),
+    """pika-pool: two connections open alike and publish the same 80 messages (over 160 steps),
     then declare different queues. A live connection doing the second one's work binds to the
     first recording (it connected first) and moves when its Queue.Declare tells them apart."""
     ctx = serve(str(FIXTURES / "pika-pool"))
