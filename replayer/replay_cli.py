@@ -728,7 +728,9 @@ def _verdict(
     """The first failing check names the verdict; the reason lists every one that failed."""
     found: list[tuple[str, str]] = []
     fake = served.report.get("verdict")
-    if fake == "miss" or served.missed:
+    never_sent = int(served.report.get("never_sent") or 0)
+    live_missed = served.report.get("totals", {}).get("missed", 0)
+    if live_missed or ((fake == "miss" or served.missed) and not never_sent):
         why = "the command sent frames the recording cannot answer"
         if served.ended_by == "miss_grace":
             why += f"; ended {args.miss_grace:g} s after the first miss (--miss-grace)"
@@ -754,6 +756,9 @@ def _verdict(
         n = served.report.get("connections", {}).get("not_accepted", 0)
         why = f"the fake broker could not accept {n} connections (too many open files)"
         found.append(("not_accepted", why))
+    if never_sent:  # after the causes it may follow from (timeout, no connection, ...)
+        why = f"the command never sent {never_sent} recorded behaviour frames (publish, ack, ...)"
+        found.append(("miss", why))
     if fake == "unused":
         found.append(("unused", "recorded client frames were never sent (strict profile)"))
     missing = [c.name for c in checked if c.result == "missing"]

@@ -1,4 +1,6 @@
 """What a replay did, counted in one place: matched, synthesized, missed, unused frames.
+A recorded behaviour frame (publish, ack, subscribe, ...: `rr.replay.recording.Role`) left
+unused is also a miss, whatever the profile: the live command never did what was recorded.
 
 The same counters feed `/metrics` (prometheus-client, a private registry) and the canonical JSON
 report written at the end (`replay-report.json`), which holds no clock value.
@@ -16,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from rrlab.rr.canonical import dumps
 from rrlab.rr.codecs import Proto
-from rrlab.rr.replay.recording import RecFrame, Recording
+from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 from rrlab.rr.replay.session import Miss
 
 disable_created_metrics()  # `_created` samples are clock values: snapshots stay comparable
@@ -47,6 +49,8 @@ class ReplayReport:
         self.miss_count = 0
         self.unused: list[dict[str, Any]] = []
         self.unused_count = 0
+        #: recorded behaviour frames the live command never sent (of the unused; each a miss)
+        self.never_sent = 0
         #: connections the fake broker could not accept (too many open files): a client that
         #: could not even connect, so the run can never be called clean
         self.not_accepted = 0
@@ -82,6 +86,7 @@ class ReplayReport:
         """Recorded client frames no live frame consumed (exempt kinds, e.g. liveness, aside):
         counted from the recording's index, and only the first MAX_LISTED of them read."""
         listed = []  # connections with frames to list, in recorded order
+        behaviour = []  # ... and those with behaviour never sent
         for rc in recording.conns:
             for kind, n in sorted(rc.unused_kinds().items()):
                 if not kind.exempt:
@@ -89,12 +94,42 @@ class ReplayReport:
                     self.unused_count += n
                     if not listed or listed[-1] is not rc:
                         listed.append(rc)
+                if kind.behaviour:
+                    self.never_sent += n
+                    if not behaviour or behaviour[-1] is not rc:
+                        behaviour.append(rc)
+        self._never_sent_misses(behaviour)
         for rc in listed:
             if len(self.unused) >= MAX_LISTED:
                 break
             frames = rc.unused_client_frames(skip=lambda kind: kind.exempt)
             for kind, frame in itertools.islice(frames, MAX_LISTED - len(self.unused)):
                 self.unused.append(_unused_entry(rc.id, rc.claimed_by, kind.label, frame))
+
+    def _never_sent_misses(self, conns: list[RecordedConn]) -> None:
+        """Each recorded behaviour frame no live frame consumed is a miss in every profile,
+        named by its recorded connection, position and the live connection bound to it (all
+        counted, the first MAX_LISTED listed and announced)."""
+        left = MAX_LISTED
+        for rc in conns:
+            frames = rc.unused_client_frames(skip=lambda kind: not kind.behaviour)
+            for kind, frame in itertools.islice(frames, left):
+                left -= 1
+                where = f"recorded conn {rc.id} frame {frame.index} (seq {frame.seq})"
+                bound = "" if rc.claimed_by is not None else "; no live connection bound to it"
+                miss = Miss(
+                    proto=str(rc.proto),
+                    live_conn=rc.claimed_by,
+                    recorded_conn=rc.id,
+                    api=kind.label,
+                    reason=f"recorded {kind.label} never sent by the live command: {where}{bound}",
+                    live={},
+                    closest=frame.summary,
+                )
+                if len(self.misses) < MAX_LISTED:
+                    self.misses.append(miss)
+                if self.on_miss is not None:
+                    self.on_miss(miss)
 
     def totals(self) -> dict[str, int]:
         out = dict.fromkeys(OUTCOMES, 0)
@@ -107,6 +142,8 @@ class ReplayReport:
             return "miss"
         if self.not_accepted:
             return "not_accepted"
+        if self.never_sent:
+            return "miss"
         if strict and self.unused_count:
             return "unused"
         return "ok"
@@ -119,6 +156,7 @@ class ReplayReport:
             "by_api": by_api,
             "misses": [m.to_dict() for m in self.misses],
             "misses_listed": len(self.misses),
+            "never_sent": self.never_sent,
             "notes": list(self.notes),
             "strict": strict,
             "totals": self.totals(),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Decoder, Direction, Framer, Proto
-from rrlab.rr.replay.recording import ClientKind
+from rrlab.rr.replay.recording import ClientKind, Role
 
 from .amqp import AMQP, AmqpProtocol
 from .base import Description, WireProtocol
@@ -34,17 +34,18 @@ def protocol_for(proto: Proto | str) -> WireProtocol:
     return PROTOCOLS[Proto(proto)]
 
 
-_KINDS: dict[tuple[str, bool], ClientKind] = {}  # one object per kind: the index keeps many
+_KINDS: dict[tuple[str, Role], ClientKind] = {}  # one object per kind: the index keeps many
 
 
 def client_kind(proto: Proto, summary: Mapping[str, Any]) -> ClientKind:
-    """A recorded client frame's kind for the end-of-run report: its label, and whether it is
-    exempt from "unused" (liveness: sent on a clock; a closing handshake: how a client tears
-    down is not behaviour; closing acks that depend on what was served are settled by the
-    session). Called for every recorded client frame when a cassette opens for serving (those
-    whose summary was seen before are answered from the reader's memo): kept cheap."""
+    """A recorded client frame's kind for the end-of-run report: its label, and its role
+    (`WireProtocol.role`): behaviour never sent is a miss; liveness (sent on a clock) and a
+    closing handshake (how a client tears down is not behaviour; closing acks that depend on
+    what was served are settled by the session) are exempt from "unused".
+    Called for every recorded client frame when a cassette opens for serving (those whose
+    summary was seen before are answered from the reader's memo): kept cheap."""
     protocol = PROTOCOLS[proto]
-    key = (protocol.label(summary), protocol.is_liveness(summary) or protocol.is_closing(summary))
+    key = (protocol.label(summary), protocol.role(summary))
     kind = _KINDS.get(key)
     if kind is None:
         kind = _KINDS[key] = ClientKind(*key)

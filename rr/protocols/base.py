@@ -26,6 +26,7 @@ from rrlab.rr.codecs import (
 from rrlab.rr.diff import value_of
 
 if TYPE_CHECKING:
+    from rrlab.rr.replay.recording import Role
     from rrlab.rr.replay.session import Link, Listener, ReplayContext, Session
 
     from .pipeline import FrameConnection
@@ -114,6 +115,12 @@ class WireProtocol(abc.ABC):
     @abc.abstractmethod
     def is_liveness(self, summary: Mapping[str, Any]) -> bool:
         """A client frame sent on a clock (heartbeats, pings, polls): never reported unused."""
+
+    @abc.abstractmethod
+    def role(self, summary: Mapping[str, Any]) -> Role:
+        """What a recorded client frame stands for if the live command never sends it
+        (`rr.protocols.<proto>.roles.client_role`): behaviour (a miss in every profile),
+        liveness or closing (never reported), setup (fails only a strict profile)."""
 
     @abc.abstractmethod
     def is_closing(self, summary: Mapping[str, Any]) -> bool:

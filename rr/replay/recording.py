@@ -12,6 +12,7 @@ only the few frames it lists.
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,12 +32,36 @@ from rrlab.rr.codecs import Direction, Proto
 C2S, S2C = Direction.C2S, Direction.S2C
 
 
+class Role(enum.StrEnum):
+    """What a recorded client frame stands for, should the live command never send it (each
+    protocol's `roles.client_role` decides; `WireProtocol.role`)."""
+
+    #: what the command did (publish, produce, ack, subscribe, declare): never sent is a miss
+    #: in every profile
+    BEHAVIOUR = "behaviour"
+    #: sent on a clock (heartbeats, pings, polls, metadata refreshes): may stay unused
+    LIVENESS = "liveness"
+    #: a graceful teardown: how a client closes is not behaviour, may stay unused
+    CLOSING = "closing"
+    #: the rest (handshakes, channel setup, QoS): unused fails only a strict profile
+    SETUP = "setup"
+
+
 class ClientKind(NamedTuple):
     """What the end-of-run report needs to know of a recorded client frame."""
 
     label: str
-    #: never reported unused, whatever the live client did (liveness, closing handshakes)
-    exempt: bool
+    role: Role
+
+    @property
+    def exempt(self) -> bool:
+        """Never reported unused, whatever the live client did (liveness, closing)."""
+        return self.role is Role.LIVENESS or self.role is Role.CLOSING
+
+    @property
+    def behaviour(self) -> bool:
+        """Never sent live: a miss in every profile."""
+        return self.role is Role.BEHAVIOUR
 
 
 @dataclass(frozen=True, slots=True)

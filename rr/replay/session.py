@@ -54,10 +54,11 @@ class ReplayOptions:
 
 @dataclass(slots=True)
 class Miss:
-    """A live client frame the recording could not answer."""
+    """A live client frame the recording could not answer, or a recorded behaviour frame the
+    live command never sent (then `live` is empty and `closest` the recorded summary)."""
 
     proto: str
-    live_conn: int
+    live_conn: int | None  # None: a recorded frame no live connection sent (never bound)
     recorded_conn: int | None
     api: str
     reason: str
@@ -80,7 +81,7 @@ class Miss:
     def line(self) -> str:
         """One line for a terminal or a log; recorded and live values in it are escaped (a
         cassette or a client may carry terminal control sequences)."""
-        where = f"live conn {self.live_conn}"
+        where = "no live conn" if self.live_conn is None else f"live conn {self.live_conn}"
         if self.recorded_conn is not None:
             where += f" (recorded conn {self.recorded_conn})"
         head = f"MISS {self.proto} {printable(self.api)} on {where}: {printable(self.reason)}"

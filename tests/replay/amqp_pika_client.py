@@ -5,13 +5,15 @@ tag): publishes COUNT JSON messages with confirms to an exclusive queue, then co
 ACK_EVERY-th delivery with multiple=True (1: each one on its own), and writes the bodies it got
 to OUT, one per line. With --get it polls Basic.Get instead of consuming; --empty-polls N polls
 the still empty queue N times before publishing (a client polling more often than recorded).
+--ack-reversed N acks each group of N deliveries in reverse order (a pool finishing its tasks
+in another order than they came).
 --message-props sets what most pika services set on each message: message_id=uuid4() and
 timestamp=now. --abrupt exits without closing the channel or the connection (the process ends,
 the socket closes), as a client killed after its work does.
 
 Usage: python tests/replay/amqp_pika_client.py OUT [--count N] [--delay S] [--heartbeat S]
-       [--prefetch N] [--ack-every K] [--get] [--empty-polls N] [--url URL] [--queue NAME]
-       [--extra TEXT] [--message-props] [--abrupt]
+       [--prefetch N] [--ack-every K] [--ack-reversed N] [--get] [--empty-polls N] [--url URL]
+       [--queue NAME] [--extra TEXT] [--message-props] [--abrupt]
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--queue", default="rrlab.slow")
     p.add_argument("--prefetch", type=int, default=1)
     p.add_argument("--ack-every", type=int, default=1)
+    p.add_argument(
+        "--ack-reversed",
+        type=int,
+        default=0,
+        help="ack (single acks) in groups of N deliveries, each group in reverse (a pool's order)",
+    )
     p.add_argument("--empty-polls", type=int, default=0, help="Basic.Get polls before publishing")
     p.add_argument("--get", action="store_true", help="poll with Basic.Get instead of consuming")
     p.add_argument("--extra", default="", help="a field appended to every body (changed runs)")
@@ -66,12 +74,19 @@ def main(argv: list[str]) -> int:
         channel.basic_publish("", args.queue, json.dumps(body, sort_keys=True).encode(), props)
     channel.basic_qos(prefetch_count=args.prefetch)
     got: list[str] = []
+    unacked: list[int] = []
 
     def on_message(ch, method, _properties, body: bytes) -> None:
         if args.delay:
             connection.sleep(args.delay)  # processing: pika still does heartbeats meanwhile
         got.append(body.decode())
-        if len(got) % args.ack_every == 0 or len(got) == args.count:
+        if args.ack_reversed:
+            unacked.append(method.delivery_tag)
+            if len(unacked) == args.ack_reversed or len(got) == args.count:
+                for delivery_tag in reversed(unacked):
+                    ch.basic_ack(delivery_tag=delivery_tag)
+                unacked.clear()
+        elif len(got) % args.ack_every == 0 or len(got) == args.count:
             ch.basic_ack(delivery_tag=method.delivery_tag, multiple=args.ack_every > 1)
 
     if args.get:

@@ -6,14 +6,20 @@ connections are opened (and their channels too) before either does anything else
 Recorded with one order and replayed with the other, each live connection first binds to the
 recorded connection of the other role (their openings are alike) and must move.
 
+--publish late starts the consumer before anything is published and waits --early seconds for
+deliveries first: a delivery then is one whose message was never published, and the client
+exits 4. --publish never publishes nothing: the consumer waits --wait seconds, writes what it
+got and exits 3 (the replay tests' publisher that never came).
+
 Usage: python tests/replay/amqp_two_connections.py OUT [--order consumer-first|publisher-first]
-       [--count N] [--url URL] [--queue NAME]
+       [--count N] [--url URL] [--queue NAME] [--publish first|late|never] [--early S] [--wait S]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import pika
@@ -30,6 +36,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--url", default=URL)
     p.add_argument("--queue", default="rrlab.two")
+    p.add_argument("--publish", choices=("first", "late", "never"), default="first")
+    p.add_argument("--early", type=float, default=1.0)
+    p.add_argument("--wait", type=float, default=5.0)
     args = p.parse_args(argv)
 
     def connect() -> tuple[pika.BlockingConnection, object]:
@@ -44,8 +53,13 @@ def main(argv: list[str]) -> int:
         (pub, pub_ch), (con, con_ch) = connect(), connect()
     con_ch.queue_declare(args.queue, exclusive=False, auto_delete=False)
     pub_ch.confirm_delivery()
-    for n in range(args.count):
-        pub_ch.basic_publish("", args.queue, f"message {n}".encode())
+
+    def publish() -> None:
+        for n in range(args.count):
+            pub_ch.basic_publish("", args.queue, f"message {n}".encode())
+
+    if args.publish == "first":
+        publish()
     got: list[str] = []
 
     def on_message(ch, method, _properties, body: bytes) -> None:
@@ -54,14 +68,25 @@ def main(argv: list[str]) -> int:
 
     con_ch.basic_qos(prefetch_count=args.count)
     tag = con_ch.basic_consume(args.queue, on_message)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.publish == "late":
+        con.process_data_events(time_limit=args.early)
+        if got:
+            print(f"{len(got)} deliveries before anything was published", file=sys.stderr)
+            return 4
+        publish()
+    deadline = time.monotonic() + args.wait
     while len(got) < args.count:
         con.process_data_events(time_limit=0.2)
+        if args.publish == "never" and time.monotonic() > deadline:
+            out.write_text("".join(f"{line}\n" for line in got))
+            print(f"{len(got)} deliveries in {args.wait:g} s, nothing published", file=sys.stderr)
+            return 3
     con_ch.basic_cancel(tag)
     con_ch.queue_delete(args.queue)
     pub.close()
     con.close()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(f"{line}\n" for line in got))
     return 0
 

@@ -92,17 +92,18 @@ def test_changed_worker_payload_fails_with_a_diff_pointing_at_it(name, tmp_path)
 
 
 def test_ci_replay_fails_on_unused_frames_rr_replay_on_the_artifact(tmp_path):
-    """Half the recorded messages: strict (ci_replay) fails on what was never sent; rr_replay
-    fails on the aggregate, printed as a unified diff."""
+    """Half the recorded messages: both profiles fail on the Produces never sent (behaviour:
+    a miss naming each); rr_replay also prints the aggregate's unified diff."""
     half = [a if a != "200" else "100" for a in KAFKA.argv]
     strict_dir, lenient_dir = tmp_path / "strict", tmp_path / "lenient"
     strict_dir.mkdir()
     lenient_dir.mkdir()
     proc, report = replay(KAFKA, strict_dir, "--profile", "ci_replay", argv=half)
-    assert proc.returncode == 1 and report["verdict"] == "unused", proc.stdout + proc.stderr
-    assert report["unused"]
+    assert proc.returncode == 1 and report["verdict"] == "miss", proc.stdout + proc.stderr
+    assert report["unused"] and "never sent" in report["reason"]
     proc, report = replay(KAFKA, lenient_dir, "--profile", "rr_replay", argv=half)
-    assert proc.returncode == 1 and report["verdict"] == "mismatch", proc.stdout + proc.stderr
+    assert proc.returncode == 1 and report["verdict"] == "miss", proc.stdout + proc.stderr
+    assert "artifacts differ from the recording" in report["reason"]
     assert f"--- recorded/{KAFKA.artifacts[0]}" in proc.stdout
     assert report["artifacts"][KAFKA.artifacts[0]]["result"] == "differs"
 

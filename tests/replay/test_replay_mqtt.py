@@ -324,7 +324,9 @@ def test_raw_client_ids_order_and_gated_pushes(tmp_path):
             sub.close()
     (note,) = served.report["notes"]  # why the subscriber would have waited for its pushes
     assert "closed with" in note and "waits for the client PUBLISH seq" in note, note
-    assert served.report["misses"] == []  # closing early is no miss; what it skipped is unused
+    # closing early is no live miss; what it skipped is unused, its PUBLISHes never sent misses
+    assert served.report["totals"]["missed"] == 0
+    assert {m["api"] for m in served.report["misses"]} <= {"PUBLISH", "PUBACK"}
     mqtt = served.report["by_api"]["mqtt"]
     assert mqtt["DISCONNECT"]["synthesized"] == 1 and mqtt["PUBLISH"]["unused"] == 199
     assert mqtt["PINGREQ"]["synthesized"] == 1
@@ -418,7 +420,8 @@ def test_look_alike_connections_opened_in_another_order(mode, tmp_path):
         finally:
             pub.close()
             sub.close()
-    assert served.exit_code == 0, served.stderr
+    # bound right: no live miss (what this short run never sent fails it: behaviour)
+    assert served.report["totals"]["missed"] == 0, served.stderr
     assert served.report["connections"]["bound"] == 2
 
 
@@ -465,7 +468,8 @@ def test_v5_receive_maximum_and_disconnect_on_miss(tmp_path):
         finally:
             sub.close()
             pub.close()
-    assert [m["api"] for m in served.report["misses"]] == ["PUBLISH"]
+    live = [m["api"] for m in served.report["misses"] if "never sent" not in m["reason"]]
+    assert live == ["PUBLISH"]  # and what the changed publisher never sent after it
 
 
 def test_side_by_side_replays_on_moved_ports(tmp_path):

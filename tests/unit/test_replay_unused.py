@@ -87,4 +87,6 @@ def test_stop_decodes_only_the_frames_it_lists(tmp_path, monkeypatch):
     assert report.unused_count == 2000 - 100  # publishes less those used; heartbeats exempt
     assert dict(report.tally) == {("amqp", "Basic.Publish", "unused"): report.unused_count}
     assert len(report.unused) == MAX_LISTED
-    assert len(decoded) == MAX_LISTED  # not 6,000
+    # the publishes never sent are behaviour: each a miss, counted whole, the first listed
+    assert report.never_sent == report.unused_count and len(report.misses) == MAX_LISTED
+    assert len(decoded) == 2 * MAX_LISTED  # those it lists as unused and as misses: not 6,000

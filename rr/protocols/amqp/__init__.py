@@ -8,9 +8,11 @@ from typing import Any
 
 from rrlab.rr.codecs import Proto
 from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
+from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
 from . import redact as amqp_redact
+from . import roles
 from . import session as replay
 from .codec import AmqpDecoder, AmqpFramer
 
@@ -75,6 +77,12 @@ class AmqpProtocol(WireProtocol):
 
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def prepare(self, ctx: Any) -> None:
+        replay.prepare(ctx)
+
+    def role(self, summary: Mapping[str, Any]) -> Role:
+        return roles.client_role(summary)
 
     def detail(self, summary: Mapping[str, Any]) -> str:
         s = summary

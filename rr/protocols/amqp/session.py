@@ -9,7 +9,9 @@ negotiated interval. Values the client chose (a consumer tag, a connection name,
 named by a UUID, a correlation id) are bindings (`rr.replay.bindings`): a live message that
 differs from its recorded counterpart only in identifier-shaped or clock values matches it, and
 the live values are stamped into every frame served afterwards (`stamp`). A miss closes the
-connection with Connection.Close 541 naming the mismatch.
+connection with Connection.Close 541 naming the mismatch. A delivery waits for the live publish
+that produced it in the recording, on any connection (`causes`); in transcript order, acks match
+by delivery tag in any order (`lanes`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import pamqp.frame
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
-from rrlab.rr.replay.session import MatchMode, Pace
+from rrlab.rr.replay.session import MatchMode, Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
+from . import lanes, pool
 from . import normalize as norm
+from .causes import Causes, DeliveryGate
 from .codec import AmqpDecoder, AmqpFramer
 from .stamp import stamp_frames
 from .transcript import Step, Transcript, reset_to, same_way
@@ -48,10 +52,17 @@ def is_closing(summary: dict[str, Any]) -> bool:
 
 @dataclass(slots=True)
 class Shared:
-    """AMQP state of one run: recorded connections as transcripts, live sessions that bound."""
+    """AMQP state of one run: recorded connections as transcripts, live sessions that bound,
+    which publish produced which delivery (`causes`: built by `prepare`, else on first use)."""
 
     transcripts: dict[int, Transcript] = field(default_factory=dict)
     sessions: dict[int, Session] = field(default_factory=dict)
+    causes: Causes | None = None
+
+
+def prepare(ctx: ReplayContext) -> None:
+    """Publish -> delivery links of the whole recording, derived once before listening."""
+    ctx.shared.setdefault(Proto.AMQP, Shared()).causes = Causes(ctx.recording)
 
 
 class Session(BaseSession):
@@ -64,15 +75,19 @@ class Session(BaseSession):
         self.assembler = norm.Assembler()
         self.transcript: Transcript | None = None
         self.greeter: Transcript | None = None  # whose Connection.Start answered the header
-        #: matched steps in live order, for rebinding; None once past REBIND_WINDOW (then the
-        #: transcript lets go of used steps)
+        #: matched steps in live order, for rebinding; None once past REBIND_WINDOW and no
+        #: other recorded connection goes the same way (`pool`; then the transcript lets go
+        #: of used steps)
         self.history: list[Step] | None = []
+        self.alike: pool.Alike | None = None  # past REBIND_WINDOW: who still goes our way
         self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
         self.heartbeat = 0
         self.closing = False
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
         self._wire_at = 0
         self._wire_step: Step | None = None
+        #: server frames on their way out, deliveries held until their publish matched live
+        self.gate = DeliveryGate(self._causes(), self._send_frames)
 
     @property
     def opts(self) -> norm.Options:
@@ -215,8 +230,8 @@ class Session(BaseSession):
 
     def _find(self, tr: Transcript, message: norm.Message, key: bytes) -> list[Step] | None:
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            step = tr.upcoming()
-            return [step] if step is not None and tr.key(step) == key else None
+            step = lanes.transcript_step(tr, message, key)  # acks by delivery tag, any order
+            return [step] if step is not None else None
         step = tr.earliest(key)
         if step is not None and message.name == "Basic.Get" and self._publish_before(tr, step):
             step = None  # its answer depends on messages not yet published: poll again
@@ -283,7 +298,7 @@ class Session(BaseSession):
         assert self.transcript is not None
         if self.history is not None:
             self.history.append(step)
-            if len(self.history) > REBIND_WINDOW:
+            if len(self.history) > REBIND_WINDOW and not self._pool_goes_on(step):
                 self.history = None
         if self.history is None:
             self.transcript.compact()
@@ -294,6 +309,8 @@ class Session(BaseSession):
         assert self.transcript is not None
         self.transcript.use(step)
         self._remember(step)
+        if message.name == "Basic.Publish":  # deliveries waiting for it (any connection) go
+            self.gate.causes.matched((self.transcript.rc.id, step.trigger.index))
         if message.name == "Basic.Consume":
             self._bind_whole(step.message, message, "consumer_tag")
         if message.name == "Connection.TuneOk":
@@ -312,13 +329,18 @@ class Session(BaseSession):
     # -- answering -----------------------------------------------------------------------------
 
     def _send_replies(self, step: Step) -> None:
-        """The frames the step released, with the live values of every binding stamped in."""
+        conn = self.bound.id if self.bound is not None else -1  # (only the greeting unbound)
+        self.gate.release(conn, step.replies, step.trigger)
+
+    def _send_frames(self, frames: list[RecFrame], after: RecFrame | None) -> None:
+        """The frames the gate released, with the live values of every binding stamped in (at
+        release: a binding made while a delivery waited is in it)."""
         bindings = self.ctx.bindings
         if not bindings:
-            self.send_recorded(((f, f.raw) for f in step.replies), after=step.trigger)
+            self.send_recorded(((f, f.raw) for f in frames), after=after)
             return
-        stamped = stamp_frames([f.raw for f in step.replies], bindings)
-        self.send_recorded(zip(step.replies, stamped, strict=True), after=step.trigger)
+        stamped = stamp_frames([f.raw for f in frames], bindings)
+        self.send_recorded(zip(frames, stamped, strict=True), after=after)
 
     # -- bindings ------------------------------------------------------------------------------
 
@@ -415,6 +437,12 @@ class Session(BaseSession):
     def _shared(self) -> Shared:
         return self.ctx.shared.setdefault(self.proto, Shared())
 
+    def _causes(self) -> Causes:
+        shared = self._shared()
+        if shared.causes is None:
+            shared.causes = Causes(self.ctx.recording)
+        return shared.causes
+
     def _transcript(self, rc: RecordedConn) -> Transcript:
         shared = self._shared()
         tr = shared.transcripts.get(rc.id)
@@ -478,6 +506,18 @@ class Session(BaseSession):
             self.bound, self.transcript, self.history = rc, tr, tr.head(mine)
             return True
         return False
+
+    def _pool_goes_on(self, step: Step) -> bool:
+        """Past the rebind window: whether another recorded connection still went the same
+        way as ours (a pool member keeps its history to move, `pool.Alike`)."""
+        assert self.transcript is not None and self.history is not None
+        if step.pos != len(self.history) - 1 or len(self.history) > pool.POOL_WINDOW:
+            return False  # matched out of recorded order: it could not move anyway
+        if self.alike is None or self.alike.mine is not self.transcript:
+            mine = self.transcript
+            others = [self._transcript(rc) for rc in self._candidates_all() if rc is not mine.rc]
+            self.alike = pool.Alike(mine, others, step.pos)
+        return self.alike.goes_on(step)
 
     def _candidates_all(self) -> list[RecordedConn]:
         """Every recorded connection of this protocol, on this listener first, recorded order."""

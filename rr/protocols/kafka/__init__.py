@@ -10,9 +10,11 @@ from rrlab.rr.codecs import Decoded, Direction, Proto
 from rrlab.rr.diff import by_name, value_of
 from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
 from rrlab.rr.protocols.pipeline import FrameConnection
+from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
 from . import redact as kafka_redact
+from . import roles
 from . import session as replay
 from .apis import API_VERSIONS
 from .codec import KafkaDecoder, KafkaFramer, read_request, read_response, records_of
@@ -51,6 +53,9 @@ class KafkaProtocol(WireProtocol):
 
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def role(self, summary: Mapping[str, Any]) -> Role:
+        return roles.client_role(summary)
 
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)

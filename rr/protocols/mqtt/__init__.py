@@ -8,9 +8,11 @@ from typing import Any
 
 from rrlab.rr.codecs import Proto
 from rrlab.rr.protocols.base import Description, WireProtocol, clip, describe_any, finish
+from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
 from . import redact as mqtt_redact
+from . import roles
 from . import session as replay
 from .codec import MqttDecoder, MqttFramer
 
@@ -31,6 +33,9 @@ class MqttProtocol(WireProtocol):
 
     def is_closing(self, summary: Mapping[str, Any]) -> bool:
         return replay.is_closing(summary)  # type: ignore[arg-type]
+
+    def role(self, summary: Mapping[str, Any]) -> Role:
+        return roles.client_role(summary)
 
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)

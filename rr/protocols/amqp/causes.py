@@ -1,0 +1,170 @@
+"""Causality across AMQP connections: which recorded Basic.Publish produced each recorded
+delivery (Basic.Deliver, Basic.GetOk), and a session's deliveries held until that publish has
+matched live, on whichever connection it comes (as MQTT's `plan.Causes` gates a push).
+
+The links are derived once, when the cassette opens (`Causes`, built by `prepare`): a delivery's
+cause is a publish recorded before it with the same exchange, routing key and body; among
+several alike (the same message published again), the n-th delivery of that message on one
+consumer (connection, channel, consumer tag; Basic.Get on its channel) is caused by the n-th
+publish, as a queue hands messages out in the order they came. A delivery with no recorded
+publish (a message already in the queue when recording began) waits for nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.replay.recording import RecFrame, Recording
+
+C2S = Direction.C2S
+#: server methods that hand a client a message some publish produced
+DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
+
+FrameRef = tuple[int, int]  # (recorded connection id, frame index)
+
+
+class Waiter(Protocol):
+    """A session's gate holding deliveries back until their cause has matched."""
+
+    def flush(self) -> None: ...
+
+
+class _Content:
+    """A content method being read (its header and body frames follow on its channel)."""
+
+    __slots__ = ("ref", "exchange", "routing_key", "lane", "redelivered", "size", "chunks")
+
+    def __init__(self, ref: FrameRef, args: dict[str, Any], lane: Any) -> None:
+        self.ref = ref  # the method frame
+        self.exchange = args.get("exchange")
+        self.routing_key = args.get("routing_key")
+        self.lane = lane  # None for a publish; the consumer for a delivery
+        self.redelivered = bool(args.get("redelivered"))
+        self.size: int | None = None
+        self.chunks: list[bytes] = []
+
+    def what(self) -> int:
+        return hash((self.exchange, self.routing_key, b"".join(self.chunks)))
+
+
+def _messages(recording: Recording) -> list[tuple[int, _Content]]:
+    """(seq of the method frame, message) of every publish and delivery, whole (body read)."""
+    out: list[tuple[int, _Content]] = []
+    for rc in recording.conns:
+        if rc.proto is not Proto.AMQP:
+            continue
+        reading: dict[tuple[Direction, int], tuple[int, _Content]] = {}
+        for frame in rc.stream():
+            s = frame.summary
+            kind, channel = s.get("frame"), s.get("channel", 0)
+            if kind == "method":
+                method = s.get("method")
+                client = frame.dir is C2S
+                if (method == "Basic.Publish") if client else (method in DELIVERIES):
+                    args = s.get("args") or {}
+                    lane = None if client else (rc.id, channel, args.get("consumer_tag"))
+                    message = _Content((rc.id, frame.index), args, lane)
+                    reading[(frame.dir, channel)] = (frame.seq, message)
+                else:
+                    reading.pop((frame.dir, channel), None)
+                continue
+            started = reading.get((frame.dir, channel))
+            if started is None:
+                continue
+            seq, message = started
+            if kind == "header":
+                message.size = int(s.get("body_size") or 0)
+            elif kind == "body" and message.size is not None:
+                message.chunks.append(frame.raw[7:-1])
+            else:
+                continue
+            if message.size is not None and sum(map(len, message.chunks)) >= message.size:
+                del reading[(frame.dir, channel)]
+                if message.lane is None:  # a publish is known by the frame that completes it
+                    message.ref = (rc.id, frame.index)  # (a replay step's trigger)
+                out.append((seq, message))
+    out.sort(key=lambda pair: pair[0])
+    return out
+
+
+class Causes:
+    """Recorded delivery -> the recorded publish that produced it, and the gates waiting for a
+    publish to match live. Shared by every AMQP session of a run."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.cause_of: dict[FrameRef, FrameRef] = {}
+        self.waiting: dict[FrameRef, set[Waiter]] = {}
+        published: dict[int, list[FrameRef]] = defaultdict(list)
+        handed: dict[tuple[Any, int], int] = defaultdict(int)  # (consumer, message) -> n so far
+        for _seq, message in _messages(recording):
+            what = message.what()
+            if message.lane is None:
+                published[what].append(message.ref)
+                continue
+            alike = published.get(what)
+            if not alike:
+                continue  # in the queue before the recording began: waits for nothing
+            if message.redelivered:
+                self.cause_of[message.ref] = alike[-1]
+                continue
+            n = handed[(message.lane, what)]
+            handed[(message.lane, what)] = n + 1
+            self.cause_of[message.ref] = alike[min(n, len(alike) - 1)]
+
+    def pending(self, ref: FrameRef) -> FrameRef | None:
+        """The cause of delivery `ref` while no live publish has matched it, else None."""
+        cause = self.cause_of.get(ref)
+        if cause is None or cause[1] in self.recording.conn(cause[0]).used:
+            return None
+        return cause
+
+    def wait(self, cause: FrameRef, gate: Waiter) -> None:
+        self.waiting.setdefault(cause, set()).add(gate)
+
+    def matched(self, ref: FrameRef) -> None:
+        """A recorded Basic.Publish matched live (`ref`: the frame that completed it, its
+        replay step's trigger): its deliveries may go now."""
+        for gate in self.waiting.pop(ref, ()):
+            gate.flush()
+
+
+class DeliveryGate:
+    """One live session's recorded server frames on their way out: in recorded order, held
+    from the first delivery whose publish has not matched live until it has."""
+
+    def __init__(self, causes: Causes, send: Callable[[list[RecFrame], RecFrame | None], None]):
+        self.causes = causes
+        self._send = send  # (frames, the client frame that released them)
+        self._held: deque[tuple[int, RecFrame, RecFrame | None]] = deque()
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)
+
+    def release(self, conn: int, frames: Iterable[RecFrame], after: RecFrame | None) -> None:
+        """Frames of recorded connection `conn` released by the client frame `after`."""
+        self._held.extend((conn, frame, after) for frame in frames)
+        self.flush()
+
+    def flush(self) -> None:
+        run: list[RecFrame] = []
+        run_after: RecFrame | None = None
+        while self._held:
+            conn, frame, after = self._held[0]
+            if frame.summary.get("method") in DELIVERIES:
+                cause = self.causes.pending((conn, frame.index))
+                if cause is not None:
+                    self.causes.wait(cause, self)
+                    break
+            if run and after is not run_after:
+                self._send(run, run_after)
+                run = []
+            run_after = after
+            run.append(frame)
+            self._held.popleft()
+        if run:
+            self._send(run, run_after)
