@@ -10,7 +10,9 @@
   record values, AMQP bodies, MQTT payloads); a list is crossed by name (`items.id`: every
   item's `id`). Dropped from both the recorded and the live message before they are compared;
 - `ignore_headers`: header names (Kafka record headers, AMQP `headers` table entries, MQTT 5
-  user properties) left out of the comparison.
+  user properties) left out of the comparison;
+- `comments` (optional): an object of notes by rule, never read for matching (JSON has no
+  comments; `rrlab record --runs 2` says there where each rule it learned varied).
 `rrlab serve --ignore-field PATH --ignore-header NAME` add to them for one run.
 """
 
@@ -28,6 +30,7 @@ from rrlab.rr.usage import UsageError
 RULES_NAME = "replay-rules.json"
 MAX_RULES_BYTES = 1 << 20
 _KEYS = ("ignore_fields", "ignore_headers")
+COMMENTS = "comments"
 
 
 def load_rules(
@@ -62,8 +65,12 @@ def _from_file(cassette: Path) -> dict[str, tuple[str, ...]]:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or set(data) - set(_KEYS):
-        raise UsageError(f"{path}: expected an object with only the keys {', '.join(_KEYS)}")
+    if not isinstance(data, dict) or set(data) - {*_KEYS, COMMENTS}:
+        keys = ", ".join((*_KEYS, COMMENTS))
+        raise UsageError(f"{path}: expected an object with only the keys {keys}")
+    notes = data.get(COMMENTS, {})
+    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+        raise UsageError(f"{path}: {COMMENTS} must be an object of strings (a note per rule)")
     out = {}
     for key in _KEYS:
         items = data.get(key, [])

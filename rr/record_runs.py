@@ -1,0 +1,307 @@
+"""`rrlab record --runs 2`: what two recordings of one command against the same broker state say
+about it. Values that differ at the same place were chosen anew by the run (a random number, a
+clock reading): they become ignore rules for the cassette's `replay-rules.json`, each with a
+comment saying where it varied. Identifier-shaped values (UUIDs, long hex tokens, `amq.gen-`
+names, `name<pid>@host`) are not written: replay binds them (a rule would hide them from
+binding). Runs that differ in structure (another number of connections, or of messages, or
+another method at a place) are not repeatable against this broker state: nothing is learned
+and the first difference is named.
+
+What is compared is what replay compares: each connection's client messages (AMQP methods with
+their content assembled, MQTT packets), seen through the protocol's own match rules so that
+what replay already ignores (client-chosen consumer tags, credentials, keep-alive) is never
+learned. Liveness (heartbeats, pings) is left out; AMQP acks are compared by name only (which
+delivery is acked first is the scheduler's). Kafka connections are not compared (their data
+plane replays from a log whose batches differ every run): a Kafka command learns nothing.
+Connections pair by their outline (the names of their messages), not by the order they
+opened, so a pool of identical connections pairs however it was scheduled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rrlab.rr import diff as rrdiff
+from rrlab.rr.cassette import CassetteReader, FrameRecord
+from rrlab.rr.protocols import protocol_for
+from rrlab.rr.protocols.amqp import normalize as amqp
+from rrlab.rr.protocols.mqtt import normalize as mqtt
+
+#: AMQP methods whose arguments are the scheduler's (which concurrent delivery is acked first).
+ACKS = frozenset({"Basic.Ack", "Basic.Nack", "Basic.Reject"})
+#: Places shown per learned rule in its comment.
+SHOWN_PLACES = 1
+#: Messages of a pool searched for the closest partner at most (beyond: compared in place).
+MAX_POOLED = 2000
+#: Structure differences named at most.
+MAX_STRUCTURE = 5
+
+_IDENTIFIERS = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"  # UUID
+    r"|amq\.(?:gen|ctag)-[A-Za-z0-9_-]+"  # server-named queues and consumer tags
+    r"|\b[0-9a-fA-F]{16,}\b"  # hex tokens
+    r"|(?<=[A-Za-z])\d+(?=@)"  # a process id in `name<pid>@host` (kombu's origin)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One client message of a connection: its name in outlines, its view for values."""
+
+    name: str
+    view: dict[str, Any]
+    content: bool = False  # an AMQP publish or an MQTT PUBLISH
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A recorded connection as compared: its number, its protocol's ignore-path shape, and its
+    client messages."""
+
+    number: int
+    shape: rrdiff.Shape
+    units: list[Unit]
+
+    @property
+    def outline(self) -> tuple[str, ...]:
+        return tuple(unit.name for unit in self.units)
+
+    @property
+    def opening(self) -> tuple[str, ...]:
+        """The names of its messages before the first that carries content."""
+        names = []
+        for unit in self.units:
+            if unit.content:
+                break
+            names.append(unit.name)
+        return (self.shape.payload, *names)
+
+
+@dataclass(slots=True)
+class Varied:
+    """An ignore path whose value differed between the runs, and where."""
+
+    path: str
+    why: str = ""  # why it is not written as a rule (empty: it is)
+    places: list[str] = field(default_factory=list)
+
+    def comment(self) -> str:
+        shown = "; ".join(self.places[:SHOWN_PLACES])
+        more = len(self.places) - SHOWN_PLACES
+        more_text = f" and {more} more place{'s' * (more > 1)}" if more > 0 else ""
+        return f"rrlab record --runs 2: varied between the runs at {shown}{more_text}"
+
+
+@dataclass(slots=True)
+class Comparison:
+    """What two runs said: rules learned, varying values left to replay (with why), and where
+    the runs differ in structure."""
+
+    learned: dict[str, Varied] = field(default_factory=dict)
+    left: dict[str, Varied] = field(default_factory=dict)
+    structure: list[str] = field(default_factory=list)
+    compared: int = 0  # connections compared
+
+    @property
+    def repeatable(self) -> bool:
+        return not self.structure
+
+
+def compare(first: str | Path, second: str | Path) -> Comparison:
+    """Compare two finalized cassettes of the same command."""
+    out = Comparison()
+    pools = [_pools(_connections(first)), _pools(_connections(second))]
+    for opening in dict.fromkeys([*pools[0], *pools[1]]):
+        ours, theirs = pools[0].get(opening, []), pools[1].get(opening, [])
+        problem = _structure(ours, theirs)
+        if problem:
+            out.structure.append(problem)
+        else:
+            _compare_pool(ours, theirs, out)
+            out.compared += len(ours)
+    del out.structure[MAX_STRUCTURE:]
+    if out.structure:
+        out.learned.clear()
+        out.left.clear()
+    return out
+
+
+def rules(comparison: Comparison, existing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rules file with the learned paths added (kept rules and comments stay)."""
+    doc = dict(existing or {})
+    fields = list(doc.get("ignore_fields", []))
+    comments = dict(doc.get("comments", {}))
+    for path, varied in comparison.learned.items():
+        if path not in fields:
+            fields.append(path)
+        comments[path] = varied.comment()
+    doc["ignore_fields"] = fields
+    doc.setdefault("ignore_headers", [])
+    if comments:
+        doc["comments"] = comments
+    return doc
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _connections(cassette: str | Path) -> list[Connection]:
+    """Each compared connection, in the order connections were numbered."""
+    per_conn: dict[int, list[FrameRecord]] = {}
+    with CassetteReader.open(cassette, check_digest=False) as reader:
+        for frame in reader.frames():
+            if frame.dir == "c2s" and str(frame.proto) != "kafka":
+                per_conn.setdefault(frame.conn, []).append(frame)
+    out = []
+    for number, frames in sorted(per_conn.items()):
+        if str(frames[0].proto) == "amqp":
+            out.append(Connection(number, amqp.SHAPE, list(_amqp_units(frames))))
+        else:
+            out.append(Connection(number, mqtt.SHAPE, list(_mqtt_units(frames))))
+    return out
+
+
+def _amqp_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
+    assembler = amqp.Assembler()
+    for frame in frames:
+        if amqp.is_liveness(frame.summary):
+            continue
+        message = assembler.feed(frame.summary, frame.raw)
+        if message is None:
+            continue
+        view = amqp.normalized(message)
+        name = f"ch {message.channel} {message.name}"
+        if message.name in ACKS:
+            view = {}  # which delivery is acked first is the scheduler's
+        parts = {k: v for k, v in view.items() if k in ("args", "properties", "body")}
+        yield Unit(name, parts, content=message.body is not None)
+
+
+def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
+    protocol = protocol_for("mqtt")
+    for frame in frames:
+        if protocol.is_liveness(frame.summary):
+            continue
+        payload = protocol.payload(frame.summary, frame.raw) or None
+        view = mqtt.packet_view(frame.summary, payload)
+        view.pop("packet_id", None)  # the client's numbering, matched as such by replay
+        packet = str(frame.summary.get("packet"))
+        yield Unit(packet, view, content=packet == "PUBLISH")
+
+
+# --- comparing ----------------------------------------------------------------------------------
+
+
+def _pools(connections: list[Connection]) -> dict[tuple[str, ...], list[Connection]]:
+    """Connections by how they opened (message names before their first content): the children
+    of a pool open alike, and which of them sends what is the scheduler's."""
+    out: dict[tuple[str, ...], list[Connection]] = {}
+    for conn in connections:
+        out.setdefault(conn.opening, []).append(conn)
+    return out
+
+
+def _structure(ours: list[Connection], theirs: list[Connection]) -> str | None:
+    """Where two runs' connections that opened alike differ in structure (None: they do not):
+    their number; one connection's messages in order; a pool's messages as a multiset."""
+    like = f"like conn {(ours or theirs)[0].number} of run {1 if ours else 2}"
+    if len(ours) != len(theirs):
+        return f"run 1 opened {len(ours)} connection(s) {like}, run 2 opened {len(theirs)}"
+    if len(ours) == 1:
+        a, b = ours[0].outline, theirs[0].outline
+        if a == b:
+            return None
+        at = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        at = min(len(a), len(b)) if at is None else at
+        first = a[at] if at < len(a) else "(nothing more)"
+        second = b[at] if at < len(b) else "(nothing more)"
+        return (
+            f"conn {ours[0].number} client message {at + 1}: run 1 sent {first}, run 2 (conn "
+            f"{theirs[0].number}) sent {second} ({len(a)} and {len(b)} client messages)"
+        )
+    counts = [Counter(name for c in pool for name in c.outline) for pool in (ours, theirs)]
+    if counts[0] == counts[1]:
+        return None
+    name = next(n for n in dict.fromkeys([*counts[0], *counts[1]]) if counts[0][n] != counts[1][n])
+    numbers = ", ".join(str(c.number) for c in ours)
+    return (
+        f"the pool of conns {numbers} sent {name} {counts[0][name]} time(s) in run 1, "
+        f"{counts[1][name]} in run 2"
+    )
+
+
+def _compare_pool(ours: list[Connection], theirs: list[Connection], out: Comparison) -> None:
+    """Each message of run 1 against its counterpart in run 2: the one at the same place of a
+    lone connection; in a pool, the closest message of the same name any member sent (so a
+    result another child published is not a value that varied)."""
+    candidates = [unit for conn in theirs for unit in conn.units]
+    pooled = len(ours) > 1 and len(candidates) <= MAX_POOLED
+    taken: set[int] = set()
+    for a, b in zip(ours, theirs, strict=True):
+        for n, unit in enumerate(a.units):
+            other = _closest(unit, candidates, taken) if pooled else b.units[n]
+            if unit.view != other.view:
+                _learn(f"conn {a.number} message {n + 1} ({unit.name})", a.shape, unit, other, out)
+
+
+def _closest(unit: Unit, candidates: list[Unit], taken: set[int]) -> Unit:
+    """The untaken candidate of the same name whose values differ least (taken from then on)."""
+    _count, at = min(
+        (len(list(_differences(unit.view, other.view))), n)
+        for n, other in enumerate(candidates)
+        if other.name == unit.name and n not in taken
+    )
+    taken.add(at)
+    return candidates[at]
+
+
+def _learn(place: str, shape: rrdiff.Shape, a: Unit, b: Unit, out: Comparison) -> None:
+    for path, value_a, value_b in _differences(a.view, b.view):
+        rule = ".".join(path)
+        shown = f"{place} {rule}: run 1 {_short(value_a)} run 2 {_short(value_b)}"
+        why = _not_a_rule(path, shape, value_a, value_b)
+        table = out.left if why else out.learned
+        table.setdefault(rule, Varied(rule, why)).places.append(shown)
+
+
+def _not_a_rule(path: tuple[str, ...], shape: rrdiff.Shape, a: Any, b: Any) -> str:
+    """Why a varying value is not written as an ignore rule ('' when it is)."""
+    if _identifier_like(a, b):
+        return "identifier-shaped: replay binds it; a rule would hide it from binding"
+    if path[0] not in shape.parts:
+        return "outside what an ignore rule reaches"
+    return ""
+
+
+def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple, Any, Any]]:
+    """(ignore path, value in run 1, value in run 2) of each leaf that differs: objects by key,
+    lists of equal length by element (the path crosses the list by name, as ignore paths do)."""
+    if a == b and type(a) is type(b):
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in dict.fromkeys([*a, *b]):
+            yield from _differences(a.get(key, rrdiff.ABSENT), b.get(key, rrdiff.ABSENT),
+                                    (*path, str(key)))  # fmt: skip
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for x, y in zip(a, b, strict=True):
+            yield from _differences(x, y, path)
+    elif path:
+        yield path, a, b
+
+
+def _identifier_like(a: Any, b: Any) -> bool:
+    """Both strings, the same once identifier-shaped parts are masked, and not equal."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    masked_a, found = _IDENTIFIERS.subn("<id>", a)
+    return bool(found) and masked_a == _IDENTIFIERS.sub("<id>", b)
+
+
+def _short(value: Any) -> str:
+    text = rrdiff.canonical(value).decode() if value is not rrdiff.ABSENT else "(absent)"
+    return text if len(text) <= rrdiff.SHOWN else text[: rrdiff.SHOWN - 3] + "..."
