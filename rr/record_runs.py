@@ -13,8 +13,11 @@ what replay already ignores (client-chosen consumer tags, credentials, keep-aliv
 learned. Liveness (heartbeats, pings) is left out; AMQP acks are compared by name only (which
 delivery is acked first is the scheduler's). Kafka connections are not compared (their data
 plane replays from a log whose batches differ every run): a Kafka command learns nothing.
-Connections pair by their outline (the names of their messages), not by the order they
-opened, so a pool of identical connections pairs however it was scheduled.
+Connections are grouped by how they opened (the names of their messages before the first
+content): a lone connection is compared with its counterpart message by message, in order; the
+connections of a pool (children of a worker that connect alike) as one, each message against
+the closest one of the same name any member sent, so which child sent what (scheduling) is
+neither a structure difference nor a value that varied.
 """
 
 from __future__ import annotations
@@ -167,13 +170,21 @@ def _connections(cassette: str | Path) -> list[Connection]:
 
 
 def _amqp_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
+    """AMQP messages; a consumer tag the client chose is named by its order on the connection,
+    as replay maps live tags to recorded ones."""
     assembler = amqp.Assembler()
+    tags: dict[str, str] = {}
     for frame in frames:
         if amqp.is_liveness(frame.summary):
             continue
         message = assembler.feed(frame.summary, frame.raw)
         if message is None:
             continue
+        tag = message.args.get("consumer_tag")
+        if message.name == "Basic.Consume" and tag:
+            tags.setdefault(tag, f"<consumer tag {len(tags) + 1}>")
+        if tag in tags:
+            message.args["consumer_tag"] = tags[tag]
         view = amqp.normalized(message)
         name = f"ch {message.channel} {message.name}"
         if message.name in ACKS:

@@ -146,3 +146,22 @@ def test_comments_in_a_rules_file_must_be_notes(tmp_path):
     (a / "replay-rules.json").write_text(json.dumps({"comments": {"x": 1}}))
     with pytest.raises(UsageError, match="comments must be an object of strings"):
         load_rules(a)
+
+
+def _consumer(path: Path, tag: str) -> Path:
+    writer = CassetteWriter.create(path)
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    rec = recorder_for(writer, conn, "amqp")
+    stream = b"AMQP\x00\x00\x09\x01" + pamqp.frame.marshal(pamqp.commands.Channel.Open(), 1)
+    stream += pamqp.frame.marshal(pamqp.commands.Basic.Consume(queue="q", consumer_tag=tag), 1)
+    stream += pamqp.frame.marshal(pamqp.commands.Basic.Cancel(consumer_tag=tag), 1)
+    rec.feed(Direction.C2S, stream)
+    rec.close("client closed")
+    writer.finalize()
+    return path
+
+
+def test_a_client_chosen_consumer_tag_is_what_replay_maps(tmp_path):
+    """pika's random tag, in Basic.Consume and again in Basic.Cancel: replay maps it already."""
+    found = compare(_consumer(tmp_path / "a", "ctag1.aa"), _consumer(tmp_path / "b", "ctag1.bb"))
+    assert found.repeatable and not found.learned and not found.left
