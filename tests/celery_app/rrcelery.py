@@ -26,10 +26,16 @@ app = Celery(
 )
 
 
+def _total(quantity: int, unit_cents: int) -> int:
+    """The tasks' arithmetic. RRLAB_CELERY_SURCHARGE_CENTS stands for a change to this code (a
+    replay of a changed task body must not pass)."""
+    return quantity * unit_cents + int(os.environ.get("RRLAB_CELERY_SURCHARGE_CENTS", "0"))
+
+
 @app.task(name="rrcelery.price")
 def price(order: int, quantity: int, unit_cents: int) -> dict:
     """A result that depends on every argument (a changed argument changes the output)."""
-    return {"order": order, "total_cents": quantity * unit_cents}
+    return {"order": order, "total_cents": _total(quantity, unit_cents)}
 
 
 @app.task(name="rrcelery.store")
@@ -37,7 +43,7 @@ def store(order: int, quantity: int, unit_cents: int) -> None:
     """The no-backend variant: the worker writes the task's output itself."""
     out = Path(os.environ["RRLAB_CELERY_OUT"])
     out.mkdir(parents=True, exist_ok=True)
-    data = {"order": order, "total_cents": quantity * unit_cents}
+    data = {"order": order, "total_cents": _total(quantity, unit_cents)}
     tmp = out / f".{order}.tmp"
     tmp.write_text(json.dumps(data, sort_keys=True))
     tmp.rename(out / f"{order}.json")
