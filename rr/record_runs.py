@@ -198,11 +198,12 @@ def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
     for frame in frames:
         if protocol.is_liveness(frame.summary):
             continue
-        payload = protocol.payload(frame.summary, frame.raw) or None
+        packet = str(frame.summary.get("packet"))
+        content = packet == "PUBLISH"
+        payload = protocol.payload(frame.summary, frame.raw) if content else None
         view = mqtt.packet_view(frame.summary, payload)
         view.pop("packet_id", None)  # the client's numbering, matched as such by replay
-        packet = str(frame.summary.get("packet"))
-        yield Unit(packet, view, content=packet == "PUBLISH")
+        yield Unit(packet, view, content=content)
 
 
 # --- comparing ----------------------------------------------------------------------------------

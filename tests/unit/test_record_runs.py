@@ -165,3 +165,35 @@ def test_a_client_chosen_consumer_tag_is_what_replay_maps(tmp_path):
     """pika's random tag, in Basic.Consume and again in Basic.Cancel: replay maps it already."""
     found = compare(_consumer(tmp_path / "a", "ctag1.aa"), _consumer(tmp_path / "b", "ctag1.bb"))
     assert found.repeatable and not found.learned and not found.left
+
+
+def _mqtt(path: Path, client_id: str, topic: str, payload: dict[str, Any]) -> Path:
+    """An MQTT 3.1.1 client: CONNECT (clean session, no credentials), one QoS 0 PUBLISH."""
+
+    def field(text: str) -> bytes:
+        return len(text.encode()).to_bytes(2, "big") + text.encode()
+
+    def packet(first: int, body: bytes) -> bytes:
+        return bytes([first, len(body)]) + body  # bodies under 128 bytes
+
+    connect = field("MQTT") + bytes([4, 0x02, 0, 30]) + field(client_id)
+    stream = packet(0x10, connect) + packet(0x30, field(topic) + json.dumps(payload).encode())
+    writer = CassetteWriter.create(path)
+    conn = writer.open_connection("mqtt", "127.0.0.1:1", "127.0.0.1:2")
+    rec = recorder_for(writer, conn, "mqtt")
+    rec.feed(Direction.C2S, stream)
+    rec.close("client closed")
+    writer.finalize()
+    return path
+
+
+def test_mqtt_payload_values_are_learned_and_topics_are_named(tmp_path):
+    """A payload field becomes a rule; a topic cannot be reached by one (named, not written);
+    the client id is what replay already ignores in CONNECT."""
+    a = _mqtt(tmp_path / "a", "svc-1", "orders/east", {"n": 1, "seed": 7})
+    b = _mqtt(tmp_path / "b", "svc-2", "orders/west", {"n": 1, "seed": 9})
+    found = compare(a, b)
+    assert found.repeatable
+    assert list(found.learned) == ["payload.seed"]
+    assert list(found.left) == ["topic"]
+    assert found.left["topic"].why == "outside what an ignore rule reaches"
