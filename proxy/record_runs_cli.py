@@ -94,6 +94,8 @@ def _conclude(name: str, cassette: Path, comparison: Comparison) -> int:
         for line in comparison.structure:
             print(f"  {line}", file=sys.stderr)
         return EXIT_MISMATCH
+    for seen in comparison.clock.values():
+        _say(f"on a clock: {seen}")
     for path, varied in comparison.left.items():
         _say(f"not written: {path} ({varied.why}); {varied.places[0]}")
     if not comparison.learned:

@@ -10,8 +10,10 @@ and the first difference is named.
 What is compared is what replay compares: each connection's client messages (AMQP methods with
 their content assembled, MQTT packets), seen through the protocol's own match rules so that
 what replay already ignores (client-chosen consumer tags, credentials, keep-alive) is never
-learned. Liveness (heartbeats, pings) is left out; AMQP acks are compared by name only (which
-delivery is acked first is the scheduler's). Kafka connections are not compared (their data
+learned. Liveness (heartbeats, pings) is left out, and so are publishes on a clock (a
+destination published to a second or more apart, as many times as the run lasted: a
+framework's heartbeat event); AMQP acks are compared by name only (which delivery is acked
+first is the scheduler's). Kafka connections are not compared (their data
 plane replays from a log whose batches differ every run): a Kafka command learns nothing.
 Connections are grouped by how they opened (the names of their messages before the first
 content): a lone connection is compared with its counterpart message by message, in order; the
@@ -41,6 +43,8 @@ ACKS = frozenset({"Basic.Ack", "Basic.Nack", "Basic.Reject"})
 SHOWN_PLACES = 1
 #: Messages of a pool searched for the closest partner at most (beyond: compared in place).
 MAX_POOLED = 2000
+#: Publishes at least this far apart whose count differs between runs are on a clock (µs).
+CLOCK_GAP_US = 1_000_000
 #: Structure differences named at most.
 MAX_STRUCTURE = 5
 
@@ -59,6 +63,8 @@ class Unit:
     name: str
     view: dict[str, Any]
     content: bool = False  # an AMQP publish or an MQTT PUBLISH
+    destination: str | None = None  # where a publish went (exchange and routing key, topic)
+    at_us: int = 0  # when it was sent (since the recording started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,12 @@ class Connection:
     @property
     def outline(self) -> tuple[str, ...]:
         return tuple(unit.name for unit in self.units)
+
+    def without(self, destinations: Iterable[str]) -> Connection:
+        """The connection without its publishes to these destinations."""
+        skip = set(destinations)
+        units = [unit for unit in self.units if unit.destination not in skip]
+        return Connection(self.number, self.shape, units)
 
     @property
     def opening(self) -> tuple[str, ...]:
@@ -107,6 +119,8 @@ class Comparison:
 
     learned: dict[str, Varied] = field(default_factory=dict)
     left: dict[str, Varied] = field(default_factory=dict)
+    #: publish destinations taken for publishes on a clock, with what was seen
+    clock: dict[str, str] = field(default_factory=dict)
     structure: list[str] = field(default_factory=list)
     compared: int = 0  # connections compared
 
@@ -118,15 +132,24 @@ class Comparison:
 def compare(first: str | Path, second: str | Path) -> Comparison:
     """Compare two finalized cassettes of the same command."""
     out = Comparison()
-    pools = [_pools(_connections(first)), _pools(_connections(second))]
+    runs = [_connections(first), _connections(second)]
+    out.clock = _on_a_clock(runs[0], runs[1])
+    if out.clock:
+        runs = [[conn.without(out.clock) for conn in run] for run in runs]
+    pools = [_pools(runs[0]), _pools(runs[1])]
+    alone: tuple[list[Connection], list[Connection]] = ([], [])
     for opening in dict.fromkeys([*pools[0], *pools[1]]):
         ours, theirs = pools[0].get(opening, []), pools[1].get(opening, [])
+        if not ours or not theirs:
+            alone[0 if ours else 1].extend(ours or theirs)
+            continue
         problem = _structure(ours, theirs)
         if problem:
             out.structure.append(problem)
         else:
             _compare_pool(ours, theirs, out)
             out.compared += len(ours)
+    out.structure += _unlike(*alone)
     del out.structure[MAX_STRUCTURE:]
     if out.structure:
         out.learned.clear()
@@ -190,7 +213,11 @@ def _amqp_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
         if message.name in ACKS:
             view = {}  # which delivery is acked first is the scheduler's
         parts = {k: v for k, v in view.items() if k in ("args", "properties", "body")}
-        yield Unit(name, parts, content=message.body is not None)
+        content = message.body is not None
+        args = message.args
+        dest = f"exchange {args.get('exchange')!r} key {args.get('routing_key')!r}"
+        dest = _IDENTIFIERS.sub("<id>", dest) if content else None
+        yield Unit(name, parts, content=content, destination=dest, at_us=frame.t_us)
 
 
 def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
@@ -203,7 +230,9 @@ def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
         payload = protocol.payload(frame.summary, frame.raw) if content else None
         view = mqtt.packet_view(frame.summary, payload)
         view.pop("packet_id", None)  # the client's numbering, matched as such by replay
-        yield Unit(packet, view, content=content)
+        dest = f"topic {frame.summary.get('topic')!r}"
+        dest = _IDENTIFIERS.sub("<id>", dest) if content else None
+        yield Unit(packet, view, content=content, destination=dest, at_us=frame.t_us)
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -225,17 +254,7 @@ def _structure(ours: list[Connection], theirs: list[Connection]) -> str | None:
     if len(ours) != len(theirs):
         return f"run 1 opened {len(ours)} connection(s) {like}, run 2 opened {len(theirs)}"
     if len(ours) == 1:
-        a, b = ours[0].outline, theirs[0].outline
-        if a == b:
-            return None
-        at = next((n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
-        at = min(len(a), len(b)) if at is None else at
-        first = a[at] if at < len(a) else "(nothing more)"
-        second = b[at] if at < len(b) else "(nothing more)"
-        return (
-            f"conn {ours[0].number} client message {at + 1}: run 1 sent {first}, run 2 (conn "
-            f"{theirs[0].number}) sent {second} ({len(a)} and {len(b)} client messages)"
-        )
+        return None if ours[0].outline == theirs[0].outline else _first_difference(*ours, *theirs)
     counts = [Counter(name for c in pool for name in c.outline) for pool in (ours, theirs)]
     if counts[0] == counts[1]:
         return None
@@ -245,6 +264,67 @@ def _structure(ours: list[Connection], theirs: list[Connection]) -> str | None:
         f"the pool of conns {numbers} sent {name} {counts[0][name]} time(s) in run 1, "
         f"{counts[1][name]} in run 2"
     )
+
+
+def _unlike(ours: list[Connection], theirs: list[Connection]) -> list[str]:
+    """Connections that opened unlike any of the other run: each named against the one of the
+    other run it shares the longest beginning with."""
+    out = []
+    left = list(theirs)
+    for conn in ours:
+        partner = max(left, key=lambda c: _common_prefix(conn.outline, c.outline), default=None)
+        if partner is None:
+            out.append(f"conn {conn.number} of run 1: run 2 opened no connection like it")
+            continue
+        left.remove(partner)
+        out.append(_first_difference(conn, partner))
+    out += [f"conn {conn.number} of run 2: run 1 opened no connection like it" for conn in left]
+    return out
+
+
+def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many names two outlines share from their start."""
+    same = (n for n, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(same, min(len(a), len(b)))
+
+
+def _first_difference(a: Connection, b: Connection) -> str:
+    at = _common_prefix(a.outline, b.outline)
+    first = a.outline[at] if at < len(a.outline) else "(nothing more)"
+    second = b.outline[at] if at < len(b.outline) else "(nothing more)"
+    return (
+        f"conn {a.number} client message {at + 1}: run 1 sent {first}, run 2 (conn {b.number}) "
+        f"sent {second} ({len(a.units)} and {len(b.units)} client messages)"
+    )
+
+
+def _on_a_clock(first: list[Connection], second: list[Connection]) -> dict[str, str]:
+    """Publish destinations whose number of publishes differs between the runs while, in each
+    run, its publishes lie at least CLOCK_GAP apart: a framework's heartbeat or status event,
+    whose count is the run's duration over its period (liveness, not behaviour). A command that
+    publishes more in one run, in a burst, is a structure difference instead; a destination one
+    run has and the other not is on a clock only if the other has none of its own (else the
+    destination is a value that varied, e.g. a topic naming the client)."""
+    times: list[dict[str, list[int]]] = [{}, {}]
+    for run, table in zip((first, second), times, strict=True):
+        for unit in (unit for conn in run for unit in conn.units if unit.destination):
+            table.setdefault(str(unit.destination), []).append(unit.at_us)
+    own = [set(times[0]) - set(times[1]), set(times[1]) - set(times[0])]
+    out = {}
+    for dest in dict.fromkeys([*times[0], *times[1]]):
+        a, b = sorted(times[0].get(dest, [])), sorted(times[1].get(dest, []))
+        swapped = (dest in own[0] and own[1]) or (dest in own[1] and own[0])
+        if len(a) != len(b) and _spaced(a) and _spaced(b) and not swapped:
+            out[dest] = (
+                f"{dest}: {len(a)} publish(es) in run 1, {len(b)} in run 2, each "
+                f"{CLOCK_GAP_US / 1e6:g} s or more apart (a publish on a clock: left to replay)"
+            )
+    return out
+
+
+def _spaced(times: list[int]) -> bool:
+    gaps = (later - earlier for earlier, later in zip(times, times[1:], strict=False))
+    return all(gap >= CLOCK_GAP_US for gap in gaps)
 
 
 def _compare_pool(ours: list[Connection], theirs: list[Connection], out: Comparison) -> None:

@@ -39,15 +39,18 @@ def _publish(channel: int, message: Message) -> bytes:
     )
 
 
-def _cassette(path: Path, connections: list[list[Message]]) -> Path:
-    """One AMQP connection per list, each opening a channel and publishing its messages."""
-    writer = CassetteWriter.create(path)
+def _cassette(path: Path, connections: list[list[Message]], frame_gap_s: float = 0.0) -> Path:
+    """One AMQP connection per list, each opening a channel and publishing its messages; each
+    frame is stamped `frame_gap_s` after the one before (a clock of our own)."""
+    ticks = iter(range(0, 1 << 62, int(frame_gap_s * 1e9) or 1000))
+    writer = CassetteWriter.create(path, clock_ns=lambda: next(ticks))
     for messages in connections:
         conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
         rec = recorder_for(writer, conn, "amqp")
-        stream = b"AMQP\x00\x00\x09\x01" + pamqp.frame.marshal(pamqp.commands.Channel.Open(), 1)
-        stream += b"".join(_publish(1, message) for message in messages)
-        rec.feed(Direction.C2S, stream)
+        rec.feed(Direction.C2S, b"AMQP\x00\x00\x09\x01")
+        rec.feed(Direction.C2S, pamqp.frame.marshal(pamqp.commands.Channel.Open(), 1))
+        for message in messages:
+            rec.feed(Direction.C2S, _publish(1, message))
         rec.close("client closed")
     writer.finalize()
     return path
@@ -197,3 +200,26 @@ def test_mqtt_payload_values_are_learned_and_topics_are_named(tmp_path):
     assert list(found.learned) == ["payload.seed"]
     assert list(found.left) == ["topic"]
     assert found.left["topic"].why == "outside what an ignore rule reaches"
+
+
+def test_a_publish_on_a_clock_is_liveness(tmp_path):
+    """A status event published every second or more (a Celery worker's heartbeat): how many
+    depends on how long the run took; left out, with what was seen."""
+    beat = ("worker.heartbeat", {}, {"alive": True})
+    a = _cassette(tmp_path / "a", [[beat, beat, beat]], frame_gap_s=2.0)
+    b = _cassette(tmp_path / "b", [[beat]], frame_gap_s=2.0)
+    found = compare(a, b)
+    assert found.repeatable and not found.learned
+    assert found.clock == {
+        "exchange '' key 'worker.heartbeat'": "exchange '' key 'worker.heartbeat': 3 "
+        "publish(es) in run 1, 1 in run 2, each 1 s or more apart (a publish on a clock: left "
+        "to replay)"
+    }
+
+
+def test_a_burst_of_more_publishes_is_not_a_clock(tmp_path):
+    beat = ("worker.heartbeat", {}, {"alive": True})
+    a = _cassette(tmp_path / "a", [[beat, beat, beat]], frame_gap_s=0.01)
+    b = _cassette(tmp_path / "b", [[beat]], frame_gap_s=0.01)
+    found = compare(a, b)
+    assert not found.repeatable and not found.clock
