@@ -62,6 +62,7 @@ class Unit:
 
     name: str
     view: dict[str, Any]
+    method: str = ""  # the name without its channel (scheduling may move a message between them)
     content: bool = False  # an AMQP publish or an MQTT PUBLISH
     destination: str | None = None  # where a publish went (exchange and routing key, topic)
     at_us: int = 0  # when it was sent (since the recording started)
@@ -217,7 +218,7 @@ def _amqp_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
         args = message.args
         dest = f"exchange {args.get('exchange')!r} key {args.get('routing_key')!r}"
         dest = _IDENTIFIERS.sub("<id>", dest) if content else None
-        yield Unit(name, parts, content=content, destination=dest, at_us=frame.t_us)
+        yield Unit(name, parts, message.name, content, dest, frame.t_us)
 
 
 def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
@@ -232,7 +233,7 @@ def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
         view.pop("packet_id", None)  # the client's numbering, matched as such by replay
         dest = f"topic {frame.summary.get('topic')!r}"
         dest = _IDENTIFIERS.sub("<id>", dest) if content else None
-        yield Unit(packet, view, content=content, destination=dest, at_us=frame.t_us)
+        yield Unit(packet, view, packet, content, dest, frame.t_us)
 
 
 # --- comparing ----------------------------------------------------------------------------------
@@ -328,28 +329,50 @@ def _spaced(times: list[int]) -> bool:
 
 
 def _compare_pool(ours: list[Connection], theirs: list[Connection], out: Comparison) -> None:
-    """Each message of run 1 against its counterpart in run 2: the one at the same place of a
-    lone connection; in a pool, the closest message of the same name any member sent (so a
-    result another child published is not a value that varied)."""
+    """Each message of run 1 against its counterpart in run 2: the one at the same place, unless
+    scheduling moved it, then the closest message of the same method the other run sent on
+    connections that opened alike. Scheduling moves a message between the children of a pool
+    (which child published a result) and between the channels of one connection (which of a
+    worker's consumers set itself up first): a message whose arguments differ from the one at
+    its place (another exchange, another queue) is looked for elsewhere; one whose arguments
+    match is not (a random header is a value that varied, where it is)."""
     candidates = [unit for conn in theirs for unit in conn.units]
-    pooled = len(ours) > 1 and len(candidates) <= MAX_POOLED
+    starts = [sum(len(conn.units) for conn in theirs[:i]) for i in range(len(theirs))]
+    pooled = len(ours) > 1
+    search = len(candidates) <= MAX_POOLED
     taken: set[int] = set()
-    for a, b in zip(ours, theirs, strict=True):
+    pending = []
+    for a, b, start in zip(ours, theirs, starts, strict=True):
         for n, unit in enumerate(a.units):
-            other = _closest(unit, candidates, taken) if pooled else b.units[n]
-            if unit.view != other.view:
-                _learn(f"conn {a.number} message {n + 1} ({unit.name})", a.shape, unit, other, out)
+            at = start + n if n < len(b.units) else None
+            if at is not None and unit.view == candidates[at].view:
+                taken.add(at)
+            else:
+                pending.append((f"conn {a.number} message {n + 1} ({unit.name})", a, unit, at))
+    for place, conn, unit, at in pending:
+        moved = at is None or pooled or _args(unit) != _args(candidates[at])
+        found = _closest(unit, candidates, taken) if search and moved else None
+        if found is None and at is not None and at not in taken:
+            found = at
+        if found is None:
+            continue  # every message of its method is someone's partner already
+        taken.add(found)
+        if unit.view != candidates[found].view:
+            _learn(place, conn.shape, unit, candidates[found], out)
 
 
-def _closest(unit: Unit, candidates: list[Unit], taken: set[int]) -> Unit:
-    """The untaken candidate of the same name whose values differ least (taken from then on)."""
-    _count, at = min(
+def _args(unit: Unit) -> Any:
+    return unit.view.get("args")
+
+
+def _closest(unit: Unit, candidates: list[Unit], taken: set[int]) -> int | None:
+    """The untaken candidate of the same method whose values differ least."""
+    scored = [
         (len(list(_differences(unit.view, other.view))), n)
         for n, other in enumerate(candidates)
-        if other.name == unit.name and n not in taken
-    )
-    taken.add(at)
-    return candidates[at]
+        if other.method == unit.method and n not in taken
+    ]
+    return min(scored)[1] if scored else None
 
 
 def _learn(place: str, shape: rrdiff.Shape, a: Unit, b: Unit, out: Comparison) -> None:
