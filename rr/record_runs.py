@@ -13,13 +13,16 @@ what replay already ignores (client-chosen consumer tags, credentials, keep-aliv
 learned. Liveness (heartbeats, pings) is left out, and so are publishes on a clock (a
 destination published to a second or more apart, as many times as the run lasted: a
 framework's heartbeat event); AMQP acks are compared by name only (which delivery is acked
-first is the scheduler's). Kafka connections are not compared (their data
-plane replays from a log whose batches differ every run): a Kafka command learns nothing.
-Connections are grouped by how they opened (the names of their messages before the first
-content): a lone connection is compared with its counterpart message by message, in order; the
-connections of a pool (children of a worker that connect alike) as one, each message against
-the closest one of the same name any member sent, so which child sent what (scheduling) is
-neither a structure difference nor a value that varied.
+first is the scheduler's). Kafka connections are not compared (their data plane replays from a
+log whose batches differ every run): a Kafka command learns nothing.
+
+Scheduling is neither a structure difference nor a value that varied. Connections are grouped
+by how they opened (the names of their messages before the first content): a lone connection
+is compared with its counterpart in order; the connections of a pool (the children of a worker,
+which connect alike) as one, by how many of each message they sent together. A message is
+compared with the one at its place, unless scheduling moved it (in a pool, or to another
+channel of its connection: its method arguments differ), then with the closest message of its
+method.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ class Connection:
             if unit.content:
                 break
             names.append(unit.name)
-        return (self.shape.payload, *names)
+        return (self.shape.payload, *names)  # the payload's part name tells protocols apart
 
 
 @dataclass(slots=True)
