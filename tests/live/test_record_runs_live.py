@@ -1,7 +1,8 @@
 """`rrlab record --runs 2` against RabbitMQ: a pika client that stamps a random integer into a
 header of every message is recorded twice; the value that varied becomes a rule in the
 cassette's replay-rules.json, with which the replay passes (and without which it misses on that
-header). A client that sends more messages each run is told it is not repeatable (exit 1)."""
+header). A client that sends more messages each run is told it is not repeatable (exit 1). A
+Celery worker and client (tests/celery_app) record as repeatable and teach only clock values."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from proxy_harness import RRLAB, free_block
 pytestmark = pytest.mark.live
 CLIENT = Path(__file__).resolve().with_name("amqp_stamp_client.py")
 OUT = "out/bodies.txt"
+CELERY_RUNNER = Path(__file__).resolve().parents[1] / "celery_app" / "run.py"
+CELERY_OUT = "out/celery.json"
+
+
+def _celery_installed() -> None:
+    celery = Path(sys.executable).with_name("celery")
+    assert celery.exists(), f"{celery} missing: Celery is in the test extra (make venv)"
 
 
 def _url(port: int) -> str:
@@ -68,3 +76,26 @@ def test_runs_2_says_a_command_is_not_repeatable(live_brokers, tmp_path):
     assert "not repeatable against this broker state" in done.stderr, done.stderr
     assert "client message" in done.stderr and "run 1 sent" in done.stderr, done.stderr
     assert not (cassette / "replay-rules.json").exists()
+
+
+def test_runs_2_on_celery_learns_clock_values_and_nothing_of_scheduling(live_brokers, tmp_path):
+    """A Celery worker and client (rpc:// results) recorded twice: repeatable; what it learns are
+    clock readings (the pidbox broadcast's `expires`, heartbeat-event timestamps), never a method
+    argument (a worker's consumers set up their channels in either order) nor a task result
+    (which prefork child published which result), and identifiers are left to binding."""
+    _celery_installed()
+    live_brokers("amqp")
+    run = tmp_path / "rec"
+    run.mkdir()
+    port = free_block(1)
+    cassette = run / "cassette"
+    argv = [str(RRLAB), "record", "--runs", "2", "--amqp", f"{port}=127.0.0.1:5672"]
+    argv += ["--cassette", str(cassette), "--write-root", str(run), "--artifact", CELERY_OUT]
+    argv += ["--", sys.executable, str(CELERY_RUNNER), CELERY_OUT]
+    env = {**os.environ, "CELERY_BROKER_URL": _url(port)}
+    done = subprocess.run(argv, cwd=run, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr
+    fields = json.loads((cassette / "replay-rules.json").read_text())["ignore_fields"]
+    assert "properties.headers.expires" in fields, fields
+    assert not [f for f in fields if f.startswith("args.") or "result" in f], fields
+    assert "not written: properties.correlation_id (identifier-shaped" in done.stderr
