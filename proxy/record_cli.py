@@ -45,6 +45,7 @@ from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_USAGE, UsageError
 
 from .cli import parse_hostport, parse_route
+from .record_runs_cli import add_runs, with_runs
 
 LISTENING = "rrlab proxy: listening "
 START_TIMEOUT = 60.0  # seconds for the proxy to bind every route
@@ -83,8 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_allow_upstream(p)
     add_write_root(p)
+    add_runs(p)
     add_command_argv(p, "record")
-    p.set_defaults(func=run)
+    p.set_defaults(func=with_runs(run))
 
 
 def _artifact_key(path: str) -> str:

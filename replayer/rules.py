@@ -14,6 +14,8 @@
 - `exact_clock_fields`: paths, written as above, of fields whose recorded clock value (an AMQP
   `timestamp`, an ISO-8601 or epoch value) must equal the live one. By default a recorded clock
   value matches any live value of the same form (`rr.replay.bindings`): the replay runs later.
+- `comments` (optional): an object of notes by rule, never read for matching (JSON has no
+  comments; `rrlab record --runs 2` says there where each rule it learned varied).
 `rrlab serve --ignore-field PATH --ignore-header NAME` add to them for one run.
 """
 
@@ -31,6 +33,7 @@ from rrlab.rr.usage import UsageError
 RULES_NAME = "replay-rules.json"
 MAX_RULES_BYTES = 1 << 20
 _KEYS = ("ignore_fields", "ignore_headers", "exact_clock_fields")
+COMMENTS = "comments"
 
 
 def load_rules(
@@ -65,8 +68,12 @@ def _from_file(cassette: Path) -> dict[str, tuple[str, ...]]:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or set(data) - set(_KEYS):
-        raise UsageError(f"{path}: expected an object with only the keys {', '.join(_KEYS)}")
+    if not isinstance(data, dict) or set(data) - {*_KEYS, COMMENTS}:
+        keys = ", ".join((*_KEYS, COMMENTS))
+        raise UsageError(f"{path}: expected an object with only the keys {keys}")
+    notes = data.get(COMMENTS, {})
+    if not isinstance(notes, dict) or not all(isinstance(v, str) for v in notes.values()):
+        raise UsageError(f"{path}: {COMMENTS} must be an object of strings (a note per rule)")
     out = {}
     for key in _KEYS:
         items = data.get(key, [])
