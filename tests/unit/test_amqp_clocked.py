@@ -67,3 +67,24 @@ def test_results_that_differ_in_an_id_are_behaviour_though_they_carry_a_date():
 def test_a_recurring_publish_without_a_clock_value_is_behaviour():
     body = json.dumps({"n": 1}).encode()
     assert not Clocked.of([Published("", "q", body), Published("", "q", body)])
+
+
+def online(load: float, pid: int, t: float) -> dict:
+    """Celery 5's worker-online event, published once per run."""
+    return {**json.loads(heartbeat(t, load, pid)), "type": "worker-online"}
+
+
+def test_a_status_event_published_once_matches_with_other_numbers_only():
+    recorded = online(1.48, 17801, T0)
+    clocked = Clocked.of([Published("celeryev", "worker.online", json.dumps(recorded).encode())])
+    assert not clocked.accepts("celeryev", "worker.online", json.dumps(recorded).encode())
+    live = online(1.23, 17962, T0 + 30)
+    assert clocked.measured("celeryev", "worker.online", recorded, live)
+    assert not clocked.measured("celeryev", "worker.online", recorded, {**live, "type": "x"})
+    assert not clocked.measured("celeryev", "worker.offline", recorded, live)
+
+
+def test_a_result_is_no_status_event():
+    body = json.loads(result("a1", "2026-12-03T10:00:00.1"))
+    clocked = Clocked.of([Published("", "reply-q", json.dumps(body).encode())])
+    assert not clocked.measured("", "reply-q", body, {**body, "result": 6})

@@ -10,6 +10,11 @@ differing only in numbers and clock values, or its routing key or event `type` n
 heartbeat (a short recording may hold one). At replay a live publish of such a shape is
 accepted any number of times, compared for shape only; the recorded ones are never unused and
 the deliveries they caused wait for nothing.
+
+A status event published once (Celery's `worker-online`, `worker-offline`: a JSON object with a
+`type` and a clock value at its top level) stays behaviour, but its numbers are the machine's
+(`pid`, `loadavg`, counters): a live one matches a recorded one whose body differs only in
+numbers and clock values (`Clocked.measured`).
 """
 
 from __future__ import annotations
@@ -115,11 +120,20 @@ def _names_heartbeat(shape: Shape, body: dict[str, Any]) -> bool:
     return any(isinstance(n, str) and "heartbeat" in n.lower() for n in names)
 
 
+def _is_event(body: dict[str, Any], rule: Clock) -> bool:
+    """A status event: a JSON object naming its `type`, stamped with a clock value."""
+    return isinstance(body.get("type"), str) and any(
+        rule.same(v, v, "") for v in body.values() if not isinstance(v, dict | list)
+    )
+
+
 @dataclass(slots=True)
 class Clocked:
     """The clock-driven publish shapes of a recording, and their recorded publishes."""
 
     recorded: dict[Shape, list[Published]] = field(default_factory=dict)
+    #: status events of other shapes: matched with their numbers loosened (`measured`)
+    events: frozenset[Shape] = frozenset()
 
     @classmethod
     def of(cls, publishes: Iterable[Published], rule: Clock | None = None) -> Clocked:
@@ -139,7 +153,20 @@ class Clocked:
             )
             if recurring or all(_names_heartbeat(shape, b) for b in bodies):
                 found[shape] = members
-        return cls(found)
+        events = frozenset(
+            shape
+            for shape, members in groups.items()
+            if shape not in found and all(_is_event(_json(p.body), rule) for p in members)
+        )
+        return cls(found, events)
+
+    def measured(self, exchange: Any, routing_key: Any, recorded: Any, live: Any) -> bool:
+        """Whether `live` (a status event's body, parsed) is the `recorded` one with only its
+        numbers and clock values changed."""
+        if not self.events or not isinstance(recorded, dict):
+            return False
+        shape = (exchange, routing_key, frozenset(recorded))
+        return shape in self.events and _scalar_drift(recorded, live, clock())
 
     def __bool__(self) -> bool:
         return bool(self.recorded)
