@@ -54,6 +54,8 @@ SHAPES: dict[str, tuple[str, str]] = {
 _NAME = r"[^\s\"'/@:,;]+?"
 #: Clock values: epoch numbers by unit (seconds .. nanoseconds), ISO-8601 date-times.
 _EPOCH_UNITS = (1, 1_000, 1_000_000, 1_000_000_000)
+#: an epoch number written as a string (`expires: "1796294018.047566"`): 9+ integer digits
+_EPOCH_TEXT = re.compile(r"\d{9,19}(\.\d{1,9})?")
 _ISO = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?"
 )
@@ -155,6 +157,11 @@ class Clock:
                 for unit in _EPOCH_UNITS
             )
         if isinstance(recorded, str) and isinstance(live, str):
+            rec_epoch, live_epoch = _EPOCH_TEXT.fullmatch(recorded), _EPOCH_TEXT.fullmatch(live)
+            if rec_epoch and live_epoch:  # same form: both with a fraction or neither
+                return bool(rec_epoch[1]) == bool(live_epoch[1]) and self.same(
+                    float(recorded), float(live), path
+                )
             rec_at = _iso_seconds(recorded)
             return (
                 rec_at is not None

@@ -72,3 +72,14 @@ def test_clock_values_of_the_recording_match_any_live_one_of_the_same_form():
     assert b.unify(rec, {**live, "at": "2026-12-03"}) is None  # another form
     exact = Bindings(Recognizer(ORIGIN), clock(["ts"]))
     assert exact.unify(rec, live) is None  # a rule turned it off for this field
+
+
+def test_an_epoch_written_as_a_string_is_a_clock_value():
+    b = table()
+    rec = {"expires": "1796294018.047566", "ms": "1796294018047", "id": "123456789"}
+    live = {"expires": "1796294033.6353638", "ms": "1796294033635", "id": "123456789"}
+    unified = b.unify(rec, live)
+    assert unified is not None and sorted(unified.clocks) == ["expires", "ms"]
+    assert b.unify(rec, {**live, "expires": "1796294033"}) is None  # another form
+    assert b.unify(rec, {**live, "expires": "soon"}) is None
+    assert b.unify({"n": "17"}, {"n": "18"}) is None  # a short number is never a clock

@@ -31,8 +31,11 @@ class Transcript:
     behind it (memory stays flat however long the recording). Keys are computed when first
     compared; lookup indexes unused steps by key as far as it had to search."""
 
-    def __init__(self, rc: RecordedConn, opts: norm.Options) -> None:
+    def __init__(
+        self, rc: RecordedConn, opts: norm.Options, skip: frozenset[int] = frozenset()
+    ) -> None:
         self.rc = rc
+        self.skip = skip  # frames completing a message that is no step (a clock-driven publish)
         self.opts = opts
         self.steps: list[Step | None] = []  # None: used and let go
         self._last: Step | None = None
@@ -59,6 +62,9 @@ class Transcript:
                 continue
             self._indexes.append(frame.index)
             message = self._assembler.feed(frame.summary, frame.raw)
+            if message is not None and frame.index in self.skip:
+                self._indexes = []
+                continue
             if message is not None:
                 self._last = Step(len(self.steps), message, self._indexes, frame)
                 self.steps.append(self._last)
