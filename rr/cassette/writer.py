@@ -481,23 +481,22 @@ class CassetteWriter:
             raise WriterClosed(self.path)
 
     def _append(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            self._fail(FRAMES_NAME, exc)
+        self._write_all(self._fd, data, FRAMES_NAME)
         self._hash.update(data)
 
     def _append_timing(self, data: bytes) -> None:
+        self._write_all(self._timing, data, TIMING_NAME)
+        self._timing_hash.update(data)
+        self._timing_bytes += len(data)
+
+    def _write_all(self, fd: int, data: bytes, name: str) -> None:
+        """Every byte of `data` to `fd` (os.write may take part of it); a failure names the file."""
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._timing, view) :]
+                view = view[os.write(fd, view) :]
         except OSError as exc:
-            self._fail(TIMING_NAME, exc)
-        self._timing_hash.update(data)
-        self._timing_bytes += len(data)
+            self._fail(name, exc)
 
     def _journal_line(self, event: dict[str, Any]) -> None:
         """One connection event, one write(2) of one whole line (O_APPEND)."""
