@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from rrlab.children import terminate
 from rrlab.options import (
     PROTOS,
     add_allow_upstream,
@@ -219,15 +220,9 @@ class _Proxy:
 
     def stop(self) -> int:
         """SIGTERM, then wait for the cassette to be finalized; the proxy's exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, STOP_TIMEOUT)
         self._errors_pump.join(5)
-        return self.proc.returncode
+        return code
 
 
 def _run_command(command: Sequence[str], aside: ArtifactsAside) -> int:

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rrlab.children import terminate
 
 #: the default upstream of each protocol (`rrlab brokers up`), for `kafka=True` and the like
 DEFAULT_UPSTREAMS = {"kafka": "127.0.0.1:9092", "amqp": "127.0.0.1:5672", "mqtt": "127.0.0.1:1883"}
@@ -280,16 +281,10 @@ class Child:
 
     def stop(self) -> int:
         """SIGTERM, then wait for the cassette or the report to be written."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, STOP_TIMEOUT)
         for pump in self._pumps:
             pump.join(5)
-        return self.proc.returncode
+        return code
 
     def said(self) -> str:
         lines = [line for line in self.err if line.strip()] or self.out
