@@ -8,6 +8,7 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from kio.serial.readers import (
     read_signed_varint,
     read_signed_varlong,
 )
+from kio.serial.writers import write_signed_varint
 
 from .compression import DecompressionError, decompress
 
@@ -184,36 +186,64 @@ def read_records(
 MIN_RECORD_BYTES = 7
 
 
+@dataclass(frozen=True, slots=True)
+class _RawRecord:
+    """One record of a magic 2 batch as it lies in the bytes: where its length-prefixed body
+    starts and ends, where the fields before the key (attributes, deltas) end, and its key,
+    value and headers undecoded."""
+
+    start: int
+    fixed_end: int
+    end: int
+    timestamp_delta: int
+    offset_delta: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[bytes | None, bytes | None], ...]
+
+
+def _raw_record(buf: memoryview, pos: int) -> _RawRecord:
+    """The record whose length prefix is at `pos`; RecordsError when its fields disagree with
+    its length (kio's readers raise on bytes that end too soon)."""
+    length, n = read_signed_varint(buf, pos)
+    start = pos + n
+    end = start + length
+    pos = start + read_int8(buf, start)[1]  # record attributes: unused
+    ts_delta, n = read_signed_varlong(buf, pos)
+    pos += n
+    off_delta, n = read_signed_varint(buf, pos)
+    pos += n
+    fixed_end = pos
+    key, pos = _varbytes(buf, pos)
+    value, pos = _varbytes(buf, pos)
+    n_headers, n = read_signed_varint(buf, pos)
+    pos += n
+    headers = []
+    for _ in range(n_headers):
+        hkey, pos = _varbytes(buf, pos)
+        hval, pos = _varbytes(buf, pos)
+        headers.append((hkey, hval))
+    if pos != end:
+        raise RecordsError(f"record length {length} disagrees with its fields")
+    return _RawRecord(start, fixed_end, end, ts_delta, off_delta, key, value, tuple(headers))
+
+
 def _read_records(buf: memoryview, batch: Batch, count: int) -> list[Record]:
     pos, out = 0, []
     try:
         for _ in range(count):
-            length, n = read_signed_varint(buf, pos)
-            pos += n
-            end = pos + length
-            pos += read_int8(buf, pos)[1]  # record attributes: unused
-            ts_delta, n = read_signed_varlong(buf, pos)
-            pos += n
-            off_delta, n = read_signed_varint(buf, pos)
-            pos += n
-            key, pos = _varbytes(buf, pos)
-            value, pos = _varbytes(buf, pos)
-            n_headers, n = read_signed_varint(buf, pos)
-            pos += n
-            headers = []
-            for _ in range(n_headers):
-                hkey, pos = _varbytes(buf, pos)
-                hval, pos = _varbytes(buf, pos)
-                headers.append(((hkey or b"").decode("utf-8", "replace"), hval))
-            if pos != end:
-                raise RecordsError(f"record length {length} disagrees with its fields")
+            raw = _raw_record(buf, pos)
+            pos = raw.end
             out.append(
                 Record(
-                    offset=batch.base_offset + off_delta,
-                    timestamp_ms=batch.base_timestamp_ms + ts_delta,
-                    key=key,
-                    value=value,
-                    headers=tuple(headers),
+                    offset=batch.base_offset + raw.offset_delta,
+                    timestamp_ms=batch.base_timestamp_ms + raw.timestamp_delta,
+                    key=raw.key,
+                    value=raw.value,
+                    headers=tuple(
+                        ((hkey or b"").decode("utf-8", "replace"), hval)
+                        for hkey, hval in raw.headers
+                    ),
                 )
             )
     except (IndexError, ValueError, SerialError) as err:
@@ -264,19 +294,15 @@ def record_lines(record: Mapping[str, Any]) -> list[str]:
 # --- rewriting (bindings stamped into served batches) -------------------------------------------
 
 
-def _zigzag(n: int) -> bytes:
-    """A signed varint/varlong as Kafka writes it (zigzag, 7 bits a byte)."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        byte, z = z & 0x7F, z >> 7
-        out.append(byte | (0x80 if z else 0))
-        if not z:
-            return bytes(out)
+def _varint(n: int) -> bytes:
+    """A signed varint as Kafka writes it (kio's writer)."""
+    out = io.BytesIO()
+    write_signed_varint(out, n)
+    return out.getvalue()
 
 
 def _field(data: bytes | None) -> bytes:
-    return _zigzag(-1) if data is None else _zigzag(len(data)) + data
+    return _varint(-1) if data is None else _varint(len(data)) + data
 
 
 def restamp_batch(batch: bytes, fn: Callable[[bytes], bytes]) -> bytes:
@@ -295,30 +321,17 @@ def restamp_batch(batch: bytes, fn: Callable[[bytes], bytes]) -> bytes:
     pos = 0
     changed = False
     for _ in range(head.record_count):
-        length, n = read_signed_varint(body, pos)
-        start = pos + n
-        end = start + length
-        at = start + 1  # record attributes
-        at += read_signed_varlong(body, at)[1]  # timestamp delta
-        at += read_signed_varint(body, at)[1]  # offset delta
-        fixed = bytes(body[start:at])
-        key, at = _varbytes(body, at)
-        value, at = _varbytes(body, at)
-        count, n = read_signed_varint(body, at)
-        at += n
-        headers = []
-        for _ in range(count):
-            name, at = _varbytes(body, at)
-            hvalue, at = _varbytes(body, at)
-            headers.append((name, hvalue))
-        if at != end:
+        try:
+            raw = _raw_record(body, pos)
+        except RecordsError:
             return batch
-        parts = [fixed, _field(_map(key, fn)), _field(_map(value, fn)), _zigzag(count)]
-        parts += [_field(_map(h, fn)) + _field(_map(v, fn)) for h, v in headers]
+        parts = [bytes(body[raw.start : raw.fixed_end])]
+        parts += [_field(_map(raw.key, fn)), _field(_map(raw.value, fn)), _varint(len(raw.headers))]
+        parts += [_field(_map(h, fn)) + _field(_map(v, fn)) for h, v in raw.headers]
         record = b"".join(parts)
-        changed = changed or record != bytes(body[start:end])
-        out += _zigzag(len(record)) + record
-        pos = end
+        changed = changed or record != bytes(body[raw.start : raw.end])
+        out += _varint(len(record)) + record
+        pos = raw.end
     if not changed:
         return batch
     tail = bytes(buf[21:_BATCH_OVERHEAD]) + bytes(out)  # attributes .. records: what the CRC covers
