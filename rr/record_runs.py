@@ -69,6 +69,7 @@ class Unit:
     content: bool = False  # an AMQP publish or an MQTT PUBLISH
     destination: str | None = None  # where a publish went (exchange and routing key, topic)
     at_us: int = 0  # when it was sent (since the recording started)
+    channel: int = 0  # the AMQP channel it went on (MQTT: one stream, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +92,22 @@ class Connection:
         return Connection(self.number, self.shape, units)
 
     @property
+    def streams(self) -> Counter[tuple[str, ...]]:
+        """Its channels' messages in order, each channel a stream, the channel's number left
+        out: which of a worker's threads opened its channel first (and got the lower number),
+        and how their messages interleave on the socket, is the scheduler's."""
+        return Counter(_channels(self).values())
+
+    @property
     def opening(self) -> tuple[str, ...]:
-        """The names of its messages before the first that carries content."""
+        """The methods of its messages before the first that carries content, sorted (how its
+        channels' set-up interleaved is the scheduler's)."""
         names = []
         for unit in self.units:
             if unit.content:
                 break
-            names.append(unit.name)
-        return (self.shape.payload, *names)  # the payload's part name tells protocols apart
+            names.append(unit.method)
+        return (self.shape.payload, *sorted(names))  # the part name tells protocols apart
 
 
 @dataclass(slots=True)
@@ -221,7 +230,7 @@ def _amqp_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
         args = message.args
         dest = f"exchange {args.get('exchange')!r} key {args.get('routing_key')!r}"
         dest = _IDENTIFIERS.sub("<id>", dest) if content else None
-        yield Unit(name, parts, message.name, content, dest, frame.t_us)
+        yield Unit(name, parts, message.name, content, dest, frame.t_us, message.channel)
 
 
 def _mqtt_units(frames: Iterable[FrameRecord]) -> Iterator[Unit]:
@@ -258,8 +267,8 @@ def _structure(ours: list[Connection], theirs: list[Connection]) -> str | None:
     if len(ours) != len(theirs):
         return f"run 1 opened {len(ours)} connection(s) {like}, run 2 opened {len(theirs)}"
     if len(ours) == 1:
-        return None if ours[0].outline == theirs[0].outline else _first_difference(*ours, *theirs)
-    counts = [Counter(name for c in pool for name in c.outline) for pool in (ours, theirs)]
+        return None if ours[0].streams == theirs[0].streams else _first_difference(*ours, *theirs)
+    counts = [Counter(unit.method for c in pool for unit in c.units) for pool in (ours, theirs)]
     if counts[0] == counts[1]:
         return None
     name = next(n for n in dict.fromkeys([*counts[0], *counts[1]]) if counts[0][n] != counts[1][n])
@@ -293,13 +302,38 @@ def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
 
 
 def _first_difference(a: Connection, b: Connection) -> str:
-    at = _common_prefix(a.outline, b.outline)
-    first = a.outline[at] if at < len(a.outline) else "(nothing more)"
-    second = b.outline[at] if at < len(b.outline) else "(nothing more)"
-    return (
-        f"conn {a.number} client message {at + 1}: run 1 sent {first}, run 2 (conn {b.number}) "
-        f"sent {second} ({len(a.units)} and {len(b.units)} client messages)"
-    )
+    """Where two connections part: the first channel of run 1 whose messages run 2 sent on no
+    channel, at its first message unlike the run 2 channel sharing the longest beginning with
+    it (channels are streams: their numbers and interleaving are the scheduler's)."""
+    ours, theirs = _channels(a), _channels(b)
+    for channel, names in ours.items():
+        same = next((c for c, other in theirs.items() if other == names), None)
+        if same is not None:
+            del theirs[same]
+            continue
+        partner = max(theirs, key=lambda c: _common_prefix(names, theirs[c]), default=None)
+        other = theirs.get(partner, ()) if partner is not None else ()
+        at = _common_prefix(names, other)
+        where = f"ch {channel} " if a.shape is amqp.SHAPE else ""
+        there = f" on ch {partner}" if partner is not None and a.shape is amqp.SHAPE else ""
+        return (
+            f"conn {a.number} {where}client message {at + 1}: run 1 sent {_nth(names, at)}, "
+            f"run 2 (conn {b.number}{there}) sent {_nth(other, at)} "
+            f"({len(a.units)} and {len(b.units)} client messages)"
+        )
+    left = next(iter(theirs.items()), None)
+    return f"conn {b.number} of run 2 sent more: {left}" if left else "(no difference)"
+
+
+def _channels(conn: Connection) -> dict[int, tuple[str, ...]]:
+    per_channel: dict[int, list[str]] = {}
+    for unit in conn.units:
+        per_channel.setdefault(unit.channel, []).append(unit.method)
+    return {channel: tuple(names) for channel, names in per_channel.items()}
+
+
+def _nth(names: tuple[str, ...], at: int) -> str:
+    return names[at] if at < len(names) else "(nothing more)"
 
 
 def _on_a_clock(first: list[Connection], second: list[Connection]) -> dict[str, str]:
@@ -369,13 +403,17 @@ def _args(unit: Unit) -> Any:
 
 
 def _closest(unit: Unit, candidates: list[Unit], taken: set[int]) -> int | None:
-    """The untaken candidate of the same method whose values differ least."""
-    scored = [
-        (len(list(_differences(unit.view, other.view))), n)
-        for n, other in enumerate(candidates)
-        if other.method == unit.method and n not in taken
-    ]
-    return min(scored)[1] if scored else None
+    """The untaken candidate of the same method whose values differ least: first in values
+    that are not identifier-shaped (a queue named by a UUID is the same queue of another run;
+    a queue of another name is not), then in all."""
+    scored = []
+    for n, other in enumerate(candidates):
+        if other.method != unit.method or n in taken:
+            continue
+        found = list(_differences(unit.view, other.view))
+        named = sum(1 for _path, a, b in found if not _identifier_like(a, b))
+        scored.append((named, len(found), n))
+    return min(scored)[2] if scored else None
 
 
 def _learn(place: str, shape: rrdiff.Shape, a: Unit, b: Unit, out: Comparison) -> None:

@@ -110,8 +110,44 @@ def test_another_number_of_messages_is_not_repeatable(tmp_path):
     found = compare(a, b)
     assert not found.repeatable and not found.learned
     assert found.structure == [
-        "conn 1 client message 5: run 1 sent (nothing more), run 2 (conn 1) sent "
-        "ch 1 Basic.Publish (4 and 5 client messages)"
+        "conn 1 ch 1 client message 4: run 1 sent (nothing more), run 2 (conn 1 on ch 1) sent "
+        "Basic.Publish (4 and 5 client messages)"
+    ]
+
+
+def _threads(path: Path, sends: list[tuple[int, str]]) -> Path:
+    """One AMQP connection whose channels publish in the order given (channel, routing key),
+    each channel opened before its first publish: a worker's threads sharing a socket."""
+    writer = CassetteWriter.create(path)
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    rec = recorder_for(writer, conn, "amqp")
+    rec.feed(Direction.C2S, b"AMQP\x00\x00\x09\x01")
+    opened: set[int] = set()
+    for channel, key in sends:
+        if channel not in opened:
+            opened.add(channel)
+            rec.feed(Direction.C2S, pamqp.frame.marshal(pamqp.commands.Channel.Open(), channel))
+        rec.feed(Direction.C2S, _publish(channel, (key, {}, {"key": key})))
+    rec.close("client closed")
+    writer.finalize()
+    return path
+
+
+def test_channels_numbered_and_interleaved_otherwise_are_scheduling(tmp_path):
+    """Two threads of a worker, each on its own channel: which opened first (channel 1) and how
+    their messages interleave is the scheduler's; each channel's own order is structure."""
+    a = _threads(tmp_path / "a", [(1, "events"), (2, "tasks"), (1, "events"), (2, "results")])
+    b = _threads(tmp_path / "b", [(1, "tasks"), (1, "results"), (2, "events"), (2, "events")])
+    found = compare(a, b)
+    assert found.repeatable, found.structure
+    assert not found.learned and not found.left
+    c = _threads(tmp_path / "c", [(1, "results"), (1, "tasks"), (2, "events"), (2, "events")])
+    assert compare(a, c).repeatable  # the same methods in order: their values are compared
+    d = _threads(tmp_path / "d", [(1, "tasks"), (1, "results"), (2, "events")])
+    found = compare(a, d)
+    assert found.structure == [
+        "conn 1 ch 2 client message 3: run 1 sent Basic.Publish, run 2 (conn 1 on ch 2) sent "
+        "(nothing more) (7 and 6 client messages)"
     ]
 
 
