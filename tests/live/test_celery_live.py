@@ -8,9 +8,11 @@ what a user runs: the same command (identical artifact), the same command on a h
 name (`unshare -u` and `hostname` inside the sandbox), one task argument changed (a miss naming
 the field), no worker started (a miss, never OK).
 
-Until N's replay mechanisms land (bindings of client-chosen ids and the host name, clock values,
-liveness of heartbeat events, causality across connections, ack order and pools), the replays
-that need them are strict xfails: they fail today, and the lead merges the work that turns them.
+The replays that need every one of N's mechanisms (bindings of client-chosen ids and the host
+name, clock values, liveness of heartbeat events, causality across connections, ack order,
+channels and pools) are xfails, not strict: they pass on some runs and not on others (NEEDS_N
+says what is left). The replays that must never pass (no worker, another task body) are
+plain tests.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "tests" / "celery_app" / "run.py"
 OUT = "out/celery.json"
 BACKENDS = {"rpc": "rpc://", "none": "none"}
-NEEDS_N = pytest.mark.xfail(strict=True, reason="needs N bindings/gating (lead merges)")
+#: Not strict: these replays pass on some runs and not on others (measured: 1 of 4 rpc://
+#: recordings replayed OK after channel binding landed, 3 of 6 with no backend before it). What
+#: is left is scheduling the replay does not yet take as such: which prefork child publishes
+#: how many results (a pool's messages as one multiset across its connections), connections
+#: bound before their own frames tell them apart, and a warm shutdown that waits on something
+#: the fake broker does not send. A strict xfail would fail CI on the runs that pass.
+NEEDS_N = pytest.mark.xfail(
+    strict=False, reason="issue N: Celery replay is not yet repeatable (see NEEDS_N)"
+)
 OTHER_HOST = "rrlab-ci-elsewhere"
 
 

@@ -46,6 +46,18 @@ def test_one_recorded_heartbeat_is_clock_driven_and_any_live_values_are_accepted
     assert not clocked.accepts("celeryev", "worker.heartbeat", b'{"pid": 1}')  # another shape
 
 
+def test_a_heartbeat_the_recording_holds_none_of_is_liveness_on_a_recorded_exchange():
+    """A recorded run shorter than the heartbeat period holds only the worker's status events;
+    a live run that took longer sends a heartbeat too."""
+    online = json.dumps({"type": "worker-online", "timestamp": T0, "pid": 1}).encode()
+    clocked = Clocked.of([Published("celeryev", "worker.online", online)])
+    live = heartbeat(T0 + 15.6, 0.3, 15055)
+    assert clocked.accepts("celeryev", "worker.heartbeat", live)
+    assert not clocked.accepts("other", "worker.heartbeat", live)  # an exchange never used
+    assert not clocked.accepts("celeryev", "worker.heartbeat", b'{"pid": 1}')  # no clock value
+    assert not clocked.accepts("celeryev", "worker.status", live)  # the key names no heartbeat
+
+
 def test_a_recurring_status_event_differing_only_in_numbers_and_clock_is_clock_driven():
     recorded = [Published("ev", "status", status(T0 + 2 * i, i)) for i in range(3)]
     clocked = Clocked.of(recorded)

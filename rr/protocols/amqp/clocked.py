@@ -134,6 +134,8 @@ class Clocked:
     recorded: dict[Shape, list[Published]] = field(default_factory=dict)
     #: status events of other shapes: matched with their numbers loosened (`measured`)
     events: frozenset[Shape] = frozenset()
+    #: exchanges the recording published JSON objects to
+    exchanges: frozenset[Any] = frozenset()
 
     @classmethod
     def of(cls, publishes: Iterable[Published], rule: Clock | None = None) -> Clocked:
@@ -158,7 +160,7 @@ class Clocked:
             for shape, members in groups.items()
             if shape not in found and all(_is_event(_json(p.body), rule) for p in members)
         )
-        return cls(found, events)
+        return cls(found, events, frozenset(shape[0] for shape in groups))
 
     def measured(self, exchange: Any, routing_key: Any, recorded: Any, live: Any) -> bool:
         """Whether `live` (a status event's body, parsed) is the `recorded` one with only its
@@ -172,8 +174,17 @@ class Clocked:
         return bool(self.recorded)
 
     def accepts(self, exchange: Any, routing_key: Any, body: bytes | None) -> bool:
-        """A live publish of a clock-driven shape (its values are not compared)."""
-        return bool(self) and shape_of(exchange, routing_key, body) in self.recorded
+        """A live publish of a clock-driven shape (its values are not compared); or a
+        heartbeat the recording holds none of (the recorded run was shorter than its period):
+        a JSON object stamped with a clock value, to an exchange the recording published to,
+        under a routing key that names a heartbeat."""
+        if self and shape_of(exchange, routing_key, body) in self.recorded:
+            return True
+        if exchange not in self.exchanges or not isinstance(routing_key, str):
+            return False
+        if "heartbeat" not in routing_key.lower() or shape_of(exchange, routing_key, body) is None:
+            return False
+        return _has_clock(_json(body), clock())
 
     def frames(self) -> Iterable[tuple[int, tuple[int, ...]]]:
         """(recorded connection, frame indexes) of every clock-driven publish."""

@@ -16,7 +16,7 @@ by delivery tag in any order (`lanes`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pamqp.commands
@@ -30,6 +30,7 @@ from rrlab.rr.replay.session import Session as BaseSession
 from . import lanes, pool
 from . import normalize as norm
 from .causes import Causes, DeliveryGate
+from .channels import CHANNEL_OPEN, Channels
 from .clocked import Clocked, recorded_publishes
 from .codec import AmqpDecoder, AmqpFramer
 from .stamp import stamp_frames
@@ -105,6 +106,7 @@ class Session(BaseSession):
         self.history: list[Step] | None = []
         self.alike: pool.Alike | None = None  # past REBIND_WINDOW: who still goes our way
         self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
+        self.channels = Channels()  # live channel numbers bound to recorded ones
         self.heartbeat = 0
         self.closing = False
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
@@ -124,7 +126,12 @@ class Session(BaseSession):
         if raw[:1] == HEARTBEAT_FRAME[:1] and not self.closing:
             self.report.synthesized(self.proto, "heartbeat")
             return
-        if self.transcript is not None and not self.closing and self._by_wire(raw):
+        if (
+            self.transcript is not None
+            and not self.closing
+            and self.channels.identity
+            and self._by_wire(raw)
+        ):
             return
         self._decoded(raw)
 
@@ -218,6 +225,9 @@ class Session(BaseSession):
 
     def _serve(self, message: norm.Message) -> None:
         assert self.transcript is not None
+        if message.name == CHANNEL_OPEN and message.channel not in self.channels.fresh:
+            self._open_channel(message.channel)
+        message = replace(message, channel=self.channels.recorded(message.channel))
         if self.ctx.bindings:
             message = _to_recorded(message, self.ctx.bindings)
         if message.name == "Basic.Publish" and self._clocked().accepts(
@@ -241,8 +251,10 @@ class Session(BaseSession):
             return
         if steps is None:
             steps = self._unified(message, key)
-            if self.closing:  # a binding conflict
-                return
+        if steps is None and not self.closing:
+            message, steps = self._rechannel(message)
+        if self.closing:  # a binding conflict
+            return
         if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
             self._close_unrecorded(message)
             return
@@ -319,7 +331,7 @@ class Session(BaseSession):
                     break
         if answer is None:
             return False
-        self.send(answer)
+        self.send(self.channels.restamp(answer))
         self.report.synthesized(self.proto, "Basic.Get")
         return True
 
@@ -338,6 +350,12 @@ class Session(BaseSession):
         assert self.transcript is not None
         self.transcript.use(step)
         self._remember(step)
+        live_channel = self.channels.live(step.message.channel)
+        if step.message.name == CHANNEL_OPEN:
+            self.channels.bind(live_channel, step.message.channel)
+            self.channels.fresh.add(live_channel)
+        else:
+            self.channels.fresh.discard(live_channel)
         if message.name == "Basic.Publish":  # deliveries waiting for it (any connection) go
             self.gate.causes.matched((self.transcript.rc.id, step.trigger.index))
         if message.name == "Basic.Consume":
@@ -355,6 +373,65 @@ class Session(BaseSession):
             if message.frames > 2:
                 self.report.matched(self.proto, "body", message.frames - 2)
 
+    # -- channels ------------------------------------------------------------------------------
+
+    def _open_channel(self, live: int) -> None:
+        """A live Channel.Open: bound to the recorded channel of its number, unless another
+        live channel holds that one, then to the first recorded channel opened and free (a
+        channel opened again stays where it was)."""
+        assert self.transcript is not None
+        channels = self.channels
+        if channels.bound(live):  # reopened: where it was
+            return
+        if channels.holder(live) is None:
+            channels.bind(live, live)
+            return
+        for step in self.transcript.unused():
+            if step.message.name == CHANNEL_OPEN and channels.holder(step.message.channel) is None:
+                channels.bind(live, step.message.channel)
+                return
+
+    def _rechannel(self, message: norm.Message) -> tuple[norm.Message, list[Step] | None]:
+        """A fresh live channel's first message that its recorded channel does not send next:
+        the recorded channel (opened, free or held by a live channel as fresh) whose next
+        message it is. The live channel moves there; a fresh holder takes its old place."""
+        assert self.transcript is not None
+        tr, channels = self.transcript, self.channels
+        live = channels.live(message.channel)
+        if live not in channels.fresh or message.name == CHANNEL_OPEN:
+            return message, None
+        opened = {s.message.channel: s for s in tr.unused() if s.message.name == CHANNEL_OPEN}
+        mine = message.channel
+        mine_open = next(
+            (s for s in tr.steps if s is not None and s.message.name == CHANNEL_OPEN
+             and s.message.channel == mine and tr.is_used(s.pos)),
+            None,
+        )  # fmt: skip
+        for other in sorted({*opened, *map(channels.recorded, channels.fresh)}):
+            holder = channels.holder(other)
+            if other == mine or (holder is not None and holder not in channels.fresh):
+                continue
+            if holder is None:  # its Channel.Open counts as ours, while we look
+                if other not in opened or mine_open is None:
+                    continue
+                if not tr.exchange(mine_open, opened[other]):
+                    continue
+            moved = replace(message, channel=other)
+            key = norm.match_key(moved, self.opts)
+            steps = self._find(tr, moved, key) or self._unified(moved, key)
+            if steps:
+                channels.swap(live, other)
+                self.report.notes.append(
+                    f"amqp live conn {self.link.live_id}: live channel {live} is recorded "
+                    f"channel {other} (channels opened in another order than recorded)"
+                )
+                return moved, steps
+            if holder is None:
+                tr.exchange(opened[other], mine_open)
+            if self.closing:
+                return moved, None
+        return message, None
+
     # -- answering -----------------------------------------------------------------------------
 
     def _send_replies(self, step: Step) -> None:
@@ -364,12 +441,13 @@ class Session(BaseSession):
     def _send_frames(self, frames: list[RecFrame], after: RecFrame | None) -> None:
         """The frames the gate released, with the live values of every binding stamped in (at
         release: a binding made while a delivery waited is in it)."""
-        bindings = self.ctx.bindings
-        if not bindings:
-            self.send_recorded(((f, f.raw) for f in frames), after=after)
-            return
-        stamped = stamp_frames([f.raw for f in frames], bindings)
-        self.send_recorded(zip(frames, stamped, strict=True), after=after)
+        bindings, channels = self.ctx.bindings, self.channels
+        raws = [f.raw for f in frames]
+        if bindings:
+            raws = stamp_frames(raws, bindings)
+        if not channels.identity:
+            raws = [channels.restamp(raw) for raw in raws]
+        self.send_recorded(zip(frames, raws, strict=True), after=after)
 
     # -- bindings ------------------------------------------------------------------------------
 
@@ -387,13 +465,27 @@ class Session(BaseSession):
 
     def _unified(self, message: norm.Message, key: bytes) -> list[Step] | None:
         """The recorded step the live message equals up to identifier-shaped and clock values
-        (transcript: the next one; lookup: the earliest such unused one of its method and
-        channel, not one `_find` declined), its values bound. A binding conflict is a miss
-        naming both values."""
+        (transcript: the next one of its channel; lookup: the earliest such unused one of its
+        method and channel, not one `_find` declined), its values bound. A binding conflict is
+        a miss naming both values."""
         assert self.transcript is not None
-        tr, bindings = self.transcript, self.ctx.bindings
+        found = self._unifiable(self.transcript, message, key)
+        if found is None:
+            return None
+        step, unified = found
+        where = f"amqp live conn {self.link.live_id} {message.name}"
+        conflict = self.ctx.bindings.bind(unified.pairs, where)
+        if conflict is not None:
+            self._miss_step(message, step, conflict.line())
+            return None
+        return [step]
+
+    def _unifiable(
+        self, tr: Transcript, message: norm.Message, key: bytes
+    ) -> tuple[Step, Any] | None:
+        """The step of `tr` the live message equals up to values that would bind, and how."""
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            upcoming = tr.upcoming()
+            upcoming = lanes.channel_next(tr, message.channel)
             candidates = [upcoming] if upcoming is not None else []
         else:
             candidates = [
@@ -406,15 +498,9 @@ class Session(BaseSession):
             if tr.key(step) == key:  # the same message, refused for a reason of its own
                 continue
             recorded = norm.normalized(step.message, self.opts)
-            unified = bindings.unify(recorded, self._measured(recorded, live))
-            if unified is None:
-                continue
-            where = f"amqp live conn {self.link.live_id} {message.name}"
-            conflict = bindings.bind(unified.pairs, where)
-            if conflict is not None:
-                self._miss_step(message, step, conflict.line())
-                return None
-            return [step]
+            unified = self.ctx.bindings.unify(recorded, self._measured(recorded, live))
+            if unified is not None:
+                return step, unified
         return None
 
     def _measured(self, recorded: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
@@ -451,7 +537,8 @@ class Session(BaseSession):
         socket closed; a client's CloseOk needs no answer."""
         self.report.synthesized(self.proto, message.name)
         if message.name == "Channel.Close":
-            self.send(pamqp.frame.marshal(pamqp.commands.Channel.CloseOk(), message.channel))
+            live_channel = self.channels.live(message.channel)
+            self.send(pamqp.frame.marshal(pamqp.commands.Channel.CloseOk(), live_channel))
         elif message.name == "Connection.Close":
             self.send(pamqp.frame.marshal(pamqp.commands.Connection.CloseOk(), 0))
             self.close()
@@ -545,7 +632,7 @@ class Session(BaseSession):
             if not same_way(old, tr, mine):
                 continue
             reset_to(tr, mine)
-            if self._find(tr, message, key) is None:
+            if self._find(tr, message, key) is None and not self._unifiable(tr, message, key):
                 reset_to(tr, theirs)
                 continue
             reset_to(old, theirs)
@@ -585,7 +672,8 @@ class Session(BaseSession):
     def _closest(self, message: norm.Message, key: bytes) -> Step | None:
         assert self.transcript is not None
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            return self.transcript.upcoming()
+            tr = self.transcript
+            return lanes.channel_next(tr, message.channel, message.name) or tr.upcoming()
         same = [
             s
             for s in self.transcript.unused()
@@ -601,7 +689,7 @@ class Session(BaseSession):
         if self.transcript.upcoming() is None:
             return "the recorded connection has no client frame left"
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            return "differs from the next recorded client frame"
+            return "differs from the next recorded client frame of its channel"
         return "no unused recorded client frame matches"
 
     def _miss_step(self, message: norm.Message, closest: Step | None, reason: str) -> None:

@@ -102,6 +102,25 @@ class Transcript:
             self.done.discard(self.next)  # below `next` everything is used
             self.next += 1
 
+    def exchange(self, used: Step, unused: Step) -> bool:
+        """Count `unused` as used instead of `used` (two steps alike, e.g. the Channel.Open of
+        two channels: the live channel turned out to be the other one). False: `used` is let go
+        already (nothing changes)."""
+        if used.pos < self._released or not self.is_used(used.pos) or self.is_used(unused.pos):
+            return False
+        self.use(unused)
+        if used.pos < self.next:
+            self.done.update(range(used.pos + 1, self.next))
+            self.next = used.pos
+        else:
+            self.done.discard(used.pos)
+        self.rc.used.difference_update(used.indexes)
+        if used.pos < self._indexed:
+            queue = self._by_key.setdefault(self.key(used), deque())
+            queue.append(used.pos)
+            self._by_key[self.key(used)] = deque(sorted(queue))
+        return True
+
     def is_used(self, pos: int) -> bool:
         return pos < self.next or pos in self.done
 
