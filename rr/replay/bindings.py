@@ -256,6 +256,10 @@ class Bindings:
         self.to_live_map: dict[str, str] = {}
         self.to_rec_map: dict[str, str] = {}
         self.made: list[Binding] = []
+        #: values that are both a recorded and a live value of different bindings (a swap:
+        #: consumer tags `None2` <-> `None3`): live bytes holding one equal recorded bytes that
+        #: mean the other
+        self._crossing: set[bytes] = set()
         #: the replacing, each way: recorded -> live (serving), live -> recorded (comparing)
         self._live = _Replacer(self.recognizer)
         self._rec = _Replacer(self.recognizer)
@@ -288,7 +292,16 @@ class Bindings:
                 self.made.append(Binding(rec, live, where))
                 self._live.add(rec, live)
                 self._rec.add(live, rec)
+                if live in self.to_live_map:
+                    self._crossing.add(live.encode())
+                if rec in self.to_rec_map:
+                    self._crossing.add(rec.encode())
         return None
+
+    def crossed_in(self, data: bytes) -> bool:
+        """Whether live bytes hold a value that is also another binding's recorded value: a
+        fast path that matches equal bytes must not take them then."""
+        return bool(self._crossing) and any(value in data for value in self._crossing)
 
     def trial(self, pairs: Iterable[tuple[str, str]]) -> Bindings:
         """A copy with `pairs` added (when unconflicting): to ask how a frame would compare if

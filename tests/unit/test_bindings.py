@@ -83,3 +83,15 @@ def test_an_epoch_written_as_a_string_is_a_clock_value():
     assert b.unify(rec, {**live, "expires": "1796294033"}) is None  # another form
     assert b.unify(rec, {**live, "expires": "soon"}) is None
     assert b.unify({"n": "17"}, {"n": "18"}) is None  # a short number is never a clock
+
+
+def test_values_bound_crosswise_are_flagged_in_live_bytes():
+    """Consumer tags swapped between two channels (recorded None2 is live None3 and recorded
+    None3 live None2): live bytes holding `None3` equal recorded bytes that mean the other
+    consumer, so a fast path that matches equal bytes must not take them."""
+    table = Bindings()
+    assert table.bind([("None3", "None2")], "here") is None
+    assert not table.crossed_in(b"...None2...")  # live None2 is no recorded value (yet)
+    assert table.bind([("None2", "None3")], "there") is None
+    assert table.crossed_in(b"...None3...") and table.crossed_in(b"...None2...")
+    assert not table.crossed_in(b"...None4...")

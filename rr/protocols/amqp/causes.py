@@ -133,38 +133,54 @@ class Causes:
 
 
 class DeliveryGate:
-    """One live session's recorded server frames on their way out: in recorded order, held
-    from the first delivery whose publish has not matched live until it has."""
+    """One live session's recorded server frames on their way out: each channel's in recorded
+    order, held from the first delivery whose publish has not matched live until it has. The
+    channels are independent: a delivery held on one never holds back another channel's frames
+    (an answer the client waits for before it publishes what the delivery waits for)."""
 
     def __init__(self, causes: Causes, send: Callable[[list[RecFrame], RecFrame | None], None]):
         self.causes = causes
         self._send = send  # (frames, the client frame that released them)
-        self._held: deque[tuple[int, RecFrame, RecFrame | None]] = deque()
+        #: per channel: (order handed over, recorded connection, frame, released by)
+        self._held: dict[int, deque[tuple[int, int, RecFrame, RecFrame | None]]] = {}
+        self._order = 0
 
     @property
     def holding(self) -> int:
-        return len(self._held)
+        return sum(len(queue) for queue in self._held.values())
 
     def release(self, conn: int, frames: Iterable[RecFrame], after: RecFrame | None) -> None:
         """Frames of recorded connection `conn` released by the client frame `after`."""
-        self._held.extend((conn, frame, after) for frame in frames)
+        for frame in frames:
+            channel = int(frame.summary.get("channel") or 0)
+            self._held.setdefault(channel, deque()).append((self._order, conn, frame, after))
+            self._order += 1
         self.flush()
 
     def flush(self) -> None:
+        out: list[tuple[int, RecFrame, RecFrame | None]] = []
+        for channel in list(self._held):
+            queue = self._held[channel]
+            while queue:
+                order, conn, frame, after = queue[0]
+                if frame.summary.get("method") in DELIVERIES:
+                    cause = self.causes.pending((conn, frame.index))
+                    if cause is not None:
+                        self.causes.wait(cause, self)
+                        break
+                out.append((order, frame, after))
+                queue.popleft()
+            if not queue:
+                del self._held[channel]
+        if len(self._held) > 1 or len(out) > 1:
+            out.sort(key=lambda item: item[0])  # recorded order among what goes now
         run: list[RecFrame] = []
         run_after: RecFrame | None = None
-        while self._held:
-            conn, frame, after = self._held[0]
-            if frame.summary.get("method") in DELIVERIES:
-                cause = self.causes.pending((conn, frame.index))
-                if cause is not None:
-                    self.causes.wait(cause, self)
-                    break
+        for _order, frame, after in out:
             if run and after is not run_after:
                 self._send(run, run_after)
                 run = []
             run_after = after
             run.append(frame)
-            self._held.popleft()
         if run:
             self._send(run, run_after)

@@ -8,6 +8,8 @@ in any order already.)"""
 
 from __future__ import annotations
 
+from rrlab.rr.replay.recording import RecFrame
+
 from . import normalize as norm
 from .transcript import Step, Transcript
 
@@ -36,3 +38,45 @@ def channel_next(tr: Transcript, channel: int, name: str = "") -> Step | None:
         if later.message.channel == channel and (later.message.name in ACKS) == ack:
             return later
     return None
+
+
+#: Steps after a request searched for its answer (a client pipelines on other channels).
+ANSWER_LOOKAHEAD = 16
+
+
+def pull_answer(tr: Transcript, step: Step) -> None:
+    """A step recorded answers the frame before them; a synchronous request's answer
+    (`Basic.Cancel` -> `Basic.CancelOk`) that the broker sent after the client had already
+    sent something on another channel was recorded after that, and belongs to this step:
+    moved here (with its content frames), so the request is answered without waiting for the
+    other channel's message (a live client that did not pipeline would wait forever). Searched
+    up to the next step on the same channel; a request with `nowait` has no answer."""
+    channel, expected = step.message.channel, step.message.name + "Ok"
+    if step.message.args.get("nowait") or _answers(step.replies, channel, expected) is not None:
+        return
+    for pos in range(step.pos + 1, step.pos + 1 + ANSWER_LOOKAHEAD):
+        later = tr.step(pos)
+        if later is None or later.message.channel == channel:
+            return
+        at = _answers(later.replies, channel, expected)
+        if at is not None:
+            end = at + 1
+            while end < len(later.replies) and _is_content(later.replies[end], channel):
+                end += 1
+            step.replies.extend(later.replies[at:end])
+            del later.replies[at:end]
+            return
+
+
+def _answers(replies: list[RecFrame], channel: int, expected: str) -> int | None:
+    for n, frame in enumerate(replies):
+        summary = frame.summary
+        if summary.get("method") == expected and summary.get("channel") == channel:
+            return n
+    return None
+
+
+def _is_content(frame, channel: int) -> bool:
+    return (
+        frame.summary.get("frame") in ("header", "body") and frame.summary.get("channel") == channel
+    )

@@ -126,14 +126,20 @@ class Session(BaseSession):
         if raw[:1] == HEARTBEAT_FRAME[:1] and not self.closing:
             self.report.synthesized(self.proto, "heartbeat")
             return
-        if (
-            self.transcript is not None
-            and not self.closing
-            and self.channels.identity
-            and self._by_wire(raw)
-        ):
-            return
+        if self.transcript is not None and not self.closing:
+            if self.channels.identity and not self.ctx.bindings.crossed_in(raw):
+                if self._by_wire(raw):
+                    return
+            elif self._wire_held and self._flush_wire():
+                return
         self._decoded(raw)
+
+    def _flush_wire(self) -> bool:
+        """Decode the frames `_by_wire` held back; True if that ended the connection."""
+        held, self._wire_held, self._wire_at, self._wire_step = self._wire_held, [], 0, None
+        for frame in held:
+            self._decoded(frame)
+        return self.closed or self.closing
 
     def _by_wire(self, raw: bytes) -> bool:
         """The common case, cheaply: frames that are exactly the bytes of the next recorded
@@ -145,10 +151,7 @@ class Session(BaseSession):
             return False
         at = self._wire_at
         if step.message.wire[at : at + len(raw)] != raw or self._wire_step is not step and at:
-            held, self._wire_held, self._wire_at, self._wire_step = self._wire_held, [], 0, None
-            for frame in held:
-                self._decoded(frame)
-            return self.closed or self.closing
+            return self._flush_wire()
         self._wire_held.append(raw)
         self._wire_at = at + len(raw)
         self._wire_step = step
@@ -236,7 +239,12 @@ class Session(BaseSession):
             self._count_matched(message)
             return
         upcoming = self.transcript.upcoming()
-        if upcoming is not None and upcoming.message.wire == message.wire:
+        if (
+            upcoming is not None
+            and upcoming.message.wire == message.wire
+            and self.channels.identity
+            and not self.ctx.bindings.crossed_in(message.wire)
+        ):
             # the same bytes as the next recorded message (the earliest unused one, so lookup
             # would pick it too): no normalizing
             self._matched(message, upcoming)
@@ -253,6 +261,8 @@ class Session(BaseSession):
             steps = self._unified(message, key)
         if steps is None and not self.closing:
             message, steps = self._rechannel(message)
+        if steps is None and not self.closing and self._borrowed(message, key):
+            return
         if self.closing:  # a binding conflict
             return
         if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
@@ -363,6 +373,7 @@ class Session(BaseSession):
         if message.name == "Connection.TuneOk":
             self._start_heartbeats(int(message.args.get("heartbeat") or 0))
         self._count_matched(message)
+        lanes.pull_answer(self.transcript, step)
         self._send_replies(step)
 
     def _count_matched(self, message: norm.Message) -> None:
@@ -431,6 +442,46 @@ class Session(BaseSession):
             if self.closing:
                 return moved, None
         return message, None
+
+    def _borrowed(self, message: norm.Message, key: bytes) -> bool:
+        """A pool: the message is the next one of another recorded connection that opened like
+        ours (which child of a worker publishes which result, and how many, is the
+        scheduler's). That step is used there, its replies come here, and the deliveries its
+        publish caused go wherever they wait."""
+        mine = self.transcript
+        assert mine is not None
+        opened = _set_up(mine)
+        if not opened:
+            return False
+        for rc in self._candidates_all():
+            tr = self._transcript(rc)
+            if tr is mine or tr.step(0) is None or _set_up(tr) != opened:
+                continue
+            if not same_way(mine, tr, opened):
+                continue
+            found = self._find(tr, message, key)
+            step = found[0] if found else None
+            if step is None:
+                unifiable = self._unifiable(tr, message, key)
+                if unifiable is None:
+                    continue
+                step, unified = unifiable
+                where = f"amqp live conn {self.link.live_id} {message.name}"
+                conflict = self.ctx.bindings.bind(unified.pairs, where)
+                if conflict is not None:
+                    self._miss_step(message, step, conflict.line())
+                    return True
+            tr.use(step)
+            if message.name == "Basic.Publish":
+                self.gate.causes.matched((rc.id, step.trigger.index))
+            self._count_matched(message)
+            self.gate.release(rc.id, step.replies, step.trigger)
+            self.report.notes.append(
+                f"amqp live conn {self.link.live_id}: {message.name} recorded on conn {rc.id}, "
+                "a connection that opened alike (a pool)"
+            )
+            return True
+        return False
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -739,6 +790,20 @@ def _to_recorded(message: norm.Message, bindings: Any) -> norm.Message:
         message.frames,
         message.wire,
     )
+
+
+#: What a connection does before its work: open, tune, and open its channels.
+SET_UP = frozenset(
+    {norm.PROTOCOL_HEADER, "Connection.StartOk", "Connection.TuneOk", "Connection.Open"}
+) | {CHANNEL_OPEN}
+
+
+def _set_up(tr: Transcript) -> int:
+    """How many steps a recorded connection takes to set itself up (0: let go of already)."""
+    n = 0
+    while (step := tr.step(n)) is not None and step.message.name in SET_UP:
+        n += 1
+    return n
 
 
 def _all_get_empty(replies: list[RecFrame]) -> bool:

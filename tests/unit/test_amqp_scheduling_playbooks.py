@@ -1,0 +1,222 @@
+"""Scheduling is not behaviour, in AMQP replay sessions. A worker's threads share one
+connection, each on its own channel: how their messages interleave on the socket, and which
+thread got which channel number, is the scheduler's; each channel's own order is behaviour
+(`lanes`, `channels`). A worker's children connect alike: which of them publishes which
+result is the scheduler's (a pool). Playbooks (no sockets) on cassettes written from the
+handshake of a committed recording and frames made with pamqp, as the proxy records them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pamqp.body
+import pamqp.commands as cmd
+import pamqp.frame
+import pamqp.header
+from replay_playbook import Tally, connect, frames
+
+from rrlab.rr.cassette import CassetteWriter
+from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols import client_kind, protocol_for
+from rrlab.rr.record import recorder_for
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.session import PortMap, ReplayContext, ReplayOptions, Send
+
+HANDSHAKE_FROM = Path(__file__).resolve().parents[1] / "replay" / "amqp_cassettes" / "pika-rpc"
+C2S, S2C = Direction.C2S, Direction.S2C
+
+
+def _m(method: object, channel: int) -> bytes:
+    return pamqp.frame.marshal(method, channel)
+
+
+#: (client frame, the broker's answer): channel 1 declares `tasks`, channel 2 `events`
+OPEN_1 = (_m(cmd.Channel.Open(), 1), _m(cmd.Channel.OpenOk(), 1))
+OPEN_2 = (_m(cmd.Channel.Open(), 2), _m(cmd.Channel.OpenOk(), 2))
+TASKS_1 = (_m(cmd.Queue.Declare(queue="tasks"), 1), _m(cmd.Queue.DeclareOk("tasks", 0, 0), 1))
+EVENTS_2 = (_m(cmd.Queue.Declare(queue="events"), 2), _m(cmd.Queue.DeclareOk("events", 0, 0), 2))
+EVENTS_1 = (_m(cmd.Queue.Declare(queue="events"), 1), _m(cmd.Queue.DeclareOk("events", 0, 0), 1))
+
+
+def _handshake() -> list[tuple[Direction, bytes]]:
+    """A committed recording's connection up to Connection.OpenOk, both directions."""
+    recording = Recording.open(HANDSHAKE_FROM, classify=client_kind)
+    out = []
+    for frame in recording.conn(1).frames:
+        out.append((frame.dir, frame.raw))
+        if frame.summary.get("method") == "Connection.OpenOk":
+            return out
+    raise AssertionError("no Connection.OpenOk in the handshake cassette")
+
+
+def _recorded(path: Path, *conns: list[tuple[bytes, bytes]]) -> ReplayContext:
+    """A cassette of connections that open alike, each then sending its (client frame,
+    broker answer) pairs."""
+    writer = CassetteWriter.create(path)
+    for pairs in conns:
+        conn = writer.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+        rec = recorder_for(writer, conn, "amqp")
+        for direction, raw in _handshake():
+            rec.feed(direction, raw)
+        for client, broker in pairs:
+            rec.feed(C2S, client)
+            if broker:
+                rec.feed(S2C, broker)
+        rec.close("client closed")
+    writer.finalize()
+    recording = Recording.open(path, classify=client_kind)
+    ports = PortMap({port: port for _proto, port in recording.listeners()})
+    ctx = ReplayContext(recording, ReplayOptions(), Tally(), ports)
+    protocol_for(Proto.AMQP).prepare(ctx)
+    return ctx
+
+
+def _connect(ctx: ReplayContext):
+    session, link = connect(ctx, Proto.AMQP, 15673)
+    for frame in frames(ctx, 1, C2S)[:4]:  # header, StartOk, TuneOk, Open
+        session.data_received(frame.raw)
+    link.take()
+    return session, link
+
+
+def _live(ctx: ReplayContext, pairs: list[tuple[bytes, bytes]]) -> tuple[bytes, Tally]:
+    session, link = _connect(ctx)
+    for client, _broker in pairs:
+        session.data_received(client)
+    served = b"".join(a.data for a in link.take() if isinstance(a, Send))
+    return served, ctx.report  # type: ignore[return-value]
+
+
+def test_channels_interleaved_otherwise_than_recorded_match_each_in_its_own_order(tmp_path):
+    ctx = _recorded(tmp_path / "c", [OPEN_1, OPEN_2, EVENTS_2, TASKS_1])
+    served, report = _live(ctx, [OPEN_1, TASKS_1, OPEN_2, EVENTS_2])
+    assert report.misses == []
+    assert served == b"".join(broker for _c, broker in [OPEN_1, TASKS_1, OPEN_2, EVENTS_2])
+
+
+def test_a_channel_whose_own_order_differs_is_still_a_miss(tmp_path):
+    ctx = _recorded(tmp_path / "c", [OPEN_1, TASKS_1, EVENTS_1])
+    _served, report = _live(ctx, [OPEN_1, EVENTS_1, TASKS_1])
+    assert [m.api for m in report.misses] == ["Queue.Declare"]
+    assert report.misses[0].reason == "differs from the next recorded client frame of its channel"
+    assert any('recorded "tasks" live "events"' in line for line in report.misses[0].diff)
+
+
+TASKS_2 = (_m(cmd.Queue.Declare(queue="tasks"), 2), _m(cmd.Queue.DeclareOk("tasks", 0, 0), 2))
+
+
+def test_threads_that_opened_their_channels_in_the_other_order_are_bound_by_what_they_do(
+    tmp_path,
+):
+    """Recorded: the thread declaring `tasks` got channel 1; live it got channel 2. Each live
+    channel is bound to the recorded one that does what it does, and what is served for a
+    recorded channel goes out on the live channel bound to it."""
+    ctx = _recorded(tmp_path / "c", [OPEN_1, OPEN_2, TASKS_1, EVENTS_2])
+    served, report = _live(ctx, [OPEN_1, OPEN_2, EVENTS_1, TASKS_2])
+    assert report.misses == []
+    assert served == b"".join(broker for _c, broker in [OPEN_1, OPEN_2, EVENTS_1, TASKS_2])
+    assert any("live channel 1 is recorded channel 2" in note for note in report.notes)
+
+
+def test_a_channel_that_did_something_already_is_not_moved(tmp_path):
+    ctx = _recorded(tmp_path / "c", [OPEN_1, OPEN_2, TASKS_1, EVENTS_2, TASKS_1])
+    _served, report = _live(ctx, [OPEN_1, OPEN_2, TASKS_1, EVENTS_2, EVENTS_1])
+    assert [m.api for m in report.misses] == ["Queue.Declare"]
+
+
+def _result(n: int) -> tuple[bytes, bytes]:
+    """A child's publish of task n's result (no answer from the broker)."""
+    body = b'{"order": %d}' % n
+    method = _m(cmd.Basic.Publish(exchange="", routing_key="results"), 1)
+    header = pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 1)
+    return method + header + pamqp.frame.marshal(pamqp.body.ContentBody(body), 1), b""
+
+
+def test_a_pool_member_may_send_what_another_member_was_recorded_sending(tmp_path):
+    """Two children connected alike: recorded, the first published results 0 and 1, the second
+    result 2; live, each published one and the first the third."""
+    ctx = _recorded(tmp_path / "c", [OPEN_1, _result(0), _result(1)], [OPEN_1, _result(2)])
+    first, _ = _connect(ctx)
+    second, _ = _connect(ctx)
+    for session, pair in [(first, OPEN_1), (second, OPEN_1), (first, _result(0))]:
+        session.data_received(pair[0])
+    second.data_received(_result(1)[0])  # recorded on the first child
+    first.data_received(_result(2)[0])  # recorded on the second
+    assert ctx.report.misses == []
+    assert ctx.recording.conn(1).used and ctx.recording.conn(2).used
+    assert sum("a connection that opened alike" in note for note in ctx.report.notes) == 2
+    second.data_received(_result(3)[0])  # recorded nowhere
+    assert [m.api for m in ctx.report.misses] == ["Basic.Publish"]
+
+
+def test_an_answer_recorded_after_another_channels_request_answers_its_own_at_once(tmp_path):
+    """Recorded, two threads cancelled their consumers back to back: the broker's CancelOk for
+    channel 1 came after channel 2's Basic.Cancel. Live, the thread on channel 1 waits for its
+    CancelOk before the other cancels: it is answered at once."""
+    cancel_1 = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
+    cancel_2 = _m(cmd.Basic.Cancel(consumer_tag="c2"), 2)
+    ok_1 = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
+    ok_2 = _m(cmd.Basic.CancelOk(consumer_tag="c2"), 2)
+    pairs = [OPEN_1, OPEN_2, (cancel_1, b""), (cancel_2, ok_1 + ok_2)]
+    ctx = _recorded(tmp_path / "c", pairs)
+    session, link = _connect(ctx)
+    for client in (OPEN_1[0], OPEN_2[0], cancel_1):
+        session.data_received(client)
+    served = b"".join(a.data for a in link.take() if isinstance(a, Send))
+    assert served.endswith(ok_1)
+    session.data_received(cancel_2)
+    assert b"".join(a.data for a in link.take() if isinstance(a, Send)) == ok_2
+    assert ctx.report.misses == []
+
+
+def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
+    """Recorded, the broker delivered an event (published on another connection) on channel 2
+    just before it answered channel 1's Basic.Cancel. Live, the event's publisher publishes
+    only once that cancel is answered (a worker's shutdown): the CancelOk goes at once, the
+    delivery when its publish has matched."""
+    body = b'{"type": "worker-offline"}'
+    header = pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 2)
+    deliver = _m(cmd.Basic.Deliver("c2", 1, False, "", "events"), 2)
+    deliver += header + pamqp.frame.marshal(pamqp.body.ContentBody(body), 2)
+    publish = _m(cmd.Basic.Publish(exchange="", routing_key="events"), 1)
+    publish += pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 1)
+    publish += pamqp.frame.marshal(pamqp.body.ContentBody(body), 1)
+    consume = _m(cmd.Basic.Consume(queue="events", consumer_tag="c2"), 2)
+    cancel = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
+    ok = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
+
+    writer = CassetteWriter.create(tmp_path / "c")
+    recs = []
+    for _ in range(2):
+        conn = writer.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
+        recs.append(recorder_for(writer, conn, "amqp"))
+        for direction, raw in _handshake():
+            recs[-1].feed(direction, raw)
+    worker, publisher = recs
+    for client, answer in [OPEN_1, OPEN_2, (consume, _m(cmd.Basic.ConsumeOk("c2"), 2))]:
+        worker.feed(C2S, client)
+        worker.feed(S2C, answer)
+    publisher.feed(C2S, OPEN_1[0])
+    publisher.feed(S2C, OPEN_1[1])
+    worker.feed(C2S, cancel)
+    publisher.feed(C2S, publish)
+    worker.feed(S2C, deliver + ok)
+    worker.close("client closed")
+    publisher.close("client closed")
+    writer.finalize()
+    recording = Recording.open(tmp_path / "c", classify=client_kind)
+    ports = PortMap({port: port for _proto, port in recording.listeners()})
+    ctx = ReplayContext(recording, ReplayOptions(), Tally(), ports)
+    protocol_for(Proto.AMQP).prepare(ctx)
+
+    live_worker, worker_link = _connect(ctx)
+    live_publisher, _ = _connect(ctx)
+    for client in (OPEN_1[0], OPEN_2[0], consume):
+        live_worker.data_received(client)
+    live_publisher.data_received(OPEN_1[0])
+    worker_link.take()
+    live_worker.data_received(cancel)
+    assert b"".join(a.data for a in worker_link.take() if isinstance(a, Send)) == ok
+    live_publisher.data_received(publish)
+    assert b"".join(a.data for a in worker_link.take() if isinstance(a, Send)) == deliver
+    assert ctx.report.misses == []
