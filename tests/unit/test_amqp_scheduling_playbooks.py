@@ -169,23 +169,15 @@ def test_an_answer_recorded_after_another_channels_request_answers_its_own_at_on
     assert ctx.report.misses == []
 
 
-def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
-    """Recorded, the broker delivered an event (published on another connection) on channel 2
-    just before it answered channel 1's Basic.Cancel. Live, the event's publisher publishes
-    only once that cancel is answered (a worker's shutdown): the CancelOk goes at once, the
-    delivery when its publish has matched."""
+def _event_recording(path: Path, cancel: bytes, answer: bytes) -> tuple[ReplayContext, bytes]:
+    """A worker (consumer `c2` on channel 2) and a publisher: recorded, the broker delivered the
+    publisher's event to `c2` just before it answered the worker's `cancel` with `answer`.
+    Returns the context and the delivery's bytes."""
     body = b'{"type": "worker-offline"}'
-    header = pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 2)
     deliver = _m(cmd.Basic.Deliver("c2", 1, False, "", "events"), 2)
-    deliver += header + pamqp.frame.marshal(pamqp.body.ContentBody(body), 2)
-    publish = _m(cmd.Basic.Publish(exchange="", routing_key="events"), 1)
-    publish += pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 1)
-    publish += pamqp.frame.marshal(pamqp.body.ContentBody(body), 1)
-    consume = _m(cmd.Basic.Consume(queue="events", consumer_tag="c2"), 2)
-    cancel = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
-    ok = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
-
-    writer = CassetteWriter.create(tmp_path / "c")
+    deliver += pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 2)
+    deliver += pamqp.frame.marshal(pamqp.body.ContentBody(body), 2)
+    writer = CassetteWriter.create(path)
     recs = []
     for _ in range(2):
         conn = writer.open_connection("amqp", "127.0.0.1:15673", "127.0.0.1:5672")
@@ -193,30 +185,72 @@ def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp
         for direction, raw in _handshake():
             recs[-1].feed(direction, raw)
     worker, publisher = recs
-    for client, answer in [OPEN_1, OPEN_2, (consume, _m(cmd.Basic.ConsumeOk("c2"), 2))]:
+    for client, broker in [OPEN_1, OPEN_2, (CONSUME_2, _m(cmd.Basic.ConsumeOk("c2"), 2))]:
         worker.feed(C2S, client)
-        worker.feed(S2C, answer)
+        worker.feed(S2C, broker)
     publisher.feed(C2S, OPEN_1[0])
     publisher.feed(S2C, OPEN_1[1])
     worker.feed(C2S, cancel)
-    publisher.feed(C2S, publish)
-    worker.feed(S2C, deliver + ok)
+    publisher.feed(C2S, _publish_event(body))
+    worker.feed(S2C, deliver + answer)
     worker.close("client closed")
     publisher.close("client closed")
     writer.finalize()
-    recording = Recording.open(tmp_path / "c", classify=client_kind)
+    recording = Recording.open(path, classify=client_kind)
     ports = PortMap({port: port for _proto, port in recording.listeners()})
     ctx = ReplayContext(recording, ReplayOptions(), Tally(), ports)
     protocol_for(Proto.AMQP).prepare(ctx)
+    return ctx, deliver
 
+
+CONSUME_2 = _m(cmd.Basic.Consume(queue="events", consumer_tag="c2"), 2)
+
+
+def _publish_event(body: bytes) -> bytes:
+    publish = _m(cmd.Basic.Publish(exchange="", routing_key="events"), 1)
+    publish += pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), 1)
+    return publish + pamqp.frame.marshal(pamqp.body.ContentBody(body), 1)
+
+
+def _sends(link) -> bytes:
+    return b"".join(a.data for a in link.take() if isinstance(a, Send))
+
+
+def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
+    """Live, the event's publisher publishes only once the worker's cancel on channel 1 is
+    answered (a worker's shutdown): the CancelOk goes at once, the delivery when its publish
+    has matched."""
+    cancel = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
+    ok = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
+    ctx, deliver = _event_recording(tmp_path / "c", cancel, ok)
     live_worker, worker_link = _connect(ctx)
     live_publisher, _ = _connect(ctx)
-    for client in (OPEN_1[0], OPEN_2[0], consume):
+    for client in (OPEN_1[0], OPEN_2[0], CONSUME_2):
         live_worker.data_received(client)
     live_publisher.data_received(OPEN_1[0])
     worker_link.take()
     live_worker.data_received(cancel)
-    assert b"".join(a.data for a in worker_link.take() if isinstance(a, Send)) == ok
-    live_publisher.data_received(publish)
-    assert b"".join(a.data for a in worker_link.take() if isinstance(a, Send)) == deliver
+    assert _sends(worker_link) == ok
+    live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
+    assert _sends(worker_link) == deliver
+    assert ctx.report.misses == []
+
+
+def test_a_consumer_cancelled_before_the_publish_gets_no_delivery_and_its_cancel_ok(tmp_path):
+    """The cancel is of the consumer the event was delivered to: live, the event is published
+    after the cancel, so the consumer gets none (a broker delivers nothing to a cancelled
+    consumer), and the CancelOk goes at once."""
+    cancel = _m(cmd.Basic.Cancel(consumer_tag="c2"), 2)
+    ok = _m(cmd.Basic.CancelOk(consumer_tag="c2"), 2)
+    ctx, _deliver = _event_recording(tmp_path / "c", cancel, ok)
+    live_worker, worker_link = _connect(ctx)
+    live_publisher, _ = _connect(ctx)
+    for client in (OPEN_1[0], OPEN_2[0], CONSUME_2):
+        live_worker.data_received(client)
+    live_publisher.data_received(OPEN_1[0])
+    worker_link.take()
+    live_worker.data_received(cancel)
+    assert _sends(worker_link) == ok
+    live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
+    assert _sends(worker_link) == b""
     assert ctx.report.misses == []

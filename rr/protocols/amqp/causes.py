@@ -149,13 +149,45 @@ class DeliveryGate:
     def holding(self) -> int:
         return sum(len(queue) for queue in self._held.values())
 
-    def release(self, conn: int, frames: Iterable[RecFrame], after: RecFrame | None) -> None:
-        """Frames of recorded connection `conn` released by the client frame `after`."""
+    def release(
+        self,
+        conn: int,
+        frames: Iterable[RecFrame],
+        after: RecFrame | None,
+        cancelled: tuple[int, str] | None = None,
+    ) -> None:
+        """Frames of recorded connection `conn` released by the client frame `after`. When
+        that frame cancelled a consumer (`cancelled`: channel, recorded consumer tag), the
+        deliveries to it still waiting for their publish are dropped: live, the publish comes
+        after the cancel, and a broker delivers nothing to a cancelled consumer."""
         for frame in frames:
             channel = int(frame.summary.get("channel") or 0)
             self._held.setdefault(channel, deque()).append((self._order, conn, frame, after))
             self._order += 1
+        if cancelled is not None:
+            self._drop(*cancelled)
         self.flush()
+
+    def _drop(self, channel: int, consumer_tag: str) -> None:
+        queue = self._held.get(channel)
+        if not queue:
+            return
+        kept: deque[tuple[int, int, RecFrame, RecFrame | None]] = deque()
+        dropping = False
+        for item in queue:
+            _order, conn, frame, _after = item
+            summary = frame.summary
+            if summary.get("method") in DELIVERIES:
+                args = summary.get("args") or {}
+                dropping = (
+                    args.get("consumer_tag") == consumer_tag
+                    and self.causes.pending((conn, frame.index)) is not None
+                )
+            elif summary.get("frame") not in ("header", "body"):
+                dropping = False
+            if not dropping:
+                kept.append(item)
+        self._held[channel] = kept
 
     def flush(self) -> None:
         out: list[tuple[int, RecFrame, RecFrame | None]] = []

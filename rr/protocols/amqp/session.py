@@ -487,7 +487,10 @@ class Session(BaseSession):
 
     def _send_replies(self, step: Step) -> None:
         conn = self.bound.id if self.bound is not None else -1  # (only the greeting unbound)
-        self.gate.release(conn, step.replies, step.trigger)
+        cancelled = None
+        if step.message.name == "Basic.Cancel":
+            cancelled = (step.message.channel, str(step.message.args.get("consumer_tag")))
+        self.gate.release(conn, step.replies, step.trigger, cancelled)
 
     def _send_frames(self, frames: list[RecFrame], after: RecFrame | None) -> None:
         """The frames the gate released, with the live values of every binding stamped in (at
