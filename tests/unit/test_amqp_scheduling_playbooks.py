@@ -254,3 +254,14 @@ def test_a_consumer_cancelled_before_the_publish_gets_no_delivery_and_its_cancel
     live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
     assert _sends(worker_link) == b""
     assert ctx.report.misses == []
+
+
+def test_a_consumer_cancelled_again_is_answered_cancel_ok(tmp_path):
+    """A framework's shutdown may cancel a consumer twice; a broker answers CancelOk to a
+    cancel of a consumer it does not know (any longer)."""
+    cancel = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
+    ok = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
+    ctx = _recorded(tmp_path / "c", [OPEN_1, (cancel, ok)])
+    served, report = _live(ctx, [OPEN_1, (cancel, ok), (cancel, ok)])
+    assert served == OPEN_1[1] + ok + ok
+    assert report.misses == [] and ("synthesized", "Basic.Cancel") in report.events

@@ -107,6 +107,7 @@ class Session(BaseSession):
         self.alike: pool.Alike | None = None  # past REBIND_WINDOW: who still goes our way
         self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
         self.channels = Channels()  # live channel numbers bound to recorded ones
+        self.cancelled: set[bytes] = set()  # keys of the Basic.Cancel steps matched
         self.heartbeat = 0
         self.closing = False
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
@@ -263,6 +264,9 @@ class Session(BaseSession):
             message, steps = self._rechannel(message)
         if steps is None and not self.closing and self._borrowed(message, key):
             return
+        if steps is None and message.name == "Basic.Cancel" and key in self.cancelled:
+            self._cancel_again(message)
+            return
         if self.closing:  # a binding conflict
             return
         if steps is None and norm.is_closing({"method": message.name, "args": message.args}):
@@ -370,6 +374,8 @@ class Session(BaseSession):
             self.gate.causes.matched((self.transcript.rc.id, step.trigger.index))
         if message.name == "Basic.Consume":
             self._bind_whole(step.message, message, "consumer_tag")
+        if message.name == "Basic.Cancel":
+            self.cancelled.add(self.transcript.key(step))
         if message.name == "Connection.TuneOk":
             self._start_heartbeats(int(message.args.get("heartbeat") or 0))
         self._count_matched(message)
@@ -584,6 +590,16 @@ class Session(BaseSession):
             self.call_later(period, beat)
 
         self.call_later(period, beat)
+
+    def _cancel_again(self, message: norm.Message) -> None:
+        """A consumer cancelled again (a framework's shutdown may cancel twice): a broker
+        answers CancelOk, as for any consumer it does not know. Synthesized, consumes nothing."""
+        self.report.synthesized(self.proto, message.name)
+        if message.args.get("nowait"):
+            return
+        tag = self.ctx.bindings.to_live(str(message.args.get("consumer_tag") or ""))
+        answer = pamqp.commands.Basic.CancelOk(consumer_tag=tag)
+        self.send(pamqp.frame.marshal(answer, self.channels.live(message.channel)))
 
     def _close_unrecorded(self, message: norm.Message) -> None:
         """A graceful close the recording lacks (its client closed otherwise, or the recording
