@@ -24,6 +24,13 @@ C2S = Direction.C2S
 DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
 
 FrameRef = tuple[int, int]  # (recorded connection id, frame index)
+#: the first bytes of those methods' frames: type 1 (method), then class and method ids at 7
+_DELIVERY_IDS = (b"\x00\x3c\x00\x3c", b"\x00\x3c\x00\x47")  # 60.60, 60.71
+
+
+def is_delivery(raw: bytes) -> bool:
+    """A Basic.Deliver or Basic.GetOk frame, told by its bytes (its summary unread)."""
+    return raw[:1] == b"\x01" and raw[7:11] in _DELIVERY_IDS
 
 
 class Waiter(Protocol):
@@ -155,7 +162,7 @@ class DeliveryGate:
         run_after: RecFrame | None = None
         while self._held:
             conn, frame, after = self._held[0]
-            if frame.summary.get("method") in DELIVERIES:
+            if is_delivery(frame.raw):
                 cause = self.causes.pending((conn, frame.index))
                 if cause is not None:
                     self.causes.wait(cause, self)
