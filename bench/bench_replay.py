@@ -1,16 +1,23 @@
 """Replay against recording, measured in one run: is the fake broker ever the bottleneck?
 
-For each driver (Kafka on Tansu, AMQP on RabbitMQ, MQTT on amqtt) the unmodified worker runs
-COUNT messages twice: through `rrlab proxy` to the real broker (record), then against
-`rrlab serve` on the cassette just made, with the brokers stopped (replay). Per run: the
-worker's wall time and its own CPU time (user + sys, from wait4), and the fake broker's RSS
-sampled while it serves (start = after listening, before the first client byte).
+For each driver (Kafka on Tansu, AMQP on RabbitMQ with publisher confirms, MQTT on amqtt) the
+unmodified worker runs COUNT messages twice: through `rrlab proxy` to the real broker (record),
+then against `rrlab serve` on the cassette just made, with the brokers stopped (replay). Per
+run: the worker's wall time and its own CPU time (user + sys, from wait4), the fake broker's CPU
+time while it serves, and its RSS sampled while it serves (start = after listening, before the
+first client byte). With --repeat the replays are repeated and each figure is their median.
 
-Targets: replay wall <= 1.25 x the worker's own CPU time during replay (the fake broker never
-the bottleneck); replay/record wall <= 0.5 for AMQP and MQTT; fake broker RSS flat while it
-serves (the largest cassette here is ~100k frames: AMQP at COUNT 12,500).
+With --baseline TREE (another worktree with its own .venv, e.g. main) every cassette is also
+replayed by that tree's `rrlab serve`, alternating with this one's: before and after, measured
+on the same cassettes in the same run.
 
-    .venv/bin/python bench/bench_replay.py [--count 10000] [--drivers kafka amqp mqtt]
+Targets (printed beside each figure): replay wall <= 1.25 x the worker's own CPU time during
+replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQP and MQTT; fake
+broker RSS flat while it serves. The defaults finish in about two minutes (`make bench`); the
+issue's sizes are `--count 10000 --amqp-count 12500` (AMQP ~100k frames).
+
+    .venv/bin/python bench/bench_replay.py [--count N] [--amqp-count N] [--drivers kafka amqp mqtt]
+        [--repeat R] [--baseline /path/to/other/worktree]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,6 +44,10 @@ ROUTES = {
     "amqp": ("--amqp", "15673=127.0.0.1:5672"),
     "mqtt": ("--mqtt", "11883=127.0.0.1:1883"),
 }
+#: messages per driver by default (about two minutes for all three on a quiet 2-core machine)
+DEFAULT_COUNT = {"kafka": 10_000, "amqp": 8_000, "mqtt": 8_000}
+WALL_PER_CPU = 1.25  # replay wall / worker CPU, every driver
+REPLAY_PER_RECORD = {"amqp": 0.5, "mqtt": 0.5}  # replay wall / record wall
 
 
 @dataclass
@@ -62,9 +74,11 @@ def run_worker(argv: list[str], cwd: Path) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def start_and_wait(argv: list[str], marker: str, want: int, log: Path) -> subprocess.Popen:
+def start_and_wait(
+    argv: list[str], marker: str, want: int, log: Path, cwd: Path = ROOT
+) -> subprocess.Popen:
     out = open(log, "w")  # noqa: SIM115
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while log.read_text().count(marker) < want:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -83,12 +97,12 @@ def sample_rss(pid: int, into: list[float], stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
-def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
+def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
+    """The worker through `rrlab proxy` to the real broker: its run and the cassette."""
     from rrlab.brokers import control
 
     flag, route = ROUTES[driver]
     cassette = work / f"cassette-{driver}"
-    worker = [PY, "-m", "worker", "--driver", driver, "--count", str(count), "--seed", "3"]
     control.up([driver], out=None)
     try:
         proxy = start_and_wait(
@@ -97,7 +111,8 @@ def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
             "listening", 1, work / f"proxy-{driver}.out",
         )  # fmt: skip
         try:
-            wall, cpu = run_worker([*worker, "--out", str(work / f"rec-{driver}")], ROOT)
+            out = work / f"rec-{driver}"
+            wall, cpu = run_worker([*worker_argv(driver, count), "--out", str(out)], ROOT)
         finally:
             proxy.send_signal(signal.SIGTERM)
             proxy.wait(60)
@@ -105,11 +120,20 @@ def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
         control.down([driver], out=None)
     record = Run(wall, cpu)
     record.frames = json.loads((cassette / "cassette.json").read_bytes())["frame_count"]
+    return record, cassette
 
+
+def worker_argv(driver: str, count: int) -> list[str]:
+    return [PY, "-m", "worker", "--driver", driver, "--count", str(count), "--seed", "3"]
+
+
+def replay_driver(driver: str, count: int, cassette: Path, work: Path, tree: Path = ROOT) -> Run:
+    """The worker against `rrlab serve` of `tree` (its own .venv) on the recorded cassette."""
+    python = str(tree / ".venv" / "bin" / "python") if tree != ROOT else PY
     report = work / f"report-{driver}.json"
     serve = start_and_wait(
-        [PY, "-m", "rrlab", "serve", "--cassette", str(cassette), "--report", str(report)],
-        "listening", 1 if driver != "kafka" else 2, work / f"serve-{driver}.out",
+        [python, "-m", "rrlab", "serve", "--cassette", str(cassette), "--report", str(report)],
+        "listening", 1 if driver != "kafka" else 2, work / f"serve-{driver}.out", cwd=tree,
     )  # fmt: skip
     rss: list[float] = []
     stop = threading.Event()
@@ -118,8 +142,10 @@ def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
     cpu0 = ps.cpu_times()
     sampler = threading.Thread(target=sample_rss, args=(serve.pid, rss, stop), daemon=True)
     sampler.start()
+    out = work / f"rep-{driver}"
+    shutil.rmtree(out, ignore_errors=True)
     try:
-        wall, cpu = run_worker([*worker, "--out", str(work / f"rep-{driver}")], ROOT)
+        wall, cpu = run_worker([*worker_argv(driver, count), "--out", str(out)], ROOT)
         cpu1 = ps.cpu_times()
     finally:
         stop.set()
@@ -128,44 +154,83 @@ def bench_driver(driver: str, count: int, work: Path) -> tuple[Run, Run]:
     replay = Run(wall, cpu, rss, start_rss)
     replay.serve_cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     replay.verdict = json.loads(report.read_bytes())["verdict"]
-    same = (work / f"rec-{driver}/aggregate.json").read_bytes() == (
-        work / f"rep-{driver}/aggregate.json"
-    ).read_bytes()
+    recorded = (work / f"rec-{driver}" / "aggregate.json").read_bytes()
+    same = recorded == (out / "aggregate.json").read_bytes()
     replay.verdict += "" if same else " (aggregate DIFFERS)"
-    return record, replay
+    return replay
+
+
+def median_run(runs: list[Run]) -> Run:
+    """Each figure the median over the runs (the RSS samples of all of them)."""
+    med = statistics.median
+    run = Run(med(r.wall_s for r in runs), med(r.cpu_s for r in runs))
+    run.rss_mb = [mb for r in runs for mb in r.rss_mb]
+    run.rss_start_mb = med(r.rss_start_mb for r in runs)
+    run.serve_cpu_s = med(r.serve_cpu_s for r in runs)
+    run.verdict = "; ".join(sorted({r.verdict for r in runs}))
+    return run
+
+
+def _against(value: float, target: float | None) -> str:
+    """A ratio with its target beside it: `1.07 <= 1.25 ok`, `1.86 <= 1.25 OVER`."""
+    if target is None:
+        return f"{value:.2f} (no target)"
+    return f"{value:.2f} <= {target:.2f} {'ok' if value <= target else 'OVER'}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000)
-    parser.add_argument("--amqp-count", type=int, default=12_500, help="~100k frames")
+    parser.add_argument(
+        "--count", type=int, help=f"messages per driver (default {DEFAULT_COUNT}; amqp: see next)"
+    )
+    parser.add_argument("--amqp-count", type=int, help="AMQP messages (12,500: ~100k frames)")
     parser.add_argument("--drivers", nargs="+", default=["kafka", "amqp", "mqtt"])
+    parser.add_argument("--repeat", type=int, default=1, help="replays per cassette (median)")
+    parser.add_argument("--baseline", type=Path, help="also replay with this worktree's serve")
     args = parser.parse_args()
+    trees = [("this", ROOT)]
+    if args.baseline is not None:
+        base = args.baseline.resolve()
+        if not (base / ".venv" / "bin" / "python").exists():
+            parser.error(f"--baseline {base}: no .venv there (run `make venv` in it)")
+        trees.insert(0, ("base", base))
     work = ROOT / "out" / f"bench-replay-{os.getpid()}"
     work.mkdir(parents=True)
     rows = []
     try:
         for driver in args.drivers:
-            count = args.amqp_count if driver == "amqp" else args.count
-            record, replay = bench_driver(driver, count, work)
-            rows.append((driver, count, record, replay))
+            count = args.count or DEFAULT_COUNT[driver]
+            if driver == "amqp" and args.amqp_count:
+                count = args.amqp_count
+            record, cassette = record_driver(driver, count, work)
+            runs: dict[str, list[Run]] = {name: [] for name, _tree in trees}
+            for _ in range(args.repeat):  # alternating: slow drift biases neither tree
+                for name, tree in trees:
+                    runs[name].append(replay_driver(driver, count, cassette, work, tree))
+            for name, _tree in trees:
+                rows.append((driver, name, count, record, median_run(runs[name])))
+            shutil.rmtree(cassette, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = (
-        f"{'driver':6} {'msgs':>6} {'frames':>7} {'record s':>9} {'replay s':>9} "
-        f"{'worker cpu s':>12} {'wall/cpu':>8} {'replay/rec':>10} {'serve cpu s':>11} "
-        f"{'serve RSS MB start/max/end':>27}  verdict"
+        f"{'driver':6} {'serve':5} {'msgs':>6} {'frames':>7} {'record s':>8} {'replay s':>8} "
+        f"{'worker cpu s':>12} {'serve cpu s':>11} {'wall/cpu (target)':>20} "
+        f"{'replay/rec (target)':>22} {'serve RSS MB start/max/end':>27}  verdict"
     )
     print(head)
-    for driver, count, rec, rep in rows:
+    for driver, name, count, rec, rep in rows:
         rss = rep.rss_mb or [rep.rss_start_mb]
+        wall_cpu = _against(rep.wall_s / rep.cpu_s, WALL_PER_CPU)
+        replay_rec = _against(rep.wall_s / rec.wall_s, REPLAY_PER_RECORD.get(driver))
         print(
-            f"{driver:6} {count:>6} {rec.frames:>7} {rec.wall_s:>9.2f} {rep.wall_s:>9.2f} "
-            f"{rep.cpu_s:>12.2f} {rep.wall_s / rep.cpu_s:>8.2f} {rep.wall_s / rec.wall_s:>10.2f} "
-            f"{rep.serve_cpu_s:>11.2f} "
+            f"{driver:6} {name:5} {count:>6} {rec.frames:>7} {rec.wall_s:>8.2f} {rep.wall_s:>8.2f} "
+            f"{rep.cpu_s:>12.2f} {rep.serve_cpu_s:>11.2f} {wall_cpu:>20} {replay_rec:>22} "
             f"{f'{rep.rss_start_mb:.0f}/{max(rss):.0f}/{rss[-1]:.0f}':>27}  {rep.verdict}"
         )
-    print("targets: wall/cpu <= 1.25; replay/rec <= 0.5 (amqp, mqtt); serve RSS flat")
+    print(
+        f"targets: wall/cpu <= {WALL_PER_CPU} (the fake broker never the bottleneck); "
+        "replay/rec <= 0.5 (amqp, mqtt); serve RSS flat"
+    )
     return 0
 
 

@@ -44,6 +44,7 @@ class ReplayReport:
             ["proto", "bound"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, str], Any] = {}  # labels -> the counter's child
         self.tally: Tally[tuple[str, str, str]] = Tally()
         self.misses: list[Miss] = []
         self.miss_count = 0
@@ -60,8 +61,12 @@ class ReplayReport:
     # -- while serving -------------------------------------------------------------------------
 
     def count(self, proto: Proto | str, api: str, outcome: str, n: int = 1) -> None:
-        self.tally[(str(proto), api, outcome)] += n
-        self._frames.labels(str(proto), api, outcome).inc(n)
+        key = (str(proto), api, outcome)
+        self.tally[key] += n
+        child = self._children.get(key)
+        if child is None:  # prometheus-client's labels() checks and locks on every call
+            child = self._children[key] = self._frames.labels(*key)
+        child.inc(n)
 
     def matched(self, proto: Proto | str, api: str, n: int = 1) -> None:
         self.count(proto, api, "matched", n)

@@ -304,6 +304,7 @@ _CANONICAL_LINE_V1 = re.compile(
     _LINE_HEAD + rb'"seq":(0|[1-9][0-9]*),"summary":(\{.*\}),"t_us":(?:0|[1-9][0-9]*)\}\n'
 )
 _PROTOS = {p.value.encode(): p for p in Proto}
+_DIRECTIONS = {d.value.encode(): d for d in Direction}
 #: conn, client frame?, proto, seq, summary, and the summary's bytes (None off the fast path)
 FrameHead = tuple[int, bool, Proto, int, dict[str, Any], bytes | None]
 #: json.loads without its Python layers (encoding detection, the decoder object): the same C
@@ -369,6 +370,70 @@ def check_frame_line(
             f"frame of {len(rec.raw)} bytes is over the frame budget ({max_frame_bytes} bytes)",
         )
     return rec.conn, rec.dir is Direction.C2S, rec.proto, rec.seq, rec.summary, None
+
+
+#: seq, direction, time, payload, and the summary: its canonical JSON text (checked at open,
+#: parsed when first asked for: `parse_summary`) or, off the fast path, the parsed object
+FrameParts = tuple[int, Direction, int, bytes, "bytes | dict[str, Any]"]
+
+
+def read_frame_parts(line: bytes, *, path: str, lineno: int, t_us: int | None = None) -> FrameParts:
+    """What a replay reads of a line already checked (`check_frame_line`, at open), without
+    parsing its summary: a line as the writer makes it is taken apart by the same regular
+    expression and its payload decoded, with no pass over the whole line as JSON. Any other
+    spelling goes through `decode_frame_line` (its summary parsed)."""
+    m = (_CANONICAL_LINE_V1 if t_us is None else _CANONICAL_LINE).fullmatch(line)
+    if m is not None and m.group(3) in _PROTOS:
+        try:
+            raw = binascii.a2b_base64(m.group(4), strict_mode=True)
+        except binascii.Error:
+            raw = None
+        if raw is not None:
+            if t_us is None:
+                seq, summary, t_us = int(m.group(5)), m.group(6), _v1_time(line)
+            else:
+                seq, summary = lineno - 1, m.group(5)
+            return seq, _DIRECTIONS[m.group(2)], t_us, raw, summary
+    rec = decode_frame_line(line, path=path, lineno=lineno, t_us=t_us)
+    return rec.seq, rec.dir, rec.t_us, rec.raw, rec.summary
+
+
+def parse_summary(text: bytes) -> dict[str, Any]:
+    """A summary's canonical JSON (from `read_frame_parts`) as the object; ValueError if it is
+    not one (the file changed since it was checked)."""
+    decoded = text.decode("utf-8", "surrogatepass")
+    summary, stop = _scan_json(decoded, 0)
+    if stop != len(decoded) or not isinstance(summary, dict):
+        raise ValueError(f"frame summary is not a JSON object: {text[:80]!r}")
+    return summary
+
+
+def read_frame_line(line: bytes, *, path: str, lineno: int, t_us: int | None = None) -> FrameRecord:
+    """`decode_frame_line` for a line already checked at open, by `read_frame_parts` (about
+    three times faster on an AMQP delivery); a summary that does not parse is MalformedFrame."""
+    m = (_CANONICAL_LINE_V1 if t_us is None else _CANONICAL_LINE).fullmatch(line)
+    if m is None:
+        return decode_frame_line(line, path=path, lineno=lineno, t_us=t_us)
+    seq, direction, t_us, raw, summary = read_frame_parts(line, path=path, lineno=lineno, t_us=t_us)
+    if isinstance(summary, bytes):
+        try:
+            summary = parse_summary(summary)
+        except (ValueError, StopIteration):
+            return decode_frame_line(line, path=path, lineno=lineno, t_us=t_us)
+    return FrameRecord(
+        seq=seq,
+        conn=int(m.group(1)),
+        dir=direction,
+        t_us=t_us,
+        proto=_PROTOS[m.group(3)],
+        summary=summary,
+        raw=raw,
+        redacted=line.startswith(b'","redacted":true', m.end(4)),
+    )
+
+
+def _v1_time(line: bytes) -> int:
+    return int(line[line.rindex(b":") + 1 : -2])
 
 
 def _dir_counts() -> dict[str, int]:

@@ -46,12 +46,14 @@ from .format import (
     MANIFEST_NAME,
     MEMO_MAX,
     TIMING_NAME,
+    FrameParts,
     FrameRecord,
     Manifest,
     check_frame_line,
-    decode_frame_line,
     max_line_bytes,
     parse_timing,
+    read_frame_line,
+    read_frame_parts,
 )
 from .paths import CassetteDir
 
@@ -484,18 +486,26 @@ class FrameIndex:
         """Every frame in seq order."""
         return self._frames(range(self.frame_count))
 
+    def parts_of(self, conn: int) -> Iterator[FrameParts]:
+        """`frames_of` as `read_frame_parts` (summaries left as their JSON text until asked
+        for: a replay never looks at most server frames' summaries)."""
+        return self._frames(self._lines.get(conn, ()), read_frame_parts)
+
     def _decode(self, line_index: int) -> FrameRecord:
         start, end = self._offsets[line_index], self._offsets[line_index + 1]
         line = os.pread(self._fd, end - start, start)
-        return decode_frame_line(
+        return read_frame_line(
             line, path=str(self.path), lineno=line_index + 1, t_us=self._time(line_index)
         )
 
     def _time(self, line_index: int) -> int | None:
         return None if self._times is None else self._times[line_index]
 
-    def _frames(self, line_indexes: Iterable[int]) -> Iterator[FrameRecord]:
-        """Decode lines in order; runs of adjacent lines are read together (up to CHUNK)."""
+    def _frames(
+        self, line_indexes: Iterable[int], decode: Callable[..., Any] = read_frame_line
+    ) -> Iterator[Any]:
+        """Decode lines in order (`decode`: a line with its path, number and time); runs of
+        adjacent lines are read together (up to CHUNK)."""
         offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
         pending = iter(line_indexes)
         first = next(pending, None)
@@ -509,5 +519,5 @@ class FrameIndex:
             data = os.pread(fd, offsets[last + 1] - base, base)
             for g in range(first, last + 1):
                 line = data[offsets[g] - base : offsets[g + 1] - base]
-                yield decode_frame_line(line, path=path, lineno=g + 1, t_us=time(g))
+                yield decode(line, path=path, lineno=g + 1, t_us=time(g))
             first = nxt

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +25,7 @@ from rrlab.rr.cassette import (
     Manifest,
     read_artifact,
 )
+from rrlab.rr.cassette.format import parse_summary
 from rrlab.rr.cassette.reader import Classifier, FrameIndex
 from rrlab.rr.codecs import Direction, Proto
 
@@ -64,16 +64,49 @@ class ClientKind(NamedTuple):
         return self.role is Role.BEHAVIOUR
 
 
-@dataclass(frozen=True, slots=True)
 class RecFrame:
-    """One recorded frame of a connection; `index` counts within that connection."""
+    """One recorded frame of a connection; `index` counts within that connection. Its summary
+    may arrive as the line's JSON text (`read_frame_parts`) and is parsed when first read: a
+    replay sends most server frames without ever looking at their summaries."""
 
-    index: int
-    seq: int
-    dir: Direction
-    t_us: int
-    raw: bytes
-    summary: dict[str, Any]
+    __slots__ = ("index", "seq", "dir", "t_us", "raw", "_summary")
+
+    def __init__(
+        self,
+        index: int,
+        seq: int,
+        dir: Direction,  # noqa: A002 (the cassette's field name)
+        t_us: int,
+        raw: bytes,
+        summary: dict[str, Any] | bytes,
+    ) -> None:
+        self.index = index
+        self.seq = seq
+        self.dir = dir
+        self.t_us = t_us
+        self.raw = raw
+        self._summary = summary
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        summary = self._summary
+        if isinstance(summary, bytes):
+            summary = self._summary = parse_summary(summary)
+        return summary
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.index, self.seq, self.dir, self.t_us, self.raw, self.summary)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecFrame) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  (a summary is a dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"RecFrame(index={self.index}, seq={self.seq}, dir={self.dir!s}, t_us={self.t_us}, "
+            f"raw={self.raw!r:.60}, summary={self.summary!r:.120})"
+        )
 
 
 class RecordedConn:
@@ -103,8 +136,10 @@ class RecordedConn:
     def frames(self) -> list[RecFrame]:
         if self._frames is None:
             self._frames = [
-                RecFrame(i, f.seq, f.dir, f.t_us, f.raw, f.summary)
-                for i, f in enumerate(self._index.frames_of(self.info.id))
+                RecFrame(i, seq, direction, t_us, raw, summary)
+                for i, (seq, direction, t_us, raw, summary) in enumerate(
+                    self._index.parts_of(self.info.id)
+                )
             ]
         return self._frames
 
@@ -114,8 +149,10 @@ class RecordedConn:
         if self._frames is not None:
             yield from self._frames
             return
-        for i, f in enumerate(self._index.frames_of(self.info.id)):
-            yield RecFrame(i, f.seq, f.dir, f.t_us, f.raw, f.summary)
+        for i, (seq, direction, t_us, raw, summary) in enumerate(
+            self._index.parts_of(self.info.id)
+        ):
+            yield RecFrame(i, seq, direction, t_us, raw, summary)
 
     def unused_kinds(self) -> Counter[Any]:
         """How many client frames of each kind no live frame consumed, from the index alone."""

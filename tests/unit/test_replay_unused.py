@@ -78,9 +78,9 @@ def test_stop_decodes_only_the_frames_it_lists(tmp_path, monkeypatch):
     # client frame i is frame 2i: the first 150 (50 heartbeats, 100 publishes) consumed live
     recording.conn(conn).used.update(2 * i for i in range(150))
     decoded = []
-    real = reader_module.decode_frame_line
+    real = reader_module.read_frame_line
     monkeypatch.setattr(
-        reader_module, "decode_frame_line", lambda *a, **kw: decoded.append(1) or real(*a, **kw)
+        reader_module, "read_frame_line", lambda *a, **kw: decoded.append(1) or real(*a, **kw)
     )
     report = ReplayReport()
     report.collect_unused(recording)

@@ -24,6 +24,15 @@ C2S = Direction.C2S
 DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
 
 FrameRef = tuple[int, int]  # (recorded connection id, frame index)
+#: the first bytes of those methods' frames: type 1 (method), then class and method ids at 7
+_DELIVERY_IDS = (b"\x00\x3c\x00\x3c", b"\x00\x3c\x00\x47")  # 60.60, 60.71
+#: frame types of a message's content: header (2) and body (3)
+CONTENT_FRAME_TYPES = (b"\x02", b"\x03")
+
+
+def is_delivery(raw: bytes) -> bool:
+    """A Basic.Deliver or Basic.GetOk frame, told by its bytes (its summary unread)."""
+    return raw[:1] == b"\x01" and raw[7:11] in _DELIVERY_IDS
 
 
 class Waiter(Protocol):
@@ -161,7 +170,7 @@ class DeliveryGate:
         deliveries to it still waiting for their publish are dropped: live, the publish comes
         after the cancel, and a broker delivers nothing to a cancelled consumer."""
         for frame in frames:
-            channel = int(frame.summary.get("channel") or 0)
+            channel = int.from_bytes(frame.raw[1:3], "big")  # (no summary parsed)
             self._held.setdefault(channel, deque()).append((self._order, conn, frame, after))
             self._order += 1
         if cancelled is not None:
@@ -176,14 +185,13 @@ class DeliveryGate:
         dropping = False
         for item in queue:
             _order, conn, frame, _after = item
-            summary = frame.summary
-            if summary.get("method") in DELIVERIES:
-                args = summary.get("args") or {}
+            if is_delivery(frame.raw):
+                args = frame.summary.get("args") or {}
                 dropping = (
                     args.get("consumer_tag") == consumer_tag
                     and self.causes.pending((conn, frame.index)) is not None
                 )
-            elif summary.get("frame") not in ("header", "body"):
+            elif frame.raw[:1] not in CONTENT_FRAME_TYPES:
                 dropping = False
             if not dropping:
                 kept.append(item)
@@ -195,7 +203,7 @@ class DeliveryGate:
             queue = self._held[channel]
             while queue:
                 order, conn, frame, after = queue[0]
-                if frame.summary.get("method") in DELIVERIES:
+                if is_delivery(frame.raw):
                     cause = self.causes.pending((conn, frame.index))
                     if cause is not None:
                         self.causes.wait(cause, self)

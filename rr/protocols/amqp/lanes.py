@@ -8,6 +8,11 @@ in any order already.)"""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+import pamqp.commands
+
 from rrlab.rr.replay.recording import RecFrame
 
 from . import normalize as norm
@@ -50,33 +55,51 @@ def pull_answer(tr: Transcript, step: Step) -> None:
     sent something on another channel was recorded after that, and belongs to this step:
     moved here (with its content frames), so the request is answered without waiting for the
     other channel's message (a live client that did not pipeline would wait forever). Searched
-    up to the next step on the same channel; a request with `nowait` has no answer."""
-    channel, expected = step.message.channel, step.message.name + "Ok"
-    if step.message.args.get("nowait") or _answers(step.replies, channel, expected) is not None:
+    up to the next step on the same channel; a request with `nowait` has no answer. Frames are
+    told by their bytes (no summary read)."""
+    ids = _answer_ids(step.message.name)
+    if not ids or step.message.args.get("nowait"):
+        return
+    channel = step.message.channel
+    if _answers(step.replies, channel, ids) is not None:
         return
     for pos in range(step.pos + 1, step.pos + 1 + ANSWER_LOOKAHEAD):
         later = tr.step(pos)
         if later is None or later.message.channel == channel:
             return
-        at = _answers(later.replies, channel, expected)
+        at = _answers(later.replies, channel, ids)
         if at is not None:
             end = at + 1
-            while end < len(later.replies) and _is_content(later.replies[end], channel):
+            while end < len(later.replies) and _is_content(later.replies[end].raw, channel):
                 end += 1
             step.replies.extend(later.replies[at:end])
             del later.replies[at:end]
             return
 
 
-def _answers(replies: list[RecFrame], channel: int, expected: str) -> int | None:
+@functools.cache
+def _answer_ids(name: str) -> tuple[bytes, ...]:
+    """The class and method ids (as in a method frame at bytes 7..11) of the answers to a
+    synchronous client method; () for any other."""
+    request = _method(name)
+    if request is None or not getattr(request, "synchronous", False):
+        return ()
+    answers = (_method(answer) for answer in getattr(request, "valid_responses", ()))
+    return tuple(a.index.to_bytes(4, "big") for a in answers if a is not None)
+
+
+def _method(name: str) -> Any:
+    group, _, method = name.partition(".")
+    return getattr(getattr(pamqp.commands, group, None), method, None) if method else None
+
+
+def _answers(replies: list[RecFrame], channel: int, ids: tuple[bytes, ...]) -> int | None:
     for n, frame in enumerate(replies):
-        summary = frame.summary
-        if summary.get("method") == expected and summary.get("channel") == channel:
+        raw = frame.raw
+        if raw[:1] == b"\x01" and raw[7:11] in ids and int.from_bytes(raw[1:3], "big") == channel:
             return n
     return None
 
 
-def _is_content(frame, channel: int) -> bool:
-    return (
-        frame.summary.get("frame") in ("header", "body") and frame.summary.get("channel") == channel
-    )
+def _is_content(raw: bytes, channel: int) -> bool:
+    return raw[:1] in (b"\x02", b"\x03") and int.from_bytes(raw[1:3], "big") == channel

@@ -233,6 +233,11 @@ def is_liveness(summary: Mapping[str, Any]) -> bool:
     return summary.get("frame") == HEARTBEAT
 
 
+def is_heartbeat(raw: bytes) -> bool:
+    """`is_liveness` from a frame's bytes (frame type 8), its summary unread."""
+    return raw[:1] == b"\x08"
+
+
 #: A close that asks for nothing but the close (reply-success; 0 from clients that send it).
 GRACEFUL_REPLY_CODES = frozenset({0, 200})
 #: Client methods that only tear down: a close of the connection or a channel, and the answer

@@ -54,11 +54,11 @@ class Transcript:
         if self._source is None:
             return False
         for frame in self._source:
-            if norm.is_liveness(frame.summary):
-                continue
-            if frame.dir is Direction.S2C:
-                if self._last is not None:
+            if frame.dir is Direction.S2C:  # told apart by its bytes: its summary stays unread
+                if self._last is not None and not norm.is_heartbeat(frame.raw):
                     self._last.replies.append(frame)
+                continue
+            if norm.is_liveness(frame.summary):
                 continue
             self._indexes.append(frame.index)
             message = self._assembler.feed(frame.summary, frame.raw)
