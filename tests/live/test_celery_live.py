@@ -84,7 +84,7 @@ def _replay(
 ) -> subprocess.CompletedProcess:
     cassette, _artifact, port = recorded[backend]
     argv = [str(RRLAB), "replay", "--cassette", str(cassette), "--write-root", str(tmp_path)]
-    argv += ["--timeout", "180", "--", *command]
+    argv += ["--timeout", "60", "--", *command]  # a replay that passes takes ~15 s
     done = subprocess.run(
         argv, cwd=tmp_path, env={**_env(port), **(env or {})}, capture_output=True, text=True,
         timeout=300,
