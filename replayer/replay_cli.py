@@ -240,7 +240,15 @@ def run(args: argparse.Namespace) -> int:
 
     inside = os.environ.get(sandbox.INSIDE_ENV)
     asked = sandbox.Sandbox(args.sandbox)
-    if inside is None:
+    if (
+        inside is None
+        and asked in (sandbox.Sandbox.AUTO, sandbox.Sandbox.NETNS)
+        and (
+            sandbox.enter_netns()  # in place (root): nothing imported again, no process between
+        )
+    ):
+        used = sandbox.Sandbox.NETNS
+    elif inside is None:
         try:
             used = sandbox.resolve(asked)
         except sandbox.SandboxError as exc:

@@ -1,8 +1,9 @@
 """No network during replay, enforced: a fresh network namespace, or a guard in the interpreter.
 
 - `netns`: the replay (fake broker and CMD) runs in a new network namespace whose only
-  interface is `lo` (`unshare -n`; root, or user namespaces). Nothing can leave the machine,
-  whatever language CMD is written in.
+  interface is `lo`: entered in place as root (`enter_netns`), else by re-executing the replay
+  under `unshare -rn` (user namespaces). Nothing can leave the machine, whatever language CMD
+  is written in.
 - `guard`: where namespaces are unavailable, a `sitecustomize` put first on CMD's PYTHONPATH
   installs an audit hook that refuses any connect to a non-loopback address. It binds Python
   processes only; the report says this weaker guard was used.
@@ -72,6 +73,24 @@ def unshare_argv() -> list[str]:
     unshare = shutil.which("unshare") or "unshare"
     flag = "-n" if os.geteuid() == 0 else "-rn"
     return [unshare, flag, "--"]
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_netns() -> bool:
+    """Move this process, in place, into a new network namespace whose only interface is `lo`
+    (brought up): what it starts from now on starts there too. Needs CAP_SYS_ADMIN (root) and a
+    single-threaded process (a namespace is per thread). False where it cannot be done: then
+    `unshare -rn` (a user namespace) re-executes the replay instead, which costs a new
+    interpreter and its imports."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        return False
+    loopback_up()
+    return True
 
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
