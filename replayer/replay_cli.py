@@ -53,6 +53,8 @@ from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import replay_all, sandbox
 from .cli import add_matching
+from .cli import main as serve_main
+from .forked import ForkedChild
 
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
@@ -395,14 +397,14 @@ def _serve_and_run(
 ) -> Served:
     report, metrics = scratch.with_suffix(".json"), scratch.with_suffix(".txt")
     misses = _MissWatch(scratch.with_suffix(".misses.jsonl"))
-    argv = [sys.executable, "-m", "rrlab", "serve", "--cassette", str(recording.path)]
+    argv = ["--cassette", str(recording.path)]
     argv += ["--match", args.match, "--pace", args.pace, "--port-offset", str(args.port_offset)]
     argv += ["--report", str(report), "--metrics-file", str(metrics)]
     argv += ["--miss-log", str(misses.path)]
     argv += ["--strict"] if strict else []
     argv += [a for f in args.ignore_field for a in ("--ignore-field", f)]
     argv += [a for h in args.ignore_header for a in ("--ignore-header", h)]
-    server = _FakeBroker(argv, len(recording.listeners()))
+    server = _FakeBroker(ForkedChild(lambda: serve_main(argv)), len(recording.listeners()))
     command_exit: int | None = None
     ended_by: str | None = "timeout"
     interfaces: list[str] = []
@@ -431,17 +433,12 @@ def _serve_and_run(
 
 
 class _FakeBroker:
-    """`rrlab serve` as a child: its stdout watched for the listening lines, its stderr (misses
-    and warnings, as they happen) passed through to ours."""
+    """`rrlab serve` as a child (forked: it starts with what replay imported): its stdout
+    watched for the listening lines, its stderr (misses and warnings, as they happen) passed
+    through to ours."""
 
-    def __init__(self, argv: list[str], listeners: int) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+    def __init__(self, proc: ForkedChild, listeners: int) -> None:
+        self.proc = proc
         self.listening = threading.Event()  # every listener bound, or the fake broker exited
         self.bound = False  # every listener bound
         self.lines: list[str] = []
@@ -632,7 +629,7 @@ def _signal_group(command: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _wait(proc: subprocess.Popen, seconds: float) -> int | None:
+def _wait(proc: subprocess.Popen | ForkedChild, seconds: float) -> int | None:
     try:
         return proc.wait(seconds)
     except subprocess.TimeoutExpired:

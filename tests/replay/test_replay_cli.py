@@ -199,10 +199,11 @@ def test_timeout_bounds_the_whole_run(tmp_path):
         assert "was not listening within --timeout 4 s" in closing and "exited" not in closing
 
 
+# the fake broker is replay's other child (forked: its command line is replay's own)
 _FREEZE_SERVE = """
 import os, signal, sys, psutil
 for sibling in psutil.Process(os.getppid()).children():
-    if "serve" in sibling.cmdline():
+    if sibling.pid != os.getpid():
         os.kill(sibling.pid, signal.SIGSTOP)
         open(sys.argv[1], "w")
 """
