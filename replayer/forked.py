@@ -73,6 +73,17 @@ class ForkedChild:
         self.send_signal(signal.SIGKILL)
 
 
+def _rebind_std_streams() -> None:
+    """sys.stdin/stdout/stderr on fds 0-2 (now /dev/null and the pipes), as a new interpreter
+    would have them: the parent's may be objects of its own (a test runner's capture)."""
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    sys.stdin = open(0, encoding=encoding, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding=encoding, closefd=False)  # noqa: SIM115
+    sys.stderr = open(  # noqa: SIM115
+        2, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
+    )
+
+
 def _run_child(main: Callable[[], int], out_r: int, out_w: int, err_r: int, err_w: int) -> None:
     code = 1
     try:
@@ -84,6 +95,7 @@ def _run_child(main: Callable[[], int], out_r: int, out_w: int, err_r: int, err_
         os.dup2(err_w, 2)
         for fd in (null, out_w, err_w):
             os.close(fd)
+        _rebind_std_streams()
         code = main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -245,9 +245,8 @@ def run(args: argparse.Namespace) -> int:
     if (
         inside is None
         and asked in (sandbox.Sandbox.AUTO, sandbox.Sandbox.NETNS)
-        and (
-            sandbox.enter_netns()  # in place (root): nothing imported again, no process between
-        )
+        and threading.active_count() == 1  # a namespace is per thread: the CLI, not a library
+        and sandbox.enter_netns()  # in place (root): nothing imported again, no process between
     ):
         used = sandbox.Sandbox.NETNS
     elif inside is None:
@@ -404,7 +403,7 @@ def _serve_and_run(
     argv += ["--strict"] if strict else []
     argv += [a for f in args.ignore_field for a in ("--ignore-field", f)]
     argv += [a for h in args.ignore_header for a in ("--ignore-header", h)]
-    server = _FakeBroker(ForkedChild(lambda: serve_main(argv)), len(recording.listeners()))
+    server = _FakeBroker(_start_serve(argv), len(recording.listeners()))
     command_exit: int | None = None
     ended_by: str | None = "timeout"
     interfaces: list[str] = []
@@ -432,12 +431,27 @@ def _serve_and_run(
     )
 
 
+def _start_serve(argv: list[str]) -> ForkedChild | subprocess.Popen[str]:
+    """`rrlab serve ARGV`: forked where replay runs alone in its process (the CLI), so the child
+    starts with everything replay imported; a new interpreter where other threads run (replay
+    called as a function inside a larger program, which must not be forked)."""
+    if threading.active_count() == 1:
+        return ForkedChild(lambda: serve_main(argv))
+    return subprocess.Popen(
+        [sys.executable, "-m", "rrlab", "serve", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 class _FakeBroker:
     """`rrlab serve` as a child (forked: it starts with what replay imported): its stdout
     watched for the listening lines, its stderr (misses and warnings, as they happen) passed
     through to ours."""
 
-    def __init__(self, proc: ForkedChild, listeners: int) -> None:
+    def __init__(self, proc: ForkedChild | subprocess.Popen[str], listeners: int) -> None:
         self.proc = proc
         self.listening = threading.Event()  # every listener bound, or the fake broker exited
         self.bound = False  # every listener bound
@@ -629,7 +643,7 @@ def _signal_group(command: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _wait(proc: subprocess.Popen | ForkedChild, seconds: float) -> int | None:
+def _wait(proc: subprocess.Popen[Any] | ForkedChild, seconds: float) -> int | None:
     try:
         return proc.wait(seconds)
     except subprocess.TimeoutExpired:
