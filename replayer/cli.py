@@ -94,21 +94,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def main(argv: list[str]) -> int:
-    """`rrlab serve ARGV...` as a function, with the command's own usage errors and exit codes:
-    the fake broker `rrlab replay` forks (replayer.forked) instead of executing a new rrlab."""
-    parser = argparse.ArgumentParser(prog="rrlab")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["serve", *argv])
-    try:
-        return run(args)
-    except UsageError as exc:
-        print(f"rrlab serve: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-
-
 def add_matching(parser: argparse.ArgumentParser) -> None:
     """How live frames meet the recording (serve, replay): --match, --pace, --port-offset and
     what comparisons leave out."""

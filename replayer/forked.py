@@ -12,6 +12,7 @@ thread (replay does: its pump threads start after the fork).
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -19,15 +20,20 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from typing import IO
+
+from rrlab.rr.usage import EXIT_USAGE, UsageError
 
 
 class ForkedChild:
     """`main()` run in a forked child whose stdin is /dev/null and whose stdout and stderr are
     pipes to us; the child ends with `os._exit(main())` and never returns into our code."""
 
-    def __init__(self, main: Callable[[], int]) -> None:
+    def __init__(self, main: Callable[[], int], *, text: bool = True, merged: bool = False) -> None:
+        """`text`: str pipes (else bytes); `merged`: its stderr goes into its stdout pipe (as
+        Popen's stderr=STDOUT), and `stderr` is None."""
         out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        err_r, err_w = os.pipe() if not merged else (-1, os.dup(out_w))
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
             stream.flush()
         pid = os.fork()
@@ -38,8 +44,8 @@ class ForkedChild:
         self.pid = pid
         self.returncode: int | None = None
         self.args = ["<forked>"]
-        self.stdout = open(out_r, encoding="utf-8", errors="replace")  # noqa: SIM115
-        self.stderr = open(err_r, encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.stdout: IO = _reader(out_r, text)
+        self.stderr: IO | None = None if merged else _reader(err_r, text)
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -73,6 +79,30 @@ class ForkedChild:
         self.send_signal(signal.SIGKILL)
 
 
+def run_subcommand(
+    register: Callable[[argparse._SubParsersAction], None], name: str, argv: list[str]
+) -> int:
+    """`rrlab NAME ARGV...` as a function, with the command's usage errors and exit codes (what
+    rrlab.cli.main does for it): the body of a forked `rrlab serve`, `replay` or `verify`."""
+    parser = argparse.ArgumentParser(prog="rrlab")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([name, *argv])
+    args.argv = [name, *argv]
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"rrlab {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _reader(fd: int, text: bool) -> IO:
+    if text:
+        return open(fd, encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open(fd, "rb")  # noqa: SIM115
+
+
 def _rebind_std_streams() -> None:
     """sys.stdin/stdout/stderr on fds 0-2 (now /dev/null and the pipes), as a new interpreter
     would have them: the parent's may be objects of its own (a test runner's capture)."""
@@ -88,7 +118,8 @@ def _run_child(main: Callable[[], int], out_r: int, out_w: int, err_r: int, err_
     code = 1
     try:
         os.close(out_r)
-        os.close(err_r)
+        if err_r >= 0:
+            os.close(err_r)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_w, 1)

@@ -51,10 +51,10 @@ from rrlab.rr.replay.recording import Recording
 from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
+from . import cli as serve_cli
 from . import replay_all, sandbox
 from .cli import add_matching
-from .cli import main as serve_main
-from .forked import ForkedChild
+from .forked import ForkedChild, run_subcommand
 
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
@@ -436,7 +436,7 @@ def _start_serve(argv: list[str]) -> ForkedChild | subprocess.Popen[str]:
     starts with everything replay imported; a new interpreter where other threads run (replay
     called as a function inside a larger program, which must not be forked)."""
     if threading.active_count() == 1:
-        return ForkedChild(lambda: serve_main(argv))
+        return ForkedChild(lambda: run_subcommand(serve_cli.register, "serve", argv))
     return subprocess.Popen(
         [sys.executable, "-m", "rrlab", "serve", *argv],
         stdout=subprocess.PIPE,
