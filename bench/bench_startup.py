@@ -9,14 +9,18 @@ Paired runs, medians, for one small committed cassette (default cassettes/worker
   (b) "start Tansu, run the same worker directly against it, stop Tansu" (a private Tansu from
       rrlab.brokers.control.start_kafka on 127.0.0.1:9092, memory storage);
   (d) `python -X importtime` of `rrlab serve --cassette C` until it listens: the sum of the
-      top-level imports (what the fake broker's own start-up costs in imports).
-With --baseline ROOT, (a), (c) and (d) are measured for that checkout too (its .venv and its
-rrlab), interleaved with ours: before/after from one sitting.
+      top-level imports (what the fake broker's own start-up costs in imports);
+  (e) `rrlab replay --all` over COPIES copies of C (what `rrlab ci` / `make ci` pays per
+      cassette), its wall divided by COPIES; and, for reference, the worker's own wall against
+      Tansu inside (b).
+With --baseline ROOT, (a), (c), (d) and (e) are measured for that checkout too (its .venv and
+its rrlab), interleaved with ours: before/after from one sitting.
 
 Targets: replay <= 0.6 x the Tansu path; replay - command <= 0.3 s; serve imports <= 0.3 s.
 Starts Tansu on 9092: run it in a private network namespace where others share the machine.
 
-    .venv/bin/python bench/bench_startup.py [--runs 5] [--cassette DIR] [--baseline ROOT]
+    .venv/bin/python bench/bench_startup.py [--runs 5] [--copies 4] [--cassette DIR]
+        [--baseline ROOT]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Figures:
     replay: list[float] = field(default_factory=list)
     command: list[float] = field(default_factory=list)
     serve_imports: list[float] = field(default_factory=list)
+    per_cassette: list[float] = field(default_factory=list)
 
     def median(self, name: str) -> float:
         values = getattr(self, name)
@@ -81,8 +86,36 @@ def replay_once(root: Path, cassette: Path, argv: list[str], work: Path) -> tupl
     return wall, float(timed.read_text().split()[-1])
 
 
-def tansu_once(argv: list[str], work: Path) -> float:
-    """Wall of: start a private Tansu, run the worker directly against it, stop Tansu."""
+def replay_all_once(root: Path, project: Path, copies: int, work: Path) -> float:
+    """Wall of `rrlab replay --all` over the project's copies, per cassette."""
+    cmd = [str(root / ".venv/bin/python"), "-m", "rrlab", "replay", "--all", "cassettes"]
+    cmd += ["--report", str(work / "all.json"), "--reports-dir", str(work / "all")]
+    cmd += ["--write-root", str(work)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(
+            f"replay --all failed ({done.returncode}) in {root}:\n{done.stdout[-3000:]}"
+        )
+    return wall / copies
+
+
+def project_of(root: Path, cassette: Path, copies: int, work: Path) -> Path:
+    """A project (root's .venv and worker linked) holding `copies` copies of the cassette, each
+    storing its command to run from the project (`../..`)."""
+    project = work / f"project-{root.name}"
+    for link in (".venv", "worker"):
+        (project / link).parent.mkdir(parents=True, exist_ok=True)
+        (project / link).symlink_to(root / link)
+    for n in range(copies):
+        shutil.copytree(cassette, project / "cassettes" / f"{cassette.name}-{n}")
+    return project
+
+
+def tansu_once(argv: list[str], work: Path) -> tuple[float, float]:
+    """Wall of: start a private Tansu, run the worker directly against it, stop Tansu; and the
+    worker's own wall inside it."""
     from rrlab.brokers import control
 
     home = Path(tempfile.mkdtemp(prefix="tansu-", dir=work))
@@ -90,14 +123,16 @@ def tansu_once(argv: list[str], work: Path) -> float:
     start = time.perf_counter()
     record = control.start_kafka(home, port=9092)
     try:
+        began = time.perf_counter()
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        worker = time.perf_counter() - began
     finally:
         control.stop(record)
     wall = time.perf_counter() - start
     shutil.rmtree(home, ignore_errors=True)
     if done.returncode != 0:
         raise SystemExit(f"worker against Tansu failed ({done.returncode}):\n{done.stderr}")
-    return wall
+    return wall, worker
 
 
 def serve_imports_once(root: Path, cassette: Path, work: Path, listeners: int) -> float:
@@ -133,6 +168,9 @@ def listeners_of(cassette: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="paired runs (default 5)")
+    parser.add_argument(
+        "--copies", type=int, default=4, help="cassettes in the replay --all run (default 4)"
+    )
     parser.add_argument("--cassette", type=Path, default=ROOT / "cassettes" / "worker-kafka-tansu")
     parser.add_argument(
         "--baseline",
@@ -149,8 +187,10 @@ def main() -> int:
         roots = {"baseline": args.baseline.resolve(), **roots}
     figures = {name: Figures() for name in roots}
     tansu: list[float] = []
+    tansu_worker: list[float] = []
     work = Path(tempfile.mkdtemp(prefix="rrlab-bench-startup-"))
     try:
+        projects = {n: project_of(r, cassette, args.copies, work) for n, r in roots.items()}
         for run in range(args.runs):
             order = list(roots.items())
             if run % 2:
@@ -161,7 +201,11 @@ def main() -> int:
                 figures[name].command.append(command)
                 imports = serve_imports_once(root, cassette, work, listeners)
                 figures[name].serve_imports.append(imports)
-            tansu.append(tansu_once(argv, work))
+                per = replay_all_once(root, projects[name], args.copies, work)
+                figures[name].per_cassette.append(per)
+            wall, worker = tansu_once(argv, work)
+            tansu.append(wall)
+            tansu_worker.append(worker)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     t = statistics.median(tansu)
@@ -169,6 +213,7 @@ def main() -> int:
     print(f"{'figure':38} " + " ".join(f"{n:>9}" for n in roots) + "  target")
     rows = [
         ("(b) Tansu: start, run worker, stop", [t for _ in roots], ""),
+        ("    the worker's own run in (b)", [statistics.median(tansu_worker) for _ in roots], ""),
         ("(a) rrlab replay", [f.median("replay") for f in figures.values()], ""),
         ("(c) the command's own run in (a)", [f.median("command") for f in figures.values()], ""),
         (
@@ -185,6 +230,11 @@ def main() -> int:
             "(d) serve imports (-X importtime)",
             [f.median("serve_imports") for f in figures.values()],
             "<= 0.3",
+        ),
+        (
+            f"(e) per cassette, replay --all of {args.copies}",
+            [f.median("per_cassette") for f in figures.values()],
+            "",
         ),
     ]
     for label, values, target in rows:
