@@ -4,8 +4,9 @@ file which behaved as recorded.
 
 Each cassette is replayed by its own `rrlab replay --cassette C` (no command: the stored one, from
 its stored working directory; forked from this process, which imports what the replays need
-once), so a cassette's sandbox, fake broker and verdict are exactly those of a single replay; its report and OpenMetrics snapshot are kept under --reports-dir/NAME/. First,
-here and with the network, each distinct prepare step the cassettes stored runs once, outside any
+once), so a cassette's sandbox, fake broker and verdict are exactly those of a single replay;
+its report and OpenMetrics snapshot are kept under --reports-dir/NAME/. First, here and with
+the network, each distinct prepare step the cassettes stored runs once, outside any
 sandbox (fetching jars, compiling a client). Under ci_replay a cassette must also pass
 `rrlab verify --strict` (a repaired cassette fails). Exit 0 when every cassette replays; 1 when
 any missed or mismatched; 2 when none did but one could not be replayed at all (no stored
