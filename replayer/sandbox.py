@@ -75,20 +75,29 @@ def unshare_argv() -> list[str]:
     return [unshare, flag, "--"]
 
 
-_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
 
 
 def enter_netns() -> bool:
     """Move this process, in place, into a new network namespace whose only interface is `lo`
-    (brought up): what it starts from now on starts there too. Needs CAP_SYS_ADMIN (root) and a
-    single-threaded process (a namespace is per thread). False where it cannot be done: then
-    `unshare -rn` (a user namespace) re-executes the replay instead, which costs a new
-    interpreter and its imports."""
+    (brought up): what it starts from now on starts there too. As root directly; otherwise
+    inside a new user namespace where we are root (what `unshare -rn` does). The process must
+    run a single thread (a namespace is per thread). False where it cannot be done: then the
+    replay is re-executed under `unshare`, which costs a new interpreter and its imports."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNET) != 0:
-        return False
+        uid, gid = os.geteuid(), os.getegid()
+        if uid == 0 or libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+            return False
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"0 {uid} 1"),
+            ("gid_map", f"0 {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as out:
+                out.write(text)
     loopback_up()
     return True
 
