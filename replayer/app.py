@@ -11,8 +11,6 @@ from typing import Any
 
 from twisted.internet import error as twisted_error
 from twisted.internet.defer import Deferred
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from rrlab.rr.atomic_file import write_atomic
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES
@@ -133,7 +131,10 @@ class ReplayServer:
         )
 
     def serve_metrics(self, port: int) -> int:
+        # twisted.web (~0.1 s of imports) only for --metrics-port
         from prometheus_client.twisted import MetricsResource
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
 
         root = Resource()
         root.putChild(b"metrics", MetricsResource(registry=self.report.registry))

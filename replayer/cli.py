@@ -16,7 +16,6 @@ from rrlab.options import add_cassette, add_logging
 from rrlab.rr.cassette import CassetteError
 from rrlab.rr.flow import open_file_limit_note, raise_open_file_limit
 from rrlab.rr.policy import Limits, PolicyError, check_writable, get_profile
-from rrlab.rr.protocols.kafka.records import set_decompression_budget
 from rrlab.rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
 from rrlab.rr.usage import EXIT_USAGE, UsageError
 
@@ -211,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
     from rrlab.rr.protocols import client_kind
+    from rrlab.rr.protocols.kafka.records import set_decompression_budget
     from rrlab.rr.replay.recording import Recording
 
     from .app import ReplayServer, StartError

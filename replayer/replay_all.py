@@ -3,9 +3,10 @@ the command each one stored, and say in one table, one canonical JSON report and
 file which behaved as recorded.
 
 Each cassette is replayed by its own `rrlab replay --cassette C` (no command: the stored one, from
-its stored working directory), so a cassette's sandbox, fake broker and verdict are exactly those
-of a single replay; its report and OpenMetrics snapshot are kept under --reports-dir/NAME/. First,
-here and with the network, each distinct prepare step the cassettes stored runs once, outside any
+its stored working directory; forked from this process, which imports what the replays need
+once), so a cassette's sandbox, fake broker and verdict are exactly those of a single replay;
+its report and OpenMetrics snapshot are kept under --reports-dir/NAME/. First, here and with
+the network, each distinct prepare step the cassettes stored runs once, outside any
 sandbox (fetching jars, compiling a client). Under ci_replay a cassette must also pass
 `rrlab verify --strict` (a repaired cassette fails). Exit 0 when every cassette replays; 1 when
 any missed or mismatched; 2 when none did but one could not be replayed at all (no stored
@@ -37,6 +38,8 @@ from rrlab.rr.cassette.reader import load_manifest
 from rrlab.rr.policy import PolicyError, check_writable, get_profile
 from rrlab.rr.replay.session import Miss
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
+
+from .forked import ForkedChild, run_subcommand
 
 REPORT_FORMAT = "rrlab.replay-all/1"
 DEFAULT_REPORTS_DIR = "out/replay"
@@ -147,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     failed_prepare = _prepare(outcomes)
     if args.prepare_only:
         return EXIT_MISMATCH if failed_prepare else EXIT_OK
+    if threading.active_count() == 1 and len(outcomes) > len(failed_prepare):
+        _preload()
     for outcome in outcomes:
         if outcome.cassette not in failed_prepare:
             _replay(outcome, args, reports / outcome.name)
@@ -218,16 +223,15 @@ def _replay(outcome: Outcome, args: argparse.Namespace, keep: Path) -> None:
     report_file, metrics_file = keep / "rr-report.json", keep / "rr-metrics.txt"
     for stale in (report_file, metrics_file):
         stale.unlink(missing_ok=True)
-    rrlab = [sys.executable, "-m", "rrlab"]
     if args.profile == "ci_replay":  # CI trusts only cassettes their recorder finalized
-        code = _run_shown(outcome, [*rrlab, "verify", "--strict", str(outcome.cassette)])
+        code = _run_shown(outcome, ["verify", "--strict", str(outcome.cassette)])
         if code != 0:
             outcome.exit, outcome.verdict = EXIT_MISMATCH, "unverified"
             outcome.reason = "rrlab verify --strict refused it (repaired or broken connections)"
             outcome.message = _last_line(outcome.output, "rrlab verify") or outcome.reason
             outcome.seconds = time.monotonic() - start
             return
-    argv = [*rrlab, "replay", "--cassette", str(outcome.cassette), "--profile", args.profile]
+    argv = ["replay", "--cassette", str(outcome.cassette), "--profile", args.profile]
     argv += ["--report", str(report_file), "--metrics", str(metrics_file)]
     argv += [*_passed_on(args)]
     outcome.exit = _run_shown(outcome, argv)
@@ -249,11 +253,20 @@ def _passed_on(args: argparse.Namespace) -> list[str]:
 
 
 def _run_shown(outcome: Outcome, argv: list[str]) -> int:
-    """Run `argv`, its stdout and stderr passed through to our stdout as they come (the tail
-    kept for the JUnit file)."""
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
+    """Run `rrlab ARGV...`, its stdout and stderr passed through to our stdout as they come (the
+    tail kept for the JUnit file). Forked from this process where it runs alone (the CLI): each
+    cassette's replay then starts with everything already imported here (an interpreter and
+    its imports per cassette were most of a small cassette's time); else a new rrlab."""
+    proc: ForkedChild | subprocess.Popen[bytes]
+    if threading.active_count() == 1:
+        proc = ForkedChild(lambda: _subcommand(argv), text=False, merged=True)
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rrlab", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     tail: collections.deque[str] = collections.deque(outcome.output, maxlen=KEEP_LINES)
     assert proc.stdout is not None
 
@@ -269,6 +282,31 @@ def _run_shown(outcome: Outcome, argv: list[str]) -> int:
     reader.join(10)
     outcome.output = list(tail)
     return 128 - code if code < 0 else code
+
+
+def _subcommand(argv: list[str]) -> int:
+    """The body of a forked `rrlab replay ...` or `rrlab verify ...`."""
+    if argv[0] == "verify":
+        from rrlab.cassette_cli import register
+    else:
+        from .replay_cli import register
+    return run_subcommand(register, argv[0], argv[1:])
+
+
+def _preload() -> None:
+    """Import once, here, what each forked replay imports (its fake broker's Twisted modules,
+    every protocol, the cassette tools): not once per cassette. No reactor is made here; each
+    fake broker installs its own."""
+    import twisted.internet.posixbase  # noqa: F401
+    import twisted.internet.tcp  # noqa: F401
+
+    import rrlab.cassette_cli  # noqa: F401
+    from rrlab.rr.protocols import PROTOCOLS
+
+    from . import app, replay_cli  # noqa: F401
+
+    for _protocol in PROTOCOLS.values():  # each loaded
+        pass
 
 
 def _judge(outcome: Outcome) -> None:

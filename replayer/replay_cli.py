@@ -51,8 +51,10 @@ from rrlab.rr.replay.recording import Recording
 from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
+from . import cli as serve_cli
 from . import replay_all, sandbox
 from .cli import add_matching
+from .forked import ForkedChild, run_subcommand
 
 disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
@@ -240,7 +242,14 @@ def run(args: argparse.Namespace) -> int:
 
     inside = os.environ.get(sandbox.INSIDE_ENV)
     asked = sandbox.Sandbox(args.sandbox)
-    if inside is None:
+    if (
+        inside is None
+        and asked in (sandbox.Sandbox.AUTO, sandbox.Sandbox.NETNS)
+        and threading.active_count() == 1  # a namespace is per thread: the CLI, not a library
+        and sandbox.enter_netns()  # in place (root): nothing imported again, no process between
+    ):
+        used = sandbox.Sandbox.NETNS
+    elif inside is None:
         try:
             used = sandbox.resolve(asked)
         except sandbox.SandboxError as exc:
@@ -387,14 +396,14 @@ def _serve_and_run(
 ) -> Served:
     report, metrics = scratch.with_suffix(".json"), scratch.with_suffix(".txt")
     misses = _MissWatch(scratch.with_suffix(".misses.jsonl"))
-    argv = [sys.executable, "-m", "rrlab", "serve", "--cassette", str(recording.path)]
+    argv = ["--cassette", str(recording.path)]
     argv += ["--match", args.match, "--pace", args.pace, "--port-offset", str(args.port_offset)]
     argv += ["--report", str(report), "--metrics-file", str(metrics)]
     argv += ["--miss-log", str(misses.path)]
     argv += ["--strict"] if strict else []
     argv += [a for f in args.ignore_field for a in ("--ignore-field", f)]
     argv += [a for h in args.ignore_header for a in ("--ignore-header", h)]
-    server = _FakeBroker(argv, len(recording.listeners()))
+    server = _FakeBroker(_start_serve(argv), len(recording.listeners()))
     command_exit: int | None = None
     ended_by: str | None = "timeout"
     interfaces: list[str] = []
@@ -422,18 +431,28 @@ def _serve_and_run(
     )
 
 
-class _FakeBroker:
-    """`rrlab serve` as a child: its stdout watched for the listening lines, its stderr (misses
-    and warnings, as they happen) passed through to ours."""
+def _start_serve(argv: list[str]) -> ForkedChild | subprocess.Popen[str]:
+    """`rrlab serve ARGV`: forked where replay runs alone in its process (the CLI), so the child
+    starts with everything replay imported; a new interpreter where other threads run (replay
+    called as a function inside a larger program, which must not be forked)."""
+    if threading.active_count() == 1:
+        return ForkedChild(lambda: run_subcommand(serve_cli.register, "serve", argv))
+    return subprocess.Popen(
+        [sys.executable, "-m", "rrlab", "serve", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
-    def __init__(self, argv: list[str], listeners: int) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+
+class _FakeBroker:
+    """`rrlab serve` as a child (forked: it starts with what replay imported): its stdout
+    watched for the listening lines, its stderr (misses and warnings, as they happen) passed
+    through to ours."""
+
+    def __init__(self, proc: ForkedChild | subprocess.Popen[str], listeners: int) -> None:
+        self.proc = proc
         self.listening = threading.Event()  # every listener bound, or the fake broker exited
         self.bound = False  # every listener bound
         self.lines: list[str] = []
@@ -624,7 +643,7 @@ def _signal_group(command: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _wait(proc: subprocess.Popen, seconds: float) -> int | None:
+def _wait(proc: subprocess.Popen[Any] | ForkedChild, seconds: float) -> int | None:
     try:
         return proc.wait(seconds)
     except subprocess.TimeoutExpired:

@@ -1,8 +1,9 @@
 """No network during replay, enforced: a fresh network namespace, or a guard in the interpreter.
 
 - `netns`: the replay (fake broker and CMD) runs in a new network namespace whose only
-  interface is `lo` (`unshare -n`; root, or user namespaces). Nothing can leave the machine,
-  whatever language CMD is written in.
+  interface is `lo`: entered in place as root (`enter_netns`), else by re-executing the replay
+  under `unshare -rn` (user namespaces). Nothing can leave the machine, whatever language CMD
+  is written in.
 - `guard`: where namespaces are unavailable, a `sitecustomize` put first on CMD's PYTHONPATH
   installs an audit hook that refuses any connect to a non-loopback address. It binds Python
   processes only; the report says this weaker guard was used.
@@ -72,6 +73,33 @@ def unshare_argv() -> list[str]:
     unshare = shutil.which("unshare") or "unshare"
     flag = "-n" if os.geteuid() == 0 else "-rn"
     return [unshare, flag, "--"]
+
+
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+
+
+def enter_netns() -> bool:
+    """Move this process, in place, into a new network namespace whose only interface is `lo`
+    (brought up): what it starts from now on starts there too. As root directly; otherwise
+    inside a new user namespace where we are root (what `unshare -rn` does). The process must
+    run a single thread (a namespace is per thread). False where it cannot be done: then the
+    replay is re-executed under `unshare`, which costs a new interpreter and its imports."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        uid, gid = os.geteuid(), os.getegid()
+        if uid == 0 or libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+            return False
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"0 {uid} 1"),
+            ("gid_map", f"0 {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as out:
+                out.write(text)
+    loopback_up()
+    return True
 
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1

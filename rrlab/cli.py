@@ -79,7 +79,25 @@ def _polish(parser: argparse.ArgumentParser, name: str | None) -> None:
                 _polish(sub, sub_name if parser.prog == "rrlab" else None)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+class _VersionAction(argparse._VersionAction):
+    """--version, its text looked up only when asked (importlib.metadata costs ~0.07 s)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        self.version = f"rrlab {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+def build_parser(
+    command: str | None = None,
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The `rrlab` parser. With `command` (a known subcommand) only its module is imported:
+    `rrlab replay` should not pay for the proxy, the brokers and the cassette tools."""
     parser = argparse.ArgumentParser(
         prog="rrlab",
         description="Record and replay message-broker traffic (Kafka, AMQP 0-9-1, MQTT).",
@@ -88,9 +106,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         "  rrlab replay --cassette cassettes/demo -- CMD\n"
         "Run `rrlab COMMAND --help` for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"rrlab {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in dict.fromkeys(SUBCOMMANDS.values()):  # one module may own several
+    modules = [SUBCOMMANDS[command]] if command in SUBCOMMANDS else SUBCOMMANDS.values()
+    for module_name in dict.fromkeys(modules):  # one module may own several
         importlib.import_module(module_name).register(sub)
     _polish(parser, None)
     return parser, sub
@@ -107,11 +126,12 @@ def _keep_hypothesis_out() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _keep_hypothesis_out()
-    parser, sub = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser, sub = build_parser(given[0] if given else None)
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the subcommand's usage, not the top level's
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # `replay` re-runs itself
+    args.argv = list(given)  # `replay` re-runs itself
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

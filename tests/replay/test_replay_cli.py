@@ -7,6 +7,7 @@ machine: the only host a test aims at is a veth peer inside a namespace the test
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,31 @@ def test_cmd_sees_only_loopback_under_rr_replay(tmp_path):
     proc, report = replay(KAFKA, tmp_path, "--profile", "rr_replay", argv=wrapped)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "['lo']" in proc.stdout.splitlines()[0]
+
+
+_FAMILY = """
+import json, subprocess, sys, psutil
+me = psutil.Process()
+replay = me.parent()
+others = [p.cmdline() for p in replay.children() if p.pid != me.pid]
+print(json.dumps({"ppid": replay.ppid(), "cmdline": replay.cmdline(), "others": others}))
+sys.exit(subprocess.call(json.loads(sys.argv[1])))
+"""
+
+
+def test_one_process_replays_no_second_interpreter(tmp_path):
+    """Start-up: replay enters its network namespace in place (no replay re-executed under
+    unshare) and forks its fake broker (no `python -m rrlab serve`): the command's parent is
+    the replay this test started, and the command's one sibling, the fake broker, runs replay's
+    own command line."""
+    argv = [sys.executable, "-c", _FAMILY, json.dumps(KAFKA.argv)]
+    proc, report = replay(KAFKA, tmp_path, argv=argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    family = json.loads(proc.stdout.splitlines()[0])
+    assert family["ppid"] == os.getpid(), family
+    assert family["cmdline"][-len(argv) :] == argv and "replay" in family["cmdline"]
+    assert family["others"] == [family["cmdline"]], family
+    assert report["sandbox"]["used"] == "netns" and report["sandbox"]["interfaces"] == ["lo"]
 
 
 @pytest.mark.parametrize(
@@ -199,10 +225,11 @@ def test_timeout_bounds_the_whole_run(tmp_path):
         assert "was not listening within --timeout 4 s" in closing and "exited" not in closing
 
 
+# the fake broker is replay's other child (forked: its command line is replay's own)
 _FREEZE_SERVE = """
 import os, signal, sys, psutil
 for sibling in psutil.Process(os.getppid()).children():
-    if "serve" in sibling.cmdline():
+    if sibling.pid != os.getpid():
         os.kill(sibling.pid, signal.SIGSTOP)
         open(sys.argv[1], "w")
 """

@@ -135,3 +135,35 @@ def test_rrlab_ci_passes_when_every_cassette_replays_and_refuses_an_empty_direct
     (tmp_path / "empty").mkdir()
     proc = _rrlab(tmp_path, "replay", "--all", str(tmp_path / "empty"))
     assert proc.returncode == 2 and "no cassette under it" in proc.stderr
+
+
+_PARENTS = """
+import json, subprocess, sys, psutil
+replay = psutil.Process().parent()
+print("family", json.dumps({"ppid": replay.ppid(), "cmdline": replay.cmdline()}), flush=True)
+sys.exit(subprocess.call(json.loads(sys.argv[1])))
+"""
+
+
+def test_replay_all_forks_each_replay_from_itself(tmp_path):
+    """Start-up: each cassette's replay is forked from `rrlab replay --all` (no interpreter and
+    imports per cassette) and enters its namespace in place: every command's parent is a child
+    of the process this test started, running its command line."""
+    kafka = "worker-kafka-tansu"
+    project = _project(tmp_path, kafka)
+    shutil.copytree(project / "cassettes" / kafka, project / "cassettes" / "again")
+    for name in (kafka, "again"):
+        argv = load_manifest(project / "cassettes" / name).command.argv
+        _set_command(
+            project / "cassettes" / name,
+            argv=(argv[0], "-c", _PARENTS, json.dumps(list(argv))),
+        )
+    cmd = [*RRLAB, "replay", "--all", "cassettes"]
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = (data.decode() for data in proc.communicate(timeout=300))
+    assert proc.returncode == 0, out + err
+    lines = [line.removeprefix("family ") for line in out.splitlines()]
+    families = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(families) == 2, out
+    for family in families:
+        assert family["ppid"] == proc.pid and family["cmdline"][-4:] == cmd[-4:], family
