@@ -121,6 +121,23 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
+def _shared(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise TypeError("an EncodedSummary is shared by many frames: copy it (dict(s)) to edit it")
+
+
+class EncodedSummary(dict):
+    """A frame summary with its canonical JSON (`json`), made once and shared by every frame
+    that has it (the recorder's memo of repeating frames): read-only, so the two never differ."""
+
+    __slots__ = ("json",)
+    __setitem__ = __delitem__ = __ior__ = _shared
+    clear = pop = popitem = setdefault = update = _shared
+
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        dict.__init__(self, summary)
+        self.json = summary_json(summary)
+
+
 #: summary -> a hashable key standing exactly for its encoding, or None: supplied by whoever
 #: knows which summaries repeat (a protocol), never decided here
 CacheKey = Callable[[Mapping[str, Any]], Hashable | None]
@@ -159,6 +176,11 @@ def _cached(cache_key: CacheKey) -> SummaryEncoder:
     return encode
 
 
+#: what follows a frame line's base64 payload, up to its summary (keys in code-point order)
+SUMMARY_KEY = b'","summary":'
+REDACTED_KEY = b'","redacted":true,"summary":'
+
+
 def frame_line(
     prefix: bytes,
     summary: Mapping[str, Any],
@@ -167,13 +189,14 @@ def frame_line(
     encode: SummaryEncoder = summary_json,
 ) -> bytes:
     """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
-    raw, redacted, summary); `encode` makes the summary's canonical JSON."""
+    raw, redacted, summary); `encode` makes the summary's canonical JSON (an EncodedSummary
+    carries its own)."""
     return b"".join(
         (
             prefix,
             base64.b64encode(raw),
-            b'","redacted":true,"summary":' if redacted else b'","summary":',
-            encode(summary),
+            REDACTED_KEY if redacted else SUMMARY_KEY,
+            summary.json if summary.__class__ is EncodedSummary else encode(summary),
             b"}\n",
         )
     )

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
@@ -40,11 +41,13 @@ from .format import (
     GITATTRIBUTES,
     GITATTRIBUTES_NAME,
     MANIFEST_NAME,
+    REDACTED_KEY,
+    SUMMARY_KEY,
     TIMING_NAME,
     ConnectionInfo,
+    EncodedSummary,
     Manifest,
     SummaryEncoder,
-    frame_line,
     frame_line_prefix,
     summary_json,
     timing_line,
@@ -374,12 +377,12 @@ class CassetteWriter:
         budgets = self.budgets
         max_frame, max_frames = budgets.max_frame_bytes, budgets.max_frames
         max_bytes = budgets.max_cassette_bytes
-        clock, t0 = self._clock_ns, self._t0
         seq0 = seq = self._seq
         file_bytes = self._file_bytes
         raw_bytes = 0
-        lines: list[bytes] = []
-        times: list[bytes] = []
+        parts: list[bytes] = []  # the lines' pieces, joined once for the one write
+        add = parts.append
+        fixed = len(prefix) + len(SUMMARY_KEY) + 2  # + b64 + summary: a line's length
         stop: tuple[str, int, int] | None = None
         try:
             for frame in frames:
@@ -391,19 +394,29 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                line = frame_line(prefix, summary, raw, redacted, encode)
-                if file_bytes + len(line) > max_bytes:
-                    stop = ("max_cassette_bytes", max_bytes, file_bytes + len(line))
+                # frame_line's pieces, inline (the hot path)
+                b64 = b2a_base64(raw, newline=False)
+                encoded = summary.json if summary.__class__ is EncodedSummary else encode(summary)
+                length = fixed + len(b64) + len(encoded)
+                if redacted:
+                    length += len(REDACTED_KEY) - len(SUMMARY_KEY)
+                if file_bytes + length > max_bytes:
+                    stop = ("max_cassette_bytes", max_bytes, file_bytes + length)
                     break
-                lines.append(line)
-                times.append(timing_line((clock() - t0) // 1000))
+                add(prefix)
+                add(b64)
+                add(REDACTED_KEY if redacted else SUMMARY_KEY)
+                add(encoded)
+                add(b"}\n")
                 seq += 1
-                file_bytes += len(line)
+                file_bytes += length
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
-            if lines:
-                self._append_timing(b"".join(times))  # first: no frame line without its time
-                self._append(lines[0] if len(lines) == 1 else b"".join(lines))
+            if parts:
+                # every frame of the batch crossed in this one read: one time for all of them
+                time_line = timing_line((self._clock_ns() - self._t0) // 1000)
+                self._append_timing(time_line * (seq - seq0))  # first: no line without a time
+                self._append(b"".join(parts))
                 n = seq - seq0
                 self._seq = seq
                 self._file_bytes = file_bytes
