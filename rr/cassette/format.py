@@ -121,21 +121,28 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
+#: what follows a frame line's base64 payload, up to its summary (keys in code-point order)
+SUMMARY_KEY = b'","summary":'
+REDACTED_KEY = b'","redacted":true,"summary":'
+
+
 def _shared(self: Any, *args: Any, **kwargs: Any) -> Any:
     raise TypeError("an EncodedSummary is shared by many frames: copy it (dict(s)) to edit it")
 
 
 class EncodedSummary(dict):
-    """A frame summary with its canonical JSON (`json`), made once and shared by every frame
-    that has it (the recorder's memo of repeating frames): read-only, so the two never differ."""
+    """A frame summary with its canonical JSON (`json`) and the end of an unredacted frame line
+    that has it (`tail`: what follows the base64 payload), made once and shared by every frame
+    with it (the recorder's memo of repeating frames): read-only, so they never differ."""
 
-    __slots__ = ("json",)
+    __slots__ = ("json", "tail")
     __setitem__ = __delitem__ = __ior__ = _shared
     clear = pop = popitem = setdefault = update = _shared
 
     def __init__(self, summary: Mapping[str, Any]) -> None:
         dict.__init__(self, summary)
         self.json = summary_json(summary)
+        self.tail = b"".join((SUMMARY_KEY, self.json, b"}\n"))
 
 
 #: summary -> a hashable key standing exactly for its encoding, or None: supplied by whoever
@@ -174,11 +181,6 @@ def _cached(cache_key: CacheKey) -> SummaryEncoder:
         return encoded
 
     return encode
-
-
-#: what follows a frame line's base64 payload, up to its summary (keys in code-point order)
-SUMMARY_KEY = b'","summary":'
-REDACTED_KEY = b'","redacted":true,"summary":'
 
 
 def frame_line(

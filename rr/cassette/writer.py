@@ -1,16 +1,17 @@
 """CassetteWriter: append frames as they cross the proxy; write the manifest at finalize.
 
 Called from the proxy's reactor thread, so every call is synchronous and cheap: one `write(2)`
-per call (a frame, or the frames of one received chunk) on each of two unbuffered files, the
-frames' times to frames.timing first, then the frame lines, so a crash leaves only whole lines
-plus at most one partly written batch at the end of each, and never a frame without its time;
-both digests are kept running, and counts live in memory. A provisional manifest
-(`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
-artifacts, a budget stop). Connection opens and closes, which come by the thousand, are
-appended as one line each to `connections.jsonl` instead (rewriting the manifest per event
-made each cost grow with the count of connections): `rrlab verify --repair` reads both, so a
-crashed cassette still knows where every connection went. Finalize folds them into the
-manifest and removes the journal.
+per call (a frame, or the frames of one received chunk) of the frame lines, so a crash leaves
+only whole lines plus at most one partly written batch at the end; their times go to
+frames.timing a few KiB at a time (`TIMING_HOLD`: a write per chunk for them cost as much as the
+frames'), so a crash may lose the pacing of the last frames, never a frame (repair gives each
+the time before it); both digests are kept running, and counts live in memory. A provisional
+manifest (`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
+artifacts, a budget stop). Connection opens and closes, which come by the thousand, are appended
+as one line each to `connections.jsonl` instead (rewriting the manifest per event made each cost
+grow with the count of connections): `rrlab verify --repair` reads both, so a crashed cassette
+still knows where every connection went. Finalize folds them into the manifest and removes the
+journal.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def _artifact_relpath(name: str) -> str:
     return rel.as_posix()
 
 
+#: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
+TIMING_HOLD = 4096
+
+
 class CassetteWriter:
     """Write one cassette directory. Use `CassetteWriter.create(...)`, not the constructor."""
 
@@ -176,6 +181,7 @@ class CassetteWriter:
         self._hash = hashlib.sha256()
         self._timing_hash = hashlib.sha256()
         self._timing_bytes = 0
+        self._timing_held = bytearray()  # times not yet written (see _append_timing)
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
         self._failed: CassetteWriteFailed | None = None
@@ -381,8 +387,7 @@ class CassetteWriter:
         file_bytes = self._file_bytes
         raw_bytes = 0
         parts: list[bytes] = []  # the lines' pieces, joined once for the one write
-        add = parts.append
-        fixed = len(prefix) + len(SUMMARY_KEY) + 2  # + b64 + summary: a line's length
+        head = len(prefix)
         stop: tuple[str, int, int] | None = None
         try:
             for frame in frames:
@@ -394,20 +399,18 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                # frame_line's pieces, inline (the hot path)
+                # frame_line's pieces, inline (the hot path): prefix, payload, the rest
                 b64 = b2a_base64(raw, newline=False)
-                encoded = summary.json if summary.__class__ is EncodedSummary else encode(summary)
-                length = fixed + len(b64) + len(encoded)
-                if redacted:
-                    length += len(REDACTED_KEY) - len(SUMMARY_KEY)
+                if summary.__class__ is EncodedSummary and not redacted:
+                    tail = summary.tail
+                else:
+                    key = REDACTED_KEY if redacted else SUMMARY_KEY
+                    tail = b"".join((key, encode(summary), b"}\n"))
+                length = head + len(b64) + len(tail)
                 if file_bytes + length > max_bytes:
                     stop = ("max_cassette_bytes", max_bytes, file_bytes + length)
                     break
-                add(prefix)
-                add(b64)
-                add(REDACTED_KEY if redacted else SUMMARY_KEY)
-                add(encoded)
-                add(b"}\n")
+                parts += (prefix, b64, tail)
                 seq += 1
                 file_bytes += length
                 raw_bytes += size
@@ -415,7 +418,7 @@ class CassetteWriter:
             if parts:
                 # every frame of the batch crossed in this one read: one time for all of them
                 time_line = timing_line((self._clock_ns() - self._t0) // 1000)
-                self._append_timing(time_line * (seq - seq0))  # first: no line without a time
+                self._append_timing(time_line * (seq - seq0))
                 self._append(b"".join(parts))
                 n = seq - seq0
                 self._seq = seq
@@ -442,6 +445,7 @@ class CassetteWriter:
             if self._failed is not None:
                 raise self._failed
             try:
+                self._write_timing()
                 os.fsync(self._timing)
             except OSError as exc:
                 self._fail(TIMING_NAME, exc)
@@ -498,9 +502,23 @@ class CassetteWriter:
         self._hash.update(data)
 
     def _append_timing(self, data: bytes) -> None:
-        self._write_all(self._timing, data, TIMING_NAME)
-        self._timing_hash.update(data)
-        self._timing_bytes += len(data)
+        """Times are held and written TIMING_HOLD bytes at a time (and before any manifest):
+        a write(2) per received chunk for them cost as much as the frames' own. A crash loses
+        the times of the frames after the last such write: `verify --repair` gives each of
+        them the time before it (their pacing is lost, never a frame)."""
+        held = self._timing_held
+        held += data
+        if len(held) >= TIMING_HOLD:
+            self._write_timing()
+
+    def _write_timing(self) -> None:
+        held = self._timing_held
+        if held:
+            data = bytes(held)
+            held.clear()
+            self._write_all(self._timing, data, TIMING_NAME)
+            self._timing_hash.update(data)
+            self._timing_bytes += len(data)
 
     def _write_all(self, fd: int, data: bytes, name: str) -> None:
         """Every byte of `data` to `fd` (os.write may take part of it); a failure names the file."""
@@ -582,6 +600,7 @@ class CassetteWriter:
         )
 
     def _write_manifest(self, *, finalized: bool) -> Manifest:
+        self._write_timing()  # the manifest counts every time so far
         manifest = self.build_manifest(finalized=finalized)
         try:
             write_atomic(self.path / MANIFEST_NAME, manifest.to_json(), durable=finalized)
