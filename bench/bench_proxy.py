@@ -105,11 +105,19 @@ class Relay:
         threading.Thread(target=loop, daemon=True).start()
 
     def cpu(self) -> tuple[float, float]:
-        """(user, system) seconds so far, with the children it reaped (socat forks one per
-        connection)."""
+        """(user, system) seconds so far, with its children's, live or reaped (socat forks one
+        per connection)."""
         assert self.proc is not None
-        t = psutil.Process(self.proc.pid).cpu_times()
-        return t.user + t.children_user, t.system + t.children_system
+        proc = psutil.Process(self.proc.pid)
+        t = proc.cpu_times()
+        user, system = t.user + t.children_user, t.system + t.children_system
+        for child in proc.children(recursive=True):
+            try:
+                c = child.cpu_times()
+            except psutil.NoSuchProcess:  # reaped meanwhile: counted above next time
+                continue
+            user, system = user + c.user, system + c.system
+        return user, system
 
     def timed_load(self, load: Callable[[], tuple[float, float]]) -> tuple[float, float]:
         """Run `load`, adding the relay's CPU time during it to `load_cpu`."""

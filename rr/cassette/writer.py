@@ -356,10 +356,14 @@ class CassetteWriter:
         proto: str | Proto,
         frames: Iterable[Sequence[Any]],
         encode: SummaryEncoder = summary_json,
+        early: tuple[int, list[bytes]] | None = None,
     ) -> int:
         """Append whole frames of one connection leg with one write(2): each a sequence that
         starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
         `encode` makes a summary's canonical JSON (`format.summary_encoder`: maybe cached).
+        `early`: (n, pieces) when the base64 of the first frame's first n bytes (n a multiple
+        of 3) was made already, as those bytes arrived (`rr.record`): only the rest is encoded
+        now, and the pieces go to the file as they are.
 
         The frames of one received chunk go out together: fewer system calls, and still only
         whole lines reach the file. Returns how many were written. A frame that would cross a
@@ -400,17 +404,30 @@ class CassetteWriter:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
                 # frame_line's pieces, inline (the hot path): prefix, payload, the rest
-                b64 = b2a_base64(raw, newline=False)
+                pieces = None
+                if early is None:
+                    b64 = b2a_base64(raw, newline=False)
+                    b64_bytes = len(b64)
+                else:  # a large frame encoded as it arrived, all but its last bytes
+                    done, pieces = early
+                    early = None
+                    pieces.append(b2a_base64(memoryview(raw)[done:], newline=False))
+                    b64_bytes = sum(map(len, pieces))
                 if summary.__class__ is EncodedSummary and not redacted:
                     tail = summary.tail
                 else:
                     key = REDACTED_KEY if redacted else SUMMARY_KEY
                     tail = b"".join((key, encode(summary), b"}\n"))
-                length = head + len(b64) + len(tail)
+                length = head + b64_bytes + len(tail)
                 if file_bytes + length > max_bytes:
                     stop = ("max_cassette_bytes", max_bytes, file_bytes + length)
                     break
-                parts += (prefix, b64, tail)
+                if pieces is None:
+                    parts += (prefix, b64, tail)
+                else:
+                    parts.append(prefix)
+                    parts += pieces
+                    parts.append(tail)
                 seq += 1
                 file_bytes += length
                 raw_bytes += size

@@ -1,7 +1,9 @@
-"""The recorder's memo of repeating AMQP frames (`WireProtocol.frame_memo_key`) changes how much
-work a frame costs, never what is recorded: the same summaries, bytes and lines as decoding
-every frame, each repeating frame decoded once, and a frame that may hold a credential never
-taken from the memo."""
+"""The recorder's hot path changes how much work a frame costs, never what is recorded.
+
+The memo of repeating AMQP frames (`WireProtocol.frame_memo_key`): the same summaries, bytes and
+lines as decoding every frame, each repeating frame decoded once, and a frame that may hold a
+credential never taken from the memo. Large frames are base64-encoded as their bytes arrive:
+the same line, and the chunk that completes one has only its own bytes left to encode."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ import pamqp.frame
 import pytest
 from pamqp import body, commands, header
 
+from rrlab.rr.cassette import writer as writer_module
 from rrlab.rr.cassette.format import EncodedSummary, encode_frame_line, summary_json
+from rrlab.rr.cassette.writer import CassetteWriter
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.amqp.codec import memo_key
+from rrlab.rr.record import EARLY_BASE64_BYTES, recorder_for
 from rrlab.rr.redact import PLACEHOLDER
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "amqp-rabbitmq"
@@ -42,6 +47,10 @@ def deliveries(count: int) -> bytes:
         out.append(pamqp.frame.marshal(header.ContentHeader(0, 3, commands.Basic.Properties()), 1))
         out.append(pamqp.frame.marshal(body.ContentBody(b"abc"), 1))
     return b"".join(out)
+
+
+def feed_all(frames: list[bytes]) -> list:
+    return AMQP.connection().feed(S2C, b"".join(frames))
 
 
 def lines(direction: Direction, stream: bytes, *, memo: bool) -> list[bytes]:
@@ -119,3 +128,31 @@ def test_a_shared_summary_cannot_be_changed():
     copy = dict(summary)
     copy["size"] = 4
     assert summary["size"] == 3 and summary.json == b'{"channel":1,"frame":"body","size":3}'
+
+
+@pytest.mark.parametrize("chunk", [65536, 65537, 100_000])
+def test_a_large_frame_encoded_as_it_arrives_makes_the_same_line(tmp_path, monkeypatch, chunk):
+    payload = bytes(range(256)) * (3 * EARLY_BASE64_BYTES // 256 + 7)
+    frames = [pamqp.frame.marshal(body.ContentBody(payload), 1)]
+    frames.append(pamqp.frame.marshal(body.ContentBody(b"after"), 1))
+    stream = b"".join(frames)
+    writer = CassetteWriter.create(tmp_path / "c")
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    recorder = recorder_for(writer, conn, "amqp")
+    encoded = []  # bytes base64-encoded by the writer per feed
+    b2a = writer_module.b2a_base64
+
+    def counting(data, *, newline=True):
+        encoded[-1] += len(data)
+        return b2a(data, newline=newline)
+
+    monkeypatch.setattr(writer_module, "b2a_base64", counting)
+    forwarded = []
+    for start in range(0, len(stream), chunk):
+        encoded.append(0)
+        recorder.feed(S2C, stream[start : start + chunk], forwarded.append)
+    writer.finalize()
+    assert b"".join(forwarded) == stream
+    lines = (tmp_path / "c" / "frames.jsonl").read_bytes().splitlines(keepends=True)
+    assert lines == [encode_frame_line(conn, S2C, Proto.AMQP, *f[:3]) for f in feed_all(frames)]
+    assert max(encoded) <= chunk + len(frames[1])  # never the large frame whole at its end
