@@ -11,7 +11,11 @@ publisher confirms). The proxy's RSS is sampled during its runs.
 Kafka runs against private Tansu brokers so socat sees every connection: one advertises itself
 (direct and proxy paths; the proxy rewrites the address), one advertises socat's port.
 
-    .venv/bin/python bench/bench_proxy.py [--count 100000] [--size 1024] [--rtt 2000] [--repeat 3]
+The proxy's targets (issue M) are printed beside its figures: each leg (produce, consume) at
+least 0.95 of direct, CPU at most 15 us per message moved while the loads run (start-up and the
+round-trip loops are not messages), and at most +0.2 ms of added p50 round-trip latency.
+
+    .venv/bin/python bench/bench_proxy.py [--count 50000] [--size 1024] [--rtt 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class Relay:
     proc: subprocess.Popen | None = None
     rss_mb: list[float] = field(default_factory=list)
     cpu_s: float | None = None  # the relay process's CPU time (user + system) at stop
+    load_cpu: list[float] = field(default_factory=lambda: [0.0, 0.0])  # user, system in loads
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample_rss(self) -> None:
@@ -98,6 +103,30 @@ class Relay:
                     return
 
         threading.Thread(target=loop, daemon=True).start()
+
+    def cpu(self) -> tuple[float, float]:
+        """(user, system) seconds so far, with its children's, live or reaped (socat forks one
+        per connection)."""
+        assert self.proc is not None
+        proc = psutil.Process(self.proc.pid)
+        t = proc.cpu_times()
+        user, system = t.user + t.children_user, t.system + t.children_system
+        for child in proc.children(recursive=True):
+            try:
+                c = child.cpu_times()
+            except psutil.NoSuchProcess:  # reaped meanwhile: counted above next time
+                continue
+            user, system = user + c.user, system + c.system
+        return user, system
+
+    def timed_load(self, load: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+        """Run `load`, adding the relay's CPU time during it to `load_cpu`."""
+        user0, sys0 = self.cpu()
+        result = load()
+        user1, sys1 = self.cpu()
+        self.load_cpu[0] += user1 - user0
+        self.load_cpu[1] += sys1 - sys0
+        return result
 
     def stop(self) -> None:
         self._stop.set()
@@ -115,13 +144,21 @@ class Relay:
                 self.proc.wait()
 
 
-def start_proxy(proto: str, listen: int, upstream: str, workdir: Path, node_base: int) -> Relay:
-    cassette = workdir / f"cassette-{proto}"
-    argv = [*PROXY_CMD, "proxy", f"--{proto}", f"{listen}={upstream}", "--cassette",
+def start_proxy(
+    proto: str,
+    listen: int,
+    upstream: str,
+    workdir: Path,
+    node_base: int,
+    cmd: list[str] = PROXY_CMD,
+    name: str = "proxy",
+) -> Relay:
+    cassette = workdir / f"cassette-{proto}" if name == "proxy" else workdir / f"{name}-{proto}"
+    argv = [*cmd, "proxy", f"--{proto}", f"{listen}={upstream}", "--cassette",
             str(cassette), "--write-root", str(workdir), "--allow-upstream", upstream,
             "--kafka-node-base-port", str(node_base), "--max-cassette-bytes", str(8 << 30),
             "--max-frames", str(50_000_000),
-            "--log-file", str(workdir / f"{proto}.log")]  # fmt: skip
+            "--log-file", str(workdir / f"{name}-{proto}.log")]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     while True:
@@ -269,6 +306,7 @@ class Row:
     rtt: list[float]
     rss: list[float]
     cpu_s: float | None = None
+    load_cpu: tuple[float, float] | None = None  # relay (user, system) seconds in the loads
 
     @property
     def produce_s(self) -> float:
@@ -310,7 +348,11 @@ def run_paths(proto: str, paths: list[Route], repeat: int) -> list[Row]:
     try:
         for i in range(repeat):
             for p in paths:
-                runs[p.name].append(p.load(p.port, i))
+                relay = p.relay
+                if relay is None:
+                    runs[p.name].append(p.load(p.port, i))
+                else:
+                    runs[p.name].append(relay.timed_load(lambda p=p, i=i: p.load(p.port, i)))
         for p in paths:
             lats[p.name] = p.rtt(p.port)
     finally:
@@ -319,21 +361,29 @@ def run_paths(proto: str, paths: list[Route], repeat: int) -> list[Row]:
                 p.relay.stop()
     return [
         Row(proto, p.name, runs[p.name], lats[p.name], p.relay.rss_mb if p.relay else [],
-            p.relay.cpu_s if p.relay else None)
+            p.relay.cpu_s if p.relay else None,
+            tuple(p.relay.load_cpu) if p.relay else None)
         for p in paths
     ]  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--count", type=int, default=50_000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--rtt", type=int, default=2000, help="round trips for the latency figures")
     ap.add_argument("--protocols", default="kafka,amqp")
     ap.add_argument(
         "--repeat", type=int, default=3, help="load runs per path, round-robin; medians count"
     )
+    ap.add_argument(
+        "--baseline",
+        metavar="CMD",
+        help="also run a second proxy started by CMD (e.g. another checkout's rrlab), as path "
+        "'base', to compare before and after in one run",
+    )
     args = ap.parse_args()
+    baseline = args.baseline.split() if args.baseline else None
     if shutil.which("socat") is None:
         print("bench: socat not found; run tools/ensure-system-packages", file=sys.stderr)
         return 2
@@ -379,13 +429,17 @@ def main() -> int:
             paths.append(Route("proxy", proxy_port, kload("proxy"), krtt, relay))
             relay = start_socat(socat_port, f"127.0.0.1:{via_socat}")
             paths.append(Route("socat", socat_port, kload("socat"), krtt, relay))
+            if baseline:
+                relay = start_proxy("kafka", base + 5, f"127.0.0.1:{plain}", work, base + 6,
+                                    baseline, "base")  # fmt: skip
+                paths.append(Route("base", base + 5, kload("base"), krtt, relay))
             rows += run_paths("kafka", paths, args.repeat)
         if "amqp" in protos:
             from rrlab.brokers import control
 
             if control.up(["amqp"], out=None)["amqp"]["started"]:  # ours: stop it at the end
                 cleanup.append(lambda: control.down(["amqp"], out=None))
-            base = free_block(2)
+            base = free_block(3)
 
             def aload(port: int, i: int) -> tuple[float, float]:
                 return amqp_load(port, f"bench.{run_id}.{port}.{i}", args.count, args.size)
@@ -398,6 +452,10 @@ def main() -> int:
             paths.append(Route("proxy", base, aload, artt, relay))
             relay = start_socat(base + 1, "127.0.0.1:5672")
             paths.append(Route("socat", base + 1, aload, artt, relay))
+            if baseline:
+                relay = start_proxy("amqp", base + 2, "127.0.0.1:5672", work, base + 11,
+                                    baseline, "base")  # fmt: skip
+                paths.append(Route("base", base + 2, aload, artt, relay))
             rows += run_paths("amqp", paths, args.repeat)
     finally:
         for fn in reversed(cleanup):
@@ -411,6 +469,23 @@ def main() -> int:
     return 0
 
 
+#: the proxy's targets (issue M): (figure, target, whether higher is better)
+TARGETS = {
+    "produce leg vs direct": (0.95, True),
+    "consume leg vs direct": (0.95, True),
+    "CPU us per message moved": (15.0, False),
+    "added p50 latency ms": (0.2, False),
+}
+
+
+def load_cpu_us(r: Row, count: int) -> tuple[float, float] | None:
+    """The relay's (user, system) CPU in microseconds per message moved during the load runs."""
+    if r.load_cpu is None:
+        return None
+    moved = count * len(r.runs)
+    return r.load_cpu[0] / moved * 1e6, r.load_cpu[1] / moved * 1e6
+
+
 def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\n{args.count} x {args.size} B messages (produce, then consume); {args.rtt} round trips; "
@@ -419,7 +494,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     head = (
         f"{'proto':5} {'path':6} {'produce/s':>10} {'consume/s':>10} {'total/s':>9} "
         f"{'best/s':>9} {'vs direct':>9} {'vs socat':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'+p50':>6} {'+p99':>6} {'RSS MB min/max/end':>20} {'CPU us/msg':>10}"
+        f"{'+p50':>6} {'+p99':>6} {'RSS MB min/max/end':>20} {'CPU us/msg usr+sys':>18}"
     )
     print(head)
     print("-" * len(head))
@@ -434,22 +509,46 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         dp50 = p50 - percentile(direct.rtt, 50) * 1e3 if direct else 0.0
         dp99 = p99 - percentile(direct.rtt, 99) * 1e3 if direct else 0.0
         rss = f"{min(r.rss):.0f}/{max(r.rss):.0f}/{r.rss[-1]:.0f}" if r.rss else "-"
-        moved = args.count * len(r.runs)
-        cpu = f"{r.cpu_s / moved * 1e6:.1f}" if r.cpu_s and r.path == "proxy" else "-"
+        us = load_cpu_us(r, args.count)
+        cpu = f"{us[0] + us[1]:.1f} = {us[0]:.1f}+{us[1]:.1f}" if us else "-"
         print(
             f"{r.proto:5} {r.path:6} {args.count / r.produce_s:10.0f} "
             f"{args.count / r.consume_s:10.0f} {rate:9.0f} {args.count / r.best_s:9.0f} "
             f"{rate / d_rate:9.2f} {rate / s_rate:8.2f} {p50:7.3f} {p99:7.3f} {dp50:6.3f} "
-            f"{dp99:6.3f} {rss:>20} {cpu:>10}"
+            f"{dp99:6.3f} {rss:>20} {cpu:>18}"
         )
     print(
         "produce/s, consume/s, total/s: medians over the load runs (total from the median run "
         "time); best/s: the fastest run; vs direct / vs socat: ratios of the median total/s"
     )
     print(
-        "CPU us/msg: the relay process's CPU time over all its load runs and round trips "
-        "(proxy only: socat forks per connection), per message moved"
+        "CPU us/msg: the relay's CPU time (user + system; socat's forked children included) "
+        "during the load runs, per message moved (start-up and round trips excluded)"
     )
+    print_targets(rows, args)
+
+
+def print_targets(rows: list[Row], args: argparse.Namespace) -> None:
+    """The proxy's figures beside their targets (issue M), one line each."""
+    by = {(r.proto, r.path): r for r in rows}
+    print(f"\n{'proto':5} {'path':5} {'figure':26} {'value':>8} {'target':>8}  ok")
+    for proto, path in dict.fromkeys((r.proto, r.path) for r in rows):
+        proxy, direct = by[(proto, path)], by.get((proto, "direct"))
+        if path not in ("proxy", "base") or direct is None:
+            continue
+        us = load_cpu_us(proxy, args.count)
+        figures = {
+            "produce leg vs direct": direct.produce_s / proxy.produce_s,
+            "consume leg vs direct": direct.consume_s / proxy.consume_s,
+            "CPU us per message moved": us[0] + us[1] if us else float("nan"),
+            "added p50 latency ms": (percentile(proxy.rtt, 50) - percentile(direct.rtt, 50)) * 1e3,
+        }
+        for name, value in figures.items():
+            target, higher = TARGETS[name]
+            ok = value >= target if higher else value <= target
+            sign = ">=" if higher else "<="
+            verdict = "yes" if ok else "NO"
+            print(f"{proto:5} {path:5} {name:26} {value:8.2f} {sign}{target:6.2f}  {verdict}")
 
 
 if __name__ == "__main__":

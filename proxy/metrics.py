@@ -70,24 +70,33 @@ class ProxyMetrics:
     ) -> None:
         """Count the recorded frames of one chunk of one direction: each a sequence starting
         (summary, raw, redacted), as the recorder writes them."""
-        tally: dict[str, list[int]] = {}
+        # by summary first: a summary the recorder's memo shares among frames is labelled once
+        # (the summaries are alive while this runs, so their ids are theirs alone)
+        by_summary: dict[int, list[Any]] = {}
         size_all = redacted_n = 0
-        label_of = PROTOCOLS[proto].label
         for frame in frames:
-            summary, raw, redacted = frame[0], frame[1], frame[2]
-            label = label_of(summary)
-            size = len(raw)
+            summary, size = frame[0], len(frame[1])
             size_all += size
+            entry = by_summary.get(id(summary))
+            if entry is None:
+                by_summary[id(summary)] = [summary, 1, size]
+            else:
+                entry[1] += 1
+                entry[2] += size
+            if frame[2]:
+                redacted_n += 1
+        if not by_summary:
+            return
+        tally: dict[str, list[int]] = {}
+        label_of = PROTOCOLS[proto].label
+        for summary, n, size in by_summary.values():
+            label = label_of(summary)
             counts = tally.get(label)
             if counts is None:
-                tally[label] = [1, size]
+                tally[label] = [n, size]
             else:
-                counts[0] += 1
+                counts[0] += n
                 counts[1] += size
-            if redacted:
-                redacted_n += 1
-        if not tally:
-            return
         p, d = proto.value, direction.value
         frame_counts = self._frame_counts
         for label, (n, size) in tally.items():

@@ -121,6 +121,30 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
+#: what follows a frame line's base64 payload, up to its summary (keys in code-point order)
+SUMMARY_KEY = b'","summary":'
+REDACTED_KEY = b'","redacted":true,"summary":'
+
+
+def _shared(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise TypeError("an EncodedSummary is shared by many frames: copy it (dict(s)) to edit it")
+
+
+class EncodedSummary(dict):
+    """A frame summary with its canonical JSON (`json`) and the end of an unredacted frame line
+    that has it (`tail`: what follows the base64 payload), made once and shared by every frame
+    with it (the recorder's memo of repeating frames): read-only, so they never differ."""
+
+    __slots__ = ("json", "tail")
+    __setitem__ = __delitem__ = __ior__ = _shared
+    clear = pop = popitem = setdefault = update = _shared
+
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        dict.__init__(self, summary)
+        self.json = summary_json(summary)
+        self.tail = b"".join((SUMMARY_KEY, self.json, b"}\n"))
+
+
 #: summary -> a hashable key standing exactly for its encoding, or None: supplied by whoever
 #: knows which summaries repeat (a protocol), never decided here
 CacheKey = Callable[[Mapping[str, Any]], Hashable | None]
@@ -167,13 +191,14 @@ def frame_line(
     encode: SummaryEncoder = summary_json,
 ) -> bytes:
     """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
-    raw, redacted, summary); `encode` makes the summary's canonical JSON."""
+    raw, redacted, summary); `encode` makes the summary's canonical JSON (an EncodedSummary
+    carries its own)."""
     return b"".join(
         (
             prefix,
             base64.b64encode(raw),
-            b'","redacted":true,"summary":' if redacted else b'","summary":',
-            encode(summary),
+            REDACTED_KEY if redacted else SUMMARY_KEY,
+            summary.json if summary.__class__ is EncodedSummary else encode(summary),
             b"}\n",
         )
     )

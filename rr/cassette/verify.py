@@ -1,13 +1,13 @@
 """verify: prove a cassette is whole and self-consistent; `repair` finishes a crashed recording.
 
 Repair only ever removes: it keeps every frame line whose newline was written (a torn last line
-is dropped) and the time of each (frames.timing, format 2: times are written before their frames,
-so times past the last whole frame are dropped too), recounts, rehashes and writes a finalized
-manifest marked `repaired: true`. It never
-touches a cassette that was finalized: a digest mismatch there means the file changed after the
-recording ended (tampering or corruption), which no repair can make trustworthy. It streams (one
-line in memory at a time), holds the cassette's writer lock (`lock.py`), and writes only the
-cassette's own top-level files through its directory, never through a link (`paths.py`).
+is dropped) and the time of each (frames.timing, format 2: times past the last whole frame are
+dropped, a frame whose time was still held by the writer gets the time before it), recounts,
+rehashes and writes a finalized manifest marked `repaired: true`. It never touches a cassette
+that was finalized: a digest mismatch there means the file changed after the recording ended
+(tampering or corruption), which no repair can make trustworthy. It streams (one line in memory
+at a time), holds the cassette's writer lock (`lock.py`), and writes only the cassette's own
+top-level files through its directory, never through a link (`paths.py`).
 """
 
 from __future__ import annotations
@@ -393,9 +393,9 @@ def _repair(root: CassetteDir) -> VerifyReport:
 def _repair_timing(root: CassetteDir, frames: int) -> tuple[int, str]:
     """Keep the first `frames` whole lines of frames.timing, one per kept frame: (size, sha256).
 
-    Times go to disk before their frames, so a crash leaves at least as many; a frame whose time
-    is missing anyway (the file damaged) gets the time before it (the pacing of one frame is
-    lost, never the frame)."""
+    The writer holds times a few KiB at a time (`writer.TIMING_HOLD`), so a crash may leave
+    fewer times than frames (or more: a batch's times written, its frame lines not); a frame
+    whose time is missing gets the time before it (its pacing is lost, never the frame)."""
     kept, last = bytearray(), 0
     try:
         fd = root.open(TIMING_NAME)

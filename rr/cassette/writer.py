@@ -1,16 +1,17 @@
 """CassetteWriter: append frames as they cross the proxy; write the manifest at finalize.
 
 Called from the proxy's reactor thread, so every call is synchronous and cheap: one `write(2)`
-per call (a frame, or the frames of one received chunk) on each of two unbuffered files, the
-frames' times to frames.timing first, then the frame lines, so a crash leaves only whole lines
-plus at most one partly written batch at the end of each, and never a frame without its time;
-both digests are kept running, and counts live in memory. A provisional manifest
-(`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
-artifacts, a budget stop). Connection opens and closes, which come by the thousand, are
-appended as one line each to `connections.jsonl` instead (rewriting the manifest per event
-made each cost grow with the count of connections): `rrlab verify --repair` reads both, so a
-crashed cassette still knows where every connection went. Finalize folds them into the
-manifest and removes the journal.
+per call (a frame, or the frames of one received chunk) of the frame lines, so a crash leaves
+only whole lines plus at most one partly written batch at the end; their times go to
+frames.timing a few KiB at a time (`TIMING_HOLD`: a write per chunk for them cost as much as the
+frames'), so a crash may lose the pacing of the last frames, never a frame (repair gives each
+the time before it); both digests are kept running, and counts live in memory. A provisional
+manifest (`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
+artifacts, a budget stop). Connection opens and closes, which come by the thousand, are appended
+as one line each to `connections.jsonl` instead (rewriting the manifest per event made each cost
+grow with the count of connections): `rrlab verify --repair` reads both, so a crashed cassette
+still knows where every connection went. Finalize folds them into the manifest and removes the
+journal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
@@ -40,11 +42,13 @@ from .format import (
     GITATTRIBUTES,
     GITATTRIBUTES_NAME,
     MANIFEST_NAME,
+    REDACTED_KEY,
+    SUMMARY_KEY,
     TIMING_NAME,
     ConnectionInfo,
+    EncodedSummary,
     Manifest,
     SummaryEncoder,
-    frame_line,
     frame_line_prefix,
     summary_json,
     timing_line,
@@ -143,6 +147,10 @@ def _artifact_relpath(name: str) -> str:
     return rel.as_posix()
 
 
+#: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
+TIMING_HOLD = 4096
+
+
 class CassetteWriter:
     """Write one cassette directory. Use `CassetteWriter.create(...)`, not the constructor."""
 
@@ -173,6 +181,7 @@ class CassetteWriter:
         self._hash = hashlib.sha256()
         self._timing_hash = hashlib.sha256()
         self._timing_bytes = 0
+        self._timing_held = bytearray()  # times not yet written (see _append_timing)
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
         self._failed: CassetteWriteFailed | None = None
@@ -347,10 +356,14 @@ class CassetteWriter:
         proto: str | Proto,
         frames: Iterable[Sequence[Any]],
         encode: SummaryEncoder = summary_json,
+        early: tuple[int, list[bytes]] | None = None,
     ) -> int:
         """Append whole frames of one connection leg with one write(2): each a sequence that
         starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
         `encode` makes a summary's canonical JSON (`format.summary_encoder`: maybe cached).
+        `early`: (n, pieces) when the base64 of the first frame's first n bytes (n a multiple
+        of 3) was made already, as those bytes arrived (`rr.record`): only the rest is encoded
+        now, and the pieces go to the file as they are.
 
         The frames of one received chunk go out together: fewer system calls, and still only
         whole lines reach the file. Returns how many were written. A frame that would cross a
@@ -374,12 +387,11 @@ class CassetteWriter:
         budgets = self.budgets
         max_frame, max_frames = budgets.max_frame_bytes, budgets.max_frames
         max_bytes = budgets.max_cassette_bytes
-        clock, t0 = self._clock_ns, self._t0
         seq0 = seq = self._seq
         file_bytes = self._file_bytes
         raw_bytes = 0
-        lines: list[bytes] = []
-        times: list[bytes] = []
+        parts: list[bytes] = []  # the lines' pieces, joined once for the one write
+        head = len(prefix)
         stop: tuple[str, int, int] | None = None
         try:
             for frame in frames:
@@ -391,19 +403,40 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                line = frame_line(prefix, summary, raw, redacted, encode)
-                if file_bytes + len(line) > max_bytes:
-                    stop = ("max_cassette_bytes", max_bytes, file_bytes + len(line))
+                # frame_line's pieces, inline (the hot path): prefix, payload, the rest
+                pieces = None
+                if early is None:
+                    b64 = b2a_base64(raw, newline=False)
+                    b64_bytes = len(b64)
+                else:  # a large frame encoded as it arrived, all but its last bytes
+                    done, pieces = early
+                    early = None
+                    pieces.append(b2a_base64(memoryview(raw)[done:], newline=False))
+                    b64_bytes = sum(map(len, pieces))
+                if summary.__class__ is EncodedSummary and not redacted:
+                    tail = summary.tail
+                else:
+                    key = REDACTED_KEY if redacted else SUMMARY_KEY
+                    tail = b"".join((key, encode(summary), b"}\n"))
+                length = head + b64_bytes + len(tail)
+                if file_bytes + length > max_bytes:
+                    stop = ("max_cassette_bytes", max_bytes, file_bytes + length)
                     break
-                lines.append(line)
-                times.append(timing_line((clock() - t0) // 1000))
+                if pieces is None:
+                    parts += (prefix, b64, tail)
+                else:
+                    parts.append(prefix)
+                    parts += pieces
+                    parts.append(tail)
                 seq += 1
-                file_bytes += len(line)
+                file_bytes += length
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
-            if lines:
-                self._append_timing(b"".join(times))  # first: no frame line without its time
-                self._append(lines[0] if len(lines) == 1 else b"".join(lines))
+            if parts:
+                # every frame of the batch crossed in this one read: one time for all of them
+                time_line = timing_line((self._clock_ns() - self._t0) // 1000)
+                self._append_timing(time_line * (seq - seq0))
+                self._append(b"".join(parts))
                 n = seq - seq0
                 self._seq = seq
                 self._file_bytes = file_bytes
@@ -429,6 +462,7 @@ class CassetteWriter:
             if self._failed is not None:
                 raise self._failed
             try:
+                self._write_timing()
                 os.fsync(self._timing)
             except OSError as exc:
                 self._fail(TIMING_NAME, exc)
@@ -485,9 +519,23 @@ class CassetteWriter:
         self._hash.update(data)
 
     def _append_timing(self, data: bytes) -> None:
-        self._write_all(self._timing, data, TIMING_NAME)
-        self._timing_hash.update(data)
-        self._timing_bytes += len(data)
+        """Times are held and written TIMING_HOLD bytes at a time (and before any manifest):
+        a write(2) per received chunk for them cost as much as the frames' own. A crash loses
+        the times of the frames after the last such write: `verify --repair` gives each of
+        them the time before it (their pacing is lost, never a frame)."""
+        held = self._timing_held
+        held += data
+        if len(held) >= TIMING_HOLD:
+            self._write_timing()
+
+    def _write_timing(self) -> None:
+        held = self._timing_held
+        if held:
+            data = bytes(held)
+            held.clear()
+            self._write_all(self._timing, data, TIMING_NAME)
+            self._timing_hash.update(data)
+            self._timing_bytes += len(data)
 
     def _write_all(self, fd: int, data: bytes, name: str) -> None:
         """Every byte of `data` to `fd` (os.write may take part of it); a failure names the file."""
@@ -569,6 +617,7 @@ class CassetteWriter:
         )
 
     def _write_manifest(self, *, finalized: bool) -> Manifest:
+        self._write_timing()  # the manifest counts every time so far
         manifest = self.build_manifest(finalized=finalized)
         try:
             write_atomic(self.path / MANIFEST_NAME, manifest.to_json(), durable=finalized)

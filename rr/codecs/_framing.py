@@ -39,6 +39,10 @@ class BufferedFramer:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
 
+    def held(self) -> memoryview:
+        """The bytes held of the unfinished frame (read-only; valid until the next `feed`)."""
+        return memoryview(self._buf).toreadonly()
+
     @property
     def offset(self) -> int:
         """Stream offset of the first byte not yet emitted as a frame."""

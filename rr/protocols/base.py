@@ -11,7 +11,7 @@ is made, both at import (never a KeyError at record or inspect time).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -59,6 +59,10 @@ class WireProtocol(abc.ABC):
     label_keys: tuple[str, ...]
     #: a function keying the summaries whose encoding repeats (None: nothing cached)
     summary_cache_key: CacheKey | None = None
+    #: raw frame -> a hashable key, or None: frames of one direction with equal keys decode to
+    #: equal summaries whatever came before them on the connection and hold no credential, so
+    #: the recorder decodes, redacts and encodes each distinct one once (None: none repeat)
+    frame_memo_key: Callable[[bytes], Hashable | None] | None = None
 
     #: the framer class (one instance per direction of a connection) and the decoder class
     framer_cls: Callable[[Direction, int], Framer]

@@ -8,8 +8,10 @@ there), so a live frame's summary is made as the recorded one was.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rrlab.rr.cassette.format import EncodedSummary
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ class PipelineFrame(NamedTuple):
 
 
 _frame = tuple.__new__  # PipelineFrame without NamedTuple's argument handling (hot path)
+#: distinct repeating frames remembered per direction of a connection (see `_remember`)
+MEMO_MAX = 1024
 
 
 class FrameConnection:
@@ -55,6 +59,11 @@ class FrameConnection:
         self.decoder = protocol.decoder()
         self.framers = {d: protocol.framer(d, max_frame_bytes) for d in (C2S, S2C)}
         self._redact = protocol.redact if redact else None
+        self._memo_key = protocol.frame_memo_key
+        self._memo: dict[Direction, dict[Hashable, tuple[EncodedSummary, Decoded]]] = {
+            C2S: {},
+            S2C: {},
+        }
 
     def feed(self, direction: Direction, data: bytes) -> list[PipelineFrame]:
         """Any chunk of `direction`'s stream in; every frame it completes out, in order."""
@@ -78,20 +87,45 @@ class FrameConnection:
         decoder = self.decoder
         decode = decoder.decode
         redact = self._redact
+        memo_key = self._memo_key
+        memo = self._memo[direction]
+        key = None
         for raw in raws:
+            if memo_key is not None:
+                key = memo_key(raw)
+                if key is not None:
+                    hit = memo.get(key)
+                    if hit is not None:  # decoded, redacted (nothing) and encoded before
+                        append(_frame(PipelineFrame, (hit[0], raw, False, raw, hit[1])))
+                        continue
             decoded = decode(direction, raw)
             if redact is None:
                 summary = decoded.summary
                 append(_frame(PipelineFrame, (summary, raw, decoded.redacted, raw, decoded)))
-                continue
-            new, final = redact(direction, raw, decoded, decoder)
-            append(
-                _frame(
-                    PipelineFrame,
-                    (final.summary, new, decoded.redacted or final.redacted, raw, decoded),
+            else:
+                new, final = redact(direction, raw, decoded, decoder)
+                append(
+                    _frame(
+                        PipelineFrame,
+                        (final.summary, new, decoded.redacted or final.redacted, raw, decoded),
+                    )
                 )
-            )
+            if key is not None and out[-1][1] is raw and not out[-1][2]:
+                self._remember(memo, key, decoded)
         return out
+
+    def _remember(
+        self, memo: dict[Hashable, tuple[EncodedSummary, Decoded]], key: Hashable, decoded: Decoded
+    ) -> None:
+        """Keep a repeating frame's summary, encoded, for the next frame with its key (the
+        frame it came from was written unchanged: nothing redacted). Bounded: cleared when
+        full."""
+        if "error" in decoded.summary:
+            return
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        summary = EncodedSummary(decoded.summary)
+        memo[key] = (summary, Decoded(summary, body=decoded.body, extra=decoded.extra))
 
     def buffered(self, direction: Direction) -> int:
         """Bytes of `direction` waiting for the rest of a frame."""

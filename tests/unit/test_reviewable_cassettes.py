@@ -24,6 +24,7 @@ from rrlab.rr.cassette import (
     verify,
 )
 from rrlab.rr.cassette.format import FORMAT_V1
+from rrlab.rr.cassette.writer import TIMING_HOLD
 from rrlab.rr.codecs.base import Direction, Proto
 from rrlab.rr.protocols import decoder_for
 from rrlab.rr.protocols.kafka.codec import decode_response_body, encode_response
@@ -124,6 +125,7 @@ def test_crashed_recording_repairs_with_one_time_per_frame(tmp_path):
     conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
     for _ in range(3):
         w.write_frame(conn, "c2s", "mqtt", {"packet": "PINGREQ"}, b"\xc0\x00")
+    w._write_timing()  # the held times reach the file (as when TIMING_HOLD bytes are held)
     os.close(w._fd)  # the process dies: its files close, its lock goes
     w._lock.release()
     with open(path / "frames.timing", "ab") as fh:  # a time written, its frame line not (crash)
@@ -133,6 +135,42 @@ def test_crashed_recording_repairs_with_one_time_per_frame(tmp_path):
     assert (path / "frames.timing").read_bytes() == b"2\n4\n6\n"
     assert CassetteReader.open(path).manifest.format == "rrlab.cassette/2"
     assert verify(path).frames == 3
+
+
+def test_crash_with_times_held_keeps_every_frame_and_the_last_time_written(tmp_path):
+    """Times are written a few KiB at a time: a crash loses the pacing of the frames after the
+    last write, never a frame (each gets the time before it)."""
+    path = tmp_path / "c"
+    w = CassetteWriter.create(path, clock_ns=clock(2000))
+    conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    w.write_frame(conn, "c2s", "mqtt", {"packet": "PINGREQ"}, b"\xc0\x00")
+    w._write_timing()
+    for _ in range(2):
+        w.write_frame(conn, "c2s", "mqtt", {"packet": "PINGREQ"}, b"\xc0\x00")
+    assert (path / "frames.timing").read_bytes() == b"2\n"  # two times held
+    os.close(w._fd)  # the process dies with them
+    w._lock.release()
+    report = verify(path, repair=True)
+    assert report.repaired and report.frames == 3
+    assert (path / "frames.timing").read_bytes() == b"2\n2\n2\n"
+    assert verify(path).frames == 3
+
+
+def test_times_are_written_a_few_kib_at_a_time_and_all_by_finalize(tmp_path):
+    path = tmp_path / "c"
+    w = CassetteWriter.create(path, clock_ns=clock(2000))
+    conn = w.open_connection("mqtt", "127.0.0.1:11883", "127.0.0.1:1883")
+    frames = [({"packet": "PINGREQ"}, b"\xc0\x00", False)] * 10
+    written = []
+    for _ in range(TIMING_HOLD):
+        w.write_frames(conn, "c2s", "mqtt", frames)
+        written.append((path / "frames.timing").stat().st_size)
+    assert written[0] == 0 and 0 < written[-1] <= len(written) * 10 * 8
+    assert len(set(written)) < len(written) // 10  # far fewer writes than batches
+    manifest = w.finalize()
+    times = (path / "frames.timing").read_bytes()
+    assert times.count(b"\n") == manifest.frame_count == 10 * TIMING_HOLD
+    assert verify(path).frames == manifest.frame_count
 
 
 def write_v1(src, dest):

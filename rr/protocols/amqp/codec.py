@@ -7,6 +7,7 @@ import copy
 import datetime
 import re
 import struct
+from collections.abc import Hashable
 from typing import Any
 
 import pamqp.base
@@ -353,6 +354,29 @@ def _fast_summary(raw: bytes) -> dict[str, Any] | None:
             return {"args": args, "channel": channel, "frame": "method", "method": name}
     except (IndexError, UnicodeDecodeError, struct.error):
         return None
+    return None
+
+
+_PUBLISH_ID = b"\x00\x3c\x00\x28"  # Basic.Publish's class and method ids, as on the wire
+#: content headers up to this size are keyed by their bytes (a publisher repeats a few)
+_MEMO_HEADER_MAX = 256
+
+
+def memo_key(raw: bytes) -> Hashable | None:
+    """The key of a frame whose summary repeats in a message stream (`WireProtocol.
+    frame_memo_key`): a body frame by channel and size, a content header or Basic.Publish by
+    its bytes (an AMQP frame is read alone). Deliveries and acks carry a new tag each time, and
+    Connection methods may carry credentials: None for them, as for everything else."""
+    n = len(raw)
+    if n <= 8:
+        return None
+    kind = raw[0]
+    if kind == 3:
+        return (raw[1], raw[2], n)
+    if kind == 2:
+        return raw if n <= _MEMO_HEADER_MAX else None
+    if kind == 1 and raw[7:11] == _PUBLISH_ID:
+        return raw
     return None
 
 
