@@ -216,12 +216,13 @@ def _sends(link) -> bytes:
     return b"".join(a.data for a in link.take() if isinstance(a, Send))
 
 
-def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
-    """Live, the event's publisher publishes only once the worker's cancel on channel 1 is
-    answered (a worker's shutdown): the CancelOk goes at once, the delivery when its publish
-    has matched."""
-    cancel = _m(cmd.Basic.Cancel(consumer_tag="c1"), 1)
-    ok = _m(cmd.Basic.CancelOk(consumer_tag="c1"), 1)
+def _cancel_before_the_event(
+    tmp_path: Path, channel: int, tag: str
+) -> tuple[ReplayContext, bytes, list[bytes]]:
+    """Live, the worker cancels `tag` on `channel`, then the publisher publishes the event:
+    what the worker was served after each (the context, the recorded delivery, the two)."""
+    cancel = _m(cmd.Basic.Cancel(consumer_tag=tag), channel)
+    ok = _m(cmd.Basic.CancelOk(consumer_tag=tag), channel)
     ctx, deliver = _event_recording(tmp_path / "c", cancel, ok)
     live_worker, worker_link = _connect(ctx)
     live_publisher, _ = _connect(ctx)
@@ -230,9 +231,17 @@ def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp
     live_publisher.data_received(OPEN_1[0])
     worker_link.take()
     live_worker.data_received(cancel)
-    assert _sends(worker_link) == ok
+    after_cancel = _sends(worker_link)
     live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
-    assert _sends(worker_link) == deliver
+    return ctx, deliver, [after_cancel, _sends(worker_link)]
+
+
+def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
+    """Live, the event's publisher publishes only once the worker's cancel on channel 1 is
+    answered (a worker's shutdown): the CancelOk goes at once, the delivery when its publish
+    has matched."""
+    ctx, deliver, served = _cancel_before_the_event(tmp_path, 1, "c1")
+    assert served == [_m(cmd.Basic.CancelOk(consumer_tag="c1"), 1), deliver]
     assert ctx.report.misses == []
 
 
@@ -240,19 +249,8 @@ def test_a_consumer_cancelled_before_the_publish_gets_no_delivery_and_its_cancel
     """The cancel is of the consumer the event was delivered to: live, the event is published
     after the cancel, so the consumer gets none (a broker delivers nothing to a cancelled
     consumer), and the CancelOk goes at once."""
-    cancel = _m(cmd.Basic.Cancel(consumer_tag="c2"), 2)
-    ok = _m(cmd.Basic.CancelOk(consumer_tag="c2"), 2)
-    ctx, _deliver = _event_recording(tmp_path / "c", cancel, ok)
-    live_worker, worker_link = _connect(ctx)
-    live_publisher, _ = _connect(ctx)
-    for client in (OPEN_1[0], OPEN_2[0], CONSUME_2):
-        live_worker.data_received(client)
-    live_publisher.data_received(OPEN_1[0])
-    worker_link.take()
-    live_worker.data_received(cancel)
-    assert _sends(worker_link) == ok
-    live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
-    assert _sends(worker_link) == b""
+    ctx, _deliver, served = _cancel_before_the_event(tmp_path, 2, "c2")
+    assert served == [_m(cmd.Basic.CancelOk(consumer_tag="c2"), 2), b""]
     assert ctx.report.misses == []
 
 

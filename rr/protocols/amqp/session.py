@@ -465,18 +465,12 @@ class Session(BaseSession):
                 continue
             if not same_way(mine, tr, opened):
                 continue
-            found = self._find(tr, message, key)
-            step = found[0] if found else None
-            if step is None:
-                unifiable = self._unifiable(tr, message, key)
-                if unifiable is None:
-                    continue
-                step, unified = unifiable
-                where = f"amqp live conn {self.link.live_id} {message.name}"
-                conflict = self.ctx.bindings.bind(unified.pairs, where)
-                if conflict is not None:
-                    self._miss_step(message, step, conflict.line())
-                    return True
+            found = self._find(tr, message, key) or self._unified(message, key, tr)
+            if self.closing:  # a binding conflict
+                return True
+            if not found:
+                continue
+            step = found[0]
             tr.use(step)
             if message.name == "Basic.Publish":
                 self.gate.causes.matched((rc.id, step.trigger.index))
@@ -523,13 +517,16 @@ class Session(BaseSession):
             where = f"amqp live conn {self.link.live_id} {live.name} {'.'.join(path)}"
             self.ctx.bindings.bind([(rec_value, self.ctx.bindings.to_live(live_value))], where)
 
-    def _unified(self, message: norm.Message, key: bytes) -> list[Step] | None:
+    def _unified(
+        self, message: norm.Message, key: bytes, tr: Transcript | None = None
+    ) -> list[Step] | None:
         """The recorded step the live message equals up to identifier-shaped and clock values
         (transcript: the next one of its channel; lookup: the earliest such unused one of its
-        method and channel, not one `_find` declined), its values bound. A binding conflict is
-        a miss naming both values."""
-        assert self.transcript is not None
-        found = self._unifiable(self.transcript, message, key)
+        method and channel, not one `_find` declined), its values bound; in our recorded
+        connection or `tr`. A binding conflict is a miss naming both values."""
+        tr = tr or self.transcript
+        assert tr is not None
+        found = self._unifiable(tr, message, key)
         if found is None:
             return None
         step, unified = found
