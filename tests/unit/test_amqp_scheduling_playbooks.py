@@ -149,6 +149,19 @@ def test_a_pool_member_may_send_what_another_member_was_recorded_sending(tmp_pat
     assert [m.api for m in ctx.report.misses] == ["Basic.Publish"]
 
 
+def test_a_pool_member_may_send_what_a_member_not_connected_yet_was_recorded_sending(tmp_path):
+    """The child recorded publishing result 1 connects live only after the other child has
+    published it (a live connection bound to a recorded one has not set it up yet)."""
+    ctx = _recorded(tmp_path / "c", [OPEN_1, _result(0)], [OPEN_1, _result(1), _result(2)])
+    first, _ = _connect(ctx)
+    for pair in [OPEN_1, _result(2), _result(0)]:  # result 2: recorded after result 1
+        first.data_received(pair[0])
+    second, _ = _connect(ctx)
+    for pair in [OPEN_1, _result(1)]:
+        second.data_received(pair[0])
+    assert ctx.report.misses == []
+
+
 def test_an_answer_recorded_after_another_channels_request_answers_its_own_at_once(tmp_path):
     """Recorded, two threads cancelled their consumers back to back: the broker's CancelOk for
     channel 1 came after channel 2's Basic.Cancel. Live, the thread on channel 1 waits for its

@@ -465,7 +465,18 @@ class Session(BaseSession):
                 continue
             if not same_way(mine, tr, opened):
                 continue
-            found = self._find(tr, message, key) or self._unified(message, key, tr)
+            # its unused messages of this method and channel past the set-up (which that
+            # connection may not have done live yet: the child that connected later), in any
+            # order: which member sent which, and when, is the scheduler's
+            candidates = [
+                s
+                for s in tr.unused()
+                if s.pos >= opened
+                and s.message.name == message.name
+                and s.message.channel == message.channel
+            ]
+            same = next((s for s in candidates if tr.key(s) == key), None)
+            found = [same] if same is not None else self._unified(message, key, tr, candidates)
             if self.closing:  # a binding conflict
                 return True
             if not found:
@@ -518,7 +529,11 @@ class Session(BaseSession):
             self.ctx.bindings.bind([(rec_value, self.ctx.bindings.to_live(live_value))], where)
 
     def _unified(
-        self, message: norm.Message, key: bytes, tr: Transcript | None = None
+        self,
+        message: norm.Message,
+        key: bytes,
+        tr: Transcript | None = None,
+        candidates: list[Step] | None = None,
     ) -> list[Step] | None:
         """The recorded step the live message equals up to identifier-shaped and clock values
         (transcript: the next one of its channel; lookup: the earliest such unused one of its
@@ -526,7 +541,7 @@ class Session(BaseSession):
         connection or `tr`. A binding conflict is a miss naming both values."""
         tr = tr or self.transcript
         assert tr is not None
-        found = self._unifiable(tr, message, key)
+        found = self._unifiable(tr, message, key, candidates)
         if found is None:
             return None
         step, unified = found
@@ -538,13 +553,18 @@ class Session(BaseSession):
         return [step]
 
     def _unifiable(
-        self, tr: Transcript, message: norm.Message, key: bytes
+        self,
+        tr: Transcript,
+        message: norm.Message,
+        key: bytes,
+        candidates: list[Step] | None = None,
     ) -> tuple[Step, Any] | None:
-        """The step of `tr` the live message equals up to values that would bind, and how."""
-        if self.ctx.options.match is MatchMode.TRANSCRIPT:
+        """The step of `tr` (of `candidates`, if given) the live message equals up to values
+        that would bind, and how."""
+        if candidates is None and self.ctx.options.match is MatchMode.TRANSCRIPT:
             upcoming = lanes.channel_next(tr, message.channel)
             candidates = [upcoming] if upcoming is not None else []
-        else:
+        elif candidates is None:
             candidates = [
                 s
                 for s in tr.unused()
