@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
-import json, os, socket
+import ctypes, json, os, socket, sys
 from rrlab.replayer import sandbox
+if sys.argv[1:] == ["nobody"]:  # dropped here, after the imports: the checkout and its venv
+    os.setgroups([])  # need not be readable by nobody (a CI clone in a private directory)
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, as a process started as nobody
 entered = sandbox.enter_netns()
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -27,13 +31,11 @@ print(json.dumps({"entered": entered, "interfaces": sandbox.interfaces(), "euid"
 
 @pytest.mark.parametrize("user", ["self", "nobody"])
 def test_the_namespace_is_entered_in_place(user):
-    prefix: list[str] = []
-    if user == "nobody" and os.geteuid() == 0:  # (not root: "self" is unprivileged already)
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed: apt-get install util-linux"
-        prefix = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    """As root, and as an unprivileged user (root drops to nobody; not root: "self" is
+    unprivileged already)."""
+    drop = ["nobody"] if user == "nobody" and os.geteuid() == 0 else []
     done = subprocess.run(
-        [*prefix, sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-c", PROBE, *drop], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
