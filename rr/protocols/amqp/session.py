@@ -16,6 +16,7 @@ by delivery tag in any order (`lanes`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -449,6 +450,21 @@ class Session(BaseSession):
                 return moved, None
         return message, None
 
+    def _pool(self) -> Iterator[Transcript]:
+        """The other recorded connections that set up like ours (none once ours let go of
+        its start)."""
+        mine = self.transcript
+        assert mine is not None
+        opened = _set_up(mine)
+        if not opened:
+            return
+        for rc in self._candidates_all():
+            tr = self._transcript(rc)
+            if tr is mine or tr.step(0) is None or _set_up(tr) != opened:
+                continue
+            if same_way(mine, tr, opened):
+                yield tr
+
     def _borrowed(self, message: norm.Message, key: bytes) -> bool:
         """A pool: the message is the next one of another recorded connection that opened like
         ours (which child of a worker publishes which result, and how many, is the
@@ -457,14 +473,7 @@ class Session(BaseSession):
         mine = self.transcript
         assert mine is not None
         opened = _set_up(mine)
-        if not opened:
-            return False
-        for rc in self._candidates_all():
-            tr = self._transcript(rc)
-            if tr is mine or tr.step(0) is None or _set_up(tr) != opened:
-                continue
-            if not same_way(mine, tr, opened):
-                continue
+        for tr in self._pool():
             # its unused messages of this method and channel past the set-up (which that
             # connection may not have done live yet: the child that connected later), in any
             # order: which member sent which, and when, is the scheduler's
@@ -483,6 +492,7 @@ class Session(BaseSession):
                 continue
             step = found[0]
             tr.use(step)
+            rc = tr.rc
             if message.name == "Basic.Publish":
                 self.gate.causes.matched((rc.id, step.trigger.index))
             self._count_matched(message)
@@ -588,7 +598,8 @@ class Session(BaseSession):
             return live
         body = recorded.get("body")
         exchange, routing_key = args.get("exchange"), args.get("routing_key")
-        if self._clocked().measured(exchange, routing_key, body, live.get("body")):
+        live_body = self.ctx.bindings.aligned(body, live.get("body"))  # its host name, ids
+        if self._clocked().measured(exchange, routing_key, body, live_body):
             return {**live, "body": body}
         return live
 
@@ -757,17 +768,24 @@ class Session(BaseSession):
     # -- misses --------------------------------------------------------------------------------
 
     def _closest(self, message: norm.Message, key: bytes) -> Step | None:
-        assert self.transcript is not None
+        """What a miss is shown against: in transcript order the next step of its channel if
+        it is of the same method; else the unused step of its method and channel, here or in
+        a connection that set up alike, whose values differ least."""
+        tr = self.transcript
+        assert tr is not None
+        fallback = tr.upcoming()
         if self.ctx.options.match is MatchMode.TRANSCRIPT:
-            tr = self.transcript
-            return lanes.channel_next(tr, message.channel, message.name) or tr.upcoming()
+            fallback = lanes.channel_next(tr, message.channel, message.name) or fallback
+            if fallback is not None and fallback.message.name == message.name:
+                return fallback
         same = [
             s
-            for s in self.transcript.unused()
+            for t in (tr, *self._pool())
+            for s in t.unused()
             if s.message.name == message.name and s.message.channel == message.channel
         ]
         if not same:
-            return self.transcript.upcoming()
+            return fallback
         live = norm.normalized(message, self.opts)
         return min(same, key=lambda s: len(norm.diff(norm.normalized(s.message), live)))
 
