@@ -8,11 +8,9 @@ what a user runs: the same command (identical artifact), the same command on a h
 name (`unshare -u` and `hostname` inside the sandbox), one task argument changed (a miss naming
 the field), no worker started (a miss, never OK).
 
-The replays that need every one of N's mechanisms (bindings of client-chosen ids and the host
-name, clock values, liveness of heartbeat events, causality across connections, ack order,
-channels and pools) are xfails, not strict: they pass on some runs and not on others (NEEDS_N
-says what is left). The replays that must never pass (no worker, another task body) are
-plain tests.
+Each replay needs all of N's mechanisms: bindings of client-chosen ids and the host name, clock
+values, liveness of heartbeat events, causality across connections, acks in any order, channels
+bound by what they do, and connections that set up alike as a pool.
 """
 
 from __future__ import annotations
@@ -30,15 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "tests" / "celery_app" / "run.py"
 OUT = "out/celery.json"
 BACKENDS = {"rpc": "rpc://", "none": "none"}
-#: Not strict: these replays pass on some runs and not on others (measured: 1 of 4 rpc://
-#: recordings replayed OK after channel binding landed, 3 of 6 with no backend before it). What
-#: is left is scheduling the replay does not yet take as such: which prefork child publishes
-#: how many results (a pool's messages as one multiset across its connections), connections
-#: bound before their own frames tell them apart, and a warm shutdown that waits on something
-#: the fake broker does not send. A strict xfail would fail CI on the runs that pass.
-NEEDS_N = pytest.mark.xfail(
-    strict=False, reason="issue N: Celery replay is not yet repeatable (see NEEDS_N)"
-)
 OTHER_HOST = "rrlab-ci-elsewhere"
 
 
@@ -89,7 +78,7 @@ def _replay(
         argv, cwd=tmp_path, env={**_env(port), **(env or {})}, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
-    print(done.stdout + done.stderr)  # the miss lines, for whoever reads a failure (or an xfail)
+    print(done.stdout + done.stderr)  # the miss lines, for whoever reads a failure
     return done
 
 
@@ -99,7 +88,6 @@ def _other_host(command: list[str]) -> list[str]:
     return ["unshare", "-u", "sh", "-c", script, "sh", *command]
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_replays_identically(recorded, tmp_path, backend):
     done = _replay(recorded, backend, tmp_path, _command(backend))
@@ -116,7 +104,6 @@ def test_the_sandbox_can_take_another_host_name(recorded, tmp_path):
     assert (tmp_path / "out" / "host.txt").read_text().strip() == OTHER_HOST
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_replays_identically_on_another_host(recorded, tmp_path, backend):
     done = _replay(recorded, backend, tmp_path, _other_host(_command(backend)))
@@ -124,7 +111,6 @@ def test_replays_identically_on_another_host(recorded, tmp_path, backend):
     assert (tmp_path / OUT).read_bytes() == recorded[backend][1]
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_changed_task_argument_is_a_miss_naming_it(recorded, tmp_path, backend):
     """unit_cents 250 -> 260: the miss shows that argument (in the task's body or its argsrepr
@@ -132,7 +118,11 @@ def test_changed_task_argument_is_a_miss_naming_it(recorded, tmp_path, backend):
     done = _replay(recorded, backend, tmp_path, _command(backend, "--unit-cents", "260"))
     assert done.returncode == 1
     text = done.stdout + done.stderr
-    firsts = [line for line in text.splitlines() if "recorded" in line and " live " in line]
+    firsts = [
+        line
+        for line in text.splitlines()
+        if "recorded " in line and " live " in line and not line.startswith("MISS")
+    ]  # the first field diff (a MISS head line names its connections: "recorded conn 4")
     assert firsts, text
     assert "250" in firsts[0] and "260" in firsts[0], firsts[0]
 

@@ -229,24 +229,30 @@ def _sends(link) -> bytes:
     return b"".join(a.data for a in link.take() if isinstance(a, Send))
 
 
-def _cancel_before_the_event(
-    tmp_path: Path, channel: int, tag: str
+def _before_the_event(
+    tmp_path: Path, request: bytes, answer: bytes
 ) -> tuple[ReplayContext, bytes, list[bytes]]:
-    """Live, the worker cancels `tag` on `channel`, then the publisher publishes the event:
-    what the worker was served after each (the context, the recorded delivery, the two)."""
-    cancel = _m(cmd.Basic.Cancel(consumer_tag=tag), channel)
-    ok = _m(cmd.Basic.CancelOk(consumer_tag=tag), channel)
-    ctx, deliver = _event_recording(tmp_path / "c", cancel, ok)
+    """Live, the worker sends `request` (recorded answered with `answer` just after the event
+    was delivered), then the publisher publishes the event: what the worker was served after
+    each (the context, the recorded delivery, the two)."""
+    ctx, deliver = _event_recording(tmp_path / "c", request, answer)
     live_worker, worker_link = _connect(ctx)
     live_publisher, _ = _connect(ctx)
     for client in (OPEN_1[0], OPEN_2[0], CONSUME_2):
         live_worker.data_received(client)
     live_publisher.data_received(OPEN_1[0])
     worker_link.take()
-    live_worker.data_received(cancel)
-    after_cancel = _sends(worker_link)
+    live_worker.data_received(request)
+    after_request = _sends(worker_link)
     live_publisher.data_received(_publish_event(b'{"type": "worker-offline"}'))
-    return ctx, deliver, [after_cancel, _sends(worker_link)]
+    return ctx, deliver, [after_request, _sends(worker_link)]
+
+
+def _cancel_before_the_event(
+    tmp_path: Path, channel: int, tag: str
+) -> tuple[ReplayContext, bytes, list[bytes]]:
+    cancel = _m(cmd.Basic.Cancel(consumer_tag=tag), channel)
+    return _before_the_event(tmp_path, cancel, _m(cmd.Basic.CancelOk(consumer_tag=tag), channel))
 
 
 def test_a_delivery_held_for_its_publish_holds_back_no_other_channels_answer(tmp_path):
@@ -276,3 +282,12 @@ def test_a_consumer_cancelled_again_is_answered_cancel_ok(tmp_path):
     served, report = _live(ctx, [OPEN_1, (cancel, ok), (cancel, ok)])
     assert served == OPEN_1[1] + ok + ok
     assert report.misses == [] and ("synthesized", "Basic.Cancel") in report.events
+
+
+def test_a_channel_closed_before_the_publish_gets_no_delivery_and_its_close_ok(tmp_path):
+    """As for a cancel: a channel the worker closes live before the event is published gets
+    no delivery (nothing goes out on a closed channel) and its CloseOk at once."""
+    close, ok = _m(cmd.Channel.Close(200, "", 0, 0), 2), _m(cmd.Channel.CloseOk(), 2)
+    ctx, _deliver, served = _before_the_event(tmp_path, close, ok)
+    assert served == [ok, b""]
+    assert ctx.report.misses == []

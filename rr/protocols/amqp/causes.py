@@ -163,10 +163,11 @@ class DeliveryGate:
         conn: int,
         frames: Iterable[RecFrame],
         after: RecFrame | None,
-        cancelled: tuple[int, str] | None = None,
+        cancelled: tuple[int, str | None] | None = None,
     ) -> None:
         """Frames of recorded connection `conn` released by the client frame `after`. When
-        that frame cancelled a consumer (`cancelled`: channel, recorded consumer tag), the
+        that frame cancelled a consumer (`cancelled`: channel, recorded consumer tag; None:
+        every consumer of the channel, which it closed), the
         deliveries to it still waiting for their publish are dropped: live, the publish comes
         after the cancel, and a broker delivers nothing to a cancelled consumer."""
         for frame in frames:
@@ -177,7 +178,7 @@ class DeliveryGate:
             self._drop(*cancelled)
         self.flush()
 
-    def _drop(self, channel: int, consumer_tag: str) -> None:
+    def _drop(self, channel: int, consumer_tag: str | None) -> None:
         queue = self._held.get(channel)
         if not queue:
             return
@@ -188,7 +189,7 @@ class DeliveryGate:
             if is_delivery(frame.raw):
                 args = frame.summary.get("args") or {}
                 dropping = (
-                    args.get("consumer_tag") == consumer_tag
+                    consumer_tag in (None, args.get("consumer_tag"))
                     and self.causes.pending((conn, frame.index)) is not None
                 )
             elif frame.raw[:1] not in CONTENT_FRAME_TYPES:

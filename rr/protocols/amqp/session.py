@@ -109,6 +109,8 @@ class Session(BaseSession):
         self.empty_answers: dict[bytes, bytes] = {}  # Basic.Get key -> recorded GetEmpty
         self.channels = Channels()  # live channel numbers bound to recorded ones
         self.cancelled: set[bytes] = set()  # keys of the Basic.Cancel steps matched
+        #: recorded channels the live client closed (nothing more goes out on them)
+        self.channels_closed: set[int] = set()
         self.heartbeat = 0
         self.closing = False
         self._wire_held: list[bytes] = []  # frames matching the next step's bytes so far
@@ -381,7 +383,11 @@ class Session(BaseSession):
             self._start_heartbeats(int(message.args.get("heartbeat") or 0))
         self._count_matched(message)
         lanes.pull_answer(self.transcript, step)
+        if step.message.name == CHANNEL_OPEN:
+            self.channels_closed.discard(step.message.channel)
         self._send_replies(step)
+        if step.message.name == "Channel.Close":
+            self.channels_closed.add(step.message.channel)
 
     def _count_matched(self, message: norm.Message) -> None:
         """Per frame, under the labels the unused count uses (content: header, body)."""
@@ -508,15 +514,19 @@ class Session(BaseSession):
 
     def _send_replies(self, step: Step) -> None:
         conn = self.bound.id if self.bound is not None else -1  # (only the greeting unbound)
-        cancelled = None
+        cancelled: tuple[int, str | None] | None = None
         if step.message.name == "Basic.Cancel":
             cancelled = (step.message.channel, str(step.message.args.get("consumer_tag")))
+        elif step.message.name == "Channel.Close":  # every consumer on it
+            cancelled = (step.message.channel, None)
         self.gate.release(conn, step.replies, step.trigger, cancelled)
 
     def _send_frames(self, frames: list[RecFrame], after: RecFrame | None) -> None:
         """The frames the gate released, with the live values of every binding stamped in (at
         release: a binding made while a delivery waited is in it)."""
         bindings, channels = self.ctx.bindings, self.channels
+        if self.channels_closed:  # a delivery released after its channel closed: a broker
+            frames = [f for f in frames if _open_on(f.raw, self.channels_closed)]  # sends none
         raws = [f.raw for f in frames]
         if bindings:
             raws = stamp_frames(raws, bindings)
@@ -858,6 +868,15 @@ def _set_up(tr: Transcript) -> int:
     while (step := tr.step(n)) is not None and step.message.name in SET_UP:
         n += 1
     return n
+
+
+#: Channel.CloseOk (class 20, method 41) as in a method frame at bytes 7..11
+_CLOSE_OK_IDS = b"\x00\x14\x00\x29"
+
+
+def _open_on(raw: bytes, closed: set[int]) -> bool:
+    """A frame that may go out: not on a closed channel, unless it answers the close."""
+    return int.from_bytes(raw[1:3], "big") not in closed or raw[7:11] == _CLOSE_OK_IDS
 
 
 def _all_get_empty(replies: list[RecFrame]) -> bool:
