@@ -81,14 +81,15 @@ def pull_answer(tr: Transcript, step: Step) -> None:
 def _answer_ids(name: str) -> tuple[bytes, ...]:
     """The class and method ids (as in a method frame at bytes 7..11) of the answers to a
     synchronous client method; () for any other."""
-    request = _method(name)
+    request = method_class(name)
     if request is None or not getattr(request, "synchronous", False):
         return ()
-    answers = (_method(answer) for answer in getattr(request, "valid_responses", ()))
+    answers = (method_class(answer) for answer in getattr(request, "valid_responses", ()))
     return tuple(a.index.to_bytes(4, "big") for a in answers if a is not None)
 
 
-def _method(name: str) -> Any:
+def method_class(name: str) -> Any:
+    """pamqp's class for a method name (`Basic.Cancel`), None for any other name."""
     group, _, method = name.partition(".")
     return getattr(getattr(pamqp.commands, group, None), method, None) if method else None
 

@@ -884,13 +884,8 @@ def _all_get_empty(replies: list[RecFrame]) -> bool:
 
 
 def _method_ids(name: str) -> tuple[int, int]:
-    cls = _method_class(name)
+    cls = lanes.method_class(name)
     if cls is None:
         return 0, 0
     index = getattr(cls, "index", 0)
     return index >> 16, index & 0xFFFF
-
-
-def _method_class(name: str) -> Any:
-    group, _, method = name.partition(".")
-    return getattr(getattr(pamqp.commands, group, None), method, None) if method else None
