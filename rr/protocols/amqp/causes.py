@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.replay.recording import RecFrame, Recording
 
+from .codec import frame_channel
+
 C2S = Direction.C2S
 #: server methods that hand a client a message some publish produced
 DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
@@ -171,7 +173,7 @@ class DeliveryGate:
         deliveries to it still waiting for their publish are dropped: live, the publish comes
         after the cancel, and a broker delivers nothing to a cancelled consumer."""
         for frame in frames:
-            channel = int.from_bytes(frame.raw[1:3], "big")  # (no summary parsed)
+            channel = frame_channel(frame.raw)  # (no summary parsed)
             self._held.setdefault(channel, deque()).append((self._order, conn, frame, after))
             self._order += 1
         if cancelled is not None:

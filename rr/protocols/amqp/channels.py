@@ -8,6 +8,8 @@ on a recorded channel go out on the live channel bound to it."""
 
 from __future__ import annotations
 
+from .codec import frame_channel
+
 CHANNEL_OPEN = "Channel.Open"
 
 
@@ -19,11 +21,9 @@ class Channels:
         self._to_live: dict[int, int] = {}
         #: live channels that have matched only their Channel.Open: free to move
         self.fresh: set[int] = set()
-
-    @property
-    def identity(self) -> bool:
-        """Every channel on its recorded number (served bytes need no restamping)."""
-        return all(live == rec for live, rec in self._to_rec.items())
+        #: every channel on its recorded number (served bytes need no restamping); kept as
+        #: state, as it is read for every frame and changes only when a channel is bound
+        self.identity = True
 
     def recorded(self, live: int) -> int:
         return self._to_rec.get(live, live)
@@ -44,10 +44,11 @@ class Channels:
             del self._to_live[old]
         self._to_rec[live] = recorded
         self._to_live[recorded] = live
+        self.identity = all(live == rec for live, rec in self._to_rec.items())
 
-    def swap(self, live: int, recorded: int) -> int | None:
-        """Bind `live` to `recorded`; the live channel that held `recorded` (returned) takes
-        the one `live` had."""
+    def swap(self, live: int, recorded: int) -> None:
+        """Bind `live` to `recorded`; the live channel that held `recorded` takes the one
+        `live` had."""
         mine = self.recorded(live)
         other = self.holder(recorded)
         self.bind(live, recorded)
@@ -55,12 +56,11 @@ class Channels:
             self.bind(other, mine)
         elif self._to_live.get(mine) == live:
             del self._to_live[mine]
-        return other
 
     def restamp(self, raw: bytes) -> bytes:
         """A recorded frame with the live channel number of its recorded channel."""
         if len(raw) < 7 or raw[:1] == b"A":  # a protocol header has no channel
             return raw
-        recorded = int.from_bytes(raw[1:3], "big")
+        recorded = frame_channel(raw)
         live = self._to_live.get(recorded, recorded)
         return raw if live == recorded else raw[:1] + live.to_bytes(2, "big") + raw[3:]

@@ -189,6 +189,12 @@ class AmqpDecoder:
         return Decoded(summary, body=value)
 
 
+def frame_channel(raw: bytes) -> int:
+    """The channel number of a whole frame, read from its header (no summary parsed; 0 for a
+    protocol header or a short frame)."""
+    return int.from_bytes(raw[1:3], "big") if len(raw) >= 7 and raw[:1] != b"A" else 0
+
+
 def method_args(method: pamqp.base.Frame) -> dict[str, Any]:
     """A method's arguments, JSON-able; SASL blobs by length, peer tables cut to a few keys."""
     out: dict[str, Any] = {}

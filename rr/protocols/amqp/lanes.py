@@ -16,6 +16,7 @@ import pamqp.commands
 from rrlab.rr.replay.recording import RecFrame
 
 from . import normalize as norm
+from .codec import frame_channel
 from .transcript import Step, Transcript
 
 #: client methods that settle a delivery, by its delivery tag
@@ -97,10 +98,10 @@ def method_class(name: str) -> Any:
 def _answers(replies: list[RecFrame], channel: int, ids: tuple[bytes, ...]) -> int | None:
     for n, frame in enumerate(replies):
         raw = frame.raw
-        if raw[:1] == b"\x01" and raw[7:11] in ids and int.from_bytes(raw[1:3], "big") == channel:
+        if raw[:1] == b"\x01" and raw[7:11] in ids and frame_channel(raw) == channel:
             return n
     return None
 
 
 def _is_content(raw: bytes, channel: int) -> bool:
-    return raw[:1] in (b"\x02", b"\x03") and int.from_bytes(raw[1:3], "big") == channel
+    return raw[:1] in (b"\x02", b"\x03") and frame_channel(raw) == channel

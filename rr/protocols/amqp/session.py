@@ -33,7 +33,7 @@ from . import normalize as norm
 from .causes import Causes, DeliveryGate
 from .channels import CHANNEL_OPEN, Channels
 from .clocked import Clocked, recorded_publishes
-from .codec import AmqpDecoder, AmqpFramer
+from .codec import AmqpDecoder, AmqpFramer, frame_channel
 from .stamp import stamp_frames
 from .transcript import Step, Transcript, reset_to, same_way
 
@@ -876,7 +876,7 @@ _CLOSE_OK_IDS = b"\x00\x14\x00\x29"
 
 def _open_on(raw: bytes, closed: set[int]) -> bool:
     """A frame that may go out: not on a closed channel, unless it answers the close."""
-    return int.from_bytes(raw[1:3], "big") not in closed or raw[7:11] == _CLOSE_OK_IDS
+    return frame_channel(raw) not in closed or raw[7:11] == _CLOSE_OK_IDS
 
 
 def _all_get_empty(replies: list[RecFrame]) -> bool:
