@@ -291,3 +291,47 @@ def test_a_channel_closed_before_the_publish_gets_no_delivery_and_its_close_ok(t
     ctx, _deliver, served = _before_the_event(tmp_path, close, ok)
     assert served == [ok, b""]
     assert ctx.report.misses == []
+
+
+OPEN_3 = (_m(cmd.Channel.Open(), 3), _m(cmd.Channel.OpenOk(), 3))
+
+
+def _consume(queue: str, tag: str, channel: int) -> tuple[bytes, bytes]:
+    return (
+        _m(cmd.Basic.Consume(queue=queue, consumer_tag=tag), channel),
+        _m(cmd.Basic.ConsumeOk(tag), channel),
+    )
+
+
+def _delivery(tag: str, queue: str, body: bytes, channel: int) -> bytes:
+    deliver = _m(cmd.Basic.Deliver(tag, 1, False, "", queue), channel)
+    deliver += pamqp.frame.marshal(pamqp.header.ContentHeader(0, len(body)), channel)
+    return deliver + pamqp.frame.marshal(pamqp.body.ContentBody(body), channel)
+
+
+def test_a_delivery_waits_for_its_consumer_when_another_channels_thread_is_ahead(tmp_path):
+    """Recorded (a Celery worker): the events thread consumed `ev` on channel 2, the control
+    thread then opened channel 3 and consumed `ctl`, and an event already in `ev`'s queue was
+    delivered just after (released by the `ctl` consume). Live the control thread got channel
+    2 and consumed before the events thread opened channel 3: the event waits until `ev` is
+    consumed live, then goes to the live channel of `ev`, after its ConsumeOk (a broker
+    delivers nothing to a consumer that does not exist; before, it went out at once on live
+    channel 2, to the control consumer's channel)."""
+    consume_ev_2, consume_ctl_3 = _consume("ev", "ev", 2), _consume("ctl", "ctl", 3)
+    event = _delivery("ev", "ev", b'{"type": "worker-online"}', 2)
+    ctx = _recorded(
+        tmp_path / "c", [OPEN_2, consume_ev_2, OPEN_3, (consume_ctl_3[0], consume_ctl_3[1] + event)]
+    )
+    live = [OPEN_2, _consume("ctl", "ctl", 2), OPEN_3, _consume("ev", "ev", 3)]
+    session, link = _connect(ctx)
+    served = []
+    for client, _answer in live:
+        session.data_received(client)
+        served.append(_sends(link))
+    assert ctx.report.misses == []
+    assert served == [
+        OPEN_2[1],
+        _m(cmd.Basic.ConsumeOk("ctl"), 2),
+        OPEN_3[1],
+        _m(cmd.Basic.ConsumeOk("ev"), 3) + _delivery("ev", "ev", b'{"type": "worker-online"}', 3),
+    ]

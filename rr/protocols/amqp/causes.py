@@ -8,6 +8,12 @@ several alike (the same message published again), the n-th delivery of that mess
 consumer (connection, channel, consumer tag; Basic.Get on its channel) is caused by the n-th
 publish, as a queue hands messages out in the order they came. A delivery with no recorded
 publish (a message already in the queue when recording began) waits for nothing.
+
+A Basic.Deliver also waits for the Basic.Consume that set up its consumer (the consumer tag its
+Basic.ConsumeOk named, on its channel): a broker delivers nothing to a consumer that does not
+exist yet. In the recording the delivery came after that consume; live, another channel's
+thread may be further ahead than its own (channels are lanes), and a delivery released by that
+thread's step would reach a channel that has no consumer yet.
 """
 
 from __future__ import annotations
@@ -46,13 +52,23 @@ class Waiter(Protocol):
 class _Content:
     """A content method being read (its header and body frames follow on its channel)."""
 
-    __slots__ = ("ref", "exchange", "routing_key", "lane", "redelivered", "size", "chunks")
+    __slots__ = (
+        "ref",
+        "exchange",
+        "routing_key",
+        "lane",
+        "consumer",
+        "redelivered",
+        "size",
+        "chunks",
+    )
 
     def __init__(self, ref: FrameRef, args: dict[str, Any], lane: Any) -> None:
         self.ref = ref  # the method frame
         self.exchange = args.get("exchange")
         self.routing_key = args.get("routing_key")
         self.lane = lane  # None for a publish; the consumer for a delivery
+        self.consumer: FrameRef | None = None  # a Basic.Deliver's Basic.Consume
         self.redelivered = bool(args.get("redelivered"))
         self.size: int | None = None
         self.chunks: list[bytes] = []
@@ -62,12 +78,15 @@ class _Content:
 
 
 def _messages(recording: Recording) -> list[tuple[int, _Content]]:
-    """(seq of the method frame, message) of every publish and delivery, whole (body read)."""
+    """(seq of the method frame, message) of every publish and delivery, whole (body read);
+    a Basic.Deliver knows the Basic.Consume of its consumer."""
     out: list[tuple[int, _Content]] = []
     for rc in recording.conns:
         if rc.proto is not Proto.AMQP:
             continue
         reading: dict[tuple[Direction, int], tuple[int, _Content]] = {}
+        consuming: dict[int, int] = {}  # channel -> its last Basic.Consume frame
+        consumers: dict[tuple[int, Any], FrameRef] = {}  # (channel, tag) -> Basic.Consume
         for frame in rc.stream():
             s = frame.summary
             kind, channel = s.get("frame"), s.get("channel", 0)
@@ -78,9 +97,16 @@ def _messages(recording: Recording) -> list[tuple[int, _Content]]:
                     args = s.get("args") or {}
                     lane = None if client else (rc.id, channel, args.get("consumer_tag"))
                     message = _Content((rc.id, frame.index), args, lane)
+                    if method == "Basic.Deliver":
+                        message.consumer = consumers.get((channel, args.get("consumer_tag")))
                     reading[(frame.dir, channel)] = (frame.seq, message)
                 else:
                     reading.pop((frame.dir, channel), None)
+                    if method == "Basic.Consume" and client:
+                        consuming[channel] = frame.index
+                    elif method == "Basic.ConsumeOk" and channel in consuming:
+                        tag = (s.get("args") or {}).get("consumer_tag")
+                        consumers[(channel, tag)] = (rc.id, consuming.pop(channel))
                 continue
             started = reading.get((frame.dir, channel))
             if started is None:
@@ -108,11 +134,15 @@ class Causes:
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
         self.cause_of: dict[FrameRef, FrameRef] = {}
+        #: Basic.Deliver -> the Basic.Consume that set up its consumer
+        self.consumer_of: dict[FrameRef, FrameRef] = {}
         self.waiting: dict[FrameRef, set[Waiter]] = {}
         published: dict[int, list[FrameRef]] = defaultdict(list)
         handed: dict[tuple[Any, int], int] = defaultdict(int)  # (consumer, message) -> n so far
         for _seq, message in _messages(recording):
             what = message.what()
+            if message.consumer is not None:
+                self.consumer_of[message.ref] = message.consumer
             if message.lane is None:
                 published[what].append(message.ref)
                 continue
@@ -127,20 +157,40 @@ class Causes:
             self.cause_of[message.ref] = alike[min(n, len(alike) - 1)]
 
     def pending(self, ref: FrameRef) -> FrameRef | None:
-        """The cause of delivery `ref` while no live publish has matched it, else None."""
-        cause = self.cause_of.get(ref)
-        if cause is None or cause[1] in self.recording.conn(cause[0]).used:
-            return None
-        return cause
+        """What delivery `ref` still waits for: its cause while no live publish has matched
+        it, then its consumer's Basic.Consume while that has not matched live; else None."""
+        for needed in (self.cause_of.get(ref), self.consumer_of.get(ref)):
+            if needed is not None and needed[1] not in self.recording.conn(needed[0]).used:
+                return needed
+        return None
 
     def wait(self, cause: FrameRef, gate: Waiter) -> None:
         self.waiting.setdefault(cause, set()).add(gate)
 
     def matched(self, ref: FrameRef) -> None:
-        """A recorded Basic.Publish matched live (`ref`: the frame that completed it, its
-        replay step's trigger): its deliveries may go now."""
+        """A recorded Basic.Publish or Basic.Consume matched live (`ref`: the frame that
+        completed it, its replay step's trigger): the deliveries waiting for it may go now."""
         for gate in self.waiting.pop(ref, ()):
             gate.flush()
+
+
+def _in_recorded_order(
+    queue: deque[tuple[int, int, RecFrame, RecFrame | None]],
+    item: tuple[int, int, RecFrame, RecFrame | None],
+) -> None:
+    """Queue a frame behind its channel's held frames, or before those of its recorded
+    connection recorded after it: a delivery released early (by another channel's step) and
+    held for its consumer goes out after the Basic.ConsumeOk its own channel's step releases
+    later, as recorded. It takes the hand-over order of the frame it goes before (what goes
+    out together is sent in hand-over order, stably)."""
+    order, conn, frame, _after = item
+    pos = len(queue)
+    while pos and queue[pos - 1][1] == conn and queue[pos - 1][2].index > frame.index:
+        pos -= 1
+    if pos == len(queue):
+        queue.append(item)
+    else:
+        queue.insert(pos, (queue[pos][0], *item[1:]))
 
 
 class DeliveryGate:
@@ -174,7 +224,9 @@ class DeliveryGate:
         after the cancel, and a broker delivers nothing to a cancelled consumer."""
         for frame in frames:
             channel = frame_channel(frame.raw)  # (no summary parsed)
-            self._held.setdefault(channel, deque()).append((self._order, conn, frame, after))
+            _in_recorded_order(
+                self._held.setdefault(channel, deque()), (self._order, conn, frame, after)
+            )
             self._order += 1
         if cancelled is not None:
             self._drop(*cancelled)

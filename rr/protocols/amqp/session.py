@@ -386,6 +386,8 @@ class Session(BaseSession):
         if step.message.name == CHANNEL_OPEN:
             self.channels_closed.discard(step.message.channel)
         self._send_replies(step)
+        if message.name == "Basic.Consume":  # deliveries to its consumer go (after ConsumeOk)
+            self.gate.causes.matched((self.transcript.rc.id, step.trigger.index))
         if step.message.name == "Channel.Close":
             self.channels_closed.add(step.message.channel)
 
