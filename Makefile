@@ -80,7 +80,8 @@ test-replay: venv sysdeps
 test-live: venv sysdeps
 	$(BIN)/pytest -q -m live
 
-## Start local brokers without Docker: Tansu (Kafka API) :9092, RabbitMQ :5672, amqtt :1883.
+## Start local brokers without Docker: Kafka :9092 (Apache Kafka where java runs, else Tansu:
+## --kafka-impl auto), RabbitMQ :5672, amqtt :1883.
 brokers: venv sysdeps
 	$(BIN)/rrlab brokers up kafka amqp mqtt
 

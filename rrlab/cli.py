@@ -25,7 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
 
 #: one runnable example per command, shown under its --help (unless its module gives its own)
 EXAMPLES: dict[str, str] = {
-    "brokers": "rrlab brokers up kafka amqp mqtt --kafka-impl tansu\n"
+    "brokers": "rrlab brokers up kafka amqp mqtt   # Kafka: auto (Apache Kafka if java runs)\n"
+    "  rrlab brokers up kafka --kafka-impl tansu   # the embedded binary, no Java\n"
     "  rrlab brokers status\n  rrlab brokers down",
     "proxy": "rrlab proxy --kafka 19092=127.0.0.1:9092 --amqp 15673=127.0.0.1:5672 "
     "--cassette cassettes/demo",

@@ -47,7 +47,7 @@ def _port_closed(port: int) -> bool:
 
 @pytest.mark.timeout(180)
 def test_up_status_idempotent_down(private_state, capsys):
-    first = control.up(ports=PORTS, timeout=90)
+    first = control.up(ports=PORTS, kafka_impl="tansu", timeout=90)
     assert set(first) == {"kafka", "amqp", "mqtt"}
     assert all(info["started"] and info["ready_s"] > 0 for info in first.values())
     assert (first["kafka"]["impl"], first["amqp"]["impl"], first["mqtt"]["impl"]) == (
@@ -66,10 +66,12 @@ def test_up_status_idempotent_down(private_state, capsys):
     assert cli.returncode == 0, cli.stderr
     assert [line.split()[4] for line in cli.stdout.splitlines()[1:]] == ["ready"] * 3
 
-    again = control.up(ports=PORTS)
+    again = control.up(ports=PORTS)  # kafka_impl auto: takes the running Tansu as it is
     assert not any(info["started"] for info in again.values())
     assert {n: i["pid"] for n, i in again.items()} == {n: i["pid"] for n, i in first.items()}
-    assert "already running" in capsys.readouterr().out
+    assert again["kafka"]["impl"] == "tansu"
+    printed = capsys.readouterr().out
+    assert "kafka (tansu) already running" in printed and "auto chose" not in printed
 
     # the AMQP fixture credentials and vhost work end to end
     url = first["amqp"]["address"]
@@ -95,9 +97,11 @@ def test_up_status_idempotent_down(private_state, capsys):
 
 @pytest.mark.timeout(60)
 def test_wrong_impl_and_foreign_port_are_refused(private_state):
-    control.up(["kafka"], ports=PORTS, out=None)
+    control.up(["kafka"], kafka_impl="tansu", ports=PORTS, out=None)
     with pytest.raises(BrokerError, match="running as tansu.*rrlab brokers down kafka"):
         control.up(["kafka"], kafka_impl="apache", ports=PORTS, out=None)
+    kept = control.up(["kafka"], kafka_impl="auto", ports=PORTS, out=None)["kafka"]
+    assert (kept["impl"], kept["started"]) == ("tansu", False)  # auto: whichever rrlab runs
     with socket.create_server(("127.0.0.1", PORTS["mqtt"])):
         with pytest.raises(
             BrokerError, match=r"127.0.0.1:21893 for mqtt is taken by pid \d+ \(.*pytest"
@@ -174,6 +178,43 @@ def test_apache_kafka_roundtrip(private_state):
     assert control.down(["kafka"], out=None) == ["kafka"]
     assert [pid for pid in pids if process.alive(pid)] == []
     assert _port_closed(PORTS["kafka"]) and _port_closed(PORTS["kafka"] + 1)
+
+
+@pytest.mark.apache
+@pytest.mark.timeout(300)
+def test_default_kafka_here_is_apache_and_a_group_joins_at_once(private_state, capsys):
+    """`up` with no impl on this machine (java and mvn installed): Apache Kafka, so a
+    kafka-python consumer group (its default 45 s session timeout, as the worker's
+    --kafka-group) joins at once rather than after Tansu's ~23 s. The join time is printed,
+    not asserted (a loaded machine)."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    info = control.up(["kafka"], ports=PORTS, timeout=240)["kafka"]
+    assert (info["impl"], info["started"]) == ("apache", True)
+    assert "kafka: auto chose apache (java and mvn found;" in capsys.readouterr().out
+    assert [row["impl"] for row in control.status(["kafka"])] == ["apache"]
+    bootstrap = f"127.0.0.1:{PORTS['kafka']}"
+    topic = f"rrlab-group-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer.send(topic, b"v0")
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id="rrlab-join", auto_offset_reset="earliest"
+    )
+    began, got = time.monotonic(), []
+    while not got and time.monotonic() - began < 120:
+        for records in consumer.poll(timeout_ms=500).values():
+            got += [r.value for r in records]
+    joined_s = time.monotonic() - began
+    consumer.close()
+    with capsys.disabled():
+        print(f"\n[kafka-python group joined and read on the default Kafka in {joined_s:.1f} s]")
+    assert got == [b"v0"]
 
 
 @pytest.mark.timeout(60)

@@ -21,6 +21,16 @@ def test_the_closing_line_names_the_fake_brokers_addresses(tmp_path):
     assert "it never connected" in report["reason"]
 
 
+def test_a_failing_command_that_never_connected_is_told_too(tmp_path):
+    """The usual case: a client pointed at the wrong port fails (connection refused)."""
+    fails = [sys.executable, "-c", "raise SystemExit(3)"]
+    proc, report = replay(KAFKA, tmp_path, argv=fails)
+    assert proc.returncode == 1 and report["verdict"] == "command_failed", proc.stderr
+    closing = proc.stdout.splitlines()[-1]
+    assert "the command exited 3" in closing
+    assert "it never connected: the fake broker listened on kafka 127.0.0.1:19092" in closing
+
+
 def test_moved_ports_name_the_recorded_ones_too(tmp_path):
     proc, _report = replay(KAFKA, tmp_path, "--port-offset", "100", argv=NOTHING)
     closing = proc.stdout.splitlines()[-1]

@@ -67,6 +67,23 @@ def test_status_names_a_foreign_holder_of_the_port(state_dir, monkeypatch) -> No
     assert port_holder(port) is None
 
 
+def test_an_fd_closed_while_looking_does_not_hide_the_holder(monkeypatch) -> None:
+    """Under pytest-xdist the holder's other threads close fds while /proc is read: one fd
+    gone between listing and readlink hid the whole process ("pid not visible")."""
+    readlink = os.readlink
+    first_fd = min(os.listdir(f"/proc/{os.getpid()}/fd"), key=int)  # not the socket (opened below)
+    gone = f"/proc/{os.getpid()}/fd/{first_fd}"
+
+    def flaky(path, *args, **kwargs):
+        if str(path) == gone:
+            raise FileNotFoundError(path)
+        return readlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "readlink", flaky)
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        assert port_holder(holder.getsockname()[1]).startswith(f"pid {os.getpid()} (")
+
+
 def test_timeout_message_says_the_timeout_given(state_dir, monkeypatch) -> None:
     record = {"impl": "amqtt", "host": "127.0.0.1", "port": 1, "log": "/x/amqtt.log",
               "procs": {"broker": {"pid": os.getpid()}}}  # fmt: skip

@@ -56,7 +56,8 @@ def test_every_command_has_an_example_and_shows_defaults(tmp_path: Path) -> None
     record = " ".join(_run("record", "--help", cwd=tmp_path).stdout.split())
     assert "one of ci_replay, os_record, rr_replay (default os_record: upstreams" in record
     brokers = " ".join(_run("brokers", "--help", cwd=tmp_path).stdout.split())
-    assert "(default: tansu)" in brokers and "{amqtt,mosquitto}" in brokers
+    assert "(default: auto)" in brokers and "{auto,tansu,apache}" in brokers
+    assert "{amqtt,mosquitto}" in brokers
 
 
 def test_unknown_flag_names_the_subcommand_usage(tmp_path: Path) -> None:
