@@ -85,7 +85,8 @@ def _messages(recording: Recording) -> list[tuple[int, _Content]]:
         if rc.proto is not Proto.AMQP:
             continue
         reading: dict[tuple[Direction, int], tuple[int, _Content]] = {}
-        consuming: dict[int, int] = {}  # channel -> its last Basic.Consume frame
+        #: channel -> its Basic.Consume frames not answered yet (a broker answers in order)
+        consuming: dict[int, deque[int]] = defaultdict(deque)
         consumers: dict[tuple[int, Any], FrameRef] = {}  # (channel, tag) -> Basic.Consume
         for frame in rc.stream():
             s = frame.summary
@@ -103,10 +104,14 @@ def _messages(recording: Recording) -> list[tuple[int, _Content]]:
                 else:
                     reading.pop((frame.dir, channel), None)
                     if method == "Basic.Consume" and client:
-                        consuming[channel] = frame.index
-                    elif method == "Basic.ConsumeOk" and channel in consuming:
+                        args = s.get("args") or {}
+                        if not args.get("nowait"):
+                            consuming[channel].append(frame.index)
+                        elif args.get("consumer_tag"):  # no ConsumeOk comes: its own tag
+                            consumers[(channel, args["consumer_tag"])] = (rc.id, frame.index)
+                    elif method == "Basic.ConsumeOk" and consuming.get(channel):
                         tag = (s.get("args") or {}).get("consumer_tag")
-                        consumers[(channel, tag)] = (rc.id, consuming.pop(channel))
+                        consumers[(channel, tag)] = (rc.id, consuming[channel].popleft())
                 continue
             started = reading.get((frame.dir, channel))
             if started is None:
