@@ -505,6 +505,8 @@ class Session(BaseSession):
                 self.gate.causes.matched((rc.id, step.trigger.index))
             self._count_matched(message)
             self.gate.release(rc.id, step.replies, step.trigger)
+            if message.name == "Basic.Consume":  # its deliveries go (after its ConsumeOk)
+                self.gate.causes.matched((rc.id, step.trigger.index))
             self.report.notes.append(
                 f"amqp live conn {self.link.live_id}: {message.name} recorded on conn {rc.id}, "
                 "a connection that opened alike (a pool)"
