@@ -10,8 +10,9 @@ the field), no worker started (a miss, never OK).
 
 Each replay needs all of N's mechanisms: bindings of client-chosen ids and the host name, clock
 values, liveness of heartbeat events, causality across connections, acks in any order, channels
-bound by what they do, and connections that set up alike as a pool. The replays that must pass
-are non-strict xfails (NEEDS_N says why); the ones that must never pass are plain tests.
+bound by what they do, a delivery held until its consumer exists live, and connections that set
+up alike as a pool. Every case is a plain test, the replays that must pass as much as the ones
+that must never pass.
 """
 
 from __future__ import annotations
@@ -30,15 +31,6 @@ RUNNER = ROOT / "tests" / "celery_app" / "run.py"
 OUT = "out/celery.json"
 BACKENDS = {"rpc": "rpc://", "none": "none"}
 OTHER_HOST = "rrlab-ci-elsewhere"
-#: Not strict: these replays pass on most runs, not all. Measured on this machine, whole runs of
-#: this module: 4 of 9 with every replay passing; single replays of earlier recordings 16 of 16.
-#: What still fails now and then is scheduling the replay does not take as such yet (a channel
-#: opened after another moved to its recorded number; a worker's client connections bound
-#: before their frames tell them apart). A strict xfail would fail CI on the runs that pass,
-#: a plain test on the runs that do not.
-NEEDS_N = pytest.mark.xfail(
-    strict=False, reason="issue N: Celery replay passes on most runs, not yet all"
-)
 
 
 def _celery_installed() -> None:
@@ -98,7 +90,6 @@ def _other_host(command: list[str]) -> list[str]:
     return ["unshare", "-u", "sh", "-c", script, "sh", *command]
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_replays_identically(recorded, tmp_path, backend):
     done = _replay(recorded, backend, tmp_path, _command(backend))
@@ -115,7 +106,6 @@ def test_the_sandbox_can_take_another_host_name(recorded, tmp_path):
     assert (tmp_path / "out" / "host.txt").read_text().strip() == OTHER_HOST
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_replays_identically_on_another_host(recorded, tmp_path, backend):
     done = _replay(recorded, backend, tmp_path, _other_host(_command(backend)))
@@ -123,7 +113,6 @@ def test_replays_identically_on_another_host(recorded, tmp_path, backend):
     assert (tmp_path / OUT).read_bytes() == recorded[backend][1]
 
 
-@NEEDS_N
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_changed_task_argument_is_a_miss_naming_it(recorded, tmp_path, backend):
     """unit_cents 250 -> 260: the miss shows that argument (in the task's body or its argsrepr
