@@ -11,13 +11,26 @@ With --baseline TREE (another worktree with its own .venv, e.g. main) every cass
 replayed by that tree's `rrlab serve`, alternating with this one's: before and after, measured
 on the same cassettes in the same run.
 
+What binding and gating cost (issue N), in the same run: --ungated also replays every cassette
+with this tree's serve holding no AMQP delivery for its publish (the bench knob
+RRLAB_BENCH_UNGATED, read in replayer/app.py only; MQTT's gate predates N and stays on),
+alternating with the normal serve, and prints off / on / ratio.
+Bindings cannot be switched off while the replay still passes (pika's consumer tags and the MQTT
+worker's client ids are random each run): --profile-serve replays each cassette once more with
+serve under cProfile and prints the share of its serving CPU spent in binding code
+(rr/replay/bindings.py, rr/protocols/amqp/stamp.py, MQTT's stamp_publish, with what they call),
+in deriving the causes at cassette open, and in the gate while serving (AMQP's DeliveryGate,
+MQTT's plan.Causes lookups): what serve would save without them. The knob leaves the
+DeliveryGate's queues in place (the AMQP session, not the bench, decides they exist): its
+off/on ratio is the cost of holding, the profile's the cost of the whole mechanism.
+
 Targets (printed beside each figure): replay wall <= 1.25 x the worker's own CPU time during
 replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQP and MQTT; fake
 broker RSS flat while it serves. The defaults finish in about two minutes (`make bench`); the
 issue's sizes are `--count 10000 --amqp-count 12500` (AMQP ~100k frames).
 
     .venv/bin/python bench/bench_replay.py [--count N] [--amqp-count N] [--drivers kafka amqp mqtt]
-        [--repeat R] [--baseline /path/to/other/worktree]
+        [--repeat R] [--baseline /path/to/other/worktree] [--ungated] [--profile-serve]
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import shutil
 import signal
 import statistics
@@ -75,10 +89,18 @@ def run_worker(argv: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def start_and_wait(
-    argv: list[str], marker: str, want: int, log: Path, cwd: Path = ROOT
+    argv: list[str],
+    marker: str,
+    want: int,
+    log: Path,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     out = open(log, "w")  # noqa: SIM115
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while log.read_text().count(marker) < want:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -127,13 +149,34 @@ def worker_argv(driver: str, count: int) -> list[str]:
     return [PY, "-m", "worker", "--driver", driver, "--count", str(count), "--seed", "3"]
 
 
-def replay_driver(driver: str, count: int, cassette: Path, work: Path, tree: Path = ROOT) -> Run:
-    """The worker against `rrlab serve` of `tree` (its own .venv) on the recorded cassette."""
+#: the bench knob replayer/app.py reads: serve holds no delivery for its publish
+UNGATED = {"RRLAB_BENCH_UNGATED": "1"}
+
+
+@dataclass(frozen=True)
+class Serve:
+    """One way of serving the cassettes: a tree's `rrlab serve`, with extra environment."""
+
+    name: str
+    tree: Path = ROOT
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def replay_driver(
+    driver: str, count: int, cassette: Path, work: Path, how: Serve = Serve("this"),
+    profile: Path | None = None,
+) -> Run:  # fmt: skip
+    """The worker against `rrlab serve` of `how.tree` (its own .venv) on the recorded cassette
+    (under cProfile writing `profile`, if given)."""
+    tree = how.tree
     python = str(tree / ".venv" / "bin" / "python") if tree != ROOT else PY
     report = work / f"report-{driver}.json"
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     serve = start_and_wait(
-        [python, "-m", "rrlab", "serve", "--cassette", str(cassette), "--report", str(report)],
+        [python, *profiler, "-m", "rrlab", "serve", "--cassette", str(cassette),
+         "--report", str(report)],
         "listening", 1 if driver != "kafka" else 2, work / f"serve-{driver}.out", cwd=tree,
+        env=how.env,
     )  # fmt: skip
     rss: list[float] = []
     stop = threading.Event()
@@ -158,6 +201,73 @@ def replay_driver(driver: str, count: int, cassette: Path, work: Path, tree: Pat
     same = recorded == (out / "aggregate.json").read_bytes()
     replay.verdict += "" if same else " (aggregate DIFFERS)"
     return replay
+
+
+#: where binding and gating code lives: (file suffix, function name or None for all of them)
+BINDING_CODE = (
+    ("rr/replay/bindings.py", None),
+    ("rr/protocols/amqp/stamp.py", None),
+    ("rr/protocols/mqtt/codec.py", "stamp_publish"),
+)
+#: deriving which publish produced which delivery, once at cassette open
+CAUSES_CODE = (
+    ("rr/protocols/amqp/causes.py", "__init__"),
+    ("rr/protocols/amqp/causes.py", "_messages"),
+    ("rr/protocols/amqp/causes.py", "what"),
+    ("rr/protocols/mqtt/plan.py", "__init__"),  # (plan.Causes: Plan has no __init__ of its own)
+)
+#: holding deliveries while serving: AMQP's DeliveryGate and lookups, MQTT's
+GATE_CODE = (
+    ("rr/protocols/amqp/causes.py", "release"),
+    ("rr/protocols/amqp/causes.py", "flush"),
+    ("rr/protocols/amqp/causes.py", "_drop"),
+    ("rr/protocols/amqp/causes.py", "holding"),
+    ("rr/protocols/amqp/causes.py", "is_delivery"),
+    ("rr/protocols/amqp/causes.py", "pending"),
+    ("rr/protocols/amqp/causes.py", "wait"),
+    ("rr/protocols/amqp/causes.py", "matched"),
+    ("rr/protocols/mqtt/plan.py", "pending"),
+    ("rr/protocols/mqtt/plan.py", "wait"),
+    ("rr/protocols/mqtt/plan.py", "matched"),
+)
+#: what --profile-serve attributes
+CODE = {
+    "binding": BINDING_CODE,
+    "causes derived at open": CAUSES_CODE,
+    "gate while serving": GATE_CODE,
+}
+
+
+#: what serving a cassette is, from its open to the stop (start-up imports left out): the
+#: fake broker's preparing and listening (links derived at open), then the reactor's loop
+SERVING = ("listen_all", "mainLoop")
+
+
+def _in(code: tuple[tuple[str, str | None], ...], func: tuple[str, int, str]) -> bool:
+    filename, _line, name = func
+    path = filename.replace(os.sep, "/")
+    return any(path.endswith(suffix) and fn in (None, name) for suffix, fn in code)
+
+
+def code_share(profile: Path, code: tuple[tuple[str, str | None], ...]) -> tuple[float, float]:
+    """(seconds inside `code`, with everything it calls that is not `code` itself; seconds
+    spent serving, `SERVING`) from a cProfile output: own time of its functions plus the cumulative
+    time of each outside function as called from them (pstats' per-caller figures)."""
+    stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
+    inside = 0.0
+    for func, (_cc, _nc, tt, _ct, callers) in stats.items():
+        if _in(code, func):
+            inside += tt
+            continue
+        for caller, figures in callers.items():
+            if _in(code, caller):
+                inside += figures[3]  # cumulative time of func when called from caller
+    serving = sum(
+        ct for (_file, _line, name), (_cc, _nc, _tt, ct, _callers) in stats.items()
+        if name in SERVING
+    )  # fmt: skip
+    total = serving or sum(tt for _cc, _nc, tt, _ct, _callers in stats.values())
+    return inside, total
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -187,33 +297,54 @@ def main() -> int:
     parser.add_argument("--drivers", nargs="+", default=["kafka", "amqp", "mqtt"])
     parser.add_argument("--repeat", type=int, default=1, help="replays per cassette (median)")
     parser.add_argument("--baseline", type=Path, help="also replay with this worktree's serve")
+    parser.add_argument(
+        "--ungated",
+        action="store_true",
+        help="also replay with no delivery held for its publish (gating off), alternating",
+    )
+    parser.add_argument(
+        "--profile-serve",
+        action="store_true",
+        help="one more replay per cassette with serve under cProfile: binding/gating CPU share",
+    )
     args = parser.parse_args()
-    trees = [("this", ROOT)]
+    serves = [Serve("this")]
     if args.baseline is not None:
         base = args.baseline.resolve()
         if not (base / ".venv" / "bin" / "python").exists():
             parser.error(f"--baseline {base}: no .venv there (run `make venv` in it)")
-        trees.insert(0, ("base", base))
+        serves.insert(0, Serve("base", base))
+    if args.ungated:
+        serves.insert(0, Serve("ungated", ROOT, UNGATED))
     work = ROOT / "out" / f"bench-replay-{os.getpid()}"
     work.mkdir(parents=True)
     rows = []
+    shares: list[tuple[str, Run, float, dict[str, float]]] = []
     try:
         for driver in args.drivers:
             count = args.count or DEFAULT_COUNT[driver]
             if driver == "amqp" and args.amqp_count:
                 count = args.amqp_count
             record, cassette = record_driver(driver, count, work)
-            runs: dict[str, list[Run]] = {name: [] for name, _tree in trees}
-            for _ in range(args.repeat):  # alternating: slow drift biases neither tree
-                for name, tree in trees:
-                    runs[name].append(replay_driver(driver, count, cassette, work, tree))
-            for name, _tree in trees:
-                rows.append((driver, name, count, record, median_run(runs[name])))
+            # (the knob ungates AMQP only: other drivers are not replayed ungated)
+            ways = [how for how in serves if driver == "amqp" or how.env != UNGATED]
+            runs: dict[str, list[Run]] = {how.name: [] for how in ways}
+            for _ in range(args.repeat):  # alternating: slow drift biases neither way of serving
+                for how in ways:
+                    runs[how.name].append(replay_driver(driver, count, cassette, work, how))
+            for how in ways:
+                rows.append((driver, how.name, count, record, median_run(runs[how.name])))
+            if args.profile_serve:
+                profile = work / f"serve-{driver}.prof"
+                run = replay_driver(driver, count, cassette, work, profile=profile)
+                parts = {name: code_share(profile, code) for name, code in CODE.items()}
+                serving = next(iter(parts.values()))[1]
+                shares.append((driver, run, serving, {n: p[0] for n, p in parts.items()}))
             shutil.rmtree(cassette, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = (
-        f"{'driver':6} {'serve':5} {'msgs':>6} {'frames':>7} {'record s':>8} {'replay s':>8} "
+        f"{'driver':6} {'serve':7} {'msgs':>6} {'frames':>7} {'record s':>8} {'replay s':>8} "
         f"{'worker cpu s':>12} {'serve cpu s':>11} {'wall/cpu (target)':>20} "
         f"{'replay/rec (target)':>22} {'serve RSS MB start/max/end':>27}  verdict"
     )
@@ -223,7 +354,7 @@ def main() -> int:
         wall_cpu = _against(rep.wall_s / rep.cpu_s, WALL_PER_CPU)
         replay_rec = _against(rep.wall_s / rec.wall_s, REPLAY_PER_RECORD.get(driver))
         print(
-            f"{driver:6} {name:5} {count:>6} {rec.frames:>7} {rec.wall_s:>8.2f} {rep.wall_s:>8.2f} "
+            f"{driver:6} {name:7} {count:>6} {rec.frames:>7} {rec.wall_s:>8.2f} {rep.wall_s:>8.2f} "
             f"{rep.cpu_s:>12.2f} {rep.serve_cpu_s:>11.2f} {wall_cpu:>20} {replay_rec:>22} "
             f"{f'{rep.rss_start_mb:.0f}/{max(rss):.0f}/{rss[-1]:.0f}':>27}  {rep.verdict}"
         )
@@ -231,7 +362,48 @@ def main() -> int:
         f"targets: wall/cpu <= {WALL_PER_CPU} (the fake broker never the bottleneck); "
         "replay/rec <= 0.5 (amqp, mqtt); serve RSS flat"
     )
+    if args.ungated:
+        print_gating_cost(rows)
+    if shares:
+        print_code_shares(shares)
     return 0
+
+
+def print_gating_cost(rows: list[tuple[str, str, int, Run, Run]]) -> None:
+    """Gating off (ungated) against on (this), per driver: each figure and on/off."""
+    by = {(driver, name): rep for driver, name, _count, _rec, rep in rows if driver == "amqp"}
+    if not by:
+        return
+    print()
+    print(
+        f"{'driver':6} {'figure (median)':24} {'gating off':>11} {'gating on':>10} "
+        f"{'on/off':>7}  (target: none set; the fake broker stays off the critical path above)"
+    )
+    for driver in dict.fromkeys(driver for driver, _name in by):
+        off, on = by[(driver, "ungated")], by[(driver, "this")]
+        for label, a, b in (
+            ("replay wall s", off.wall_s, on.wall_s),
+            ("serve CPU s", off.serve_cpu_s, on.serve_cpu_s),
+            ("worker CPU s", off.cpu_s, on.cpu_s),
+        ):
+            print(f"{driver:6} {label:24} {a:>11.2f} {b:>10.2f} {b / a if a else 0:>7.2f}")
+        print(f"{driver:6} {'verdict':24} {off.verdict:>11} {on.verdict:>10}")
+
+
+def print_code_shares(shares: list[tuple[str, Run, float, dict[str, float]]]) -> None:
+    """What serve spends in binding and gating code (cProfile, one replay per driver)."""
+    print()
+    print(f"{'driver':6} {'code (profiled serve)':24} {'s':>7} {'of serving':>10}  verdict")
+    for driver, run, serving, parts in shares:
+        print(f"{driver:6} {'serving':24} {serving:>7.2f} {1:>10.1%}  {run.verdict}")
+        for name, seconds in parts.items():
+            print(f"{driver:6} {name:24} {seconds:>7.2f} {seconds / serving:>10.1%}")
+        rest = serving - sum(parts.values())
+        print(f"{driver:6} {'everything else':24} {rest:>7.2f} {rest / serving:>10.1%}")
+    print(
+        "(serving: from the cassette's open to the stop, imports left out; cProfile inflates "
+        "small Python calls most: read the shares as upper bounds, not as seconds)"
+    )
 
 
 if __name__ == "__main__":

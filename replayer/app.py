@@ -3,6 +3,7 @@ serve until SIGTERM/SIGINT, then write the report and pick the exit code."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from twisted.internet import error as twisted_error
 from twisted.internet.defer import Deferred
 
 from rrlab.rr.atomic_file import write_atomic
-from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES
+from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Proto
 from rrlab.rr.policy import Limits
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.replay.recording import Recording
@@ -28,6 +29,12 @@ LISTEN_HOST = "127.0.0.1"
 #: last frames and the close a client sent before it exited are in the kernel already, and are
 #: read first (each turn reads every ready socket once; data and its EOF take two).
 SETTLE_TURNS = 10
+#: A bench knob, not a user option (bench/bench_replay.py --ungated sets it): "1" serves AMQP
+#: with no delivery held for its publish (each goes with the client frame recorded before it, as
+#: before issue N's causality), to measure what holding them costs. MQTT keeps its gate: it
+#: predates N, and a push recorded after its subscriber's last packet goes only when its publish
+#: matches. Read here only.
+BENCH_UNGATED = "RRLAB_BENCH_UNGATED"
 
 
 class StartError(UsageError):
@@ -79,6 +86,10 @@ class ReplayServer:
                 protocol_for(proto).prepare(self.ctx)
             except Exception as exc:
                 raise StartError(self.ctx.recording.path, proto, exc) from exc
+            if proto is Proto.AMQP and os.environ.get(BENCH_UNGATED) == "1":
+                causes = protocol_for(proto).delivery_causes(self.ctx)
+                if isinstance(causes, dict):
+                    causes.clear()
         try:
             for lst in self.listeners:
                 contexts = self.session_context if self.reopen is not None else None

@@ -4,7 +4,8 @@ current format). Errors are one line; exit 0 ok, 1 bad cassette, 2 usage.
 
 inspect shows what the decoder knows (topic/partition/record count/first key, exchange/routing
 key/queue, MQTT topics in full), optionally each frame's payload (text, Kafka records decoded
-one by one, or a hex dump), and reads a
+one by one, or a hex dump), then per connection what a replay does with it (the values it
+would bind, the deliveries it holds until their publish), and reads a
 crashed recording without changing it (a repaired copy in a temporary directory). verify warns
 about connections whose recording broke (framing, rewrite, redaction; `--strict`: exit 1)."""
 
@@ -17,6 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -46,9 +48,13 @@ from rrlab.rr.codecs import Direction
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.base import clip
 from rrlab.rr.replay.bindings import Origin, Recognizer
+from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.waits import Wait, delivery_waits
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
+#: columns the per-connection replay section wraps its lists at
+WIDTH = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -209,18 +215,20 @@ def _inspect(args: argparse.Namespace, tmp: list[str]) -> int:
         if args.conn is not None and m.connection(args.conn) is None:
             known = ", ".join(str(c.id) for c in m.connections) or "none"
             raise UsageError(f"no connection {args.conn} in {args.cassette} (connections: {known})")
+        holds = Holds.of(reader, args.conn)  # (reads the frames through the index first)
         frames = reader.frames_for(args.conn) if args.conn is not None else reader.frames()
         if args.api:
             wanted = {a.lower() for a in args.api}
             frames = (f for f in frames if protocol_for(f.proto).label(f.summary).lower() in wanted)
         try:
             if args.json:
-                doc = dumps(inspect_json(m, frames, args.conn)).decode("utf-8", "surrogatepass")
+                doc = dumps(inspect_json(m, frames, args.conn, holds))
+                doc = doc.decode("utf-8", "surrogatepass")
                 sys.stdout.buffer.write(
                     printable_json(doc).encode("utf-8", "surrogatepass") + b"\n"
                 )
             else:
-                print_tables(m, frames, args.conn, sys.stdout, payload=args.payload)
+                print_tables(m, frames, args.conn, sys.stdout, payload=args.payload, holds=holds)
             sys.stdout.flush()
         except BrokenPipeError:  # `rrlab inspect DIR | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -232,7 +240,9 @@ def _inspect(args: argparse.Namespace, tmp: list[str]) -> int:
 # -- output ---------------------------------------------------------------------------------------
 
 
-def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -> dict[str, Any]:
+def inspect_json(
+    m: Manifest, frames: Iterable[FrameRecord], conn: int | None, holds: Holds | None = None
+) -> dict[str, Any]:
     manifest = m.to_dict()
     if conn is not None:
         manifest["connections"] = [c for c in manifest["connections"] if c["id"] == conn]
@@ -244,7 +254,10 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
         del row["raw"]
         row["size"] = len(f.raw)
         rows.append(row)
-    return {"bindable": bindable.to_dict(), "frames": rows, "manifest": manifest}
+    doc = {"bindable": bindable.to_dict(), "frames": rows, "manifest": manifest}
+    if holds is not None:
+        doc["holds"] = holds.to_dict()
+    return doc
 
 
 #: summary fields (or AMQP method arguments) a client picks: MQTT client id, AMQP consumer tag
@@ -285,15 +298,75 @@ class Bindable:
             if values
         }
 
-    def lines(self) -> list[str]:
+    def line(self, conn: int) -> str | None:
+        """Connection `conn`'s values on one line, the first SHOWN of them, or None."""
+        values = self.found.get(conn)
+        if not values:
+            return None
+        shown = [f"{v} ({k})" for v, k in list(values.items())[: self.SHOWN]]
+        more = len(values) - self.SHOWN
+        return ", ".join(shown) + (f" +{more} more" if more > 0 else "")
+
+
+class Holds:
+    """The deliveries a replay holds until the live publish that produced them in the
+    recording has matched (`rr.replay.waits`: the fake broker's own links), per connection:
+    held on it (by the delivery's connection) and released by its publishes."""
+
+    #: deliveries listed per connection at most
+    SHOWN = 12
+
+    def __init__(self, waits: list[Wait], conn: int | None, error: str = "") -> None:
+        self.error = error  # why the links could not be derived ("" when they were)
+        self.held: dict[int, list[Wait]] = {}
+        self.releases: dict[int, list[Wait]] = {}
+        for wait in waits:
+            if conn in (None, wait.delivery_conn):
+                self.held.setdefault(wait.delivery_conn, []).append(wait)
+            if conn in (None, wait.publish_conn):
+                self.releases.setdefault(wait.publish_conn, []).append(wait)
+
+    @classmethod
+    def of(cls, reader: CassetteReader, conn: int | None) -> Holds:
+        """Derived as `rrlab serve` does at cassette open (no rules file read); a recording a
+        protocol cannot model says why instead of failing the whole inspect."""
+        recording = Recording(reader.path, reader.manifest, reader.index())
+        try:
+            return cls(delivery_waits(recording), conn)
+        except Exception as exc:  # a recording `rrlab serve` would refuse (StartError)
+            cause = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            return cls([], conn, error=cause)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            str(conn): [w.to_dict() for w in waits] for conn, waits in sorted(self.held.items())
+        }
+        if self.error:
+            doc = {"error": self.error}
+        return doc
+
+    def lines(self, conn: int) -> list[str]:
+        """What connection `conn`'s section says about held deliveries (indented by 2)."""
         out = []
-        for conn, values in sorted(self.found.items()):
-            if values:
-                shown = [f"{v} ({k})" for v, k in list(values.items())[: self.SHOWN]]
-                more = len(values) - self.SHOWN
+        held = self.held.get(conn, [])
+        if held:
+            n = len(held)
+            out.append(f"holds {n} deliver{'y' if n == 1 else 'ies'} until a publish matched:")
+            for wait in held[: self.SHOWN]:
+                d, p = wait.delivery, wait.publish
                 out.append(
-                    f"conn {conn}: " + ", ".join(shown) + (f" +{more} more" if more > 0 else "")
+                    f"  seq {d.seq} {wait.label(d)} <- publish on conn {wait.publish_conn} "
+                    f"(seq {p.seq})"
                 )
+            if len(held) > self.SHOWN:
+                out.append(f"  +{len(held) - self.SHOWN} more (--json lists them all)")
+        released = self.releases.get(conn, [])
+        if released:
+            by_conn: dict[int, int] = {}
+            for wait in released:
+                by_conn[wait.delivery_conn] = by_conn.get(wait.delivery_conn, 0) + 1
+            where = ", ".join(f"{n} on conn {c}" for c, n in sorted(by_conn.items()))
+            out.append(f"its publishes release held deliveries: {where}")
         return out
 
 
@@ -370,6 +443,7 @@ def print_tables(
     out: TextIO,
     *,
     payload: str | None = None,
+    holds: Holds | None = None,
 ) -> None:
     """The cassette as tables. Every line goes through `printable`: topic names, keys, client
     ids, close reasons, payload text and routes come from the cassette, which may hold escape
@@ -431,11 +505,33 @@ def print_tables(
         if payload is not None:
             for row in payload_rows(f, payload):
                 say(row)
-    lines = bindable.lines()
-    if lines:
-        say("")
-        say("values a replay binds (identifier-shaped, in client frames):")
-        for line in lines:
+    say("")
+    say("replay, per connection (seq: the frame table's):")
+    say("  binds: identifier-shaped values its client frames carry, bound to this run's values")
+    say("  holds: deliveries served only once the live publish that produced them has matched")
+    if holds is not None and holds.error:
+        say(f"  (which deliveries wait is not known: {holds.error})")
+    for c in m.connections:
+        if conn is not None and c.id != conn:
+            continue
+        values = bindable.line(c.id)
+        held = holds.lines(c.id) if holds is not None else []
+        if values is None and not held:
+            say(f"conn {c.id} ({c.proto.value}): nothing bound or held")
+            continue
+        say(f"conn {c.id} ({c.proto.value}):")
+        if values is not None:
+            say(f"  binds {len(bindable.found[c.id])}:")
+            for line in textwrap.wrap(
+                values,
+                WIDTH,
+                initial_indent="    ",
+                subsequent_indent="    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            ):
+                say(line)
+        for line in held:
             say("  " + line)
 
 

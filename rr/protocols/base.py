@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from .pipeline import FrameConnection
 
+#: a recorded frame: (recorded connection id, frame index within that connection)
+FrameRef = tuple[int, int]
 #: summary -> a hashable key that stands for its encoding exactly, or None (see `summary_cache_key`)
 CacheKey = Callable[[Mapping[str, Any]], tuple[Any, ...] | None]
 
@@ -115,6 +117,13 @@ class WireProtocol(abc.ABC):
         """State shared by every live connection of one run, built before listening (e.g.
         Kafka's partition logs); a recording it cannot model raises. None by default."""
         return None
+
+    def delivery_causes(self, ctx: ReplayContext) -> Mapping[FrameRef, FrameRef]:
+        """Each recorded delivery (a broker push) a replay holds until the live publish that
+        produced it in the recording has matched -> that publish's frame, both as (recorded
+        connection, frame index): the links `prepare` derived (run here if it was not), read
+        by `rrlab inspect`. Empty by default (Kafka serves consumers from its partition logs)."""
+        return {}
 
     @abc.abstractmethod
     def is_liveness(self, summary: Mapping[str, Any]) -> bool:

@@ -21,9 +21,11 @@ def _inspect(cassette: Path, *flags: str) -> str:
 
 def test_inspect_names_the_identifier_shaped_values_of_each_connection():
     text = _inspect(REPLAY / "amqp_cassettes" / "pika-rpc")
-    assert "values a replay binds (identifier-shaped, in client frames):" in text
-    assert "conn 1: d935a1c9-e770-45b3-aef4-3f77e7bc1bb9 (uuid)" in text
-    assert "ctag1.5f08de1d3c4d4d95a55e1dc0fe06fa67 (consumer tag)" in text
+    section = text[text.index("replay, per connection") :]
+    assert "  binds: identifier-shaped values its client frames carry" in section
+    conn1 = section[section.index("conn 1 (amqp):") : section.index("conn 2 (amqp):")]
+    assert "  binds 4:\n    d935a1c9-e770-45b3-aef4-3f77e7bc1bb9 (uuid)," in conn1
+    assert "ctag1.5f08de1d3c4d4d95a55e1dc0fe06fa67 (consumer tag)" in conn1
     doc = json.loads(_inspect(REPLAY / "mqtt_cassettes" / "amqtt-rpc", "--json"))
     assert doc["bindable"] == {
         "1": [{"kind": "client id", "value": "svc-905a1b8b"}],

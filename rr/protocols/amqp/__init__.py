@@ -82,6 +82,13 @@ class AmqpProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
+    def delivery_causes(self, ctx: Any) -> Mapping[tuple[int, int], tuple[int, int]]:
+        shared = ctx.shared.get(Proto.AMQP)
+        if shared is None or shared.causes is None:
+            replay.prepare(ctx)
+            shared = ctx.shared[Proto.AMQP]
+        return shared.causes.cause_of  # (clock-driven publishes' deliveries wait for nothing)
+
     def role(self, summary: Mapping[str, Any]) -> Role:
         return roles.client_role(summary)
 

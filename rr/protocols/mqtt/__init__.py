@@ -40,6 +40,11 @@ class MqttProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
+    def delivery_causes(self, ctx: Any) -> Mapping[tuple[int, int], tuple[int, int]]:
+        if Proto.MQTT not in ctx.shared:
+            replay.prepare(ctx)
+        return ctx.shared[Proto.MQTT].cause_of
+
     def detail(self, summary: Mapping[str, Any]) -> str:
         s = summary
         if "topic" in s:
