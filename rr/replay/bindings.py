@@ -171,6 +171,22 @@ class Clock:
         return False
 
 
+#: a generated part of a client-chosen name: a run of letters and digits holding a digit, or of
+#: 8+ hex digits (`svc-` + 8 random hex digits are all letters once in 2,500 runs)
+_GENERATED = re.compile(
+    r"[A-Za-z0-9]*[0-9][A-Za-z0-9]*|(?<![A-Za-z0-9])[0-9a-fA-F]{8,}(?![A-Za-z0-9])"
+)
+
+
+def alike(recorded: str, live: str) -> bool:
+    """Whether two client-chosen names (client ids) differ only in their generated parts (runs
+    of letters and digits that hold a digit, hex runs): `svc-d3565c6f` and `svc-b3410c8d`,
+    `producer-1` and `producer-2`; never two fixed names (`billing` and `shipping`). A protocol
+    that cannot tell by position which recorded client id a live one stands for (a Kafka
+    connection's first request may not name it) binds only alike ones."""
+    return recorded != live and _GENERATED.sub("#", recorded) == _GENERATED.sub("#", live)
+
+
 def _same_magnitude(a: float, b: float) -> bool:
     return a > 0 and b > 0 and abs(math.log10(a) - math.log10(b)) < 0.5
 

@@ -113,3 +113,39 @@ def test_kafka_changed_argument_is_a_miss_naming_the_field(tmp_path):
     miss = served.report["misses"][0]
     assert miss["api"] == "Produce"
     assert [line.split(" record 0 ")[-1] for line in miss["diff"]] == ["value.x: recorded 7 live 8"]
+
+
+KAFKA_CLIENT_ID = FIXTURES / "kafka_cassettes" / "kafka-client-id-rpc-tansu"
+KAFKA_CLIENT_ID_CLIENT = [
+    sys.executable,
+    str(FIXTURES / "kafka_client_id_rpc.py"),
+    "out/kafka-client-id/answer.txt",
+]
+
+
+def test_kafka_random_client_id_in_a_reply_topic_binds_with_no_rule(tmp_path):
+    """kafka-python clients with client.id `svc-` + 8 hex (new each run) create, produce to
+    and read a reply topic `rrlab.reply.<client id>`, and key the request by the id: the live
+    id binds to the recorded one at its first request, and every answer naming the recorded
+    id (Metadata, CreateTopics, ListOffsets, fetched records) carries the live one.
+    Recorded on Tansu: `rrlab record --kafka 19092=127.0.0.1:9092 --cassette
+    tests/replay/kafka_cassettes/kafka-client-id-rpc-tansu --write-root
+    tests/replay/kafka_cassettes --artifact out/kafka-client-id/answer.txt -- .venv/bin/python
+    tests/replay/kafka_client_id_rpc.py out/kafka-client-id/answer.txt --x 7`."""
+    served = assert_replays(
+        KAFKA_CLIENT_ID, [*KAFKA_CLIENT_ID_CLIENT, "--x", "7"], ["out/kafka-client-id/answer.txt"],
+        tmp_path,
+    )  # fmt: skip
+    (bound,) = served.report["bindings"]
+    assert bound["recorded"] == "svc-f747ef1d" and bound["where"].endswith(" client_id")
+    assert bound["live"].startswith("svc-") and bound["live"] != bound["recorded"]
+
+
+def test_kafka_random_client_id_changed_argument_is_a_miss_naming_the_field(tmp_path):
+    with fake_broker(KAFKA_CLIENT_ID, tmp_path) as served:
+        client = run_client([*KAFKA_CLIENT_ID_CLIENT, "--x", "8"], tmp_path, timeout=90)
+    assert client.returncode != 0
+    assert served.exit_code == 1
+    miss = served.report["misses"][0]
+    assert miss["api"] == "Produce"
+    assert [line.split(" record 0 ")[-1] for line in miss["diff"]] == ["value.x: recorded 7 live 8"]

@@ -5,6 +5,7 @@ Also binding conflicts and clock values."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from pathlib import Path
@@ -150,3 +151,61 @@ def test_mqtt_client_ids_bind_at_connect_and_topics_embedding_them_match_and_are
         (rec_responder.decode(), live_responder.decode()),
         (rec_requester.decode(), live_requester.decode()),
     }
+
+
+KAFKA_CLIENT_ID_RPC = REPLAY / "kafka_cassettes" / "kafka-client-id-rpc-tansu"
+REC_CLIENT_ID = "svc-f747ef1d"  # the requester's client.id in kafka-client-id-rpc-tansu
+
+
+def _kafka_live(raw: bytes, old: str, new: str) -> bytes:
+    """A recorded Kafka request as the live client sends it with client id `new` for `old`:
+    header, topic names and records re-encoded (another length, a CRC written again)."""
+    from rrlab.rr.protocols.kafka.codec import decode_request, encode_request
+    from rrlab.rr.protocols.kafka.records import restamp_batch
+    from rrlab.rr.protocols.kafka.stamp import stamp_strings
+
+    api, version = int.from_bytes(raw[4:6], "big"), int.from_bytes(raw[6:8], "big")
+    corr = int.from_bytes(raw[8:12], "big")
+    request = decode_request(raw)
+
+    def data(value: bytes) -> bytes:
+        return restamp_batch(value, lambda b: b.replace(old.encode(), new.encode()))
+
+    body = stamp_strings(request.body, lambda s: s.replace(old, new))
+    if api == 0:  # Produce: the record batches
+        topics = tuple(
+            dataclasses.replace(
+                t,
+                partition_data=tuple(
+                    dataclasses.replace(p, records=data(p.records)) for p in t.partition_data
+                ),
+            )
+            for t in body.topic_data
+        )
+        body = dataclasses.replace(body, topic_data=topics)
+    client_id = request.header.client_id
+    client_id = client_id.replace(old, new) if client_id is not None else None
+    return encode_request(api, version, corr, client_id, body)
+
+
+def test_kafka_client_id_binds_and_topics_and_records_naming_it_are_served_with_the_live_id():
+    """kafka-python clients with client.id `svc-` + 8 hex (new each run) create and read a
+    reply topic named by it and key their request by it: the live id (another length) binds
+    to the recorded one at the first request, the CreateTopics, ListOffsets and Produce naming
+    it match, and every answer that names the recorded id (Metadata, CreateTopics, ListOffsets,
+    the fetched request record and reply) carries the live one."""
+    ctx = open_ctx(KAFKA_CLIENT_ID_RPC)
+    live_id = "svc-0a1b2c3d4e"
+    served = b""
+    for rc in ctx.recording.conns:
+        session, link = connect(ctx, Proto.KAFKA, rc.listen_port)
+        for frame in frames(ctx, rc.id, C2S):
+            session.data_received(_kafka_live(frame.raw, REC_CLIENT_ID, live_id))
+        served += sent_bytes(link)
+    assert ctx.report.misses == []
+    assert [(b.recorded, b.live, b.where.split()[-1]) for b in ctx.bindings.made] == [
+        (REC_CLIENT_ID, live_id, "client_id")
+    ]
+    assert REC_CLIENT_ID.encode() not in served
+    assert served.count(f"reply.{live_id}".encode()) >= 4  # Metadata, CreateTopics, fetched
+    assert ctx.report.matched_by["Produce"] == 2 and ctx.report.matched_by["Fetch"] == 2
