@@ -1,6 +1,9 @@
 """Bindings, live: request/reply clients that name things by fresh random ids (a pika reply
-queue `reply-<uuid4>` and uuid4 correlation id; a kafka-python uuid4 correlation header; amqtt
-clients `svc-<8 hex>` with a response topic that embeds the id) recorded through `rrlab record`
+queue `reply-<uuid4>` and uuid4 correlation id; a kafka-python uuid4 correlation header;
+kafka-python clients with client.id `svc-<8 hex>` and a reply topic `reply.<client id>`; amqtt
+clients `svc-<8 hex>` with a response topic that embeds the id; Mosquitto's MQTT 5 clients,
+`mosquitto_rr` with client id `svc-<8 hex>`, response topic `reply/<client id>` and a random
+correlation data, answered by `mosquitto_sub`/`mosquitto_pub`) recorded through `rrlab record`
 from the real brokers, then replayed offline (`rrlab replay`, network sandbox) with no rule:
 the run is OK with the artifact as recorded and the replay names the bindings it made; the same
 client with a changed request argument is a miss naming that field."""
@@ -20,28 +23,33 @@ pytestmark = pytest.mark.live
 CLIENTS = Path(__file__).resolve().parents[1] / "replay"
 OUT = "out/answer.txt"
 CASES = {
-    # protocol: (route, client, bindings made in replay at least)
-    "amqp": ("15673=127.0.0.1:5672", "amqp_rpc_client.py", 2),
-    "kafka": ("19092=127.0.0.1:9092", "kafka_rpc_client.py", 1),
-    "mqtt": ("11883=127.0.0.1:1883", "mqtt_rpc_client.py", 2),
+    # case: (protocol, route, client, bindings made in replay at least)
+    "amqp": ("amqp", "15673=127.0.0.1:5672", "amqp_rpc_client.py", 2),
+    "kafka": ("kafka", "19092=127.0.0.1:9092", "kafka_rpc_client.py", 1),
+    "kafka-client-id": ("kafka", "19092=127.0.0.1:9092", "kafka_client_id_rpc.py", 1),
+    "mqtt": ("mqtt", "11883=127.0.0.1:1883", "mqtt_rpc_client.py", 2),
+    "mqtt5-mosquitto": ("mqtt", "11883=127.0.0.1:1883", "mqtt5_request_response.sh", 2),
 }
 
 
-def _client(proto: str, x: int, prefix: str) -> list[str]:
-    argv = [sys.executable, str(CLIENTS / CASES[proto][1]), OUT, "--x", str(x)]
+def _client(case: str, x: int, prefix: str) -> list[str]:
+    proto, _route, client, _bindings = CASES[case]
+    if client.endswith(".sh"):
+        return [str(CLIENTS / client), OUT, str(x)]
+    argv = [sys.executable, str(CLIENTS / client), OUT, "--x", str(x)]
     return argv + (["--prefix", prefix] if proto == "kafka" else [])
 
 
-@pytest.mark.parametrize("proto", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_request_reply_with_fresh_ids_records_live_and_replays_offline_with_no_rule(
-    live_brokers, tmp_path, proto
+    live_brokers, tmp_path, case
 ):
-    live_brokers(proto)
-    route, _client_file, bindings = CASES[proto]
+    proto, route, _client_file, bindings = CASES[case]
+    live_brokers(proto, mqtt_impl="mosquitto" if case.endswith("mosquitto") else "amqtt")
     prefix = f"rrlab.{uuid.uuid4().hex[:8]}."  # fresh Kafka topics on a shared broker
     cassette = tmp_path / "cassette"
     record = [str(RRLAB), "record", f"--{proto}", route, "--cassette", str(cassette)]
-    record += ["--write-root", str(tmp_path), "--artifact", OUT, "--", *_client(proto, 7, prefix)]
+    record += ["--write-root", str(tmp_path), "--artifact", OUT, "--", *_client(case, 7, prefix)]
     done = subprocess.run(record, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / OUT).read_text() == "7 squared = 49\n"
@@ -50,7 +58,7 @@ def test_request_reply_with_fresh_ids_records_live_and_replays_offline_with_no_r
     replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--artifact", OUT]
     replay += ["--report", str(report), "--write-root", str(tmp_path), "--"]
     done = subprocess.run(
-        [*replay, *_client(proto, 7, prefix)], cwd=tmp_path, capture_output=True, text=True,
+        [*replay, *_client(case, 7, prefix)], cwd=tmp_path, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -59,7 +67,7 @@ def test_request_reply_with_fresh_ids_records_live_and_replays_offline_with_no_r
     assert "bound " in done.stdout + done.stderr
 
     done = subprocess.run(
-        [*replay, *_client(proto, 8, prefix)], cwd=tmp_path, capture_output=True, text=True,
+        [*replay, *_client(case, 8, prefix)], cwd=tmp_path, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
