@@ -3,8 +3,9 @@ queue `reply-<uuid4>` and uuid4 correlation id; a kafka-python uuid4 correlation
 kafka-python clients with client.id `svc-<8 hex>` and a reply topic `reply.<client id>`; amqtt
 clients `svc-<8 hex>` with a response topic that embeds the id; Mosquitto's MQTT 5 clients,
 `mosquitto_rr` with client id `svc-<8 hex>`, response topic `reply/<client id>` and a random
-correlation data, answered by `mosquitto_sub`/`mosquitto_pub`) recorded through `rrlab record`
-from the real brokers, then replayed offline (`rrlab replay`, network sandbox) with no rule:
+correlation data, as text or as bytes that are not UTF-8, answered by
+`mosquitto_sub`/`mosquitto_pub`) recorded through `rrlab record` from the real brokers, then
+replayed offline (`rrlab replay`, network sandbox) with no rule:
 the run is OK with the artifact as recorded and the replay names the bindings it made; the same
 client with a changed request argument is a miss naming that field."""
 
@@ -29,13 +30,15 @@ CASES = {
     "kafka-client-id": ("kafka", "19092=127.0.0.1:9092", "kafka_client_id_rpc.py", 1),
     "mqtt": ("mqtt", "11883=127.0.0.1:1883", "mqtt_rpc_client.py", 2),
     "mqtt5-mosquitto": ("mqtt", "11883=127.0.0.1:1883", "mqtt5_request_response.sh", 2),
+    "mqtt5-binary-mosquitto": ("mqtt", "11883=127.0.0.1:1883", "mqtt5_request_response.sh", 2),
 }
 
 
 def _client(case: str, x: int, prefix: str) -> list[str]:
     proto, _route, client, _bindings = CASES[case]
-    if client.endswith(".sh"):
-        return [str(CLIENTS / client), OUT, str(x)]
+    if client.endswith(".sh"):  # binary: correlation data of bytes that are not UTF-8
+        binary = ["env", "MQTT_CORRELATION=binary"] if "binary" in case else []
+        return [*binary, str(CLIENTS / client), OUT, str(x)]
     argv = [sys.executable, str(CLIENTS / client), OUT, "--x", str(x)]
     return argv + (["--prefix", prefix] if proto == "kafka" else [])
 

@@ -153,34 +153,53 @@ def test_kafka_random_client_id_changed_argument_is_a_miss_naming_the_field(tmp_
 
 MQTT5_RR = FIXTURES / "mqtt_cassettes" / "mosquitto-v5-rr-mosquitto"
 MQTT5_RR_CLIENT = [str(FIXTURES / "mqtt5_request_response.sh"), "out/mqtt5-rr/answer.txt"]
+MQTT5_RR_BINARY = FIXTURES / "mqtt_cassettes" / "mosquitto-v5-rr-binary-mosquitto"
+MQTT5_RR_BINARY_CLIENT = [
+    "env",
+    "MQTT_CORRELATION=binary",
+    str(FIXTURES / "mqtt5_request_response.sh"),
+    "out/mqtt5-rr-binary/answer.txt",
+]
+MQTT5_CASES = {
+    # correlation data: (cassette, client, artifact)
+    "text": (MQTT5_RR, MQTT5_RR_CLIENT, "out/mqtt5-rr/answer.txt"),
+    "binary": (MQTT5_RR_BINARY, MQTT5_RR_BINARY_CLIENT, "out/mqtt5-rr-binary/answer.txt"),
+}
 
 
 @pytest.mark.parametrize("mode", ["transcript", "lookup"])
+@pytest.mark.parametrize("correlation", sorted(MQTT5_CASES))
 def test_mqtt5_correlation_data_and_response_topic_of_mosquitto_rr_bind_with_no_rule(
-    mode, tmp_path
+    correlation, mode, tmp_path
 ):
     """Mosquitto's MQTT 5 clients: `mosquitto_rr` (client id `svc-` + 8 hex, response topic
     `reply/<client id>`, a random correlation data) asks, `mosquitto_sub`/`mosquitto_pub`
     answer on the request's response topic with its correlation data, and the requester takes
-    only an answer carrying its own. The client id binds at CONNECT, the correlation data at
-    the request's PUBLISH; the responder is pushed the request with the live response topic
-    and correlation data, and the requester the answer. Recorded on Mosquitto (`rrlab brokers
-    up mqtt --mqtt-impl mosquitto`): `rrlab record --mqtt 11883=127.0.0.1:1883 --cassette
+    only an answer carrying its own. The client id binds at CONNECT, the correlation data
+    (text, or bytes that are not UTF-8: bound whole by position, as a client id) at the
+    request's PUBLISH; the responder is pushed the request with the live response topic and
+    correlation data, and the requester the answer. Recorded on Mosquitto (`rrlab brokers up
+    mqtt --mqtt-impl mosquitto`): `rrlab record --mqtt 11883=127.0.0.1:1883 --cassette
     tests/replay/mqtt_cassettes/mosquitto-v5-rr-mosquitto --write-root
     tests/replay/mqtt_cassettes --artifact out/mqtt5-rr/answer.txt --
-    tests/replay/mqtt5_request_response.sh out/mqtt5-rr/answer.txt 7`."""
-    served = assert_replays(
-        MQTT5_RR, [*MQTT5_RR_CLIENT, "7"], ["out/mqtt5-rr/answer.txt"], tmp_path, "--match", mode
-    )
+    tests/replay/mqtt5_request_response.sh out/mqtt5-rr/answer.txt 7` (and the binary one
+    with `env MQTT_CORRELATION=binary` before the script, its own cassette and artifact)."""
+    cassette, client, artifact = MQTT5_CASES[correlation]
+    served = assert_replays(cassette, [*client, "7"], [artifact], tmp_path, "--match", mode)
     bound = {b["where"].split(" ", 4)[-1]: b for b in served.report["bindings"]}
     assert sorted(bound) == ["CONNECT client_id", "PUBLISH"], bound
     assert bound["CONNECT client_id"]["recorded"].startswith("svc-")
-    assert len(bound["PUBLISH"]["recorded"]) == 32  # the correlation data (16 bytes as hex)
+    shown = bound["PUBLISH"]["recorded"]  # the correlation data: 16 bytes
+    assert (
+        len(shown) == 32 if correlation == "text" else shown.startswith("0x") and len(shown) == 34
+    )
 
 
-def test_mqtt5_mosquitto_rr_changed_request_is_a_miss_naming_the_field(tmp_path):
-    with fake_broker(MQTT5_RR, tmp_path) as served:
-        client = run_client([*MQTT5_RR_CLIENT, "8"], tmp_path, env={"MQTT_WAIT": "5"}, timeout=60)
+@pytest.mark.parametrize("correlation", sorted(MQTT5_CASES))
+def test_mqtt5_mosquitto_rr_changed_request_is_a_miss_naming_the_field(correlation, tmp_path):
+    cassette, client_argv, _artifact = MQTT5_CASES[correlation]
+    with fake_broker(cassette, tmp_path) as served:
+        client = run_client([*client_argv, "8"], tmp_path, env={"MQTT_WAIT": "5"}, timeout=60)
     assert client.returncode != 0
     assert served.exit_code == 1
     miss = served.report["misses"][0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from rrlab.rr.replay.bindings import Bindings, Origin, Recognizer, alike, clock
+from rrlab.rr.replay.bindings import Bindings, Origin, Recognizer, alike, binary_text, clock
 
 REC, LIVE = str(uuid.UUID(int=1 << 100 | 0xABC)), str(uuid.uuid4())
 ORIGIN = Origin(host="laptop-anna", user="anna")
@@ -108,3 +108,15 @@ def test_client_ids_alike_differ_only_in_their_generated_parts():
     assert not alike("billing", "shipping")  # fixed names
     assert not alike("svc-d3565c6f", "rrlab-responder")
     assert not alike("kafka-python-2.0.2", "svc-12345678")
+
+
+def test_bytes_that_are_not_text_bind_whole_and_are_replaced_inside_frames():
+    """An MQTT 5 correlation data of random bytes (not UTF-8) is bound as its `binary_text`:
+    replaced inside served bytes both ways, and shown as hex in the report."""
+    rec, live = bytes(range(0x80, 0x90)), bytes(range(0xF0, 0x100))
+    bindings = table()
+    assert bindings.bind([(binary_text(rec), binary_text(live))], "mqtt PUBLISH") is None
+    assert bindings.bytes_to_live(b"\x00\x10" + rec + b"!") == b"\x00\x10" + live + b"!"
+    assert bindings.bytes_to_recorded(live) == rec and bindings.mentions_live(b"x" + live)
+    assert bindings.made[0].to_dict()["recorded"] == "0x" + rec.hex()
+    assert bindings.lines() == [f"bound '0x{rec.hex()}' -> '0x{live.hex()}' (mqtt PUBLISH)"]
