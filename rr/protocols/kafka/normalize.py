@@ -110,14 +110,9 @@ def entity_view(value: Any, ignore: frozenset[str] = frozenset()) -> Any:
     return value
 
 
-def request_key(
-    api_key: int, version: int, body: Any, recorded: Callable[[Any], Any] | None = None
-) -> str:
-    """The match key of a decoded request body (canonical JSON text); `recorded` puts a live
-    request's bound values back to the recorded ones (`Bindings.value_to_recorded`)."""
+def request_key(api_key: int, version: int, body: Any) -> str:
+    """The match key of a decoded request body (canonical JSON text)."""
     view = entity_view(body, ignored_fields(api_key))
-    if recorded is not None:
-        view = recorded(view)
     return dumps([api_key, version, view]).decode()
 
 

@@ -189,11 +189,13 @@ class Session(BaseSession):
         self._control_miss(api, version, corr, body, key)
 
     def _key(self, api: int, version: int, body: Any, bindings: Bindings | None = None) -> str:
-        """The request's match key with the live values of `bindings` (the run's) put back."""
+        """The request's match key with the live values of `bindings` (the run's) put back,
+        byte fields too (a consumer group's subscription names its topics in bytes)."""
         bindings = self.ctx.bindings if bindings is None else bindings
-        return norm.request_key(
-            api, version, body, bindings.value_to_recorded if bindings else None
-        )
+        if bindings:
+            back = bindings.bytes_to_recorded
+            body = stamp_strings(body, bindings.to_recorded, back, any_length=True)
+        return norm.request_key(api, version, body)
 
     def _bind(self, api: int, version: int, body: Any) -> None:
         """Claim the recorded connection whose first request this one is: one of the same
@@ -277,7 +279,7 @@ class Session(BaseSession):
         raw = self.world.frame_raw(exchange.conn, exchange.response_index)
         ports, bindings = self.ctx.ports, self.ctx.bindings
         moved = not ports.identity and advertises_addresses(api, version)
-        stamp = bindings.mentions_recorded(raw[8:])  # (past the size and correlation id)
+        stamp = bool(bindings) and bindings.mentions_recorded(raw[8:])  # (past size and corr)
         if moved or stamp:
             body = decode_response_body(exchange.api_key, exchange.version, raw)
             if moved:
