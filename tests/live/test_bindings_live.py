@@ -1,6 +1,7 @@
 """Bindings, live: request/reply clients that name things by fresh random ids (a pika reply
 queue `reply-<uuid4>` and uuid4 correlation id; a kafka-python uuid4 correlation header;
-kafka-python clients with client.id `svc-<8 hex>` and a reply topic `reply.<client id>`; amqtt
+kafka-python clients with client.id `svc-<8 hex>` and a reply topic `reply.<client id>`, read
+directly or in a consumer group named by the id; amqtt
 clients `svc-<8 hex>` with a response topic that embeds the id; Mosquitto's MQTT 5 clients,
 `mosquitto_rr` with client id `svc-<8 hex>`, response topic `reply/<client id>` and a random
 correlation data, as text or as bytes that are not UTF-8, answered by
@@ -28,6 +29,8 @@ CASES = {
     "amqp": ("amqp", "15673=127.0.0.1:5672", "amqp_rpc_client.py", 2),
     "kafka": ("kafka", "19092=127.0.0.1:9092", "kafka_rpc_client.py", 1),
     "kafka-client-id": ("kafka", "19092=127.0.0.1:9092", "kafka_client_id_rpc.py", 1),
+    # the reply read in a consumer group named by the client id (Apache: groups join at once)
+    "kafka-client-id-group-apache": ("kafka", "19092=127.0.0.1:9092", "kafka_client_id_rpc.py", 1),
     "mqtt": ("mqtt", "11883=127.0.0.1:1883", "mqtt_rpc_client.py", 2),
     "mqtt5-mosquitto": ("mqtt", "11883=127.0.0.1:1883", "mqtt5_request_response.sh", 2),
     "mqtt5-binary-mosquitto": ("mqtt", "11883=127.0.0.1:1883", "mqtt5_request_response.sh", 2),
@@ -40,6 +43,7 @@ def _client(case: str, x: int, prefix: str) -> list[str]:
         binary = ["env", "MQTT_CORRELATION=binary"] if "binary" in case else []
         return [*binary, str(CLIENTS / client), OUT, str(x)]
     argv = [sys.executable, str(CLIENTS / client), OUT, "--x", str(x)]
+    argv += ["--group"] if "group" in case else []
     return argv + (["--prefix", prefix] if proto == "kafka" else [])
 
 
@@ -48,7 +52,11 @@ def test_request_reply_with_fresh_ids_records_live_and_replays_offline_with_no_r
     live_brokers, tmp_path, case
 ):
     proto, route, _client_file, bindings = CASES[case]
-    live_brokers(proto, mqtt_impl="mosquitto" if case.endswith("mosquitto") else "amqtt")
+    live_brokers(
+        proto,
+        kafka_impl="apache" if case.endswith("apache") else "tansu",
+        mqtt_impl="mosquitto" if case.endswith("mosquitto") else "amqtt",
+    )
     prefix = f"rrlab.{uuid.uuid4().hex[:8]}."  # fresh Kafka topics on a shared broker
     cassette = tmp_path / "cassette"
     record = [str(RRLAB), "record", f"--{proto}", route, "--cassette", str(cassette)]

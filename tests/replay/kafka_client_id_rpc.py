@@ -4,9 +4,12 @@ for the client.id binding tests, written the ordinary way: the requester's `clie
 consumer) uses it; it creates `PREFIXrequests` and `PREFIXreply.<client id>`, produces a request
 keyed by its client id with a `reply_to` header naming its reply topic; the responder (a client
 id of its own, fixed) reads the request and produces the answer to the topic `reply_to` names;
-the requester reads its reply topic. Writes `x squared = y` to OUT.
+the requester reads its reply topic (with --group: subscribed in a consumer group named by
+its client id, `PREFIXrpc.<client id>`, whose JoinGroup and SyncGroup name the reply topic in
+their bytes). Writes `x squared = y` to OUT.
 
 Usage: python tests/replay/kafka_client_id_rpc.py OUT [--x N] [--bootstrap H:P] [--prefix P]
+       [--group]
 """
 
 from __future__ import annotations
@@ -25,14 +28,20 @@ from kafka.errors import TopicAlreadyExistsError
 RESPONDER_ID = "rrlab-responder"
 
 
-def _read_one(bootstrap: str, client_id: str, topic: str) -> tuple[dict, bytes]:
-    """(headers, value) of the first record of `topic`."""
+def _read_one(
+    bootstrap: str, client_id: str, topic: str, group: str | None = None
+) -> tuple[dict, bytes]:
+    """(headers, value) of the first record of `topic` (in consumer group `group`)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, client_id=client_id, enable_auto_commit=False
-    )
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
+        bootstrap_servers=bootstrap, client_id=client_id, enable_auto_commit=False,
+        group_id=group, auto_offset_reset="earliest",
+    )  # fmt: skip
+    if group is not None:
+        consumer.subscribe([topic])
+    else:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
     deadline = time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
@@ -50,6 +59,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--x", type=int, default=7)
     p.add_argument("--bootstrap", default="127.0.0.1:19092")
     p.add_argument("--prefix", default="rrlab.", help="topic name prefix (fresh topics)")
+    p.add_argument("--group", action="store_true", help="read the reply in a consumer group")
     args = p.parse_args(argv)
     client_id = f"svc-{secrets.token_hex(4)}"
     requests, reply = f"{args.prefix}requests", f"{args.prefix}reply.{client_id}"
@@ -76,7 +86,8 @@ def main(argv: list[str]) -> int:
     responder.send(asked_headers["reply_to"].decode(), value=answer).get(timeout=30)
     responder.close(10)
 
-    _headers, value = _read_one(boot, client_id, reply)  # the requester
+    group = f"{args.prefix}rpc.{client_id}" if args.group else None
+    _headers, value = _read_one(boot, client_id, reply, group)  # the requester
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"{args.x} squared = {json.loads(value)['y']}\n")

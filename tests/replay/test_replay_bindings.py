@@ -121,23 +121,36 @@ KAFKA_CLIENT_ID_CLIENT = [
     str(FIXTURES / "kafka_client_id_rpc.py"),
     "out/kafka-client-id/answer.txt",
 ]
+KAFKA_CLIENT_ID_CASES = {
+    # how the requester reads its reply topic: (cassette, client, artifact, recorded client id)
+    "assigned": (KAFKA_CLIENT_ID, KAFKA_CLIENT_ID_CLIENT, "out/kafka-client-id/answer.txt",
+                 "svc-f747ef1d"),
+    "group": (
+        FIXTURES / "kafka_cassettes" / "kafka-client-id-group-apache",
+        [sys.executable, str(FIXTURES / "kafka_client_id_rpc.py"),
+         "out/kafka-client-id-group/answer.txt", "--group"],
+        "out/kafka-client-id-group/answer.txt",
+        "svc-d88e4761",
+    ),
+}  # fmt: skip
 
 
-def test_kafka_random_client_id_in_a_reply_topic_binds_with_no_rule(tmp_path):
+@pytest.mark.parametrize("read", sorted(KAFKA_CLIENT_ID_CASES))
+def test_kafka_random_client_id_in_a_reply_topic_binds_with_no_rule(read, tmp_path):
     """kafka-python clients with client.id `svc-` + 8 hex (new each run) create, produce to
     and read a reply topic `rrlab.reply.<client id>`, and key the request by the id: the live
     id binds to the recorded one at its first request, and every answer naming the recorded
-    id (Metadata, CreateTopics, ListOffsets, fetched records) carries the live one.
-    Recorded on Tansu: `rrlab record --kafka 19092=127.0.0.1:9092 --cassette
-    tests/replay/kafka_cassettes/kafka-client-id-rpc-tansu --write-root
-    tests/replay/kafka_cassettes --artifact out/kafka-client-id/answer.txt -- .venv/bin/python
-    tests/replay/kafka_client_id_rpc.py out/kafka-client-id/answer.txt --x 7`."""
-    served = assert_replays(
-        KAFKA_CLIENT_ID, [*KAFKA_CLIENT_ID_CLIENT, "--x", "7"], ["out/kafka-client-id/answer.txt"],
-        tmp_path,
-    )  # fmt: skip
+    id (Metadata, CreateTopics, ListOffsets, fetched records; with `group`, the JoinGroup
+    member id the broker made of it, and the JoinGroup and SyncGroup bytes naming the reply
+    topic) carries the live one. Recorded on Tansu: `rrlab record --kafka
+    19092=127.0.0.1:9092 --cassette tests/replay/kafka_cassettes/kafka-client-id-rpc-tansu
+    --write-root tests/replay/kafka_cassettes --artifact out/kafka-client-id/answer.txt --
+    .venv/bin/python tests/replay/kafka_client_id_rpc.py out/kafka-client-id/answer.txt --x 7`;
+    `group` on Apache Kafka (`--kafka-impl apache`), its own cassette and artifact, `--group`."""
+    cassette, client, artifact, recorded_id = KAFKA_CLIENT_ID_CASES[read]
+    served = assert_replays(cassette, [*client, "--x", "7"], [artifact], tmp_path)
     (bound,) = served.report["bindings"]
-    assert bound["recorded"] == "svc-f747ef1d" and bound["where"].endswith(" client_id")
+    assert bound["recorded"] == recorded_id and bound["where"].endswith(" client_id")
     assert bound["live"].startswith("svc-") and bound["live"] != bound["recorded"]
 
 
