@@ -11,6 +11,7 @@ about connections whose recording broke (framing, rewrite, redaction; `--strict`
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -42,10 +43,10 @@ from rrlab.rr.cassette.format import (
 from rrlab.rr.cassette.migrate import migrate
 from rrlab.rr.cassette.paths import CassetteDir
 from rrlab.rr.cassette.reader import load_manifest
-from rrlab.rr.codecs import Direction
+from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.base import clip
-from rrlab.rr.replay.bindings import Origin, Recognizer
+from rrlab.rr.replay.bindings import Origin, Recognizer, binary_text, shown
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 ARROWS = {"c2s": "->", "s2c": "<-"}
@@ -247,7 +248,8 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
     return {"bindable": bindable.to_dict(), "frames": rows, "manifest": manifest}
 
 
-#: summary fields (or AMQP method arguments) a client picks: MQTT client id, AMQP consumer tag
+#: summary fields (or AMQP method arguments) a client picks: MQTT and Kafka client id, AMQP
+#: consumer tag
 CLIENT_CHOSEN = ("client_id", "consumer_tag")
 
 
@@ -265,12 +267,22 @@ class Bindable:
     def see(self, f: FrameRecord) -> None:
         if f.dir is not Direction.C2S:
             return
-        text = json.dumps(f.summary, ensure_ascii=False)
-        text += "\n" + payload_of(f).decode("utf-8", "replace")
+        summary = f.summary
         values = self.found.setdefault(f.conn, {})
+        props = summary.get("properties")
+        data = props.get("correlation_data") if isinstance(props, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("base64"), str):
+            # MQTT 5 correlation data: bound whole by position, shown as text (or 0x + hex)
+            value = shown(binary_text(base64.b64decode(data["base64"])))
+            values.setdefault(value, "correlation data")
+            rest = {k: v for k, v in props.items() if k != "correlation_data"}
+            summary = {**summary, "properties": rest}  # (not scanned again as a token)
+        text = json.dumps(summary, ensure_ascii=False)
+        text += "\n" + payload_of(f).decode("utf-8", "replace")
         for name in CLIENT_CHOSEN:  # bound by position, whatever their shape
-            if name == "client_id":
-                value = f.summary.get(name) if f.summary.get("packet") == "CONNECT" else None
+            if name == "client_id":  # MQTT: CONNECT's; Kafka: every request header's
+                chosen = summary.get("packet") == "CONNECT" or f.proto is Proto.KAFKA
+                value = summary.get(name) if chosen else None
             else:
                 value = (f.summary.get("args") or {}).get(name)
             if isinstance(value, str) and value:
