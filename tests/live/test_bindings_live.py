@@ -84,3 +84,39 @@ def test_request_reply_with_fresh_ids_records_live_and_replays_offline_with_no_r
     assert done.returncode == 1, done.stdout + done.stderr
     misses = json.loads(report.read_text())["misses"]
     assert any(line.endswith("recorded 7 live 8") for line in misses[0]["diff"]), misses
+
+
+JAVA_CLIENT = Path(__file__).resolve().parents[2] / "tools" / "clients" / "kafka-java.sh"
+
+
+def test_java_client_with_a_random_client_id_naming_topic_and_group_replays_with_no_rule(
+    live_brokers, tmp_path
+):
+    """Apache Kafka's Java client (AdminClient, idempotent producer, consumer group) with
+    CLIENT_ID=random: one client.id `svc-<8 hex>` per run, and the topic and the group named by
+    it. Recorded on Apache Kafka, replayed offline: the live id binds at the first request, the
+    topic, group, member id and subscription bytes naming it match, and records come back."""
+    prepared = subprocess.run([str(JAVA_CLIENT), "--prepare"], capture_output=True, text=True)
+    assert prepared.returncode == 0, (
+        f"{JAVA_CLIENT} --prepare (fetches the Kafka jars with Maven: run it once where the "
+        f"network is reachable, e.g. `make prepare`): {prepared.stderr}"
+    )
+    live_brokers("kafka", kafka_impl="apache")
+    out = "out/records.txt"
+    topic = f"rrlab.{uuid.uuid4().hex[:8]}.java"  # fresh on a shared broker
+    client = ["env", "CLIENT_ID=random", "CLIENT_COUNT=10", f"CLIENT_TOPIC={topic}"]
+    client += [str(JAVA_CLIENT), out]
+    cassette = tmp_path / "cassette"
+    record = [str(RRLAB), "record", "--kafka", "19092=127.0.0.1:9092", "--cassette", str(cassette)]
+    record += ["--write-root", str(tmp_path), "--artifact", out, "--", *client]
+    done = subprocess.run(record, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / out).read_text().endswith("count 10\n")
+
+    report = tmp_path / "out" / "report.json"
+    replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--artifact", out]
+    replay += ["--report", str(report), "--write-root", str(tmp_path), "--", *client]
+    done = subprocess.run(replay, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (bound,) = json.loads(report.read_text())["bindings"]
+    assert bound["recorded"].startswith("svc-") and bound["where"].endswith(" client_id")
