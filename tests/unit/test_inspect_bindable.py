@@ -46,5 +46,7 @@ def test_inspect_names_kafka_client_ids_and_mqtt5_correlation_data_bound_by_posi
         {"kind": "client id", "value": "svc-1db38af9"},
         {"kind": "correlation data", "value": "0xa8dcb8ceb09cf1bd9ea382dcf0a3c2d4"},  # bytes
     ]
-    text = _inspect(REPLAY / "mqtt_cassettes" / "mosquitto-v5-rr-mosquitto")
-    assert "conn 3: c91fee6b38507b86250cf417c662bf60 (correlation data)" in text
+    text = json.loads(_inspect(REPLAY / "mqtt_cassettes" / "mosquitto-v5-rr-mosquitto", "--json"))
+    assert text["bindable"]["3"] == [
+        {"kind": "correlation data", "value": "c91fee6b38507b86250cf417c662bf60"}  # as text
+    ]
