@@ -251,6 +251,8 @@ def inspect_json(m: Manifest, frames: Iterable[FrameRecord], conn: int | None) -
 #: summary fields (or AMQP method arguments) a client picks: MQTT and Kafka client id, AMQP
 #: consumer tag
 CLIENT_CHOSEN = ("client_id", "consumer_tag")
+#: a Kafka client id made new each run holds 8+ random hex digits (`svc-d3565c6f`)
+_GENERATED_ID = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{8,}(?![0-9a-fA-F])")
 
 
 class Bindable:
@@ -280,9 +282,10 @@ class Bindable:
         text = json.dumps(summary, ensure_ascii=False)
         text += "\n" + payload_of(f).decode("utf-8", "replace")
         for name in CLIENT_CHOSEN:  # bound by position, whatever their shape
-            if name == "client_id":  # MQTT: CONNECT's; Kafka: every request header's
-                chosen = summary.get("packet") == "CONNECT" or f.proto is Proto.KAFKA
-                value = summary.get(name) if chosen else None
+            if name == "client_id":  # MQTT: CONNECT's; Kafka: a request header's, generated
+                value = summary.get(name)  # (a library's default, `kafka-python-3.0.12`, is not)
+                kafka = f.proto is Proto.KAFKA and _GENERATED_ID.search(value or "") is not None
+                value = value if summary.get("packet") == "CONNECT" or kafka else None
             else:
                 value = (f.summary.get("args") or {}).get(name)
             if isinstance(value, str) and value:
