@@ -12,6 +12,7 @@ about connections whose recording broke (framing, rewrite, redaction; `--strict`
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -44,10 +45,10 @@ from rrlab.rr.cassette.format import (
 from rrlab.rr.cassette.migrate import migrate
 from rrlab.rr.cassette.paths import CassetteDir
 from rrlab.rr.cassette.reader import load_manifest
-from rrlab.rr.codecs import Direction
+from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.base import clip
-from rrlab.rr.replay.bindings import Origin, Recognizer
+from rrlab.rr.replay.bindings import Origin, Recognizer, binary_text, shown
 from rrlab.rr.replay.recording import Recording
 from rrlab.rr.replay.waits import Wait, delivery_waits
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
@@ -260,8 +261,11 @@ def inspect_json(
     return doc
 
 
-#: summary fields (or AMQP method arguments) a client picks: MQTT client id, AMQP consumer tag
+#: summary fields (or AMQP method arguments) a client picks: MQTT and Kafka client id, AMQP
+#: consumer tag
 CLIENT_CHOSEN = ("client_id", "consumer_tag")
+#: a Kafka client id made new each run holds 8+ random hex digits (`svc-d3565c6f`)
+_GENERATED_ID = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{8,}(?![0-9a-fA-F])")
 
 
 class Bindable:
@@ -278,12 +282,23 @@ class Bindable:
     def see(self, f: FrameRecord) -> None:
         if f.dir is not Direction.C2S:
             return
-        text = json.dumps(f.summary, ensure_ascii=False)
-        text += "\n" + payload_of(f).decode("utf-8", "replace")
+        summary = f.summary
         values = self.found.setdefault(f.conn, {})
+        props = summary.get("properties")
+        data = props.get("correlation_data") if isinstance(props, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("base64"), str):
+            # MQTT 5 correlation data: bound whole by position, shown as text (or 0x + hex)
+            value = shown(binary_text(base64.b64decode(data["base64"])))
+            values.setdefault(value, "correlation data")
+            rest = {k: v for k, v in props.items() if k != "correlation_data"}
+            summary = {**summary, "properties": rest}  # (not scanned again as a token)
+        text = json.dumps(summary, ensure_ascii=False)
+        text += "\n" + payload_of(f).decode("utf-8", "replace")
         for name in CLIENT_CHOSEN:  # bound by position, whatever their shape
-            if name == "client_id":
-                value = f.summary.get(name) if f.summary.get("packet") == "CONNECT" else None
+            if name == "client_id":  # MQTT: CONNECT's; Kafka: a request header's, generated
+                value = summary.get(name)  # (a library's default, `kafka-python-3.0.12`, is not)
+                kafka = f.proto is Proto.KAFKA and _GENERATED_ID.search(value or "") is not None
+                value = value if summary.get("packet") == "CONNECT" or kafka else None
             else:
                 value = (f.summary.get("args") or {}).get(name)
             if isinstance(value, str) and value:

@@ -12,8 +12,9 @@ ones (`to_recorded`), and every frame served afterwards carries the live value w
 recorded one appears (`to_live`), inside longer strings too. A recorded value bound to two live
 ones, or a live value to two recorded ones, is a `Conflict` (a miss naming both). Anything not
 identifier-shaped (a task argument, a count, a price) never binds: it stays a field diff.
-Values a protocol knows are client-chosen by position (an MQTT client id, an AMQP consumer tag
-or connection name) are bound whole, whatever their shape (`bind`).
+Values a protocol knows are client-chosen by position (an MQTT client id or MQTT 5 correlation
+data, a Kafka client id, an AMQP consumer tag or connection name) are bound whole, whatever their
+shape (`bind`); a binary one that is not UTF-8 as its `binary_text`.
 Pure: strings, bytes and JSON-able values in, no sockets, no cassette I/O.
 """
 
@@ -171,6 +172,22 @@ class Clock:
         return False
 
 
+#: a generated part of a client-chosen name: a run of letters and digits holding a digit, or of
+#: 8+ hex digits (`svc-` + 8 random hex digits are all letters once in 2,500 runs)
+_GENERATED = re.compile(
+    r"[A-Za-z0-9]*[0-9][A-Za-z0-9]*|(?<![A-Za-z0-9])[0-9a-fA-F]{8,}(?![A-Za-z0-9])"
+)
+
+
+def alike(recorded: str, live: str) -> bool:
+    """Whether two client-chosen names (client ids) differ only in their generated parts (runs
+    of letters and digits that hold a digit, hex runs): `svc-d3565c6f` and `svc-b3410c8d`,
+    `producer-1` and `producer-2`; never two fixed names (`billing` and `shipping`). A protocol
+    that cannot tell by position which recorded client id a live one stands for (a Kafka
+    connection's first request may not name it) binds only alike ones."""
+    return recorded != live and _GENERATED.sub("#", recorded) == _GENERATED.sub("#", live)
+
+
 def _same_magnitude(a: float, b: float) -> bool:
     return a > 0 and b > 0 and abs(math.log10(a) - math.log10(b)) < 0.5
 
@@ -217,14 +234,15 @@ class Conflict:
     reverse: bool = False
 
     def line(self) -> str:
+        live, bound, recorded = shown(self.live), shown(self.bound), shown(self.recorded)
         if self.reverse:
             return (
-                f"binding conflict: live {self.live!r} is already bound to recorded "
-                f"{self.bound!r}, here it stands for recorded {self.recorded!r}"
+                f"binding conflict: live {live!r} is already bound to recorded "
+                f"{bound!r}, here it stands for recorded {recorded!r}"
             )
         return (
-            f"binding conflict: recorded {self.recorded!r} is already bound to live "
-            f"{self.bound!r}, here live {self.live!r}"
+            f"binding conflict: recorded {recorded!r} is already bound to live "
+            f"{bound!r}, here live {live!r}"
         )
 
 
@@ -236,7 +254,7 @@ class Binding:
     where: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"live": self.live, "recorded": self.recorded, "where": self.where}
+        return {"live": shown(self.live), "recorded": shown(self.recorded), "where": self.where}
 
 
 @dataclass(slots=True)
@@ -293,9 +311,9 @@ class Bindings:
                 self._live.add(rec, live)
                 self._rec.add(live, rec)
                 if live in self.to_live_map:
-                    self._crossing.add(live.encode())
+                    self._crossing.add(_bytes(live))
                 if rec in self.to_rec_map:
-                    self._crossing.add(rec.encode())
+                    self._crossing.add(_bytes(rec))
         return None
 
     def crossed_in(self, data: bytes) -> bool:
@@ -392,7 +410,7 @@ class Bindings:
 
     def lines(self) -> list[str]:
         """One line per binding made, for the run report."""
-        return [f"bound {b.recorded!r} -> {b.live!r} ({b.where})" for b in self.made]
+        return [f"bound {shown(b.recorded)!r} -> {shown(b.live)!r} ({b.where})" for b in self.made]
 
 
 class _Replacer:
@@ -415,12 +433,12 @@ class _Replacer:
         match = self._scan.fullmatch(old)
         if match is not None:
             self.shaped[old] = new
-            self.shaped_b[old.encode()] = new.encode()
+            self.shaped_b[_bytes(old)] = _bytes(new)
             return
         self.other[old] = new
         keys = sorted(self.other, key=len, reverse=True)
         self._other_re = re.compile("|".join(re.escape(k) for k in keys))
-        self._other_bre = re.compile(b"|".join(re.escape(k.encode()) for k in keys))
+        self._other_bre = re.compile(b"|".join(re.escape(_bytes(k)) for k in keys))
 
     def text(self, text: str) -> str:
         if self._other_re is not None:
@@ -433,7 +451,7 @@ class _Replacer:
     def data(self, data: bytes) -> bytes:
         if self._other_bre is not None:
             other = self.other
-            data = self._other_bre.sub(lambda m: other[m.group().decode()].encode(), data)
+            data = self._other_bre.sub(lambda m: _bytes(other[binary_text(m.group())]), data)
         if self.shaped_b:
             table = self.shaped_b
             data = self._bscan.sub(lambda m: table.get(m.group(), m.group()), data)
@@ -462,6 +480,25 @@ def _map_strings(value: Any, fn: Callable[[str], str], bfn: Callable[[bytes], by
         return [_map_strings(v, fn, bfn) for v in value]
     if isinstance(value, tuple):
         return tuple(_map_strings(v, fn, bfn) for v in value)
+    return value
+
+
+def binary_text(data: bytes) -> str:
+    """Bytes as a binding's value: their text, or for bytes that are not UTF-8 (a binary MQTT 5
+    correlation data) a string that encodes back to the same bytes (surrogate escapes)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def shown(value: str) -> str:
+    """A bound value as a report shows it: its text, or `0x` + hex for bytes not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "0x" + _bytes(value).hex()
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from rrlab.rr.replay.bindings import Bindings, Origin, Recognizer, clock
+from rrlab.rr.replay.bindings import Bindings, Origin, Recognizer, alike, binary_text, clock
 
 REC, LIVE = str(uuid.UUID(int=1 << 100 | 0xABC)), str(uuid.uuid4())
 ORIGIN = Origin(host="laptop-anna", user="anna")
@@ -95,3 +95,28 @@ def test_values_bound_crosswise_are_flagged_in_live_bytes():
     assert table.bind([("None2", "None3")], "there") is None
     assert table.crossed_in(b"...None3...") and table.crossed_in(b"...None2...")
     assert not table.crossed_in(b"...None4...")
+
+
+def test_client_ids_alike_differ_only_in_their_generated_parts():
+    """A Kafka client id binds to a recorded one only when alike (the connection's first
+    request may not say which recorded client it is)."""
+    assert alike("svc-d3565c6f", "svc-b3410c8d")
+    assert alike("svc-d3565c6f", "svc-0a1b2c3d4e")  # another length
+    assert alike("svc-d3565c6f", "svc-abcdefab")  # random hex with no digit
+    assert alike("producer-1", "producer-12")
+    assert not alike("svc-d3565c6f", "svc-d3565c6f")  # the same: nothing to bind
+    assert not alike("billing", "shipping")  # fixed names
+    assert not alike("svc-d3565c6f", "rrlab-responder")
+    assert not alike("kafka-python-2.0.2", "svc-12345678")
+
+
+def test_bytes_that_are_not_text_bind_whole_and_are_replaced_inside_frames():
+    """An MQTT 5 correlation data of random bytes (not UTF-8) is bound as its `binary_text`:
+    replaced inside served bytes both ways, and shown as hex in the report."""
+    rec, live = bytes(range(0x80, 0x90)), bytes(range(0xF0, 0x100))
+    bindings = table()
+    assert bindings.bind([(binary_text(rec), binary_text(live))], "mqtt PUBLISH") is None
+    assert bindings.bytes_to_live(b"\x00\x10" + rec + b"!") == b"\x00\x10" + live + b"!"
+    assert bindings.bytes_to_recorded(live) == rec and bindings.mentions_live(b"x" + live)
+    assert bindings.made[0].to_dict()["recorded"] == "0x" + rec.hex()
+    assert bindings.lines() == [f"bound '0x{rec.hex()}' -> '0x{live.hex()}' (mqtt PUBLISH)"]

@@ -5,7 +5,10 @@ Also binding conflicts and clock values."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime
+import os
 import uuid
 from pathlib import Path
 
@@ -150,3 +153,114 @@ def test_mqtt_client_ids_bind_at_connect_and_topics_embedding_them_match_and_are
         (rec_responder.decode(), live_responder.decode()),
         (rec_requester.decode(), live_requester.decode()),
     }
+
+
+KAFKA_CLIENT_ID_RPC = REPLAY / "kafka_cassettes" / "kafka-client-id-rpc-tansu"
+REC_CLIENT_ID = "svc-f747ef1d"  # the requester's client.id in kafka-client-id-rpc-tansu
+
+
+def _kafka_live(raw: bytes, old: str, new: str) -> bytes:
+    """A recorded Kafka request as the live client sends it with client id `new` for `old`:
+    header, topic names and records re-encoded (another length, a CRC written again)."""
+    from rrlab.rr.protocols.kafka.codec import decode_request, encode_request
+    from rrlab.rr.protocols.kafka.records import restamp_batch
+    from rrlab.rr.protocols.kafka.stamp import stamp_strings
+
+    api, version = int.from_bytes(raw[4:6], "big"), int.from_bytes(raw[6:8], "big")
+    corr = int.from_bytes(raw[8:12], "big")
+    request = decode_request(raw)
+
+    def data(value: bytes) -> bytes:
+        return restamp_batch(value, lambda b: b.replace(old.encode(), new.encode()))
+
+    body = stamp_strings(request.body, lambda s: s.replace(old, new))
+    if api == 0:  # Produce: the record batches
+        topics = tuple(
+            dataclasses.replace(
+                t,
+                partition_data=tuple(
+                    dataclasses.replace(p, records=data(p.records)) for p in t.partition_data
+                ),
+            )
+            for t in body.topic_data
+        )
+        body = dataclasses.replace(body, topic_data=topics)
+    client_id = request.header.client_id
+    client_id = client_id.replace(old, new) if client_id is not None else None
+    return encode_request(api, version, corr, client_id, body)
+
+
+def test_kafka_client_id_binds_and_topics_and_records_naming_it_are_served_with_the_live_id():
+    """kafka-python clients with client.id `svc-` + 8 hex (new each run) create and read a
+    reply topic named by it and key their request by it: the live id (another length) binds
+    to the recorded one at the first request, the CreateTopics, ListOffsets and Produce naming
+    it match, and every answer that names the recorded id (Metadata, CreateTopics, ListOffsets,
+    the fetched request record and reply) carries the live one."""
+    ctx = open_ctx(KAFKA_CLIENT_ID_RPC)
+    live_id = "svc-0a1b2c3d4e"
+    served = b""
+    for rc in ctx.recording.conns:
+        session, link = connect(ctx, Proto.KAFKA, rc.listen_port)
+        for frame in frames(ctx, rc.id, C2S):
+            session.data_received(_kafka_live(frame.raw, REC_CLIENT_ID, live_id))
+        served += sent_bytes(link)
+    assert ctx.report.misses == []
+    assert [(b.recorded, b.live, b.where.split()[-1]) for b in ctx.bindings.made] == [
+        (REC_CLIENT_ID, live_id, "client_id")
+    ]
+    assert REC_CLIENT_ID.encode() not in served
+    assert served.count(f"reply.{live_id}".encode()) >= 4  # Metadata, CreateTopics, fetched
+    assert ctx.report.matched_by["Produce"] == 2 and ctx.report.matched_by["Fetch"] == 2
+
+
+MQTT5_BINARY_RR = REPLAY / "mqtt_cassettes" / "mosquitto-v5-rr-binary-mosquitto"
+REC_MQTT5_CLIENT_ID = b"svc-1db38af9"  # mosquitto_rr's, in mosquitto-v5-rr-binary-mosquitto
+REC_MQTT5_CORRELATION = base64.b64decode("qNy4zrCc8b2eo4Lc8KPC1A==")  # 16 bytes, not UTF-8
+
+
+def _mqtt5_binary_run(answer_correlation: bytes | None = None):
+    """The recorded MQTT 5 request/response (mosquitto_sub responder, mosquitto_rr requester,
+    mosquitto_pub answerer) fed back with a new client id and new binary correlation data (the
+    answerer's own `answer_correlation` if given): the context and what each client was sent."""
+    ctx = open_ctx(MQTT5_BINARY_RR)
+    live_id, live_corr = b"svc-0a1b2c3d", bytes(b | 0x80 for b in os.urandom(16))
+
+    def live(raw: bytes, corr: bytes = live_corr) -> bytes:
+        return raw.replace(REC_MQTT5_CLIENT_ID, live_id).replace(REC_MQTT5_CORRELATION, corr)
+
+    responder, responder_link = connect(ctx, Proto.MQTT, 11883)
+    requester, requester_link = connect(ctx, Proto.MQTT, 11883)
+    answerer, _answerer_link = connect(ctx, Proto.MQTT, 11883)
+    responder_frames, requester_frames = frames(ctx, 1, C2S), frames(ctx, 2, C2S)
+    for frame in responder_frames[:2]:  # CONNECT, SUBSCRIBE rpc/square
+        responder.data_received(live(frame.raw))
+    for frame in requester_frames[:3]:  # CONNECT, SUBSCRIBE reply/<id>, PUBLISH the request
+        requester.data_received(live(frame.raw))
+    for frame in responder_frames[2:]:  # PUBACK the pushed request, DISCONNECT
+        responder.data_received(live(frame.raw))
+    for frame in frames(ctx, 3, C2S):  # CONNECT, PUBLISH the answer, DISCONNECT
+        answerer.data_received(live(frame.raw, answer_correlation or live_corr))
+    return ctx, live_corr, sent_bytes(responder_link), sent_bytes(requester_link)
+
+
+def test_mqtt5_binary_correlation_data_binds_whole_and_is_stamped_into_both_pushes():
+    """Correlation data is the requester's by position (MQTT 5 request/response): bytes that
+    are not UTF-8 (no identifier shape to recognise) bind whole; the responder is pushed the
+    request, and the requester the answer, with the live bytes."""
+    ctx, live_corr, to_responder, to_requester = _mqtt5_binary_run()
+    assert ctx.report.misses == []
+    assert live_corr in to_responder and REC_MQTT5_CORRELATION not in to_responder
+    assert live_corr in to_requester and REC_MQTT5_CORRELATION not in to_requester
+    assert b"reply/svc-0a1b2c3d" in to_responder  # the response topic, client id bound
+    made = {b.where.split()[-1]: b.to_dict() for b in ctx.bindings.made}
+    assert made["PUBLISH"]["recorded"] == "0x" + REC_MQTT5_CORRELATION.hex()
+    assert made["PUBLISH"]["live"] == "0x" + live_corr.hex()
+
+
+def test_mqtt5_correlation_data_bound_to_two_live_values_is_a_miss_naming_both():
+    other = bytes(b | 0x80 for b in os.urandom(16))
+    ctx, live_corr, _to_responder, _to_requester = _mqtt5_binary_run(answer_correlation=other)
+    (miss,) = ctx.report.misses
+    assert miss.api == "PUBLISH" and "binding conflict" in miss.reason
+    for value in (REC_MQTT5_CORRELATION, live_corr, other):
+        assert "0x" + value.hex() in miss.reason

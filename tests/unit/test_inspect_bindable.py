@@ -35,3 +35,19 @@ def test_inspect_names_the_identifier_shaped_values_of_each_connection():
     assert kafka["bindable"] == {
         "4": [{"kind": "uuid", "value": "d4d302d8-47bb-4c86-b8ad-64324db6bda4"}]
     }
+
+
+def test_inspect_names_kafka_client_ids_and_mqtt5_correlation_data_bound_by_position():
+    kafka = json.loads(_inspect(REPLAY / "kafka_cassettes" / "kafka-client-id-rpc-tansu", "--json"))
+    assert kafka["bindable"]["2"] == [{"kind": "client id", "value": "svc-f747ef1d"}]
+    mqtt = json.loads(
+        _inspect(REPLAY / "mqtt_cassettes" / "mosquitto-v5-rr-binary-mosquitto", "--json")
+    )
+    assert mqtt["bindable"]["2"] == [
+        {"kind": "client id", "value": "svc-1db38af9"},
+        {"kind": "correlation data", "value": "0xa8dcb8ceb09cf1bd9ea382dcf0a3c2d4"},  # bytes
+    ]
+    text = json.loads(_inspect(REPLAY / "mqtt_cassettes" / "mosquitto-v5-rr-mosquitto", "--json"))
+    assert text["bindable"]["3"] == [
+        {"kind": "correlation data", "value": "c91fee6b38507b86250cf417c662bf60"}  # as text
+    ]

@@ -7,6 +7,7 @@
 #        tools/clients/kafka-java.sh --prepare   (fetch the jars, compile the client, exit)
 #   env CLIENT_HOST (127.0.0.1)  CLIENT_PORT (19092: the worker-facing proxy / fake broker)
 #       CLIENT_TOPIC (rrlab.client.java)  CLIENT_GROUP (TOPIC.group)  CLIENT_COUNT (100)
+#       CLIENT_ID (random: a client.id svc-<8 hex> naming topic and group; unset: defaults)
 # The jars are the Apache broker's, fetched with Maven into .rrlab/kafka-libs (or
 # RRLAB_KAFKA_LIBS) by --prepare or `rrlab brokers up kafka --kafka-impl apache`; the program is
 # compiled into .rrlab/clients/java/<source hash>/, never committed. Maven needs the network, so

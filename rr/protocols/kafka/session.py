@@ -26,7 +26,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from rrlab.rr.codecs import Proto
-from rrlab.rr.replay.bindings import Bindings
+from rrlab.rr.replay.bindings import Bindings, alike
 from rrlab.rr.replay.session import Pace, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
 
@@ -79,6 +79,7 @@ from .fields import topic_name as topic_of
 from .records import Record, restamp_batch
 from .redact import HEADER_ONLY_APIS
 from .rewrite import advertises_addresses, rewrite_addresses
+from .stamp import stamp_strings
 from .world import Exchange, KafkaWorld, _records
 
 
@@ -133,6 +134,8 @@ class Session(BaseSession):
         self.world: KafkaWorld = ctx.shared[Proto.KAFKA]
         self._slots: deque[_Slot] = deque()
         self._bind_tried = False
+        #: the live requests' header client id (a random one binds to the recorded one's)
+        self._client_id: str | None = None
         #: after a SaslHandshake v0 the recording's raw SASL tokens: (client token frame, the
         #: server tokens that answered it) in order; None when not in that mode
         self._raw_sasl: deque[tuple[int, int, list[int]]] | None = None
@@ -153,14 +156,15 @@ class Session(BaseSession):
         except KafkaCodecError as err:
             self._undecodable(api, version, corr, raw, err)
             return
+        self._client_id = request.header.client_id
         rule_for(api).handle(self, api, version, corr, request.body)
 
     # -- control plane -------------------------------------------------------------------------
 
     def _control(self, api: int, version: int, corr: int, body: Any) -> None:
-        key = norm.request_key(api, version, body)
         if api != API_VERSIONS and not self._bind_tried:
-            self._bind(key)
+            self._bind(api, version, body)
+        key = self._key(api, version, body)
         candidates = self.world.exchanges.get(key, [])
         exchange = self._pick(candidates, unused=True)
         name = api_name(api)
@@ -184,17 +188,79 @@ class Session(BaseSession):
             return
         self._control_miss(api, version, corr, body, key)
 
-    def _bind(self, key: str) -> None:
+    def _key(self, api: int, version: int, body: Any, bindings: Bindings | None = None) -> str:
+        """The request's match key with the live values of `bindings` (the run's) put back,
+        byte fields too (a consumer group's subscription names its topics in bytes)."""
+        bindings = self.ctx.bindings if bindings is None else bindings
+        if bindings:
+            back = bindings.bytes_to_recorded
+            body = stamp_strings(body, bindings.to_recorded, back, any_length=True)
+        return norm.request_key(api, version, body)
+
+    def _bind(self, api: int, version: int, body: Any) -> None:
+        """Claim the recorded connection whose first request this one is: one of the same
+        client id (or the recorded id bound to it) first, then one whose client id is alike
+        (`bindings.alike`: `svc-d3565c6f` for `svc-b3410c8d`) with the request equal once that
+        id is bound, then any with the same first request. The client id is bound whole: a
+        topic, a record or a member id that embeds it matches and is served with the live id."""
         self._bind_tried = True
-        first_key = self.world.first_key
-        bound = self.ctx.recording.claim(
-            self.proto,
-            self.listener.recorded_port,
-            self.link.live_id,
-            lambda rc: first_key.get(rc.id) == key,
-        )
+        world, bindings, live_id = self.world, self.ctx.bindings, self._client_id
+        first_key = world.first_key
+        key = self._key(api, version, body)
+
+        def claim(fits: Callable[[Any], bool]) -> Any:
+            port = self.listener.recorded_port
+            return self.ctx.recording.claim(self.proto, port, self.link.live_id, fits)
+
+        def same(rc: Any) -> bool:
+            rec_id = world.client_ids.get(rc.id)
+            return (rec_id == live_id or bindings.to_live_map.get(rec_id) == live_id) and (
+                first_key.get(rc.id) == key
+            )
+
+        keys: dict[str, str] = {}
+
+        def rebound(rc: Any) -> bool:
+            rec_id = world.client_ids.get(rc.id)
+            if not self._bindable(rec_id):
+                return False
+            if rec_id not in keys:
+                keys[rec_id] = self._key(api, version, body, bindings.trial([(rec_id, live_id)]))
+            return first_key.get(rc.id) == keys[rec_id]
+
+        rec_id: str | None = None
+        bound = claim(same)
+        if bound is None:
+            bound = claim(rebound)
+            rec_id = world.client_ids.get(bound.id) if bound is not None else None
+        if bound is None:
+            bound = claim(lambda rc: first_key.get(rc.id) == key)
         self.bound = bound
         self.report.connection(self.proto, bound is not None)
+        if rec_id is not None:
+            self._bind_client_id(rec_id)
+        elif bound is None or world.client_ids.get(bound.id) != live_id:
+            self._bind_client_id()  # claimed by its request alone, or not at all
+
+    def _bind_client_id(self, rec_id: str | None = None) -> None:
+        """Bind the live client id to `rec_id`, or else to the one recorded client id alike."""
+        if rec_id is None:
+            alikes = {i for i in self.world.client_ids.values() if self._bindable(i)}
+            rec_id = alikes.pop() if len(alikes) == 1 else None
+        if rec_id is not None and self._client_id is not None:
+            where = f"kafka live conn {self.link.live_id} client_id"
+            self.ctx.bindings.bind([(rec_id, self._client_id)], where)
+
+    def _bindable(self, rec_id: str | None) -> bool:
+        """Whether recorded client id `rec_id` may bind to the live one: alike, both unbound."""
+        live_id, bindings = self._client_id, self.ctx.bindings
+        return (
+            rec_id is not None
+            and live_id is not None
+            and rec_id not in bindings.to_live_map
+            and live_id not in bindings.to_rec_map
+            and alike(rec_id, live_id)
+        )
 
     def _pick(self, candidates: list[Exchange], *, unused: bool) -> Exchange | None:
         """Prefer the bound recorded connection, then this listener's, then any."""
@@ -211,10 +277,15 @@ class Session(BaseSession):
 
     def _answer_recorded(self, exchange: Exchange, api: int, version: int, corr: int) -> None:
         raw = self.world.frame_raw(exchange.conn, exchange.response_index)
-        ports = self.ctx.ports
-        if not ports.identity and advertises_addresses(api, version):
+        ports, bindings = self.ctx.ports, self.ctx.bindings
+        moved = not ports.identity and advertises_addresses(api, version)
+        stamp = bool(bindings) and bindings.mentions_recorded(raw[8:])  # (past size and corr)
+        if moved or stamp:
             body = decode_response_body(exchange.api_key, exchange.version, raw)
-            body, _n = rewrite_addresses(body, ports)
+            if moved:
+                body, _n = rewrite_addresses(body, ports)
+            if stamp:  # the live values of the run's bindings (a topic named by a client id)
+                body = stamp_strings(body, bindings.to_live, bindings.bytes_to_live)
             data = encode_response(api, version, corr, body)
         else:
             data = raw[:4] + SIZE.pack(corr) + raw[8:]  # the live correlation id stamped in
@@ -379,13 +450,18 @@ class Session(BaseSession):
 
     def _produce(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
+        if not self._bind_tried:  # a connection that produces first: no request to claim by
+            self._bind_tried = True
+            self._bind_client_id()
+        to_recorded = self.ctx.bindings.to_recorded
         results: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (error, base, start)
         missed = False
         for topic in body.topic_data or ():
             name = topic_of(topic, world.topic_names)
             for part in topic.partition_data or ():
                 tp = (name, int(part.index))
-                error, base, log_start = self._produce_partition(tp, part.records)
+                recorded_tp = (to_recorded(name), tp[1])  # (a topic named by a bound value)
+                error, base, log_start = self._produce_partition(recorded_tp, part.records)
                 results[tp] = (error, base, log_start)
                 missed = missed or error != 0
         if not missed:
@@ -477,6 +553,10 @@ class Session(BaseSession):
 
     def _fetch(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
+        if not self._bind_tried:  # a connection that fetches first: no request to claim by
+            self._bind_tried = True
+            self._bind_client_id()
+        to_recorded = self.ctx.bindings.to_recorded
         cls = response_schema(FETCH, version)
         topic_cls = item_cls(cls, "responses")
         part_cls = item_cls(topic_cls, "partitions")
@@ -486,7 +566,7 @@ class Session(BaseSession):
             name = topic_of(topic, world.topic_names)
             parts = []
             for part in topic.partitions or ():
-                data, log = self._fetch_partition((name, int(part.partition)), part)
+                data, log = self._fetch_partition((to_recorded(name), int(part.partition)), part)
                 served += len(data)
                 fields: dict[str, Any] = {
                     "partition_index": part.partition,
@@ -532,9 +612,12 @@ class Session(BaseSession):
     def _metadata_unrecorded(self, api: int, version: int, body: Any) -> Any:
         """A Metadata request never recorded (a refresh of other topics): answered from the
         recorded ones, addresses moved when listeners moved."""
-        answer = _metadata_from_recording(self.world, version, body)
+        bindings = self.ctx.bindings
+        answer = _metadata_from_recording(self.world, version, body, bindings.to_recorded)
         if answer is not None and not self.ctx.ports.identity:
             answer, _n = rewrite_addresses(answer, self.ctx.ports)
+        if answer is not None and bindings:
+            answer = stamp_strings(answer, bindings.to_live, bindings.bytes_to_live)
         return answer
 
     # -- responses out, in order ---------------------------------------------------------------
@@ -638,9 +721,12 @@ def _produce_response(version: int, request: Any, results, world: KafkaWorld) ->
     return blank(cls, responses=tuple(topics))
 
 
-def _metadata_from_recording(world: KafkaWorld, version: int, request: Any) -> Any:
+def _metadata_from_recording(
+    world: KafkaWorld, version: int, request: Any, to_recorded: Callable[[str], str]
+) -> Any:
     """A Metadata answer for a request never recorded (a refresh of other topics): the latest
-    recorded response of that version, with the requested topics as last recorded."""
+    recorded response of that version, with the requested topics as last recorded (a live
+    topic name put back to the recorded one by `to_recorded`)."""
     latest = world.metadata.get(version)
     if latest is None:
         return None
@@ -653,6 +739,8 @@ def _metadata_from_recording(world: KafkaWorld, version: int, request: Any) -> A
         topic_cls = item_cls(type(latest), "topics")
         for item in wanted:
             name = getattr(item, "name", None)
+            if name is not None:
+                name = to_recorded(name)
             if name is None or str(name) not in known:
                 fields = {"name": name} if name is not None else {}
                 if has_field(topic_cls, "topic_id") and getattr(item, "topic_id", None):

@@ -171,6 +171,7 @@ class KafkaWorld:
         self.ignore_headers = tuple(ignore_headers)
         self.exchanges: dict[str, list[Exchange]] = {}
         self.first_key: dict[int, str] = {}  # recorded conn -> key of its first real request
+        self.client_ids: dict[int, str | None] = {}  # recorded conn -> its header client id
         self.produce: dict[TopicPartition, ProduceLog] = {}
         # records each recorded Produce request holds, and how many a live Produce matched: the
         # request counts as used only once all of its records were produced again
@@ -226,6 +227,7 @@ class KafkaWorld:
             if "correlation_id" not in summary or decoded.body is None:
                 return  # raw SASL token or an unreadable request: never matched
             api, version = summary["api_key"], summary["version"]
+            self.client_ids.setdefault(conn, summary.get("client_id"))
             pending[summary["correlation_id"]] = _Pending(
                 position, decoded, frame.t_us, api, version
             )

@@ -11,6 +11,7 @@ Pure functions on decoder summaries and payload bytes: no sockets, no cassette I
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -208,6 +209,16 @@ def lane(packet: str) -> str:
 def client_id(summary: Summary) -> str | None:
     value = summary.get("client_id")
     return value if isinstance(value, str) else None
+
+
+def correlation_data(summary: Summary) -> bytes | None:
+    """A v5 PUBLISH's correlation data: a value its sender chose to tell its answer by (bound
+    whole, as a client id is, whatever its shape: text or bytes)."""
+    props = summary.get("properties")
+    value = props.get("correlation_data") if isinstance(props, dict) else None
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        return base64.b64decode(value["base64"])
+    return None
 
 
 def expected_answer(summary: Summary) -> tuple[str, int | None] | None:

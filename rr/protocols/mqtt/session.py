@@ -14,8 +14,10 @@ synthesized PINGRESP; recorded PINGRESPs are never served. `--match transcript` 
 order within each lane of `normalize.lane` (each kind of ack is a lane of its own: how acks
 interleave with other packets is the broker's timing, not the client's behaviour). Which
 fields must match is `rr.protocols.mqtt.normalize`'s job. Values the client chose are bindings
-(`rr.replay.bindings`): its client id, bound whole when its connection is claimed, and any
-identifier-shaped or clock value a packet differs in from its recorded counterpart; pushes
+(`rr.replay.bindings`): its client id, bound whole when its connection is claimed, a v5
+PUBLISH's correlation data, bound whole too (text or bytes: MQTT 5 request/response tells an
+answer by it), and any identifier-shaped or clock value a packet differs in from its recorded
+counterpart; pushes
 served afterwards carry the live values (topic, payload, v5 response topic and correlation
 data: `codec.stamp_publish`).
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.diff import Ignore
-from rrlab.rr.replay.bindings import Bindings
+from rrlab.rr.replay.bindings import Bindings, binary_text
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
 from rrlab.rr.replay.session import MatchMode, ReplayContext
 from rrlab.rr.replay.session import Session as BaseSession
@@ -79,6 +81,15 @@ def prepare(ctx: ReplayContext) -> None:
     for rc in ctx.recording.conns:
         if rc.proto is Proto.MQTT:
             causes.plan(rc)
+
+
+def _correlation_pair(recorded: dict[str, Any], live: dict[str, Any]) -> list[tuple[str, str]]:
+    """(recorded, live) correlation data of two PUBLISH packets, when both have one and they
+    differ: a value the client chose by position, bound whole (bytes as `binary_text`)."""
+    rec, got = norm.correlation_data(recorded), norm.correlation_data(live)
+    if rec is None or got is None or rec == got:
+        return []
+    return [(binary_text(rec), binary_text(got))]
 
 
 class Session(BaseSession):
@@ -216,13 +227,23 @@ class Session(BaseSession):
         frame, rec_payload = plan.full(index)
         if frame.summary.get("packet") != live.get("packet"):
             return None
+        bindings = self.ctx.bindings
+        whole = _correlation_pair(frame.summary, live)  # bound whole, whatever its shape
+        if whole:
+            conflict = bindings.conflict(whole)
+            if conflict is not None:
+                self._fail(name, conflict.line(), live, payload, index)
+                return None
+            trial = bindings.trial(whole)  # the live correlation data put back
+            live = trial.value_to_recorded(live)
+            payload = trial.bytes_to_recorded(payload) if payload is not None else None
         ignore = self.causes.ignore
         rec_view = ignore.apply(norm.packet_view(frame.summary, rec_payload))
-        unified = self.ctx.bindings.unify(rec_view, ignore.apply(norm.packet_view(live, payload)))
+        unified = bindings.unify(rec_view, ignore.apply(norm.packet_view(live, payload)))
         if unified is None:
             return None
         where = f"mqtt live conn {self.link.live_id} {name}"
-        conflict = self.ctx.bindings.bind(unified.pairs, where)
+        conflict = bindings.bind(whole + unified.pairs, where)
         if conflict is not None:
             self._fail(name, conflict.line(), live, payload, index)
             return None
@@ -552,8 +573,11 @@ class Session(BaseSession):
         if closest is not None and self.plan is not None:
             frame, rec_payload = self.plan.full(closest)
             rec_summary = norm.view(frame.summary, rec_payload)
+            bindings, whole = self.ctx.bindings, _correlation_pair(frame.summary, live)
+            if whole and bindings.conflict(whole) is None:  # not named: it would bind
+                bindings = bindings.trial(whole)
             lines = norm.diff(
-                frame.summary, live, rec_payload, payload, self.causes.ignore, self.ctx.bindings
+                frame.summary, live, rec_payload, payload, self.causes.ignore, bindings
             )
         self.miss(api, reason, norm.view(live, payload), rec_summary, lines)
         if self.v5 and self.plan is not None:

@@ -10,15 +10,20 @@
 // fresh topics write the same bytes.
 //
 // Environment: CLIENT_COMPRESSION sets the producer's compression.type (gzip, snappy, lz4, zstd;
-// unset: the client's default, none).
+// unset: the client's default, none). CLIENT_ID=random gives the admin client, producer and
+// consumer one client.id, "svc-" + 8 random hex digits (new each run), and names the topic and
+// group by it (TOPIC.<client id>, GROUP.<client id>), as a service that names its own queues
+// does; OUT stays the same bytes.
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -35,6 +40,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
 
 public final class KafkaRoundTrip {
   private static final Duration DEADLINE = Duration.ofSeconds(90);
+  private static String clientId = null;
 
   public static void main(String[] args) throws Exception {
     if (args.length < 4 || args.length > 5) {
@@ -46,6 +52,11 @@ public final class KafkaRoundTrip {
     int count = Integer.parseInt(args[2]);
     Path out = Path.of(args[3]);
     String group = args.length == 5 ? args[4] : topic + ".group";
+    if ("random".equals(System.getenv("CLIENT_ID"))) {
+      clientId = String.format("svc-%08x", new SecureRandom().nextInt());
+      topic = topic + "." + clientId;
+      group = group + "." + clientId;
+    }
 
     createTopic(bootstrap, topic);
     produce(bootstrap, topic, count);
@@ -66,6 +77,9 @@ public final class KafkaRoundTrip {
       throws InterruptedException, ExecutionException {
     Properties props = new Properties();
     props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    if (clientId != null) {
+      props.put(CommonClientConfigs.CLIENT_ID_CONFIG, clientId);
+    }
     try (Admin admin = Admin.create(props)) {
       admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get();
     } catch (ExecutionException e) {
@@ -79,6 +93,9 @@ public final class KafkaRoundTrip {
       throws InterruptedException, ExecutionException {
     Properties props = new Properties();
     props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    if (clientId != null) {
+      props.put(CommonClientConfigs.CLIENT_ID_CONFIG, clientId);
+    }
     props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     String compression = System.getenv("CLIENT_COMPRESSION");
@@ -100,6 +117,9 @@ public final class KafkaRoundTrip {
   private static List<String> consume(String bootstrap, String topic, String group, int count) {
     Properties props = new Properties();
     props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+    if (clientId != null) {
+      props.put(CommonClientConfigs.CLIENT_ID_CONFIG, clientId);
+    }
     props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
     props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
