@@ -294,6 +294,10 @@ def run(args: argparse.Namespace) -> int:
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.callWhenRunning(server.announce)
+    if args.metrics_file:
+        # prometheus-client loaded once listening, while the client starts: neither before
+        # listening nor at exit, when the report is awaited
+        reactor.callWhenRunning(reactor.callLater, 0, lambda: server.report.registry)
     reactor.run()
     server.finish()
     observer.flush()

@@ -411,6 +411,9 @@ def _serve_and_run(
                 env = sandbox.guard_env(env)
             interfaces = sandbox.interfaces()
             command = _start_command(args.cmd, env, aside, args.workdir)
+            # loaded while the command starts, not before serving: what `_metrics` needs at the end
+            import prometheus_client.openmetrics.exposition  # noqa: F401
+
             command_exit, ended_by = _supervise(command, misses, args.miss_grace, deadline)
     finally:
         serve_exit, serve_killed = server.stop(deadline)
