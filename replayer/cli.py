@@ -209,8 +209,8 @@ def _also_logging_misses(then: Callable[[Miss], None] | None, path: Path) -> Cal
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
+    from rrlab.rr.codecs import Proto
     from rrlab.rr.protocols import client_kind
-    from rrlab.rr.protocols.kafka.records import set_decompression_budget
     from rrlab.rr.replay.recording import Recording
 
     from .app import ReplayServer, StartError
@@ -218,14 +218,19 @@ def run(args: argparse.Namespace) -> int:
 
     limits, max_frame_bytes = limits_from(args)
     check_outputs(args)
-    # what a recorded or live Kafka batch may unpack to: the profile's own limit, else the frame
-    # budget (as the proxy sets it from its policy)
-    set_decompression_budget(limits.max_decompressed_bytes or max_frame_bytes)
     try:
         recording = Recording.open(args.cassette, classify=client_kind)
     except CassetteError as exc:
         print(f"rrlab serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if any(proto == Proto.KAFKA for proto, _port in recording.listeners()):
+        # (opening reads summaries only: no batch is unpacked before this; a cassette with no
+        # Kafka listener never imports the Kafka stack)
+        from rrlab.rr.protocols.kafka.records import set_decompression_budget
+
+        # what a recorded or live Kafka batch may unpack to: the profile's own limit, else the
+        # frame budget (as the proxy sets it from its policy)
+        set_decompression_budget(limits.max_decompressed_bytes or max_frame_bytes)
     ports = port_map([p for _proto, p in recording.listeners()], args.port_offset, args.listen)
     rules = load_rules(recording.path, args.ignore_field, args.ignore_header)
     options = ReplayOptions(
@@ -289,6 +294,10 @@ def run(args: argparse.Namespace) -> int:
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.callWhenRunning(server.announce)
+    if args.metrics_file:
+        # prometheus-client loaded once listening, while the client starts: neither before
+        # listening nor at exit, when the report is awaited
+        reactor.callWhenRunning(reactor.callLater, 0, lambda: server.report.registry)
     reactor.run()
     server.finish()
     observer.flush()

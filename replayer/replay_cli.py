@@ -39,9 +39,6 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
-from prometheus_client.openmetrics.exposition import generate_latest
-
 from rrlab.options import add_cassette, add_command_argv, add_paths, add_write_root
 from rrlab.rr.canonical import dumps
 from rrlab.rr.cassette import CassetteError
@@ -55,8 +52,6 @@ from . import cli as serve_cli
 from . import replay_all, sandbox
 from .cli import add_matching
 from .forked import ForkedChild, run_subcommand
-
-disable_created_metrics()  # `_created` samples are clock values: rr-metrics.txt stays comparable
 
 LISTENING = "rrlab serve: listening "
 LISTEN_HOST = "127.0.0.1"  # where `rrlab serve` listens (replayer.app)
@@ -416,6 +411,9 @@ def _serve_and_run(
                 env = sandbox.guard_env(env)
             interfaces = sandbox.interfaces()
             command = _start_command(args.cmd, env, aside, args.workdir)
+            # loaded while the command starts, not before serving: what `_metrics` needs at the end
+            import prometheus_client.openmetrics.exposition  # noqa: F401
+
             command_exit, ended_by = _supervise(command, misses, args.miss_grace, deadline)
     finally:
         serve_exit, serve_killed = server.stop(deadline)
@@ -843,6 +841,11 @@ def _report(args, recording, served, checked, verdict, why, asked, used) -> dict
 
 def _metrics(served: Served, checked: list[Checked]) -> bytes:
     """The fake broker's counters plus artifact results, one OpenMetrics snapshot."""
+    # imported here, not at start-up: only a run that writes --metrics pays for it
+    from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    disable_created_metrics()  # `_created` samples are clock values: stays comparable
     registry = CollectorRegistry()
     counter = Counter(
         "rrlab_replay_artifacts",

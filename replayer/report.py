@@ -3,7 +3,9 @@ A recorded behaviour frame (publish, ack, subscribe, ...: `rr.replay.recording.R
 unused is also a miss, whatever the profile: the live command never did what was recorded.
 
 The same counters feed `/metrics` (prometheus-client, a private registry) and the canonical JSON
-report written at the end (`replay-report.json`), which holds no clock value.
+report written at the end (`replay-report.json`), which holds no clock value. The registry is
+built on first use (from the tallies kept meanwhile), so a fake broker's start-up does not pay
+for importing prometheus-client before it listens.
 """
 
 from __future__ import annotations
@@ -11,17 +13,15 @@ from __future__ import annotations
 import itertools
 from collections import Counter as Tally
 from collections.abc import Callable
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
-from prometheus_client.openmetrics.exposition import generate_latest
+from typing import TYPE_CHECKING, Any
 
 from rrlab.rr.canonical import dumps
 from rrlab.rr.codecs import Proto
 from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 from rrlab.rr.replay.session import Miss
 
-disable_created_metrics()  # `_created` samples are clock values: snapshots stay comparable
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
 
 #: Misses and unused frames listed in the report at most (the counts are always whole).
 MAX_LISTED = 200
@@ -31,21 +31,13 @@ OUTCOMES = ("matched", "synthesized", "missed", "unused")
 
 class ReplayReport:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self._frames = Counter(
-            "rrlab_replay_frames",
-            "Live client frames and recorded frames, by what the replay did with them",
-            ["proto", "api", "outcome"],
-            registry=self.registry,
-        )
-        self._connections = Counter(
-            "rrlab_replay_connections",
-            "Live connections accepted, by whether they bound to a recorded connection",
-            ["proto", "bound"],
-            registry=self.registry,
-        )
+        self._registry: CollectorRegistry | None = None  # built on first use: `registry`
+        self._frames: Counter | None = None
+        self._connections: Counter | None = None
         self._children: dict[tuple[str, str, str], Any] = {}  # labels -> the counter's child
         self.tally: Tally[tuple[str, str, str]] = Tally()
+        #: connections accepted, by (proto, bound "yes"/"no"), in first-seen order
+        self.connection_tally: Tally[tuple[str, str]] = Tally()
         self.misses: list[Miss] = []
         self.miss_count = 0
         self.unused: list[dict[str, Any]] = []
@@ -58,11 +50,42 @@ class ReplayReport:
         self.notes: list[str] = []
         self.on_miss: Callable[[Miss], None] | None = None
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The private prometheus-client registry of the counters, built on first use from the
+        tallies counted so far (same series, same values, same order as if counted live)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
+
+            disable_created_metrics()  # `_created` samples are clock values: stay comparable
+            registry = CollectorRegistry()
+            self._frames = Counter(
+                "rrlab_replay_frames",
+                "Live client frames and recorded frames, by what the replay did with them",
+                ["proto", "api", "outcome"],
+                registry=registry,
+            )
+            self._connections = Counter(
+                "rrlab_replay_connections",
+                "Live connections accepted, by whether they bound to a recorded connection",
+                ["proto", "bound"],
+                registry=registry,
+            )
+            for key, n in self.tally.items():
+                self._children[key] = child = self._frames.labels(*key)
+                child.inc(n)
+            for labels, n in self.connection_tally.items():
+                self._connections.labels(*labels).inc(n)
+            self._registry = registry
+        return self._registry
+
     # -- while serving -------------------------------------------------------------------------
 
     def count(self, proto: Proto | str, api: str, outcome: str, n: int = 1) -> None:
         key = (str(proto), api, outcome)
         self.tally[key] += n
+        if self._frames is None:  # no registry yet: the tally is the count
+            return
         child = self._children.get(key)
         if child is None:  # prometheus-client's labels() checks and locks on every call
             child = self._children[key] = self._frames.labels(*key)
@@ -75,7 +98,10 @@ class ReplayReport:
         self.count(proto, api, "synthesized", n)
 
     def connection(self, proto: Proto | str, bound: bool) -> None:
-        self._connections.labels(str(proto), "yes" if bound else "no").inc()
+        labels = (str(proto), "yes" if bound else "no")
+        self.connection_tally[labels] += 1
+        if self._connections is not None:
+            self._connections.labels(*labels).inc()
 
     def miss(self, miss: Miss) -> None:
         self.count(miss.proto, miss.api, "missed")
@@ -177,6 +203,8 @@ class ReplayReport:
 
     def metrics_text(self) -> bytes:
         """OpenMetrics exposition of the counters (ends with `# EOF`)."""
+        from prometheus_client.openmetrics.exposition import generate_latest
+
         return generate_latest(self.registry)
 
     def closing_line(self, strict: bool) -> str:

@@ -5,10 +5,17 @@ use. Each case runs in a fresh interpreter (this one has imported everything alr
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from rrlab.rr.codecs import Proto
+from rrlab.rr.replay.recording import Recording
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def modules_after(code: str) -> set[str]:
@@ -53,3 +60,46 @@ def test_a_kafka_protocol_loads_no_amqp_or_mqtt_code():
 def test_serving_loads_no_web_server_without_metrics_port():
     loaded = modules_after("import rrlab.replayer.cli, rrlab.replayer.app")
     assert "twisted.web.server" not in loaded
+
+
+def test_serving_loads_no_metrics_library_or_unused_codec_libraries():
+    """prometheus-client is for /metrics and the snapshot at exit; the compression libraries are
+    for the first compressed batch, crc32c for the first rewritten one: none before listening."""
+    loaded = modules_after(
+        "import rrlab.replayer.cli, rrlab.replayer.app, rrlab.replayer.replay_cli\n"
+        "from rrlab.rr.protocols import protocol_for\n"
+        "protocol_for('kafka')"
+    )
+    assert "rrlab.rr.protocols.kafka.records" in loaded
+    for deferred in ("prometheus_client", "cramjam", "lz4", "zstandard", "crc32c"):
+        assert deferred not in loaded, deferred
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serving_an_amqp_cassette_loads_no_kafka_code(tmp_path):
+    """`rrlab serve` of a cassette with no Kafka listener, stopped when its reactor would start
+    (after it listens): the Kafka stack (kio, the sessions) was never imported."""
+    cassette = ROOT / "cassettes" / "worker-amqp-rabbitmq"
+    recording = Recording.open(cassette, classify=None)
+    assert {proto for proto, _port in recording.listeners()} == {Proto.AMQP}
+    argv = ["serve", "--cassette", str(cassette), "--report", str(tmp_path / "report.json")]
+    for _proto, port in recording.listeners():
+        argv += ["--listen", f"{port}={free_port()}"]
+    loaded = modules_after(
+        "import os\n"
+        "from twisted.internet import reactor\n"
+        "def stop(*args, **kwargs):\n"
+        "    print(json.dumps(sorted(sys.modules)), flush=True)\n"
+        "    os._exit(0)\n"
+        "reactor.run = stop\n"
+        "from rrlab.cli import main\n"
+        f"main({argv!r})"
+    )
+    assert "rrlab.rr.protocols.amqp" in loaded  # it did reach serving
+    for kafka in ("rrlab.rr.protocols.kafka", "kio"):
+        assert kafka not in loaded, kafka

@@ -16,17 +16,14 @@ small frame cannot unpack into far more memory than the largest frame allowed (a
 - zstd (zstandard): a streaming reader, a chunk at a time, across frames.
 
 The result is a read-only view (kio's varint readers refuse writable buffers) over the one buffer
-the output was built in: no second copy.
+the output was built in: no second copy. Each codec's library is imported on its first batch, not
+with this module: most sessions never compress, and the fake broker's start-up stays short.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-
-import cramjam
-import lz4.frame
-import zstandard
 
 #: decompressed bytes per step: memory stays near the budget, not above it
 CHUNK = 1024 * 1024
@@ -84,6 +81,8 @@ def gunzip_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
 
 def unsnappy_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
     """Raw or xerial-framed snappy; every block's declared length is checked before decoding."""
+    import cramjam
+
     blocks = _xerial_blocks(data) if bytes(data[:8]) == XERIAL_MAGIC else [data]
     try:
         sizes = [cramjam.snappy.decompress_raw_len(block) for block in blocks]
@@ -127,6 +126,8 @@ def _xerial_blocks(data: memoryview | bytes) -> list[memoryview]:
 
 def unlz4_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
     """Every LZ4 frame of `data`, a chunk at a time and never past `max_bytes`."""
+    import lz4.frame
+
     out = bytearray()
     rest = bytes(data)
     try:
@@ -154,6 +155,8 @@ def unzstd_bounded(data: memoryview | bytes, max_bytes: int) -> bytearray:
     A truncated last frame ends the output early (zstandard's reader does not say so); the
     record reader then finds records missing and says which.
     """
+    import zstandard
+
     out = bytearray()
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import crc32c
 from kio.serial.errors import SerialError
 from kio.serial.readers import (
     read_int8,
@@ -334,6 +333,8 @@ def restamp_batch(batch: bytes, fn: Callable[[bytes], bytes]) -> bytes:
         pos = raw.end
     if not changed:
         return batch
+    import crc32c  # here, not at start-up: only a rewritten batch needs a new CRC
+
     tail = bytes(buf[21:_BATCH_OVERHEAD]) + bytes(out)  # attributes .. records: what the CRC covers
     length = len(tail) + 9  # partition leader epoch (4), magic (1), crc (4)
     return (
