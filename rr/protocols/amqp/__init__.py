@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rrlab.rr.codecs import Proto
-from rrlab.rr.protocols.base import Description, WireProtocol, describe_any, finish
+from rrlab.rr.protocols.base import Description, FrameRef, WireProtocol, describe_any, finish
 from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
@@ -82,7 +82,7 @@ class AmqpProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
-    def delivery_causes(self, ctx: Any) -> Mapping[tuple[int, int], tuple[int, int]]:
+    def delivery_causes(self, ctx: Any) -> Mapping[FrameRef, FrameRef]:
         shared = ctx.shared.get(Proto.AMQP)
         if shared is None or shared.causes is None:
             replay.prepare(ctx)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.protocols.base import FrameRef
 from rrlab.rr.replay.recording import RecFrame, Recording
 
 from .codec import frame_channel
@@ -31,7 +32,6 @@ C2S = Direction.C2S
 #: server methods that hand a client a message some publish produced
 DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
 
-FrameRef = tuple[int, int]  # (recorded connection id, frame index)
 #: the first bytes of those methods' frames: type 1 (method), then class and method ids at 7
 _DELIVERY_IDS = (b"\x00\x3c\x00\x3c", b"\x00\x3c\x00\x47")  # 60.60, 60.71
 #: frame types of a message's content: header (2) and body (3)
@@ -188,7 +188,7 @@ def _in_recorded_order(
     held for its consumer goes out after the Basic.ConsumeOk its own channel's step releases
     later, as recorded. It takes the hand-over order of the frame it goes before (what goes
     out together is sent in hand-over order, stably)."""
-    order, conn, frame, _after = item
+    _order, conn, frame, _after = item
     pos = len(queue)
     while pos and queue[pos - 1][1] == conn and queue[pos - 1][2].index > frame.index:
         pos -= 1

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rrlab.rr.codecs import Proto
-from rrlab.rr.protocols.base import Description, WireProtocol, clip, describe_any, finish
+from rrlab.rr.protocols.base import Description, FrameRef, WireProtocol, clip, describe_any, finish
 from rrlab.rr.replay.recording import Role
 
 from . import normalize as match_rules
@@ -40,7 +40,7 @@ class MqttProtocol(WireProtocol):
     def prepare(self, ctx: Any) -> None:
         replay.prepare(ctx)
 
-    def delivery_causes(self, ctx: Any) -> Mapping[tuple[int, int], tuple[int, int]]:
+    def delivery_causes(self, ctx: Any) -> Mapping[FrameRef, FrameRef]:
         if Proto.MQTT not in ctx.shared:
             replay.prepare(ctx)
         return ctx.shared[Proto.MQTT].cause_of

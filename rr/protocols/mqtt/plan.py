@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.diff import NO_IGNORE, Ignore
+from rrlab.rr.protocols.base import FrameRef
 from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 
 from . import normalize as norm
@@ -149,9 +150,6 @@ class Plan:
         decoder.protocol_level = 5 if self.v5 else 4  # type: ignore[attr-defined]
         body = decoder.decode(frame.dir, frame.raw).body
         return frame, body.payload if body is not None else None
-
-
-FrameRef = tuple[int, int]  # (recorded connection id, frame index)
 
 
 class Causes:
