@@ -12,7 +12,6 @@ about connections whose recording broke (framing, rewrite, redaction; `--strict`
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -48,6 +47,7 @@ from rrlab.rr.cassette.reader import load_manifest
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.base import clip
+from rrlab.rr.protocols.mqtt.normalize import correlation_data
 from rrlab.rr.replay.bindings import Origin, Recognizer, binary_text, shown
 from rrlab.rr.replay.recording import Recording
 from rrlab.rr.replay.waits import Wait, delivery_waits
@@ -284,13 +284,11 @@ class Bindable:
             return
         summary = f.summary
         values = self.found.setdefault(f.conn, {})
-        props = summary.get("properties")
-        data = props.get("correlation_data") if isinstance(props, dict) else None
-        if isinstance(data, dict) and isinstance(data.get("base64"), str):
+        data = correlation_data(summary)
+        if data is not None:
             # MQTT 5 correlation data: bound whole by position, shown as text (or 0x + hex)
-            value = shown(binary_text(base64.b64decode(data["base64"])))
-            values.setdefault(value, "correlation data")
-            rest = {k: v for k, v in props.items() if k != "correlation_data"}
+            values.setdefault(shown(binary_text(data)), "correlation data")
+            rest = {k: v for k, v in summary["properties"].items() if k != "correlation_data"}
             summary = {**summary, "properties": rest}  # (not scanned again as a token)
         text = json.dumps(summary, ensure_ascii=False)
         text += "\n" + payload_of(f).decode("utf-8", "replace")
