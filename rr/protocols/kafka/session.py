@@ -242,6 +242,13 @@ class Session(BaseSession):
         elif bound is None or world.client_ids.get(bound.id) != live_id:
             self._bind_client_id()  # claimed by its request alone, or not at all
 
+    def _bind_without_request(self) -> None:
+        """A connection whose first request names no recorded one to claim (a Produce or a
+        Fetch first): its client id binds to the one recorded client id alike, once."""
+        if not self._bind_tried:
+            self._bind_tried = True
+            self._bind_client_id()
+
     def _bind_client_id(self, rec_id: str | None = None) -> None:
         """Bind the live client id to `rec_id`, or else to the one recorded client id alike."""
         if rec_id is None:
@@ -450,9 +457,7 @@ class Session(BaseSession):
 
     def _produce(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
-        if not self._bind_tried:  # a connection that produces first: no request to claim by
-            self._bind_tried = True
-            self._bind_client_id()
+        self._bind_without_request()  # a connection that produces first
         to_recorded = self.ctx.bindings.to_recorded
         results: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (error, base, start)
         missed = False
@@ -553,9 +558,7 @@ class Session(BaseSession):
 
     def _fetch(self, api: int, version: int, corr: int, body: Any) -> None:
         world = self.world
-        if not self._bind_tried:  # a connection that fetches first: no request to claim by
-            self._bind_tried = True
-            self._bind_client_id()
+        self._bind_without_request()  # a connection that fetches first
         to_recorded = self.ctx.bindings.to_recorded
         cls = response_schema(FETCH, version)
         topic_cls = item_cls(cls, "responses")
