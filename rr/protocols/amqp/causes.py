@@ -200,9 +200,10 @@ def _in_recorded_order(
 
 class DeliveryGate:
     """One live session's recorded server frames on their way out: each channel's in recorded
-    order, held from the first delivery whose publish has not matched live until it has. The
-    channels are independent: a delivery held on one never holds back another channel's frames
-    (an answer the client waits for before it publishes what the delivery waits for)."""
+    order, held from the first delivery whose publish (or its consumer's Basic.Consume) has not
+    matched live until it has. The channels are independent: a delivery held on one never
+    holds back another channel's frames (an answer the client waits for before it publishes
+    what the delivery waits for)."""
 
     def __init__(self, causes: Causes, send: Callable[[list[RecFrame], RecFrame | None], None]):
         self.causes = causes
