@@ -62,15 +62,18 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker), unit tests,
-## live-broker tests. What the cassettes' commands need is fetched first (make prepare).
+## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker), unit tests
+## (two workers: that tier binds no fixed port), live-broker tests. What the cassettes' commands
+## need is fetched first (make prepare).
 test: venv sysdeps prepare
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/rrlab arch check
 	tools/replay-cassettes --profile ci_replay
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests/replay
+	$(BIN)/pytest -q -n 2 tests/unit
+	$(BIN)/pytest -q tests/live
 
 ## Unit tests only (no broker, no replay).
 test-unit: venv
