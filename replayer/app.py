@@ -4,9 +4,10 @@ serve until SIGTERM/SIGINT, then write the report and pick the exit code."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,11 @@ class ReplayServer:
         self.sessions = 1
         self._bound_before = 0  # recorded connections bound in the sessions already over
 
-    def listen_all(self) -> None:
+    def listen_all(self, adopted: Mapping[int, int] | None = None) -> None:
         """Bind every listener before serving anything; a taken port is a usage error, a
-        recording a protocol cannot model a StartError."""
+        recording a protocol cannot model a StartError. `adopted`: {live port: fd} of sockets
+        `rrlab replay` bound and listens on already (early_listen), taken over as they are."""
+        adopted = dict(adopted or {})
         for proto in {lst.proto for lst in self.listeners}:
             try:
                 protocol_for(proto).prepare(self.ctx)
@@ -94,9 +97,13 @@ class ReplayServer:
             for lst in self.listeners:
                 contexts = self.session_context if self.reopen is not None else None
                 factory = ReplayFactory(self.ctx, lst, self.limits, contexts)
-                self.ports.append(
-                    self.reactor.listenTCP(lst.live_port, factory, interface=LISTEN_HOST)
-                )
+                fd = adopted.pop(lst.live_port, None)
+                if fd is None:
+                    port = self.reactor.listenTCP(lst.live_port, factory, interface=LISTEN_HOST)
+                else:  # Twisted listens on a copy of it
+                    port = self.reactor.adoptStreamPort(fd, socket.AF_INET, factory)
+                    os.close(fd)
+                self.ports.append(port)
         except twisted_error.CannotListenError as exc:
             self.stop_listening()
             raise UsageError(

@@ -19,6 +19,8 @@ from rrlab.rr.policy import Limits, PolicyError, check_writable, get_profile
 from rrlab.rr.replay.session import MatchMode, Pace, PortMap, ReplayOptions
 from rrlab.rr.usage import EXIT_USAGE, UsageError
 
+from . import early_listen
+
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
@@ -48,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="move one recorded listen port to PORT (overrides --port-offset for it)",
     )
     p.add_argument("--strict", action="store_true", help="unused recorded client frames fail")
+    # sockets `rrlab replay` bound for us (early_listen): LIVE_PORT=FD, not for users
+    p.add_argument(early_listen.FLAG, action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument(
         "--repeat",
         action="store_true",
@@ -273,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     if args.miss_log:
         server.report.on_miss = _also_logging_misses(server.report.on_miss, Path(args.miss_log))
     try:
-        server.listen_all()
+        server.listen_all(early_listen.parse(args.listen_fd))
     except StartError as exc:  # one line on the terminal (rrlab's usage error); the
         _log_start_failure(args.log_file, exc)  # traceback in --log-file only
         raise

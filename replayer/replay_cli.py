@@ -28,14 +28,16 @@ import difflib
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,7 +51,7 @@ from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, UsageError
 
 from . import cli as serve_cli
-from . import replay_all, sandbox
+from . import early_listen, replay_all, sandbox
 from .cli import add_matching
 from .forked import ForkedChild, run_subcommand
 
@@ -264,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
                 args, recording, policy.strict, used, serve_report, aside, deadline
             )
         except Interrupted as exc:
-            print(f"rrlab replay: interrupted ({exc}) before the command started", file=sys.stderr)
+            print(
+                f"rrlab replay: interrupted ({exc}) before the fake broker served", file=sys.stderr
+            )
             return 128 + exc.signum
         ran = served.command_exit is not None
         earlier = aside.settle() if ran else {}
@@ -399,22 +403,35 @@ def _serve_and_run(
     argv += ["--strict"] if strict else []
     argv += [a for f in args.ignore_field for a in ("--ignore-field", f)]
     argv += [a for h in args.ignore_header for a in ("--ignore-header", h)]
-    server = _FakeBroker(_start_serve(argv), len(recording.listeners()))
+    live_ports = serve_cli.port_map([p for _, p in recording.listeners()], args.port_offset, [])
+    bound = early_listen.bind(live_ports.moves.values())  # taken: exit 2, nothing started
+    try:
+        server = _FakeBroker(_start_serve([*argv, *early_listen.flags(bound)], bound), len(bound))
+    finally:
+        early_listen.close(bound)  # the fake broker holds its own copies
     command_exit: int | None = None
     ended_by: str | None = "timeout"
     interfaces: list[str] = []
     try:
-        if _until_signalled(server.wait_listening, deadline):
-            env = dict(os.environ)
-            env.pop(sandbox.INSIDE_ENV, None)
-            if used is sandbox.Sandbox.GUARD:
-                env = sandbox.guard_env(env)
-            interfaces = sandbox.interfaces()
-            command = _start_command(args.cmd, env, aside, args.workdir)
-            # loaded while the command starts, not before serving: what `_metrics` needs at the end
-            import prometheus_client.openmetrics.exposition  # noqa: F401
+        # at once: the command's start-up overlaps the fake broker's, whose sockets already
+        # listen (its clients wait in their backlog until it accepts)
+        env = dict(os.environ)
+        env.pop(sandbox.INSIDE_ENV, None)
+        if used is sandbox.Sandbox.GUARD:
+            env = sandbox.guard_env(env)
+        interfaces = sandbox.interfaces()
+        command = _start_command(args.cmd, env, aside, args.workdir)
+        # loaded while the command starts, not before serving: what `_metrics` needs at the end
+        import prometheus_client.openmetrics.exposition  # noqa: F401
 
-            command_exit, ended_by = _supervise(command, misses, args.miss_grace, deadline)
+        command_exit, ended_by = _supervise(
+            command, misses, args.miss_grace, deadline, server.gave_up
+        )
+        try:  # judged once it listened: "did not start" is exit 2, whatever the command did
+            _until_signalled(server.wait_listening, deadline)
+        except (UsageError, Interrupted):
+            aside.restore()
+            raise
     finally:
         serve_exit, serve_killed = server.stop(deadline)
     data = json.loads(report.read_bytes()) if report.exists() else {}
@@ -430,14 +447,18 @@ def _serve_and_run(
     )
 
 
-def _start_serve(argv: list[str]) -> ForkedChild | subprocess.Popen[str]:
+def _start_serve(
+    argv: list[str], bound: Mapping[int, socket.socket]
+) -> ForkedChild | subprocess.Popen[str]:
     """`rrlab serve ARGV`: forked where replay runs alone in its process (the CLI), so the child
     starts with everything replay imported; a new interpreter where other threads run (replay
-    called as a function inside a larger program, which must not be forked)."""
+    called as a function inside a larger program, which must not be forked). Either way it
+    inherits the listening sockets `bound`."""
     if threading.active_count() == 1:
         return ForkedChild(lambda: run_subcommand(serve_cli.register, "serve", argv))
     return subprocess.Popen(
         [sys.executable, "-m", "rrlab", "serve", *argv],
+        pass_fds=[sock.fileno() for sock in bound.values()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -482,6 +503,10 @@ class _FakeBroker:
             sys.stderr.flush()
             if line.strip():
                 self.last_err = line.strip()
+
+    def gave_up(self) -> bool:
+        """It exited before it listened (it could not serve this cassette)."""
+        return self.listening.is_set() and not self.bound
 
     def wait_listening(self, deadline: float | None) -> bool:
         """True once every listener is bound (however long opening the cassette takes); False
@@ -543,7 +568,7 @@ class _FakeBroker:
 
 
 class Interrupted(Exception):
-    """SIGTERM/SIGINT before the command started: stop the fake broker, run nothing."""
+    """SIGTERM/SIGINT while waiting for the fake broker to listen: stop it, judge nothing."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -601,10 +626,15 @@ def _start_command(
 
 
 def _supervise(
-    command: subprocess.Popen, misses: _MissWatch, grace: float, deadline: float | None
+    command: subprocess.Popen,
+    misses: _MissWatch,
+    grace: float,
+    deadline: float | None,
+    broker_gave_up: Callable[[], bool],
 ) -> tuple[int, str | None]:
-    """Wait for CMD; end its process group `grace` s after the first miss, or at the deadline.
-    SIGTERM/SIGINT sent to replay go to the whole group. (exit code, what ended it or None)."""
+    """Wait for CMD; end its process group `grace` s after the first miss, at the deadline, or
+    when the fake broker exited without serving. SIGTERM/SIGINT sent to replay go to the whole
+    group. (exit code, what ended it or None)."""
 
     def forward(signum: int, _frame: Any) -> None:
         _signal_group(command, signum)
@@ -618,6 +648,8 @@ def _supervise(
                 ended_by = "miss_grace"
             elif deadline is not None and time.monotonic() >= deadline:
                 ended_by = "timeout"
+            elif broker_gave_up():
+                ended_by = "no_broker"
             else:
                 continue
             code = _end_group(command)
@@ -643,6 +675,21 @@ def _signal_group(command: subprocess.Popen, signum: int) -> None:
 
 
 def _wait(proc: subprocess.Popen[Any] | ForkedChild, seconds: float) -> int | None:
+    """Its exit code once it exits within `seconds`, else None. Woken by the exit itself (a
+    pidfd, Linux) rather than Popen.wait's polling, which notices an exit up to 50 ms late:
+    time added to every replay."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux (>= 5.3), or gone meanwhile
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], seconds)
+        finally:
+            os.close(pidfd)
+        return proc.poll()
     try:
         return proc.wait(seconds)
     except subprocess.TimeoutExpired:

@@ -23,8 +23,6 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TextIO
 
-from twisted.logger import LogLevel, formatEvent, globalLogBeginner
-
 from rrlab.rr.usage import UsageError
 
 FORMATS = ("human", "json")
@@ -32,13 +30,10 @@ FORMATS = ("human", "json")
 #: seconds in which warnings and errors of one kind are shown once, the rest counted
 REPEAT_WINDOW_S = 10.0
 
-_LEVELS = {
-    LogLevel.debug: "DEBUG",
-    LogLevel.info: "INFO",
-    LogLevel.warn: "WARN",
-    LogLevel.error: "ERROR",
-    LogLevel.critical: "CRIT",
-}
+#: twisted.logger's level names (LogLevel.NAME.name): compared by name, so that a command that
+#: never logs through Twisted (`rrlab replay`'s own process) never imports it (0.15 s)
+_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARN", "error": "ERROR", "critical": "CRIT"}
+_IMPORTANT = frozenset({"warn", "error", "critical"})
 _COLOURS = {"WARN": "\x1b[33m", "ERROR": "\x1b[31;1m", "CRIT": "\x1b[31;1m"}
 _RESET = "\x1b[0m"
 _CLEAR = "\r\x1b[K"
@@ -137,7 +132,9 @@ class Console:
             self.out.flush()
 
     def human_line(self, event: dict[str, Any]) -> str:
-        level = _LEVELS.get(event.get("log_level"), "INFO")
+        from twisted.logger import formatEvent
+
+        level = _LEVELS.get(_level_name(event), "INFO")
         stamp = time.strftime("%H:%M:%S", time.localtime(event.get("log_time") or time.time()))
         text = formatEvent(event).replace("\n", " ")
         failure = event.get("log_failure")
@@ -150,12 +147,19 @@ class Console:
         return f"{stamp} {tag} {name + ': ' if name else ''}{text}"
 
 
+def _level_name(event: dict[str, Any]) -> str:
+    """The event's twisted.logger level by name (`info` when it has none)."""
+    return getattr(event.get("log_level"), "name", "info")
+
+
 def event_record(event: dict[str, Any]) -> dict[str, Any]:
     """A twisted.logger event as a flat JSON object: time, level, namespace, text, its fields."""
+    from twisted.logger import formatEvent
+
     level = event.get("log_level")
     record: dict[str, Any] = {
         "time": round(float(event.get("log_time") or time.time()), 6),
-        "level": level.name if isinstance(level, type(LogLevel.info)) else str(level),
+        "level": getattr(level, "name", None) or str(level),
         "namespace": event.get("log_namespace"),
         "text": formatEvent(event),
     }
@@ -182,6 +186,8 @@ def accept_failure(event: dict[str, Any]) -> dict[str, Any] | None:
         return {}
     else:
         return None
+    from twisted.logger import LogLevel
+
     number = getattr(errno, code, None)
     words = os.strerror(number).lower() if isinstance(number, int) else code
     return {
@@ -240,8 +246,7 @@ class LogObserver:
                 return
             event = translated
             self.accept_failures += 1
-        level = event.get("log_level", LogLevel.info)
-        important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
+        important = _level_name(event) in _IMPORTANT
         self.warnings += important
         record: dict[str, Any] | None = None
         if self.log_file is not None:  # the file keeps every event
@@ -282,21 +287,23 @@ class LogObserver:
 
     def _show(self, event: dict[str, Any], record: dict[str, Any] | None = None) -> None:
         """The event on the console (human line or JSON line), as the format decides."""
-        level = event.get("log_level", LogLevel.info)
-        important = level in (LogLevel.warn, LogLevel.error, LogLevel.critical)
+        level = _level_name(event)
+        important = level in _IMPORTANT
         if self.console.json:
             self.console.event(record or event_record(event))
             return
         name = event.get("event")
         if name in self.said or name in self.quiet or (name is None and not important):
             return
-        if level == LogLevel.debug:
+        if level == "debug":
             return
         self.console._line(self.console.err, self.console.human_line(event))
 
 
 def _repeat_event(last: dict[str, Any], count: int, seconds: float) -> dict[str, Any]:
     """The line that stands for `count` events like `last` held back over `seconds`."""
+    from twisted.logger import LogLevel, formatEvent
+
     fields = {k: v for k, v in last.items() if not k.startswith("log_")}
     return {
         **fields,
@@ -331,5 +338,7 @@ def start_logging(
         quiet=quiet,
         call_later=reactor.callLater if reactor is not None else None,
     )
+    from twisted.logger import globalLogBeginner
+
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     return observer
