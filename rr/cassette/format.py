@@ -504,7 +504,9 @@ def check_frame_line_v3(
     m = _CANONICAL_LINE_V3.fullmatch(line)
     if m is not None and (proto := _PROTOS.get(m.group(3))) is not None:
         conn, direction, size, raw_summary = m.group(1, 2, 5, 6)
-        summary = _memo_summary(raw_summary, memo, path, lineno)
+        summary = memo.get(raw_summary) if memo is not None else None  # inline: hot
+        if summary is None:
+            summary = _memo_summary(raw_summary, memo, path, lineno)
         frame_size = int(size)
     else:  # another spelling (edited by hand): the full decoder, with stand-in bytes
 
