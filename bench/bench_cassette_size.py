@@ -1,10 +1,12 @@
 """Big cassettes: opening, serving, stopping, verifying and repairing at 10 MB, 100 MB and 1 GB.
 
 Each cassette is generated (never committed) by copying the connections of a committed one
-(default `cassettes/worker-amqp-rabbitmq`, about 320 bytes a frame line) until frames.jsonl
-reaches the size, through the real CassetteWriter. Each copy's summaries carry the copy's number,
-so summaries repeat within a connection as in a real recording (about 60% of the lines here),
-never across copies (no cache sees the same connection twice). For each size, one row:
+(default `cassettes/worker-amqp-rabbitmq`, about 200 bytes a frame line and 70 bytes of frame)
+until frames.jsonl and frames.raw together reach the size (format 2: frames.jsonl alone, about
+320 bytes a line; compare per frame), through the real CassetteWriter. Each copy's summaries
+carry the copy's number, so summaries repeat within a connection as in a real recording (about
+60% of the lines here), never across copies (no cache sees the same connection twice). For each
+size, one row:
 
 - open: `Recording.open` in a fresh process (digest, every line validated, the index built),
   wall time and peak RSS;
@@ -50,8 +52,8 @@ MB = 1_000_000
 
 
 def generate(template: Path, dest: Path, size: int) -> tuple[int, int]:
-    """Copy the template's connections (new ids, recorded order) until frames.jsonl holds
-    `size` bytes; (frames, connections)."""
+    """Copy the template's connections (new ids, recorded order) until frames.jsonl and
+    frames.raw hold `size` bytes; (frames, connections)."""
     reader = CassetteReader.open(template)
     by_conn: dict[int, list] = {}
     for frame in reader.frames():
@@ -62,7 +64,11 @@ def generate(template: Path, dest: Path, size: int) -> tuple[int, int]:
     for route in reader.manifest.routes:
         writer.add_route(route["proto"], route["listen"], route["upstream"])
     conns = 0
-    while writer._file_bytes < size:
+
+    def written() -> int:
+        return writer._file_bytes + getattr(writer, "_raw_bytes", 0)
+
+    while written() < size:
         for conn_id, frames in by_conn.items():
             info = infos[conn_id]
             new = writer.open_connection(info.proto, info.listen, info.upstream)
@@ -71,7 +77,7 @@ def generate(template: Path, dest: Path, size: int) -> tuple[int, int]:
                 summary = {**f.summary, "bench_copy": conns}
                 writer.write_frame(new, f.dir, f.proto, summary, f.raw, f.redacted)
             writer.close_connection(new, info.close_reason)
-            if writer._file_bytes >= size:
+            if written() >= size:
                 break
     manifest = writer.finalize()
     return manifest.frame_count, conns
@@ -159,7 +165,9 @@ def crashed_copy(cassette: Path, dest: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,100,1000", help="frames.jsonl sizes in MB")
+    parser.add_argument(
+        "--sizes", default="10,100,1000", help="frames.jsonl + frames.raw sizes in MB"
+    )
     parser.add_argument("--template", default=str(ROOT / "cassettes" / "worker-amqp-rabbitmq"))
     parser.add_argument("--workdir", help="where to generate (default: a temp dir)")
     args = parser.parse_args(argv)

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budgets = Budgets()
     for name, what in (
         ("max_frames", "frames in the cassette"),
-        ("max_cassette_bytes", "bytes of frames.jsonl"),
+        ("max_cassette_bytes", "bytes of frames.jsonl and frames.raw"),
         ("max_frame_bytes", "raw bytes of one frame"),
     ):
         p.add_argument(

@@ -84,7 +84,7 @@ MiB = 1024 * 1024
 class Budgets:
     """Caps on one recording (the X07 rr policy's budgets). All counts are inclusive limits."""
 
-    max_cassette_bytes: int = 256 * MiB  # size of frames.jsonl
+    max_cassette_bytes: int = 256 * MiB  # size of frames.jsonl and frames.raw
     max_frames: int = 1_000_000
     max_frame_bytes: int = 64 * MiB  # raw wire bytes of one frame
 

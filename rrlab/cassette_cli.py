@@ -37,6 +37,7 @@ from rrlab.rr.cassette.format import (
     CONNECTIONS_JOURNAL,
     FRAMES_NAME,
     MANIFEST_NAME,
+    RAW_NAME,
     TIMING_NAME,
     ConnectionInfo,
     Manifest,
@@ -191,7 +192,7 @@ def _copy_recording(src: str, dest: str) -> None:
     cassette without following a link (a plain tree copy would copy a link's target)."""
     os.mkdir(dest)
     with CassetteDir(src) as root:
-        for name in (MANIFEST_NAME, FRAMES_NAME, TIMING_NAME, CONNECTIONS_JOURNAL):
+        for name in (MANIFEST_NAME, FRAMES_NAME, RAW_NAME, TIMING_NAME, CONNECTIONS_JOURNAL):
             try:
                 fd = root.open(name)
             except FileNotFoundError:

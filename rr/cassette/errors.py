@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -185,3 +186,39 @@ class RepairedRefused(CassetteError):
             else "it was repaired after a crash (verify --repair), not finalized by its recorder"
         )
         super().__init__(path, f"refusing a repaired cassette (--strict): {why}; record it again")
+
+
+#: what a person calls the errors that stop a recording (the errno's own words otherwise)
+_ERRNO_WORDS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EIO: "I/O error",
+    errno.EROFS: "read-only file system",
+}
+
+
+def errno_words(exc: OSError) -> str:
+    """'disk full', 'I/O error', ... for an OSError: the words a closing line uses."""
+    words = _ERRNO_WORDS.get(exc.errno or 0)
+    return words or (exc.strerror or str(exc)).lower()
+
+
+class CassetteWriteFailed(CassetteError):
+    """Writing a cassette failed (disk full, I/O error, read-only file system). A recording
+    stops there: the frames already written stay, and `rrlab verify --repair` finalizes them
+    once there is room. `words` is the short cause ("disk full"), `errno_name` e.g. ENOSPC."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], what: str, exc: OSError, advice: str = ""
+    ) -> None:
+        self.errno = exc.errno
+        self.errno_name = errno.errorcode.get(exc.errno or 0, "E?")
+        self.words = errno_words(exc)
+        self.what = what
+        detail = f"{self.errno_name}: {exc.strerror}" if exc.strerror else self.errno_name
+        if not advice:
+            advice = (
+                "recording stopped, every frame written before is kept; free space, then run "
+                f"`rrlab verify --repair {path}`"
+            )
+        super().__init__(path, f"cannot write {what}: {self.words} ({detail}); {advice}")

@@ -1,12 +1,21 @@
 """Cassette on-disk shapes: the manifest, connection and frame records, and the line encodings.
 
+Format 3 (written now) keeps the wire bytes out of the frame lines: a line holds what the frame
+is (conn, dir, proto, summary) and its `size`; the bytes of every frame are in `frames.raw`, one
+after another in line order (a frame's bytes start where the sizes of the lines before it add
+up to: no offsets in the lines, so a frame that grew or shrank changes its own line only). The
+base64 copy of each frame made a cassette 1.5 to 7 times its wire bytes; now the sidecar is
+exactly the wire bytes and the lines are the readable part. `frames.raw` is covered by the
+manifest's digests like `frames.timing`, and marked `-diff` for git.
+
 Format 2 keeps the clock and the counter out of the frame lines: a line holds what the frame is
 (conn, dir, proto, raw bytes, summary); its seq is its line number (from 0) and `frames.timing`
 holds when it crossed (one line per frame: microseconds since the cassette started). So
 re-recording the same behaviour changes few lines of frames.jsonl: a reviewer's diff shows
 behaviour, and a frame that only moved (another connection's frame came first) is the same line.
-Both files are covered by the manifest's digests. Format 1 (`seq` and `t_us` in every frame
-line, no timing file) is still read.
+Both files are covered by the manifest's digests. Formats 1 (`seq` and `t_us` in every frame
+line, no timing file) and 2 (base64 `raw` in every line, no sidecar) are still read; `rrlab
+migrate` rewrites them as format 3.
 
 A frame line is canonical JSON (sorted keys, no spaces) built by hand around the base64 payload:
 encoding a 64 KiB frame through a JSON encoder costs a copy and a scan of a string that needs no
@@ -34,10 +43,12 @@ from .errors import MalformedFrame, MalformedManifest, UnsupportedFormat
 from .paths import safe_relpath
 from .stored_command import StoredCommand
 
-FORMAT = "rrlab.cassette/2"
+FORMAT = "rrlab.cassette/3"
+#: base64 `raw` in every frame line, times in frames.timing; read, never written (`rrlab migrate`)
+FORMAT_V2 = "rrlab.cassette/2"
 #: the first format: every frame line carries its `t_us`; read, never written (`rrlab migrate`)
 FORMAT_V1 = "rrlab.cassette/1"
-READABLE_FORMATS = (FORMAT, FORMAT_V1)
+READABLE_FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
 MANIFEST_NAME = "cassette.json"
 FRAMES_NAME = "frames.jsonl"
 #: when each frame crossed (format 2): one decimal line per frame line, microseconds since start
@@ -45,7 +56,9 @@ TIMING_NAME = "frames.timing"
 #: tells git the timing file is no text to diff: a re-recording's `git diff --stat` then shows
 #: frames.jsonl lines that changed behaviour and one `Bin` line for the clock
 GITATTRIBUTES_NAME = ".gitattributes"
-GITATTRIBUTES = b"frames.timing -diff\n"
+GITATTRIBUTES = b"frames.timing -diff\nframes.raw -diff\n"
+#: the wire bytes of every frame (format 3), in line order: each line's `size` bytes
+RAW_NAME = "frames.raw"
 #: connection open/close events of a recording in progress (gone once finalized; see writer)
 CONNECTIONS_JOURNAL = "connections.jsonl"
 ARTIFACTS_DIR = "artifacts"
@@ -64,16 +77,20 @@ class FrameRecord:
     raw: bytes
     redacted: bool = False
 
-    def to_dict(self, *, timed: bool = False) -> dict[str, Any]:
-        """The frame line's object (format 2); `timed`: with `seq` and `t_us`, as format 1
+    def to_dict(self, *, timed: bool = False, sidecar: bool = False) -> dict[str, Any]:
+        """The frame line's object: format 2 (base64 `raw`), or with `sidecar` format 3's
+        (`size`: the bytes are in frames.raw); `timed`: with `seq` and `t_us`, as format 1
         lines (and `rrlab inspect --json`) have them."""
         out: dict[str, Any] = {
             "conn": self.conn,
             "dir": str(self.dir),
             "proto": str(self.proto),
-            "raw": base64.b64encode(self.raw).decode("ascii"),
             "summary": self.summary,
         }
+        if sidecar:
+            out["size"] = len(self.raw)
+        else:
+            out["raw"] = base64.b64encode(self.raw).decode("ascii")
         if timed:
             out["seq"] = self.seq
             out["t_us"] = self.t_us
@@ -83,12 +100,18 @@ class FrameRecord:
 
 
 def frame_line_prefix(conn: int, direction: Direction, proto: Proto) -> bytes:
-    """The part of a frame line before the base64 payload (the same for a whole connection leg)."""
-    return b'{"conn":%d,"dir":"%s","proto":"%s","raw":"' % (
+    """The part of a format 3 frame line before its `redacted` and `size` (the same for a whole
+    connection leg)."""
+    return b'{"conn":%d,"dir":"%s","proto":"%s",' % (
         conn,
         str(direction).encode(),
         str(proto).encode(),
     )
+
+
+def frame_line_prefix_v2(conn: int, direction: Direction, proto: Proto) -> bytes:
+    """The part of a format 2 frame line before the base64 payload."""
+    return frame_line_prefix(conn, direction, proto) + b'"raw":"'
 
 
 def _refuse(value: object) -> object:
@@ -121,9 +144,14 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
-#: what follows a frame line's base64 payload, up to its summary (keys in code-point order)
+#: what follows a format 2 line's base64 payload, up to its summary (keys in code-point order)
 SUMMARY_KEY = b'","summary":'
 REDACTED_KEY = b'","redacted":true,"summary":'
+#: format 3: what follows the prefix of a redacted frame's line, before its size
+REDACTED_SIZE = b'"redacted":true,"size":'
+#: format 3: what follows the prefix of a frame's line, before its size; then `SIZE_SUMMARY`
+SIZE_KEY = b'"size":'
+SIZE_SUMMARY = b',"summary":'
 
 
 def _shared(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,9 +159,9 @@ def _shared(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 class EncodedSummary(dict):
-    """A frame summary with its canonical JSON (`json`) and the end of an unredacted frame line
-    that has it (`tail`: what follows the base64 payload), made once and shared by every frame
-    with it (the recorder's memo of repeating frames): read-only, so they never differ."""
+    """A frame summary with its canonical JSON (`json`) and the end of a frame line that has it
+    (`tail`: what follows the frame's size), made once and shared by every frame with it (the
+    recorder's memo of repeating frames): read-only, so they never differ."""
 
     __slots__ = ("json", "tail")
     __setitem__ = __delitem__ = __ior__ = _shared
@@ -142,7 +170,7 @@ class EncodedSummary(dict):
     def __init__(self, summary: Mapping[str, Any]) -> None:
         dict.__init__(self, summary)
         self.json = summary_json(summary)
-        self.tail = b"".join((SUMMARY_KEY, self.json, b"}\n"))
+        self.tail = b"".join((SIZE_SUMMARY, self.json, b"}\n"))
 
 
 #: summary -> a hashable key standing exactly for its encoding, or None: supplied by whoever
@@ -186,18 +214,19 @@ def _cached(cache_key: CacheKey) -> SummaryEncoder:
 def frame_line(
     prefix: bytes,
     summary: Mapping[str, Any],
-    raw: bytes,
+    size: int,
     redacted: bool,
     encode: SummaryEncoder = summary_json,
 ) -> bytes:
-    """One frame line from its `frame_line_prefix` (keys in code-point order: conn, dir, proto,
-    raw, redacted, summary); `encode` makes the summary's canonical JSON (an EncodedSummary
-    carries its own)."""
+    """One format 3 frame line from its `frame_line_prefix` (keys in code-point order: conn,
+    dir, proto, redacted, size, summary); `encode` makes the summary's canonical JSON (an
+    EncodedSummary carries its own)."""
     return b"".join(
         (
             prefix,
-            base64.b64encode(raw),
-            REDACTED_KEY if redacted else SUMMARY_KEY,
+            REDACTED_SIZE if redacted else SIZE_KEY,
+            b"%d" % size,
+            SIZE_SUMMARY,
             summary.json if summary.__class__ is EncodedSummary else encode(summary),
             b"}\n",
         )
@@ -212,8 +241,30 @@ def encode_frame_line(
     raw: bytes,
     redacted: bool = False,
 ) -> bytes:
-    """Canonical JSON line of one frame (== dumps_line(FrameRecord(...).to_dict()))."""
-    return frame_line(frame_line_prefix(conn, direction, proto), summary, raw, redacted)
+    """Canonical JSON format 3 line of one frame (== dumps_line(FrameRecord(...).to_dict(
+    sidecar=True))); `raw` goes to frames.raw."""
+    return frame_line(frame_line_prefix(conn, direction, proto), summary, len(raw), redacted)
+
+
+def encode_frame_line_v2(
+    conn: int,
+    direction: Direction,
+    proto: Proto,
+    summary: Mapping[str, Any],
+    raw: bytes,
+    redacted: bool = False,
+) -> bytes:
+    """Canonical JSON format 2 line of one frame (== dumps_line(FrameRecord(...).to_dict())):
+    what the tests make old cassettes with; never written by the recorder."""
+    return b"".join(
+        (
+            frame_line_prefix_v2(conn, direction, proto),
+            base64.b64encode(raw),
+            REDACTED_KEY if redacted else SUMMARY_KEY,
+            summary_json(summary),
+            b"}\n",
+        )
+    )
 
 
 def timing_line(t_us: int) -> bytes:
@@ -241,6 +292,9 @@ def parse_timing(data: bytes, *, path: str) -> list[int]:
 
 _FRAME_KEYS = {"conn", "dir", "proto", "raw", "summary"}
 _FRAME_KEYS_V1 = _FRAME_KEYS | {"seq", "t_us"}
+_FRAME_KEYS_V3 = {"conn", "dir", "proto", "size", "summary"}
+#: a frame's bytes (format 3): the bytes, or where to read a line's `size` of them from
+RawSource = bytes | Callable[[int], bytes]
 _FRAME_OPTIONAL = {"redacted"}
 
 
@@ -249,11 +303,17 @@ def _is_int(value: object) -> bool:
 
 
 def decode_frame_line(
-    line: bytes, *, path: str, lineno: int, t_us: int | None = None
+    line: bytes,
+    *,
+    path: str,
+    lineno: int,
+    t_us: int | None = None,
+    raw: RawSource | None = None,
 ) -> FrameRecord:
     """Parse one frames.jsonl line (with or without its newline) into a FrameRecord: a format 2
     line, its seq `lineno - 1` and its time from frames.timing (`t_us`), or with `t_us=None` a
-    format 1 line, which carries both."""
+    format 1 line, which carries both. With `raw` a format 3 line (timed like format 2), whose
+    bytes are `raw` (from frames.raw; a callable is given the line's size and reads them)."""
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -261,7 +321,10 @@ def decode_frame_line(
     if not isinstance(obj, dict):
         raise MalformedFrame(path, lineno, "not a JSON object")
     keys = set(obj)
-    required = _FRAME_KEYS if t_us is not None else _FRAME_KEYS_V1
+    if raw is not None:
+        required = _FRAME_KEYS_V3
+    else:
+        required = _FRAME_KEYS if t_us is not None else _FRAME_KEYS_V1
     if missing := required - keys:
         raise MalformedFrame(path, lineno, f"missing keys {sorted(missing)}")
     if unknown := keys - required - _FRAME_OPTIONAL:
@@ -282,12 +345,23 @@ def decode_frame_line(
     redacted = obj.get("redacted", False)
     if not isinstance(redacted, bool):
         raise MalformedFrame(path, lineno, "redacted must be true or false")
-    if not isinstance(obj["raw"], str):
-        raise MalformedFrame(path, lineno, "raw must be a base64 string")
-    try:
-        raw = base64.b64decode(obj["raw"], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedFrame(path, lineno, f"raw is not valid base64 ({exc})") from None
+    if raw is None:
+        if not isinstance(obj["raw"], str):
+            raise MalformedFrame(path, lineno, "raw must be a base64 string")
+        try:
+            raw = base64.b64decode(obj["raw"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedFrame(path, lineno, f"raw is not valid base64 ({exc})") from None
+    else:
+        size = obj["size"]
+        if not _is_int(size) or size < 0:
+            raise MalformedFrame(path, lineno, "size must be a non-negative integer")
+        if not isinstance(raw, bytes):
+            raw = raw(size)
+        if len(raw) != size:
+            raise MalformedFrame(
+                path, lineno, f"{RAW_NAME} ends inside this frame ({len(raw)} of its {size} bytes)"
+            )
     return FrameRecord(
         seq=obj["seq"] if t_us is None else lineno - 1,
         conn=obj["conn"],
@@ -310,9 +384,12 @@ def base64_len(size: int) -> int:
     return 4 * ((size + 2) // 3)
 
 
-def max_line_bytes(max_frame_bytes: int) -> int:
-    """The longest frames.jsonl line (newline included) a frame within the frame budget makes:
-    lines are read with this bound, so an over-long one is refused without being read whole."""
+def max_line_bytes(max_frame_bytes: int, *, sidecar: bool = False) -> int:
+    """The longest frames.jsonl line (newline included) a frame within the frame budget makes
+    (`sidecar`: format 3, its bytes not in the line): lines are read with this bound, so an
+    over-long one is refused without being read whole."""
+    if sidecar:
+        return max_frame_bytes + SUMMARY_SLACK
     return base64_len(max_frame_bytes) + max_frame_bytes + SUMMARY_SLACK
 
 
@@ -327,6 +404,11 @@ _LINE_HEAD = (
 _CANONICAL_LINE = re.compile(_LINE_HEAD + rb'"summary":(\{.*\})\}\n')
 _CANONICAL_LINE_V1 = re.compile(
     _LINE_HEAD + rb'"seq":(0|[1-9][0-9]*),"summary":(\{.*\}),"t_us":(?:0|[1-9][0-9]*)\}\n'
+)
+#: a format 3 line as the writer makes it: conn, dir, proto, redacted, size, summary
+_CANONICAL_LINE_V3 = re.compile(
+    rb'\{"conn":(0|[1-9][0-9]*),"dir":"(c2s|s2c)","proto":"([a-z]+)",'
+    rb'(?:"redacted":(true|false),)?"size":(0|[1-9][0-9]*),"summary":(\{.*\})\}\n'
 )
 _PROTOS = {p.value.encode(): p for p in Proto}
 _DIRECTIONS = {d.value.encode(): d for d in Direction}
@@ -373,19 +455,7 @@ def check_frame_line(
                     lineno,
                     f"frame of {size} bytes is over the frame budget ({max_frame_bytes} bytes)",
                 )
-            summary = memo.get(raw_summary) if memo is not None else None
-            if summary is None:
-                try:
-                    text = raw_summary.decode("utf-8", "surrogatepass")
-                    summary, stop = _scan_json(text, 0)
-                    if stop != len(text):
-                        raise ValueError(f"extra data at {stop}")
-                except (ValueError, StopIteration) as exc:
-                    raise MalformedFrame(path, lineno, f"summary is not JSON ({exc})") from None
-                if memo is not None:
-                    if len(memo) >= MEMO_MAX:
-                        memo.clear()
-                    memo[raw_summary] = summary
+            summary = _memo_summary(raw_summary, memo, path, lineno)
             return int(conn), direction == b"c2s", proto, int(seq), summary, raw_summary
     rec = decode_frame_line(line, path=path, lineno=lineno, t_us=None if timed else 0)
     if len(rec.raw) > max_frame_bytes:
@@ -397,16 +467,88 @@ def check_frame_line(
     return rec.conn, rec.dir is Direction.C2S, rec.proto, rec.seq, rec.summary, None
 
 
+def _memo_summary(
+    raw_summary: bytes, memo: dict[bytes, dict[str, Any]] | None, path: str, lineno: int
+) -> dict[str, Any]:
+    """A line's summary parsed, or the memo's object for the same bytes."""
+    summary = memo.get(raw_summary) if memo is not None else None
+    if summary is None:
+        try:
+            text = raw_summary.decode("utf-8", "surrogatepass")
+            summary, stop = _scan_json(text, 0)
+            if stop != len(text):
+                raise ValueError(f"extra data at {stop}")
+        except (ValueError, StopIteration) as exc:
+            raise MalformedFrame(path, lineno, f"summary is not JSON ({exc})") from None
+        if memo is not None:
+            if len(memo) >= MEMO_MAX:
+                memo.clear()
+            memo[raw_summary] = summary
+    return summary
+
+
+#: conn, client frame?, proto, size, summary, and the summary's bytes (None off the fast path)
+FrameHeadV3 = tuple[int, bool, Proto, int, dict[str, Any], bytes | None]
+
+
+def check_frame_line_v3(
+    line: bytes,
+    max_frame_bytes: int,
+    path: str,
+    lineno: int,
+    memo: dict[bytes, dict[str, Any]] | None = None,
+) -> FrameHeadV3:
+    """`check_frame_line` for a format 3 line: (conn, is a client frame, proto, size, summary,
+    summary bytes), the frame budget applied to its size. Its bytes are checked by the caller
+    (frames.raw must hold the sizes of all lines, and its digest the manifest's)."""
+    m = _CANONICAL_LINE_V3.fullmatch(line)
+    if m is not None and (proto := _PROTOS.get(m.group(3))) is not None:
+        conn, direction, size, raw_summary = m.group(1, 2, 5, 6)
+        summary = memo.get(raw_summary) if memo is not None else None  # inline: hot
+        if summary is None:
+            summary = _memo_summary(raw_summary, memo, path, lineno)
+        frame_size = int(size)
+    else:  # another spelling (edited by hand): the full decoder, with stand-in bytes
+
+        def stand_in(size: int) -> bytes:
+            _over_budget(size, max_frame_bytes, path, lineno)
+            return bytes(size)
+
+        rec = decode_frame_line(line, path=path, lineno=lineno, t_us=0, raw=stand_in)
+        conn, direction, proto = rec.conn, rec.dir.value.encode(), rec.proto
+        summary, raw_summary, frame_size = rec.summary, None, len(rec.raw)
+    _over_budget(frame_size, max_frame_bytes, path, lineno)
+    return int(conn), direction == b"c2s", proto, frame_size, summary, raw_summary
+
+
+def _over_budget(size: int, max_frame_bytes: int, path: str, lineno: int) -> None:
+    if size > max_frame_bytes:
+        raise MalformedFrame(
+            path,
+            lineno,
+            f"frame of {size} bytes is over the frame budget ({max_frame_bytes} bytes)",
+        )
+
+
 #: seq, direction, time, payload, and the summary: its canonical JSON text (checked at open,
 #: parsed when first asked for: `parse_summary`) or, off the fast path, the parsed object
 FrameParts = tuple[int, Direction, int, bytes, "bytes | dict[str, Any]"]
 
 
-def read_frame_parts(line: bytes, *, path: str, lineno: int, t_us: int | None = None) -> FrameParts:
+def read_frame_parts(
+    line: bytes, *, path: str, lineno: int, t_us: int | None = None, raw: bytes | None = None
+) -> FrameParts:
     """What a replay reads of a line already checked (`check_frame_line`, at open), without
     parsing its summary: a line as the writer makes it is taken apart by the same regular
     expression and its payload decoded, with no pass over the whole line as JSON. Any other
-    spelling goes through `decode_frame_line` (its summary parsed)."""
+    spelling goes through `decode_frame_line` (its summary parsed). `raw`: a format 3 line's
+    bytes (from frames.raw)."""
+    if raw is not None:
+        m = _CANONICAL_LINE_V3.fullmatch(line)
+        if m is not None and m.group(3) in _PROTOS and int(m.group(5)) == len(raw):
+            return lineno - 1, _DIRECTIONS[m.group(2)], t_us or 0, raw, m.group(6)
+        rec = decode_frame_line(line, path=path, lineno=lineno, t_us=t_us or 0, raw=raw)
+        return rec.seq, rec.dir, rec.t_us, rec.raw, rec.summary
     m = (_CANONICAL_LINE_V1 if t_us is None else _CANONICAL_LINE).fullmatch(line)
     if m is not None and m.group(3) in _PROTOS:
         try:
@@ -433,9 +575,30 @@ def parse_summary(text: bytes) -> dict[str, Any]:
     return summary
 
 
-def read_frame_line(line: bytes, *, path: str, lineno: int, t_us: int | None = None) -> FrameRecord:
+def read_frame_line(
+    line: bytes, *, path: str, lineno: int, t_us: int | None = None, raw: bytes | None = None
+) -> FrameRecord:
     """`decode_frame_line` for a line already checked at open, by `read_frame_parts` (about
-    three times faster on an AMQP delivery); a summary that does not parse is MalformedFrame."""
+    three times faster on an AMQP delivery); a summary that does not parse is MalformedFrame.
+    `raw`: a format 3 line's bytes (from frames.raw)."""
+    if raw is not None:
+        m = _CANONICAL_LINE_V3.fullmatch(line)
+        if m is None or m.group(3) not in _PROTOS or int(m.group(5)) != len(raw):
+            return decode_frame_line(line, path=path, lineno=lineno, t_us=t_us or 0, raw=raw)
+        try:
+            summary = parse_summary(m.group(6))
+        except (ValueError, StopIteration):
+            return decode_frame_line(line, path=path, lineno=lineno, t_us=t_us or 0, raw=raw)
+        return FrameRecord(
+            seq=lineno - 1,
+            conn=int(m.group(1)),
+            dir=_DIRECTIONS[m.group(2)],
+            t_us=t_us or 0,
+            proto=_PROTOS[m.group(3)],
+            summary=summary,
+            raw=raw,
+            redacted=m.group(4) == b"true",
+        )
     m = (_CANONICAL_LINE_V1 if t_us is None else _CANONICAL_LINE).fullmatch(line)
     if m is None:
         return decode_frame_line(line, path=path, lineno=lineno, t_us=t_us)
@@ -538,11 +701,19 @@ class Manifest:
     #: frames.timing's size and sha256 (format 2; None in format 1, whose lines carry times)
     timing_file_bytes: int | None = None
     timing_sha256: str | None = None
+    #: frames.raw's size and sha256 (format 3; None before, whose lines carry the bytes)
+    raw_file_bytes: int | None = None
+    raw_sha256: str | None = None
 
     @property
     def timed_lines(self) -> bool:
         """Format 1: each frame line carries its `t_us`, and there is no timing file."""
         return self.format == FORMAT_V1
+
+    @property
+    def sidecar(self) -> bool:
+        """Format 3: the frames' bytes are in frames.raw, each line holds its frame's size."""
+        return self.format == FORMAT
 
     def connection(self, conn_id: int) -> ConnectionInfo | None:
         for conn in self.connections:
@@ -576,7 +747,19 @@ class Manifest:
             }
             | ({} if self.command is None else {"command": self.command.to_dict()})
             | self._timing_dict()
+            | self._raw_dict()
         )
+
+    def _raw_dict(self) -> dict[str, Any]:
+        if not self.sidecar:
+            return {}
+        return {
+            "raw_file": {
+                "bytes": self.raw_file_bytes or 0,
+                "name": RAW_NAME,
+                "sha256": self.raw_sha256 or _EMPTY_SHA256,
+            }
+        }
 
     def _timing_dict(self) -> dict[str, Any]:
         if self.timed_lines:
@@ -605,6 +788,7 @@ class Manifest:
         try:
             frames_file = data["frames_file"]
             timing_file = data["timing_file"] if fmt != FORMAT_V1 else None
+            raw_file = data["raw_file"] if fmt == FORMAT else None
             return cls(
                 format=fmt,
                 tool_version=str(data["tool_version"]),
@@ -627,6 +811,8 @@ class Manifest:
                 command=StoredCommand.from_dict(data["command"]) if "command" in data else None,
                 timing_file_bytes=None if timing_file is None else int(timing_file["bytes"]),
                 timing_sha256=None if timing_file is None else _sha256(timing_file["sha256"]),
+                raw_file_bytes=None if raw_file is None else int(raw_file["bytes"]),
+                raw_sha256=None if raw_file is None else _sha256(raw_file["sha256"], "raw_file"),
             )
         except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -634,13 +820,13 @@ class Manifest:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-#: sha256 of no bytes (an empty timing file: a cassette of no frames)
+#: sha256 of no bytes (an empty timing or raw file: a cassette of no frames)
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
-def _sha256(value: Any) -> str:
+def _sha256(value: Any, what: str = "timing_file") -> str:
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise ValueError("timing_file sha256 must be 64 lowercase hex digits")
+        raise ValueError(f"{what} sha256 must be 64 lowercase hex digits")
     return value
 
 

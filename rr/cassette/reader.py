@@ -2,7 +2,8 @@
 
 A cassette is untrusted input (it arrives in a pull request like any file), so `open` checks
 everything a replay will rely on before anything runs, in one streaming pass over frames.jsonl:
-the digests (frames.jsonl and, format 2, frames.timing: one time per frame), every line's
+the digests (frames.jsonl and, formats 2 and 3, frames.timing: one time per frame; format 3,
+frames.raw: exactly the bytes the lines' sizes add up to), every line's
 shape (what `decode_frame_line` accepts, without decoding payloads), the frame budget (lines
 are read with a bound: an over-long one is refused before it is read whole), contiguous seqs
 (format 1) and connections the manifest knows; and the artifacts' digests. Every
@@ -12,8 +13,9 @@ is one CassetteError at open, not a failure halfway through a replay.
 The same pass builds the `FrameIndex`: where each line starts, each connection's lines, and a
 small code per client frame (its `kind`, from a classifier the caller passes: the replayer's
 label and liveness), so counting what a replay left unused needs no frame decoded. Memory is
-about 16 bytes a frame; frames are read back one at a time (`os.pread` on the descriptor opened
-at `open`, so the file read is the file checked).
+about 16 bytes a frame (24 in format 3: where each frame's bytes start); frames are read back
+one at a time (`os.pread` on the descriptors opened at `open`, so the file read is the file
+checked), and a frame's summary is parsed only when asked for (`parts_of`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .errors import (
     ArtifactMissing,
     CassetteError,
     CassetteNotFound,
+    CountMismatch,
     DigestMismatch,
     MalformedFrame,
     MalformedManifest,
@@ -45,11 +48,13 @@ from .format import (
     FRAMES_NAME,
     MANIFEST_NAME,
     MEMO_MAX,
+    RAW_NAME,
     TIMING_NAME,
     FrameParts,
     FrameRecord,
     Manifest,
     check_frame_line,
+    check_frame_line_v3,
     max_line_bytes,
     parse_timing,
     read_frame_line,
@@ -100,6 +105,40 @@ def open_frames(root: CassetteDir, flags: int = os.O_RDONLY) -> BinaryIO:
         raise CassetteNotFound(root.path / FRAMES_NAME, f"{FRAMES_NAME} is missing") from None
     mode = "r+b" if flags & os.O_RDWR else "rb"
     return open(fd, mode, buffering=0)  # noqa: SIM115 (the caller owns it)
+
+
+def open_raw(root: CassetteDir, flags: int = os.O_RDONLY) -> BinaryIO:
+    """frames.raw (format 3) as an unbuffered binary file (inside the cassette, not a link)."""
+    try:
+        fd = root.open(RAW_NAME, flags)
+    except FileNotFoundError:
+        raise CassetteError(
+            root.path, f"{RAW_NAME} is missing: a format 3 cassette keeps its frames' bytes there"
+        ) from None
+    mode = "r+b" if flags & os.O_RDWR else "rb"
+    return open(fd, mode, buffering=0)  # noqa: SIM115 (the caller owns it)
+
+
+def check_raw(root: CassetteDir, manifest: Manifest, fd: int, *, check_digest: bool = True) -> int:
+    """frames.raw's size (and with `check_digest` its sha256) against the manifest's: its size."""
+    if check_digest:
+        actual, size = fd_sha256(fd)
+        if actual != manifest.raw_sha256:
+            raise DigestMismatch(root.path, RAW_NAME, manifest.raw_sha256 or "", actual)
+    else:
+        size = os.fstat(fd).st_size
+    if size != manifest.raw_file_bytes:
+        raise CountMismatch(root.path, f"{RAW_NAME} size", manifest.raw_file_bytes, size)
+    return size
+
+
+def check_raw_total(root: Path, total: int, size: int) -> None:
+    """The lines' sizes add up to frames.raw's size, or CassetteError."""
+    if total != size:
+        raise CassetteError(
+            root,
+            f"the sizes in {FRAMES_NAME} add up to {total} bytes, but {RAW_NAME} has {size}",
+        )
 
 
 #: the longest frames.timing line: 19 digits of microseconds (an int64) and a newline
@@ -171,13 +210,18 @@ def _bad_end(path: Path, lineno: int, line: bytes, limit: int) -> None:
     raise TruncatedFrames(path, lineno, len(line))
 
 
-def line_limit(manifest: Manifest | None, budgets: Budgets | None) -> tuple[int, int]:
+def line_limit(
+    manifest: Manifest | None, budgets: Budgets | None, *, sidecar: bool | None = None
+) -> tuple[int, int]:
     """(frame budget, line bound) for reading: the reader's budget (`budgets`, by default the
-    policy's default), lowered by the cassette's own; a manifest can never raise it."""
+    policy's default), lowered by the cassette's own; a manifest can never raise it.
+    `sidecar`: format 3 lines (default: the manifest's format)."""
     frame = (budgets or Budgets()).max_frame_bytes
     if manifest is not None:
         frame = min(frame, manifest.budgets.max_frame_bytes)
-    return frame, max_line_bytes(frame)
+    if sidecar is None:
+        sidecar = manifest is not None and manifest.sidecar
+    return frame, max_line_bytes(frame, sidecar=sidecar)
 
 
 class CassetteReader:
@@ -213,7 +257,14 @@ class CassetteReader:
                 else read_timing(root, manifest, check_digest=check_digest)
             )
             fh = open_frames(root)
+            raw = None
             try:
+                raw = open_raw(root) if manifest.sidecar else None
+                raw_size = (
+                    None
+                    if raw is None
+                    else check_raw(root, manifest, raw.fileno(), check_digest=check_digest)
+                )
                 digest = hashlib.sha256() if check_digest else None
                 try:
                     index = FrameIndex.scan(
@@ -225,6 +276,8 @@ class CassetteReader:
                         classify,
                         digest,
                         times,
+                        raw,
+                        raw_size,
                     )
                 except MalformedFrame:
                     if check_digest:  # a file changed after recording says so first
@@ -237,6 +290,8 @@ class CassetteReader:
                         check_artifact(root, name, expected)
             except BaseException:
                 fh.close()
+                if raw is not None:
+                    raw.close()
                 raise
         except BaseException:
             root.close()
@@ -341,11 +396,16 @@ class FrameIndex:
         kind_table: list[Hashable],
         kind_counts: dict[int, dict[int, int]],
         times: array | None = None,
+        raw: BinaryIO | None = None,
+        raw_offsets: array | None = None,
     ) -> None:
         self.path = path
         self._times = times  # format 2: each line's time (format 1 lines carry their own)
         self._fh = fh
         self._fd = fh.fileno()
+        self._raw = raw  # format 3: frames.raw
+        self._raw_fd = raw.fileno() if raw is not None else -1
+        self._raw_offsets = raw_offsets  # frame g's bytes start at raw_offsets[g] (format 3)
         self._offsets = offsets  # line g starts at offsets[g]; offsets[-1] is the file size
         self._lines = lines  # conn -> its line numbers (from 0: seq)
         self._kinds = kinds  # conn -> kind code of each of its frames
@@ -363,11 +423,19 @@ class FrameIndex:
         classify: Classifier | None = None,
         digest: Any = None,
         times: array | None = None,
+        raw: BinaryIO | None = None,
+        raw_size: int | None = None,
     ) -> FrameIndex:
         """Check every line of `fh` (from its start) and index it. MalformedFrame, with the line
         number, on the first bad one; `digest` (a hashlib object) is fed every byte read.
-        `times`: frames.timing (format 2); None reads format 1 lines (each with its time)."""
+        `times`: frames.timing (formats 2, 3); None reads format 1 lines (each with its time).
+        `raw`: frames.raw of a format 3 cassette, `raw_size` bytes (checked by the caller),
+        which the lines' sizes must add up to."""
         timed = times is None
+        sidecar = raw is not None
+        raw_offsets = array("q", [0]) if sidecar else None
+        add_raw = raw_offsets.append if raw_offsets is not None else None
+        raw_position = 0
         known = {c.id: c.proto for c in manifest.connections}
         if len(known) != len(manifest.connections):
             raise MalformedManifest(path.parent / MANIFEST_NAME, "duplicate connection ids")
@@ -391,13 +459,20 @@ class FrameIndex:
                 _bad_end(path, seq + 1, line, limit)
             if update is not None:
                 update(line)
-            conn, client, proto, line_seq, summary, raw_summary = check(
-                line, frame_budget, where, seq + 1, memo, timed=timed
-            )
-            if line_seq != seq:
-                raise MalformedFrame(
-                    path, seq + 1, f"seq {line_seq}, expected {seq} (not contiguous)"
+            if add_raw is not None:  # format 3: the line's size, not its seq
+                conn, client, proto, size, summary, raw_summary = check_frame_line_v3(
+                    line, frame_budget, where, seq + 1, memo
                 )
+                raw_position += size
+                add_raw(raw_position)
+            else:
+                conn, client, proto, line_seq, summary, raw_summary = check(
+                    line, frame_budget, where, seq + 1, memo, timed=timed
+                )
+                if line_seq != seq:
+                    raise MalformedFrame(
+                        path, seq + 1, f"seq {line_seq}, expected {seq} (not contiguous)"
+                    )
             if conn != last_conn or proto is not last_proto:
                 if known.get(conn) is not proto:
                     if conn not in known:
@@ -434,15 +509,20 @@ class FrameIndex:
             counted.pop(0, None)  # server frames
         if times is not None:
             check_timing_count(path.parent, len(times), seq)
-        return cls(path, fh, offsets, lines, kinds, table, counts, times)
+        if sidecar:
+            check_raw_total(path.parent, raw_position, raw_size or 0)
+        return cls(path, fh, offsets, lines, kinds, table, counts, times, raw, raw_offsets)
 
     def close(self) -> None:
         self._fh.close()
+        if self._raw is not None:
+            self._raw.close()
 
     def __del__(self) -> None:  # a reader nobody closed (the index lives as long as a replay)
-        fh = getattr(self, "_fh", None)
-        if fh is not None:
-            fh.close()
+        for name in ("_fh", "_raw"):
+            fh = getattr(self, name, None)
+            if fh is not None:
+                fh.close()
 
     @property
     def connections(self) -> list[int]:
@@ -494,8 +574,12 @@ class FrameIndex:
     def _decode(self, line_index: int) -> FrameRecord:
         start, end = self._offsets[line_index], self._offsets[line_index + 1]
         line = os.pread(self._fd, end - start, start)
+        raw = None
+        if self._raw_offsets is not None:
+            start, end = self._raw_offsets[line_index], self._raw_offsets[line_index + 1]
+            raw = os.pread(self._raw_fd, end - start, start)
         return read_frame_line(
-            line, path=str(self.path), lineno=line_index + 1, t_us=self._time(line_index)
+            line, path=str(self.path), lineno=line_index + 1, t_us=self._time(line_index), raw=raw
         )
 
     def _time(self, line_index: int) -> int | None:
@@ -504,8 +588,13 @@ class FrameIndex:
     def _frames(
         self, line_indexes: Iterable[int], decode: Callable[..., Any] = read_frame_line
     ) -> Iterator[Any]:
-        """Decode lines in order (`decode`: a line with its path, number and time); runs of
-        adjacent lines are read together (up to CHUNK)."""
+        """Decode lines in order (`decode`: a line with its path, number and time, and in format
+        3 its bytes); runs of adjacent lines are read together (up to CHUNK), and their bytes."""
+        if self._raw_offsets is not None:
+            return self._frames_v3(line_indexes, decode)
+        return self._frames_v2(line_indexes, decode)
+
+    def _frames_v2(self, line_indexes: Iterable[int], decode: Callable[..., Any]) -> Iterator[Any]:
         offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
         pending = iter(line_indexes)
         first = next(pending, None)
@@ -520,4 +609,29 @@ class FrameIndex:
             for g in range(first, last + 1):
                 line = data[offsets[g] - base : offsets[g + 1] - base]
                 yield decode(line, path=path, lineno=g + 1, t_us=time(g))
+            first = nxt
+
+    def _frames_v3(self, line_indexes: Iterable[int], decode: Callable[..., Any]) -> Iterator[Any]:
+        offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
+        raw_offsets, raw_fd = self._raw_offsets, self._raw_fd
+        assert raw_offsets is not None
+        pending = iter(line_indexes)
+        first = next(pending, None)
+        while first is not None:
+            last = first
+            nxt = next(pending, None)
+            while (
+                nxt == last + 1
+                and offsets[nxt + 1] - offsets[first] <= CHUNK
+                and raw_offsets[nxt + 1] - raw_offsets[first] <= CHUNK
+            ):
+                last = nxt
+                nxt = next(pending, None)
+            base, raw_base = offsets[first], raw_offsets[first]
+            data = os.pread(fd, offsets[last + 1] - base, base)
+            raws = os.pread(raw_fd, raw_offsets[last + 1] - raw_base, raw_base)
+            for g in range(first, last + 1):
+                line = data[offsets[g] - base : offsets[g + 1] - base]
+                raw = raws[raw_offsets[g] - raw_base : raw_offsets[g + 1] - raw_base]
+                yield decode(line, path=path, lineno=g + 1, t_us=time(g), raw=raw)
             first = nxt

@@ -1,8 +1,10 @@
 """verify: prove a cassette is whole and self-consistent; `repair` finishes a crashed recording.
 
 Repair only ever removes: it keeps every frame line whose newline was written (a torn last line
-is dropped) and the time of each (frames.timing, format 2: times past the last whole frame are
-dropped, a frame whose time was still held by the writer gets the time before it), recounts,
+is dropped) and, format 3, whose bytes are all in frames.raw (bytes past the last kept frame's
+are dropped: the writer writes a batch's bytes before its lines), and the time of each
+(frames.timing, formats 2 and 3: times past the last whole frame are dropped, a frame whose
+time was still held by the writer gets the time before it), recounts,
 rehashes and writes a finalized manifest marked `repaired: true`. It never touches a cassette
 that was finalized: a digest mismatch there means the file changed after the recording ended
 (tampering or corruption), which no repair can make trustworthy. It streams (one line in memory
@@ -16,15 +18,17 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rrlab.rr.canonical import dumps_line
 from rrlab.rr.policy import Budgets
 
 from .errors import (
     CassetteError,
+    CassetteWriteFailed,
     CountMismatch,
     DigestMismatch,
     MalformedFrame,
@@ -38,8 +42,10 @@ from .format import (
     CONNECTIONS_JOURNAL,
     FORMAT,
     FORMAT_V1,
+    FORMAT_V2,
     FRAMES_NAME,
     MANIFEST_NAME,
+    RAW_NAME,
     TIMING_NAME,
     ConnectionInfo,
     Manifest,
@@ -49,16 +55,19 @@ from .format import (
 from .lock import WriterLock
 from .paths import CassetteDir
 from .reader import (
+    CHUNK,
     check_artifact,
+    check_raw,
+    check_raw_total,
     check_timing_count,
     fd_sha256,
     iter_lines,
     line_limit,
     open_frames,
+    open_raw,
     read_manifest,
     read_timing,
 )
-from .writer import CassetteWriteFailed
 
 #: connections.jsonl lines are one small event each
 _JOURNAL_LINE = 1 << 20
@@ -105,6 +114,31 @@ class _Scan:
     raw_bytes: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
     conns: dict[int, ConnectionInfo] = field(default_factory=dict)
+    line_bytes: int = 0  # of the lines accepted
+
+
+class _RawShort(Exception):
+    """frames.raw ends inside a frame (repair: that frame and the rest are dropped)."""
+
+
+def raw_reader(
+    fh: Any, path: Path, frame_budget: int, *, short_ok: bool = False
+) -> Callable[[int], bytes]:
+    """Reads frames.raw in order, a line's size at a time (never more than the frame budget);
+    `short_ok`: raise _RawShort where the file ends inside a frame (repair)."""
+    read = open(fh.fileno(), "rb", CHUNK, closefd=False).read  # noqa: SIM115
+
+    def take(size: int) -> bytes:
+        if size > frame_budget:
+            raise MalformedFrame(
+                path, 0, f"frame of {size} bytes is over the frame budget ({frame_budget} bytes)"
+            )
+        data = read(size)
+        if short_ok and len(data) != size:
+            raise _RawShort
+        return data
+
+    return take
 
 
 def _scan(
@@ -115,18 +149,27 @@ def _scan(
     *,
     learn: bool = False,
     timed: bool = False,
+    raw: Callable[[int], bytes] | None = None,
 ) -> _Scan:
     """Decode and check every line (with its newline); count per connection. `learn`: accept
-    unknown conn ids. `timed`: format 1 lines (each with its `t_us`)."""
+    unknown conn ids. `timed`: format 1 lines (each with its `t_us`). `raw`: format 3, where
+    the lines' bytes are read from (`raw_reader`): where it raises _RawShort the scan ends."""
     scan = _Scan()
     t_us = None if timed else 0  # format 2 times are checked on their own (read_timing)
     for lineno, line in lines:
-        rec = decode_frame_line(line, path=str(path), lineno=lineno, t_us=t_us)
+        try:
+            rec = decode_frame_line(line, path=str(path), lineno=lineno, t_us=t_us, raw=raw)
+        except _RawShort:
+            break
+        except MalformedFrame as exc:
+            if exc.line == 0:  # from raw_reader, which knows no line number
+                raise MalformedFrame(path, lineno, exc.reason) from None
+            raise
         if rec.seq != scan.frames:
             raise MalformedFrame(
                 path, lineno, f"seq {rec.seq}, expected {scan.frames} (not contiguous)"
             )
-        if dumps_line(rec.to_dict(timed=timed)) != line:
+        if dumps_line(rec.to_dict(timed=timed, sidecar=raw is not None)) != line:
             raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
         if len(rec.raw) > frame_budget:
             raise MalformedFrame(
@@ -154,6 +197,7 @@ def _scan(
         scan.counts[d] += 1
         scan.raw_bytes += len(rec.raw)
         scan.frames += 1
+        scan.line_bytes += len(line)
     return scan
 
 
@@ -233,7 +277,15 @@ def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
         if len(known) != len(m.connections):
             raise MalformedManifest(root.path / MANIFEST_NAME, "duplicate connection ids")
         frame_budget, limit = line_limit(m, None)
-        scan = _scan(path, known, iter_lines(fh, path, limit), frame_budget, timed=m.timed_lines)
+        lines = iter_lines(fh, path, limit)
+        if m.sidecar:
+            with open_raw(root) as raw_fh:
+                raw_size = check_raw(root, m, raw_fh.fileno())
+                raw = raw_reader(raw_fh, path, frame_budget)
+                scan = _scan(path, known, lines, frame_budget, raw=raw)
+            check_raw_total(root.path, scan.raw_bytes, raw_size)
+        else:
+            scan = _scan(path, known, lines, frame_budget, timed=m.timed_lines)
     _check_counts(root.path, m, scan)
     if not m.timed_lines:
         check_timing_count(root.path, len(read_timing(root, m)), scan.frames)
@@ -305,39 +357,44 @@ def _repair(root: CassetteDir) -> VerifyReport:
     if root.kind(MANIFEST_NAME) is not None:
         provisional = read_manifest(root, require_finalized=False)  # format checked here
     path = root.path / FRAMES_NAME
+    if provisional is not None:
+        found = provisional.format
+    elif root.kind(RAW_NAME) is not None:  # no manifest to say: the format whose files are there
+        found = FORMAT
+    else:
+        found = FORMAT_V1 if root.kind(TIMING_NAME) is None else FORMAT_V2
+    timed, sidecar = found == FORMAT_V1, found == FORMAT
     with open_frames(root, os.O_RDWR) as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise RecordingInProgress(root.path) from None
-        frame_budget, limit = line_limit(provisional, None)
-        digest = hashlib.sha256()
-        kept = 0
+        frame_budget, limit = line_limit(provisional, None, sidecar=sidecar)
         torn: list[int] = []
-
-        def whole() -> Iterator[tuple[int, bytes]]:
-            nonlocal kept
-            for lineno, line in _whole_lines(iter_lines(fh, path, limit), torn):
-                digest.update(line)
-                kept += len(line)
-                yield lineno, line
-
+        lines = _whole_lines(iter_lines(fh, path, limit), torn)
         known = {c.id: c for c in provisional.connections} if provisional else {}
         _journal_connections(root, known)
-        if provisional is not None:
-            timed = provisional.timed_lines
-        else:  # no manifest to say: the format whose files are there
-            timed = root.kind(TIMING_NAME) is None
         # connections the provisional manifest lost are learned from their frames (never invented)
-        scan = _scan(path, known, whole(), frame_budget, learn=True, timed=timed)
+        if sidecar:
+            with open_raw(root, os.O_RDWR) as raw_fh:
+                raw = raw_reader(raw_fh, path, frame_budget, short_ok=True)
+                scan = _scan(path, known, lines, frame_budget, learn=True, raw=raw)
+                if os.fstat(raw_fh.fileno()).st_size != scan.raw_bytes:
+                    raw_fh.truncate(scan.raw_bytes)  # bytes of frames whose lines never came
+                os.fsync(raw_fh.fileno())
+                raw_digest = fd_sha256(raw_fh.fileno())
+        else:
+            scan = _scan(path, known, lines, frame_budget, learn=True, timed=timed)
         for conn_id, info in known.items():
             scan.conns.setdefault(
                 conn_id, replace(info, frames={"c2s": 0, "s2c": 0}, bytes={"c2s": 0, "s2c": 0})
             )
-        dropped = torn[0] if torn else 0
+        kept = scan.line_bytes
+        dropped = os.fstat(fh.fileno()).st_size - kept
         if dropped:
             fh.truncate(kept)
         os.fsync(fh.fileno())
+        frames_digest = fd_sha256(fh.fileno())[0]
     timing = None if timed else _repair_timing(root, scan.frames)
     root.fsync()
     artifacts: dict[str, str] = {}
@@ -363,16 +420,18 @@ def _repair(root: CassetteDir) -> VerifyReport:
         frame_counts=scan.counts,
         raw_bytes=scan.raw_bytes,
         frames_file_bytes=kept,
-        frames_sha256=digest.hexdigest(),
+        frames_sha256=frames_digest,
         budgets=provisional.budgets if provisional else Budgets(),
         stopped=provisional.stopped if provisional else None,
         artifacts=artifacts,
         finalized=True,
         repaired=True,
         unverified=provisional is None,
-        format=FORMAT_V1 if timed else FORMAT,
+        format=found,
         timing_file_bytes=None if timing is None else timing[0],
         timing_sha256=None if timing is None else timing[1],
+        raw_file_bytes=raw_digest[1] if sidecar else None,
+        raw_sha256=raw_digest[0] if sidecar else None,
     )
     root.write_atomic(MANIFEST_NAME, manifest.to_json())
     root.unlink(CONNECTIONS_JOURNAL)  # folded into the manifest

@@ -1,8 +1,9 @@
 """CassetteWriter: append frames as they cross the proxy; write the manifest at finalize.
 
-Called from the proxy's reactor thread, so every call is synchronous and cheap: one `write(2)`
-per call (a frame, or the frames of one received chunk) of the frame lines, so a crash leaves
-only whole lines plus at most one partly written batch at the end; their times go to
+Called from the proxy's reactor thread, so every call is synchronous and cheap: per call (a
+frame, or the frames of one received chunk) one `write(2)` of their bytes to frames.raw, then
+one of their lines to frames.jsonl, so a crash leaves only whole lines (each with its bytes
+before it in frames.raw) plus at most one partly written batch at the end; their times go to
 frames.timing a few KiB at a time (`TIMING_HOLD`: a write per chunk for them cost as much as the
 frames'), so a crash may lose the pacing of the last frames, never a frame (repair gives each
 the time before it); both digests are kept running, and counts live in memory. A provisional
@@ -16,14 +17,12 @@ journal.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
@@ -34,7 +33,13 @@ from rrlab.rr.canonical import dumps
 from rrlab.rr.codecs.base import Direction, Proto
 from rrlab.rr.policy import BudgetExceeded, Budgets, Policy
 
-from .errors import CassetteError, CassetteExists, NotACassette, WriterClosed
+from .errors import (
+    CassetteError,
+    CassetteExists,
+    CassetteWriteFailed,
+    NotACassette,
+    WriterClosed,
+)
 from .format import (
     ARTIFACTS_DIR,
     CONNECTIONS_JOURNAL,
@@ -42,8 +47,10 @@ from .format import (
     GITATTRIBUTES,
     GITATTRIBUTES_NAME,
     MANIFEST_NAME,
-    REDACTED_KEY,
-    SUMMARY_KEY,
+    RAW_NAME,
+    REDACTED_SIZE,
+    SIZE_KEY,
+    SIZE_SUMMARY,
     TIMING_NAME,
     ConnectionInfo,
     EncodedSummary,
@@ -62,45 +69,10 @@ _OUR_NAMES = (
     ARTIFACTS_DIR,
     CONNECTIONS_JOURNAL,
     TIMING_NAME,
+    RAW_NAME,
     GITATTRIBUTES_NAME,
     f".{MANIFEST_NAME}.tmp",
 )
-
-
-#: what a person calls the errors that stop a recording (the errno's own words otherwise)
-_ERRNO_WORDS = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EIO: "I/O error",
-    errno.EROFS: "read-only file system",
-}
-
-
-def errno_words(exc: OSError) -> str:
-    """'disk full', 'I/O error', ... for an OSError: the words a closing line uses."""
-    words = _ERRNO_WORDS.get(exc.errno or 0)
-    return words or (exc.strerror or str(exc)).lower()
-
-
-class CassetteWriteFailed(CassetteError):
-    """Writing a cassette failed (disk full, I/O error, read-only file system). A recording
-    stops there: the frames already written stay, and `rrlab verify --repair` finalizes them
-    once there is room. `words` is the short cause ("disk full"), `errno_name` e.g. ENOSPC."""
-
-    def __init__(
-        self, path: str | os.PathLike[str], what: str, exc: OSError, advice: str = ""
-    ) -> None:
-        self.errno = exc.errno
-        self.errno_name = errno.errorcode.get(exc.errno or 0, "E?")
-        self.words = errno_words(exc)
-        self.what = what
-        detail = f"{self.errno_name}: {exc.strerror}" if exc.strerror else self.errno_name
-        if not advice:
-            advice = (
-                "recording stopped, every frame written before is kept; free space, then run "
-                f"`rrlab verify --repair {path}`"
-            )
-        super().__init__(path, f"cannot write {what}: {self.words} ({detail}); {advice}")
 
 
 def copy_durably(src: str | os.PathLike[str], dest: Path) -> str:
@@ -180,6 +152,7 @@ class CassetteWriter:
         self._file_bytes = 0
         self._hash = hashlib.sha256()
         self._timing_hash = hashlib.sha256()
+        self._raw_hash = hashlib.sha256()
         self._timing_bytes = 0
         self._timing_held = bytearray()  # times not yet written (see _append_timing)
         self._artifacts: dict[str, str] = {}
@@ -198,6 +171,9 @@ class CassetteWriter:
             raise CassetteError(path, "another recording holds this cassette") from None
         self._timing = os.open(
             path / TIMING_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+        )
+        self._raw = os.open(
+            path / RAW_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
         )
         self._journal = os.open(
             path / CONNECTIONS_JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
@@ -361,14 +337,14 @@ class CassetteWriter:
         """Append whole frames of one connection leg with one write(2): each a sequence that
         starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
         `encode` makes a summary's canonical JSON (`format.summary_encoder`: maybe cached).
-        `early`: (n, pieces) when the base64 of the first frame's first n bytes (n a multiple
-        of 3) was made already, as those bytes arrived (`rr.record`): only the rest is encoded
-        now, and the pieces go to the file as they are.
+        `early`: accepted and unused (format 2 took the base64 of a large frame made as its
+        bytes arrived, `rr.record`; format 3 writes the bytes as they are).
 
         The frames of one received chunk go out together: fewer system calls, and still only
-        whole lines reach the file. Returns how many were written. A frame that would cross a
-        budget (or whose summary is not JSON-able) is not written, the frames before it are,
-        then the error is raised (BudgetExceeded: also by every later call).
+        whole lines reach the file, each after its bytes. Returns how many were written. A
+        frame that would cross a budget (or whose summary is not JSON-able) is not written, the
+        frames before it are, then the error is raised (BudgetExceeded: also by every later
+        call).
         """
         if self._stopped is not None:
             raise self._stopped
@@ -390,7 +366,9 @@ class CassetteWriter:
         seq0 = seq = self._seq
         file_bytes = self._file_bytes
         raw_bytes = 0
+        cassette_bytes = file_bytes + self._raw_bytes  # lines and sidecar: the budget's bytes
         parts: list[bytes] = []  # the lines' pieces, joined once for the one write
+        raws: list[bytes] = []  # the frames' bytes, likewise
         head = len(prefix)
         stop: tuple[str, int, int] | None = None
         try:
@@ -403,39 +381,29 @@ class CassetteWriter:
                 if seq + 1 > max_frames:
                     stop = ("max_frames", max_frames, seq + 1)
                     break
-                # frame_line's pieces, inline (the hot path): prefix, payload, the rest
-                pieces = None
-                if early is None:
-                    b64 = b2a_base64(raw, newline=False)
-                    b64_bytes = len(b64)
-                else:  # a large frame encoded as it arrived, all but its last bytes
-                    done, pieces = early
-                    early = None
-                    pieces.append(b2a_base64(memoryview(raw)[done:], newline=False))
-                    b64_bytes = sum(map(len, pieces))
-                if summary.__class__ is EncodedSummary and not redacted:
+                # frame_line's pieces, inline (the hot path): prefix, size, the rest
+                size_text = b"%d" % size
+                if summary.__class__ is EncodedSummary:
                     tail = summary.tail
                 else:
-                    key = REDACTED_KEY if redacted else SUMMARY_KEY
-                    tail = b"".join((key, encode(summary), b"}\n"))
-                length = head + b64_bytes + len(tail)
-                if file_bytes + length > max_bytes:
-                    stop = ("max_cassette_bytes", max_bytes, file_bytes + length)
+                    tail = b"".join((SIZE_SUMMARY, encode(summary), b"}\n"))
+                key = REDACTED_SIZE if redacted else SIZE_KEY
+                length = head + len(key) + len(size_text) + len(tail)
+                if cassette_bytes + length + size > max_bytes:
+                    stop = ("max_cassette_bytes", max_bytes, cassette_bytes + length + size)
                     break
-                if pieces is None:
-                    parts += (prefix, b64, tail)
-                else:
-                    parts.append(prefix)
-                    parts += pieces
-                    parts.append(tail)
+                parts += (prefix, key, size_text, tail)
+                raws.append(raw)
                 seq += 1
                 file_bytes += length
+                cassette_bytes += length + size
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
             if parts:
                 # every frame of the batch crossed in this one read: one time for all of them
                 time_line = timing_line((self._clock_ns() - self._t0) // 1000)
                 self._append_timing(time_line * (seq - seq0))
+                self._append_raw(b"".join(raws))  # the bytes before the lines that need them
                 self._append(b"".join(parts))
                 n = seq - seq0
                 self._seq = seq
@@ -467,6 +435,10 @@ class CassetteWriter:
             except OSError as exc:
                 self._fail(TIMING_NAME, exc)
             try:
+                os.fsync(self._raw)
+            except OSError as exc:
+                self._fail(RAW_NAME, exc)
+            try:
                 os.fsync(self._fd)
             except OSError as exc:
                 self._fail(FRAMES_NAME, exc)
@@ -476,6 +448,7 @@ class CassetteWriter:
             raise
         self._manifest = manifest
         os.close(self._timing)
+        os.close(self._raw)
         os.close(self._journal)  # folded into the manifest: no longer needed
         (self.path / CONNECTIONS_JOURNAL).unlink(missing_ok=True)
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
@@ -517,6 +490,10 @@ class CassetteWriter:
     def _append(self, data: bytes) -> None:
         self._write_all(self._fd, data, FRAMES_NAME)
         self._hash.update(data)
+
+    def _append_raw(self, data: bytes) -> None:
+        self._write_all(self._raw, data, RAW_NAME)
+        self._raw_hash.update(data)
 
     def _append_timing(self, data: bytes) -> None:
         """Times are held and written TIMING_HOLD bytes at a time (and before any manifest):
@@ -568,7 +545,7 @@ class CassetteWriter:
         if self._released:
             return
         self._released = True
-        for fd in (self._journal, self._timing, self._fd):
+        for fd in (self._journal, self._timing, self._raw, self._fd):
             try:
                 os.close(fd)  # closing frames.jsonl releases its flock
             except OSError:
@@ -614,6 +591,8 @@ class CassetteWriter:
             finalized=finalized,
             timing_file_bytes=self._timing_bytes,
             timing_sha256=self._timing_hash.hexdigest(),
+            raw_file_bytes=self._raw_bytes,
+            raw_sha256=self._raw_hash.hexdigest(),
         )
 
     def _write_manifest(self, *, finalized: bool) -> Manifest:

@@ -153,7 +153,8 @@ def check_cassettes(run: Run) -> None:
             run.add(E_BUDGET, rel, f"budgets exceed policy {name!r}: {over}", "rr")
         used = {
             "max_frames": int(m.get("frame_count", 0)),
-            "max_cassette_bytes": int((m.get("frames_file") or {}).get("bytes", 0)),
+            "max_cassette_bytes": int((m.get("frames_file") or {}).get("bytes", 0))
+            + int((m.get("raw_file") or {}).get("bytes", 0)),
         }
         for over in run.fits(used, budgets):
             run.add(E_BUDGET, rel, f"recording exceeds its own budgets: {over}", "rr")

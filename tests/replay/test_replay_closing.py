@@ -22,13 +22,12 @@ without, so each side of the race is a real recording:
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from pathlib import Path
 
 from .conftest import ROOT, assert_replays, fake_broker
-from .test_replay_mqtt import RawClient
+from .test_replay_mqtt import RawClient, recorded_frames
 
 REPLAY = ROOT / "tests" / "replay"
 AMQP = REPLAY / "amqp_cassettes"
@@ -128,9 +127,7 @@ def test_mqtt_recorded_disconnects_the_client_skipped_are_not_unused(tmp_path):
 
 def _frames(cassette: Path) -> dict[int, list[dict]]:
     by_conn: dict[int, list[dict]] = {}
-    for line in (cassette / "frames.jsonl").read_bytes().splitlines():
-        frame = json.loads(line)
-        frame["bytes"] = base64.b64decode(frame["raw"])
+    for frame in recorded_frames(cassette):
         by_conn.setdefault(frame["conn"], []).append(frame)
     return by_conn
 

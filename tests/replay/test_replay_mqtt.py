@@ -9,9 +9,7 @@ naming the changed field. Run inside a network namespace (the recorded ports are
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -67,6 +65,12 @@ class Case:
     artifacts: list[str]
     env: dict[str, str] = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
+
+
+def recorded_frames(cassette: Path) -> list[dict]:
+    """Every frame of `cassette` as its line's object with its bytes (`bytes`), in any format."""
+    with CassetteReader.open(cassette) as reader:
+        return [f.to_dict() | {"bytes": f.raw} for f in reader.frames()]
 
 
 def _mosquitto(name: str, **env: str) -> Case:
@@ -276,9 +280,7 @@ class RawClient:
 
 def _worker_frames() -> dict[int, list[dict]]:
     by_conn: dict[int, list[dict]] = {}
-    for line in (WORKER.path / "frames.jsonl").read_bytes().splitlines():
-        frame = json.loads(line)
-        frame["bytes"] = base64.b64decode(frame["raw"])
+    for frame in recorded_frames(WORKER.path):
         by_conn.setdefault(frame["conn"], []).append(frame)
     return by_conn
 
@@ -335,9 +337,9 @@ def test_raw_client_ids_order_and_gated_pushes(tmp_path):
 def test_more_connections_than_recorded_are_refused(tmp_path):
     _skip_unless_ready(MOSQUITTO_V311)
     connect = next(
-        base64.b64decode(json.loads(line)["raw"])
-        for line in (MOSQUITTO_V311.path / "frames.jsonl").read_bytes().splitlines()
-        if b'"CONNECT"' in line
+        f["bytes"]
+        for f in recorded_frames(MOSQUITTO_V311.path)
+        if f["summary"].get("packet") == "CONNECT"
     )
     with fake_broker(MOSQUITTO_V311.path, tmp_path) as served:
         clients = [RawClient() for _ in range(3)]
@@ -398,9 +400,7 @@ def test_look_alike_connections_opened_in_another_order(mode, tmp_path):
     gets its CONNACK at once and is bound to the recorded publisher by its first PUBLISH."""
     _skip_unless_ready(MOSQUITTO_V311)
     frames: dict[int, list[dict]] = {}
-    for line in (MOSQUITTO_V311.path / "frames.jsonl").read_bytes().splitlines():
-        frame = json.loads(line)
-        frame["bytes"] = base64.b64decode(frame["raw"])
+    for frame in recorded_frames(MOSQUITTO_V311.path):
         frames.setdefault(frame["conn"], []).append(frame)
     (sub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "SUBSCRIBE")]
     (pub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "PUBLISH")]
@@ -431,9 +431,7 @@ def test_v5_receive_maximum_and_disconnect_on_miss(tmp_path):
     PUBLISH then gets DISCONNECT 0x83 whose reason string names the changed field."""
     _skip_unless_ready(MOSQUITTO_V5)
     frames: dict[int, list[dict]] = {}
-    for line in (MOSQUITTO_V5.path / "frames.jsonl").read_bytes().splitlines():
-        frame = json.loads(line)
-        frame["bytes"] = base64.b64decode(frame["raw"])
+    for frame in recorded_frames(MOSQUITTO_V5.path):
         frames.setdefault(frame["conn"], []).append(frame)
     (sub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "SUBSCRIBE")]
     (pub_conn,) = [c for c, fs in frames.items() if _c2s(fs, "PUBLISH")]

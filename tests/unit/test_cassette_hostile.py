@@ -23,6 +23,7 @@ import pytest
 from rrlab.rr.canonical import dumps
 from rrlab.rr.cassette import (
     ArtifactMissing,
+    CassetteError,
     CassetteReader,
     CassetteWriter,
     DigestMismatch,
@@ -218,19 +219,37 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path):
         CassetteReader.open(path)
 
 
-def test_bad_base64_behind_a_recomputed_digest_is_refused_at_open(tmp_path):
-    """Today it was accepted at open and failed mid-run as an internal error blamed on the
-    command."""
+def test_sizes_past_the_raw_bytes_behind_a_recomputed_digest_are_refused_at_open(tmp_path):
+    """A line whose size reaches past frames.raw would shift every later frame's bytes: the
+    sizes must add up to frames.raw exactly, checked at open, before the command runs."""
     path = tmp_path / "c"
     cassette(path)
     lines = (path / "frames.jsonl").read_bytes().splitlines(keepends=True)
     doc = json.loads(lines[2])
-    doc["raw"] = doc["raw"][:-2] + "!!"
+    doc["size"] += 1
     lines[2] = dumps(doc) + b"\n"
     reseal(path, b"".join(lines))
-    with pytest.raises(MalformedFrame, match="line 3: raw is not valid base64"):
+    text = "add up to"
+    with pytest.raises(CassetteError, match=text):
         CassetteReader.open(path)
-    refused_before_the_command(path, tmp_path, "frames.jsonl line 3: raw is not valid base64")
+    with pytest.raises(MalformedFrame, match="line 3: frames.raw ends inside this frame"):
+        verify(path)  # which reads the bytes frame by frame
+    refused_before_the_command(path, tmp_path, text)
+
+
+def test_tampered_raw_bytes_are_refused_by_their_digest(tmp_path):
+    path = tmp_path / "c"
+    cassette(path)
+    raw = path / "frames.raw"
+    data = bytearray(raw.read_bytes())
+    data[0] ^= 1
+    raw.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch, match="frames.raw"):
+        CassetteReader.open(path)
+    with pytest.raises(DigestMismatch, match="frames.raw"):
+        verify(path)
+    with pytest.raises(DigestMismatch, match="refusing to repair"):
+        verify(path, repair=True)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Reading back a checked frame line (`read_frame_line`, the replayer's hot path) gives what
-`decode_frame_line` gives, in both formats, and refuses what it refuses."""
+`decode_frame_line` gives, in every format, and refuses what it refuses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from rrlab.rr.cassette.format import (
     FrameRecord,
     decode_frame_line,
     encode_frame_line,
+    encode_frame_line_v2,
+    parse_summary,
     read_frame_line,
+    read_frame_parts,
 )
 from rrlab.rr.codecs.base import Direction, Proto
 
@@ -37,8 +40,41 @@ records = st.builds(
 
 
 @given(record=records)
-def test_format_2_line_reads_as_decoded(record: FrameRecord) -> None:
+def test_format_3_line_reads_as_decoded(record: FrameRecord) -> None:
     line = encode_frame_line(
+        record.conn, record.dir, record.proto, record.summary, record.raw, record.redacted
+    )
+    lineno, t_us, raw = record.seq + 1, record.t_us, record.raw
+    read = read_frame_line(line, path="f", lineno=lineno, t_us=t_us, raw=raw)
+    assert read == decode_frame_line(line, path="f", lineno=lineno, t_us=t_us, raw=raw) == record
+    seq, direction, when, data, summary = read_frame_parts(
+        line, path="f", lineno=lineno, t_us=t_us, raw=raw
+    )
+    assert (seq, direction, when, data) == (record.seq, record.dir, t_us, raw)
+    assert parse_summary(summary) == record.summary  # left as its text until asked for
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"conn":1,"dir":"c2s","proto":"amqp","size":2,"summary":{}}\n',  # 1 byte there
+        b'{"conn":1,"dir":"c2s","proto":"amqp","size":1,"summary":{"a":}}\n',
+        b'{"conn":1,"dir":"up","proto":"amqp","size":1,"summary":{}}\n',
+        b'{"conn":1,"dir":"c2s","proto":"nope","size":1,"summary":{}}\n',
+        b'{"conn":1,"dir":"c2s","proto":"amqp","raw":"QQ==","summary":{}}\n',  # format 2
+    ],
+)
+def test_bad_format_3_lines_refused_alike(line: bytes) -> None:
+    with pytest.raises(MalformedFrame) as decoded:
+        decode_frame_line(line, path="f", lineno=3, t_us=0, raw=b"A")
+    with pytest.raises(MalformedFrame) as read:
+        read_frame_line(line, path="f", lineno=3, t_us=0, raw=b"A")
+    assert str(read.value) == str(decoded.value)
+
+
+@given(record=records)
+def test_format_2_line_reads_as_decoded(record: FrameRecord) -> None:
+    line = encode_frame_line_v2(
         record.conn, record.dir, record.proto, record.summary, record.raw, record.redacted
     )
     lineno = record.seq + 1

@@ -111,12 +111,12 @@ def test_wrong_version_refused(tmp_path):
     record(tmp_path / "c")
     manifest = tmp_path / "c" / "cassette.json"
     doc = json.loads(manifest.read_bytes())
-    doc["format"] = "rrlab.cassette/3"
+    doc["format"] = "rrlab.cassette/4"
     manifest.write_bytes(dumps(doc))
     with pytest.raises(UnsupportedFormat) as err:
         CassetteReader.open(tmp_path / "c")
-    assert "'rrlab.cassette/3'" in str(err.value)
-    assert "reads 'rrlab.cassette/2', 'rrlab.cassette/1'" in str(err.value)
+    assert "'rrlab.cassette/4'" in str(err.value)
+    assert "reads 'rrlab.cassette/3', 'rrlab.cassette/2', 'rrlab.cassette/1'" in str(err.value)
     with pytest.raises(UnsupportedFormat):
         verify(tmp_path / "c", repair=True)
 
@@ -209,12 +209,20 @@ def test_malformed_middle_line_not_repaired(tmp_path):
 
 
 def edit_frames(path, edit):
-    """Rewrite frames.jsonl through `edit` and re-seal the digest, so deeper checks are reached."""
+    """Rewrite frames.jsonl through `edit` and re-seal the digests, so deeper checks are reached
+    (frames.raw cut to the bytes the lines left still give sizes for)."""
     import hashlib
 
     frames = path / "frames.jsonl"
     data = edit(frames.read_bytes())
     frames.write_bytes(data)
+    raw = path / "frames.raw"
+    try:
+        sizes = [json.loads(line)["size"] for line in data.splitlines()]
+    except (ValueError, KeyError):
+        sizes = None
+    if sizes is not None and all(isinstance(n, int) and n >= 0 for n in sizes):
+        raw.write_bytes(raw.read_bytes()[: sum(sizes)])
     timing = path / "frames.timing"  # one time per line still: what the manifest must catch
     times = b"".join(timing.read_bytes().splitlines(keepends=True)[: data.count(b"\n")])
     timing.write_bytes(times)
@@ -222,6 +230,8 @@ def edit_frames(path, edit):
     doc = json.loads(manifest.read_bytes())
     doc["frames_file"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     doc["timing_file"].update(sha256=hashlib.sha256(times).hexdigest(), bytes=len(times))
+    raw_bytes = raw.read_bytes()
+    doc["raw_file"].update(sha256=hashlib.sha256(raw_bytes).hexdigest(), bytes=len(raw_bytes))
     manifest.write_bytes(dumps(doc))
 
 
@@ -240,7 +250,12 @@ def edit_frames(path, edit):
             "conn 9 not in the manifest",
             True,
         ),
-        (lambda b: b.replace(b'"raw":"AQA="', b'"raw":"AQA"'), MalformedFrame, "base64", True),
+        (
+            lambda b: b.replace(b'"size":40,', b'"size":-40,'),
+            MalformedFrame,
+            "size must be a non-negative integer",
+            True,
+        ),
         (
             lambda b: b.replace(b'{"conn":1', b'{ "conn":1', 1),
             MalformedFrame,
@@ -312,20 +327,16 @@ def test_frame_index_reads_one_frame_by_position():
 
 
 def test_tampered_then_repaired_without_manifest_is_said_and_refused_by_strict(tmp_path, capsys):
-    """Edit a raw field, delete the manifest, repair: every later verify says so (issue G.5)."""
+    """Edit a frame's bytes, delete the manifest, repair: every later verify says so (issue
+    G.5)."""
     import argparse
-    import base64
 
     from rrlab.cassette_cli import run_verify
 
     path = tmp_path / "c"
     record(path)
-    frames = path / "frames.jsonl"
-    lines = frames.read_bytes().splitlines(keepends=True)
-    doc = json.loads(lines[0])
-    doc["raw"] = base64.b64encode(b"tampered").decode()
-    lines[0] = dumps(doc) + b"\n"
-    frames.write_bytes(b"".join(lines))
+    raw = path / "frames.raw"
+    raw.write_bytes(b"tampered" + raw.read_bytes()[8:])
     (path / "cassette.json").unlink()
     first = verify(path, repair=True)
     assert first.repaired and first.unverified and "frames unverified" in first.summary()
@@ -357,15 +368,15 @@ def test_strict_refuses_a_crash_repair_and_accepts_a_finalized_cassette(tmp_path
 
 def test_repair_streams_one_line_at_a_time(tmp_path):
     """Repair held every line in memory (1.53 GB RSS for a 1 GB cassette; plain verify 43 MB):
-    it now streams, so its peak does not grow with the cassette (here 12 MB of lines)."""
+    it now streams, so its peak does not grow with the cassette (here 9.6 MB of lines and bytes)."""
     import tracemalloc
 
     path = tmp_path / "c"
     frames = [(1, "c2s", "kafka", {"api": "Produce", "correlation_id": i}, b"v" * 150)
               for i in range(40_000)]  # fmt: skip
     crash(path, frames=frames)
-    size = (path / "frames.jsonl").stat().st_size
-    assert size > 10 << 20
+    size = (path / "frames.jsonl").stat().st_size + (path / "frames.raw").stat().st_size
+    assert size > 9 << 20
     tracemalloc.start()
     try:
         report = verify(path, repair=True)
@@ -373,5 +384,37 @@ def test_repair_streams_one_line_at_a_time(tmp_path):
     finally:
         tracemalloc.stop()
     assert report.repaired and report.frames == 40_000
-    assert peak < 4 << 20, f"peak {peak} bytes for a {size}-byte frames.jsonl"
+    assert peak < 4 << 20, f"peak {peak} bytes for {size} bytes of frames.jsonl and frames.raw"
     assert verify(path).frames == 40_000
+
+
+def test_repair_of_a_crash_inside_frames_raw_keeps_every_frame_whose_bytes_are_there(tmp_path):
+    """The writer writes a batch's bytes, then its lines: a crash between (or inside the bytes)
+    leaves lines without their bytes at the end, or bytes without their lines. Repair keeps
+    every frame whose line and bytes are whole and drops only the rest."""
+    path = tmp_path / "c"
+    crash(path)
+    raw = path / "frames.raw"
+    whole = raw.read_bytes()
+    raw.write_bytes(whole[:-10])  # the last frame's (1000 bytes) cut short
+    lines = (path / "frames.jsonl").read_bytes().splitlines(keepends=True)
+    report = verify(path, repair=True)
+    assert report.repaired and report.frames == 4
+    assert report.dropped_bytes == len(lines[-1])
+    assert (path / "frames.jsonl").read_bytes() == b"".join(lines[:-1])
+    assert raw.read_bytes() == whole[:-1000]
+    reader = CassetteReader.open(path)
+    assert [f.raw for f in reader.frames()] == [f[4] for f in FRAMES[:-1]]
+    assert verify(path).frames == 4
+
+
+def test_repair_drops_bytes_whose_lines_were_never_written(tmp_path):
+    path = tmp_path / "c"
+    crash(path)
+    raw = path / "frames.raw"
+    whole = raw.read_bytes()
+    raw.write_bytes(whole + b"next frame's bytes, its line never came")
+    report = verify(path, repair=True)
+    assert report.repaired and report.frames == 5
+    assert raw.read_bytes() == whole
+    assert [f.raw for f in CassetteReader.open(path).frames()] == [f[4] for f in FRAMES]

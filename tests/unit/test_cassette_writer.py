@@ -24,6 +24,7 @@ from rrlab.rr.cassette.format import (
     FrameRecord,
     decode_frame_line,
     encode_frame_line,
+    encode_frame_line_v2,
     summary_encoder,
     summary_json,
 )
@@ -54,9 +55,12 @@ def test_frame_line_is_exactly_canonicaljson(
 ):
     line = encode_frame_line(conn, direction, proto, summary, raw, redacted)
     record = FrameRecord(seq, conn, direction, t_us, proto, summary, raw, redacted)
-    assert line == canonicaljson.encode_canonical_json(record.to_dict()) + b"\n"
-    decoded = decode_frame_line(line, path="f", lineno=seq + 1, t_us=t_us)
-    assert decoded == record  # seq is the line's place, t_us comes from frames.timing
+    assert line == canonicaljson.encode_canonical_json(record.to_dict(sidecar=True)) + b"\n"
+    decoded = decode_frame_line(line, path="f", lineno=seq + 1, t_us=t_us, raw=raw)
+    assert decoded == record  # seq is the line's place, t_us from frames.timing, raw frames.raw
+    old = encode_frame_line_v2(conn, direction, proto, summary, raw, redacted)
+    assert old == canonicaljson.encode_canonical_json(record.to_dict()) + b"\n"
+    assert decode_frame_line(old, path="f", lineno=seq + 1, t_us=t_us) == record
 
 
 any_json = st.recursive(
@@ -296,7 +300,7 @@ def test_manifest_and_frames(tmp_path):
     assert on_disk == canonicaljson.encode_canonical_json(json.loads(on_disk))
     doc = json.loads(on_disk)
     frames = (path / "frames.jsonl").read_bytes()
-    assert doc["format"] == "rrlab.cassette/2"
+    assert doc["format"] == "rrlab.cassette/3"
     assert doc["finalized"] is True
     assert doc["frames_file"]["sha256"] == hashlib.sha256(frames).hexdigest()
     assert doc["frames_file"]["bytes"] == len(frames)
@@ -310,7 +314,14 @@ def test_manifest_and_frames(tmp_path):
     assert c1["closed_at_seq"] is None
     assert c2["closed_at_seq"] == 3 and c2["close_reason"] == "client closed"
     lines = [json.loads(x) for x in frames.splitlines()]
-    assert [sorted(x) for x in lines[:2]] == [["conn", "dir", "proto", "raw", "summary"]] * 2
+    assert [sorted(x) for x in lines[:2]] == [["conn", "dir", "proto", "size", "summary"]] * 2
+    raw = (path / "frames.raw").read_bytes()  # every frame's bytes, in line order
+    assert len(raw) == sum(x["size"] for x in lines) == 7
+    assert doc["raw_file"] == {
+        "bytes": 7,
+        "name": "frames.raw",
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
     timing = (path / "frames.timing").read_bytes()
     assert timing == b"1\n3\n4\n"  # one line per frame: since start, in microseconds
     assert doc["timing_file"] == {
@@ -318,7 +329,7 @@ def test_manifest_and_frames(tmp_path):
         "name": "frames.timing",
         "sha256": hashlib.sha256(timing).hexdigest(),
     }
-    assert (path / ".gitattributes").read_bytes() == b"frames.timing -diff\n"
+    assert (path / ".gitattributes").read_bytes() == b"frames.timing -diff\nframes.raw -diff\n"
     assert "redacted" not in lines[0] and lines[2]["redacted"] is True
     with pytest.raises(WriterClosed):
         w.write_frame(1, "c2s", "kafka", {}, b"")

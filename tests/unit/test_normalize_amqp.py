@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 from pathlib import Path
@@ -14,6 +13,7 @@ import pamqp.frame
 import pamqp.header
 import pytest
 
+from rrlab.rr.cassette import CassetteReader
 from rrlab.rr.codecs import Direction
 from rrlab.rr.protocols import decoder_for
 from rrlab.rr.protocols.amqp import normalize as norm
@@ -25,13 +25,8 @@ TOOLS = ROOT / "cassettes" / "client-amqp-tools-rabbitmq"
 
 
 def client_frames(cassette: Path, conn: int = 1) -> list[bytes]:
-    out = []
-    with open(cassette / "frames.jsonl", "rb") as fh:
-        for line in fh:
-            frame = json.loads(line)
-            if frame["conn"] == conn and frame["dir"] == "c2s":
-                out.append(base64.b64decode(frame["raw"]))
-    return out
+    with CassetteReader.open(cassette) as reader:
+        return [f.raw for f in reader.frames_for(conn) if f.dir is Direction.C2S]
 
 
 def messages(raws: list[bytes]) -> list[norm.Message]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rrlab.rr.cassette import CassetteReader
 from rrlab.rr.codecs import Direction
 from rrlab.rr.protocols import decoder_for
 from rrlab.rr.protocols.mqtt import normalize as norm
@@ -26,12 +27,8 @@ CASSETTE = Path(__file__).resolve().parents[2] / "cassettes" / "worker-mqtt-amqt
 
 
 def recorded() -> list[dict]:
-    frames = []
-    for line in (CASSETTE / "frames.jsonl").read_bytes().splitlines():
-        frame = json.loads(line)
-        frame["bytes"] = __import__("base64").b64decode(frame["raw"])
-        frames.append(frame)
-    return frames
+    with CassetteReader.open(CASSETTE) as reader:
+        return [f.to_dict() | {"bytes": f.raw} for f in reader.frames()]
 
 
 def decode(raw: bytes, direction: Direction = C2S, level: int = 4):

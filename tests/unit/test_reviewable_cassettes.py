@@ -1,5 +1,6 @@
 """Reviewable cassettes (issue L): frame lines hold no clock and no counter (format 2, times in
-frames.timing), format 1 is still read and `rrlab migrate` rewrites it, `rrlab diff A B` compares
+frames.timing; format 3, the bytes in frames.raw too), formats 1 and 2 are still read and `rrlab
+migrate` rewrites them, `rrlab diff A B` compares
 two cassettes frame by frame, and `inspect --payload text` shows Kafka records of any codec."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rrlab.rr.cassette import (
     MalformedFrame,
     verify,
 )
-from rrlab.rr.cassette.format import FORMAT_V1
+from rrlab.rr.cassette.format import FORMAT_V1, FORMAT_V2
 from rrlab.rr.cassette.writer import TIMING_HOLD
 from rrlab.rr.codecs.base import Direction, Proto
 from rrlab.rr.protocols import decoder_for
@@ -90,9 +91,21 @@ def test_rerecording_at_another_pace_changes_no_frame_line(tmp_path):
     b = record_session(tmp_path / "b", step_ns=7_777_777)
     assert (a / "frames.jsonl").read_bytes() == (b / "frames.jsonl").read_bytes()
     assert (a / "frames.timing").read_bytes() != (b / "frames.timing").read_bytes()
+    assert (a / "frames.raw").read_bytes() == (b / "frames.raw").read_bytes()
     assert b"t_us" not in (a / "frames.jsonl").read_bytes()
     times = [f.t_us for f in CassetteReader.open(b).frames()]  # what --pace replays
     assert times == [7777, 15555, 23333]
+
+
+def test_a_frame_that_changed_size_changes_its_own_line_only(tmp_path):
+    """Format 3 lines give each frame's size, not where its bytes start: a re-recording whose
+    one frame grew shows that frame's line changed, and no other."""
+    a = record_session(tmp_path / "a")
+    b = record_session(tmp_path / "b", value=b'{"n":1000}')
+    lines_a = (a / "frames.jsonl").read_bytes().splitlines()
+    lines_b = (b / "frames.jsonl").read_bytes().splitlines()
+    assert [i for i, (x, y) in enumerate(zip(lines_a, lines_b, strict=True)) if x != y] == [2]
+    assert b'"size":' in lines_b[2] and b'"raw"' not in lines_b[2]
     assert [f.seq for f in CassetteReader.open(b).frames()] == [0, 1, 2]
 
 
@@ -133,7 +146,7 @@ def test_crashed_recording_repairs_with_one_time_per_frame(tmp_path):
     report = verify(path, repair=True)
     assert report.repaired and report.frames == 3
     assert (path / "frames.timing").read_bytes() == b"2\n4\n6\n"
-    assert CassetteReader.open(path).manifest.format == "rrlab.cassette/2"
+    assert CassetteReader.open(path).manifest.format == "rrlab.cassette/3"
     assert verify(path).frames == 3
 
 
@@ -174,13 +187,13 @@ def test_times_are_written_a_few_kib_at_a_time_and_all_by_finalize(tmp_path):
 
 
 def write_v1(src, dest):
-    """`src` (format 2) as format 1 wrote it: seq and t_us in every line, no timing file."""
+    """`src` (format 3) as format 1 wrote it: seq and t_us in every line, no timing file."""
     dest.mkdir()
     (dest / "artifacts").mkdir()
     with CassetteReader.open(src) as reader:
         lines = b"".join(dumps_line(f.to_dict(timed=True)) for f in reader.frames())
         doc = reader.manifest.to_dict()
-    del doc["timing_file"]
+    del doc["timing_file"], doc["raw_file"]
     doc["format"] = FORMAT_V1
     doc["frames_file"].update(bytes=len(lines), sha256=hashlib.sha256(lines).hexdigest())
     (dest / "frames.jsonl").write_bytes(lines)
@@ -188,20 +201,44 @@ def write_v1(src, dest):
     return dest
 
 
-def test_format_1_is_read_and_migrated(tmp_path, capsys):
-    v2 = record_session(tmp_path / "v2")
-    v1 = write_v1(v2, tmp_path / "v1")
-    assert b'"t_us":1000' in (v1 / "frames.jsonl").read_bytes()
-    before = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(v1).frames()]
-    assert verify(v1).frames == 3
-    code, out, _ = run(capsys, "migrate", v1)
-    assert code == 0 and "rrlab.cassette/1 -> rrlab.cassette/2" in out
-    after = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(v1).frames()]
+def write_v2(src, dest):
+    """`src` (format 3) as format 2 wrote it: the base64 of each frame in its line, no
+    frames.raw."""
+    dest.mkdir()
+    (dest / "artifacts").mkdir()
+    with CassetteReader.open(src) as reader:
+        lines = b"".join(dumps_line(f.to_dict()) for f in reader.frames())
+        doc = reader.manifest.to_dict()
+    del doc["raw_file"]
+    doc["format"] = FORMAT_V2
+    doc["frames_file"].update(bytes=len(lines), sha256=hashlib.sha256(lines).hexdigest())
+    (dest / "frames.jsonl").write_bytes(lines)
+    (dest / "frames.timing").write_bytes((src / "frames.timing").read_bytes())
+    (dest / ".gitattributes").write_bytes(b"frames.timing -diff\n")
+    (dest / "cassette.json").write_bytes(dumps(doc))
+    return dest
+
+
+@pytest.mark.parametrize(("old", "write_old"), [("1", write_v1), ("2", write_v2)])
+def test_old_formats_are_read_and_migrated(tmp_path, capsys, old, write_old):
+    v3 = record_session(tmp_path / "v3")
+    older = write_old(v3, tmp_path / "old")
+    text = (older / "frames.jsonl").read_bytes()
+    assert b'"raw":"' in text and (b'"t_us":1000' in text) == (old == "1")
+    assert not (older / "frames.raw").exists()
+    before = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(older).frames()]
+    assert before == [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(v3).frames()]
+    assert verify(older).frames == 3
+    code, out, _ = run(capsys, "migrate", older)
+    assert code == 0 and f"rrlab.cassette/{old} -> rrlab.cassette/3" in out
+    after = [(f.seq, f.t_us, f.raw, f.summary) for f in CassetteReader.open(older).frames()]
     assert after == before
-    for name in ("frames.jsonl", "frames.timing", "cassette.json"):
-        assert (v1 / name).read_bytes() == (v2 / name).read_bytes(), name
-    code, out, _ = run(capsys, "migrate", v1)
-    assert code == 0 and "already rrlab.cassette/2" in out
+    names = ("frames.jsonl", "frames.raw", "frames.timing", ".gitattributes", "cassette.json")
+    for name in names:  # byte for byte what recording it today writes
+        assert (older / name).read_bytes() == (v3 / name).read_bytes(), name
+    assert verify(older).frames == 3
+    code, out, _ = run(capsys, "migrate", older)
+    assert code == 0 and "already rrlab.cassette/3" in out
     code, _, err = run(capsys, "migrate", tmp_path / "nope")
     assert code == 2 and "rrlab migrate" in err
 
