@@ -100,7 +100,7 @@ class Pair:
     def relay(self, direction: Direction, data: bytes, peer: Side | None) -> None:
         """Record `data` and forward it to `peer`: the recorder hands over the bytes only once
         the frames they complete are in the cassette file (rr.record). `transport.write` sends
-        them at the reactor's next turn, with whatever else is ready to be written."""
+        them at once when nothing is queued before them (proxy.tcp), else after what is."""
         recorder = self.recorder
         if peer is None or recorder is None:  # refused (proxy stopping, cassette unwritable)
             return
