@@ -24,6 +24,7 @@ from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
 
 from .forward import ListenFactory, Pair, RecordingFailure, Route, Side
 from .metrics import ProxyMetrics
+from .tcp import listen_tcp
 
 log = Logger(namespace="rrlab.proxy")
 
@@ -85,8 +86,8 @@ class ProxyApp:
             self._say_listening(route)
 
     def _listen(self, route: Route) -> None:
-        port = self.reactor.listenTCP(
-            route.listen_port, ListenFactory(self, route), interface=route.listen_host
+        port = listen_tcp(
+            self.reactor, route.listen_port, ListenFactory(self, route), route.listen_host
         )
         self.ports.append(port)
 

@@ -25,6 +25,8 @@ from rrlab.rr.flow import CONNECTING, ReadGate
 from rrlab.rr.policy import BudgetExceeded
 from rrlab.rr.record import ConnectionRecorder, RecordingBroken
 
+from .tcp import connect_tcp
+
 #: what a recorder may raise for a chunk: the cassette cannot be written, the connection cannot
 #: be recorded faithfully any more, or a cassette budget is used up
 RecordingFailure = CassetteWriteFailed | RecordingBroken | BudgetExceeded
@@ -98,7 +100,7 @@ class Pair:
     def relay(self, direction: Direction, data: bytes, peer: Side | None) -> None:
         """Record `data` and forward it to `peer`: the recorder hands over the bytes only once
         the frames they complete are in the cassette file (rr.record). `transport.write` sends
-        them at the reactor's next turn, with whatever else is ready to be written."""
+        them at once when nothing is queued before them (proxy.tcp), else after what is."""
         recorder = self.recorder
         if peer is None or recorder is None:  # refused (proxy stopping, cassette unwritable)
             return
@@ -199,7 +201,8 @@ class ServerSide(Side):
         self.transport.setTcpNoDelay(True)
         self.pair.open_sides += 1
         self.pair.client = self
-        self.pair.owner.reactor.connectTCP(
+        connect_tcp(
+            self.pair.owner.reactor,
             self.pair.route.upstream_host,
             self.pair.route.upstream_port,
             UpstreamFactory(self.pair),

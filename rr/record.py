@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 from rrlab.rr.cassette.format import summary_encoder
 from rrlab.rr.cassette.writer import CassetteWriteFailed
-from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Direction, FramingError, Proto
+from rrlab.rr.codecs import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Direction,
+    FramingError,
+    JsonSummary,
+    Proto,
+)
 from rrlab.rr.protocols import FrameConnection, PipelineFrame, protocol_for
 from rrlab.rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
 from rrlab.rr.redact import RedactionError
@@ -48,6 +54,17 @@ class StreamRewriter(Protocol):
 FramesHook = Callable[[Proto, Direction, Sequence[Sequence[Any]]], None]
 
 
+def _encoder(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """`encode`, except that a `JsonSummary` (spliced by the frame pipeline) is its own JSON."""
+
+    def encode_summary(summary: Any) -> bytes:
+        if summary.__class__ is JsonSummary:
+            return summary.json
+        return encode(summary)
+
+    return encode_summary
+
+
 class RecordingBroken(Exception):
     """This connection cannot be recorded faithfully any more (e.g. a framing error): close it."""
 
@@ -71,7 +88,7 @@ class ConnectionRecorder:
         self.rewriter = rewriter
         self.on_frames = on_frames
         self.framers = connection.framers
-        self._encode = summary_encoder(connection.protocol.summary_cache_key)
+        self._encode = _encoder(summary_encoder(connection.protocol.summary_cache_key))
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
         self.frames = {C2S: 0, S2C: 0}
         self.closed = False

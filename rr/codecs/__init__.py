@@ -16,6 +16,7 @@ from .base import (
     Frame,
     Framer,
     FramingError,
+    JsonSummary,
     Proto,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "Frame",
     "Framer",
     "FramingError",
+    "JsonSummary",
     "Proto",
 ]

@@ -65,6 +65,24 @@ class Decoded:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _read_only(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise TypeError("a JsonSummary is read-only (its `json` is what it holds): copy it to edit it")
+
+
+class JsonSummary(dict):
+    """A frame summary that carries its own canonical JSON (`json`), made without an encoder
+    (e.g. spliced from a template: `rr.protocols.amqp.codec.DeliverySummaries`): read-only, so
+    the two never differ. A cassette writer's encoder takes `json` as it is (`rr.record`)."""
+
+    __slots__ = ("json",)
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __init__(self, summary: dict[str, Any], json: bytes) -> None:
+        dict.__init__(self, summary)
+        self.json = json
+
+
 class Framer(Protocol):
     """Incremental splitter: feed any chunking of a stream, get the same whole frames."""
 

@@ -21,6 +21,7 @@ from rrlab.rr.codecs import (
     Decoder,
     Direction,
     Framer,
+    JsonSummary,
     Proto,
 )
 from rrlab.rr.diff import value_of
@@ -65,6 +66,10 @@ class WireProtocol(abc.ABC):
     #: equal summaries whatever came before them on the connection and hold no credential, so
     #: the recorder decodes, redacts and encodes each distinct one once (None: none repeat)
     frame_memo_key: Callable[[bytes], Hashable | None] | None = None
+    #: makes, per direction of a connection, raw frame -> its summary (a `JsonSummary`) or None:
+    #: for frames that repeat but for one number (a delivery tag), whose summary and encoding
+    #: are spliced from the first one's; such a frame holds no credential (None: none)
+    frame_splicer: Callable[[], Callable[[bytes], JsonSummary | None]] | None = None
 
     #: the framer class (one instance per direction of a connection) and the decoder class
     framer_cls: Callable[[Direction, int], Framer]

@@ -60,6 +60,8 @@ class FrameConnection:
         self.framers = {d: protocol.framer(d, max_frame_bytes) for d in (C2S, S2C)}
         self._redact = protocol.redact if redact else None
         self._memo_key = protocol.frame_memo_key
+        splicer = protocol.frame_splicer
+        self._splice = {d: splicer() for d in (C2S, S2C)} if splicer is not None else None
         self._memo: dict[Direction, dict[Hashable, tuple[EncodedSummary, Decoded]]] = {
             C2S: {},
             S2C: {},
@@ -89,6 +91,7 @@ class FrameConnection:
         redact = self._redact
         memo_key = self._memo_key
         memo = self._memo[direction]
+        splice = self._splice[direction] if self._splice is not None else None
         key = None
         for raw in raws:
             if memo_key is not None:
@@ -98,6 +101,11 @@ class FrameConnection:
                     if hit is not None:  # decoded, redacted (nothing) and encoded before
                         append(_frame(PipelineFrame, (hit[0], raw, False, raw, hit[1])))
                         continue
+            if splice is not None:
+                spliced = splice(raw)
+                if spliced is not None:  # a repeat but for one number: nothing to redact
+                    append(_frame(PipelineFrame, (spliced, raw, False, raw, Decoded(spliced))))
+                    continue
             decoded = decode(direction, raw)
             if redact is None:
                 summary = decoded.summary

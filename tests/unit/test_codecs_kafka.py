@@ -409,3 +409,26 @@ def test_raw_sasl_mode_never_raises_on_garbage(mechanism):
             direction = rng.choice([C2S, S2C])
             frame = sized(bytes(rng.randrange(256) for _ in range(rng.randrange(40))))
             dumps(dec.decode(direction, frame).summary)
+
+
+def test_a_repeated_small_body_is_read_once_and_a_bad_one_fails_every_time(monkeypatch):
+    # Clients repeat small requests and brokers their answers (ApiVersions, Metadata, polls):
+    # the same bytes as the same class read once; kio's entities are frozen, so sharing is safe.
+    from rrlab.rr.protocols.kafka import codec as codec_module
+
+    body = ApiVersionsResponse(
+        error_code=ErrorCode.none,
+        api_keys=(ApiVersion(api_key=i16(18), min_version=i16(0), max_version=i16(77)),),
+        throttle_time=datetime.timedelta(milliseconds=7),
+    )
+    checks = []
+    real = codec_module.kafka_guard.check
+    monkeypatch.setattr(codec_module.kafka_guard, "check", lambda *a: checks.append(1) or real(*a))
+    first = codec_module.decode_response_body(18, 3, codec_module.encode_response(18, 3, 1, body))
+    again = codec_module.decode_response_body(18, 3, codec_module.encode_response(18, 3, 2, body))
+    assert first == again == body
+    assert len(checks) == 3  # the two headers (each its own correlation id), one body
+    bad = codec_module.encode_response(18, 3, 3, body)[:-3] + b"\xff\xff\xff"
+    for _ in range(2):
+        with pytest.raises(codec_module.KafkaCodecError):
+            codec_module.decode_response_body(18, 3, bad)

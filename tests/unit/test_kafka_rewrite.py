@@ -354,3 +354,25 @@ def test_node_map_tells_new_nodes_and_ids_learnt_later() -> None:
     assert node_map.port_for("b2", 9092, node_id=8) == 30001
     assert new == [("b1", 9092, 30000, ()), ("b2", 9092, 30001, (8,))]
     assert ids == [(30000, 7)]
+
+
+def test_the_same_api_versions_answer_is_decoded_and_capped_once(monkeypatch) -> None:
+    # Every client connection asks ApiVersions and the broker answers the same bytes (but for
+    # the correlation id): the capped frame is made once, and each answer keeps its own id.
+    from rrlab.rr.protocols.kafka import rewrite as rewrite_module
+
+    body = api_versions_body(3, [(0, 0, 99), (9999, 0, 3), (3, 0, 13), (500, 1, 2)])
+    first = encode_response(18, 3, 41, body)
+    second = encode_response(18, 3, 42, body)
+    decodes = []
+    real = rewrite_module._decode
+    monkeypatch.setattr(rewrite_module, "_decode", lambda *a: decodes.append(a[1:]) or real(*a))
+    one = rewrite_response(first, 18, 3, NodeMap())
+    two = rewrite_response(second, 18, 3, NodeMap())
+    assert decodes == [(18, 3)]
+    assert (one.api_versions_capped, two.api_versions_capped) == (3, 3)
+    assert response_correlation_id(one.raw) == 41 and response_correlation_id(two.raw) == 42
+    assert one.raw[8:] == two.raw[8:]
+    assert int.from_bytes(two.raw[:4], "big") == len(two.raw) - 4
+    expected = rewrite_module._encode(second, 18, 3, cap_api_versions(body)[0])
+    assert two.raw == expected

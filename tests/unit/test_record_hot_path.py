@@ -15,7 +15,7 @@ from pamqp import body, commands, header
 
 from rrlab.rr.cassette.format import EncodedSummary, encode_frame_line, summary_json
 from rrlab.rr.cassette.writer import CassetteWriter
-from rrlab.rr.codecs import Direction, Proto
+from rrlab.rr.codecs import Direction, JsonSummary, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.amqp.codec import memo_key
 from rrlab.rr.record import EARLY_BASE64_BYTES, recorder_for
@@ -38,10 +38,10 @@ def publishes(count: int, channel: int = 1) -> bytes:
     return b"AMQP\x00\x00\x09\x01" + b"".join(out)
 
 
-def deliveries(count: int) -> bytes:
+def deliveries(count: int, consumer_tag: str = "ctag") -> bytes:
     out = []
     for tag in range(1, count + 1):
-        deliver = commands.Basic.Deliver("ctag", tag, False, "x", "q")
+        deliver = commands.Basic.Deliver(consumer_tag, tag, tag % 7 == 0, "x", "q")
         out.append(pamqp.frame.marshal(deliver, 1))
         out.append(pamqp.frame.marshal(header.ContentHeader(0, 3, commands.Basic.Properties()), 1))
         out.append(pamqp.frame.marshal(body.ContentBody(b"abc"), 1))
@@ -57,6 +57,7 @@ def lines(direction: Direction, stream: bytes, *, memo: bool) -> list[bytes]:
     connection = AMQP.connection()
     if not memo:
         connection._memo_key = None
+        connection._splice = None
     out = []
     for start in range(0, len(stream), 1000):
         for frame in connection.feed(direction, stream[start : start + 1000]):
@@ -69,12 +70,20 @@ def lines(direction: Direction, stream: bytes, *, memo: bool) -> list[bytes]:
     [
         (C2S, publishes(50)),
         (S2C, deliveries(50)),
+        (S2C, deliveries(50, consumer_tag='t"delivery_tag":1,')),
+        (S2C, deliveries(50) + deliveries(30, consumer_tag="other") + deliveries(2)),
         *[
             (Direction(path.name.split(".")[1]), path.read_bytes())
             for path in sorted(GOLDEN.glob("*.bin"))
         ],
     ],
-    ids=["publishes", "deliveries", *[p.name for p in sorted(GOLDEN.glob("*.bin"))]],
+    ids=[
+        "publishes",
+        "deliveries",
+        "deliveries-odd-tag",
+        "deliveries-two-consumers",
+        *[p.name for p in sorted(GOLDEN.glob("*.bin"))],
+    ],
 )
 def test_memo_records_the_same_lines_as_decoding_every_frame(direction, stream):
     assert lines(direction, stream, memo=True) == lines(direction, stream, memo=False)
@@ -98,6 +107,29 @@ def test_each_repeating_frame_is_decoded_once():
     summaries = [f.summary for f in frames[1:]]
     assert all(isinstance(s, EncodedSummary) for s in summaries[3:])
     assert all(s.json == summary_json(s) for s in summaries[3:])
+
+
+def test_deliveries_are_spliced_from_the_first_one_of_their_kind():
+    # A consumer's deliveries differ only in their tag: neither decoded nor encoded again.
+    connection = AMQP.connection()
+    decode = connection.decoder.decode
+    calls = []
+
+    def counting(direction, raw):
+        calls.append(raw)
+        return decode(direction, raw)
+
+    connection.decoder.decode = counting
+    frames = connection.feed(S2C, deliveries(200))
+    assert len(frames) == 3 * 200
+    assert len(calls) == 2  # the first content header and body; no Deliver
+    delivers = frames[::3]
+    assert [f.summary["args"]["delivery_tag"] for f in delivers] == list(range(1, 201))
+    assert all(isinstance(f.summary, JsonSummary) for f in delivers)
+    assert all(f.summary.json == summary_json(f.summary) for f in delivers)
+    assert all(f.summary == decode(S2C, f.raw).summary for f in delivers)
+    with pytest.raises(TypeError, match="read-only"):
+        delivers[0].summary["args"] = {}
 
 
 def test_frames_that_may_hold_a_credential_are_never_memoized():
@@ -146,3 +178,21 @@ def test_a_large_frame_fed_in_chunks_makes_the_same_line_and_bytes(tmp_path, chu
     lines = (tmp_path / "c" / "frames.jsonl").read_bytes().splitlines(keepends=True)
     assert lines == [encode_frame_line(conn, S2C, Proto.AMQP, *f[:3]) for f in feed_all(frames)]
     assert (tmp_path / "c" / "frames.raw").read_bytes() == stream  # the bytes as they are
+
+
+def test_spliced_deliveries_reach_the_cassette_as_decoded_ones(tmp_path):
+    from rrlab.rr.cassette import CassetteReader
+
+    stream = deliveries(120) + deliveries(40, consumer_tag="second")
+    writer = CassetteWriter.create(tmp_path / "c")
+    conn = writer.open_connection("amqp", "127.0.0.1:1", "127.0.0.1:2")
+    recorder = recorder_for(writer, conn, "amqp")
+    recorder.feed(C2S, b"AMQP\x00\x00\x09\x01")
+    for start in range(0, len(stream), 4096):
+        recorder.feed(S2C, stream[start : start + 4096])
+    writer.finalize()
+    decoder = AMQP.decoder()
+    with CassetteReader.open(tmp_path / "c") as reader:
+        recorded = [f for f in reader.frames() if f.dir is S2C]
+    assert b"".join(f.raw for f in recorded) == stream
+    assert [f.summary for f in recorded] == [decoder.decode(S2C, f.raw).summary for f in recorded]

@@ -14,7 +14,7 @@ from . import normalize as match_rules
 from . import redact as amqp_redact
 from . import roles
 from . import session as replay
-from .codec import AmqpDecoder, AmqpFramer, memo_key
+from .codec import AmqpDecoder, AmqpFramer, DeliverySummaries, memo_key
 
 _NO_PROPERTIES = {"cluster_id": ""}
 
@@ -69,6 +69,7 @@ class AmqpProtocol(WireProtocol):
     normalize = match_rules
     summary_cache_key = staticmethod(summary_cache_key)
     frame_memo_key = staticmethod(memo_key)
+    frame_splicer = DeliverySummaries
 
     def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
         return replay.Session(ctx, listener, link)

@@ -17,8 +17,9 @@ import pamqp.exceptions
 import pamqp.frame
 import pamqp.header
 
+from rrlab.rr.cassette.format import summary_json
 from rrlab.rr.codecs._framing import BufferedFramer
-from rrlab.rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, Proto
+from rrlab.rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, JsonSummary, Proto
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 _HEADER_MAGIC = PROTOCOL_HEADER[:4]  # what any AMQP version's protocol header starts with
@@ -417,3 +418,62 @@ def _deliver(raw: bytes) -> dict[str, Any] | None:
         "redelivered": redelivered,
         "routing_key": routing_key,
     }
+
+
+_DELIVER_ID = b"\x00\x3c\x00\x3c"  # Basic.Deliver's class and method ids, as on the wire
+#: distinct delivery heads remembered per direction of a connection (cleared when full)
+_TEMPLATES_MAX = 256
+
+
+class DeliverySummaries:
+    """Basic.Deliver summaries spliced from a template (`WireProtocol.frame_splicer`).
+
+    A consumer's deliveries differ only in their delivery tag: the frame without its 8 tag
+    bytes keys a template, made from the first such frame by the fast path (`_fast_summary`)
+    and its canonical JSON split around the tag. The next ones get the template's summary with
+    their own tag and the JSON with their tag's digits in between: no decoding, no encoding.
+    Anything else (or a frame the fast path leaves to pamqp) is None: decoded as usual."""
+
+    def __init__(self) -> None:
+        self._templates: dict[bytes, tuple[dict[str, Any], dict[str, Any], bytes, bytes]] = {}
+
+    def __call__(self, raw: bytes) -> JsonSummary | None:
+        if raw[7:11] != _DELIVER_ID or raw[0] != 1 or len(raw) < 21:
+            return None
+        at = 12 + raw[11]  # the delivery tag follows the consumer tag (a short string)
+        if at + 9 > len(raw) - 1:
+            return None
+        key = raw[:at] + raw[at + 8 :]
+        (tag,) = _I64.unpack_from(raw, at)
+        template = self._templates.get(key)
+        if template is None:
+            template = self._template(raw, key, tag)
+            if template is None:
+                return None
+        summary, args, before, after = template
+        args = dict(args)
+        args["delivery_tag"] = tag
+        summary = dict(summary)
+        summary["args"] = args
+        return JsonSummary(summary, b"%b%d%b" % (before, tag, after))
+
+    def _template(
+        self, raw: bytes, key: bytes, tag: int
+    ) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes] | None:
+        summary = _fast_summary(raw)
+        if summary is None or summary.get("method") != "Basic.Deliver":
+            return None
+        encoded = summary_json(summary)
+        mark = b'"delivery_tag":%d,' % tag
+        if encoded.count(mark) != 1:  # never in a string value (a quote there is escaped)
+            return None
+        before, after = encoded.split(mark)
+        if len(self._templates) >= _TEMPLATES_MAX:
+            self._templates.clear()
+        template = self._templates[key] = (
+            summary,
+            summary["args"],
+            before + b'"delivery_tag":',
+            b"," + after,
+        )
+        return template

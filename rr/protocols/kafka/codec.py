@@ -6,6 +6,7 @@ import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, overload
 
 from kio.index import KioIndexError, load_request_schema, load_response_schema
@@ -88,16 +89,20 @@ class KafkaCodecError(ValueError):
     """A Kafka frame kio cannot decode or encode (unknown API/version, malformed body)."""
 
 
+@cache
 def request_schema(api_key: int, version: int) -> type[Any]:
-    """kio's request class for (api_key, version); KafkaCodecError if kio has none."""
+    """kio's request class for (api_key, version); KafkaCodecError if kio has none (remembered:
+    kio resolves a module path on every lookup, a cost paid per frame)."""
     try:
         return load_request_schema(api_key, version)
     except KioIndexError as err:
         raise KafkaCodecError(f"no kio schema for {api_name(api_key)} v{version} request") from err
 
 
+@cache
 def response_schema(api_key: int, version: int) -> type[Any]:
-    """kio's response class for (api_key, version); KafkaCodecError if kio has none."""
+    """kio's response class for (api_key, version); KafkaCodecError if kio has none
+    (remembered, as `request_schema`)."""
     try:
         return load_response_schema(api_key, version)
     except KioIndexError as err:
@@ -124,12 +129,34 @@ def _write(cls: type[Any], entity: Any, out: io.BytesIO) -> None:
         raise KafkaCodecError(f"cannot encode {cls.__name__}: {err}") from err
 
 
+#: bodies up to this many bytes are remembered by their bytes (see `_whole`)
+_BODY_MEMO_BYTES = 4096
+_BODY_MEMO_MAX = 512
+_BODY_MEMO: dict[tuple[type[Any], bytes], Any] = {}
+
+
 def _whole(cls: type[Any], raw: bytes, offset: int) -> Any:
+    """The entity `cls` filling `raw` from `offset` to its end.
+
+    Small bodies repeat (ApiVersions, Metadata, heartbeats, a client's polls): the entity read
+    from the same bytes as the same class is the same, and kio's entities are frozen, so a
+    remembered one is handed out again without the bounds walk and the read (bounded: cleared
+    when full). A body that does not read is never remembered: it raises every time."""
+    small = len(raw) - offset <= _BODY_MEMO_BYTES
+    if small:
+        key = (cls, raw[offset:])
+        entity = _BODY_MEMO.get(key)
+        if entity is not None:
+            return entity
     entity, end = _read(cls, memoryview(raw), offset)
     if end != len(raw):
         raise KafkaCodecError(
             f"{cls.__name__} ends at byte {end} but the frame has {len(raw)} bytes"
         )
+    if small:
+        if len(_BODY_MEMO) >= _BODY_MEMO_MAX:
+            _BODY_MEMO.clear()
+        _BODY_MEMO[key] = entity
     return entity
 
 

@@ -266,16 +266,42 @@ class RewriteResult:
 
 def rewrite_response(raw: bytes, api_key: int, version: int, node_map: NodeMap) -> RewriteResult:
     """Rewrite one whole response frame; returns the original bytes when nothing changed."""
-    body, answered = _decode(raw, api_key, version)
-    if api_key == API_VERSIONS:  # (answered in v0 when the broker refused the client's version)
-        body, n = cap_api_versions(body)
-        if not n:
-            return RewriteResult(raw)
-        return RewriteResult(_encode(raw, API_VERSIONS, answered, body), api_versions_capped=n)
+    if api_key == API_VERSIONS:
+        return _cap_api_versions_frame(raw, version)
+    body, _answered = _decode(raw, api_key, version)
     body, n = rewrite_addresses(body, node_map)
     if not n:
         return RewriteResult(raw)
     return RewriteResult(_encode(raw, api_key, version, body), addresses=n)
+
+
+#: ApiVersions answers by (version asked, bytes after the correlation id) -> (the capped
+#: frame's bytes after its correlation id, or None when nothing changed; entries capped)
+_CAPPED: dict[tuple[int, bytes], tuple[bytes | None, int]] = {}
+_CAPPED_MAX = 64
+
+
+def _cap_api_versions_frame(raw: bytes, version: int) -> RewriteResult:
+    """An ApiVersions response capped to what kio parses. A client asks on every connection
+    and a broker answers the same each time: its header is always v0 (a size, the correlation
+    id, then the body), so the capped bytes after the correlation id depend on nothing else
+    and are remembered (bounded: cleared when full)."""
+    key = (version, raw[8:])
+    hit = _CAPPED.get(key)
+    if hit is None:
+        # (answered in v0 when the broker refused the client's version)
+        body, answered = _decode(raw, API_VERSIONS, version)
+        body, n = cap_api_versions(body)
+        tail = _encode(raw, API_VERSIONS, answered, body)[8:] if n else None
+        if len(_CAPPED) >= _CAPPED_MAX:
+            _CAPPED.clear()
+        hit = _CAPPED[key] = (tail, n)
+    tail, n = hit
+    if tail is None:
+        return RewriteResult(raw)
+    return RewriteResult(
+        b"".join(((len(tail) + 4).to_bytes(4, "big"), raw[4:8], tail)), api_versions_capped=n
+    )
 
 
 # --- one connection's response stream -----------------------------------------------------------
