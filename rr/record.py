@@ -12,7 +12,6 @@ No sockets and no Twisted here: the proxy moves bytes, this module decides what 
 
 from __future__ import annotations
 
-from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,8 +29,6 @@ from rrlab.rr.protocols.kafka.rewrite import NodeMap, RewriteEvent
 from rrlab.rr.redact import RedactionError
 
 C2S, S2C = Direction.C2S, Direction.S2C
-#: an unfinished frame this large is base64-encoded as it arrives (see `_encode_early`)
-EARLY_BASE64_BYTES = 1 << 20
 
 
 class StreamRewriter(Protocol):
@@ -99,10 +96,6 @@ class ConnectionRecorder:
         self._hold: bool | None = None  # decision for the frame starting at _fwd
         self._head = b""  # bytes of that frame while still undecided (< head_bytes known)
         self._head_bytes = rewriter.head_bytes if rewriter is not None else 0
-        # a large frame's base64, made as its bytes arrive: direction -> (its stream offset,
-        # bytes encoded, the pieces); handed to the writer with the chunk that completes it
-        self._early: dict[Direction, tuple[int, int, list[bytes]]] = {}
-        self._early_ready: tuple[int, list[bytes]] | None = None
 
     # -- the one call ---------------------------------------------------------------------------
 
@@ -149,12 +142,6 @@ class ConnectionRecorder:
                 self._write(direction, whole)
             self.broken = f"framing error: {err}"
             raise RecordingBroken(self.broken) from err
-        wire_first = None
-        if raws and self._early:  # a frame completes: the one encoded early, if any
-            early = self._early.pop(direction, None)
-            if early is not None and early[0] == first:
-                self._early_ready = (early[1], early[2])
-                wire_first = raws[0]
         rw = self.rewriter
         if rw is None or direction is not rw.direction:
             out = data
@@ -175,31 +162,8 @@ class ConnectionRecorder:
                 raise RecordingBroken(self.broken) from exc
             out = parts[0] if len(parts) == 1 else b"".join(parts)
             raws = sent
-            if self._early_ready is not None and (not raws or raws[0] is not wire_first):
-                self._early_ready = None  # rewritten: its bytes are not the ones encoded
-        try:
-            self._write_then_forward(direction, raws, out, forward)
-        finally:
-            self._early_ready = None
-        if framer.buffered >= EARLY_BASE64_BYTES:
-            self._encode_early(direction, framer)
+        self._write_then_forward(direction, raws, out, forward)
         return out
-
-    def _encode_early(self, direction: Direction, framer: Any) -> None:
-        """Encode what has arrived of a large unfinished frame now, while its bytes stream
-        through: when its last chunk comes, the line is ready but for that chunk, and the
-        forwarding of that chunk waits for less (a fetch of megabytes waited ~25 ms per 8 MiB
-        for base64 alone)."""
-        offset = framer.offset
-        early = self._early.get(direction)
-        if early is None or early[0] != offset:
-            early = (offset, 0, [])
-        _offset, done, pieces = early
-        with framer.held() as held:
-            end = len(held) - (len(held) - done) % 3  # whole 3-byte groups: base64 concatenates
-            if end > done:
-                pieces.append(b2a_base64(held[done:end], newline=False))
-        self._early[direction] = (offset, end, pieces)
 
     def _write_then_forward(
         self,
@@ -308,17 +272,8 @@ class ConnectionRecorder:
     def _flush(self, direction: Direction, batch: list[PipelineFrame]) -> None:
         writer = self.writer
         before = writer.frame_count
-        early = self._early_ready
-        if early is not None and batch[0].raw is not batch[0].wire:  # redacted: not those bytes
-            early = None
-        self._early_ready = None
         try:
-            if early is None:
-                writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
-            else:
-                writer.write_frames(
-                    self.conn_id, direction, self.proto, batch, self._encode, early=early
-                )
+            writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
         finally:  # a budget may stop the batch part way: count what reached the file
             written = writer.frame_count - before
             self.frames[direction] += written

@@ -332,13 +332,10 @@ class CassetteWriter:
         proto: str | Proto,
         frames: Iterable[Sequence[Any]],
         encode: SummaryEncoder = summary_json,
-        early: tuple[int, list[bytes]] | None = None,
     ) -> int:
         """Append whole frames of one connection leg with one write(2): each a sequence that
         starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
         `encode` makes a summary's canonical JSON (`format.summary_encoder`: maybe cached).
-        `early`: accepted and unused (format 2 took the base64 of a large frame made as its
-        bytes arrived, `rr.record`; format 3 writes the bytes as they are).
 
         The frames of one received chunk go out together: fewer system calls, and still only
         whole lines reach the file, each after its bytes. Returns how many were written. A

@@ -18,7 +18,7 @@ from rrlab.rr.cassette.writer import CassetteWriter
 from rrlab.rr.codecs import Direction, JsonSummary, Proto
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.protocols.amqp.codec import memo_key
-from rrlab.rr.record import EARLY_BASE64_BYTES, recorder_for
+from rrlab.rr.record import recorder_for
 from rrlab.rr.redact import PLACEHOLDER
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "amqp-rabbitmq"
@@ -163,7 +163,7 @@ def test_a_shared_summary_cannot_be_changed():
 
 @pytest.mark.parametrize("chunk", [65536, 65537, 100_000])
 def test_a_large_frame_fed_in_chunks_makes_the_same_line_and_bytes(tmp_path, chunk):
-    payload = bytes(range(256)) * (3 * EARLY_BASE64_BYTES // 256 + 7)
+    payload = bytes(range(256)) * (3 * (1 << 20) // 256 + 7)  # 3 MiB, fed in chunks
     frames = [pamqp.frame.marshal(body.ContentBody(payload), 1)]
     frames.append(pamqp.frame.marshal(body.ContentBody(b"after"), 1))
     stream = b"".join(frames)
