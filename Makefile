@@ -12,7 +12,7 @@ export UV_NO_CONFIG := 1
 help:
 	@awk '/^## /{doc = doc (doc ? " " : "") substr($$0, 4); next} /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); printf "  make %-17s %s\n", t[1], doc}; doc = ""; next} {doc = ""}' $(MAKEFILE_LIST)
 
-$(BIN)/.synced: requirements.lock pyproject.toml
+$(BIN)/.synced: requirements.lock pyproject.toml Makefile
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@test -x $(BIN)/python || uv venv --quiet --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) uv pip sync --quiet --require-hashes --compile-bytecode requirements.lock
@@ -20,7 +20,8 @@ $(BIN)/.synced: requirements.lock pyproject.toml
 	@touch $@
 
 ## Build .venv from requirements.lock (uv, hashes checked; never downloads a Python).
-## Bytecode is compiled here, the dependencies' once and ours whenever a source changed: with
+## Bytecode is compiled here, the dependencies' at each sync (this Makefile changing is one) and
+## ours whenever a source changed: with
 ## PYTHONDONTWRITEBYTECODE set (or a read-only tree) every `rrlab` start would compile ~200
 ## modules again, 0.4 s of each replay's start-up.
 venv: $(BIN)/.synced

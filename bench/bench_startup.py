@@ -13,8 +13,9 @@ Paired runs, medians, for one small committed cassette (default cassettes/worker
   (e) `rrlab replay --all` over COPIES copies of C (what `rrlab ci` / `make ci` pays per
       cassette), its wall divided by COPIES; and, for reference, the worker's own wall against
       Tansu inside (b).
-With --baseline ROOT, (a), (c), (d) and (e) are measured for that checkout too (its .venv and
-its rrlab), interleaved with ours: before/after from one sitting.
+With --baseline ROOT, (a), (c), (d) and (e) are measured for that checkout too (its .venv, its
+rrlab and its own copy of the cassette, in the format it reads), interleaved with ours:
+before/after from one sitting.
 
 Targets: replay <= 0.6 x the Tansu path; replay - command <= 0.3 s; serve imports <= 0.3 s.
 Two rows keep the overhead honest: replay starts the command before its fake broker listens
@@ -175,6 +176,15 @@ def serve_imports_once(root: Path, cassette: Path, work: Path, listeners: int) -
     return total_us / 1e6
 
 
+def _own_copy(root: Path, cassette: Path) -> Path:
+    """`root`'s copy of a cassette of this checkout (same relative path), else the cassette."""
+    try:
+        own = root / cassette.relative_to(ROOT)
+    except ValueError:
+        return cassette
+    return own if (own / "cassette.json").is_file() else cassette
+
+
 def listeners_of(cassette: Path) -> int:
     manifest = json.loads((cassette / "cassette.json").read_bytes())
     return len({c["listen"] for c in manifest["connections"]})
@@ -201,21 +211,24 @@ def main() -> int:
     if args.baseline:
         roots = {"baseline": args.baseline.resolve(), **roots}
     figures = {name: Figures() for name in roots}
+    # each checkout replays its own copy of the cassette when it has one (the same frames in
+    # the cassette format that checkout reads: a baseline may predate the current format)
+    copies = {n: _own_copy(r, cassette) for n, r in roots.items()}
     tansu: list[float] = []
     tansu_worker: list[float] = []
     work = Path(tempfile.mkdtemp(prefix="rrlab-bench-startup-"))
     try:
-        projects = {n: project_of(r, cassette, args.copies, work) for n, r in roots.items()}
+        projects = {n: project_of(r, copies[n], args.copies, work) for n, r in roots.items()}
         for run in range(args.runs):
             order = list(roots.items())
             if run % 2:
                 order.reverse()  # neither checkout always goes first
             for name, root in order:
-                wall, command, cpu = replay_once(root, cassette, argv, work)
+                wall, command, cpu = replay_once(root, copies[name], argv, work)
                 figures[name].replay.append(wall)
                 figures[name].command.append(command)
                 figures[name].overhead_cpu.append(cpu)
-                imports = serve_imports_once(root, cassette, work, listeners)
+                imports = serve_imports_once(root, copies[name], work, listeners)
                 figures[name].serve_imports.append(imports)
                 per = replay_all_once(root, projects[name], args.copies, work)
                 figures[name].per_cassette.append(per)
