@@ -21,9 +21,8 @@ $(BIN)/.synced: requirements.lock pyproject.toml Makefile
 
 ## Build .venv from requirements.lock (uv, hashes checked; never downloads a Python).
 ## Bytecode is compiled here, the dependencies' at each sync (this Makefile changing is one) and
-## ours whenever a source changed: with
-## PYTHONDONTWRITEBYTECODE set (or a read-only tree) every `rrlab` start would compile ~200
-## modules again, 0.4 s of each replay's start-up.
+## ours whenever a source changed: with PYTHONDONTWRITEBYTECODE set (or a read-only tree) every
+## `rrlab` start would compile ~200 modules again, 0.4 s of each replay's start-up.
 venv: $(BIN)/.synced
 	@$(BIN)/python -m compileall -q rrlab rr proxy replayer brokers worker >/dev/null
 
