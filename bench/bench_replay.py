@@ -20,9 +20,10 @@ worker's client ids are random each run): --profile-serve replays each cassette 
 serve under cProfile and prints the share of its serving CPU spent in binding code
 (rr/replay/bindings.py, rr/protocols/amqp/stamp.py, MQTT's stamp_publish, with what they call),
 in deriving the causes at cassette open, and in the gate while serving (AMQP's DeliveryGate,
-MQTT's plan.Causes lookups): what serve would save without them. The knob leaves the
-DeliveryGate's queues in place (the AMQP session, not the bench, decides they exist): its
-off/on ratio is the cost of holding, the profile's the cost of the whole mechanism.
+MQTT's plan.Causes lookups): what serve would save without them; and, across those, the share
+spent reading cassette lines (the cassette format's cost: frames and summaries decoded). The
+knob leaves the DeliveryGate's queues in place (the AMQP session, not the bench, decides they
+exist): its off/on ratio is the cost of holding, the profile's the cost of the whole mechanism.
 
 Targets (printed beside each figure): replay wall <= 1.25 x the worker's own CPU time during
 replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQP and MQTT; fake
@@ -221,6 +222,7 @@ GATE_CODE = (
     ("rr/protocols/amqp/causes.py", "release"),
     ("rr/protocols/amqp/causes.py", "flush"),
     ("rr/protocols/amqp/causes.py", "_drop"),
+    ("rr/protocols/amqp/causes.py", "_waits"),
     ("rr/protocols/amqp/causes.py", "holding"),
     ("rr/protocols/amqp/causes.py", "is_delivery"),
     ("rr/protocols/amqp/causes.py", "pending"),
@@ -230,12 +232,22 @@ GATE_CODE = (
     ("rr/protocols/mqtt/plan.py", "wait"),
     ("rr/protocols/mqtt/plan.py", "matched"),
 )
+#: reading cassette lines (the frame, and a summary parsed when asked for): at open for the
+#: causes and while serving for the steps; the cassette format's cost, not the session's
+READING_CODE = (
+    ("rr/cassette/reader.py", "_frames"),
+    ("rr/cassette/reader.py", "_frames_v2"),  # (format 3's reader: one per format)
+    ("rr/cassette/reader.py", "_frames_v3"),
+    ("rr/replay/recording.py", "summary"),
+)
 #: what --profile-serve attributes
 CODE = {
     "binding": BINDING_CODE,
     "causes derived at open": CAUSES_CODE,
     "gate while serving": GATE_CODE,
 }
+#: attributed too, across the parts above (not subtracted from "everything else")
+ACROSS = {"cassette lines read": READING_CODE}
 
 
 #: what serving a cassette is, from its open to the stop (start-up imports left out): the
@@ -319,7 +331,7 @@ def main() -> int:
     work = ROOT / "out" / f"bench-replay-{os.getpid()}"
     work.mkdir(parents=True)
     rows = []
-    shares: list[tuple[str, Run, float, dict[str, float]]] = []
+    shares: list[Shares] = []
     try:
         for driver in args.drivers:
             count = args.count or DEFAULT_COUNT[driver]
@@ -339,7 +351,8 @@ def main() -> int:
                 run = replay_driver(driver, count, cassette, work, profile=profile)
                 parts = {name: code_share(profile, code) for name, code in CODE.items()}
                 serving = next(iter(parts.values()))[1]
-                shares.append((driver, run, serving, {n: p[0] for n, p in parts.items()}))
+                across = {name: code_share(profile, code)[0] for name, code in ACROSS.items()}
+                shares.append((driver, run, serving, {n: p[0] for n, p in parts.items()}, across))
             shutil.rmtree(cassette, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -390,19 +403,27 @@ def print_gating_cost(rows: list[tuple[str, str, int, Run, Run]]) -> None:
         print(f"{driver:6} {'verdict':24} {off.verdict:>11} {on.verdict:>10}")
 
 
-def print_code_shares(shares: list[tuple[str, Run, float, dict[str, float]]]) -> None:
-    """What serve spends in binding and gating code (cProfile, one replay per driver)."""
+#: per driver: the profiled run, seconds serving, seconds per part (CODE), per ACROSS entry
+Shares = tuple[str, Run, float, dict[str, float], dict[str, float]]
+
+
+def print_code_shares(shares: list[Shares]) -> None:
+    """What serve spends in binding and gating code (cProfile, one replay per driver), and in
+    reading cassette lines (across those parts)."""
     print()
     print(f"{'driver':6} {'code (profiled serve)':24} {'s':>7} {'of serving':>10}  verdict")
-    for driver, run, serving, parts in shares:
+    for driver, run, serving, parts, across in shares:
         print(f"{driver:6} {'serving':24} {serving:>7.2f} {1:>10.1%}  {run.verdict}")
         for name, seconds in parts.items():
             print(f"{driver:6} {name:24} {seconds:>7.2f} {seconds / serving:>10.1%}")
         rest = serving - sum(parts.values())
         print(f"{driver:6} {'everything else':24} {rest:>7.2f} {rest / serving:>10.1%}")
+        for name, seconds in across.items():
+            print(f"{driver:6} {name:24} {seconds:>7.2f} {seconds / serving:>10.1%}  (across)")
     print(
         "(serving: from the cassette's open to the stop, imports left out; cProfile inflates "
-        "small Python calls most: read the shares as upper bounds, not as seconds)"
+        "small Python calls most: read the shares as upper bounds, not as seconds; `across`: "
+        "inside the parts above, not subtracted)"
     )
 
 

@@ -1,12 +1,12 @@
 """What every protocol's replay session gets and gives, without sockets or a reactor (sans-IO).
 
 Events in: `data_received(bytes)` (the session frames the client's bytes itself), a `Timer`
-fired, `connection_lost()`. Actions out, handed to the session's `Link` one by one as they are
-decided: `Send(bytes)`, `Close(reason)`, `Schedule(delay, timer)`; what was matched, synthesized
-or missed is counted into the run's `Report`. The fake broker's Twisted protocol
-(`replayer/server.py`) runs the actions; a playbook test records them (tests/unit/
-test_replay_playbooks.py). Also here: the shared context and the base class with the helpers
-each protocol uses (answer, miss, pace)."""
+fired, `connection_lost()`, and `read_ahead()` once the answers to a read are out. Actions out,
+handed to the session's `Link` one by one as they are decided: `Send(bytes)`, `Close(reason)`,
+`Schedule(delay, timer)`; what was matched, synthesized or missed is counted into the run's
+`Report`. The fake broker's Twisted protocol (`replayer/server.py`) runs the actions; a playbook
+test records them (tests/unit/test_replay_playbooks.py). Also here: the shared context and the
+base class with the helpers each protocol uses (answer, miss, pace)."""
 
 from __future__ import annotations
 
@@ -274,6 +274,12 @@ class Session:
     def buffered(self) -> int:
         """Bytes of an unfinished client frame held (the shell's buffer budget counts them)."""
         return self.framer.buffered if self.framer is not None else 0
+
+    def read_ahead(self) -> None:
+        """The answers to a read are out: prepare what the next client frame will be compared
+        with (read the recording ahead), while the client is busy with them rather than while
+        it waits. Never sends or counts anything: only what the session would do anyway on the
+        next frame, done earlier (by default nothing)."""
 
     def connection_lost(self) -> None:
         """The client's connection is gone: what an unfinished frame held goes now."""

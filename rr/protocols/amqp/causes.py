@@ -26,7 +26,7 @@ from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols.base import FrameRef
 from rrlab.rr.replay.recording import RecFrame, Recording
 
-from .codec import frame_channel
+from .codec import BODY_FRAME, frame_channel
 
 C2S = Direction.C2S
 #: server methods that hand a client a message some publish produced
@@ -35,7 +35,8 @@ DELIVERIES = frozenset({"Basic.Deliver", "Basic.GetOk"})
 #: the first bytes of those methods' frames: type 1 (method), then class and method ids at 7
 _DELIVERY_IDS = (b"\x00\x3c\x00\x3c", b"\x00\x3c\x00\x47")  # 60.60, 60.71
 #: frame types of a message's content: header (2) and body (3)
-CONTENT_FRAME_TYPES = (b"\x02", b"\x03")
+CONTENT_FRAME_TYPES = (b"\x02", BODY_FRAME)
+_NO_SUMMARY: dict[str, Any] = {}
 
 
 def is_delivery(raw: bytes) -> bool:
@@ -89,8 +90,11 @@ def _messages(recording: Recording) -> list[tuple[int, _Content]]:
         consuming: dict[int, deque[int]] = defaultdict(deque)
         consumers: dict[tuple[int, Any], FrameRef] = {}  # (channel, tag) -> Basic.Consume
         for frame in rc.stream():
-            s = frame.summary
-            kind, channel = s.get("frame"), s.get("channel", 0)
+            if frame.raw[:1] == BODY_FRAME:  # told by its bytes, its summary unread
+                s, kind, channel = _NO_SUMMARY, "body", frame_channel(frame.raw)
+            else:
+                s = frame.summary
+                kind, channel = s.get("frame"), s.get("channel", 0)
             if kind == "method":
                 method = s.get("method")
                 client = frame.dir is C2S
@@ -228,6 +232,12 @@ class DeliveryGate:
         every consumer of the channel, which it closed), the
         deliveries to it still waiting for their publish are dropped: live, the publish comes
         after the cancel, and a broker delivers nothing to a cancelled consumer."""
+        if not self._held and cancelled is None:  # the common case: nothing held, go at once
+            frames = list(frames)
+            if not any(self._waits(conn, frame) for frame in frames):
+                if frames:  # (what `flush` would send: all of them, in order, as one run)
+                    self._send(frames, after)
+                return
         for frame in frames:
             channel = frame_channel(frame.raw)  # (no summary parsed)
             _in_recorded_order(
@@ -237,6 +247,10 @@ class DeliveryGate:
         if cancelled is not None:
             self._drop(*cancelled)
         self.flush()
+
+    def _waits(self, conn: int, frame: RecFrame) -> bool:
+        """A delivery whose publish (or consumer's Basic.Consume) has not matched live yet."""
+        return is_delivery(frame.raw) and self.causes.pending((conn, frame.index)) is not None
 
     def _drop(self, channel: int, consumer_tag: str | None) -> None:
         queue = self._held.get(channel)

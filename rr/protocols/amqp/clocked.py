@@ -30,6 +30,7 @@ from rrlab.rr.replay.bindings import Clock, clock
 from rrlab.rr.replay.recording import Recording
 
 from . import normalize as norm
+from .codec import BODY_FRAME, frame_channel
 
 Shape = tuple[Any, Any, frozenset[str]]  # exchange, routing key, body keys
 
@@ -58,13 +59,18 @@ def recorded_publishes(recording: Recording) -> Iterable[Published]:
         assembler = norm.Assembler()
         indexes: dict[int, list[int]] = {}
         for frame in rc.stream():
-            if frame.dir is not Direction.C2S or norm.is_liveness(frame.summary):
+            raw = frame.raw
+            if frame.dir is not Direction.C2S or norm.is_heartbeat(raw):  # (`is_liveness`)
                 continue
-            channel = int(frame.summary.get("channel", 0))
-            if frame.summary.get("frame") == "method":
-                indexes[channel] = []
-            indexes.setdefault(channel, []).append(frame.index)
-            message = assembler.feed(frame.summary, frame.raw)
+            channel = frame_channel(raw)
+            if raw[:1] == BODY_FRAME and assembler.expects_body(channel):  # its summary unread
+                indexes.setdefault(channel, []).append(frame.index)
+                message = assembler.add_body(channel, raw)
+            else:
+                if frame.summary.get("frame") == "method":
+                    indexes[channel] = []
+                indexes.setdefault(channel, []).append(frame.index)
+                message = assembler.feed(frame.summary, raw)
             if message is None or message.name != "Basic.Publish":
                 continue
             yield Published(

@@ -26,6 +26,8 @@ _HEADER_MAGIC = PROTOCOL_HEADER[:4]  # what any AMQP version's protocol header s
 FRAME_END = 0xCE
 #: Frame types of AMQP 0-9-1 as RabbitMQ and pamqp use them (heartbeat is 8, not the spec's 4).
 FRAME_TYPES = {1: "method", 2: "header", 3: "body", 8: "heartbeat"}
+#: a body frame's first byte: a replay tells one by it, its summary unread (`frame_channel`)
+BODY_FRAME = b"\x03"
 _HEADER = struct.Struct(">BHI")
 _SIZE = struct.Struct(">I")  # a frame's payload size, at byte 3 of its header
 _ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+")

@@ -97,12 +97,7 @@ class Assembler:
             pending.size = int(summary.get("body_size", 0))
             return self._finish(channel) if pending.size == 0 else None
         if kind == "body" and pending is not None and pending.headed:
-            chunk = raw[7:-1]
-            pending.chunks.append(chunk)
-            pending.have += len(chunk)
-            pending.message.frames += 1
-            pending.message.wire += raw
-            return self._finish(channel) if pending.have >= pending.size else None
+            return self.add_body(channel, raw)
         if pending is not None:  # the content never came: the method stands alone
             del self._pending[channel]
         if kind != "method":
@@ -117,6 +112,23 @@ class Assembler:
             self._pending[channel] = _Pending(message, 0)
             return None
         return message
+
+    def expects_body(self, channel: int) -> bool:
+        """Whether a body frame on `channel` continues a message's content (a replay tells a
+        body frame by its bytes and hands it to `add_body`, its summary unread)."""
+        pending = self._pending.get(channel)
+        return pending is not None and pending.headed
+
+    def add_body(self, channel: int, raw: bytes) -> Message | None:
+        """A body frame of the content `expects_body` says `channel` is reading: the message
+        once its body is whole."""
+        pending = self._pending[channel]
+        chunk = raw[7:-1]
+        pending.chunks.append(chunk)
+        pending.have += len(chunk)
+        pending.message.frames += 1
+        pending.message.wire += raw
+        return self._finish(channel) if pending.have >= pending.size else None
 
     def _finish(self, channel: int) -> Message:
         pending = self._pending.pop(channel)

@@ -138,6 +138,12 @@ class Session(BaseSession):
                 return
         self._decoded(raw)
 
+    def read_ahead(self) -> None:
+        """The next recorded step read (with its replies) before the client sends it: the read
+        is off the path of a client waiting for its answer (a publisher confirm)."""
+        if self.transcript is not None and not self.closed:
+            self.transcript.step(self.transcript.next)
+
     def _flush_wire(self) -> bool:
         """Decode the frames `_by_wire` held back; True if that ended the connection."""
         held, self._wire_held, self._wire_at, self._wire_step = self._wire_held, [], 0, None

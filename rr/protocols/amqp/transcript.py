@@ -11,6 +11,7 @@ from rrlab.rr.codecs import Direction
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
 
 from . import normalize as norm
+from .codec import BODY_FRAME, frame_channel
 
 
 @dataclass(slots=True)
@@ -58,10 +59,15 @@ class Transcript:
                 if self._last is not None and not norm.is_heartbeat(frame.raw):
                     self._last.replies.append(frame)
                 continue
-            if norm.is_liveness(frame.summary):
+            raw = frame.raw
+            if norm.is_heartbeat(raw):  # liveness (`is_liveness`), told by its bytes
                 continue
             self._indexes.append(frame.index)
-            message = self._assembler.feed(frame.summary, frame.raw)
+            channel = frame_channel(raw)
+            if raw[:1] == BODY_FRAME and self._assembler.expects_body(channel):
+                message = self._assembler.add_body(channel, raw)  # its summary unread
+            else:
+                message = self._assembler.feed(frame.summary, raw)
             if message is not None and frame.index in self.skip:
                 self._indexes = []
                 continue
