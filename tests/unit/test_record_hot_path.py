@@ -89,16 +89,22 @@ def test_memo_records_the_same_lines_as_decoding_every_frame(direction, stream):
     assert lines(direction, stream, memo=True) == lines(direction, stream, memo=False)
 
 
-def test_each_repeating_frame_is_decoded_once():
-    connection = AMQP.connection()
+def _counting_decodes(connection) -> list[bytes]:
+    """The frames `connection`'s decoder decodes from now on, in order."""
     decode = connection.decoder.decode
-    calls = []
+    calls: list[bytes] = []
 
     def counting(direction, raw):
         calls.append(raw)
         return decode(direction, raw)
 
     connection.decoder.decode = counting
+    return calls
+
+
+def test_each_repeating_frame_is_decoded_once():
+    connection = AMQP.connection()
+    calls = _counting_decodes(connection)
     frames = connection.feed(C2S, publishes(200))
     assert len(frames) == 1 + 3 * 200
     # the protocol header, then one Publish, one header and one body of each size: the bodies
@@ -112,14 +118,7 @@ def test_each_repeating_frame_is_decoded_once():
 def test_deliveries_are_spliced_from_the_first_one_of_their_kind():
     # A consumer's deliveries differ only in their tag: neither decoded nor encoded again.
     connection = AMQP.connection()
-    decode = connection.decoder.decode
-    calls = []
-
-    def counting(direction, raw):
-        calls.append(raw)
-        return decode(direction, raw)
-
-    connection.decoder.decode = counting
+    calls = _counting_decodes(connection)
     frames = connection.feed(S2C, deliveries(200))
     assert len(frames) == 3 * 200
     assert len(calls) == 2  # the first content header and body; no Deliver
@@ -127,7 +126,7 @@ def test_deliveries_are_spliced_from_the_first_one_of_their_kind():
     assert [f.summary["args"]["delivery_tag"] for f in delivers] == list(range(1, 201))
     assert all(isinstance(f.summary, JsonSummary) for f in delivers)
     assert all(f.summary.json == summary_json(f.summary) for f in delivers)
-    assert all(f.summary == decode(S2C, f.raw).summary for f in delivers)
+    assert all(f.summary == AMQP.decoder().decode(S2C, f.raw).summary for f in delivers)
     with pytest.raises(TypeError, match="read-only"):
         delivers[0].summary["args"] = {}
 
