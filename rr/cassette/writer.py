@@ -401,19 +401,6 @@ class CassetteWriter:
         budgets = self.budgets
         max_frame, max_frames = budgets.max_frame_bytes, budgets.max_frames
         max_bytes = budgets.max_cassette_bytes
-        if frames.__class__ is list and frames:
-            batch = self._whole_batch(frames, prefix, encode)
-            if batch is not None:
-                lines, raw, sizes = batch
-                n = len(sizes)
-                raw_bytes = len(raw)
-                if (
-                    max(sizes) <= max_frame
-                    and self._seq + n <= max_frames
-                    and self._file_bytes + self._raw_bytes + len(lines) + raw_bytes <= max_bytes
-                ):  # the whole batch fits every budget: written as the loop below would
-                    self._commit(d, info, n, lines, raw, raw_bytes)
-                    return n
         seq0 = seq = self._seq
         file_bytes = self._file_bytes
         raw_bytes = 0
@@ -451,54 +438,21 @@ class CassetteWriter:
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
             if parts:
-                self._commit(d, info, seq - seq0, b"".join(parts), b"".join(raws), raw_bytes)
+                # every frame of the batch crossed in this one read: one time for all of them
+                time_line = timing_line((self._clock_ns() - self._t0) // 1000)
+                self._append_timing(time_line * (seq - seq0))
+                self._append_raw(b"".join(raws))  # the bytes before the lines that need them
+                self._append(b"".join(parts))
+                n = seq - seq0
+                self._seq = seq
+                self._file_bytes = file_bytes
+                self._raw_bytes += raw_bytes
+                self._frame_counts[d.value] += n
+                info.frames[d.value] += n
+                info.bytes[d.value] += raw_bytes
         if stop is not None:
             self._stop(*stop)
         return seq - seq0
-
-    @staticmethod
-    def _whole_batch(
-        frames: list[Sequence[Any]], prefix: bytes, encode: SummaryEncoder
-    ) -> tuple[bytes, bytes, list[int]] | None:
-        """The lines and bytes of a whole batch, built with one comprehension (no budget
-        checks: the caller makes them for the batch at once); None when a summary cannot be
-        encoded (the frame-by-frame loop then writes the frames before it and raises)."""
-        sizes = [len(frame[1]) for frame in frames]
-        try:
-            lines = b"".join(
-                [
-                    b"%s%s%d%s"
-                    % (
-                        prefix,
-                        REDACTED_SIZE if frame[2] else SIZE_KEY,
-                        size,
-                        frame[0].tail
-                        if frame[0].__class__ is EncodedSummary
-                        else b"".join((SIZE_SUMMARY, encode(frame[0]), b"}\n")),
-                    )
-                    for frame, size in zip(frames, sizes, strict=True)
-                ]
-            )
-        except Exception:
-            return None
-        raw = frames[0][1] if len(frames) == 1 else b"".join([frame[1] for frame in frames])
-        return lines, raw, sizes
-
-    def _commit(
-        self, d: Direction, info: ConnectionInfo, n: int, lines: bytes, raw: bytes, raw_bytes: int
-    ) -> None:
-        """Write `n` frames' bytes, then their lines (each after its bytes), and count them."""
-        # every frame of the batch crossed in this one read: one time for all of them
-        time_line = timing_line((self._clock_ns() - self._t0) // 1000)
-        self._append_timing(time_line * n)
-        self._append_raw(raw)  # the bytes before the lines that need them
-        self._append(lines)
-        self._seq += n
-        self._file_bytes += len(lines)
-        self._raw_bytes += raw_bytes
-        self._frame_counts[d.value] += n
-        info.frames[d.value] += n
-        info.bytes[d.value] += raw_bytes
 
     # -- finish -------------------------------------------------------------------------------
 
