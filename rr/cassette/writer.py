@@ -154,7 +154,13 @@ class _Digest:
         if pending is None and len(data) < HASH_AWAY:
             self._hash.update(data)
         else:
-            self._pending = self._pool().submit(self._hash.update, data)
+            try:
+                self._pending = self._pool().submit(self._hash.update, data)
+            except RuntimeError:  # the interpreter is exiting (no new work): hash here, in order
+                if pending is not None:
+                    pending.result()
+                self._pending = None
+                self._hash.update(data)
 
     def hexdigest(self) -> str:
         if self._pending is not None:
