@@ -6,8 +6,7 @@ one of their lines to frames.jsonl, so a crash leaves only whole lines (each wit
 before it in frames.raw) plus at most one partly written batch at the end; their times go to
 frames.timing a few KiB at a time (`TIMING_HOLD`: a write per chunk for them cost as much as the
 frames'), so a crash may lose the pacing of the last frames, never a frame (repair gives each
-the time before it); the digests are kept running (a large write hashed on a worker thread
-after its write(2), see `_Digest`), and counts live in memory. A provisional
+the time before it); both digests are kept running, and counts live in memory. A provisional
 manifest (`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
 artifacts, a budget stop). Connection opens and closes, which come by the thousand, are appended
 as one line each to `connections.jsonl` instead (rewriting the manifest per event made each cost
@@ -26,7 +25,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from rrlab import rr
 from rrlab.rr.atomic_file import fsync_dir, write_atomic
@@ -63,9 +62,6 @@ from .format import (
 )
 from .lock import WriterLock
 from .record_mode import RecordMode
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
 
 _OUR_NAMES = (
     MANIFEST_NAME,
@@ -125,48 +121,6 @@ def _artifact_relpath(name: str) -> str:
 
 #: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
 TIMING_HOLD = 4096
-#: a write of at least this many bytes is hashed on the writer's hashing thread (see _Digest)
-HASH_AWAY = 1 << 16
-
-
-class _Digest:
-    """A running sha256 whose large updates run on a worker thread, in order.
-
-    hashlib releases the GIL while it hashes more than a few KiB, so a large frame (a Kafka
-    Fetch of a MiB) is hashed while the reactor forwards it: the write(2) stays before the
-    forward, the hashing leaves the forwarding path. Updates go to one single-thread executor
-    (FIFO), and a small update is done inline only once every update sent away has finished, so
-    the digest is the one of the bytes in file order. `hexdigest` waits for what is pending.
-    """
-
-    __slots__ = ("_hash", "_pending", "_pool")
-
-    def __init__(self, pool: Callable[[], ThreadPoolExecutor]) -> None:
-        self._hash = hashlib.sha256()
-        self._pending: Future[None] | None = None
-        self._pool = pool
-
-    def update(self, data: bytes) -> None:
-        pending = self._pending
-        if pending is not None and pending.done():
-            pending.result()  # a failure of the worker (there is none to expect) is not lost
-            pending = self._pending = None
-        if pending is None and len(data) < HASH_AWAY:
-            self._hash.update(data)
-        else:
-            try:
-                self._pending = self._pool().submit(self._hash.update, data)
-            except RuntimeError:  # the interpreter is exiting (no new work): hash here, in order
-                if pending is not None:
-                    pending.result()
-                self._pending = None
-                self._hash.update(data)
-
-    def hexdigest(self) -> str:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        return self._hash.hexdigest()
 
 
 class CassetteWriter:
@@ -196,10 +150,9 @@ class CassetteWriter:
         self._frame_counts = {"c2s": 0, "s2c": 0}
         self._raw_bytes = 0
         self._file_bytes = 0
-        self._hash_pool: ThreadPoolExecutor | None = None  # started by the first large write
-        self._hash = _Digest(self._hashing_thread)
-        self._timing_hash = _Digest(self._hashing_thread)
-        self._raw_hash = _Digest(self._hashing_thread)
+        self._hash = hashlib.sha256()
+        self._timing_hash = hashlib.sha256()
+        self._raw_hash = hashlib.sha256()
         self._timing_bytes = 0
         self._timing_held = bytearray()  # times not yet written (see _append_timing)
         self._artifacts: dict[str, str] = {}
@@ -498,7 +451,6 @@ class CassetteWriter:
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
         os.close(self._fd)
         self._released = True
-        self._stop_hashing()
         self._release_lock()
         return manifest
 
@@ -559,20 +511,6 @@ class CassetteWriter:
             self._timing_hash.update(data)
             self._timing_bytes += len(data)
 
-    def _hashing_thread(self) -> ThreadPoolExecutor:
-        """The one worker that hashes large writes (all three digests: FIFO keeps each in order)."""
-        pool = self._hash_pool
-        if pool is None:  # the writer is called from one thread (the reactor's): no race here
-            from concurrent.futures import ThreadPoolExecutor  # only a recording with large writes
-
-            pool = self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="rrlab-hash")
-        return pool
-
-    def _stop_hashing(self) -> None:
-        pool, self._hash_pool = self._hash_pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-
     def _write_all(self, fd: int, data: bytes, name: str) -> None:
         """Every byte of `data` to `fd` (os.write may take part of it); a failure names the file."""
         view = memoryview(data)
@@ -609,7 +547,6 @@ class CassetteWriter:
                 os.close(fd)  # closing frames.jsonl releases its flock
             except OSError:
                 pass
-        self._stop_hashing()
         self._release_lock()
 
     def _release_lock(self) -> None:
