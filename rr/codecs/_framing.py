@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .base import DEFAULT_MAX_FRAME_BYTES, Direction, Frame, FramingError, Proto
 
+#: a pending frame at least this long keeps its chunks as they came (see `BufferedFramer`)
+LARGE_FRAME = 1 << 16
+
 
 class BufferedFramer:
     """Accumulates bytes and cuts frames; subclasses only say how long the next frame is.
@@ -16,7 +19,9 @@ class BufferedFramer:
     The hot path (`feed_raws`) copies each frame's bytes once: straight out of the received
     chunk when no partial frame is pending (a chunk that is exactly one frame is not copied at
     all), out of the buffer through a memoryview otherwise. While the pending frame is known to
-    be longer than what is buffered, a chunk is only appended.
+    be longer than what is buffered, a chunk is only appended; for a frame of `LARGE_FRAME`
+    bytes or more it is not even copied (kept in a list), and the chunk that completes it joins
+    them: the frame's bytes are copied once, not appended then sliced out again.
     """
 
     proto: Proto
@@ -29,6 +34,8 @@ class BufferedFramer:
         self._buf = bytearray()
         self._offset = 0  # stream offset of _buf[0]
         self._need = 0  # length of the frame at _buf[0], once known (0: not known)
+        self._parts: list[bytes] = []  # chunks of a large pending frame after _buf (not copied)
+        self._parts_len = 0
         self._failed: FramingError | None = None
         cls = type(self)
         self._check = self._check_frame if cls._check_frame is not _BASE_CHECK else None
@@ -37,10 +44,12 @@ class BufferedFramer:
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
+        return len(self._buf) + self._parts_len
 
     def held(self) -> memoryview:
         """The bytes held of the unfinished frame (read-only; valid until the next `feed`)."""
+        if self._parts:
+            return memoryview(b"".join((self._buf, *self._parts))).toreadonly()
         return memoryview(self._buf).toreadonly()
 
     @property
@@ -54,6 +63,8 @@ class BufferedFramer:
         self._failed = err
         self._buf = bytearray()  # nothing more will be framed; release the memory (not clear():
         self._need = 0  # feed_raws may hold a memoryview of the old buffer)
+        self._parts = []
+        self._parts_len = 0
         return err
 
     def _frame_length(
@@ -100,6 +111,17 @@ class BufferedFramer:
             raise FramingError(f.proto, f.direction, f.offset, f.reason)
         buf = self._buf
         if buf:
+            need = self._need
+            if need >= LARGE_FRAME:
+                if data.__class__ is not bytes:  # held as it came: must not change under us
+                    data = bytes(data)
+                have = len(buf) + self._parts_len
+                if have + len(data) < need:  # still incomplete: kept, not copied
+                    self._parts.append(data)
+                    self._parts_len += len(data)
+                    return []
+                if self._parts:
+                    return self._complete_large(data, need - have)
             buf += data
             if len(buf) < self._need:  # the pending frame is still incomplete
                 return []
@@ -151,6 +173,36 @@ class BufferedFramer:
                     buf += memoryview(src)[pos:]
                 self._need = need
         return raws
+
+    def _complete_large(self, data: bytes, rest: int) -> list[bytes]:
+        """The pending large frame ends `rest` bytes into `data`: join it (one copy), then frame
+        what follows it as a chunk of its own."""
+        offset = self._offset
+        view = memoryview(data)
+        try:
+            raw = b"".join((self._buf, *self._parts, view[:rest]))
+        finally:
+            view.release()
+        self._buf = bytearray()
+        self._parts = []
+        self._parts_len = 0
+        self._need = 0
+        try:
+            if self._check is not None:
+                self._check(raw, offset)
+        except FramingError as err:
+            err.frames = []
+            raise
+        self._offset = offset + len(raw)
+        if rest == len(data):
+            return [raw]
+        try:
+            more = self.feed_raws(data[rest:])
+        except FramingError as err:
+            err.frames.insert(0, Frame(raw=raw, offset=offset))
+            raise
+        more.insert(0, raw)
+        return more
 
 
 _BASE_CHECK = BufferedFramer._check_frame

@@ -105,6 +105,64 @@ def test_mqtt_any_chunking_same_frames(frames, cuts, direction):
     assert got == expected(frames)
 
 
+large_kafka_frames = st.lists(
+    st.one_of(
+        st.binary(max_size=50).map(kafka_frame),
+        st.integers(60_000, 200_000).map(lambda n: kafka_frame(bytes([n % 251]) * n)),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    large_kafka_frames,
+    st.lists(st.integers(0, 10**6), max_size=30),
+    st.lists(st.sampled_from([bytes, bytearray, memoryview]), min_size=1, max_size=3),
+)
+def test_large_frames_any_chunking_same_frames_offsets_and_buffered(frames, cuts, kinds):
+    """Large frames (kept as their chunks came, joined once) frame like small ones: the same
+    frames, and at every step the same offset and buffered count as the stream implies."""
+    stream = b"".join(frames)
+    framer = KafkaFramer(Direction.S2C)
+    got, fed = [], 0
+    for i, chunk in enumerate(chunked(stream, cuts)):
+        got += framer.feed_raws(kinds[i % len(kinds)](chunk))
+        fed += len(chunk)
+        assert framer.offset == sum(map(len, got))
+        assert framer.buffered == fed - framer.offset
+        assert bytes(framer.held()) == stream[framer.offset : fed]
+    assert got == frames and all(type(raw) is bytes for raw in got)
+    assert framer.buffered == 0
+
+
+def test_a_large_frame_is_copied_once():
+    """The chunks of a large frame are held as they came and joined once when it completes:
+    the framer's own memory peaks near one frame, not two (append, then cut out)."""
+    import tracemalloc
+
+    big = kafka_frame(b"z" * 1_000_000)
+    chunks = [big[i : i + 65536] for i in range(0, len(big), 65536)]
+    framer = KafkaFramer(Direction.S2C)
+    tracemalloc.start()
+    try:
+        out = [raw for chunk in chunks for raw in framer.feed_raws(chunk)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out == [big]
+    assert peak < 1.3 * len(big), peak
+
+
+def test_a_bad_frame_after_a_large_one_keeps_the_large_one_on_the_error():
+    big = kafka_frame(b"q" * 100_000)
+    framer = KafkaFramer(Direction.S2C, max_frame_bytes=200_000)
+    assert framer.feed_raws(big[:70_000]) == [] and framer.feed_raws(big[70_000:90_000]) == []
+    with pytest.raises(FramingError) as caught:
+        framer.feed_raws(big[90_000:] + struct.pack(">i", 300_000))
+    assert [(f.raw, f.offset) for f in caught.value.frames] == [(big, 0)]
+
+
 @SETTINGS
 @given(
     kafka_frames,
