@@ -450,20 +450,11 @@ def check_frame_line(
         if proto is not None and not (end - start) & 3:
             if end - start > 4 * ((max_frame_bytes + 2) // 3):  # base64_len, inline: hot
                 size = (end - start) // 4 * 3 - line.count(b"=", end - 2, end)
-                raise MalformedFrame(
-                    path,
-                    lineno,
-                    f"frame of {size} bytes is over the frame budget ({max_frame_bytes} bytes)",
-                )
+                check_frame_budget(size, max_frame_bytes, path, lineno)
             summary = _memo_summary(raw_summary, memo, path, lineno)
             return int(conn), direction == b"c2s", proto, int(seq), summary, raw_summary
     rec = decode_frame_line(line, path=path, lineno=lineno, t_us=None if timed else 0)
-    if len(rec.raw) > max_frame_bytes:
-        raise MalformedFrame(
-            path,
-            lineno,
-            f"frame of {len(rec.raw)} bytes is over the frame budget ({max_frame_bytes} bytes)",
-        )
+    check_frame_budget(len(rec.raw), max_frame_bytes, path, lineno)
     return rec.conn, rec.dir is Direction.C2S, rec.proto, rec.seq, rec.summary, None
 
 
@@ -511,17 +502,20 @@ def check_frame_line_v3(
     else:  # another spelling (edited by hand): the full decoder, with stand-in bytes
 
         def stand_in(size: int) -> bytes:
-            _over_budget(size, max_frame_bytes, path, lineno)
+            check_frame_budget(size, max_frame_bytes, path, lineno)
             return bytes(size)
 
         rec = decode_frame_line(line, path=path, lineno=lineno, t_us=0, raw=stand_in)
         conn, direction, proto = rec.conn, rec.dir.value.encode(), rec.proto
         summary, raw_summary, frame_size = rec.summary, None, len(rec.raw)
-    _over_budget(frame_size, max_frame_bytes, path, lineno)
+    check_frame_budget(frame_size, max_frame_bytes, path, lineno)
     return int(conn), direction == b"c2s", proto, frame_size, summary, raw_summary
 
 
-def _over_budget(size: int, max_frame_bytes: int, path: str, lineno: int) -> None:
+def check_frame_budget(
+    size: int, max_frame_bytes: int, path: str | os.PathLike[str], lineno: int
+) -> None:
+    """MalformedFrame when a frame of `size` bytes is over the frame budget."""
     if size > max_frame_bytes:
         raise MalformedFrame(
             path,

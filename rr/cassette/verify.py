@@ -49,6 +49,7 @@ from .format import (
     TIMING_NAME,
     ConnectionInfo,
     Manifest,
+    check_frame_budget,
     decode_frame_line,
     timing_line,
 )
@@ -129,10 +130,7 @@ def raw_reader(
     read = open(fh.fileno(), "rb", CHUNK, closefd=False).read  # noqa: SIM115
 
     def take(size: int) -> bytes:
-        if size > frame_budget:
-            raise MalformedFrame(
-                path, 0, f"frame of {size} bytes is over the frame budget ({frame_budget} bytes)"
-            )
+        check_frame_budget(size, frame_budget, path, 0)
         data = read(size)
         if short_ok and len(data) != size:
             raise _RawShort
@@ -171,12 +169,7 @@ def _scan(
             )
         if dumps_line(rec.to_dict(timed=timed, sidecar=raw is not None)) != line:
             raise MalformedFrame(path, lineno, "not canonical JSON (edited by hand?)")
-        if len(rec.raw) > frame_budget:
-            raise MalformedFrame(
-                path,
-                lineno,
-                f"frame of {len(rec.raw)} bytes is over the frame budget ({frame_budget} bytes)",
-            )
+        check_frame_budget(len(rec.raw), frame_budget, path, lineno)
         conn = scan.conns.get(rec.conn)
         if conn is None:
             base = known.get(rec.conn)
