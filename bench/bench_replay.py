@@ -236,8 +236,6 @@ GATE_CODE = (
 #: causes and while serving for the steps; the cassette format's cost, not the session's
 READING_CODE = (
     ("rr/cassette/reader.py", "_frames"),
-    ("rr/cassette/reader.py", "_frames_v2"),  # (format 3's reader: one per format)
-    ("rr/cassette/reader.py", "_frames_v3"),
     ("rr/replay/recording.py", "summary"),
 )
 #: what --profile-serve attributes

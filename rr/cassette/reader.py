@@ -590,48 +590,40 @@ class FrameIndex:
     ) -> Iterator[Any]:
         """Decode lines in order (`decode`: a line with its path, number and time, and in format
         3 its bytes); runs of adjacent lines are read together (up to CHUNK), and their bytes."""
-        if self._raw_offsets is not None:
-            return self._frames_v3(line_indexes, decode)
-        return self._frames_v2(line_indexes, decode)
-
-    def _frames_v2(self, line_indexes: Iterable[int], decode: Callable[..., Any]) -> Iterator[Any]:
-        offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
-        pending = iter(line_indexes)
-        first = next(pending, None)
-        while first is not None:
-            last = first
-            nxt = next(pending, None)
-            while nxt == last + 1 and offsets[nxt + 1] - offsets[first] <= CHUNK:
-                last = nxt
-                nxt = next(pending, None)
-            base = offsets[first]
-            data = os.pread(fd, offsets[last + 1] - base, base)
-            for g in range(first, last + 1):
-                line = data[offsets[g] - base : offsets[g + 1] - base]
-                yield decode(line, path=path, lineno=g + 1, t_us=time(g))
-            first = nxt
-
-    def _frames_v3(self, line_indexes: Iterable[int], decode: Callable[..., Any]) -> Iterator[Any]:
         offsets, fd, path, time = self._offsets, self._fd, str(self.path), self._time
         raw_offsets, raw_fd = self._raw_offsets, self._raw_fd
-        assert raw_offsets is not None
-        pending = iter(line_indexes)
-        first = next(pending, None)
-        while first is not None:
-            last = first
-            nxt = next(pending, None)
-            while (
-                nxt == last + 1
-                and offsets[nxt + 1] - offsets[first] <= CHUNK
-                and raw_offsets[nxt + 1] - raw_offsets[first] <= CHUNK
-            ):
-                last = nxt
-                nxt = next(pending, None)
-            base, raw_base = offsets[first], raw_offsets[first]
+        for first, last in _runs(line_indexes, offsets, raw_offsets):
+            base = offsets[first]
             data = os.pread(fd, offsets[last + 1] - base, base)
+            if raw_offsets is None:
+                for g in range(first, last + 1):
+                    line = data[offsets[g] - base : offsets[g + 1] - base]
+                    yield decode(line, path=path, lineno=g + 1, t_us=time(g))
+                continue
+            raw_base = raw_offsets[first]
             raws = os.pread(raw_fd, raw_offsets[last + 1] - raw_base, raw_base)
             for g in range(first, last + 1):
                 line = data[offsets[g] - base : offsets[g + 1] - base]
                 raw = raws[raw_offsets[g] - raw_base : raw_offsets[g + 1] - raw_base]
                 yield decode(line, path=path, lineno=g + 1, t_us=time(g), raw=raw)
-            first = nxt
+
+
+def _runs(
+    line_indexes: Iterable[int], offsets: array, raw_offsets: array | None
+) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of adjacent line indexes whose lines, and in format 3 their
+    bytes in frames.raw, span at most CHUNK each."""
+    pending = iter(line_indexes)
+    first = next(pending, None)
+    while first is not None:
+        last = first
+        nxt = next(pending, None)
+        while (
+            nxt == last + 1
+            and offsets[nxt + 1] - offsets[first] <= CHUNK
+            and (raw_offsets is None or raw_offsets[nxt + 1] - raw_offsets[first] <= CHUNK)
+        ):
+            last = nxt
+            nxt = next(pending, None)
+        yield first, last
+        first = nxt
