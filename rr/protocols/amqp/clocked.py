@@ -63,14 +63,10 @@ def recorded_publishes(recording: Recording) -> Iterable[Published]:
             if frame.dir is not Direction.C2S or norm.is_heartbeat(raw):  # (`is_liveness`)
                 continue
             channel = frame_channel(raw)
-            if raw[:1] == BODY_FRAME and assembler.expects_body(channel):  # its summary unread
-                indexes.setdefault(channel, []).append(frame.index)
-                message = assembler.add_body(channel, raw)
-            else:
-                if frame.summary.get("frame") == "method":
-                    indexes[channel] = []
-                indexes.setdefault(channel, []).append(frame.index)
-                message = assembler.feed(frame.summary, raw)
+            if raw[:1] != BODY_FRAME and frame.summary.get("frame") == "method":
+                indexes[channel] = []  # (a body frame's summary stays unread)
+            indexes.setdefault(channel, []).append(frame.index)
+            message = assembler.feed_recorded(frame)
             if message is None or message.name != "Basic.Publish":
                 continue
             yield Published(

@@ -17,7 +17,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pamqp.commands
 import pamqp.decode
@@ -25,6 +25,8 @@ import pamqp.exceptions
 import pamqp.frame
 
 from rrlab.rr import diff as rrdiff
+
+from .codec import BODY_FRAME, frame_channel
 
 #: Client methods followed by a content header and body frames.
 CONTENT_METHODS = frozenset({"Basic.Publish"})
@@ -61,6 +63,16 @@ class Message:
         if self.body is not None:
             out["body"] = rrdiff.value_of(self.body)
         return out
+
+
+class _Recorded(Protocol):
+    """A recorded frame as the replay reads it (`RecFrame`): its bytes, its summary on demand."""
+
+    @property
+    def raw(self) -> bytes: ...
+
+    @property
+    def summary(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -113,14 +125,20 @@ class Assembler:
             return None
         return message
 
-    def expects_body(self, channel: int) -> bool:
-        """Whether a body frame on `channel` continues a message's content (a replay tells a
-        body frame by its bytes and hands it to `add_body`, its summary unread)."""
-        pending = self._pending.get(channel)
-        return pending is not None and pending.headed
+    def feed_recorded(self, frame: _Recorded) -> Message | None:
+        """`feed` for a recorded frame, whose summary is parsed only when read: a body frame
+        continuing a message's content is told by its bytes, its summary unread (a quarter of
+        a message stream's frames)."""
+        raw = frame.raw
+        if raw[:1] == BODY_FRAME:
+            channel = frame_channel(raw)
+            pending = self._pending.get(channel)
+            if pending is not None and pending.headed:
+                return self.add_body(channel, raw)
+        return self.feed(frame.summary, raw)
 
     def add_body(self, channel: int, raw: bytes) -> Message | None:
-        """A body frame of the content `expects_body` says `channel` is reading: the message
+        """A body frame of the content `channel` is reading (its header seen): the message
         once its body is whole."""
         pending = self._pending[channel]
         chunk = raw[7:-1]

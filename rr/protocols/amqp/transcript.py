@@ -11,7 +11,6 @@ from rrlab.rr.codecs import Direction
 from rrlab.rr.replay.recording import RecFrame, RecordedConn
 
 from . import normalize as norm
-from .codec import BODY_FRAME, frame_channel
 
 
 @dataclass(slots=True)
@@ -63,11 +62,7 @@ class Transcript:
             if norm.is_heartbeat(raw):  # liveness (`is_liveness`), told by its bytes
                 continue
             self._indexes.append(frame.index)
-            channel = frame_channel(raw)
-            if raw[:1] == BODY_FRAME and self._assembler.expects_body(channel):
-                message = self._assembler.add_body(channel, raw)  # its summary unread
-            else:
-                message = self._assembler.feed(frame.summary, raw)
+            message = self._assembler.feed_recorded(frame)
             if message is not None and frame.index in self.skip:
                 self._indexes = []
                 continue
