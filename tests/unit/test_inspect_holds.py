@@ -4,25 +4,15 @@ publish that produced them has matched, as the fake broker derives them (no sock
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from inspect_output import inspect_output
 from replay_playbook import serve
 
 from rrlab.rr.codecs import Proto
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = ROOT / "tests" / "replay"
-RRLAB = [sys.executable, "-m", "rrlab"]
-
-
-def _inspect(cassette: Path, *flags: str) -> str:
-    done = subprocess.run(
-        [*RRLAB, "inspect", str(cassette), *flags], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _ref(api: str, conn: int, index: int, seq: int) -> dict[str, object]:
@@ -42,24 +32,24 @@ def test_pika_rpc_each_side_waits_for_the_other_sides_publish():
     # waits for it; the server publishes the reply (seq 31, conn 2); the client's Basic.Deliver
     # on conn 1 waits for that
     cassette = REPLAY / "amqp_cassettes" / "pika-rpc"
-    doc = json.loads(_inspect(cassette, "--json"))
+    doc = json.loads(inspect_output(cassette, "--json"))
     assert doc["holds"] == {
         "1": [{"delivery": _ref("Basic.Deliver", 1, 18, 39), "publish": _ref("body", 2, 15, 31)}],
         "2": [{"delivery": _ref("Basic.GetOk", 2, 10, 26), "publish": _ref("body", 1, 15, 15)}],
     }
-    text = _inspect(cassette)
+    text = inspect_output(cassette)
     client, server = _section(text, 1), _section(text, 2)
     assert "  holds 1 delivery until a publish matched:" in client
     assert "    seq 39 Basic.Deliver <- publish on conn 2 (seq 31)" in client
     assert "  its publishes release held deliveries: 1 on conn 2" in client
     assert "    seq 26 Basic.GetOk <- publish on conn 1 (seq 15)" in server
-    only = _inspect(cassette, "--conn", "2")
+    only = inspect_output(cassette, "--conn", "2")
     assert "seq 26 Basic.GetOk <- publish on conn 1 (seq 15)" in only
     assert "seq 39 Basic.Deliver" not in only
 
 
 def test_a_consumer_connection_waits_for_its_producer_connection():
-    doc = json.loads(_inspect(REPLAY / "amqp_cassettes" / "pika-two-connections", "--json"))
+    doc = json.loads(inspect_output(REPLAY / "amqp_cassettes" / "pika-two-connections", "--json"))
     assert list(doc["holds"]) == ["1"]  # the producer (conn 2) is handed nothing
     held = doc["holds"]["1"]
     assert len(held) == 10
@@ -72,12 +62,12 @@ def test_a_consumer_connection_waits_for_its_producer_connection():
 
 
 def test_mqtt_pushes_wait_for_the_publisher_on_the_other_connection():
-    doc = json.loads(_inspect(REPLAY / "mqtt_cassettes" / "amqtt-rpc", "--json"))
+    doc = json.loads(inspect_output(REPLAY / "mqtt_cassettes" / "amqtt-rpc", "--json"))
     assert doc["holds"] == {
         "1": [{"delivery": _ref("PUBLISH", 1, 4, 10), "publish": _ref("PUBLISH", 2, 4, 8)}],
         "2": [{"delivery": _ref("PUBLISH", 2, 6, 14), "publish": _ref("PUBLISH", 1, 6, 12)}],
     }
-    text = _inspect(ROOT / "cassettes" / "client-mqtt-mosquitto-clients-mosquitto")
+    text = inspect_output(ROOT / "cassettes" / "client-mqtt-mosquitto-clients-mosquitto")
     subscriber = _section(text, 1)
     assert "  holds 100 deliveries until a publish matched:" in subscriber
     assert "    seq 7 PUBLISH <- publish on conn 2 (seq 6)" in subscriber
@@ -86,10 +76,12 @@ def test_mqtt_pushes_wait_for_the_publisher_on_the_other_connection():
 
 
 def test_kafka_connections_hold_nothing():
-    text = _inspect(REPLAY / "kafka_cassettes" / "kafka-rpc-tansu")
+    text = inspect_output(REPLAY / "kafka_cassettes" / "kafka-rpc-tansu")
     assert "conn 1 (kafka): nothing bound or held" in text
     assert (
-        json.loads(_inspect(REPLAY / "kafka_cassettes" / "kafka-rpc-tansu", "--json"))["holds"]
+        json.loads(inspect_output(REPLAY / "kafka_cassettes" / "kafka-rpc-tansu", "--json"))[
+            "holds"
+        ]
         == {}
     )
 
@@ -103,7 +95,7 @@ def test_inspect_shows_the_fake_brokers_own_links():
         ctx = serve(name)
         shared = ctx.shared[proto]
         causes = shared.causes.cause_of if proto is Proto.AMQP else shared.cause_of
-        doc = json.loads(_inspect(ROOT / "cassettes" / name, "--json"))
+        doc = json.loads(inspect_output(ROOT / "cassettes" / name, "--json"))
         listed = {
             (h["delivery"]["conn"], h["delivery"]["index"]): (
                 h["publish"]["conn"],
