@@ -90,12 +90,15 @@ class VerifyReport:
     dropped_bytes: int = 0  # torn tail removed by this repair
     dropped_artifacts: list[str] = field(default_factory=list)
     stopped: dict | None = None
+    compacted: bool = False  # stored gzipped (format 4)
 
     def summary(self) -> str:
         text = (
             f"{self.path}: ok, {self.frames} frames on {self.connections} connections, "
             f"{self.raw_bytes} raw bytes, {self.artifacts} artifacts"
         )
+        if self.compacted:
+            text += f", stored compacted ({FORMAT_V4}; `rrlab migrate --expand` for plain files)"
         if self.stopped:
             text += f", recording stopped by budget {self.stopped.get('budget')}"
         if self.repaired:
@@ -307,6 +310,7 @@ def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
         stopped=m.stopped,
         repaired_before=m.repaired,
         unverified=m.unverified,
+        compacted=m.compacted,
     )
 
 
