@@ -89,8 +89,9 @@ def check_declared(root: CassetteDir, manifest: Manifest, budgets: Budgets | Non
     if declared > limit:
         raise CassetteError(
             root.path,
-            f"compacted frames declare {declared} bytes, over the cassette budget ({limit} "
-            "bytes): refused before decompressing (a larger --max-cassette-bytes reads it)",
+            f"compacted frames declare {declared} bytes, over the cassette budget this rrlab "
+            f"reads ({limit} bytes, lowered by the cassette's own): refused before "
+            "decompressing (a manifest cannot raise it, like the frame budget)",
         )
 
 
