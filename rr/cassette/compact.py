@@ -136,24 +136,30 @@ def inflate(
     inflater = zlib.decompressobj(_GZIP_WBITS)
     digest = hashlib.sha256() if check_digest else None
     total = 0
+
+    def take(data: bytes) -> bytes:
+        """Output of at most CHUNK bytes for `data` (b"": what zlib still holds)."""
+        nonlocal total
+        if inflater.eof and data:
+            raise CompactedDamaged(root.path, gz, "bytes after the end of its gzip stream")
+        out = inflater.decompress(data, CHUNK)
+        total += len(out)
+        if total > limit:
+            raise CompactedDamaged(
+                root.path, gz, f"it decompresses past the {limit} bytes its manifest says"
+            )
+        if digest is not None:
+            digest.update(out)
+        return out
+
     try:
         for data in _gz_chunks(root, name):
             while data:
-                if inflater.eof:
-                    raise CompactedDamaged(root.path, gz, "bytes after the end of its gzip stream")
-                out = inflater.decompress(data, CHUNK)
-                data = inflater.unconsumed_tail
-                if inflater.unused_data:
-                    data = inflater.unused_data
-                total += len(out)
-                if total > limit:
-                    raise CompactedDamaged(
-                        root.path, gz, f"it decompresses past the {limit} bytes its manifest says"
-                    )
-                if out:
-                    if digest is not None:
-                        digest.update(out)
+                if out := take(data):
                     yield out
+                data = inflater.unused_data or inflater.unconsumed_tail
+        while not inflater.eof and (out := take(b"")):  # output held when a chunk filled up
+            yield out
     except FileNotFoundError:
         raise CompactedDamaged(root.path, gz, "it is missing") from None
     except zlib.error as exc:

@@ -306,3 +306,18 @@ def test_compaction_that_fails_leaves_the_plain_cassette_finalized(tmp_path, mon
     assert verify(tmp_path / "c").frames == 1
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "c").iterdir())
     assert os.listdir(tmp_path / "c")
+
+
+def test_frames_far_larger_than_their_gzip_read_back_whole(tmp_path):
+    """Each 1 MiB of zeros takes a few hundred bytes of gzip: output is taken a chunk at a time
+    from one input chunk, and what zlib holds when a chunk fills up is read too."""
+    ticks = iter(range(0, 10**12, 1000))
+    path = tmp_path / "c"
+    with CassetteWriter.create(path, compact_over=0, clock_ns=lambda: next(ticks)) as writer:
+        conn = writer.open_connection("kafka", None, None)
+        for size in (1 << 20, (3 << 20) + 1, 1, 2 << 20):
+            writer.write_frame(conn, "s2c", "kafka", {"api": "Fetch"}, bytes(size))
+    assert (path / "frames.raw.gz").stat().st_size < 64 << 10
+    with CassetteReader.open(path) as reader:
+        assert [len(f.raw) for f in reader.frames()] == [1 << 20, (3 << 20) + 1, 1, 2 << 20]
+    assert verify(path).raw_bytes == (6 << 20) + 2
