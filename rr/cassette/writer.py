@@ -31,7 +31,7 @@ from rrlab import rr
 from rrlab.rr.atomic_file import fsync_dir, write_atomic
 from rrlab.rr.canonical import dumps
 from rrlab.rr.codecs.base import Direction, Proto
-from rrlab.rr.policy import BudgetExceeded, Budgets, Policy
+from rrlab.rr.policy import BudgetExceeded, Budgets, Policy, parse_compact_over
 
 from .compact import compact, should_compact
 from .errors import (
@@ -218,9 +218,9 @@ class CassetteWriter:
         `policy` (if given) must allow writing there (its write roots, relative to `base` or the
         cwd) and supplies the budgets unless `budgets` is given, and the compaction threshold
         unless `compact_over` is given (bytes of frames.jsonl over which the finalized
-        cassette is stored compacted; None, without a policy: never; 0: always). `mode` "once"
-        refuses any
-        existing cassette, "rewrite" replaces it (only the cassette's own files are removed).
+        cassette is stored compacted, "never" or None, "always" or 0; without a policy: never).
+        `mode` "once" refuses any existing cassette, "rewrite" replaces it (only the cassette's
+        own files are removed).
         `meta` is stored verbatim in the manifest: keep clock values out of it.
         """
         record_mode = RecordMode.parse(mode)
@@ -229,7 +229,8 @@ class CassetteWriter:
             budgets = policy.budgets if policy is not None else Budgets()
         if compact_over == "policy":
             compact_over = policy.compact_over_bytes if policy is not None else None
-        assert not isinstance(compact_over, str), compact_over
+        else:
+            compact_over = parse_compact_over(compact_over)
         lock = WriterLock.acquire(target)  # one writer per cassette, until finalize (lock.py)
         try:
             state = existing_state(target)
