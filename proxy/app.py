@@ -137,6 +137,13 @@ class ProxyApp:
             connections=len(manifest.connections),
             path=str(self.writer.path),
         )
+        if self.writer.compact_failed is not None:  # the plain cassette is whole: say so
+            log.warn(
+                "cassette left plain, not compacted: {error}; `rrlab migrate --compact` can "
+                "compact it later",
+                event="compact_failed",
+                error=str(self.writer.compact_failed),
+            )
 
     # -- PairOwner: what the forwarding pairs call back into -----------------------------------
 

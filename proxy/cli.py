@@ -24,7 +24,14 @@ from rrlab.options import (
     add_write_root,
 )
 from rrlab.rr.codecs import Proto
-from rrlab.rr.policy import Budgets, Limits, PolicyError, check_writable, get_profile
+from rrlab.rr.policy import (
+    Budgets,
+    Limits,
+    PolicyError,
+    check_writable,
+    get_profile,
+    parse_compact_over,
+)
 from rrlab.rr.usage import UsageError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
@@ -167,9 +174,15 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         budgets = dataclasses.replace(budgets, **overrides)
+        compact_over = (
+            policy.compact_over_bytes
+            if args.compact_over is None
+            else parse_compact_over(args.compact_over)
+        )
         policy = dataclasses.replace(
             policy.with_write_roots(args.write_root),
             budgets=budgets,
+            compact_over_bytes=compact_over,
             limits=dataclasses.replace(
                 policy.limits,
                 **{

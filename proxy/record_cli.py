@@ -41,7 +41,7 @@ from rrlab.rr.cassette.artifacts import add_artifacts, store_command
 from rrlab.rr.cassette.stored_command import StoredCommand, capture
 from rrlab.rr.cassette.writer import existing_state
 from rrlab.rr.cassette_changes import cassette_outline, changes
-from rrlab.rr.policy import PolicyError, check_writable, get_profile
+from rrlab.rr.policy import PolicyError, check_writable, get_profile, parse_compact_over
 from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_USAGE, UsageError
 
@@ -131,6 +131,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     try:
         policy = get_profile(args.profile)
         policy = policy.with_write_roots(args.write_root)
+        parse_compact_over(args.compact_over)  # a typo is a usage error now, not the proxy's
         cassette = policy.check_write_path(args.cassette)
         check_writable(args.cassette, "--cassette", directory=True)
         if args.log_file:
@@ -144,6 +145,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
     proxy_argv += [arg for root in args.write_root for arg in ("--write-root", root)]
     if args.log_file:
         proxy_argv += ["--log-file", args.log_file]
+    if args.compact_over is not None:
+        proxy_argv += ["--compact-over", args.compact_over]
     return cassette, artifacts, proxy_argv + ["--mode", "once"]
 
 

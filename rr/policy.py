@@ -106,6 +106,31 @@ class Budgets:
         return cls(**{k: data[k] for k in ("max_cassette_bytes", "max_frames", "max_frame_bytes")})
 
 
+#: a finalized cassette whose frames.jsonl is over this many bytes is stored compacted (gzipped,
+#: format 4: rr/cassette/compact.py): nobody reviews a diff that long, and its plain lines of
+#: small frames take 2 to 4 times the wire bytes. Every committed cassette stays well under it.
+COMPACT_OVER_BYTES = 1 * MiB
+
+
+def parse_compact_over(text: str | int | None) -> int | None:
+    """A compaction threshold as given (`--compact-over`): a byte count, "never" (None) or
+    "always" (0); PolicyError otherwise."""
+    if text is None or text == "never":
+        return None
+    if text == "always":
+        return 0
+    if isinstance(text, str):
+        text = text.strip()
+        if not text.isdigit():
+            raise PolicyError(
+                f"compaction threshold must be a byte count, never or always, got {text!r}"
+            )
+        return int(text)
+    if isinstance(text, bool) or not isinstance(text, int) or text < 0:
+        raise PolicyError(f"compaction threshold must be a byte count >= 0, got {text!r}")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Run-time limits of a proxy or fake broker (hostile or buggy peers), not recorded in the
@@ -145,6 +170,9 @@ class Policy:
     strict: bool = False
     budgets: Budgets = field(default_factory=Budgets)
     limits: Limits = field(default_factory=Limits)
+    #: store a finalized cassette compacted when its frames.jsonl is over this many bytes
+    #: (None: never; 0: always); see COMPACT_OVER_BYTES
+    compact_over_bytes: int | None = COMPACT_OVER_BYTES
 
     @property
     def max_decompressed_bytes(self) -> int:

@@ -104,6 +104,23 @@ def register(sub: argparse._SubParsersAction) -> None:
             "the frame lines), checked first; frames and artifacts unchanged",
         )
         p.add_argument("cassettes", nargs="+", metavar="DIR", help="cassette directories")
+        storage = p.add_mutually_exclusive_group()
+        storage.add_argument(
+            "--compact",
+            dest="storage",
+            action="store_const",
+            const="compact",
+            help="store them compacted (gzipped frames, format 4), as a recording whose "
+            "frames.jsonl is over the --compact-over threshold is",
+        )
+        storage.add_argument(
+            "--expand",
+            dest="storage",
+            action="store_const",
+            const="plain",
+            help="give back a compacted cassette's plain format 3 files (readable lines), "
+            "exactly those it was compacted from",
+        )
         p.set_defaults(func=run_migrate)
 
 
@@ -141,7 +158,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for path in args.cassettes:
         try:
-            report = migrate(path)
+            report = migrate(path, getattr(args, "storage", None))
         except CassetteError as exc:
             code = max(code, _fail("migrate", exc))
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rrlab.rr.policy import CONFIG_KEY, CONFIG_WHERE, PROFILES
+from rrlab.rr.policy import COMPACT_OVER_BYTES, CONFIG_KEY, CONFIG_WHERE, PROFILES
 
 from .console import FORMATS
 
@@ -46,6 +46,13 @@ def add_recording(parser: argparse.ArgumentParser, *, rewrite: str) -> None:
         default="once",
         choices=("once", "rewrite"),
         help=f"once: refuse an existing cassette; rewrite: {rewrite}",
+    )
+    parser.add_argument(
+        "--compact-over",
+        metavar="BYTES|never|always",
+        help="once finalized, store the cassette compacted (gzipped, format 4) when its "
+        f"frames.jsonl is over BYTES (profile default {COMPACT_OVER_BYTES}: a diff nobody "
+        "reads); `rrlab migrate --expand` gives back the readable files",
     )
 
 

@@ -104,6 +104,22 @@ class DigestMismatch(CassetteError):
         )
 
 
+class CompactedDamaged(CassetteError):
+    """A gzipped file of a compacted cassette (format 4) that does not decompress to what its
+    manifest declares. Compaction happens only after a recording finalized, so this is
+    corruption or tampering, never a crash mid-recording: nothing is left to repair."""
+
+    def __init__(self, path: str | os.PathLike[str], name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+        super().__init__(
+            path,
+            f"{name} is damaged: {why}; a cassette is compacted only once its recording "
+            "finalized, so this is corruption, not a crash (`rrlab verify --repair` cannot "
+            "mend it) - restore it from version control or record it again",
+        )
+
+
 class CountMismatch(CassetteError):
     def __init__(self, path: str | os.PathLike[str], what: str, expected: object, actual: object):
         self.what = what

@@ -44,11 +44,15 @@ from .paths import safe_relpath
 from .stored_command import StoredCommand
 
 FORMAT = "rrlab.cassette/3"
+#: format 3 stored compacted (`compact.py`): frames.jsonl, frames.raw and frames.timing gzipped,
+#: the same content; written at finalize (or by `rrlab migrate --compact`) for a cassette whose
+#: frames.jsonl is over the threshold, so an older rrlab refuses it instead of misreading it
+FORMAT_V4 = "rrlab.cassette/4"
 #: base64 `raw` in every frame line, times in frames.timing; read, never written (`rrlab migrate`)
 FORMAT_V2 = "rrlab.cassette/2"
 #: the first format: every frame line carries its `t_us`; read, never written (`rrlab migrate`)
 FORMAT_V1 = "rrlab.cassette/1"
-READABLE_FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
+READABLE_FORMATS = (FORMAT_V4, FORMAT, FORMAT_V2, FORMAT_V1)
 MANIFEST_NAME = "cassette.json"
 FRAMES_NAME = "frames.jsonl"
 #: when each frame crossed (format 2): one decimal line per frame line, microseconds since start
@@ -59,6 +63,10 @@ GITATTRIBUTES_NAME = ".gitattributes"
 GITATTRIBUTES = b"frames.timing -diff\nframes.raw -diff\n"
 #: the wire bytes of every frame (format 3), in line order: each line's `size` bytes
 RAW_NAME = "frames.raw"
+#: a compacted cassette's (format 4) stored name of each file: the same content, gzipped
+GZ_NAMES = {name: f"{name}.gz" for name in (FRAMES_NAME, RAW_NAME, TIMING_NAME)}
+#: .gitattributes of a compacted cassette: its files are no text to diff or merge
+GITATTRIBUTES_COMPACT = b"".join(b"%s binary\n" % n.encode() for n in GZ_NAMES.values())
 #: connection open/close events of a recording in progress (gone once finalized; see writer)
 CONNECTIONS_JOURNAL = "connections.jsonl"
 ARTIFACTS_DIR = "artifacts"
@@ -698,6 +706,9 @@ class Manifest:
     #: frames.raw's size and sha256 (format 3; None before, whose lines carry the bytes)
     raw_file_bytes: int | None = None
     raw_sha256: str | None = None
+    #: format 4: each file's stored (gzipped) size and sha256, by its plain name; the fields
+    #: above stay those of the plain content (what `rrlab migrate --expand` gives back)
+    stored: dict[str, tuple[int, str]] | None = None
 
     @property
     def timed_lines(self) -> bool:
@@ -706,8 +717,14 @@ class Manifest:
 
     @property
     def sidecar(self) -> bool:
-        """Format 3: the frames' bytes are in frames.raw, each line holds its frame's size."""
-        return self.format == FORMAT
+        """Formats 3 and 4: the frames' bytes are in frames.raw, each line holds its frame's
+        size."""
+        return self.format in (FORMAT, FORMAT_V4)
+
+    @property
+    def compacted(self) -> bool:
+        """Format 4: frames.jsonl, frames.raw and frames.timing are stored gzipped."""
+        return self.format == FORMAT_V4
 
     def connection(self, conn_id: int) -> ConnectionInfo | None:
         for conn in self.connections:
@@ -725,11 +742,9 @@ class Manifest:
                 "format": self.format,
                 "frame_count": self.frame_count,
                 "frame_counts": dict(self.frame_counts),
-                "frames_file": {
-                    "bytes": self.frames_file_bytes,
-                    "name": FRAMES_NAME,
-                    "sha256": self.frames_sha256,
-                },
+                "frames_file": self._file_dict(
+                    FRAMES_NAME, self.frames_file_bytes, self.frames_sha256
+                ),
                 "kafka_nodes": self.kafka_nodes,
                 "meta": self.meta,
                 "protocols": list(self.protocols),
@@ -748,22 +763,31 @@ class Manifest:
         if not self.sidecar:
             return {}
         return {
-            "raw_file": {
-                "bytes": self.raw_file_bytes or 0,
-                "name": RAW_NAME,
-                "sha256": self.raw_sha256 or _EMPTY_SHA256,
-            }
+            "raw_file": self._file_dict(
+                RAW_NAME, self.raw_file_bytes or 0, self.raw_sha256 or _EMPTY_SHA256
+            )
         }
 
     def _timing_dict(self) -> dict[str, Any]:
         if self.timed_lines:
             return {}
         return {
-            "timing_file": {
-                "bytes": self.timing_file_bytes or 0,
-                "name": TIMING_NAME,
-                "sha256": self.timing_sha256 or _EMPTY_SHA256,
-            }
+            "timing_file": self._file_dict(
+                TIMING_NAME, self.timing_file_bytes or 0, self.timing_sha256 or _EMPTY_SHA256
+            )
+        }
+
+    def _file_dict(self, name: str, size: int, sha256: str) -> dict[str, Any]:
+        """A file's entry: its name, size and digest as stored; in format 4 the gzipped file's,
+        with what it decompresses to as `plain`."""
+        if not self.compacted:
+            return {"bytes": size, "name": name, "sha256": sha256}
+        stored_bytes, stored_sha256 = (self.stored or {})[name]
+        return {
+            "bytes": stored_bytes,
+            "name": GZ_NAMES[name],
+            "plain": {"bytes": size, "sha256": sha256},
+            "sha256": stored_sha256,
         }
 
     def to_json(self) -> bytes:
@@ -780,9 +804,20 @@ class Manifest:
         if fmt not in READABLE_FORMATS:
             raise UnsupportedFormat(path, fmt, READABLE_FORMATS)
         try:
+            stored = None
             frames_file = data["frames_file"]
             timing_file = data["timing_file"] if fmt != FORMAT_V1 else None
-            raw_file = data["raw_file"] if fmt == FORMAT else None
+            raw_file = data["raw_file"] if fmt in (FORMAT, FORMAT_V4) else None
+            if fmt == FORMAT_V4:
+                stored = {}
+                entries = ((FRAMES_NAME, frames_file), (TIMING_NAME, timing_file))
+                for name, entry in (*entries, (RAW_NAME, raw_file)):
+                    stored[name] = _stored(name, entry)
+                frames_file, timing_file, raw_file = (
+                    frames_file["plain"],
+                    timing_file["plain"],
+                    raw_file["plain"],
+                )
             return cls(
                 format=fmt,
                 tool_version=str(data["tool_version"]),
@@ -807,6 +842,7 @@ class Manifest:
                 timing_sha256=None if timing_file is None else _sha256(timing_file["sha256"]),
                 raw_file_bytes=None if raw_file is None else int(raw_file["bytes"]),
                 raw_sha256=None if raw_file is None else _sha256(raw_file["sha256"], "raw_file"),
+                stored=stored,
             )
         except (KeyError, TypeError, ValueError, AttributeError, PolicyError) as exc:
             what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -822,6 +858,16 @@ def _sha256(value: Any, what: str = "timing_file") -> str:
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
         raise ValueError(f"{what} sha256 must be 64 lowercase hex digits")
     return value
+
+
+def _stored(name: str, entry: Any) -> tuple[int, str]:
+    """(size, sha256) of a format 4 file entry, which must name the gzipped file."""
+    if entry.get("name") != GZ_NAMES[name]:
+        raise ValueError(f"format 4 stores {name} as {GZ_NAMES[name]}, not {entry.get('name')!r}")
+    size = entry["bytes"]
+    if not _is_int(size) or size < 0:
+        raise ValueError(f"{GZ_NAMES[name]} bytes must be a non-negative integer")
+    return size, _sha256(entry["sha256"], GZ_NAMES[name])
 
 
 def _artifacts(data: Mapping[str, Any]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from .errors import CassetteError, CassetteNotFound, UnsafePath
@@ -157,10 +158,11 @@ class CassetteDir:
 
     # -- writing (repair only: every name is one of the cassette's own, in its top level) --------
 
-    def write_atomic(self, name: str, data: bytes) -> None:
-        """Replace top-level file `name` with `data` durably (temp file, fsync, rename, directory
-        fsync), never writing through a link: a planted `.NAME.tmp` link is removed, not
-        followed, and the rename replaces a link at `name` itself instead of its target."""
+    def write_atomic(self, name: str, data: bytes | Iterable[bytes]) -> None:
+        """Replace top-level file `name` with `data` (bytes, or chunks of them: streamed)
+        durably (temp file, fsync, rename, directory fsync), never writing through a link: a
+        planted `.NAME.tmp` link is removed, not followed, and the rename replaces a link at
+        `name` itself instead of its target. An error from `data` leaves `name` as it was."""
         if "/" in safe_relpath(name):
             raise ValueError(f"{name!r}: only top-level files are written")
         tmp = f".{name}.tmp"
@@ -170,12 +172,16 @@ class CassetteDir:
             pass
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=self.fd)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in (data,) if isinstance(data, bytes | bytearray) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp, dir_fd=self.fd)
+            raise
+        os.close(fd)
         os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         os.fsync(self.fd)
 

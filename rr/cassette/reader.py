@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from rrlab.rr.codecs.base import Proto
 from rrlab.rr.policy import Budgets
 
+from .compact import check_declared, inflate, inflate_to_file
 from .errors import (
     ArtifactMissing,
     CassetteError,
@@ -150,6 +151,15 @@ def read_timing(root: CassetteDir, manifest: Manifest, *, check_digest: bool = T
     checked against the manifest's digest (`check_digest`); each line a canonical integer.
     How many: `check_timing_count` against the frame lines."""
     limit = max(manifest.frame_count, 0) * MAX_TIMING_LINE
+    if manifest.compacted:  # checked (digests, declared size) as it is decompressed
+        if (manifest.timing_file_bytes or 0) > limit:
+            raise CassetteError(
+                root.path,
+                f"{TIMING_NAME} declares {manifest.timing_file_bytes} bytes, more than "
+                f"{manifest.frame_count} frames' times take",
+            )
+        data = b"".join(inflate(root, manifest, TIMING_NAME, check_digest=check_digest))
+        return array("q", parse_timing(data, path=str(root.path)))
     try:
         data = root.read(TIMING_NAME, limit)  # longer than frame_count times: refused
     except FileNotFoundError:
@@ -256,16 +266,24 @@ class CassetteReader:
                 if manifest.timed_lines
                 else read_timing(root, manifest, check_digest=check_digest)
             )
-            fh = open_frames(root)
+            if manifest.compacted:  # digests checked as they are decompressed
+                check_declared(root, manifest, budgets)
+                fh = inflate_to_file(root, manifest, FRAMES_NAME, check_digest=check_digest)
+            else:
+                fh = open_frames(root)
             raw = None
             try:
-                raw = open_raw(root) if manifest.sidecar else None
-                raw_size = (
-                    None
-                    if raw is None
-                    else check_raw(root, manifest, raw.fileno(), check_digest=check_digest)
-                )
                 digest = hashlib.sha256() if check_digest else None
+                if manifest.compacted:
+                    raw = inflate_to_file(root, manifest, RAW_NAME, check_digest=check_digest)
+                    raw_size, digest = manifest.raw_file_bytes, None
+                else:
+                    raw = open_raw(root) if manifest.sidecar else None
+                    raw_size = (
+                        None
+                        if raw is None
+                        else check_raw(root, manifest, raw.fileno(), check_digest=check_digest)
+                    )
                 try:
                     index = FrameIndex.scan(
                         fh,
@@ -280,7 +298,7 @@ class CassetteReader:
                         raw_size,
                     )
                 except MalformedFrame:
-                    if check_digest:  # a file changed after recording says so first
+                    if digest is not None:  # a file changed after recording says so first
                         _check_digest(root, manifest, fd_sha256(fh.fileno())[0])
                     raise
                 if digest is not None:

@@ -26,9 +26,11 @@ from typing import Any
 from rrlab.rr.canonical import dumps_line
 from rrlab.rr.policy import Budgets
 
+from .compact import check_declared, inflate_to_file
 from .errors import (
     CassetteError,
     CassetteWriteFailed,
+    CompactedDamaged,
     CountMismatch,
     DigestMismatch,
     MalformedFrame,
@@ -43,6 +45,7 @@ from .format import (
     FORMAT,
     FORMAT_V1,
     FORMAT_V2,
+    FORMAT_V4,
     FRAMES_NAME,
     MANIFEST_NAME,
     RAW_NAME,
@@ -87,12 +90,15 @@ class VerifyReport:
     dropped_bytes: int = 0  # torn tail removed by this repair
     dropped_artifacts: list[str] = field(default_factory=list)
     stopped: dict | None = None
+    compacted: bool = False  # stored gzipped (format 4)
 
     def summary(self) -> str:
         text = (
             f"{self.path}: ok, {self.frames} frames on {self.connections} connections, "
             f"{self.raw_bytes} raw bytes, {self.artifacts} artifacts"
         )
+        if self.compacted:
+            text += f", stored compacted ({FORMAT_V4}; `rrlab migrate --expand` for plain files)"
         if self.stopped:
             text += f", recording stopped by budget {self.stopped.get('budget')}"
         if self.repaired:
@@ -260,18 +266,29 @@ def _artifact_ok(root: CassetteDir, name: str, expected: str) -> bool:
 
 def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
     path = root.path / FRAMES_NAME
-    with open_frames(root) as fh:
-        actual, size = fd_sha256(fh.fileno())
-        if actual != m.frames_sha256:
-            raise DigestMismatch(root.path, FRAMES_NAME, m.frames_sha256, actual)
-        if size != m.frames_file_bytes:
-            raise CountMismatch(root.path, f"{FRAMES_NAME} size", m.frames_file_bytes, size)
+    if m.compacted:  # digests and sizes checked as they are decompressed
+        check_declared(root, m, None)
+        fh = inflate_to_file(root, m, FRAMES_NAME)
+    else:
+        fh = open_frames(root)
+    with fh:
+        if not m.compacted:
+            actual, size = fd_sha256(fh.fileno())
+            if actual != m.frames_sha256:
+                raise DigestMismatch(root.path, FRAMES_NAME, m.frames_sha256, actual)
+            if size != m.frames_file_bytes:
+                raise CountMismatch(root.path, f"{FRAMES_NAME} size", m.frames_file_bytes, size)
         known = {c.id: c for c in m.connections}
         if len(known) != len(m.connections):
             raise MalformedManifest(root.path / MANIFEST_NAME, "duplicate connection ids")
         frame_budget, limit = line_limit(m, None)
         lines = iter_lines(fh, path, limit)
-        if m.sidecar:
+        if m.compacted:
+            with inflate_to_file(root, m, RAW_NAME) as raw_fh:
+                raw = raw_reader(raw_fh, path, frame_budget)
+                scan = _scan(path, known, lines, frame_budget, raw=raw)
+            check_raw_total(root.path, scan.raw_bytes, m.raw_file_bytes or 0)
+        elif m.sidecar:
             with open_raw(root) as raw_fh:
                 raw_size = check_raw(root, m, raw_fh.fileno())
                 raw = raw_reader(raw_fh, path, frame_budget)
@@ -293,6 +310,7 @@ def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
         stopped=m.stopped,
         repaired_before=m.repaired,
         unverified=m.unverified,
+        compacted=m.compacted,
     )
 
 
@@ -350,6 +368,10 @@ def _repair(root: CassetteDir) -> VerifyReport:
     if root.kind(MANIFEST_NAME) is not None:
         provisional = read_manifest(root, require_finalized=False)  # format checked here
     path = root.path / FRAMES_NAME
+    if provisional is not None and provisional.compacted:
+        raise CompactedDamaged(
+            root.path, MANIFEST_NAME, f"it declares {FORMAT_V4} but is not finalized"
+        )
     if provisional is not None:
         found = provisional.format
     elif root.kind(RAW_NAME) is not None:  # no manifest to say: the format whose files are there

@@ -31,8 +31,9 @@ from rrlab import rr
 from rrlab.rr.atomic_file import fsync_dir, write_atomic
 from rrlab.rr.canonical import dumps
 from rrlab.rr.codecs.base import Direction, Proto
-from rrlab.rr.policy import BudgetExceeded, Budgets, Policy
+from rrlab.rr.policy import BudgetExceeded, Budgets, Policy, parse_compact_over
 
+from .compact import compact, should_compact
 from .errors import (
     CassetteError,
     CassetteExists,
@@ -46,6 +47,7 @@ from .format import (
     FRAMES_NAME,
     GITATTRIBUTES,
     GITATTRIBUTES_NAME,
+    GZ_NAMES,
     MANIFEST_NAME,
     RAW_NAME,
     REDACTED_SIZE,
@@ -61,6 +63,7 @@ from .format import (
     timing_line,
 )
 from .lock import WriterLock
+from .paths import CassetteDir
 from .record_mode import RecordMode
 
 _OUR_NAMES = (
@@ -72,6 +75,8 @@ _OUR_NAMES = (
     RAW_NAME,
     GITATTRIBUTES_NAME,
     f".{MANIFEST_NAME}.tmp",
+    *GZ_NAMES.values(),
+    *(f".{name}.tmp" for name in GZ_NAMES.values()),
 )
 
 
@@ -135,9 +140,14 @@ class CassetteWriter:
         budgets: Budgets,
         meta: Mapping[str, Any],
         clock_ns: Callable[[], int],
+        compact_over: int | None = None,
     ) -> None:
         self.path = path
         self.budgets = budgets
+        self.compact_over = compact_over  # see finalize
+        #: what compacting at finalize cost (seconds), and the error that left it plain
+        self.compact_seconds = 0.0
+        self.compact_failed: CassetteError | OSError | None = None
         self._meta = dict(meta)
         dumps(self._meta)  # fail now, not at finalize, if meta is not canonical-JSON-able
         self._clock_ns = clock_ns
@@ -201,18 +211,26 @@ class CassetteWriter:
         meta: Mapping[str, Any] | None = None,
         base: str | os.PathLike[str] | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        compact_over: int | None | str = "policy",
     ) -> CassetteWriter:
         """Start a recording in directory `path`.
 
         `policy` (if given) must allow writing there (its write roots, relative to `base` or the
-        cwd) and supplies the budgets unless `budgets` is given. `mode` "once" refuses any
-        existing cassette, "rewrite" replaces it (only the cassette's own files are removed).
+        cwd) and supplies the budgets unless `budgets` is given, and the compaction threshold
+        unless `compact_over` is given (bytes of frames.jsonl over which the finalized
+        cassette is stored compacted, "never" or None, "always" or 0; without a policy: never).
+        `mode` "once" refuses any existing cassette, "rewrite" replaces it (only the cassette's
+        own files are removed).
         `meta` is stored verbatim in the manifest: keep clock values out of it.
         """
         record_mode = RecordMode.parse(mode)
         target = policy.check_write_path(path, base) if policy is not None else Path(path)
         if budgets is None:
             budgets = policy.budgets if policy is not None else Budgets()
+        if compact_over == "policy":
+            compact_over = policy.compact_over_bytes if policy is not None else None
+        else:
+            compact_over = parse_compact_over(compact_over)
         lock = WriterLock.acquire(target)  # one writer per cassette, until finalize (lock.py)
         try:
             state = existing_state(target)
@@ -227,7 +245,13 @@ class CassetteWriter:
                         victim.unlink()
             target.mkdir(parents=True, exist_ok=True)
             (target / ARTIFACTS_DIR).mkdir(exist_ok=True)
-            writer = cls(target, budgets=budgets, meta=meta or {}, clock_ns=clock_ns)
+            writer = cls(
+                target,
+                budgets=budgets,
+                meta=meta or {},
+                clock_ns=clock_ns,
+                compact_over=compact_over,
+            )
         except BaseException:
             lock.release()
             raise
@@ -448,11 +472,27 @@ class CassetteWriter:
         os.close(self._raw)
         os.close(self._journal)  # folded into the manifest: no longer needed
         (self.path / CONNECTIONS_JOURNAL).unlink(missing_ok=True)
+        if should_compact(manifest.frames_file_bytes, self.compact_over):
+            self._manifest = self._compact(manifest)
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # released last: a repair never sees a half finish
         os.close(self._fd)
         self._released = True
         self._release_lock()
-        return manifest
+        return self._manifest
+
+    def _compact(self, manifest: Manifest) -> Manifest:
+        """The finalized cassette stored compacted (compact.py), still under the writer lock;
+        if that fails (disk full) it stays plain, finalized and whole (`compact_failed` says
+        why; `rrlab migrate --compact` can do it later)."""
+        started = time.perf_counter()
+        try:
+            with CassetteDir(self.path) as root:
+                return compact(root, manifest)
+        except (OSError, CassetteError) as exc:
+            self.compact_failed = exc
+            return manifest
+        finally:
+            self.compact_seconds = time.perf_counter() - started
 
     @property
     def finalized(self) -> bool:

@@ -4,8 +4,9 @@ committed cassette records enabled protocols under a record policy it respects."
 from __future__ import annotations
 
 from rrlab.rr.cassette.format import FORMAT as CASSETTE_FORMAT
+from rrlab.rr.cassette.format import FORMAT_V4 as COMPACTED_FORMAT
 from rrlab.rr.cassette.record_mode import RecordMode
-from rrlab.rr.policy import PROFILES
+from rrlab.rr.policy import COMPACT_OVER_BYTES, PROFILES
 
 from .findings import (
     E_BUDGET,
@@ -36,6 +37,17 @@ def check_rr(run: Run) -> None:
             f"rr.cassette writes {CASSETTE_FORMAT!r}",
             "rr",
         )
+    for key, want in (
+        ("compacted_format", COMPACTED_FORMAT),
+        ("compact_over_bytes", COMPACT_OVER_BYTES),
+    ):
+        if rr["cassette"].get(key) != want:
+            run.add(
+                E_RR_DRIFT,
+                rel,
+                f"cassette {key} {rr['cassette'].get(key)!r}, but rr.cassette says {want!r}",
+                "rr",
+            )
     modes = sorted(m.value for m in RecordMode)
     if sorted(rr["record_modes"]) != modes:
         run.add(
@@ -120,11 +132,13 @@ def check_cassettes(run: Run) -> None:
         m = run.validate(rel, rr["cassette"]["manifest_schema"], "rr")
         if m is None:
             continue
-        if m.get("format") != rr["cassette"]["format"]:
+        formats = (rr["cassette"]["format"], rr["cassette"].get("compacted_format"))
+        if m.get("format") not in formats:
             run.add(
                 E_RR_DRIFT,
                 rel,
-                f"format {m.get('format')!r}, the index declares {rr['cassette']['format']!r}",
+                f"format {m.get('format')!r}, the index declares {rr['cassette']['format']!r} "
+                f"(compacted: {rr['cassette'].get('compacted_format')!r})",
                 "rr",
             )
         for proto in m.get("protocols", []):

@@ -152,6 +152,26 @@ def test_rr_index_drifting_from_rr_policy_fails(data_tree: Path) -> None:
     assert any("'ci_replay' is not declared" in m for m in drifts), drifts
 
 
+def test_compaction_settings_in_the_rr_index_must_be_the_code_s(data_tree: Path) -> None:
+    def drift(v: dict[str, Any]) -> None:
+        v["cassette"]["compact_over_bytes"] = 2048
+
+    edit_json(data_tree, "arch/rr/index.json", drift)
+    result = run_check(data_tree, imports=False)
+    drifts = [f.message for f in result.findings if f.code == "E_ARCH_RR_DRIFT"]
+    assert any("compact_over_bytes 2048" in m for m in drifts), drifts
+
+
+def test_a_committed_cassette_may_be_compacted_but_no_other_format(data_tree: Path) -> None:
+    compacted = "cassettes/worker-kafka-tansu/cassette.json"
+    other = "cassettes/kafka-batching-tansu/cassette.json"
+    edit_json(data_tree, compacted, lambda v: v.update(format="rrlab.cassette/4"))
+    edit_json(data_tree, other, lambda v: v.update(format="rrlab.cassette/2"))
+    result = run_check(data_tree, imports=False)
+    drifted = {f.path for f in result.findings if f.code == "E_ARCH_RR_DRIFT"}
+    assert other in drifted and compacted not in drifted
+
+
 def test_worker_topic_not_declared(data_tree: Path) -> None:
     main = data_tree / "worker" / "__main__.py"
     main.write_text(main.read_text().replace('default="rrlab.worker"', 'default="orders"'))

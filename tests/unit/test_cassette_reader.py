@@ -111,12 +111,15 @@ def test_wrong_version_refused(tmp_path):
     record(tmp_path / "c")
     manifest = tmp_path / "c" / "cassette.json"
     doc = json.loads(manifest.read_bytes())
-    doc["format"] = "rrlab.cassette/4"
+    doc["format"] = "rrlab.cassette/5"
     manifest.write_bytes(dumps(doc))
     with pytest.raises(UnsupportedFormat) as err:
         CassetteReader.open(tmp_path / "c")
-    assert "'rrlab.cassette/4'" in str(err.value)
-    assert "reads 'rrlab.cassette/3', 'rrlab.cassette/2', 'rrlab.cassette/1'" in str(err.value)
+    assert "'rrlab.cassette/5'" in str(err.value)
+    assert (
+        "reads 'rrlab.cassette/4', 'rrlab.cassette/3', 'rrlab.cassette/2', 'rrlab.cassette/1'"
+        in str(err.value)
+    )
     with pytest.raises(UnsupportedFormat):
         verify(tmp_path / "c", repair=True)
 

@@ -72,6 +72,15 @@ def test_records_artifact_under_its_relative_path(tmp_path):
     assert [p.name for p in (tmp_path / "cassettes").iterdir()] == ["c"]  # no temp dir left
 
 
+def test_compact_over_reaches_the_proxy_and_always_compacts(tmp_path):
+    proc = _record(tmp_path, "--cassette", "cassettes/c", "--compact-over", "always", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    cassette = tmp_path / "cassettes" / "c"
+    assert json.loads((cassette / "cassette.json").read_bytes())["format"] == "rrlab.cassette/4"
+    assert (cassette / "frames.jsonl.gz").exists() and not (cassette / "frames.jsonl").exists()
+    assert verify(cassette).frames == 0
+
+
 def test_once_refuses_an_existing_cassette_untouched(tmp_path):
     first = _record(tmp_path, "--cassette", "cassettes/c", "--", *_writes("out/a", "1"))
     assert first.returncode == 0, first.stderr
@@ -149,6 +158,7 @@ def test_missing_artifact_publishes_nothing(tmp_path):
         (["--cassette", "cassettes/c", "--", "no-such-command-rrlab"], "cannot run"),
         (["--cassette", "cassettes/c", "--profile", "nope", "--", "true"], "unknown profile"),
         (["--cassette", "cassettes/c", "--log-file", "out/x/l", "--", "true"], "does not exist"),
+        (["--cassette", "cassettes/c", "--compact-over", "1M", "--", "true"], "byte count"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(tmp_path, argv, words):

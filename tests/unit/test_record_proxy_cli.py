@@ -50,6 +50,15 @@ def test_unknown_profile_and_missing_route(tmp_path: Path, capsys) -> None:
     assert rc == 2 and "unknown profile 'nope'" in err and "os_record" in err
 
 
+def test_a_bad_compaction_threshold_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    rc, err = run(
+        capsys, "--mqtt", "39883=127.0.0.1:1883", "--cassette", str(tmp_path / "c"),
+        "--write-root", str(tmp_path), "--compact-over", "-5",
+    )  # fmt: skip
+    assert rc == 2 and "compaction threshold must be a byte count, never or always" in err
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

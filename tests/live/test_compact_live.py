@@ -1,0 +1,69 @@
+"""A long AMQP session is stored compacted and replays: `rrlab record` of the demo worker through
+the proxy against RabbitMQ writes more than the default threshold of frame lines, so the
+finalized cassette is format 4 (gzipped files); `rrlab replay --cassette DIR` then serves it
+offline and the worker's aggregate matches; `rrlab migrate --expand` gives back plain files that
+verify, and the stored files are about a tenth of the plain ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from proxy_harness import RRLAB, free_block
+
+from rrlab.rr.cassette import verify
+from rrlab.rr.policy import COMPACT_OVER_BYTES
+
+pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parents[2]
+COUNT = 1500  # about 12,000 frames, 2.4 MB of frame lines: over the 1 MiB default
+
+
+def _stored(cassette: Path) -> int:
+    return sum(p.stat().st_size for p in cassette.iterdir() if p.is_file())
+
+
+def test_a_long_amqp_session_is_stored_compacted_and_replays(live_brokers, tmp_path):
+    live_brokers("amqp")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "worker").symlink_to(ROOT / "worker")
+    port = free_block(1)
+    argv = [sys.executable, "-m", "worker", "--driver", "amqp", "--count", str(COUNT)]
+    argv += ["--amqp-url", f"amqp://rrlab:rrlab-secret-pw@127.0.0.1:{port}/rrlab"]
+    argv += ["--seed", "3", "--out", "out/w"]
+    record = [str(RRLAB), "record", "--amqp", f"{port}=127.0.0.1:5672"]
+    record += ["--cassette", "tests/cassettes/w", "--write-root", "tests"]
+    record += ["--artifact", "out/w/aggregate.json", "--", *argv]
+    done = subprocess.run(record, cwd=project, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    cassette = project / "tests" / "cassettes" / "w"
+    manifest = json.loads((cassette / "cassette.json").read_bytes())
+    assert manifest["format"] == "rrlab.cassette/4"
+    assert manifest["frames_file"]["plain"]["bytes"] > COMPACT_OVER_BYTES
+    assert not (cassette / "frames.jsonl").exists() and (cassette / "frames.jsonl.gz").exists()
+    compacted = _stored(cassette)
+    assert compacted < 1.4 * manifest["raw_bytes"]  # issue M's target, met with room
+    recorded = (project / "out" / "w" / "aggregate.json").read_bytes()
+    (project / "out" / "w" / "aggregate.json").unlink()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--profile", "ci_replay"]
+    done = subprocess.run(replay, cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (project / "out" / "w" / "aggregate.json").read_bytes() == recorded
+    report = json.loads((elsewhere / "out" / "rr-report.json").read_bytes())
+    assert report["verdict"] == "ok"
+
+    done = subprocess.run(
+        [str(RRLAB), "migrate", "--expand", str(cassette)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert verify(cassette).frames == manifest["frame_count"]
+    assert (cassette / "frames.jsonl").stat().st_size == manifest["frames_file"]["plain"]["bytes"]
+    assert _stored(cassette) > 5 * compacted
