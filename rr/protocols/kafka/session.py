@@ -80,7 +80,7 @@ from .records import Record, restamp_batch, scan_record_set
 from .redact import HEADER_ONLY_APIS
 from .rewrite import advertises_addresses, rewrite_addresses
 from .stamp import stamp_strings
-from .world import Exchange, KafkaWorld, _records, produced_faces
+from .world import Exchange, KafkaWorld, ProduceLog, _records, produced_faces
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,7 +495,7 @@ class Session(BaseSession):
         base = log.offsets[start] if count else -1
         return 0, base, log.log_start_offset
 
-    def _same_faces(self, log: Any, start: int, data: bytes | None) -> int | None:
+    def _same_faces(self, log: ProduceLog, start: int, data: bytes | None) -> int | None:
         """How many records the live data holds when each one's face (key, value, headers as
         bytes) equals the recorded record's at its place in the log; None otherwise, and when a
         bound live value may be in the bytes (compared only once put back to the recorded one).
@@ -511,7 +511,9 @@ class Session(BaseSession):
             return None
         return len(faces)
 
-    def _compare_records(self, tp, log: Any, start: int, data: bytes | None) -> int | None:
+    def _compare_records(
+        self, tp: tuple[str, int], log: ProduceLog, start: int, data: bytes | None
+    ) -> int | None:
         """Each live record read, its values put back and compared with the recorded one at
         its place: how many there are, or None after reporting the first that misses."""
         world = self.world
