@@ -8,6 +8,7 @@ is read here, on top of kio's primitive readers (varints, fixed-width ints).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -260,6 +261,70 @@ def _varbytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:
     if pos + length > len(buf):
         raise RecordsError("record field runs past the end of the batch")
     return bytes(buf[pos : pos + length]), pos + length
+
+
+def face_digests(batch: Batch, *, max_decompressed: int | None = None) -> list[bytes] | None:
+    """A digest of each record's face, its bytes from the key on (key, value and headers as they
+    lie in the batch, never its timestamp or offset delta), without decoding the record.
+
+    Equal face digests mean the same key, value and headers in the same order: the fake broker
+    takes a live Produce whose faces all equal the recorded ones without reading its records one
+    field at a time (~10x the walk's cost, on the produce round trip a client waits for). None
+    when the walk cannot vouch for the records (a note, a length past the batch's end, bytes
+    left over): the caller reads them the long way, which says what is wrong.
+    """
+    if batch.note is not None or batch.body is None:
+        return None
+    body = batch.body
+    if batch.compression != "none":
+        budget = _decompression_budget if max_decompressed is None else max_decompressed
+        try:
+            body = memoryview(decompress(batch.compression, body, budget))
+        except DecompressionError:
+            return None
+    sha1 = hashlib.sha1
+    size = len(body)
+    out: list[bytes] = []
+    pos = 0
+    try:
+        for _ in range(batch.record_count):
+            length, pos = _uvarint(body, pos)
+            end = pos + ((length >> 1) ^ -(length & 1))  # zigzag: the record's signed length
+            if end > size or end <= pos:
+                return None
+            pos += 1  # attributes
+            pos = _skip_varint(body, pos)  # timestamp delta
+            pos = _skip_varint(body, pos)  # offset delta
+            if pos >= end:
+                return None
+            out.append(sha1(body[pos:end], usedforsecurity=False).digest())
+            pos = end
+    except IndexError:  # a varint running past the end
+        return None
+    return out if pos == size else None
+
+
+def _uvarint(buf: memoryview, pos: int) -> tuple[int, int]:
+    """An unsigned varint at `pos` and the position after it (one byte in the common case)."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 63:
+            return value, pos + 1
+        shift += 7
+
+
+def _skip_varint(buf: memoryview, pos: int) -> int:
+    """The position after the varint at `pos` (at most 10 bytes read)."""
+    for n in range(10):
+        if buf[pos + n] < 0x80:
+            return pos + n + 1
+    return pos + 10
 
 
 # -- display (`rrlab inspect --payload text`) ---------------------------------------------------

@@ -76,11 +76,11 @@ from .codec import (
 )
 from .fields import max_wait_seconds, topic_ident
 from .fields import topic_name as topic_of
-from .records import Record, restamp_batch
+from .records import Record, restamp_batch, scan_record_set
 from .redact import HEADER_ONLY_APIS
 from .rewrite import advertises_addresses, rewrite_addresses
 from .stamp import stamp_strings
-from .world import Exchange, KafkaWorld, _records
+from .world import Exchange, KafkaWorld, ProduceLog, _records, produced_faces
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,12 +478,47 @@ class Session(BaseSession):
     def _produce_partition(self, tp: tuple[str, int], data: bytes | None) -> tuple[int, int, int]:
         world = self.world
         log = world.produce.get(tp)
-        live = _records(data)
-        where = f"Produce topic {tp[0]} partition {tp[1]}"
         if log is None:
             self.miss("Produce", f"no recorded Produce to topic {tp[0]} partition {tp[1]}", {})
             return int(ErrorCode.unknown_topic_or_partition), -1, -1
         start = log.cursor
+        count = self._same_faces(log, start, data)
+        if count is None:  # a record differs (or cannot be walked): each read and compared
+            count = self._compare_records(tp, log, start, data)
+            if count is None:
+                return int(ErrorCode.invalid_record), -1, -1
+        log.cursor = start + count
+        for at in range(start, log.cursor):
+            ref = log.refs[at]
+            if world.produced_again(ref):  # every record of that recorded request: used
+                self.ctx.recording.conn(ref[0]).used.add(ref[1])
+        base = log.offsets[start] if count else -1
+        return 0, base, log.log_start_offset
+
+    def _same_faces(self, log: ProduceLog, start: int, data: bytes | None) -> int | None:
+        """How many records the live data holds when each one's face (key, value, headers as
+        bytes) equals the recorded record's at its place in the log; None otherwise, and when a
+        bound live value may be in the bytes (compared only once put back to the recorded one).
+
+        The client waits for this answer before it sends its next Produce (kafka-python keeps
+        one in flight per partition): reading every record field by field cost ~25 us per record,
+        ~2.5 ms per 16 KB request, where Tansu answered in ~1 ms."""
+        bindings = self.ctx.bindings
+        if bindings and (data is None or bindings.mentions_live(data) or _compressed(data)):
+            return None
+        faces = produced_faces(data)
+        if faces is None or log.faces[start : start + len(faces)] != faces:
+            return None
+        return len(faces)
+
+    def _compare_records(
+        self, tp: tuple[str, int], log: ProduceLog, start: int, data: bytes | None
+    ) -> int | None:
+        """Each live record read, its values put back and compared with the recorded one at
+        its place: how many there are, or None after reporting the first that misses."""
+        world = self.world
+        live = _records(data)
+        where = f"Produce topic {tp[0]} partition {tp[1]}"
         bindings = self.ctx.bindings
         for n, rec in enumerate(live):
             at = start + n
@@ -495,18 +530,12 @@ class Session(BaseSession):
                     f"{where}: live record {at} is past the {len(log.digests)} recorded",
                     {"topic": tp[0], "partition": tp[1], "record": at, "key": _text(rec.key)},
                 )
-                return int(ErrorCode.invalid_record), -1, -1
+                return None
             if world.digest(rec.key, rec.value, rec.headers) != log.digests[
                 at
             ] and not self._unified(tp, at, rec, log.refs[at], where):
-                return int(ErrorCode.invalid_record), -1, -1
-        log.cursor = start + len(live)
-        for at in range(start, log.cursor):
-            ref = log.refs[at]
-            if world.produced_again(ref):  # every record of that recorded request: used
-                self.ctx.recording.conn(ref[0]).used.add(ref[1])
-        base = log.offsets[start] if live else -1
-        return 0, base, log.log_start_offset
+                return None
+        return len(live)
 
     def _unified(self, tp, at: int, live, ref: tuple[int, int, int], where: str) -> bool:
         """The live record equals the recorded one up to identifier-shaped and clock values: its
@@ -675,6 +704,11 @@ def _text(data: bytes | None) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return f"<{len(data)} bytes>"
+
+
+def _compressed(data: bytes) -> bool:
+    """Whether any batch of a Produce partition's data is compressed (its bytes hide values)."""
+    return any(b.compression != "none" for b in scan_record_set(data).batches)
 
 
 def _face(rec: Any) -> norm.RecordFace:

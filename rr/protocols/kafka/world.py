@@ -43,7 +43,7 @@ from .fields import (
     topic_id,
 )
 from .fields import topic_name as topic_of
-from .records import RecordsError, read_records, scan_record_set
+from .records import RecordsError, face_digests, read_records, scan_record_set
 
 TopicPartition = tuple[str, int]
 
@@ -72,6 +72,9 @@ class ProduceLog:
 
     offsets: array = field(default_factory=lambda: array("q"))
     digests: list[bytes] = field(default_factory=list)
+    #: each record's face digest (`records.face_digests`; None: a batch the walk could not
+    #: vouch for), what a live Produce is matched by before its records are read
+    faces: list[bytes | None] = field(default_factory=list)
     # where each record came from: (conn, request frame position, record number in that frame)
     refs: list[tuple[int, int, int]] = field(default_factory=list)
     log_start_offset: int = -1
@@ -81,6 +84,7 @@ class ProduceLog:
         order = sorted(range(len(self.offsets)), key=self.offsets.__getitem__)
         self.offsets = array("q", (self.offsets[i] for i in order))
         self.digests = [self.digests[i] for i in order]
+        self.faces = [self.faces[i] for i in order]
         self.refs = [self.refs[i] for i in order]
 
 
@@ -325,8 +329,12 @@ class KafkaWorld:
                     # noted; a live Produce of it misses, as nothing is in the log to match
                     self.notes.append(f"conn {conn} frame {position}: {err}")
                     continue
+                faces = produced_faces(part.records)
+                if faces is None or len(faces) != len(records):
+                    faces = [None] * len(records)
                 log = self.produce.setdefault(tp, ProduceLog())
                 log.log_start_offset = max(log.log_start_offset, log_start)
+                log.faces.extend(faces)
                 for n, rec in enumerate(records):
                     log.offsets.append(base + n if base >= 0 else -1)
                     log.digests.append(self.digest(rec.key, rec.value, rec.headers))
@@ -432,6 +440,22 @@ def _records(data: bytes | None) -> list[Any]:
     for batch in scan_record_set(data).batches:
         if not batch.is_control:
             out += read_records(batch)
+    return out
+
+
+def produced_faces(data: bytes | None) -> list[bytes | None] | None:
+    """The face digests of a Produce partition's data records (control batches left out, as
+    `_records` does); None when a batch cannot be walked."""
+    if not data:
+        return []
+    out: list[bytes | None] = []
+    for batch in scan_record_set(data).batches:
+        if batch.is_control:
+            continue
+        faces = face_digests(batch)
+        if faces is None:
+            return None
+        out += faces
     return out
 
 
