@@ -124,6 +124,50 @@ def _artifact_relpath(name: str) -> str:
     return rel.as_posix()
 
 
+def _whole_batch(
+    frames: Sequence[Sequence[Any]],
+    prefix: bytes,
+    encode: SummaryEncoder,
+    max_frame: int,
+    room: int,
+) -> tuple[bytes, bytes, int] | None:
+    """The sidecar bytes, the lines and the raw size of a whole batch that crosses no budget
+    (`room`: the cassette bytes left), built in one loop that checks nothing per frame but the
+    frame budget; None when a budget would be crossed or a summary does not encode, for the
+    exact per-frame path to find out which frame (and write those before it). A repeating
+    frame's line is two pieces, its prefix and its summary's `sized_tail`.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    raws: list[bytes] = []
+    keep = raws.append
+    raw_bytes = 0
+    try:
+        for frame in frames:
+            summary, raw = frame[0], frame[1]
+            size = len(raw)
+            if size > max_frame:
+                return None
+            append(prefix)
+            if summary.__class__ is EncodedSummary and not frame[2]:
+                tail = summary.sized.get(size)
+                append(tail if tail is not None else summary.sized_tail(size))
+            else:
+                append(REDACTED_SIZE if frame[2] else SIZE_KEY)
+                append(b"%d" % size)
+                append(SIZE_SUMMARY)
+                append(encode(summary))
+                append(b"}\n")
+            keep(raw)
+            raw_bytes += size
+    except Exception:
+        return None
+    lines = b"".join(parts)
+    if len(lines) + raw_bytes > room:
+        return None
+    return b"".join(raws), lines, raw_bytes
+
+
 #: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
 TIMING_HOLD = 4096
 
@@ -386,8 +430,15 @@ class CassetteWriter:
         max_bytes = budgets.max_cassette_bytes
         seq0 = seq = self._seq
         file_bytes = self._file_bytes
-        raw_bytes = 0
         cassette_bytes = file_bytes + self._raw_bytes  # lines and sidecar: the budget's bytes
+        if frames.__class__ is list and seq0 + len(frames) <= max_frames:  # type: ignore[attr-defined]
+            whole = _whole_batch(frames, prefix, encode, max_frame, max_bytes - cassette_bytes)  # type: ignore[arg-type]
+            if whole is not None:
+                raw_data, lines, raw_bytes = whole
+                n = len(frames)  # type: ignore[arg-type]
+                self._commit(d, info, n, file_bytes + len(lines), raw_bytes, raw_data, lines)
+                return n
+        raw_bytes = 0
         parts: list[bytes] = []  # the lines' pieces, joined once for the one write
         raws: list[bytes] = []  # the frames' bytes, likewise
         head = len(prefix)
@@ -421,21 +472,35 @@ class CassetteWriter:
                 raw_bytes += size
         finally:  # also when a summary is not JSON-able: the frames before it are written
             if parts:
-                # every frame of the batch crossed in this one read: one time for all of them
-                time_line = timing_line((self._clock_ns() - self._t0) // 1000)
-                self._append_timing(time_line * (seq - seq0))
-                self._append_raw(b"".join(raws))  # the bytes before the lines that need them
-                self._append(b"".join(parts))
-                n = seq - seq0
-                self._seq = seq
-                self._file_bytes = file_bytes
-                self._raw_bytes += raw_bytes
-                self._frame_counts[d.value] += n
-                info.frames[d.value] += n
-                info.bytes[d.value] += raw_bytes
+                self._commit(
+                    d, info, seq - seq0, file_bytes, raw_bytes, b"".join(raws), b"".join(parts)
+                )
         if stop is not None:
             self._stop(*stop)
         return seq - seq0
+
+    def _commit(
+        self,
+        d: Direction,
+        info: ConnectionInfo,
+        n: int,
+        file_bytes: int,
+        raw_bytes: int,
+        raw_data: bytes,
+        lines: bytes,
+    ) -> None:
+        """Write `n` frames of one leg: their bytes, then their lines (see write_frames)."""
+        # every frame of the batch crossed in this one read: one time for all of them
+        time_line = timing_line((self._clock_ns() - self._t0) // 1000)
+        self._append_timing(time_line * n)
+        self._append_raw(raw_data)  # the bytes before the lines that need them
+        self._append(lines)
+        self._seq += n
+        self._file_bytes = file_bytes
+        self._raw_bytes += raw_bytes
+        self._frame_counts[d.value] += n
+        info.frames[d.value] += n
+        info.bytes[d.value] += raw_bytes
 
     # -- finish -------------------------------------------------------------------------------
 

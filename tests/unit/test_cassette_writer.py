@@ -21,6 +21,7 @@ from rrlab.rr.cassette import (
     verify,
 )
 from rrlab.rr.cassette.format import (
+    EncodedSummary,
     FrameRecord,
     decode_frame_line,
     encode_frame_line,
@@ -519,6 +520,39 @@ def test_write_frames_equals_write_frame_one_by_one(tmp_path):
         m = w.finalize()
         outputs.append(((tmp_path / name / "frames.jsonl").read_bytes(), m.frames_sha256))
     assert outputs[0] == outputs[1]
+
+
+def test_shared_summaries_make_the_lines_of_one_frame_at_a_time(tmp_path):
+    """A batch of frames sharing `EncodedSummary`s (the recorder's memo), of several sizes,
+    one of them redacted, beside own summaries: the lines and bytes written one frame at a
+    time, and each shared summary keeps the end of a line per size it was written with."""
+    body = EncodedSummary({"channel": 1, "frame": "body"})
+    publish = EncodedSummary({"channel": 1, "frame": "method", "method": "Basic.Publish"})
+    frames = [
+        (publish, b"p" * 20, False),
+        (body, b"b" * 11, False),
+        (publish, b"p" * 20, False),
+        (body, b"b" * 12, False),
+        (body, b"b" * 11, True),
+        ({"own": "é"}, b"o" * 3, False),
+        (body, b"b" * 11, False),
+    ]
+    outputs = []
+    for name, batched in (("a", True), ("b", False)):
+        w = CassetteWriter.create(tmp_path / name, clock_ns=_clock())
+        conn = w.open_connection("amqp", None, None)
+        if batched:
+            assert w.write_frames(conn, "c2s", "amqp", frames) == len(frames)
+        else:
+            for summary, raw, redacted in frames:
+                w.write_frame(conn, "c2s", "amqp", dict(summary), raw, redacted)
+        m = w.finalize()
+        files = [(tmp_path / name / f).read_bytes() for f in ("frames.jsonl", "frames.raw")]
+        outputs.append((files, m.frames_sha256, m.raw_sha256, m.frame_count))
+    assert outputs[0] == outputs[1]
+    assert body.sized == {11: body.sized_tail(11), 12: body.sized_tail(12)}
+    assert body.sized_tail(11) == b'"size":11,"summary":{"channel":1,"frame":"body"}}\n'
+    assert set(publish.sized) == {20}
 
 
 def test_write_frames_bad_summary_keeps_the_frames_before_it(tmp_path):
