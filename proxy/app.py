@@ -21,10 +21,10 @@ from rrlab.rr.flow import BufferBudget
 from rrlab.rr.policy import BudgetExceeded, Limits
 from rrlab.rr.protocols.kafka.rewrite import KafkaNode, NodeMap
 from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
+from rrlab.tcp import listen_tcp
 
 from .forward import ListenFactory, Pair, RecordingFailure, Route, Side
 from .metrics import ProxyMetrics
-from .tcp import listen_tcp
 
 log = Logger(namespace="rrlab.proxy")
 

@@ -24,8 +24,7 @@ from rrlab.rr.codecs import Direction
 from rrlab.rr.flow import CONNECTING, ReadGate
 from rrlab.rr.policy import BudgetExceeded
 from rrlab.rr.record import ConnectionRecorder, RecordingBroken
-
-from .tcp import connect_tcp
+from rrlab.tcp import connect_tcp
 
 #: what a recorder may raise for a chunk: the cassette cannot be written, the connection cannot
 #: be recorded faithfully any more, or a cassette budget is used up
@@ -100,7 +99,7 @@ class Pair:
     def relay(self, direction: Direction, data: bytes, peer: Side | None) -> None:
         """Record `data` and forward it to `peer`: the recorder hands over the bytes only once
         the frames they complete are in the cassette file (rr.record). `transport.write` sends
-        them at once when nothing is queued before them (proxy.tcp), else after what is."""
+        them at once when nothing is queued before them (rrlab.tcp), else after what is."""
         recorder = self.recorder
         if peer is None or recorder is None:  # refused (proxy stopping, cassette unwritable)
             return

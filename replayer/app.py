@@ -21,6 +21,7 @@ from rrlab.rr.protocols import protocol_for
 from rrlab.rr.replay.recording import Recording
 from rrlab.rr.replay.session import Listener, PortMap, ReplayContext, ReplayOptions
 from rrlab.rr.usage import EXIT_MISMATCH, EXIT_OK, UsageError
+from rrlab.tcp import adopt_tcp, listen_tcp
 
 from .report import ReplayReport
 from .server import ReplayFactory, ServeLimits
@@ -98,10 +99,11 @@ class ReplayServer:
                 contexts = self.session_context if self.reopen is not None else None
                 factory = ReplayFactory(self.ctx, lst, self.limits, contexts)
                 fd = adopted.pop(lst.live_port, None)
+                # answers sent in the reactor turn that made them (rrlab.tcp)
                 if fd is None:
-                    port = self.reactor.listenTCP(lst.live_port, factory, interface=LISTEN_HOST)
+                    port = listen_tcp(self.reactor, lst.live_port, factory, LISTEN_HOST)
                 else:  # Twisted listens on a copy of it
-                    port = self.reactor.adoptStreamPort(fd, socket.AF_INET, factory)
+                    port = adopt_tcp(self.reactor, fd, socket.AF_INET, factory)
                     os.close(fd)
                 self.ports.append(port)
         except twisted_error.CannotListenError as exc:

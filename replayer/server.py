@@ -139,8 +139,9 @@ class ReplayProtocol(protocol.Protocol):
         if self._answer is not None:  # answering a read: one write once the session is done
             self._answer.append(data)
             return
-        self.transport.write(data)  # over its buffer size, the transport pauses our reads
-        write_now(self.transport)
+        # to the kernel at once (the write-at-once transport of rrlab.tcp, which app.py
+        # listens with); over its buffer size, the transport pauses our reads
+        self.transport.write(data)
         self.last_active = self.limits.now()
 
     def abort(self) -> None:
@@ -208,21 +209,6 @@ class ReplayProtocol(protocol.Protocol):
         # session <-> link cycle (62 MB partial frames stayed after their clients had gone).
         if self.session is not None:
             self.session.connection_lost()
-
-
-def write_now(transport: Any) -> None:
-    """Hand what was just written to the kernel in this reactor turn, not the next one: a
-    Twisted transport only buffers in `write` and sends once the reactor polls the socket
-    writable, a whole loop later (a poll, two epoll_ctl calls and the dispatch per answer, on
-    the critical path of every request a client waits on: a publisher confirm, a produce
-    ack). What does not fit stays buffered for the reactor, as before; a connection being
-    closed is left to it (its last write ends the connection there)."""
-    do_write = getattr(transport, "doWrite", None)
-    if do_write is None or not getattr(transport, "connected", False):
-        return  # a test transport, or gone
-    if getattr(transport, "disconnecting", True):
-        return
-    do_write()  # a lost connection: the reactor finds it on its next poll (still a writer)
 
 
 def quick_ack(transport: Any) -> None:

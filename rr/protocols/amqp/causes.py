@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols.base import FrameRef
-from rrlab.rr.replay.recording import RecFrame, Recording
+from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 
 from .codec import BODY_FRAME, frame_channel
 
@@ -42,6 +42,10 @@ _NO_SUMMARY: dict[str, Any] = {}
 def is_delivery(raw: bytes) -> bool:
     """A Basic.Deliver or Basic.GetOk frame, told by its bytes (its summary unread)."""
     return raw[:1] == b"\x01" and raw[7:11] in _DELIVERY_IDS
+
+
+#: a reader of the recording's AMQP frames beside the causes' own (`Causes(watch=...)`)
+Watch = Callable[[RecordedConn, RecFrame], None]
 
 
 class Waiter(Protocol):
@@ -78,9 +82,9 @@ class _Content:
         return hash((self.exchange, self.routing_key, b"".join(self.chunks)))
 
 
-def _messages(recording: Recording) -> list[tuple[int, _Content]]:
+def _messages(recording: Recording, watch: Watch | None = None) -> list[tuple[int, _Content]]:
     """(seq of the method frame, message) of every publish and delivery, whole (body read);
-    a Basic.Deliver knows the Basic.Consume of its consumer."""
+    a Basic.Deliver knows the Basic.Consume of its consumer. `watch` sees every frame read."""
     out: list[tuple[int, _Content]] = []
     for rc in recording.conns:
         if rc.proto is not Proto.AMQP:
@@ -90,6 +94,8 @@ def _messages(recording: Recording) -> list[tuple[int, _Content]]:
         consuming: dict[int, deque[int]] = defaultdict(deque)
         consumers: dict[tuple[int, Any], FrameRef] = {}  # (channel, tag) -> Basic.Consume
         for frame in rc.stream():
+            if watch is not None:
+                watch(rc, frame)
             if frame.raw[:1] == BODY_FRAME:  # told by its bytes, its summary unread
                 s, kind, channel = _NO_SUMMARY, "body", frame_channel(frame.raw)
             else:
@@ -140,7 +146,9 @@ class Causes:
     """Recorded delivery -> the recorded publish that produced it, and the gates waiting for a
     publish to match live. Shared by every AMQP session of a run."""
 
-    def __init__(self, recording: Recording) -> None:
+    def __init__(self, recording: Recording, watch: Watch | None = None) -> None:
+        """`watch`: called with every recorded AMQP frame this reads (connection, frame), in
+        order: whatever else needs the whole recording at open reads it in the same pass."""
         self.recording = recording
         self.cause_of: dict[FrameRef, FrameRef] = {}
         #: Basic.Deliver -> the Basic.Consume that set up its consumer
@@ -148,7 +156,7 @@ class Causes:
         self.waiting: dict[FrameRef, set[Waiter]] = {}
         published: dict[int, list[FrameRef]] = defaultdict(list)
         handed: dict[tuple[Any, int], int] = defaultdict(int)  # (consumer, message) -> n so far
-        for _seq, message in _messages(recording):
+        for _seq, message in _messages(recording, watch):
             what = message.what()
             if message.consumer is not None:
                 self.consumer_of[message.ref] = message.consumer

@@ -27,7 +27,7 @@ from typing import Any
 
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.replay.bindings import Clock, clock
-from rrlab.rr.replay.recording import Recording
+from rrlab.rr.replay.recording import RecFrame, Recording
 
 from . import normalize as norm
 from .codec import BODY_FRAME, frame_channel
@@ -56,26 +56,43 @@ def recorded_publishes(recording: Recording) -> Iterable[Published]:
     for rc in recording.conns:
         if rc.proto is not Proto.AMQP:
             continue
-        assembler = norm.Assembler()
-        indexes: dict[int, list[int]] = {}
+        reader = PublishReader(rc.id)
         for frame in rc.stream():
-            raw = frame.raw
-            if frame.dir is not Direction.C2S or norm.is_heartbeat(raw):  # (`is_liveness`)
-                continue
-            channel = frame_channel(raw)
-            if raw[:1] != BODY_FRAME and frame.summary.get("frame") == "method":
-                indexes[channel] = []  # (a body frame's summary stays unread)
-            indexes.setdefault(channel, []).append(frame.index)
-            message = assembler.feed_recorded(frame)
-            if message is None or message.name != "Basic.Publish":
-                continue
-            yield Published(
-                message.args.get("exchange"),
-                message.args.get("routing_key"),
-                message.body,
-                rc.id,
-                tuple(indexes.pop(channel, [frame.index])),
-            )
+            published = reader.feed(frame)
+            if published is not None:
+                yield published
+
+
+class PublishReader:
+    """One recorded connection's frames, fed in order, to its Basic.Publish messages: what
+    `recorded_publishes` reads, frame by frame, so that the pass deriving the causes at open
+    can feed it the frames it reads anyway (one read of the cassette, each summary parsed
+    once, for both)."""
+
+    def __init__(self, conn: int) -> None:
+        self.conn = conn
+        self.assembler = norm.Assembler()
+        self.indexes: dict[int, list[int]] = {}
+
+    def feed(self, frame: RecFrame) -> Published | None:
+        """The publish `frame` completes, if it completes one."""
+        raw = frame.raw
+        if frame.dir is not Direction.C2S or norm.is_heartbeat(raw):  # (`is_liveness`)
+            return None
+        channel = frame_channel(raw)
+        if raw[:1] != BODY_FRAME and frame.summary.get("frame") == "method":
+            self.indexes[channel] = []  # (a body frame's summary stays unread)
+        self.indexes.setdefault(channel, []).append(frame.index)
+        message = self.assembler.feed_recorded(frame)
+        if message is None or message.name != "Basic.Publish":
+            return None
+        return Published(
+            message.args.get("exchange"),
+            message.args.get("routing_key"),
+            message.body,
+            self.conn,
+            tuple(self.indexes.pop(channel, [frame.index])),
+        )
 
 
 def shape_of(exchange: Any, routing_key: Any, body: bytes | None) -> Shape | None:

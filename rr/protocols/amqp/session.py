@@ -16,7 +16,7 @@ by delivery tag in any order (`lanes`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from . import lanes, pool
 from . import normalize as norm
 from .causes import Causes, DeliveryGate
 from .channels import CHANNEL_OPEN, Channels
-from .clocked import Clocked, recorded_publishes
+from .clocked import Clocked, Published, PublishReader, recorded_publishes
 from .codec import AmqpDecoder, AmqpFramer, frame_channel
 from .stamp import stamp_frames
 from .transcript import Step, Transcript, reset_to, same_way
@@ -68,16 +68,34 @@ class Shared:
 
 def prepare(ctx: ReplayContext) -> None:
     """Publish -> delivery links and clock-driven publishes of the whole recording, derived
-    once before listening."""
+    once before listening, in one read of the recording: the causes' pass hands each frame to
+    the publishes' reader too (each read its own: ~0.45 s of CPU more for 100k frames, paid
+    before the first client is answered)."""
     shared = ctx.shared.setdefault(Proto.AMQP, Shared())
-    shared.causes = Causes(ctx.recording)
-    _prepare_clocked(ctx, shared)
+    publishes: list[Published] = []
+    readers: dict[int, PublishReader] = {}
+
+    def watch(rc: RecordedConn, frame: RecFrame) -> None:
+        reader = readers.get(rc.id)
+        if reader is None:
+            reader = readers[rc.id] = PublishReader(rc.id)
+        published = reader.feed(frame)
+        if published is not None:
+            publishes.append(published)
+
+    shared.causes = Causes(ctx.recording, watch)
+    _prepare_clocked(ctx, shared, publishes)
 
 
-def _prepare_clocked(ctx: ReplayContext, shared: Shared) -> Clocked:
+def _prepare_clocked(
+    ctx: ReplayContext, shared: Shared, publishes: Iterable[Published] | None = None
+) -> Clocked:
     """Publishes on a clock (`clocked`): never unused, no step of a transcript, and the
-    deliveries they caused wait for nothing."""
-    clocked = shared.clocked = Clocked.of(recorded_publishes(ctx.recording), ctx.bindings.clock)
+    deliveries they caused wait for nothing. `publishes`: the recording's, read already
+    (else read here)."""
+    if publishes is None:
+        publishes = recorded_publishes(ctx.recording)
+    clocked = shared.clocked = Clocked.of(publishes, ctx.bindings.clock)
     refs: dict[int, set[int]] = {}
     for conn, indexes in clocked.frames():
         ctx.recording.conn(conn).used.update(indexes)

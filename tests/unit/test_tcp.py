@@ -1,6 +1,7 @@
-"""The proxy's TCP transports (proxy.tcp) on real loopback sockets and the real reactor: a write
-leaves at once when nothing is queued (no reactor turn between a chunk read and its bytes sent),
-and a write behind queued bytes waits its turn, so the stream keeps its order."""
+"""The write-at-once TCP transports (rrlab.tcp: the proxy's and the fake broker's) on real
+loopback sockets and the real reactor: a write leaves at once when nothing is queued (no reactor
+turn between a chunk read and its bytes sent), and a write behind queued bytes waits its turn,
+so the stream keeps its order."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from twisted.internet import protocol
 
-from rrlab.proxy.tcp import connect_tcp, listen_tcp
+from rrlab.tcp import adopt_tcp, connect_tcp, listen_tcp
 
 
 class Noted(protocol.Protocol):
@@ -96,3 +97,22 @@ def test_an_outgoing_connection_sends_at_once(reactor: Any) -> None:
     finally:
         connector.disconnect()
         listener.close()
+
+
+def test_an_adopted_listening_socket_sends_at_once(reactor: Any) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # bound by someone else (rrlab replay)
+    listener.setblocking(False)
+    made: list[Noted] = []
+    factory = protocol.Factory.forProtocol(type("Made", (Noted,), {"made": made}))
+    port = adopt_tcp(reactor, listener.fileno(), socket.AF_INET, factory)
+    listener.close()  # Twisted listens on its own copy
+    client = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        iterate_until(reactor, lambda: made)
+        made[0].transport.write(b"adopted")
+        assert recv_exactly(client, 7) == b"adopted"
+    finally:
+        client.close()
+        port.stopListening()
+        for proto in made:
+            proto.transport.loseConnection()

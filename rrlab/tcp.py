@@ -1,15 +1,17 @@
-"""TCP transports for the proxy that send a write at once when nothing is queued before it.
+"""TCP transports that send a write at once when nothing is queued before it, for the proxy
+and the fake broker alike (both import this module; it imports neither).
 
 Twisted's transports only queue a `write`: the bytes leave at the reactor's next turn
-(`doWrite`), after one more poll and two changes of the poller's interest set. For a relay that
-forwards every chunk it reads, that is a second reactor event per chunk: CPU per message and
-latency per hop. These transports try the socket first (`writeSomeData`, Twisted's own
-non-blocking send) when their queue is empty, and queue only what the socket did not take, as
-`write` always did: order, flow control (a full queue pauses the producer) and connection-loss
-handling stay Twisted's.
+(`doWrite`), after one more poll and two changes of the poller's interest set (epoll_ctl). For
+a relay that forwards every chunk it reads, that is a second reactor event per chunk; for the
+fake broker, two system calls and a reactor turn on every answer a client waits for (a
+publisher confirm, a produce ack). These transports try the socket first (`writeSomeData`,
+Twisted's own non-blocking send) when their queue is empty, and queue only what the socket did
+not take, as `write` always did: order, flow control (a full queue pauses the producer) and
+connection-loss handling stay Twisted's.
 
-`listen_tcp` / `connect_tcp` use them on a real reactor; any other reactor (a test's memory
-reactor) gets its own `listenTCP` / `connectTCP`.
+`listen_tcp` / `connect_tcp` / `adopt_tcp` use them on a real reactor; any other reactor (a
+test's memory reactor) gets its own `listenTCP` / `connectTCP` / `adoptStreamPort`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ def listen_tcp(reactor: Any, port: int, factory: Any, interface: str) -> Any:
     if not isinstance(reactor, PosixReactorBase):
         return reactor.listenTCP(port, factory, interface=interface)
     listening = _Port(port, factory, 50, interface, reactor)
+    listening.startListening()
+    return listening
+
+
+def adopt_tcp(reactor: Any, fd: int, family: int, factory: Any) -> Any:
+    """`reactor.adoptStreamPort`: listen on a socket bound and listening already (serve's
+    `--listen-fd`, handed over by `rrlab replay`), with write-at-once transports on a real
+    reactor. Twisted listens on a copy of `fd`: the caller closes its own."""
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.adoptStreamPort(fd, family, factory)
+    listening = _Port._fromListeningDescriptor(reactor, fd, family, factory)
     listening.startListening()
     return listening
 
