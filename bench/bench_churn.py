@@ -161,7 +161,7 @@ def main() -> int:
     from rrlab.brokers import control
 
     impl = "mosquitto" if shutil.which("mosquitto") else "amqtt"
-    control.up(["mqtt"], mqtt_impl=impl, out=None)
+    started = control.up(["mqtt"], mqtt_impl=impl, out=None)["mqtt"]["started"]
     upstream = "127.0.0.1:1883"
     work = Path(tempfile.mkdtemp(prefix="rrlab-churn-"))
     try:
@@ -195,6 +195,8 @@ def main() -> int:
                 "the default (256 MiB)"
             )
     finally:
+        if started:  # ours: a broker left up would make the next bench's `up` refuse its impl
+            control.down(["mqtt"], out=None)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

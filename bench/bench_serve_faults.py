@@ -276,9 +276,10 @@ def probe_fds(work: Path, extra: list[str], count: int = 2000) -> list[str]:
 
 
 def generate_cassette(path: Path, megabytes: int, per_conn: int = 1000) -> int:
-    """An MQTT cassette of about `megabytes` MB of frames.jsonl: connections of `per_conn`
-    frames each (CONNECT, CONNACK, then PUBLISH frames of ~330 bytes a line), one after the
-    other. Returns the frame count."""
+    """An MQTT cassette of about `megabytes` MB of frames (frames.jsonl and the frames.raw
+    sidecar together, what the cassette budget counts): connections of `per_conn` frames each
+    (CONNECT, CONNACK, then PUBLISH frames of ~160 bytes), one after the other. Returns the
+    frame count."""
     from rrlab.rr.cassette import CassetteWriter
     from rrlab.rr.codecs import Direction
     from rrlab.rr.policy import Budgets
@@ -312,7 +313,7 @@ def generate_cassette(path: Path, megabytes: int, per_conn: int = 1000) -> int:
             writer.write_frames(cid, Direction.S2C, "mqtt", decoded[connack])
             writer.write_frames(cid, Direction.C2S, "mqtt", publishes)
             writer.close_connection(cid, "client closed")
-            size = (path / "frames.jsonl").stat().st_size
+            size = sum((path / name).stat().st_size for name in ("frames.jsonl", "frames.raw"))
         return writer.frame_count
 
 
@@ -391,7 +392,7 @@ def main() -> int:
         if "stop" in args.probes:
             print_table(
                 "rrlab serve stop time against cassette size (every PUBLISH unused at stop)",
-                ["frames.jsonl", "frames", "generate s", "start s", "RSS MB", "SIGTERM to exit s"],
+                ["frames MB", "frames", "generate s", "start s", "RSS MB", "SIGTERM to exit s"],
                 probe_stop(work, args.sizes),
             )
     finally:
