@@ -24,6 +24,23 @@ ROOT = Path(__file__).resolve().parents[2]
 RRLAB = ROOT / ".venv" / "bin" / "rrlab"
 
 
+def replay_elsewhere(cassette: Path, aggregate: Path, tmp_path: Path, timeout: int) -> dict:
+    """`rrlab replay --profile ci_replay` of `cassette` from a directory outside its project, the
+    recorded `aggregate` removed first: asserts the replay passed and wrote the same bytes
+    back, and returns its report (out/rr-report.json)."""
+    recorded = aggregate.read_bytes()
+    aggregate.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--profile", "ci_replay"]
+    done = subprocess.run(replay, cwd=elsewhere, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert aggregate.read_bytes() == recorded
+    report = json.loads((elsewhere / "out" / "rr-report.json").read_bytes())
+    assert report["verdict"] == "ok"
+    return report
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

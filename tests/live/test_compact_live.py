@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proxy_harness import RRLAB, free_block
+from proxy_harness import RRLAB, free_block, replay_elsewhere
 
 from rrlab.rr.cassette import verify
 from rrlab.rr.policy import COMPACT_OVER_BYTES
@@ -48,17 +48,7 @@ def test_a_long_amqp_session_is_stored_compacted_and_replays(live_brokers, tmp_p
     assert not (cassette / "frames.jsonl").exists() and (cassette / "frames.jsonl.gz").exists()
     compacted = _stored(cassette)
     assert compacted < 1.4 * manifest["raw_bytes"]  # issue M's target, met with room
-    recorded = (project / "out" / "w" / "aggregate.json").read_bytes()
-    (project / "out" / "w" / "aggregate.json").unlink()
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--profile", "ci_replay"]
-    done = subprocess.run(replay, cwd=elsewhere, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert (project / "out" / "w" / "aggregate.json").read_bytes() == recorded
-    report = json.loads((elsewhere / "out" / "rr-report.json").read_bytes())
-    assert report["verdict"] == "ok"
+    replay_elsewhere(cassette, project / "out" / "w" / "aggregate.json", tmp_path, timeout=600)
 
     done = subprocess.run(
         [str(RRLAB), "migrate", "--expand", str(cassette)], capture_output=True, text=True

@@ -6,13 +6,12 @@ command from the project directory against the fake broker, offline, and the art
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from proxy_harness import RRLAB, free_block
+from proxy_harness import RRLAB, free_block, replay_elsewhere
 
 from rrlab.rr.cassette.reader import load_manifest
 
@@ -39,14 +38,6 @@ def test_a_recorded_run_replays_with_no_command_given(live_brokers, tmp_path):
     command = load_manifest(cassette).command
     assert command is not None and command.cwd == "../../.."
     assert command.argv == tuple(argv)  # the venv's python is outside the project: as given
-    recorded = (project / "out" / "w" / "aggregate.json").read_bytes()
-    (project / "out" / "w" / "aggregate.json").unlink()
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    replay = [str(RRLAB), "replay", "--cassette", str(cassette), "--profile", "ci_replay"]
-    done = subprocess.run(replay, cwd=elsewhere, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert (project / "out" / "w" / "aggregate.json").read_bytes() == recorded
-    report = json.loads((elsewhere / "out" / "rr-report.json").read_bytes())
-    assert report["verdict"] == "ok" and report["sandbox"]["used"] == "netns"
+    aggregate = project / "out" / "w" / "aggregate.json"
+    report = replay_elsewhere(cassette, aggregate, tmp_path, timeout=300)
+    assert report["sandbox"]["used"] == "netns"
