@@ -133,6 +133,34 @@ def check_raw(root: CassetteDir, manifest: Manifest, fd: int, *, check_digest: b
     return size
 
 
+def open_stored_frames(
+    root: CassetteDir, manifest: Manifest, budgets: Budgets | None, *, check_digest: bool = True
+) -> BinaryIO:
+    """frames.jsonl to read: a compacted cassette's inflated into a temporary file (its declared
+    sizes within the cassette budget first, its digests checked as it is decompressed), a plain
+    one's own file (its digest left to the caller, who reads it anyway)."""
+    if manifest.compacted:
+        check_declared(root, manifest, budgets)
+        return inflate_to_file(root, manifest, FRAMES_NAME, check_digest=check_digest)
+    return open_frames(root)
+
+
+def open_checked_raw(
+    root: CassetteDir, manifest: Manifest, *, check_digest: bool = True
+) -> tuple[BinaryIO, int]:
+    """frames.raw (formats 3 and 4) to read by offset, checked against the manifest (size and,
+    with `check_digest`, sha256; a compacted one's as it is decompressed), and its size."""
+    if manifest.compacted:
+        raw = inflate_to_file(root, manifest, RAW_NAME, check_digest=check_digest)
+        return raw, manifest.raw_file_bytes or 0
+    raw = open_raw(root)
+    try:
+        return raw, check_raw(root, manifest, raw.fileno(), check_digest=check_digest)
+    except BaseException:
+        raw.close()
+        raise
+
+
 def check_raw_total(root: Path, total: int, size: int) -> None:
     """The lines' sizes add up to frames.raw's size, or CassetteError."""
     if total != size:
@@ -266,24 +294,14 @@ class CassetteReader:
                 if manifest.timed_lines
                 else read_timing(root, manifest, check_digest=check_digest)
             )
-            if manifest.compacted:  # digests checked as they are decompressed
-                check_declared(root, manifest, budgets)
-                fh = inflate_to_file(root, manifest, FRAMES_NAME, check_digest=check_digest)
-            else:
-                fh = open_frames(root)
+            fh = open_stored_frames(root, manifest, budgets, check_digest=check_digest)
             raw = None
             try:
-                digest = hashlib.sha256() if check_digest else None
-                if manifest.compacted:
-                    raw = inflate_to_file(root, manifest, RAW_NAME, check_digest=check_digest)
-                    raw_size, digest = manifest.raw_file_bytes, None
-                else:
-                    raw = open_raw(root) if manifest.sidecar else None
-                    raw_size = (
-                        None
-                        if raw is None
-                        else check_raw(root, manifest, raw.fileno(), check_digest=check_digest)
-                    )
+                # a compacted cassette's frames.jsonl was checked as it was decompressed
+                digest = hashlib.sha256() if check_digest and not manifest.compacted else None
+                raw_size = None
+                if manifest.sidecar:
+                    raw, raw_size = open_checked_raw(root, manifest, check_digest=check_digest)
                 try:
                     index = FrameIndex.scan(
                         fh,

@@ -26,7 +26,6 @@ from typing import Any
 from rrlab.rr.canonical import dumps_line
 from rrlab.rr.policy import Budgets
 
-from .compact import check_declared, inflate_to_file
 from .errors import (
     CassetteError,
     CassetteWriteFailed,
@@ -61,14 +60,15 @@ from .paths import CassetteDir
 from .reader import (
     CHUNK,
     check_artifact,
-    check_raw,
     check_raw_total,
     check_timing_count,
     fd_sha256,
     iter_lines,
     line_limit,
+    open_checked_raw,
     open_frames,
     open_raw,
+    open_stored_frames,
     read_manifest,
     read_timing,
 )
@@ -266,12 +266,7 @@ def _artifact_ok(root: CassetteDir, name: str, expected: str) -> bool:
 
 def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
     path = root.path / FRAMES_NAME
-    if m.compacted:  # digests and sizes checked as they are decompressed
-        check_declared(root, m, None)
-        fh = inflate_to_file(root, m, FRAMES_NAME)
-    else:
-        fh = open_frames(root)
-    with fh:
+    with open_stored_frames(root, m, None) as fh:
         if not m.compacted:
             actual, size = fd_sha256(fh.fileno())
             if actual != m.frames_sha256:
@@ -283,14 +278,9 @@ def _verify_finalized(root: CassetteDir, m: Manifest) -> VerifyReport:
             raise MalformedManifest(root.path / MANIFEST_NAME, "duplicate connection ids")
         frame_budget, limit = line_limit(m, None)
         lines = iter_lines(fh, path, limit)
-        if m.compacted:
-            with inflate_to_file(root, m, RAW_NAME) as raw_fh:
-                raw = raw_reader(raw_fh, path, frame_budget)
-                scan = _scan(path, known, lines, frame_budget, raw=raw)
-            check_raw_total(root.path, scan.raw_bytes, m.raw_file_bytes or 0)
-        elif m.sidecar:
-            with open_raw(root) as raw_fh:
-                raw_size = check_raw(root, m, raw_fh.fileno())
+        if m.sidecar:
+            raw_fh, raw_size = open_checked_raw(root, m)
+            with raw_fh:
                 raw = raw_reader(raw_fh, path, frame_budget)
                 scan = _scan(path, known, lines, frame_budget, raw=raw)
             check_raw_total(root.path, scan.raw_bytes, raw_size)
