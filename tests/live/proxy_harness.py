@@ -24,6 +24,23 @@ ROOT = Path(__file__).resolve().parents[2]
 RRLAB = ROOT / ".venv" / "bin" / "rrlab"
 
 
+def record_in_project(
+    tmp_path: Path, route: list[str], argv: list[str], timeout: int
+) -> tuple[Path, Path]:
+    """`argv` recorded by `rrlab record ROUTE` in a project of its own (tmp_path/proj, the demo
+    worker in it) into tests/cassettes/w, out/w/aggregate.json its artifact; asserts it
+    passed and returns (project, cassette)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "worker").symlink_to(ROOT / "worker")
+    record = [str(RRLAB), "record", *route]
+    record += ["--cassette", "tests/cassettes/w", "--write-root", "tests"]
+    record += ["--artifact", "out/w/aggregate.json", "--", *argv]
+    done = subprocess.run(record, cwd=project, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return project, project / "tests" / "cassettes" / "w"
+
+
 def replay_elsewhere(cassette: Path, aggregate: Path, tmp_path: Path, timeout: int) -> dict:
     """`rrlab replay --profile ci_replay` of `cassette` from a directory outside its project, the
     recorded `aggregate` removed first: asserts the replay passed and wrote the same bytes

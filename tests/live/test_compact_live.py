@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from proxy_harness import RRLAB, free_block, replay_elsewhere
+from proxy_harness import RRLAB, free_block, record_in_project, replay_elsewhere
 
 from rrlab.rr.cassette import verify
 from rrlab.rr.policy import COMPACT_OVER_BYTES
 
 pytestmark = pytest.mark.live
-ROOT = Path(__file__).resolve().parents[2]
 COUNT = 1500  # about 12,000 frames, 2.4 MB of frame lines: over the 1 MiB default
 
 
@@ -28,20 +27,13 @@ def _stored(cassette: Path) -> int:
 
 def test_a_long_amqp_session_is_stored_compacted_and_replays(live_brokers, tmp_path):
     live_brokers("amqp")
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "worker").symlink_to(ROOT / "worker")
     port = free_block(1)
     argv = [sys.executable, "-m", "worker", "--driver", "amqp", "--count", str(COUNT)]
     argv += ["--amqp-url", f"amqp://rrlab:rrlab-secret-pw@127.0.0.1:{port}/rrlab"]
     argv += ["--seed", "3", "--out", "out/w"]
-    record = [str(RRLAB), "record", "--amqp", f"{port}=127.0.0.1:5672"]
-    record += ["--cassette", "tests/cassettes/w", "--write-root", "tests"]
-    record += ["--artifact", "out/w/aggregate.json", "--", *argv]
-    done = subprocess.run(record, cwd=project, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    route = ["--amqp", f"{port}=127.0.0.1:5672"]
+    project, cassette = record_in_project(tmp_path, route, argv, timeout=600)
 
-    cassette = project / "tests" / "cassettes" / "w"
     manifest = json.loads((cassette / "cassette.json").read_bytes())
     assert manifest["format"] == "rrlab.cassette/4"
     assert manifest["frames_file"]["plain"]["bytes"] > COMPACT_OVER_BYTES

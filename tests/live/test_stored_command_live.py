@@ -6,35 +6,24 @@ command from the project directory against the fake broker, offline, and the art
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from proxy_harness import RRLAB, free_block, replay_elsewhere
+from proxy_harness import free_block, record_in_project, replay_elsewhere
 
 from rrlab.rr.cassette.reader import load_manifest
 
 pytestmark = pytest.mark.live
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_recorded_run_replays_with_no_command_given(live_brokers, tmp_path):
     live_brokers("mqtt")
-    project = tmp_path / "proj"  # a project of its own, the demo worker in it
-    project.mkdir()
-    (project / "worker").symlink_to(ROOT / "worker")
     port = free_block(1)
     argv = [sys.executable, "-m", "worker", "--driver", "mqtt", "--count", "20"]
     argv += ["--mqtt-url", f"mqtt://127.0.0.1:{port}", "--topic", f"rrlab.stored.{port}"]
     argv += ["--out", "out/w"]
-    record = [str(RRLAB), "record", "--mqtt", f"{port}=127.0.0.1:1883"]
-    record += ["--cassette", "tests/cassettes/w", "--write-root", "tests"]
-    record += ["--artifact", "out/w/aggregate.json", "--", *argv]
-    done = subprocess.run(record, cwd=project, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    cassette = project / "tests" / "cassettes" / "w"
+    route = ["--mqtt", f"{port}=127.0.0.1:1883"]
+    project, cassette = record_in_project(tmp_path, route, argv, timeout=300)
     command = load_manifest(cassette).command
     assert command is not None and command.cwd == "../../.."
     assert command.argv == tuple(argv)  # the venv's python is outside the project: as given
