@@ -137,12 +137,14 @@ class ProxyApp:
             connections=len(manifest.connections),
             path=str(self.writer.path),
         )
-        if self.writer.compact_failed is not None:  # the plain cassette is whole: say so
+        failed = self.writer.compact_failed
+        if failed is not None:  # the plain cassette is whole: say so
+            later = "; `rrlab migrate --compact` can compact it later"
             log.warn(
-                "cassette left plain, not compacted: {error}; `rrlab migrate --compact` can "
-                "compact it later",
+                "cassette left plain, not compacted: {error}{later}",
                 event="compact_failed",
-                error=str(self.writer.compact_failed),
+                error=str(failed),
+                later=later if isinstance(failed, OSError) else "",
             )
 
     # -- PairOwner: what the forwarding pairs call back into -----------------------------------

@@ -81,17 +81,25 @@ def plain_sha256(manifest: Manifest, name: str) -> str:
     return manifest.timing_sha256 or ""
 
 
-def check_declared(root: CassetteDir, manifest: Manifest, budgets: Budgets | None) -> None:
-    """A compacted cassette's declared frame lines and bytes fit the cassette budget (the
-    reader's, lowered by the cassette's own): what decompressing them may write at most."""
+def declared_over_budget(manifest: Manifest, budgets: Budgets | None) -> tuple[int, int] | None:
+    """(declared bytes, limit) when a compacted cassette's frame lines and sidecar would
+    decompress past the cassette budget (the reader's, lowered by the cassette's own), else None."""
     limit = min((budgets or Budgets()).max_cassette_bytes, manifest.budgets.max_cassette_bytes)
     declared = manifest.frames_file_bytes + (manifest.raw_file_bytes or 0)
-    if declared > limit:
+    return (declared, limit) if declared > limit else None
+
+
+def check_declared(root: CassetteDir, manifest: Manifest, budgets: Budgets | None) -> None:
+    """A compacted cassette's declared frame lines and bytes fit the cassette budget: what
+    decompressing them may write at most."""
+    if over := declared_over_budget(manifest, budgets):
+        declared, limit = over
         raise CassetteError(
             root.path,
             f"compacted frames declare {declared} bytes, over the cassette budget this rrlab "
             f"reads ({limit} bytes, lowered by the cassette's own): refused before "
-            "decompressing (a manifest cannot raise it, like the frame budget)",
+            "decompressing (a manifest cannot raise it, like the frame budget). If you trust "
+            "it, `rrlab migrate --expand` gives back its plain files, which are read at any size",
         )
 
 
@@ -235,6 +243,13 @@ def compact(root: CassetteDir, manifest: Manifest) -> Manifest:
     writer lock. CassetteError if a plain file is not what the manifest says."""
     if manifest.format != FORMAT or not manifest.finalized:
         raise CassetteError(root.path, f"only a finalized {FORMAT} cassette is compacted")
+    if over := declared_over_budget(manifest, None):
+        declared, limit = over
+        raise CassetteError(
+            root.path,
+            f"its frames are {declared} bytes, over the {limit} bytes an rrlab with the default "
+            "budget decompresses: compacted, it could not be replayed; it stays plain",
+        )
     stored: dict[str, tuple[int, str]] = {}
     for name in _NAMES:
         plain = hashlib.sha256()

@@ -321,3 +321,26 @@ def test_frames_far_larger_than_their_gzip_read_back_whole(tmp_path):
     with CassetteReader.open(path) as reader:
         assert [len(f.raw) for f in reader.frames()] == [1 << 20, (3 << 20) + 1, 1, 2 << 20]
     assert verify(path).raw_bytes == (6 << 20) + 2
+
+
+def test_a_cassette_over_the_budget_a_default_rrlab_reads_stays_plain(tmp_path, monkeypatch):
+    """Compacted, a recording bigger than a default reader's cassette budget could never be
+    replayed (check_declared refuses it before decompressing); plain, it is read at any size."""
+    from rrlab.rr.cassette import compact as compact_module
+    from rrlab.rr.policy import Budgets
+
+    monkeypatch.setattr(compact_module, "Budgets", lambda: Budgets(max_cassette_bytes=4096))
+    ticks = iter(range(0, 10**12, 1000))
+    writer = CassetteWriter.create(tmp_path / "c", compact_over=0, clock_ns=lambda: next(ticks))
+    conn = writer.open_connection("amqp", None, None)
+    for i in range(100):
+        writer.write_frame(conn, "c2s", "amqp", {"n": i}, bytes(64))
+    manifest = writer.finalize()
+    assert manifest.format == FORMAT
+    assert isinstance(writer.compact_failed, CassetteError)
+    assert "it stays plain" in str(writer.compact_failed)
+    assert set(files(tmp_path / "c")) == set(PLAIN)
+    assert verify(tmp_path / "c").frames == 100
+    with pytest.raises(CassetteError, match="could not be replayed"):
+        migrate(tmp_path / "c", storage="compact")
+    assert set(files(tmp_path / "c")) == set(PLAIN)
