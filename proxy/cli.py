@@ -31,6 +31,7 @@ from rrlab.rr.policy import (
     check_writable,
     get_profile,
     parse_compact_over,
+    project_compact_over,
 )
 from rrlab.rr.usage import UsageError
 
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         budgets = dataclasses.replace(budgets, **overrides)
         compact_over = (
-            policy.compact_over_bytes
+            project_compact_over(policy.compact_over_bytes)
             if args.compact_over is None
             else parse_compact_over(args.compact_over)
         )

@@ -41,7 +41,13 @@ from rrlab.rr.cassette.artifacts import add_artifacts, store_command
 from rrlab.rr.cassette.stored_command import StoredCommand, capture
 from rrlab.rr.cassette.writer import existing_state
 from rrlab.rr.cassette_changes import cassette_outline, changes
-from rrlab.rr.policy import PolicyError, check_writable, get_profile, parse_compact_over
+from rrlab.rr.policy import (
+    PolicyError,
+    check_writable,
+    get_profile,
+    parse_compact_over,
+    project_compact_over,
+)
 from rrlab.rr.stale_artifacts import ArtifactsAside, StaleArtifactError
 from rrlab.rr.usage import EXIT_USAGE, UsageError
 
@@ -132,6 +138,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, dict[str, str], list[st
         policy = get_profile(args.profile)
         policy = policy.with_write_roots(args.write_root)
         parse_compact_over(args.compact_over)  # a typo is a usage error now, not the proxy's
+        project_compact_over(None)  # so is one in the project's rrlab.toml
         cassette = policy.check_write_path(args.cassette)
         check_writable(args.cassette, "--cassette", directory=True)
         if args.log_file:

@@ -45,6 +45,8 @@ CONFIG_FILE = "rrlab.toml"
 PYPROJECT = "pyproject.toml"
 #: the key that adds write roots to every profile's (relative to the project directory)
 CONFIG_KEY = "write_roots"
+#: the key that sets the compaction threshold (see parse_compact_over)
+COMPACT_KEY = "compact_over"
 CONFIG_WHERE = f"{CONFIG_FILE}, or [tool.rrlab] in {PYPROJECT}"
 
 
@@ -266,6 +268,20 @@ def project_write_roots(base: str | os.PathLike[str] | None = None) -> tuple[Pat
             path, f'{CONFIG_KEY} must be a list of directory paths, e.g. ["tests/cassettes"]'
         )
     return tuple(resolve_root(root, path.parent) for root in roots)
+
+
+def project_compact_over(
+    default: int | None, base: str | os.PathLike[str] | None = None
+) -> int | None:
+    """The project's compaction threshold (`compact_over = 4194304`, "never" or "always" in
+    its rrlab configuration), else `default`; `--compact-over` on a command wins over both."""
+    path, table = project_config(base)
+    if COMPACT_KEY not in table:
+        return default
+    try:
+        return parse_compact_over(table[COMPACT_KEY])
+    except PolicyError as exc:
+        raise ProjectConfigError(path, f"{COMPACT_KEY}: {exc}") from None
 
 
 def resolve_root(root: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:

@@ -24,10 +24,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _record(cwd: Path, cassette: str) -> subprocess.CompletedProcess:
+def _record(cwd: Path, cassette: str, *options: str) -> subprocess.CompletedProcess:
     upstream = f"127.0.0.1:{_free_port()}"  # nothing listens: the command never connects
     return subprocess.run(
-        [sys.executable, "-m", "rrlab", "record", "--mqtt", f"{_free_port()}={upstream}",
+        [sys.executable, "-m", "rrlab", "record", *options, "--mqtt", f"{_free_port()}={upstream}",
          "--allow-upstream", upstream, "--cassette", cassette, "--", "true"],
         cwd=cwd, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -92,3 +92,20 @@ def test_a_bad_configuration_is_a_usage_error_naming_the_file(
     assert words in str(err.value) and str(tmp_path / name) in str(err.value)
     proc = _record(tmp_path, "cassettes/c")
     assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_project_sets_the_compaction_threshold_and_the_flag_wins(tmp_path: Path) -> None:
+    (tmp_path / "rrlab.toml").write_text('compact_over = "always"\n')
+    assert _record(tmp_path, "cassettes/c").returncode == 0
+    assert (tmp_path / "cassettes" / "c" / "frames.jsonl.gz").is_file()
+    proc = _record(tmp_path, "cassettes/d", "--compact-over", "never")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cassettes" / "d" / "frames.jsonl").is_file()
+
+
+def test_a_bad_compaction_threshold_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "rrlab.toml").write_text('compact_over = "1M"\n')
+    proc = _record(tmp_path, "cassettes/c")
+    assert proc.returncode == 2
+    assert "rrlab.toml: compact_over: compaction threshold must be a byte count" in proc.stderr
+    assert not (tmp_path / "cassettes").exists()
