@@ -64,23 +64,6 @@ def should_compact(frames_file_bytes: int, over: int | None) -> bool:
     return frames_file_bytes > over or over == 0
 
 
-def plain_size(manifest: Manifest, name: str) -> int:
-    """The declared size of plain file `name` (frames.jsonl, frames.raw or frames.timing)."""
-    if name == FRAMES_NAME:
-        return manifest.frames_file_bytes
-    if name == RAW_NAME:
-        return manifest.raw_file_bytes or 0
-    return manifest.timing_file_bytes or 0
-
-
-def plain_sha256(manifest: Manifest, name: str) -> str:
-    if name == FRAMES_NAME:
-        return manifest.frames_sha256
-    if name == RAW_NAME:
-        return manifest.raw_sha256 or ""
-    return manifest.timing_sha256 or ""
-
-
 def declared_over_budget(manifest: Manifest, budgets: Budgets | None) -> tuple[int, int] | None:
     """(declared bytes, limit) when a compacted cassette's frame lines and sidecar would
     decompress past the cassette budget (the reader's, lowered by the cassette's own), else None."""
@@ -139,7 +122,7 @@ def inflate(
     against its digest first and the plain content against its own at the end."""
     if check_digest:
         check_stored(root, manifest, name)
-    limit = plain_size(manifest, name)
+    limit, expected = manifest.plain_file(name)
     gz = GZ_NAMES[name]
     inflater = zlib.decompressobj(_GZIP_WBITS)
     digest = hashlib.sha256() if check_digest else None
@@ -178,10 +161,8 @@ def inflate(
         raise CompactedDamaged(
             root.path, gz, f"it decompresses to {total} bytes, its manifest says {limit}"
         )
-    if digest is not None and digest.hexdigest() != plain_sha256(manifest, name):
-        raise DigestMismatch(
-            root.path, f"{name} (in {gz})", plain_sha256(manifest, name), digest.hexdigest()
-        )
+    if digest is not None and digest.hexdigest() != expected:
+        raise DigestMismatch(root.path, f"{name} (in {gz})", expected, digest.hexdigest())
 
 
 def inflate_to_file(
@@ -255,9 +236,10 @@ def compact(root: CassetteDir, manifest: Manifest) -> Manifest:
         plain = hashlib.sha256()
         out = _Hashing(_deflate(root, name, plain))
         root.write_atomic(GZ_NAMES[name], out)
-        if plain.hexdigest() != plain_sha256(manifest, name):
+        expected = manifest.plain_file(name)[1]
+        if plain.hexdigest() != expected:
             root.unlink(GZ_NAMES[name])
-            raise DigestMismatch(root.path, name, plain_sha256(manifest, name), plain.hexdigest())
+            raise DigestMismatch(root.path, name, expected, plain.hexdigest())
         stored[name] = (out.size, out.digest.hexdigest())
     new = dataclasses.replace(manifest, format=FORMAT_V4, stored=stored)
     root.write_atomic(GITATTRIBUTES_NAME, GITATTRIBUTES_COMPACT)

@@ -759,9 +759,7 @@ class Manifest:
                 "format": self.format,
                 "frame_count": self.frame_count,
                 "frame_counts": dict(self.frame_counts),
-                "frames_file": self._file_dict(
-                    FRAMES_NAME, self.frames_file_bytes, self.frames_sha256
-                ),
+                "frames_file": self._file_dict(FRAMES_NAME),
                 "kafka_nodes": self.kafka_nodes,
                 "meta": self.meta,
                 "protocols": list(self.protocols),
@@ -779,24 +777,26 @@ class Manifest:
     def _raw_dict(self) -> dict[str, Any]:
         if not self.sidecar:
             return {}
-        return {
-            "raw_file": self._file_dict(
-                RAW_NAME, self.raw_file_bytes or 0, self.raw_sha256 or _EMPTY_SHA256
-            )
-        }
+        return {"raw_file": self._file_dict(RAW_NAME)}
 
     def _timing_dict(self) -> dict[str, Any]:
         if self.timed_lines:
             return {}
-        return {
-            "timing_file": self._file_dict(
-                TIMING_NAME, self.timing_file_bytes or 0, self.timing_sha256 or _EMPTY_SHA256
-            )
-        }
+        return {"timing_file": self._file_dict(TIMING_NAME)}
 
-    def _file_dict(self, name: str, size: int, sha256: str) -> dict[str, Any]:
+    def plain_file(self, name: str) -> tuple[int, str]:
+        """(size, sha256) of frame file `name` (frames.jsonl, frames.raw or frames.timing) as
+        written, before any compaction."""
+        if name == FRAMES_NAME:
+            return self.frames_file_bytes, self.frames_sha256
+        if name == RAW_NAME:
+            return self.raw_file_bytes or 0, self.raw_sha256 or _EMPTY_SHA256
+        return self.timing_file_bytes or 0, self.timing_sha256 or _EMPTY_SHA256
+
+    def _file_dict(self, name: str) -> dict[str, Any]:
         """A file's entry: its name, size and digest as stored; in format 4 the gzipped file's,
         with what it decompresses to as `plain`."""
+        size, sha256 = self.plain_file(name)
         if not self.compacted:
             return {"bytes": size, "name": name, "sha256": sha256}
         stored_bytes, stored_sha256 = (self.stored or {})[name]
