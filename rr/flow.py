@@ -215,8 +215,9 @@ def dropped_unfinished(held: int) -> None:
 def return_freed_memory() -> None:
     """Hand memory freed inside the process back to the system (glibc's malloc_trim). A partial
     frame grows from many reads; once glibc has raised its mmap threshold those pieces live on
-    the heap, and freeing them left the fake broker's RSS where a hostile client had pushed it
-    (about one close in five). Elsewhere (no glibc) nothing."""
+    the heap, and freeing them left the process's RSS where a hostile client had pushed it (the
+    fake broker: about one close in five; the proxy: every time, while another connection's
+    pieces sat among them). Elsewhere (no glibc) nothing."""
     import ctypes  # here, not at import: start-up pays nothing for it
 
     try:
