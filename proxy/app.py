@@ -17,7 +17,7 @@ from twisted.web.server import Site
 
 from rrlab.rr.cassette.writer import CassetteWriteFailed
 from rrlab.rr.codecs import Direction, Proto
-from rrlab.rr.flow import BufferBudget
+from rrlab.rr.flow import BufferBudget, dropped_unfinished
 from rrlab.rr.policy import BudgetExceeded, Limits
 from rrlab.rr.protocols.kafka.rewrite import KafkaNode, NodeMap
 from rrlab.rr.record import ConnectionRecorder, RecordingBroken, recorder_for
@@ -245,7 +245,8 @@ class ProxyApp:
             if side is not None:
                 self.budget.forget(side.gate)
         self.metrics.closed(pair.route.proto)
-        full = recorder.close(reason or "closed")
+        held = recorder.buffered
+        full = recorder.close(reason or "closed")  # its unfinished frames go now
         if reason and reason.startswith("upstream connection lost"):
             self.metrics.upstream_errors.labels(pair.route.proto, "lost").inc()
             log.error(
@@ -263,6 +264,7 @@ class ProxyApp:
             frames_c2s=recorder.frames[Direction.C2S],
             frames_s2c=recorder.frames[Direction.S2C],
         )
+        dropped_unfinished(held)  # large ones handed back to the system, as serve does
 
     def upstream_failed(self, pair: Pair, message: str) -> None:
         if self.stopping:  # our own shutdown cut the connect short: no upstream failed

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES
-from rrlab.rr.flow import BufferBudget, ReadGate
+from rrlab.rr.flow import BufferBudget, ReadGate, dropped_unfinished
 from rrlab.rr.policy import Limits
 from rrlab.rr.protocols import protocol_for
 from rrlab.rr.replay.session import Action, Close, Listener, ReplayContext, Schedule, Send, Session
@@ -210,26 +210,7 @@ class ReplayProtocol(protocol.Protocol):
         if self.session is not None:
             held = self.session.buffered
             self.session.connection_lost()
-            if held >= RETURN_FREED_AFTER:
-                return_freed_memory()
-
-
-#: an unfinished frame this large, once dropped, is memory worth handing back to the system
-RETURN_FREED_AFTER = 8 << 20
-
-
-def return_freed_memory() -> None:
-    """Hand memory freed inside the process back to the system (glibc's malloc_trim). A partial
-    frame grows from many reads; once glibc has raised its mmap threshold those pieces live on
-    the heap, and freeing them left the fake broker's RSS where a hostile client had pushed it
-    (about one close in five). Elsewhere (no glibc) nothing."""
-    import ctypes  # here, not at import: serve's start-up pays nothing for it
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
-    except (OSError, AttributeError):
-        return
-    trim(0)
+            dropped_unfinished(held)
 
 
 def quick_ack(transport: Any) -> None:

@@ -9,6 +9,8 @@ made once from `rr.policy.Limits`, without a reactor.
 - `peer_closed`: whether a paused connection's peer has gone (a paused transport reads no
   end-of-file: without this, what it held would stay for good).
 - `raise_open_file_limit`: the soft open-file limit up to the hard one, at start.
+- `dropped_unfinished`: a closed connection's large unfinished frame, once let go, handed back
+  to the system (glibc keeps it in the process otherwise).
 
 The Twisted shells (`proxy/`, `replayer/server.py`) call these and move bytes.
 """
@@ -196,3 +198,30 @@ def _nr_open() -> int:
             return int(fh.read())
     except (OSError, ValueError):
         return 1 << 20
+
+
+#: an unfinished frame this large, once dropped, is memory worth handing back to the system
+RETURN_FREED_AFTER = 8 << 20
+
+
+def dropped_unfinished(held: int) -> None:
+    """A closed connection's unfinished frame of `held` bytes has just been let go (nothing
+    refers to it any more): from `RETURN_FREED_AFTER` on, hand the memory back to the system.
+    The proxy and the fake broker both call this, so both trim at the same size."""
+    if held >= RETURN_FREED_AFTER:
+        return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed inside the process back to the system (glibc's malloc_trim). A partial
+    frame grows from many reads; once glibc has raised its mmap threshold those pieces live on
+    the heap, and freeing them left the process's RSS where a hostile client had pushed it (the
+    fake broker: about one close in five; the proxy: every time, while another connection's
+    pieces sat among them). Elsewhere (no glibc) nothing."""
+    import ctypes  # here, not at import: start-up pays nothing for it
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
+    except (OSError, AttributeError):
+        return
+    trim(0)

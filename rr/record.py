@@ -299,7 +299,8 @@ class ConnectionRecorder:
         return "; ".join(notes) or None
 
     def close(self, reason: str) -> str:
-        """Close the connection in the cassette; returns the full reason written."""
+        """Close the connection in the cassette and let go of its unfinished frames; returns
+        the full reason written."""
         if self.closed:
             return reason
         self.closed = True
@@ -310,6 +311,8 @@ class ConnectionRecorder:
         if note:
             parts.append(note)
         full = "; ".join(parts)
+        for framer in self.framers.values():  # the unfinished frames, said above, go now
+            framer.release()
         if not getattr(self.writer, "finalized", False):
             self.writer.close_connection(self.conn_id, full)
         return full

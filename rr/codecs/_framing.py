@@ -52,6 +52,16 @@ class BufferedFramer:
             return memoryview(b"".join((self._buf, *self._parts))).toreadonly()
         return memoryview(self._buf).toreadonly()
 
+    def release(self) -> None:
+        """Let go of the unfinished frame: its connection is gone and nothing more is fed. Its
+        bytes go now, not when the garbage collector gets to whatever holds this framer in a
+        cycle (the proxy's pair and its sides). New buffers, not clear(): a view from `held`
+        may still be alive."""
+        self._buf = bytearray()
+        self._need = 0
+        self._parts = []
+        self._parts_len = 0
+
     @property
     def offset(self) -> int:
         """Stream offset of the first byte not yet emitted as a frame."""

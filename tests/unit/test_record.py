@@ -195,6 +195,24 @@ def test_partial_frame_at_close_is_noted_not_written(tmp_path: Path) -> None:
     assert [f.summary["api"] for f in CassetteReader.open(writer.path).frames()] == ["ApiVersions"]
 
 
+def test_close_lets_go_of_an_unfinished_frame(tmp_path: Path) -> None:
+    """The proxy's pair and sides refer to each other, so the recorder (and a 48 MiB partial
+    frame) lived on after a close until the garbage collector ran: close lets go of it."""
+    writer, rec = new_recorder(tmp_path, "c")
+    declared = 4 << 20
+    rec.feed(C2S, struct.pack(">i", declared) + b"\x00" * 65532)
+    for _ in range(8):  # a large pending frame: kept as the chunks came
+        rec.feed(C2S, b"x" * 65536)
+    assert rec.buffered == 9 * 65536
+    reason = rec.close("client closed")
+    assert f"c2s {9 * 65536} bytes of a partial frame not recorded" in reason
+    assert rec.buffered == 0
+    assert rec.feed(C2S, b"after") == b"after"  # passes through unrecorded, as before
+    writer.finalize()
+    verify(writer.path)
+    assert list(CassetteReader.open(writer.path).frames()) == []
+
+
 def test_framing_error_keeps_what_was_written(tmp_path: Path) -> None:
     reqs, _ = kafka_exchange()
     writer, rec = new_recorder(tmp_path, "c")
