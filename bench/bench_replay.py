@@ -28,7 +28,9 @@ exist): its off/on ratio is the cost of holding, the profile's the cost of the w
 Targets (printed beside each figure): replay wall <= 1.25 x the worker's own CPU time during
 replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQP and MQTT; the
 slowest replay/record wall <= 1.0 for every driver (never slower than recording); fake broker RSS
-flat while it serves. The defaults finish in about two minutes (`make bench`); the
+flat while it serves. A last table prints the floor of replay/record: the replay worker's own
+CPU over the record wall (a fake broker costing nothing gives that), beside the record path's CPU
+(worker, real broker, proxy). The defaults finish in about two minutes (`make bench`); the
 issue's sizes are `--count 10000 --amqp-count 12500` (AMQP ~100k frames).
 
     .venv/bin/python bench/bench_replay.py [--count N] [--amqp-count N] [--drivers kafka amqp mqtt]
@@ -77,6 +79,8 @@ class Run:
     frames: int = 0
     verdict: str = ""
     worst_wall_s: float = 0.0  # the slowest of the runs a median was taken over
+    broker_cpu_s: float = 0.0  # recording: the real broker's CPU while the worker ran
+    proxy_cpu_s: float = 0.0  # recording: the proxy's CPU while the worker ran
 
 
 def run_worker(argv: list[str], cwd: Path) -> tuple[float, float]:
@@ -113,6 +117,20 @@ def start_and_wait(
     return proc
 
 
+def tree_cpu(pid: int) -> float:
+    """user + sys CPU seconds of a process and its live descendants (RabbitMQ's beam runs
+    under a wrapper)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def sample_rss(pid: int, into: list[float], stop: threading.Event) -> None:
     ps = psutil.Process(pid)
     while not stop.is_set():
@@ -129,7 +147,7 @@ def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
 
     flag, route = ROUTES[driver]
     cassette = work / f"cassette-{driver}"
-    control.up([driver], kafka_impl="tansu", out=None)  # the module doc's Kafka
+    broker_pid = control.up([driver], kafka_impl="tansu", out=None)[driver]["pid"]  # doc's Kafka
     try:
         proxy = start_and_wait(
             [PY, "-m", "rrlab", "proxy", flag, route, "--cassette", str(cassette),
@@ -138,13 +156,15 @@ def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
         )  # fmt: skip
         try:
             out = work / f"rec-{driver}"
+            broker0, proxy0 = tree_cpu(broker_pid), tree_cpu(proxy.pid)
             wall, cpu = run_worker([*worker_argv(driver, count), "--out", str(out)], ROOT)
+            broker_cpu, proxy_cpu = tree_cpu(broker_pid) - broker0, tree_cpu(proxy.pid) - proxy0
         finally:
             proxy.send_signal(signal.SIGTERM)
             proxy.wait(60)
     finally:
         control.down([driver], out=None)
-    record = Run(wall, cpu)
+    record = Run(wall, cpu, broker_cpu_s=broker_cpu, proxy_cpu_s=proxy_cpu)
     record.frames = json.loads((cassette / "cassette.json").read_bytes())["frame_count"]
     return record, cassette
 
@@ -378,6 +398,7 @@ def main() -> int:
         "replay/rec <= 0.5 (amqp, mqtt); serve RSS flat"
     )
     print_worst(rows, args.repeat)
+    print_floor(rows)
     if args.ungated:
         print_gating_cost(rows)
     if shares:
@@ -400,6 +421,24 @@ def print_worst(rows: list[tuple[str, str, int, Run, Run]], repeat: int) -> None
         print(
             f"{driver:6} {name:7} {rec.wall_s:>8.2f} {rec.cpu_s:>9.2f} "
             f"{rep.worst_wall_s:>14.2f} {worst:>26}"
+        )
+
+
+def print_floor(rows: list[tuple[str, str, int, Run, Run]]) -> None:
+    """What bounds replay/rec: a replay cannot take less wall than the worker's own CPU, so
+    replay worker CPU / record wall is the ratio a fake broker costing nothing would give. Where
+    that floor is over the target, the recording was fast, not the replay slow: the record
+    path's CPU (worker, real broker, proxy) shows what the recording spent its wall on."""
+    print()
+    print(
+        f"{'driver':6} {'serve':7} {'record s':>8} {'rec cpu: worker/broker/proxy s':>30} "
+        f"{'replay worker cpu s':>19} {'floor replay/rec':>16} {'replay/rec':>10}"
+    )
+    for driver, name, _count, rec, rep in rows:
+        cpu = f"{rec.cpu_s:.2f}/{rec.broker_cpu_s:.2f}/{rec.proxy_cpu_s:.2f}"
+        print(
+            f"{driver:6} {name:7} {rec.wall_s:>8.2f} {cpu:>30} {rep.cpu_s:>19.2f} "
+            f"{rep.cpu_s / rec.wall_s:>16.2f} {rep.wall_s / rec.wall_s:>10.2f}"
         )
 
 
