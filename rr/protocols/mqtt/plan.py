@@ -52,7 +52,8 @@ def _facts(raw: bytes) -> tuple[dict[str, Any], int] | None:
     is made of (PUBLISH, its acks, pings): the fields of its summary a plan reads (packet,
     topic, QoS, packet id) and where a PUBLISH's payload starts (0: no payload); None for any
     other packet and wherever the decoder would fail (the recorded summary is read then).
-    Reading a cassette line's summary (JSON) and decoding the packet cost ~20x this."""
+    Measured on a 160-byte PUBLISH: 2.0 us, its summary's JSON 2.5 us, a decode 10.9 us (the
+    causes decoded every PUBLISH for its payload)."""
     ptype = raw[0] >> 4
     if ptype == 3:
         qos = (raw[0] >> 1) & 0x03
