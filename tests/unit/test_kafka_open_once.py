@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import io
 from pathlib import Path
 
 import pytest
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_batch
+from kafka_samples import record_batch
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
-from kio.static.primitive import Records, TZAwareMicros, i8, i16, i32, i64
+from kio.static.primitive import Records, i16, i32
 
 from rrlab.rr.cassette import CassetteWriter
 from rrlab.rr.codecs import Direction
@@ -32,30 +30,8 @@ GZIP = 1  # batch attributes: the codec
 
 
 def plain_batch(values: list[bytes]) -> bytes:
-    """A v2 batch of uncompressed records with these values (keys and a header each)."""
-    now = TZAwareMicros.parse(datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC))
-    out = io.BytesIO()
-    write_batch(
-        out,
-        NewRecordBatch(
-            producer_id=i64(-1),
-            producer_epoch=i16(-1),
-            base_sequence=i32(-1),
-            attributes=i16(0),
-            records=tuple(
-                Record(
-                    attributes=i8(0),
-                    timestamp=now,
-                    offset=i64(n),
-                    key=b"k%d" % n,
-                    value=value,
-                    headers=(),
-                )
-                for n, value in enumerate(values)
-            ),
-        ),
-    )
-    return out.getvalue()
+    """A v2 batch of uncompressed records with these values (a key and a header each)."""
+    return record_batch(0, values)
 
 
 def gzip_batch(values: list[bytes]) -> bytes:

@@ -8,12 +8,11 @@ and the causes hold is what they held when built from the summaries and decoded 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from replay_playbook import CASSETTES
+from replay_playbook import CASSETTES, count_reads
 
 from rrlab.rr.cassette import CassetteWriter
 from rrlab.rr.codecs import Direction, Proto
@@ -22,7 +21,7 @@ from rrlab.rr.protocols import client_kind, protocol_for
 from rrlab.rr.protocols.mqtt import plan as mqtt_plan
 from rrlab.rr.protocols.mqtt.codec import MqttDecoder
 from rrlab.rr.replay import recording as rec_module
-from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
+from rrlab.rr.replay.recording import Recording
 from rrlab.rr.replay.session import PortMap, ReplayContext, ReplayOptions
 
 C2S, S2C = Direction.C2S, Direction.S2C
@@ -101,14 +100,7 @@ def prepared(path: Path) -> ReplayContext:
 
 @pytest.mark.parametrize("cassette", MQTT_CASSETTES, ids=lambda p: p.name)
 def test_prepare_reads_each_connection_once(cassette: Path, monkeypatch: pytest.MonkeyPatch):
-    reads: Counter[int] = Counter()
-    stream = RecordedConn.stream
-
-    def counted(self: RecordedConn) -> Iterator[RecFrame]:
-        reads[self.id] += 1
-        return stream(self)
-
-    monkeypatch.setattr(RecordedConn, "stream", counted)
+    reads = count_reads(monkeypatch)
     ctx = prepared(cassette)
     mqtt = [rc.id for rc in ctx.recording.conns if rc.proto is Proto.MQTT]
     assert mqtt
