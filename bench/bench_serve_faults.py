@@ -5,8 +5,11 @@ offset) and prints one row: the fake broker's RSS before, at its peak and after 
 left (psutil), and what a well-behaved neighbour saw meanwhile (an ApiVersions round trip on a
 fresh connection). Then the stop time against cassette size: generated MQTT cassettes
 (connections of 1,000 frames: CONNECT, CONNACK, PUBLISH frames no live client sends, so every
-one is unused at stop) of 10 MB, 100 MB and 1 GB: start (until `listening`), RSS, SIGTERM to
-exit.
+one is unused at stop) of 10 MB, 100 MB and 1 GB: start (until `listening`: wall, and serve's
+CPU seconds and peak RSS then, what opening and preparing the cassette cost), RSS, SIGTERM to
+exit. With --baseline TREE (another worktree with its own .venv, e.g. main) each generated
+cassette is also served by that tree's `rrlab serve`, one after the other: before and after in
+one run, with the ratios.
 
 - never-reads: one client sends ApiVersions requests for 10 s and never reads an answer;
 - partial: 10 and 30 clients each send 62 MiB of a declared 63 MiB frame, then close (a
@@ -17,7 +20,7 @@ exit.
   the neighbour.
 
     .venv/bin/python bench/bench_serve_faults.py [--probes never-reads partial trickle fds stop]
-        [--sizes 10 100 1000]
+        [--sizes 10 100 1000] [--baseline /path/to/other/worktree]
 
 Run it in a network namespace (`unshare -n`): it listens on fixed ports.
 """
@@ -58,12 +61,27 @@ def rss_mb(ps: psutil.Process) -> float:
     return ps.memory_info().rss / 1e6
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM), MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    return kib * 1024 / 1e6
+
+
 class Serve:
     """One `rrlab serve` child, its output kept."""
 
-    def __init__(self, cassette: Path, work: Path, *extra: str, nofile: int | None = None):
+    def __init__(
+        self,
+        cassette: Path,
+        work: Path,
+        *extra: str,
+        nofile: int | None = None,
+        tree: Path = ROOT,
+    ):
         self.out = work / f"serve-{time.monotonic_ns()}.out"
-        argv = [*RRLAB, "serve", "--cassette", str(cassette), "--port-offset", str(OFFSET),
+        rrlab = RRLAB if tree == ROOT else [str(tree / ".venv" / "bin" / "python"), "-m", "rrlab"]
+        argv = [*rrlab, "serve", "--cassette", str(cassette), "--port-offset", str(OFFSET),
                 "--report", str(work / "report.json"), *extra]  # fmt: skip
 
         def limit() -> None:
@@ -74,7 +92,7 @@ class Serve:
         self.started = time.perf_counter()
         with open(self.out, "w") as fh:
             self.proc = subprocess.Popen(
-                argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=limit
+                argv, cwd=tree, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=limit
             )
         deadline = time.monotonic() + 600
         while "listening" not in self.output():
@@ -83,6 +101,9 @@ class Serve:
             time.sleep(0.05)
         self.start_s = time.perf_counter() - self.started
         self.ps = psutil.Process(self.proc.pid)
+        cpu = self.ps.cpu_times()
+        self.start_cpu_s = cpu.user + cpu.system  # what open and prepare cost (with imports)
+        self.start_peak_mb = peak_rss_mb(self.proc.pid)
 
     def output(self) -> str:
         return self.out.read_text(errors="replace")
@@ -317,28 +338,45 @@ def generate_cassette(path: Path, megabytes: int, per_conn: int = 1000) -> int:
         return writer.frame_count
 
 
-def probe_stop(work: Path, sizes: list[int]) -> list[list[str]]:
-    rows = []
+def probe_stop(
+    work: Path, sizes: list[int], baseline: Path | None
+) -> tuple[list[list[str]], list[str]]:
+    """A row per size (and tree, with `baseline`): start, its CPU and peak RSS, RSS, stop; and
+    with `baseline`, a line per size of this tree's start CPU and peak RSS over the baseline's."""
+    rows, ratios = [], []
+    trees = [("this", ROOT)] + ([("baseline", baseline)] if baseline is not None else [])
     for mb in sizes:
         path = work / f"gen-{mb}mb"
         t0 = time.perf_counter()
         frames = generate_cassette(path, mb)
         made = time.perf_counter() - t0
-        serve = Serve(path, work, "--port-offset", "0", "--listen", f"11883={11883 + OFFSET}")
-        rss = rss_mb(serve.ps)
-        seconds, code = serve.stop()
-        rows.append(
-            [
-                f"{mb:,} MB",
-                f"{frames:,}",
-                f"{made:.1f}",
-                f"{serve.start_s:.1f}",
-                f"{rss:.0f}",
-                f"{seconds:.2f} (exit {code})",
-            ]
-        )
+        starts: dict[str, tuple[float, float]] = {}
+        for name, tree in trees:
+            listen = f"11883={11883 + OFFSET}"
+            serve = Serve(path, work, "--port-offset", "0", "--listen", listen, tree=tree)
+            rss = rss_mb(serve.ps)
+            seconds, code = serve.stop()
+            starts[name] = (serve.start_cpu_s, serve.start_peak_mb)
+            rows.append(
+                [
+                    f"{mb:,} MB" + (f" ({name})" if baseline is not None else ""),
+                    f"{frames:,}",
+                    f"{made:.1f}",
+                    f"{serve.start_s:.1f}",
+                    f"{serve.start_cpu_s:.1f}",
+                    f"{serve.start_peak_mb:.0f}",
+                    f"{rss:.0f}",
+                    f"{seconds:.2f} (exit {code})",
+                ]
+            )
+        if baseline is not None:
+            (cpu, peak), (base_cpu, base_peak) = starts["this"], starts["baseline"]
+            ratios.append(
+                f"{mb:,} MB: this / baseline start CPU {cpu / base_cpu:.2f}, "
+                f"start peak RSS {peak / base_peak:.2f}"
+            )
         shutil.rmtree(path, ignore_errors=True)
-    return rows
+    return rows, ratios
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -367,6 +405,9 @@ def main() -> int:
         choices=["never-reads", "partial", "trickle", "fds", "stop"],
     )
     ap.add_argument("--sizes", nargs="+", type=int, default=[10, 100, 1000], metavar="MB")
+    ap.add_argument(
+        "--baseline", type=Path, help="stop probe: also serve each cassette with this worktree"
+    )
     args = ap.parse_args()
     flags = serve_flags()
     work = Path(tempfile.mkdtemp(prefix="rrlab-serve-faults-"))
@@ -390,11 +431,15 @@ def main() -> int:
                 rows,
             )
         if "stop" in args.probes:
+            stops, ratios = probe_stop(work, args.sizes, args.baseline)
             print_table(
                 "rrlab serve stop time against cassette size (every PUBLISH unused at stop)",
-                ["frames MB", "frames", "generate s", "start s", "RSS MB", "SIGTERM to exit s"],
-                probe_stop(work, args.sizes),
-            )
+                ["frames MB", "frames", "generate s", "start s", "start CPU s", "start peak MB",
+                 "RSS MB", "SIGTERM to exit s"],
+                stops,
+            )  # fmt: skip
+            for line in ratios:
+                print(line)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -5,12 +5,15 @@ that records what it counted, and the recorded frames of a committed cassette to
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rrlab.rr.codecs import Direction, Proto
 from rrlab.rr.protocols import client_kind, protocol_for
-from rrlab.rr.replay.recording import RecFrame, Recording
+from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 from rrlab.rr.replay.session import (
     Action,
     Close,
@@ -105,3 +108,17 @@ def run_at_once(link: Any, action: Action) -> None:
         link.close()
     elif isinstance(action, Schedule):
         link.call_later(action.delay, action.timer.fire)
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
+    """How many times each recorded connection's frames are read (`RecordedConn.stream`) from
+    now on, by connection id: what a prepare that reads the recording once must keep at 1."""
+    reads: Counter[int] = Counter()
+    stream = RecordedConn.stream
+
+    def counted(self: RecordedConn) -> Iterator[RecFrame]:
+        reads[self.id] += 1
+        return stream(self)
+
+    monkeypatch.setattr(RecordedConn, "stream", counted)
+    return reads

@@ -6,30 +6,22 @@ derives reading the recording alone."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from replay_playbook import CASSETTES
+from replay_playbook import CASSETTES, count_reads
 
 from rrlab.rr.codecs import Proto
 from rrlab.rr.protocols import client_kind, protocol_for
 from rrlab.rr.protocols.amqp.causes import Causes
 from rrlab.rr.protocols.amqp.clocked import Clocked, recorded_publishes
-from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
+from rrlab.rr.replay.recording import Recording
 from rrlab.rr.replay.session import PortMap, ReplayContext, ReplayOptions
 
 
 @pytest.mark.parametrize("cassette", ["worker-amqp-rabbitmq", "worker-lab-kafka-amqp"])
 def test_prepare_reads_each_connection_once(cassette, monkeypatch):
     recording = Recording.open(CASSETTES / cassette, classify=client_kind)
-    reads: Counter[int] = Counter()
-    stream = RecordedConn.stream
-
-    def counted(self: RecordedConn) -> Iterator[RecFrame]:
-        reads[self.id] += 1
-        return stream(self)
-
-    monkeypatch.setattr(RecordedConn, "stream", counted)
+    reads = count_reads(monkeypatch)
     ports = PortMap({port: port for _proto, port in recording.listeners()})
     ctx = ReplayContext(recording, ReplayOptions(), None, ports)  # type: ignore[arg-type]
     protocol_for(Proto.AMQP).prepare(ctx)
@@ -37,7 +29,7 @@ def test_prepare_reads_each_connection_once(cassette, monkeypatch):
     assert amqp
     assert reads == Counter(amqp)  # once each, and nothing else read
 
-    monkeypatch.setattr(RecordedConn, "stream", stream)
+    monkeypatch.undo()
     alone = Recording.open(CASSETTES / cassette, classify=client_kind)
     shared = ctx.shared[Proto.AMQP]
     assert shared.causes.cause_of == Causes(alone).cause_of

@@ -266,8 +266,11 @@ class KafkaDecoder:
     must pair responses on this connection (the proxy's address rewriter).
     """
 
-    def __init__(self, tracker: CorrelationTracker | None = None) -> None:
+    def __init__(self, tracker: CorrelationTracker | None = None, *, records: bool = True) -> None:
         self.tracker = tracker if tracker is not None else CorrelationTracker()
+        #: False: no `records` in summaries, nothing of a record batch read (the fake broker's
+        #: world reads every Produce record itself, once, and scans Fetch batches' headers)
+        self.records = records
 
     @property
     def raw_sasl(self) -> bool:
@@ -311,7 +314,7 @@ class KafkaDecoder:
             if tracker.raw_sasl_known_length or not _whole_request(raw):
                 return Decoded(tracker.client_token(raw))
             tracker.end_raw_sasl()  # unknown mechanism: a real request again
-        decoded = read_request(raw)
+        decoded = read_request(raw, records=self.records)
         summary = decoded.summary
         if "api_key" not in summary:  # too short for a header
             return decoded
@@ -341,7 +344,7 @@ class KafkaDecoder:
             return Decoded(
                 {"correlation_id": correlation_id, "error": "no pending request has this id"}
             )
-        decoded = read_response(raw, pairing)
+        decoded = read_response(raw, pairing, records=self.records)
         if pairing.api_key == SASL_HANDSHAKE:
             tracker.sasl_handshake_answered(correlation_id, decoded.summary.get("error_code"))
         return decoded
@@ -351,8 +354,9 @@ class KafkaDecoder:
 _SASL_STATE = ("sasl_mechanism", "exchange")
 
 
-def read_request(raw: bytes) -> Decoded:
-    """A request frame's summary and kio body; no connection state read or changed."""
+def read_request(raw: bytes, *, records: bool = True) -> Decoded:
+    """A request frame's summary and kio body; no connection state read or changed. `records`
+    False: a Produce's record batches are left unread (no `records` in the summary)."""
     if len(raw) < REQUEST_HEAD_BYTES:
         return Decoded({"error": f"request frame of {len(raw)} bytes is too short"})
     api_key, version, correlation_id = request_key(raw)
@@ -379,14 +383,16 @@ def read_request(raw: bytes) -> Decoded:
     if api_key == PRODUCE:
         if body.acks == 0:  # Kafka sends no response
             summary["expects_response"] = False
-        _attach_records(decoded, _produce_partitions(body))
+        if records:
+            _attach_records(decoded, _produce_partitions(body))
     elif api_key in _CREDENTIAL_REQUESTS:
         summary.update(_CREDENTIAL_REQUESTS[api_key](body))
     return decoded
 
 
-def read_response(raw: bytes, pairing: Pairing) -> Decoded:
-    """A response frame's summary and kio body, read as the answer to `pairing`."""
+def read_response(raw: bytes, pairing: Pairing, *, records: bool = True) -> Decoded:
+    """A response frame's summary and kio body, read as the answer to `pairing` (`records`: as
+    `read_request`'s, for a Fetch)."""
     api_key, version = pairing.api_key, pairing.version
     summary: dict[str, Any] = {
         "api_key": api_key,
@@ -408,7 +414,8 @@ def read_response(raw: bytes, pairing: Pairing) -> Decoded:
         summary["error_code"] = int(error_code)
     decoded = Decoded(summary, body=body)
     if api_key == FETCH:
-        _attach_records(decoded, _fetch_partitions(body))
+        if records:
+            _attach_records(decoded, _fetch_partitions(body))
     elif api_key in _CREDENTIAL_RESPONSES:
         summary.update(_CREDENTIAL_RESPONSES[api_key](body))
     return decoded

@@ -168,8 +168,34 @@ def read_records(
     the records do not follow the layout, do not decompress, or decompress to more than
     `max_decompressed` bytes (default: the process-wide budget).
     """
-    if batch.note is not None or batch.body is None:
+    body = _plain_body(batch, max_decompressed)
+    if body is None:
         return []
+    count = batch.record_count if limit is None else min(limit, batch.record_count)
+    return _read_records(body, batch, count)[0]
+
+
+def read_records_and_faces(
+    batch: Batch, *, max_decompressed: int | None = None
+) -> tuple[list[Record], list[bytes] | None]:
+    """`read_records(batch)` and `face_digests(batch)` in one walk of the record bytes (a
+    compressed batch decompressed once): what the fake broker learns of each recorded Produce
+    batch at open. Raises as `read_records` does; the faces are None where `face_digests`
+    would give None for records that read (bytes left over after the last one)."""
+    body = _plain_body(batch, max_decompressed)
+    if body is None:
+        return [], None
+    records, raws, end = _read_records(body, batch, batch.record_count, keep_raw=True)
+    if end != len(body):
+        return records, None
+    sha1 = hashlib.sha1
+    return records, [sha1(body[r.fixed_end : r.end], usedforsecurity=False).digest() for r in raws]
+
+
+def _plain_body(batch: Batch, max_decompressed: int | None) -> memoryview | None:
+    """A batch's record bytes, decompressed (None: a batch with a note, nothing to read)."""
+    if batch.note is not None or batch.body is None:
+        return None
     body = batch.body
     if batch.compression != "none":
         budget = _decompression_budget if max_decompressed is None else max_decompressed
@@ -177,8 +203,7 @@ def read_records(
             body = decompress(batch.compression, body, budget)
         except DecompressionError as err:
             raise RecordsError(str(err)) from err
-    count = batch.record_count if limit is None else min(limit, batch.record_count)
-    return _read_records(body, batch, count)
+    return body
 
 
 #: the smallest record: length, attributes, timestamp delta, offset delta, key and value
@@ -228,12 +253,17 @@ def _raw_record(buf: memoryview, pos: int) -> _RawRecord:
     return _RawRecord(start, fixed_end, end, ts_delta, off_delta, key, value, tuple(headers))
 
 
-def _read_records(buf: memoryview, batch: Batch, count: int) -> list[Record]:
-    pos, out = 0, []
+def _read_records(
+    buf: memoryview, batch: Batch, count: int, *, keep_raw: bool = False
+) -> tuple[list[Record], list[_RawRecord], int]:
+    """The first `count` records, (with `keep_raw`) where each lies, and where the last ends."""
+    pos, out, raws = 0, [], []
     try:
         for _ in range(count):
             raw = _raw_record(buf, pos)
             pos = raw.end
+            if keep_raw:
+                raws.append(raw)
             out.append(
                 Record(
                     offset=batch.base_offset + raw.offset_delta,
@@ -250,7 +280,7 @@ def _read_records(buf: memoryview, batch: Batch, count: int) -> list[Record]:
         if isinstance(err, RecordsError):
             raise
         raise RecordsError(f"record {len(out)} of {batch.record_count}: {err}") from err
-    return out
+    return out, raws, pos
 
 
 def _varbytes(buf: memoryview, pos: int) -> tuple[bytes | None, int]:

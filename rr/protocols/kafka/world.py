@@ -43,7 +43,13 @@ from .fields import (
     topic_id,
 )
 from .fields import topic_name as topic_of
-from .records import RecordsError, face_digests, read_records, scan_record_set
+from .records import (
+    RecordsError,
+    face_digests,
+    read_records,
+    read_records_and_faces,
+    scan_record_set,
+)
 
 TopicPartition = tuple[str, int]
 
@@ -206,7 +212,7 @@ class KafkaWorld:
     # -- building ------------------------------------------------------------------------------
 
     def _learn(self, conn: int, port: int | None) -> None:
-        decoder = KafkaDecoder()
+        decoder = KafkaDecoder(records=False)  # records: read once, by `_learn_produce`
         pending: dict[int, _Pending] = {}
         for position, frame in enumerate(self.recording.index.frames_of(conn)):
             try:
@@ -321,7 +327,7 @@ class KafkaWorld:
                 if response is not None and base < 0:
                     continue  # the broker refused it: nothing was written
                 try:
-                    records = _records(part.records)
+                    records, faces = _records_and_faces(part.records)
                 except RecordsError as err:
                     if not isinstance(err.__cause__, DecompressionError):
                         raise  # a corrupt batch: serve names it and does not start
@@ -329,7 +335,6 @@ class KafkaWorld:
                     # noted; a live Produce of it misses, as nothing is in the log to match
                     self.notes.append(f"conn {conn} frame {position}: {err}")
                     continue
-                faces = produced_faces(part.records)
                 if faces is None or len(faces) != len(records):
                     faces = [None] * len(records)
                 log = self.produce.setdefault(tp, ProduceLog())
@@ -441,6 +446,25 @@ def _records(data: bytes | None) -> list[Any]:
         if not batch.is_control:
             out += read_records(batch)
     return out
+
+
+def _records_and_faces(data: bytes | None) -> tuple[list[Any], list[bytes | None] | None]:
+    """`_records(data)` and `produced_faces(data)` in one walk of each batch (a compressed one
+    decompressed once): what the world learns of a recorded Produce partition at open."""
+    if not data:
+        return [], []
+    records: list[Any] = []
+    faces: list[bytes | None] | None = []
+    for batch in scan_record_set(data).batches:
+        if batch.is_control:
+            continue
+        got, walked = read_records_and_faces(batch)
+        records += got
+        if walked is None:
+            faces = None  # one batch the walk cannot vouch for: none of the partition's
+        elif faces is not None:
+            faces.extend(walked)
+    return records, faces
 
 
 def produced_faces(data: bytes | None) -> list[bytes | None] | None:
