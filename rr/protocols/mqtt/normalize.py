@@ -18,6 +18,8 @@ from typing import Any
 
 from rrlab.rr import diff as rrdiff
 
+from .codec import publish_head
+
 Summary = dict[str, Any]
 Rule = Callable[[Summary], None]
 
@@ -300,20 +302,8 @@ def fast_key(raw: bytes, v5: bool, ignore: rrdiff.Ignore = rrdiff.NO_IGNORE) -> 
 
 
 def _fast_publish(raw: bytes, flags: int) -> Hashable | None:
-    qos = (flags >> 1) & 0x03
-    if qos == 3:
+    head = publish_head(raw)
+    if head is None:
         return None
-    at = 1
-    while raw[at] & 0x80:  # remaining length (the framer checked it)
-        at += 1
-    at += 1
-    tlen = int.from_bytes(raw[at : at + 2], "big")
-    topic = raw[at + 2 : at + 2 + tlen]
-    body = at + 2 + tlen + (2 if qos else 0)
-    if body > len(raw):
-        return None
-    try:
-        topic.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    qos, topic, _packet_id, body = head
     return ("fast", 3, topic, qos, flags & 0x01, raw[body:])
