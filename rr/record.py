@@ -13,6 +13,7 @@ No sockets and no Twisted here: the proxy moves bytes, this module decides what 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from rrlab.rr.cassette.format import summary_encoder
@@ -47,7 +48,8 @@ class StreamRewriter(Protocol):
 
 
 #: on_frames(proto, direction, frames): told about the recorded frames of one chunk, each a
-#: sequence starting (summary, raw, redacted), once per chunk (metrics).
+#: sequence starting (summary, raw, redacted), once per chunk (metrics), after the chunk's bytes
+#: were forwarded.
 FramesHook = Callable[[Proto, Direction, Sequence[Sequence[Any]]], None]
 
 
@@ -67,7 +69,12 @@ class RecordingBroken(Exception):
 
 
 class ConnectionRecorder:
-    """Frames, decodes, redacts and writes one connection, both directions."""
+    """Frames, decodes, redacts and writes one connection, both directions.
+
+    Only what puts a chunk's frames into the cassette file runs before its bytes are forwarded:
+    the hooks that merely watch (`on_frames`, the rewrite events given to `tell_later`: metrics)
+    are held and run after the forward, so a peer waiting for the bytes does not wait for them.
+    """
 
     def __init__(
         self,
@@ -84,6 +91,8 @@ class ConnectionRecorder:
         self.proto = connection.proto
         self.rewriter = rewriter
         self.on_frames = on_frames
+        #: hooks held for the end of the current `feed` (after its forward): (hook, argument)
+        self._later: list[tuple[Callable[[Any], None], Any]] = []
         self.framers = connection.framers
         self._encode = _encoder(summary_encoder(connection.protocol.summary_cache_key))
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
@@ -96,6 +105,13 @@ class ConnectionRecorder:
         self._hold: bool | None = None  # decision for the frame starting at _fwd
         self._head = b""  # bytes of that frame while still undecided (< head_bytes known)
         self._head_bytes = rewriter.head_bytes if rewriter is not None else 0
+
+    def set_rewriter(self, rewriter: StreamRewriter) -> None:
+        """Rewrite `rewriter.direction` from now on (before the first chunk: `recorder_for`
+        makes the rewriter after the recorder, to hand it the recorder's `tell_later`)."""
+        assert not any(self.received.values()), "a rewriter is set before anything is fed"
+        self.rewriter = rewriter
+        self._head_bytes = rewriter.head_bytes
 
     # -- the one call ---------------------------------------------------------------------------
 
@@ -130,6 +146,31 @@ class ConnectionRecorder:
             if forward is not None:
                 forward(data)
             return data
+        try:
+            return self._record(direction, data, forward)
+        finally:  # after the forward, also when recording raised: the watchers are told
+            if self._later:
+                self._run_later()
+
+    def tell_later(self, hook: Callable[[Any], None], arg: Any) -> None:
+        """Call `hook(arg)` at the end of the current `feed`, once its bytes went out (or at
+        once outside a feed). For hooks that watch (metrics), not ones the cassette or the
+        forward depend on."""
+        self._later.append((hook, arg))
+
+    def _run_later(self) -> None:
+        later = self._later
+        self._later = []
+        for hook, arg in later:
+            hook(arg)
+
+    def _record(
+        self,
+        direction: Direction,
+        data: bytes,
+        forward: Callable[[bytes], None] | None,
+    ) -> bytes:
+        """`feed` of a connection still being recorded (its hooks held for after)."""
         start = self.received[direction]
         self.received[direction] = start + len(data)
         framer = self.framers[direction]
@@ -277,9 +318,17 @@ class ConnectionRecorder:
         finally:  # a budget may stop the batch part way: count what reached the file
             written = writer.frame_count - before
             self.frames[direction] += written
-            on_frames = self.on_frames
-            if on_frames is not None and written:
-                on_frames(self.proto, direction, batch[:written] if written < len(batch) else batch)
+            if self.on_frames is not None and written:  # told after the forward (feed)
+                self._later.append(
+                    (
+                        self._tell_frames,
+                        (direction, batch[:written] if written < len(batch) else batch),
+                    )
+                )
+
+    def _tell_frames(self, told: tuple[Direction, list[PipelineFrame]]) -> None:
+        assert self.on_frames is not None
+        self.on_frames(self.proto, told[0], told[1])
 
     @property
     def buffered(self) -> int:
@@ -333,5 +382,11 @@ def recorder_for(
     with a `node_map`, the address rewriter sharing the decoder's correlation tracker."""
     protocol = protocol_for(proto)
     connection = protocol.connection(max_frame_bytes=max_frame_bytes, redact=redact)
-    rewriter = None if node_map is None else protocol.rewriter(connection, node_map, on_rewrite)
-    return ConnectionRecorder(writer, conn_id, connection, rewriter=rewriter, on_frames=on_frames)
+    recorder = ConnectionRecorder(writer, conn_id, connection, on_frames=on_frames)
+    if node_map is not None:
+        # rewrite events are metrics: told once the rewritten frame went out
+        on_event = None if on_rewrite is None else partial(recorder.tell_later, on_rewrite)
+        rewriter = protocol.rewriter(connection, node_map, on_event)
+        if rewriter is not None:
+            recorder.set_rewriter(rewriter)
+    return recorder

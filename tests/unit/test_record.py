@@ -313,6 +313,56 @@ def test_frames_reach_the_file_before_their_bytes_are_forwarded(tmp_path: Path) 
     assert writer.frame_count == 6
 
 
+def test_watchers_hear_of_a_chunk_after_its_bytes_went_out(tmp_path: Path) -> None:
+    """Metrics (on_frames, rewrite events) do not delay the peer: they run after the forward,
+    while the frames the forwarded bytes complete are in the cassette file before it."""
+    reqs, resps = kafka_exchange()
+    order: list[tuple[Any, ...]] = []
+    writer, rec = new_recorder(
+        tmp_path,
+        "c",
+        on_frames=lambda proto, d, frames: order.append(("told", d.value, len(frames))),
+        on_rewrite=lambda ev: order.append(("rewrite event", ev.api_key)),
+    )
+    lines = writer.path / "frames.jsonl"
+
+    def forward(out: bytes) -> None:
+        order.append(("forward", len(out), lines.read_bytes().count(b"\n")))
+
+    rec.feed(C2S, b"".join(reqs), forward)
+    rec.feed(S2C, b"".join(resps), forward)
+    rec.feed(C2S, reqs[0][:5], forward)  # completes no frame: nothing to tell
+    assert order[:2] == [("forward", len(b"".join(reqs)), 3), ("told", "c2s", 3)]
+    assert [o[0] for o in order[2:]] == [
+        "forward",
+        "rewrite event",
+        "rewrite event",
+        "told",
+        "forward",
+    ]
+    assert order[2][2] == 6  # the responses' three lines were on disk before they went out
+    assert order[3:6] == [("rewrite event", 18), ("rewrite event", 3), ("told", "s2c", 3)]
+    writer.finalize()
+
+
+def test_a_failed_chunk_still_tells_the_watchers_after_its_forward(tmp_path: Path) -> None:
+    """A chunk whose recording raises (a budget used up part way) forwards its bytes and then
+    tells the watchers of the frames that reached the file."""
+    reqs, _ = kafka_exchange()
+    order: list[tuple[Any, ...]] = []
+    writer, rec = new_recorder(
+        tmp_path,
+        "c",
+        budgets=Budgets(max_frames=2),
+        on_frames=lambda proto, d, frames: order.append(("told", len(frames))),
+    )
+    with pytest.raises(BudgetExceeded):
+        rec.feed(C2S, b"".join(reqs), lambda out: order.append(("forward", len(out))))
+    assert order == [("forward", len(b"".join(reqs))), ("told", 2)]
+    rec.close("budget")
+    writer.finalize()
+
+
 def broken_metadata(resp: bytes) -> bytes:
     """The Metadata response cut short (size prefix fixed): it frames, but cannot be rewritten."""
     body = resp[4:-6]
