@@ -153,9 +153,9 @@ class ConnectionRecorder:
                 self._run_later()
 
     def tell_later(self, hook: Callable[[Any], None], arg: Any) -> None:
-        """Call `hook(arg)` at the end of the current `feed`, once its bytes went out (or at
-        once outside a feed). For hooks that watch (metrics), not ones the cassette or the
-        forward depend on."""
+        """Call `hook(arg)` at the end of the current `feed`, once its bytes went out (the
+        rewriter's events only happen inside one). For hooks that watch (metrics), not ones the
+        cassette or the forward depend on."""
         self._later.append((hook, arg))
 
     def _run_later(self) -> None:
