@@ -64,7 +64,8 @@ format: venv
 
 ## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker; two workers,
 ## each in a network namespace of its own: tools/replay-tier), unit tests (two workers: that tier
-## binds no fixed port), live-broker tests. What the cassettes' commands need is fetched first
+## binds no fixed port), live-broker tests (two workers, each with its own brokers in a network
+## namespace of its own: tools/live-tier). What the cassettes' commands need is fetched first
 ## (make prepare).
 test: venv sysdeps prepare
 	$(BIN)/ruff check .
@@ -74,7 +75,7 @@ test: venv sysdeps prepare
 	tools/replay-cassettes --profile ci_replay
 	tools/replay-tier
 	$(BIN)/pytest -q -n 2 tests/unit
-	$(BIN)/pytest -q tests/live
+	tools/live-tier
 
 ## Unit tests only (no broker, no replay).
 test-unit: venv
@@ -86,9 +87,10 @@ test-unit: venv
 test-replay: venv sysdeps
 	tools/replay-tier
 
-## Live tier only: tests that start real brokers.
+## Live tier only: tests that start real brokers (two workers, each starting its own in a
+## network namespace of its own; one at a time where none can be made; RRLAB_LIVE_WORKERS=N).
 test-live: venv sysdeps
-	$(BIN)/pytest -q -m live
+	tools/live-tier
 
 ## Start local brokers without Docker: Kafka :9092 (Apache Kafka where java runs, else Tansu:
 ## --kafka-impl auto), RabbitMQ :5672, amqtt :1883.
