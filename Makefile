@@ -62,30 +62,35 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker), unit tests
-## (two workers: that tier binds no fixed port), live-broker tests. What the cassettes' commands
-## need is fetched first (make prepare).
+## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker; two workers,
+## each in a network namespace of its own: tools/replay-tier), unit tests (two workers: that tier
+## binds no fixed port), live-broker tests (two workers, each with its own brokers in a network
+## namespace of its own: tools/live-tier). What the cassettes' commands need is fetched first
+## (make prepare).
 test: venv sysdeps prepare
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/rrlab arch check
 	tools/replay-cassettes --profile ci_replay
-	$(BIN)/pytest -q tests/replay
+	tools/replay-tier
 	$(BIN)/pytest -q -n 2 tests/unit
-	$(BIN)/pytest -q tests/live
+	tools/live-tier
 
 ## Unit tests only (no broker, no replay).
 test-unit: venv
 	$(BIN)/pytest -q -m "not live" --ignore=tests/replay
 
-## Replay-only tier: committed cassettes served by `rrlab serve`, no broker may run.
+## Replay-only tier: committed cassettes served by `rrlab serve`, no broker may run. Its tests
+## serve on the recorded ports: two workers, each in a network namespace of its own (one at a
+## time where none can be made; RRLAB_REPLAY_WORKERS=N for N).
 test-replay: venv sysdeps
-	$(BIN)/pytest -q tests/replay
+	tools/replay-tier
 
-## Live tier only: tests that start real brokers.
+## Live tier only: tests that start real brokers (two workers, each starting its own in a
+## network namespace of its own; one at a time where none can be made; RRLAB_LIVE_WORKERS=N).
 test-live: venv sysdeps
-	$(BIN)/pytest -q -m live
+	tools/live-tier
 
 ## Start local brokers without Docker: Kafka :9092 (Apache Kafka where java runs, else Tansu:
 ## --kafka-impl auto), RabbitMQ :5672, amqtt :1883.

@@ -21,6 +21,7 @@ Maven download: hence `auto`, and `--kafka-impl tansu` where a fast start matter
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -132,10 +133,22 @@ def choose_impl() -> tuple[str, str]:
 
 
 def ensure_libs(out: TextIO | None = None) -> Path:
-    """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache."""
+    """Resolve kafka_2.13 and its dependencies with Maven once; later calls reuse the cache.
+
+    One process at a time fills it (a lock file beside it): test workers each starting their
+    own Apache Kafka (tools/live-tier) would otherwise run Maven into the same `.partial`."""
     libs = libs_dir()
     if libs_cached():
         return libs
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.with_name(libs.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if libs_cached():  # filled while we waited
+            return libs
+        return _fill_libs(libs, out)
+
+
+def _fill_libs(libs: Path, out: TextIO | None) -> Path:
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise RuntimeError(
             "Apache Kafka needs `java` (17+) and `mvn` on PATH; install them "

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from rrlab.brokers import BrokerError
 from rrlab.brokers.session import LiveBrokers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker in a network namespace of its own (tools/netns-python sets
+    RRLAB_OWN_NETNS) starts its own brokers on the default ports there, so it also keeps their
+    state apart: two workers sharing one .rrlab/brokers would each take the other's records for
+    brokers of its own. The Kafka jar cache stays shared (kafka.libs_dir: read-only once filled)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("RRLAB_OWN_NETNS") and "RRLAB_STATE_DIR" not in os.environ:
+        os.environ["RRLAB_STATE_DIR"] = str(ROOT / ".rrlab" / "xdist" / worker)
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,10 @@ def test_wrong_impl_and_foreign_port_are_refused(private_state):
     kept = control.up(["kafka"], kafka_impl="auto", ports=PORTS, out=None)["kafka"]
     assert (kept["impl"], kept["started"]) == ("tansu", False)  # auto: whichever rrlab runs
     with socket.create_server(("127.0.0.1", PORTS["mqtt"])):
+        # the holder is this process: named by its pid (its command line is not `pytest...`
+        # under a pytest-xdist worker)
         with pytest.raises(
-            BrokerError, match=r"127.0.0.1:21893 for mqtt is taken by pid \d+ \(.*pytest"
+            BrokerError, match=rf"127.0.0.1:21893 for mqtt is taken by pid {os.getpid()} \("
         ):
             control.up(["mqtt"], ports=PORTS, out=None)
     assert state.load("mqtt") is None
