@@ -64,9 +64,8 @@ format: venv
 
 ## Everything: lint, the CI replay job (make ci), the replay-only tier (no broker; two workers,
 ## each in a network namespace of its own: tools/replay-tier), unit tests (two workers: that tier
-## binds no fixed port), live-broker tests (two workers, each with its own brokers in a network
-## namespace of its own: tools/live-tier). What the cassettes' commands need is fetched first
-## (make prepare).
+## binds no fixed port), live-broker tests (one at a time: tools/live-tier). What the cassettes'
+## commands need is fetched first (make prepare).
 test: venv sysdeps prepare
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -87,8 +86,8 @@ test-unit: venv
 test-replay: venv sysdeps
 	tools/replay-tier
 
-## Live tier only: tests that start real brokers (two workers, each starting its own in a
-## network namespace of its own; one at a time where none can be made; RRLAB_LIVE_WORKERS=N).
+## Live tier only: tests that start real brokers, one at a time (RRLAB_LIVE_WORKERS=N: N workers,
+## each starting its own brokers in a network namespace of its own; see tools/live-tier).
 test-live: venv sysdeps
 	tools/live-tier
 
