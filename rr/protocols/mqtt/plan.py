@@ -144,8 +144,7 @@ class Plan:
         packets noted there too (what `Causes` derives the pushes' causes from). A 3.1.1
         PUBLISH, ack or ping is read from its bytes (`_facts`); other packets, and every packet
         of a v5 connection, from their recorded summaries (decoded only to key them)."""
-        decoder = MqttDecoder()
-        level = MqttDecoder()  # the protocol level as the recorder knew it (every CONNECT)
+        decoder = MqttDecoder()  # sees every CONNECT: knows the protocol level as recorded
         plan = cls(conn, None, v5=False)
         frames, keys, by_key = plan.frames, plan.keys, plan.by_key
         pending: dict[tuple[str, int | None], int] = {}
@@ -156,12 +155,12 @@ class Plan:
             raw, index = frame.raw, frame.index
             ptype = raw[0] >> 4
             if ptype == 1:
-                level.decode(frame.dir, raw)  # learns the protocol level
-            facts = _facts(raw) if level.protocol_level != 5 else None  # type: ignore[attr-defined]
+                decoder.decode(frame.dir, raw)  # learns the protocol level
+            facts = _facts(raw) if decoder.protocol_level != 5 else None  # type: ignore[attr-defined]
             summary = facts[0] if facts is not None else frame.summary
             name = summary.get("packet")
             if publishes is not None and ptype == 3:
-                _note_publish(publishes, conn.id, frame, facts, summary, level)
+                _note_publish(publishes, conn.id, frame, facts, summary, decoder)
             keys.append(None)
             if frame.dir is S2C:
                 frames.append(RecFrame(index, frame.seq, S2C, frame.t_us, raw, _shape(summary)))
@@ -177,8 +176,7 @@ class Plan:
                     plan.releases.setdefault(trigger, []).append(index)
                 continue
             frames.append(RecFrame(index, frame.seq, C2S, frame.t_us, b"", _shape(summary)))
-            if plan.connect is None:
-                decoder.decode(C2S, raw)  # learns the protocol level
+            if plan.connect is None:  # (the decoder read it above if it is a CONNECT)
                 plan.connect, plan.v5 = frame, decoder.protocol_level == 5  # type: ignore[attr-defined]
                 if name == "CONNECT":
                     plan.connect_key = norm.connect_key(summary)
@@ -284,13 +282,13 @@ def _note_publish(
     frame: RecFrame,
     facts: tuple[dict[str, Any], int] | None,
     summary: dict[str, Any],
-    level: MqttDecoder,
+    decoder: MqttDecoder,
 ) -> None:
     """A PUBLISH's topic and payload noted for `Causes` (one the decoder cannot read is not)."""
     if facts is not None:
         payload: bytes = frame.raw[facts[1] :]
     else:
-        body = level.decode(frame.dir, frame.raw).body
+        body = decoder.decode(frame.dir, frame.raw).body
         if body is None:
             return
         payload = body.payload  # type: ignore[assignment]
