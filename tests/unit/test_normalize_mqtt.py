@@ -258,6 +258,9 @@ def test_fast_key_agrees_with_match_key_on_the_hot_packets():
             same_fast = norm.fast_key(a, False) == norm.fast_key(b, False)
             assert same_fast == (key_of(a) == key_of(b)), (a[:8], b[:8])
     assert norm.fast_key(pub, True) is None  # v5: properties, decode
+    assert norm.fast_key(packet(0x62, b"\x00\x07"), False) is None  # PUBREL: its own lane
+    assert norm.fast_key(packet(0x41, b"\x00\x07"), False) is None  # bad flags: decoded
+    assert norm.fast_key(packet(0x40, b"\x00\x07\x00"), False) is None  # v5 reason code
     assert norm.fast_key(pub, False, norm.ignore_rules(["n"])) is None  # rules need the JSON
 
 

@@ -68,6 +68,7 @@ class MqttFramer(BufferedFramer):
 # few variable headers of MQTT are read below instead (one small reader, both versions).
 
 CONNECT, CONNACK, PUBLISH, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 1, 2, 3, 8, 9, 10, 11
+PUBREL = 6
 PUBACK_LIKE = {4, 5, 6, 7}  # PUBACK, PUBREC, PUBREL, PUBCOMP: packet id (+ v5 reason, props)
 DISCONNECT, AUTH = 14, 15
 #: Packets whose fixed-header flags must be 0b0010; all others but PUBLISH must be 0.
@@ -467,6 +468,20 @@ def publish_head(raw: bytes) -> tuple[int, str, int | None, int] | None:
     except UnicodeDecodeError:
         return None
     return qos, topic, int.from_bytes(raw[end:body], "big") if qos else None, body
+
+
+#: 3.1.1 PUBACK, PUBREC, PUBREL, PUBCOMP -> their fixed header: type and flags, remaining length 2
+_ACK_HEADS = {b"\x40\x02": 4, b"\x50\x02": 5, b"\x62\x02": 6, b"\x70\x02": 7}
+
+
+def ack_head(raw: bytes) -> tuple[int, int] | None:
+    """A 3.1.1 PUBACK, PUBREC, PUBREL or PUBCOMP's packet type and packet id, read from its
+    bytes without a decode (the replay's match keys and the plans of a long recording read
+    only these); None for any other packet (a v5 ack with a reason code, bad flags)."""
+    if len(raw) != 4:
+        return None
+    ptype = _ACK_HEADS.get(raw[:2])
+    return None if ptype is None else (ptype, int.from_bytes(raw[2:], "big"))
 
 
 def with_packet_id(raw: bytes, packet_id: int) -> bytes:

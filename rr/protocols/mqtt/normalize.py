@@ -18,13 +18,15 @@ from typing import Any
 
 from rrlab.rr import diff as rrdiff
 
-from .codec import publish_head
+from .codec import PUBREL, ack_head, publish_head
 
 Summary = dict[str, Any]
 Rule = Callable[[Summary], None]
 
 #: Client packets sent on a clock: answered by the replayer itself, never matched.
 LIVENESS = frozenset({"PINGREQ"})
+#: Client packets that may only tear down (`is_closing` reads their reason code).
+CLOSING_PACKETS = frozenset({"DISCONNECT"})
 #: DISCONNECT reason codes of a client that only closes (v5 0x00 normal; 3.1.1 sends none).
 GRACEFUL_DISCONNECT = frozenset({None, 0})
 #: Client packets whose packet id the client picks (the replayer maps it).
@@ -197,7 +199,7 @@ def packet_view(summary: Summary, payload: bytes | None) -> Summary:
 def is_closing(summary: Summary) -> bool:
     """A graceful DISCONNECT: the client only tears down (a recorded one it skipped is not
     behaviour; an unrecorded one just closes)."""
-    return summary.get("packet") == "DISCONNECT" and (
+    return summary.get("packet") in CLOSING_PACKETS and (
         summary.get("reason_code") in GRACEFUL_DISCONNECT
     )
 
@@ -291,13 +293,11 @@ def fast_key(raw: bytes, v5: bool, ignore: rrdiff.Ignore = rrdiff.NO_IGNORE) -> 
     (decode and use `match_key`). Saves the decode, most of a replayed packet's CPU."""
     if v5 or len(raw) < 4:
         return None
-    ptype, flags = raw[0] >> 4, raw[0] & 0x0F
-    if ptype in (4, 5, 7):  # PUBACK, PUBREC, PUBCOMP: 2-byte packet id, nothing else
-        if flags or raw[1] != 2 or len(raw) != 4:
-            return None
-        return ("fast", ptype, int.from_bytes(raw[2:4], "big"))
-    if ptype == 3 and not ignore:
-        return _fast_publish(raw, flags)
+    ack = ack_head(raw)
+    if ack is not None:  # PUBACK, PUBREC, PUBCOMP: 2-byte packet id, nothing else
+        return None if ack[0] == PUBREL else ("fast", *ack)
+    if raw[0] >> 4 == 3 and not ignore:
+        return _fast_publish(raw, raw[0] & 0x0F)
     return None
 
 

@@ -16,7 +16,7 @@ from rrlab.rr.protocols.base import FrameRef
 from rrlab.rr.replay.recording import RecFrame, RecordedConn, Recording
 
 from . import normalize as norm
-from .codec import PACKET_TYPES, PUBLISH, MqttDecoder, publish_head
+from .codec import PACKET_TYPES, PUBLISH, MqttDecoder, ack_head, publish_head
 
 C2S, S2C = Direction.C2S, Direction.S2C
 
@@ -43,8 +43,6 @@ def _shape(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 _PINGS = {b"\xc0\x00": "PINGREQ", b"\xd0\x00": "PINGRESP"}
-#: 3.1.1 PUBACK, PUBREC, PUBREL, PUBCOMP -> their fixed header: type and flags, remaining length 2
-_ACK_HEADS = {b"\x40\x02": 4, b"\x50\x02": 5, b"\x62\x02": 6, b"\x70\x02": 7}
 
 
 def _facts(raw: bytes) -> tuple[dict[str, Any], int] | None:
@@ -62,8 +60,9 @@ def _facts(raw: bytes) -> tuple[dict[str, Any], int] | None:
         if packet_id is None:
             return {"packet": "PUBLISH", "qos": 0, "topic": topic}, body
         return {"packet": "PUBLISH", "qos": qos, "topic": topic, "packet_id": packet_id}, body
-    if len(raw) == 4 and (ack := _ACK_HEADS.get(raw[:2])) is not None:
-        return {"packet": PACKET_TYPES[ack], "packet_id": int.from_bytes(raw[2:], "big")}, 0
+    ack = ack_head(raw)
+    if ack is not None:
+        return {"packet": PACKET_TYPES[ack[0]], "packet_id": ack[1]}, 0
     ping = _PINGS.get(raw)
     return ({"packet": ping}, 0) if ping is not None else None
 
@@ -185,7 +184,7 @@ class Plan:
                 pending[answer] = index
             if name in norm.LIVENESS:
                 continue
-            if plan.tail or name in norm.PUSH_ACKS or name == "DISCONNECT":
+            if plan.tail or name in norm.PUSH_ACKS or name in norm.CLOSING_PACKETS:
                 plan.learn_closing(index, summary, unacked)  # (a no-op for the others)
             last = index
             if name not in norm.PUSH_ACKS:
