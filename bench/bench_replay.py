@@ -66,7 +66,10 @@ ROUTES = {
 DEFAULT_COUNT = {"kafka": 10_000, "amqp": 8_000, "mqtt": 8_000}
 WALL_PER_CPU = 1.25  # replay wall / worker CPU, every driver
 REPLAY_PER_RECORD = {"amqp": 0.5, "mqtt": 0.5}  # replay wall / record wall
-WORST_PER_RECORD = 1.0  # the slowest replay / record wall, every driver: never slower
+NEVER_SLOWER = 1.0  # median replay / median record wall, every driver: never slower
+#: recordings per driver (each replayed once per serve): three is the fewest with a median that
+#: one lucky or unlucky run cannot set, and a spread to read a pair's ratio against
+DEFAULT_REPEAT = 3
 
 
 @dataclass
@@ -78,7 +81,6 @@ class Run:
     serve_cpu_s: float = 0.0
     frames: int = 0
     verdict: str = ""
-    worst_wall_s: float = 0.0  # the slowest of the runs a median was taken over
     broker_cpu_s: float = 0.0  # recording: the real broker's CPU while the worker ran
     proxy_cpu_s: float = 0.0  # recording: the proxy's CPU while the worker ran
 
@@ -141,12 +143,13 @@ def sample_rss(pid: int, into: list[float], stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
-def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
-    """The worker through `rrlab proxy` to the real broker: its run and the cassette."""
+def record_driver(driver: str, count: int, work: Path, take: int = 0) -> tuple[Run, Path]:
+    """The worker through `rrlab proxy` to a freshly started real broker (no state from an
+    earlier take): its run and the cassette `take` of this driver."""
     from rrlab.brokers import control
 
     flag, route = ROUTES[driver]
-    cassette = work / f"cassette-{driver}"
+    cassette = work / f"cassette-{driver}-{take}"
     broker_pid = control.up([driver], kafka_impl="tansu", out=None)[driver]["pid"]  # doc's Kafka
     try:
         proxy = start_and_wait(
@@ -155,7 +158,7 @@ def record_driver(driver: str, count: int, work: Path) -> tuple[Run, Path]:
             "listening", 1, work / f"proxy-{driver}.out",
         )  # fmt: skip
         try:
-            out = work / f"rec-{driver}"
+            out = work / f"rec-{driver}-{take}"
             broker0, proxy0 = tree_cpu(broker_pid), tree_cpu(proxy.pid)
             wall, cpu = run_worker([*worker_argv(driver, count), "--out", str(out)], ROOT)
             broker_cpu, proxy_cpu = tree_cpu(broker_pid) - broker0, tree_cpu(proxy.pid) - proxy0
@@ -188,10 +191,11 @@ class Serve:
 
 def replay_driver(
     driver: str, count: int, cassette: Path, work: Path, how: Serve = Serve("this"),
-    profile: Path | None = None,
+    profile: Path | None = None, take: int = 0,
 ) -> Run:  # fmt: skip
-    """The worker against `rrlab serve` of `how.tree` (its own .venv) on the recorded cassette
-    (under cProfile writing `profile`, if given)."""
+    """The worker against `rrlab serve` of `how.tree` (its own .venv) on the cassette of
+    recording `take` (under cProfile writing `profile`, if given); its aggregate is compared
+    with that recording's."""
     tree = how.tree
     python = str(tree / ".venv" / "bin" / "python") if tree != ROOT else PY
     report = work / f"report-{driver}.json"
@@ -221,7 +225,7 @@ def replay_driver(
     replay = Run(wall, cpu, rss, start_rss)
     replay.serve_cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     replay.verdict = json.loads(report.read_bytes())["verdict"]
-    recorded = (work / f"rec-{driver}" / "aggregate.json").read_bytes()
+    recorded = (work / f"rec-{driver}-{take}" / "aggregate.json").read_bytes()
     same = recorded == (out / "aggregate.json").read_bytes()
     replay.verdict += "" if same else " (aggregate DIFFERS)"
     return replay
@@ -310,9 +314,31 @@ def median_run(runs: list[Run]) -> Run:
     run.rss_mb = [mb for r in runs for mb in r.rss_mb]
     run.rss_start_mb = med(r.rss_start_mb for r in runs)
     run.serve_cpu_s = med(r.serve_cpu_s for r in runs)
+    run.frames = round(med(r.frames for r in runs))
+    run.broker_cpu_s = med(r.broker_cpu_s for r in runs)
+    run.proxy_cpu_s = med(r.proxy_cpu_s for r in runs)
     run.verdict = "; ".join(sorted({r.verdict for r in runs}))
-    run.worst_wall_s = max(r.wall_s for r in runs)
     return run
+
+
+@dataclass
+class Row:
+    """One driver served one way: its recordings and, pair by pair, the replay of each
+    recording's own cassette (replays[i] replayed records[i])."""
+
+    driver: str
+    serve: str
+    count: int
+    records: list[Run]
+    replays: list[Run]
+
+    @property
+    def record(self) -> Run:
+        return median_run(self.records)
+
+    @property
+    def replay(self) -> Run:
+        return median_run(self.replays)
 
 
 def _against(value: float, target: float | None) -> str:
@@ -329,7 +355,12 @@ def main() -> int:
     )
     parser.add_argument("--amqp-count", type=int, help="AMQP messages (12,500: ~100k frames)")
     parser.add_argument("--drivers", nargs="+", default=["kafka", "amqp", "mqtt"])
-    parser.add_argument("--repeat", type=int, default=1, help="replays per cassette (median)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        help="recordings per driver, each replayed once per serve (figures: medians)",
+    )
     parser.add_argument("--baseline", type=Path, help="also replay with this worktree's serve")
     parser.add_argument(
         "--ungated",
@@ -352,30 +383,36 @@ def main() -> int:
         serves.insert(0, Serve("ungated", ROOT, UNGATED))
     work = ROOT / "out" / f"bench-replay-{os.getpid()}"
     work.mkdir(parents=True)
-    rows = []
+    rows: list[Row] = []
     shares: list[Shares] = []
     try:
         for driver in args.drivers:
             count = args.count or DEFAULT_COUNT[driver]
             if driver == "amqp" and args.amqp_count:
                 count = args.amqp_count
-            record, cassette = record_driver(driver, count, work)
             # (the knob ungates AMQP only: other drivers are not replayed ungated)
             ways = [how for how in serves if driver == "amqp" or how.env != UNGATED]
+            records: list[Run] = []
             runs: dict[str, list[Run]] = {how.name: [] for how in ways}
-            for _ in range(args.repeat):  # alternating: slow drift biases neither way of serving
-                for how in ways:
-                    runs[how.name].append(replay_driver(driver, count, cassette, work, how))
+            for take in range(args.repeat):
+                # record, then replay that cassette each way at once: a slow stretch of the
+                # shared machine lands on both sides of a pair, not on one side of every pair
+                record, cassette = record_driver(driver, count, work, take)
+                records.append(record)
+                for how in ways:  # alternating: slow drift biases neither way of serving
+                    replay = replay_driver(driver, count, cassette, work, how, take=take)
+                    runs[how.name].append(replay)
+                if args.profile_serve and take == 0:
+                    profile = work / f"serve-{driver}.prof"
+                    run = replay_driver(driver, count, cassette, work, profile=profile)
+                    parts = {name: code_share(profile, code) for name, code in CODE.items()}
+                    serving = next(iter(parts.values()))[1]
+                    across = {name: code_share(profile, code)[0] for name, code in ACROSS.items()}
+                    named = {n: p[0] for n, p in parts.items()}
+                    shares.append((driver, run, serving, named, across))
+                shutil.rmtree(cassette, ignore_errors=True)
             for how in ways:
-                rows.append((driver, how.name, count, record, median_run(runs[how.name])))
-            if args.profile_serve:
-                profile = work / f"serve-{driver}.prof"
-                run = replay_driver(driver, count, cassette, work, profile=profile)
-                parts = {name: code_share(profile, code) for name, code in CODE.items()}
-                serving = next(iter(parts.values()))[1]
-                across = {name: code_share(profile, code)[0] for name, code in ACROSS.items()}
-                shares.append((driver, run, serving, {n: p[0] for n, p in parts.items()}, across))
-            shutil.rmtree(cassette, ignore_errors=True)
+                rows.append(Row(driver, how.name, count, records, runs[how.name]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = (
@@ -384,20 +421,22 @@ def main() -> int:
         f"{'replay/rec (target)':>22} {'serve RSS MB start/max/end':>27}  verdict"
     )
     print(head)
-    for driver, name, count, rec, rep in rows:
+    for row in rows:
+        rec, rep = row.record, row.replay
         rss = rep.rss_mb or [rep.rss_start_mb]
         wall_cpu = _against(rep.wall_s / rep.cpu_s, WALL_PER_CPU)
-        replay_rec = _against(rep.wall_s / rec.wall_s, REPLAY_PER_RECORD.get(driver))
+        replay_rec = _against(rep.wall_s / rec.wall_s, REPLAY_PER_RECORD.get(row.driver))
         print(
-            f"{driver:6} {name:7} {count:>6} {rec.frames:>7} {rec.wall_s:>8.2f} {rep.wall_s:>8.2f} "
-            f"{rep.cpu_s:>12.2f} {rep.serve_cpu_s:>11.2f} {wall_cpu:>20} {replay_rec:>22} "
+            f"{row.driver:6} {row.serve:7} {row.count:>6} {rec.frames:>7} {rec.wall_s:>8.2f} "
+            f"{rep.wall_s:>8.2f} {rep.cpu_s:>12.2f} {rep.serve_cpu_s:>11.2f} {wall_cpu:>20} "
+            f"{replay_rec:>22} "
             f"{f'{rep.rss_start_mb:.0f}/{max(rss):.0f}/{rss[-1]:.0f}':>27}  {rep.verdict}"
         )
     print(
         f"targets: wall/cpu <= {WALL_PER_CPU} (the fake broker never the bottleneck); "
         "replay/rec <= 0.5 (amqp, mqtt); serve RSS flat"
     )
-    print_worst(rows, args.repeat)
+    print_never_slower(rows)
     print_floor(rows)
     if args.ungated:
         print_gating_cost(rows)
@@ -406,25 +445,59 @@ def main() -> int:
     return 0
 
 
-def print_worst(rows: list[tuple[str, str, int, Run, Run]], repeat: int) -> None:
-    """The slowest replay of each cassette against its one recording: replay must never be
-    slower than recording (issue M). The recording is one run, so its wall's own spread (Kafka
-    1.2-2.0 s on a busy 2-core machine) moves this more than the fake broker does: the record
-    column's worker CPU is printed beside it, the floor no replay can beat."""
+def _spread(values: list[float]) -> str:
+    """`median [min-max]` of some seconds."""
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def print_never_slower(rows: list[Row]) -> None:
+    """Replay must never be slower than recording (issue M), like with like: the median replay
+    wall over the median record wall (target <= 1.0) is the judged figure. Each replay is also set
+    against its own recording (pairs), and the worst pair against the recordings' own spread
+    (slowest / fastest recording): a pair over 1.0 by less than the recordings differ among
+    themselves is the machine's noise, one beyond it a replay slower than any recording explains.
+    Worker CPU replay / record beside it: the client's own work, which a slow fake broker does
+    not add to (it waits, it does not spin) unless the client polls; contention inflates it less
+    than it does walls."""
     print()
+    repeat = max(len(row.records) for row in rows)
     print(
-        f"{'driver':6} {'serve':7} {'record s':>8} {'rec cpu s':>9} {'worst replay s':>14} "
-        f"{'worst replay/rec (target)':>26}  (of {repeat} replay(s) per recording)"
+        f"never slower than recording: {repeat} recording(s) per driver, each replayed once "
+        "per serve; seconds as median [min-max]"
     )
-    for driver, name, _count, rec, rep in rows:
-        worst = _against(rep.worst_wall_s / rec.wall_s, WORST_PER_RECORD)
-        print(
-            f"{driver:6} {name:7} {rec.wall_s:>8.2f} {rec.cpu_s:>9.2f} "
-            f"{rep.worst_wall_s:>14.2f} {worst:>26}"
+    print(
+        f"{'driver':6} {'serve':7} {'record wall s':>17} {'replay wall s':>17} "
+        f"{'replay/rec (target)':>20} {'pairs min-max':>13} {'rec max/min':>11} "
+        f"{'worst pair':>10} {'worker cpu rep/rec':>18}"
+    )
+    for row in rows:
+        rec_walls = [r.wall_s for r in row.records]
+        rep_walls = [r.wall_s for r in row.replays]
+        pairs = [rep / rec for rep, rec in zip(rep_walls, rec_walls, strict=True)]
+        noise = max(rec_walls) / min(rec_walls)
+        judged = _against(statistics.median(rep_walls) / statistics.median(rec_walls), NEVER_SLOWER)
+        if len(pairs) < 2:
+            worst = "(1 pair)"
+        elif max(pairs) <= NEVER_SLOWER:
+            worst = "ok"
+        else:
+            worst = "in noise" if max(pairs) <= noise else "BEYOND"
+        cpu = statistics.median(r.cpu_s for r in row.replays) / statistics.median(
+            r.cpu_s for r in row.records
         )
+        print(
+            f"{row.driver:6} {row.serve:7} {_spread(rec_walls):>17} {_spread(rep_walls):>17} "
+            f"{judged:>20} {f'{min(pairs):.2f}-{max(pairs):.2f}':>13} {noise:>11.2f} "
+            f"{worst:>10} {cpu:>18.2f}"
+        )
+    print(
+        f"target: median replay / median record <= {NEVER_SLOWER:.2f} for every driver; worst "
+        "pair: ok (<= 1.0), in noise (<= rec max/min), BEYOND (slower than the recordings' "
+        "own spread explains)"
+    )
 
 
-def print_floor(rows: list[tuple[str, str, int, Run, Run]]) -> None:
+def print_floor(rows: list[Row]) -> None:
     """What bounds replay/rec: a replay cannot take less wall than the worker's own CPU, so
     replay worker CPU / record wall is the ratio a fake broker costing nothing would give. Where
     that floor is over the target, the recording was fast, not the replay slow: the record
@@ -434,17 +507,18 @@ def print_floor(rows: list[tuple[str, str, int, Run, Run]]) -> None:
         f"{'driver':6} {'serve':7} {'record s':>8} {'rec cpu: worker/broker/proxy s':>30} "
         f"{'replay worker cpu s':>19} {'floor replay/rec':>16} {'replay/rec':>10}"
     )
-    for driver, name, _count, rec, rep in rows:
+    for row in rows:
+        rec, rep = row.record, row.replay
         cpu = f"{rec.cpu_s:.2f}/{rec.broker_cpu_s:.2f}/{rec.proxy_cpu_s:.2f}"
         print(
-            f"{driver:6} {name:7} {rec.wall_s:>8.2f} {cpu:>30} {rep.cpu_s:>19.2f} "
+            f"{row.driver:6} {row.serve:7} {rec.wall_s:>8.2f} {cpu:>30} {rep.cpu_s:>19.2f} "
             f"{rep.cpu_s / rec.wall_s:>16.2f} {rep.wall_s / rec.wall_s:>10.2f}"
         )
 
 
-def print_gating_cost(rows: list[tuple[str, str, int, Run, Run]]) -> None:
+def print_gating_cost(rows: list[Row]) -> None:
     """Gating off (ungated) against on (this), per driver: each figure and on/off."""
-    by = {(driver, name): rep for driver, name, _count, _rec, rep in rows if driver == "amqp"}
+    by = {(row.driver, row.serve): row.replay for row in rows if row.driver == "amqp"}
     if not by:
         return
     print()
