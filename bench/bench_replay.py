@@ -32,30 +32,33 @@ replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQ
 never slower than recording, every driver (below); fake broker RSS flat while it serves. A last
 table prints the floor of replay/record: the replay worker's own CPU over the record wall (a
 fake broker costing nothing gives that), beside the record path's CPU (worker, real broker,
-proxy). The defaults finish in about four minutes on a quiet machine (`make bench`; one
-recording per driver took under two); the issue's sizes are `--count 10000 --amqp-count 12500`
-(AMQP ~100k frames).
+proxy). The defaults take about three minutes (`make bench`: 174-196 s on the shared machine,
+where one recording per driver took 73 s); the issue's sizes are `--count 10000 --amqp-count
+12500` (AMQP ~100k frames).
 
 "Never slower than recording" (issue M) is judged as median replay wall / median record wall
 <= 1.0, like with like. It used to be the slowest of three replays over one recording's wall,
 which set the spread of a single recording against the worst of several replays: Kafka's worker
-is CPU-bound in both modes (wall ~ its own CPU, the floor table's ~1.0), so the ratio was a coin
-toss on the shared 2-core machine and read 1.10-1.30 "over" while the worker's instructions in
-replay were within 1-2% of record's. Beside the judged figure, to tell noise from a slow replay:
+spends most of either wall on its own CPU (its floor, replay worker CPU / record wall, was
+0.48-1.04 in single runs here), so the ratio was a coin toss on the shared 2-core machine and
+read 1.10-1.30 "over" while the worker's instructions in replay were within 1-2% of record's.
+Beside the judged figure, to tell noise from a slow replay:
   - each pair, replay i / recording i, and the worst pair against the recordings' own spread
     (slowest / fastest recording): a pair over 1.0 by less than the recordings differ among
     themselves is noise; one beyond it (BEYOND) is a replay slower than the spread explains,
     e.g. an occasional stall a median would hide;
-  - the wall split in two: the worker's own CPU, replay / record (the client's work, which a
-    fake broker can only add to by making it poll), and the time it waited (wall - CPU: on
-    the broker, the proxy, or a core), record / replay. A fake broker slowing the client shows
-    as replay waiting more than recording. The CPU ratio is not free of contention here: serve
-    trees with identical code gave the same cassettes' Kafka worker 1.61 vs 1.94 s median CPU in
-    one run, so it explains a wall ratio, it does not replace one; instruction counts would, but
-    this machine's perf has no hardware counters.
-
-    .venv/bin/python bench/bench_replay.py [--count N] [--amqp-count N] [--drivers kafka amqp mqtt]
-        [--repeat R] [--baseline /path/to/other/worktree] [--ungated] [--profile-serve]
+  - the same ratio with contention taken out: each run's wall less its worker's wait for a
+    core (each thread's run-queue delay, /proc/PID/task/TID/schedstat). On this 2-core machine
+    shared by four sessions that wait was 1.6 s of Kafka's 2.6 s and 4.0 s of AMQP's 9.1 s
+    median replay wall in one run, and it differs between runs more than the fake broker's
+    cost does;
+  - what the rest of the wall is: the worker's own CPU, replay / record (the client's work,
+    which a fake broker adds to only by making it poll), and the time it was blocked on the
+    other side (wall - CPU - core wait: broker and proxy, or the fake broker), record / replay.
+    A fake broker slowing the client shows as replay blocked longer than recording was. CPU
+    time is not free of contention either (shared caches): serve trees with identical code
+    gave the same cassettes' Kafka worker 1.61 vs 1.94 s median CPU in one run; instruction
+    counts would be, but this machine's perf has no hardware counters.
 """
 
 from __future__ import annotations
