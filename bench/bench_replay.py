@@ -40,7 +40,7 @@ where one recording per driver took 73 s); the issue's sizes are `--count 10000 
 <= 1.0, like with like. It used to be the slowest of three replays over one recording's wall,
 which set the spread of a single recording against the worst of several replays: Kafka's worker
 spends most of either wall on its own CPU (its floor, replay worker CPU / record wall, was
-0.48-1.04 in single runs here), so the ratio was a coin toss on the shared 2-core machine and
+0.48-1.04 in runs here), so the ratio was a coin toss on the shared 2-core machine and
 read 1.10-1.30 "over" while the worker's instructions in replay were within 1-2% of record's.
 Beside the judged figure, to tell noise from a slow replay:
   - each pair, replay i / recording i, and the worst pair against the recordings' own spread
