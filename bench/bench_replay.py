@@ -36,28 +36,34 @@ proxy). The defaults take about three minutes (`make bench`: 174-196 s on the sh
 where one recording per driver took 73 s); the issue's sizes are `--count 10000 --amqp-count
 12500` (AMQP ~100k frames).
 
-"Never slower than recording" (issue M) is judged as median replay wall / median record wall
-<= 1.0, like with like. It used to be the slowest of three replays over one recording's wall,
-which set the spread of a single recording against the worst of several replays: Kafka's worker
-spends most of either wall on its own CPU (its floor, replay worker CPU / record wall, was
-0.48-1.04 in runs here), so the ratio was a coin toss on the shared 2-core machine and
-read 1.10-1.30 "over" while the worker's instructions in replay were within 1-2% of record's.
-Beside the judged figure, to tell noise from a slow replay:
+"Never slower than recording" (issue M) is judged like with like: median replay wall / median
+record wall <= 1.0, and beside it fastest replay / fastest recording <= 1.0. It used to be the
+slowest of three replays over one recording's wall, which set the spread of a single recording
+against the worst of several replays: Kafka's worker spends most of either wall on its own CPU
+(its floor, replay worker CPU / record wall, was 0.48-1.04 in runs here), so the ratio was a
+coin toss on the shared 2-core machine and read 1.10-1.30 "over" while the worker's
+instructions in replay were within 1-2% of record's. How to read the two:
+  - the median is the typical run, the issue's figure. With three recordings it still moves
+    with the load of other processes: base and this tree serving the same cassettes with
+    identical serve code gave Kafka 0.85 and 1.10 in one run (this machine: 2 cores, four
+    sessions at once);
+  - the fastest runs are those other processes delayed least (interference only adds time),
+    so best / best is what the load moves least: 0.97 and 0.94 for the same two. Both within
+    1.0: never slower. The median over and the best within: the machine, not the replay. Both
+    over: a replay slower than recording.
+Beside them, to tell noise from a slow replay:
   - each pair, replay i / recording i, and the worst pair against the recordings' own spread
     (slowest / fastest recording): a pair over 1.0 by less than the recordings differ among
     themselves is noise; one beyond it (BEYOND) is a replay slower than the spread explains,
-    e.g. an occasional stall a median would hide;
-  - the same ratio with contention taken out: each run's wall less its worker's wait for a
-    core (each thread's run-queue delay, /proc/PID/task/TID/schedstat). On this 2-core machine
-    shared by four sessions that wait was 1.6 s of Kafka's 2.6 s and 4.0 s of AMQP's 9.1 s
-    median replay wall in one run, and it differs between runs more than the fake broker's
-    cost does;
-  - what the rest of the wall is: the worker's own CPU, replay / record (the client's work,
-    which a fake broker adds to only by making it poll), and the time it was blocked on the
-    other side (wall - CPU - core wait: broker and proxy, or the fake broker), record / replay.
-    A fake broker slowing the client shows as replay blocked longer than recording was. CPU
-    time is not free of contention either (shared caches): serve trees with identical code
-    gave the same cassettes' Kafka worker 1.61 vs 1.94 s median CPU in one run; instruction
+    e.g. an occasional stall neither a median nor a best would show;
+  - what the walls are made of (medians): the worker's own CPU, replay / record (the client's
+    work, which a fake broker adds to only by making it poll); its threads' wait for a core
+    (run-queue delay, /proc/PID/task/TID/schedstat, summed), record / replay: up to 1.9 s of
+    Kafka's 2.7 s and 4.3 s of AMQP's 11 s median replay wall here; and the rest, blocked on
+    the other side (wall - CPU - core wait: broker and proxy, or the fake broker; negative
+    where threads ran at once). A fake broker slowing the client shows as replay blocked
+    longer than recording was. CPU time is not free of contention either (shared caches): the
+    same two trees gave the Kafka worker 1.61 vs 1.94 s median CPU in another run; instruction
     counts would be, but this machine's perf has no hardware counters.
 """
 
@@ -524,11 +530,12 @@ def print_never_slower(rows: list[Row]) -> None:
     against its own recording (pairs, in take order), and the worst pair against the recordings'
     own spread (slowest / fastest recording): a pair over 1.0 by less than the recordings differ
     among themselves is the machine's noise; one beyond it is a replay slower than any recording
-    explains. Then what the walls are made of (medians): the same ratio with each run's wait for
-    a core taken out (what contention added), the worker's own CPU replay / record (the client's
-    work, which a fake broker adds to only if the client polls it), its waits for a core, and the
-    rest of its wall, blocked on the other side (broker and proxy, or the fake broker): a fake
-    broker slowing the client shows as replay blocked longer than recording was."""
+    explains. Fastest replay / fastest recording beside it, also against the target: the runs
+    other processes' load delayed least. Then what the walls are made of (medians): the
+    worker's own CPU replay / record (the client's work, which a fake broker adds to only if the
+    client polls it), its wait for a core (what contention added), and the rest of its wall,
+    blocked on the other side (broker and proxy, or the fake broker): a fake broker slowing the
+    client shows as replay blocked longer than recording was."""
     print()
     repeat = max(len(row.records) for row in rows)
     print(
@@ -537,9 +544,9 @@ def print_never_slower(rows: list[Row]) -> None:
     )
     print(
         f"{'driver':6} {'serve':7} {'record wall':>19} {'replay wall':>19} "
-        f"{'replay/rec (target)':>20} {'worst pair (rec max/min)':>24} "
-        f"{'no core wait':>12} {'cpu rep/rec':>11} {'core wait s':>11} {'blocked s':>11}  "
-        "pairs rep/rec"
+        f"{'replay/rec (target)':>20} {'best/best (target)':>19} "
+        f"{'worst pair (rec max/min)':>24} {'cpu rep/rec':>11} {'core wait s':>11} "
+        f"{'blocked s':>11}  pairs rep/rec"
     )
     med = statistics.median
     for row in rows:
@@ -555,9 +562,7 @@ def print_never_slower(rows: list[Row]) -> None:
         else:
             worst = "in noise" if max(pairs) <= noise else "BEYOND"
         worst = f"{max(pairs):.2f} {worst} ({noise:.2f})"
-        uncontended = med(r.wall_s - r.core_wait_s for r in row.replays) / med(
-            r.wall_s - r.core_wait_s for r in row.records
-        )
+        best = _against(min(rep_walls) / min(rec_walls), NEVER_SLOWER)
         cpu = med(r.cpu_s for r in row.replays) / med(r.cpu_s for r in row.records)
         core = f"{med(r.core_wait_s for r in row.records):.2f}/"
         core += f"{med(r.core_wait_s for r in row.replays):.2f}"
@@ -565,15 +570,15 @@ def print_never_slower(rows: list[Row]) -> None:
         blocked += f"{med(_blocked(r) for r in row.replays):.2f}"
         print(
             f"{row.driver:6} {row.serve:7} {_spread(rec_walls):>19} {_spread(rep_walls):>19} "
-            f"{judged:>20} {worst:>24} {uncontended:>12.2f} {cpu:>11.2f} {core:>11} "
+            f"{judged:>20} {best:>19} {worst:>24} {cpu:>11.2f} {core:>11} "
             f"{blocked:>11}  {' '.join(f'{x:.2f}' for x in pairs)}"
         )
     print(
-        f"target: replay/rec, median replay / median record wall <= {NEVER_SLOWER:.2f}, every "
-        "driver (the judged figure). worst pair: ok <= 1.0; in noise <= rec max/min (the "
-        "recordings differ as much among themselves); BEYOND: slower than that spread explains. "
-        "no core wait: replay/rec of wall - the worker's threads' run-queue wait (no target: "
-        "contention taken out; a lower bound of it, summed over threads)"
+        f"target: replay/rec (median replay / median record wall) <= {NEVER_SLOWER:.2f}, every "
+        "driver; best/best (fastest replay / fastest recording: what other processes' load "
+        f"moves least) <= {NEVER_SLOWER:.2f}. worst pair: ok <= 1.0; in noise <= rec max/min "
+        "(the recordings differ as much among themselves); BEYOND: slower than that spread "
+        "explains. core wait: the worker's threads' run-queue delay, summed"
     )
 
 
