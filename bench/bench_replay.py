@@ -32,9 +32,9 @@ replay (the fake broker never the bottleneck); replay/record wall <= 0.5 for AMQ
 never slower than recording, every driver (below); fake broker RSS flat while it serves. A last
 table prints the floor of replay/record: the replay worker's own CPU over the record wall (a
 fake broker costing nothing gives that), beside the record path's CPU (worker, real broker,
-proxy). The defaults take about three minutes (`make bench`: 174-196 s on the shared machine,
-where one recording per driver took 73 s); the issue's sizes are `--count 10000 --amqp-count
-12500` (AMQP ~100k frames).
+proxy). The defaults take about three minutes (`make bench`: 174-228 s on the shared machine,
+where one recording per driver took 73-78 s); the issue's sizes are `--count 10000 --amqp-count
+12500` (AMQP ~100k frames; 344-392 s with --baseline).
 
 "Never slower than recording" (issue M) is judged like with like: median replay wall / median
 record wall <= 1.0, and beside it fastest replay / fastest recording <= 1.0. It used to be the
