@@ -107,6 +107,11 @@ class CorrelationTracker:
         paired = self._pending.get(correlation_id)
         return paired if paired is not None else self._unanswered.get(correlation_id)
 
+    def expected(self, correlation_id: int) -> tuple[int, int] | None:
+        """(api key, version) of the request a response with this id answers, left pending;
+        None also when that request asked for no answer (acks=0: `response` says unexpected)."""
+        return self._pending.get(correlation_id)
+
     def response(self, correlation_id: int) -> Pairing | None:
         """Pair a response with its request (forgotten from then on); None if none is known."""
         paired = self._pending.pop(correlation_id, None)
