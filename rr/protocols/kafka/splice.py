@@ -70,7 +70,7 @@ class Template(NamedTuple):
     after: bytes  # the JSON after them
     api_key: int
     version: int
-    answered: bool  # a request: whether it expects a response (acks=0 Produce does not)
+    answered: bool  # a request: whether it expects a response (its summary's, as decoded)
 
 
 #: (direction, decoder.records) -> frame key -> template
