@@ -152,6 +152,21 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
+def json_around(summary: Mapping[str, Any], name: str, value: int) -> tuple[bytes, bytes] | None:
+    """`summary`'s canonical JSON split around the digits of its integer field `name` (equal to
+    `value`, and not the last key of its object): `before + b"%d" % n + after` is then the JSON
+    of the same summary with `n` there, a template for frames that differ in that number alone
+    (a delivery tag, a correlation id). None unless `"name":value,` occurs exactly once (never
+    inside a string value: a quote there is escaped)."""
+    encoded = summary_json(summary)
+    key = b'"%b":' % name.encode()
+    mark = b"%b%d," % (key, value)
+    if encoded.count(mark) != 1:
+        return None
+    before, after = encoded.split(mark)
+    return before + key, b"," + after
+
+
 #: what follows a format 2 line's base64 payload, up to its summary (keys in code-point order)
 SUMMARY_KEY = b'","summary":'
 REDACTED_KEY = b'","redacted":true,"summary":'

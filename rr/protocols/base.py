@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 FrameRef = tuple[int, int]
 #: summary -> a hashable key that stands for its encoding exactly, or None (see `summary_cache_key`)
 CacheKey = Callable[[Mapping[str, Any]], tuple[Any, ...] | None]
+#: raw frame -> its spliced summary, or None: decode it (see `WireProtocol.frame_splicer`)
+Splicer = Callable[[bytes], JsonSummary | None]
 
 
 class Description(NamedTuple):
@@ -66,10 +68,14 @@ class WireProtocol(abc.ABC):
     #: equal summaries whatever came before them on the connection and hold no credential, so
     #: the recorder decodes, redacts and encodes each distinct one once (None: none repeat)
     frame_memo_key: Callable[[bytes], Hashable | None] | None = None
-    #: makes, per direction of a connection, raw frame -> its summary (a `JsonSummary`) or None:
-    #: for frames that repeat but for one number (a delivery tag), whose summary and encoding
-    #: are spliced from the first one's; such a frame holds no credential (None: none)
-    frame_splicer: Callable[[], Callable[[bytes], JsonSummary | None]] | None = None
+    #: frame_splicer(direction, decoder) makes, per direction of a connection (`decoder`: the
+    #: connection's, for a protocol whose summaries depend on what came before, e.g. Kafka's
+    #: request/response pairing), raw frame -> its summary (a `JsonSummary`) or None: for
+    #: frames that repeat but for one number (a delivery tag, a correlation id), whose summary
+    #: and encoding are spliced from the first one's; such a frame holds no credential, and
+    #: the splice changes `decoder`'s state as decoding the frame would. It may make None for
+    #: a direction where nothing splices (None here: none anywhere)
+    frame_splicer: Callable[[Direction, Decoder], Splicer | None] | None = None
 
     #: the framer class (one instance per direction of a connection) and the decoder class
     framer_cls: Callable[[Direction, int], Framer]

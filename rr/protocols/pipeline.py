@@ -61,7 +61,9 @@ class FrameConnection:
         self._redact = protocol.redact if redact else None
         self._memo_key = protocol.frame_memo_key
         splicer = protocol.frame_splicer
-        self._splice = {d: splicer() for d in (C2S, S2C)} if splicer is not None else None
+        self._splice = (
+            {d: splicer(d, self.decoder) for d in (C2S, S2C)} if splicer is not None else None
+        )
         self._memo: dict[Direction, dict[Hashable, tuple[EncodedSummary, Decoded]]] = {
             C2S: {},
             S2C: {},

@@ -17,7 +17,8 @@ import pamqp.exceptions
 import pamqp.frame
 import pamqp.header
 
-from rrlab.rr.cassette.format import summary_json
+from rrlab.rr.cassette.format import json_around
+from rrlab.rr.codecs import Decoder
 from rrlab.rr.codecs._framing import BufferedFramer
 from rrlab.rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, JsonSummary, Proto
 
@@ -465,17 +466,16 @@ class DeliverySummaries:
         summary = _fast_summary(raw)
         if summary is None or summary.get("method") != "Basic.Deliver":
             return None
-        encoded = summary_json(summary)
-        mark = b'"delivery_tag":%d,' % tag
-        if encoded.count(mark) != 1:  # never in a string value (a quote there is escaped)
+        around = json_around(summary, "delivery_tag", tag)
+        if around is None:
             return None
-        before, after = encoded.split(mark)
         if len(self._templates) >= _TEMPLATES_MAX:
             self._templates.clear()
-        template = self._templates[key] = (
-            summary,
-            summary["args"],
-            before + b'"delivery_tag":',
-            b"," + after,
-        )
+        template = self._templates[key] = (summary, summary["args"], *around)
         return template
+
+
+def delivery_splicer(direction: Direction, decoder: Decoder) -> DeliverySummaries | None:
+    """The AMQP `WireProtocol.frame_splicer`: Basic.Deliver is a server frame, so only the
+    s2c direction gets `DeliverySummaries` (an AMQP frame is read alone: `decoder` unused)."""
+    return DeliverySummaries() if direction is Direction.S2C else None

@@ -20,6 +20,7 @@ from .apis import API_VERSIONS
 from .codec import KafkaDecoder, KafkaFramer, read_request, read_response, records_of
 from .records import record_lines
 from .rewrite import NodeMap, ResponseRewriter, RewriteEvent
+from .splice import splicer
 from .track import Pairing
 
 
@@ -30,6 +31,7 @@ class KafkaProtocol(WireProtocol):
     decoder_cls = KafkaDecoder
     redact = staticmethod(kafka_redact.redact)
     normalize = match_rules
+    frame_splicer = staticmethod(splicer)
 
     def decoder(self) -> KafkaDecoder:
         return KafkaDecoder()
