@@ -432,3 +432,22 @@ def test_a_repeated_small_body_is_read_once_and_a_bad_one_fails_every_time(monke
     for _ in range(2):
         with pytest.raises(codec_module.KafkaCodecError):
             codec_module.decode_response_body(18, 3, bad)
+
+
+def test_a_full_correlation_table_forgets_its_oldest_requests_first():
+    """A client that never reads its answers (or an acks=0 producer's ids) fills the tracker's
+    tables: each new request then drops the oldest one, and the newest stay pairable."""
+    from rrlab.rr.protocols.kafka import track
+
+    tracker = track.CorrelationTracker()
+    extra = 10
+    for cid in range(track.MAX_PENDING + extra):
+        tracker.request(18, 3, cid)
+        tracker.request(0, 3, 100_000 + cid, answered=False)
+    pending = tracker.pending
+    assert len(pending) == track.MAX_PENDING
+    assert min(pending) == extra and max(pending) == track.MAX_PENDING + extra - 1
+    assert tracker.peek(extra - 1) is None and tracker.peek(extra) == (18, 3)
+    newest_unanswered = 100_000 + track.MAX_PENDING + extra - 1
+    assert tracker.peek(newest_unanswered) == (0, 3)
+    assert tracker.peek(100_000 + track.MAX_PENDING + extra - 1 - track.MAX_UNANSWERED) is None
