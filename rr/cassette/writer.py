@@ -168,7 +168,10 @@ def _whole_batch(
     return b"".join(raws), lines, raw_bytes
 
 
-#: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
+#: frames.timing bytes held before they are written (~800 frames' times), and before any
+#: manifest: a write(2) per received chunk for them cost as much as the frames' own. A crash
+#: loses the times of the frames after the last such write: `verify --repair` gives each of them
+#: the time before it (their pacing is lost, never a frame).
 TIMING_HOLD = 4096
 
 
@@ -208,7 +211,7 @@ class CassetteWriter:
         self._timing_hash = hashlib.sha256()
         self._raw_hash = hashlib.sha256()
         self._timing_bytes = 0
-        self._timing_held = bytearray()  # times not yet written (see _append_timing)
+        self._timing_held = bytearray()  # times not yet written (see TIMING_HOLD)
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
         self._failed: CassetteWriteFailed | None = None
@@ -491,10 +494,28 @@ class CassetteWriter:
     ) -> None:
         """Write `n` frames of one leg: their bytes, then their lines (see write_frames)."""
         # every frame of the batch crossed in this one read: one time for all of them
-        time_line = timing_line((self._clock_ns() - self._t0) // 1000)
-        self._append_timing(time_line * n)
-        self._append_raw(raw_data)  # the bytes before the lines that need them
-        self._append(lines)
+        held = self._timing_held
+        held += timing_line((self._clock_ns() - self._t0) // 1000) * n
+        if len(held) >= TIMING_HOLD:
+            self._write_timing()
+        # the bytes before the lines that need them; os.write inline (it writes all at once
+        # but on a full disk or a signal: then _write_all, which also names a failure)
+        fd = self._raw
+        try:
+            done = os.write(fd, raw_data)
+        except OSError as exc:
+            self._fail(RAW_NAME, exc)
+        if done != len(raw_data):
+            self._write_all(fd, memoryview(raw_data)[done:], RAW_NAME)
+        self._raw_hash.update(raw_data)
+        fd = self._fd
+        try:
+            done = os.write(fd, lines)
+        except OSError as exc:
+            self._fail(FRAMES_NAME, exc)
+        if done != len(lines):
+            self._write_all(fd, memoryview(lines)[done:], FRAMES_NAME)
+        self._hash.update(lines)
         self._seq += n
         self._file_bytes = file_bytes
         self._raw_bytes += raw_bytes
@@ -588,24 +609,6 @@ class CassetteWriter:
     def _check_open(self) -> None:
         if self._manifest is not None:
             raise WriterClosed(self.path)
-
-    def _append(self, data: bytes) -> None:
-        self._write_all(self._fd, data, FRAMES_NAME)
-        self._hash.update(data)
-
-    def _append_raw(self, data: bytes) -> None:
-        self._write_all(self._raw, data, RAW_NAME)
-        self._raw_hash.update(data)
-
-    def _append_timing(self, data: bytes) -> None:
-        """Times are held and written TIMING_HOLD bytes at a time (and before any manifest):
-        a write(2) per received chunk for them cost as much as the frames' own. A crash loses
-        the times of the frames after the last such write: `verify --repair` gives each of
-        them the time before it (their pacing is lost, never a frame)."""
-        held = self._timing_held
-        held += data
-        if len(held) >= TIMING_HOLD:
-            self._write_timing()
 
     def _write_timing(self) -> None:
         held = self._timing_held
