@@ -72,8 +72,9 @@ class ConnectionRecorder:
     """Frames, decodes, redacts and writes one connection, both directions.
 
     Only what puts a chunk's frames into the cassette file runs before its bytes are forwarded:
-    the hooks that merely watch (`on_frames`, the rewrite events given to `tell_later`: metrics)
-    are held and run after the forward, so a peer waiting for the bytes does not wait for them.
+    the writer's digests and counts of them (`CassetteWriter.settle`) and the hooks that merely
+    watch (`on_frames`, the rewrite events given to `tell_later`: metrics) are made after the
+    forward, so a peer waiting for the bytes does not wait for them.
     """
 
     def __init__(
@@ -148,7 +149,8 @@ class ConnectionRecorder:
             return data
         try:
             return self._record(direction, data, forward)
-        finally:  # after the forward, also when recording raised: the watchers are told
+        finally:  # after the forward, also when recording raised: the digests and counts of
+            self.writer.settle()  # what was written are made, the watchers are told
             if self._later:
                 self._run_later()
 
@@ -314,7 +316,9 @@ class ConnectionRecorder:
         writer = self.writer
         before = writer.frame_count
         try:
-            writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
+            writer.write_frames(
+                self.conn_id, direction, self.proto, batch, self._encode, settle=False
+            )
         finally:  # a budget may stop the batch part way: count what reached the file
             written = writer.frame_count - before
             self.frames[direction] += written
