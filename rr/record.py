@@ -176,7 +176,10 @@ class ConnectionRecorder:
         start = self.received[direction]
         self.received[direction] = start + len(data)
         framer = self.framers[direction]
-        first = framer.offset  # stream offset of the first frame this chunk completes
+        rw = self.rewriter
+        rewrite = rw is not None and direction is rw.direction
+        # stream offset of the first frame this chunk completes (the rewriter's need)
+        first = framer.offset if rewrite else 0
         try:
             raws = framer.feed_raws(data)
         except FramingError as err:
@@ -185,8 +188,7 @@ class ConnectionRecorder:
                 self._write(direction, whole)
             self.broken = f"framing error: {err}"
             raise RecordingBroken(self.broken) from err
-        rw = self.rewriter
-        if rw is None or direction is not rw.direction:
+        if not rewrite:
             out = data
         else:
             parts: list[bytes] = []
@@ -315,12 +317,14 @@ class ConnectionRecorder:
     def _flush(self, direction: Direction, batch: list[PipelineFrame]) -> None:
         writer = self.writer
         before = writer.frame_count
+        written = -1
         try:
-            writer.write_frames(
+            written = writer.write_frames(
                 self.conn_id, direction, self.proto, batch, self._encode, settle=False
             )
-        finally:  # a budget may stop the batch part way: count what reached the file
-            written = writer.frame_count - before
+        finally:
+            if written < 0:  # a budget may stop the batch part way: count what reached the file
+                written = writer.frame_count - before
             self.frames[direction] += written
             if self.on_frames is not None and written:  # told after the forward (feed)
                 self._later.append(

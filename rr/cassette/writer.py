@@ -432,8 +432,9 @@ class CassetteWriter:
             raise self._stopped
         if self._failed is not None:
             raise self._failed
-        self._check_open()
-        info = self._conn(conn)
+        if self._manifest is not None:
+            raise WriterClosed(self.path)
+        info = self._conns.get(conn) or self._conn(conn)
         d = direction if direction.__class__ is Direction else Direction(direction)
         p = proto if proto.__class__ is Proto else Proto(proto)
         if p is not info.proto:
