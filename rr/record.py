@@ -72,8 +72,9 @@ class ConnectionRecorder:
     """Frames, decodes, redacts and writes one connection, both directions.
 
     Only what puts a chunk's frames into the cassette file runs before its bytes are forwarded:
-    the hooks that merely watch (`on_frames`, the rewrite events given to `tell_later`: metrics)
-    are held and run after the forward, so a peer waiting for the bytes does not wait for them.
+    the writer's digests and counts of them (`CassetteWriter.settle`) and the hooks that merely
+    watch (`on_frames`, the rewrite events given to `tell_later`: metrics) are made after the
+    forward, so a peer waiting for the bytes does not wait for them.
     """
 
     def __init__(
@@ -148,7 +149,8 @@ class ConnectionRecorder:
             return data
         try:
             return self._record(direction, data, forward)
-        finally:  # after the forward, also when recording raised: the watchers are told
+        finally:  # after the forward, also when recording raised: the digests and counts of
+            self.writer.settle()  # what was written are made, the watchers are told
             if self._later:
                 self._run_later()
 
@@ -174,7 +176,10 @@ class ConnectionRecorder:
         start = self.received[direction]
         self.received[direction] = start + len(data)
         framer = self.framers[direction]
-        first = framer.offset  # stream offset of the first frame this chunk completes
+        rw = self.rewriter
+        rewrite = rw is not None and direction is rw.direction
+        # stream offset of the first frame this chunk completes (the rewriter's need)
+        first = framer.offset if rewrite else 0
         try:
             raws = framer.feed_raws(data)
         except FramingError as err:
@@ -183,8 +188,7 @@ class ConnectionRecorder:
                 self._write(direction, whole)
             self.broken = f"framing error: {err}"
             raise RecordingBroken(self.broken) from err
-        rw = self.rewriter
-        if rw is None or direction is not rw.direction:
+        if not rewrite:
             out = data
         else:
             parts: list[bytes] = []
@@ -313,10 +317,14 @@ class ConnectionRecorder:
     def _flush(self, direction: Direction, batch: list[PipelineFrame]) -> None:
         writer = self.writer
         before = writer.frame_count
+        written = -1
         try:
-            writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
-        finally:  # a budget may stop the batch part way: count what reached the file
-            written = writer.frame_count - before
+            written = writer.write_frames(
+                self.conn_id, direction, self.proto, batch, self._encode, settle=False
+            )
+        finally:
+            if written < 0:  # a budget may stop the batch part way: count what reached the file
+                written = writer.frame_count - before
             self.frames[direction] += written
             if self.on_frames is not None and written:  # told after the forward (feed)
                 self._later.append(

@@ -6,13 +6,14 @@ one of their lines to frames.jsonl, so a crash leaves only whole lines (each wit
 before it in frames.raw) plus at most one partly written batch at the end; their times go to
 frames.timing a few KiB at a time (`TIMING_HOLD`: a write per chunk for them cost as much as the
 frames'), so a crash may lose the pacing of the last frames, never a frame (repair gives each
-the time before it); both digests are kept running, and counts live in memory. A provisional
-manifest (`finalized: false`) is rewritten only on rare structural events (routes, Kafka nodes,
-artifacts, a budget stop). Connection opens and closes, which come by the thousand, are appended
-as one line each to `connections.jsonl` instead (rewriting the manifest per event made each cost
-grow with the count of connections): `rrlab verify --repair` reads both, so a crashed cassette
-still knows where every connection went. Finalize folds them into the manifest and removes the
-journal.
+the time before it); both digests are kept running, and counts live in memory (the proxy's
+recorder has the digests and the per-connection counts made once the chunk was forwarded:
+`write_frames(settle=False)`). A provisional manifest (`finalized: false`) is rewritten only on
+rare structural events (routes, Kafka nodes, artifacts, a budget stop). Connection opens and
+closes, which come by the thousand, are appended as one line each to `connections.jsonl`
+instead (rewriting the manifest per event made each cost grow with the count of connections):
+`rrlab verify --repair` reads both, so a crashed cassette still knows where every connection
+went. Finalize folds them into the manifest and removes the journal.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ def _whole_batch(
     return b"".join(raws), lines, raw_bytes
 
 
-#: frames.timing bytes held before they are written (~800 frames' times; see _append_timing)
+#: frames.timing bytes held before they are written (~800 frames' times), and before any
+#: manifest: a write(2) per received chunk for them cost as much as the frames' own. A crash
+#: loses the times of the frames after the last such write: `verify --repair` gives each of them
+#: the time before it (their pacing is lost, never a frame).
 TIMING_HOLD = 4096
 
 
@@ -208,13 +212,16 @@ class CassetteWriter:
         self._timing_hash = hashlib.sha256()
         self._raw_hash = hashlib.sha256()
         self._timing_bytes = 0
-        self._timing_held = bytearray()  # times not yet written (see _append_timing)
+        self._timing_held = bytearray()  # times not yet written (see TIMING_HOLD)
         self._artifacts: dict[str, str] = {}
         self._stopped: BudgetExceeded | None = None
         self._failed: CassetteWriteFailed | None = None
         self._released = False
         self._manifest: Manifest | None = None
         self._prefixes: dict[tuple[int, Direction], bytes] = {}
+        #: a batch written with `settle=False` whose digests and counts wait for `settle`:
+        #: (direction value, connection, frames, raw bytes, sidecar bytes, lines)
+        self._pending: tuple[str, ConnectionInfo, int, int, bytes, bytes] | None = None
         self._fd = os.open(
             path / FRAMES_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
         )
@@ -350,6 +357,7 @@ class CassetteWriter:
         """Mark a connection closed (idempotent: the first close wins)."""
         if self._manifest is not None:
             return  # late close after finalize (reactor shutdown order): nothing to record
+        self.settle()
         conn = self._conn(conn_id)
         if conn.closed_at_seq is None:
             conn.closed_at_seq = self._seq
@@ -400,6 +408,8 @@ class CassetteWriter:
         proto: str | Proto,
         frames: Iterable[Sequence[Any]],
         encode: SummaryEncoder = summary_json,
+        *,
+        settle: bool = True,
     ) -> int:
         """Append whole frames of one connection leg with one write(2): each a sequence that
         starts (summary, raw, redacted), e.g. a tuple or an `rr.protocols.PipelineFrame`.
@@ -410,13 +420,21 @@ class CassetteWriter:
         frame that would cross a budget (or whose summary is not JSON-able) is not written, the
         frames before it are, then the error is raised (BudgetExceeded: also by every later
         call).
+
+        With `settle=False` only what the file and the budgets need happens now (the writes,
+        `frame_count`, the byte counts); the digests and the per-connection and per-direction
+        counts wait for `settle()`, which the caller makes once the chunk was forwarded (the
+        next write, a manifest, a close settle it too).
         """
+        if self._pending is not None:
+            self.settle()
         if self._stopped is not None:
             raise self._stopped
         if self._failed is not None:
             raise self._failed
-        self._check_open()
-        info = self._conn(conn)
+        if self._manifest is not None:
+            raise WriterClosed(self.path)
+        info = self._conns.get(conn) or self._conn(conn)
         d = direction if direction.__class__ is Direction else Direction(direction)
         p = proto if proto.__class__ is Proto else Proto(proto)
         if p is not info.proto:
@@ -437,6 +455,8 @@ class CassetteWriter:
                 raw_data, lines, raw_bytes = whole
                 n = len(frames)  # type: ignore[arg-type]
                 self._commit(d, info, n, file_bytes + len(lines), raw_bytes, raw_data, lines)
+                if settle:
+                    self.settle()
                 return n
         raw_bytes = 0
         parts: list[bytes] = []  # the lines' pieces, joined once for the one write
@@ -475,6 +495,8 @@ class CassetteWriter:
                 self._commit(
                     d, info, seq - seq0, file_bytes, raw_bytes, b"".join(raws), b"".join(parts)
                 )
+            if settle:
+                self.settle()
         if stop is not None:
             self._stop(*stop)
         return seq - seq0
@@ -489,18 +511,52 @@ class CassetteWriter:
         raw_data: bytes,
         lines: bytes,
     ) -> None:
-        """Write `n` frames of one leg: their bytes, then their lines (see write_frames)."""
+        """Write `n` frames of one leg: their bytes, then their lines (see write_frames); their
+        digests and counts are left to `settle`. A digest covers what reached its file: the
+        sidecar's still does when the lines' write fails."""
         # every frame of the batch crossed in this one read: one time for all of them
-        time_line = timing_line((self._clock_ns() - self._t0) // 1000)
-        self._append_timing(time_line * n)
-        self._append_raw(raw_data)  # the bytes before the lines that need them
-        self._append(lines)
+        held = self._timing_held
+        held += timing_line((self._clock_ns() - self._t0) // 1000) * n
+        if len(held) >= TIMING_HOLD:
+            self._write_timing()
+        # the bytes before the lines that need them; os.write inline (it writes all at once
+        # but on a full disk or a signal: then _write_all, which also names a failure)
+        fd = self._raw
+        try:
+            done = os.write(fd, raw_data)
+        except OSError as exc:
+            self._fail(RAW_NAME, exc)
+        if done != len(raw_data):
+            self._write_all(fd, memoryview(raw_data)[done:], RAW_NAME)
+        fd = self._fd
+        try:
+            done = os.write(fd, lines)
+            if done != len(lines):
+                self._write_all(fd, memoryview(lines)[done:], FRAMES_NAME)
+        except OSError as exc:  # the sidecar bytes did reach frames.raw: digested
+            self._raw_hash.update(raw_data)
+            self._fail(FRAMES_NAME, exc)
+        except CassetteWriteFailed:  # _write_all's: likewise
+            self._raw_hash.update(raw_data)
+            raise
         self._seq += n
         self._file_bytes = file_bytes
         self._raw_bytes += raw_bytes
-        self._frame_counts[d.value] += n
-        info.frames[d.value] += n
-        info.bytes[d.value] += raw_bytes
+        self._pending = (d.value, info, n, raw_bytes, raw_data, lines)
+
+    def settle(self) -> None:
+        """Fold the batch written last (`write_frames(..., settle=False)`) into the digests and
+        the per-connection and per-direction counts; nothing to do when there is none."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        d, info, n, raw_bytes, raw_data, lines = pending
+        self._raw_hash.update(raw_data)
+        self._hash.update(lines)
+        self._frame_counts[d] += n
+        info.frames[d] += n
+        info.bytes[d] += raw_bytes
 
     # -- finish -------------------------------------------------------------------------------
 
@@ -589,24 +645,6 @@ class CassetteWriter:
         if self._manifest is not None:
             raise WriterClosed(self.path)
 
-    def _append(self, data: bytes) -> None:
-        self._write_all(self._fd, data, FRAMES_NAME)
-        self._hash.update(data)
-
-    def _append_raw(self, data: bytes) -> None:
-        self._write_all(self._raw, data, RAW_NAME)
-        self._raw_hash.update(data)
-
-    def _append_timing(self, data: bytes) -> None:
-        """Times are held and written TIMING_HOLD bytes at a time (and before any manifest):
-        a write(2) per received chunk for them cost as much as the frames' own. A crash loses
-        the times of the frames after the last such write: `verify --repair` gives each of
-        them the time before it (their pacing is lost, never a frame)."""
-        held = self._timing_held
-        held += data
-        if len(held) >= TIMING_HOLD:
-            self._write_timing()
-
     def _write_timing(self) -> None:
         held = self._timing_held
         if held:
@@ -672,6 +710,7 @@ class CassetteWriter:
         raise self._stopped
 
     def build_manifest(self, *, finalized: bool) -> Manifest:
+        self.settle()
         protocols = {r["proto"] for r in self._routes} | {
             c.proto.value for c in self._conns.values()
         }
