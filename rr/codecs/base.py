@@ -71,7 +71,7 @@ def _read_only(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 class JsonSummary(dict):
     """A frame summary that carries its own canonical JSON (`json`), made without an encoder
-    (e.g. spliced from a template: `rr.protocols.amqp.codec.DeliverySummaries`): read-only, so
+    (e.g. spliced from a template: `rr.protocols.amqp.codec.DeliveryTagSummaries`): read-only, so
     the two never differ. A cassette writer's encoder takes `json` as it is (`rr.record`)."""
 
     __slots__ = ("json",)

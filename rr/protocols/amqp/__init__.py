@@ -14,7 +14,7 @@ from . import normalize as match_rules
 from . import redact as amqp_redact
 from . import roles
 from . import session as replay
-from .codec import AmqpDecoder, AmqpFramer, delivery_splicer, memo_key
+from .codec import AmqpDecoder, AmqpFramer, delivery_tag_splicer, memo_key
 
 _NO_PROPERTIES = {"cluster_id": ""}
 
@@ -69,7 +69,7 @@ class AmqpProtocol(WireProtocol):
     normalize = match_rules
     summary_cache_key = staticmethod(summary_cache_key)
     frame_memo_key = staticmethod(memo_key)
-    frame_splicer = staticmethod(delivery_splicer)
+    frame_splicer = staticmethod(delivery_tag_splicer)
 
     def session(self, ctx: Any, listener: Any, link: Any) -> replay.Session:
         return replay.Session(ctx, listener, link)

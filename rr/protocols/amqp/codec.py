@@ -375,8 +375,9 @@ _MEMO_HEADER_MAX = 256
 def memo_key(raw: bytes) -> Hashable | None:
     """The key of a frame whose summary repeats in a message stream (`WireProtocol.
     frame_memo_key`): a body frame by channel and size, a content header or Basic.Publish by
-    its bytes (an AMQP frame is read alone). Deliveries and acks carry a new tag each time, and
-    Connection methods may carry credentials: None for them, as for everything else."""
+    its bytes (an AMQP frame is read alone). Deliveries and acks carry a new tag each time
+    (`DeliveryTagSummaries` splices them), and Connection methods may carry credentials: None
+    for them, as for everything else."""
     n = len(raw)
     if n <= 8:
         return None
@@ -424,33 +425,53 @@ def _deliver(raw: bytes) -> dict[str, Any] | None:
 
 
 _DELIVER_ID = b"\x00\x3c\x00\x3c"  # Basic.Deliver's class and method ids, as on the wire
-#: distinct delivery heads remembered per direction of a connection (cleared when full)
+_ACK_ID = b"\x00\x3c\x00\x50"  # Basic.Ack's
+#: a Basic.Ack frame's bytes: header 7, class and method 4, delivery tag 8, bits 1, frame end 1
+_ACK_BYTES = 21
+#: distinct templates remembered per direction of a connection (cleared when full)
 _TEMPLATES_MAX = 256
 
+_Template = tuple[dict[str, Any], dict[str, Any], bytes, bytes]
 
-class DeliverySummaries:
-    """Basic.Deliver summaries spliced from a template (`WireProtocol.frame_splicer`).
 
-    A consumer's deliveries differ only in their delivery tag: the frame without its 8 tag
-    bytes keys a template, made from the first such frame by the fast path (`_fast_summary`)
-    and its canonical JSON split around the tag. The next ones get the template's summary with
-    their own tag and the JSON with their tag's digits in between: no decoding, no encoding.
+class DeliveryTagSummaries:
+    """Summaries of frames that differ only in their delivery tag, spliced from a template
+    (`WireProtocol.frame_splicer`): Basic.Ack either way (a consumer's acks, a broker's
+    publisher confirms) and, if `deliveries`, Basic.Deliver (a server frame).
+
+    The frame without its 8 tag bytes keys a template, made from the first such frame by the
+    fast path (`_fast_summary`, what `AmqpDecoder.decode` gives such a frame) and its canonical
+    JSON split around the tag. The next ones get the template's summary with their own tag and
+    the JSON with their tag's digits in between: no decoding, no encoding. Neither method
+    carries a credential (the redactor reads Connection.StartOk/SecureOk alone), and an AMQP
+    frame is read alone (the decoder keeps no connection state), so nothing else is skipped.
     Anything else (or a frame the fast path leaves to pamqp) is None: decoded as usual."""
 
-    def __init__(self) -> None:
-        self._templates: dict[bytes, tuple[dict[str, Any], dict[str, Any], bytes, bytes]] = {}
+    def __init__(self, *, deliveries: bool) -> None:
+        self._deliveries = deliveries
+        self._templates: dict[bytes, _Template] = {}
 
     def __call__(self, raw: bytes) -> JsonSummary | None:
-        if raw[7:11] != _DELIVER_ID or raw[0] != 1 or len(raw) < 21:
+        method = raw[7:11]
+        if method == _ACK_ID:
+            if len(raw) != _ACK_BYTES:  # another size is the decoder's (pamqp) to explain
+                return None
+            at = 11
+        elif method == _DELIVER_ID and self._deliveries:
+            if len(raw) < 21:
+                return None
+            at = 12 + raw[11]  # the delivery tag follows the consumer tag (a short string)
+            if at + 9 > len(raw) - 1:
+                return None
+        else:
             return None
-        at = 12 + raw[11]  # the delivery tag follows the consumer tag (a short string)
-        if at + 9 > len(raw) - 1:
+        if raw[0] != 1:
             return None
         key = raw[:at] + raw[at + 8 :]
         (tag,) = _I64.unpack_from(raw, at)
         template = self._templates.get(key)
         if template is None:
-            template = self._template(raw, key, tag)
+            template = self._template(raw, key, tag, method)
             if template is None:
                 return None
         summary, args, before, after = template
@@ -460,11 +481,10 @@ class DeliverySummaries:
         summary["args"] = args
         return JsonSummary(summary, b"%b%d%b" % (before, tag, after))
 
-    def _template(
-        self, raw: bytes, key: bytes, tag: int
-    ) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes] | None:
+    def _template(self, raw: bytes, key: bytes, tag: int, method: bytes) -> _Template | None:
         summary = _fast_summary(raw)
-        if summary is None or summary.get("method") != "Basic.Deliver":
+        name = "Basic.Ack" if method == _ACK_ID else "Basic.Deliver"
+        if summary is None or summary.get("method") != name:
             return None
         around = json_around(summary, "delivery_tag", tag)
         if around is None:
@@ -475,7 +495,8 @@ class DeliverySummaries:
         return template
 
 
-def delivery_splicer(direction: Direction, decoder: Decoder) -> DeliverySummaries | None:
-    """The AMQP `WireProtocol.frame_splicer`: Basic.Deliver is a server frame, so only the
-    s2c direction gets `DeliverySummaries` (an AMQP frame is read alone: `decoder` unused)."""
-    return DeliverySummaries() if direction is Direction.S2C else None
+def delivery_tag_splicer(direction: Direction, decoder: Decoder) -> DeliveryTagSummaries:
+    """The AMQP `WireProtocol.frame_splicer`: `DeliveryTagSummaries` for each direction, c2s
+    for a consumer's acks, s2c for a broker's publisher confirms and its deliveries (an AMQP
+    frame is read alone: `decoder` keeps no connection state, unused)."""
+    return DeliveryTagSummaries(deliveries=direction is Direction.S2C)
