@@ -313,10 +313,12 @@ class ConnectionRecorder:
     def _flush(self, direction: Direction, batch: list[PipelineFrame]) -> None:
         writer = self.writer
         before = writer.frame_count
+        written = 0
         try:
-            writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
+            written = writer.write_frames(self.conn_id, direction, self.proto, batch, self._encode)
         finally:  # a budget may stop the batch part way: count what reached the file
-            written = writer.frame_count - before
+            if not written:  # raised (written returns how many reached the file otherwise)
+                written = writer.frame_count - before
             self.frames[direction] += written
             if self.on_frames is not None and written:  # told after the forward (feed)
                 self._later.append(
