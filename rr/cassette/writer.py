@@ -415,8 +415,11 @@ class CassetteWriter:
             raise self._stopped
         if self._failed is not None:
             raise self._failed
-        self._check_open()
-        info = self._conn(conn)
+        if self._manifest is not None:  # _check_open and _conn, inline (the hot path)
+            raise WriterClosed(self.path)
+        info = self._conns.get(conn)
+        if info is None:
+            info = self._conn(conn)  # raises
         d = direction if direction.__class__ is Direction else Direction(direction)
         p = proto if proto.__class__ is Proto else Proto(proto)
         if p is not info.proto:
