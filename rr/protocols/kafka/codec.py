@@ -42,10 +42,10 @@ from .apis import (
 )
 from .records import (
     MIN_RECORD_BYTES,
-    Record,
     RecordsError,
     read_record_set,
     read_records,
+    record_glimpses,
     scan_record_set,
 )
 from .track import CorrelationTracker, Pairing, raw_token_summary
@@ -542,7 +542,7 @@ def _partition_summary(topic: str, partition: int, data: bytes | None) -> dict[s
                 read_records(batch)  # read them all, so the error names the bad record
         count += declared
         if len(items) < _SUMMARY_RECORDS:
-            items += map(_record_view, read_records(batch, _SUMMARY_RECORDS - len(items)))
+            items += map(_glimpse_view, record_glimpses(batch, _SUMMARY_RECORDS - len(items)))
     entry["count"] = count
     if items:
         entry["records"] = items
@@ -613,14 +613,12 @@ def _full_records(partitions: list[tuple[str, int, bytes | None]]) -> list[dict[
     return full
 
 
-def _record_view(rec: Record) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "offset": rec.offset,
-        "key": _preview(rec.key),
-        "value_len": -1 if rec.value is None else len(rec.value),
-    }
-    if rec.headers:
-        view["headers"] = sorted(k for k, _v in rec.headers)
+def _glimpse_view(glimpse: tuple[int, bytes | None, int, list[str]]) -> dict[str, Any]:
+    """A record as a summary lists it (from `record_glimpses`)."""
+    offset, key, value_len, header_keys = glimpse
+    view: dict[str, Any] = {"offset": offset, "key": _preview(key), "value_len": value_len}
+    if header_keys:
+        view["headers"] = sorted(header_keys)
     return view
 
 

@@ -175,6 +175,74 @@ def read_records(
     return _read_records(body, batch, count)[0]
 
 
+def record_glimpses(batch: Batch, limit: int) -> list[tuple[int, bytes | None, int, list[str]]]:
+    """What a summary shows of the first `limit` records, as `read_records(batch, limit)` reads
+    them: (offset, key, value length or -1 for a null value, header keys in record order).
+
+    The same walk of the same bytes with the same checks, without copying values or building
+    records (a Produce request's summary reads ten of them before the proxy forwards it). Where
+    the walk fails, `read_records` is asked: its RecordsError, as ever, or its records.
+    """
+    body = _plain_body(batch, None)
+    if body is None:
+        return []
+    try:
+        return _glimpses(body, batch.base_offset, min(limit, batch.record_count))
+    except Exception:  # noqa: BLE001 - read_records says what is wrong, in its own words
+        pass
+    return [
+        (
+            rec.offset,
+            rec.key,
+            -1 if rec.value is None else len(rec.value),
+            [k for k, _ in rec.headers],
+        )
+        for rec in read_records(batch, limit)
+    ]
+
+
+def _glimpses(buf: memoryview, base_offset: int, count: int) -> list[tuple[Any, ...]]:
+    """`_read_records`' walk (`_raw_record`, `_varbytes`) for `record_glimpses`."""
+    out = []
+    size = len(buf)
+    pos = 0
+    for _ in range(count):
+        length, n = read_signed_varint(buf, pos)
+        start = pos + n
+        end = start + length
+        pos = start + read_int8(buf, start)[1]  # record attributes: unused
+        pos += read_signed_varlong(buf, pos)[1]  # timestamp delta: not shown
+        offset_delta, n = read_signed_varint(buf, pos)
+        pos += n
+        key_len, n = read_signed_varint(buf, pos)
+        pos += n
+        key = None
+        if key_len >= 0:
+            if pos + key_len > size:
+                raise RecordsError("record field runs past the end of the batch")
+            key = bytes(buf[pos : pos + key_len])
+            pos += key_len
+        value_len, n = read_signed_varint(buf, pos)
+        pos += n
+        if value_len < 0:
+            value_len = -1
+        elif pos + value_len > size:
+            raise RecordsError("record field runs past the end of the batch")
+        else:
+            pos += value_len
+        n_headers, n = read_signed_varint(buf, pos)
+        pos += n
+        header_keys = []
+        for _ in range(n_headers):
+            hkey, pos = _varbytes(buf, pos)
+            _hval, pos = _varbytes(buf, pos)
+            header_keys.append((hkey or b"").decode("utf-8", "replace"))
+        if pos != end:
+            raise RecordsError(f"record length {length} disagrees with its fields")
+        out.append((base_offset + offset_delta, key, value_len, header_keys))
+    return out
+
+
 def read_records_and_faces(
     batch: Batch, *, max_decompressed: int | None = None
 ) -> tuple[list[Record], list[bytes] | None]:

@@ -73,6 +73,9 @@ class Template(NamedTuple):
     answered: bool  # a request: whether it expects a response (its summary's, as decoded)
 
 
+#: a JsonSummary is read-only: its id is set once, before anyone sees it
+_set = dict.__setitem__
+
 #: (direction, decoder.records) -> frame key -> template
 _TEMPLATES: dict[tuple[Direction, bool], dict[Hashable, Template]] = {}
 
@@ -119,10 +122,11 @@ class _Splicer:
                     templates.clear()
                 templates[key] = template
         self._track(template, correlation_id)
-        return JsonSummary(
-            {**template.summary, "correlation_id": correlation_id},
-            b"%b%d%b" % (template.before, correlation_id, template.after),
+        summary = JsonSummary(
+            template.summary, b"%b%d%b" % (template.before, correlation_id, template.after)
         )
+        _set(summary, "correlation_id", correlation_id)  # its own id, where the template has one
+        return summary
 
     def _locate(self, raw: bytes) -> tuple[int, Hashable, tuple[int, int]] | None:
         """(correlation id, the frame's key, (api key, version) of the request) or None: not
