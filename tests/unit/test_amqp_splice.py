@@ -6,12 +6,12 @@ may hold a credential is never spliced."""
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 import pamqp.frame
 import pytest
+from committed_cassettes import committed_cassettes
 from pamqp import body, commands, header
 
 from rrlab.rr.cassette import CassetteReader, CassetteWriter
@@ -30,18 +30,7 @@ BIG_TAGS = (2**31, 2**32 + 1, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1)
 
 
 def amqp_cassettes() -> list[Path]:
-    """Every committed cassette that holds AMQP frames (reference, replay tier, examples)."""
-    found = []
-    for manifest in sorted(
-        [
-            *ROOT.glob("cassettes/*/cassette.json"),
-            *ROOT.glob("tests/**/cassette.json"),
-            *ROOT.glob("examples/**/cassette.json"),
-        ]
-    ):
-        if "amqp" in json.loads(manifest.read_text()).get("protocols", ()):
-            found.append(manifest.parent)
-    return found
+    return committed_cassettes("amqp")
 
 
 def ack(tag: int, channel: int = 1, bits: int = 0) -> bytes:

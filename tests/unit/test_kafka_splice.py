@@ -6,11 +6,11 @@ frame, and a frame that may hold a credential is never spliced."""
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from committed_cassettes import committed_cassettes
 from kafka_samples import record_batch, sample
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
@@ -40,18 +40,7 @@ SECRET = b"Sup3r-s3cret!"
 
 
 def kafka_cassettes() -> list[Path]:
-    """Every committed cassette that holds Kafka frames (reference, replay tier, examples)."""
-    found = []
-    for manifest in sorted(
-        [
-            *ROOT.glob("cassettes/*/cassette.json"),
-            *ROOT.glob("tests/**/cassette.json"),
-            *ROOT.glob("examples/**/cassette.json"),
-        ]
-    ):
-        if "kafka" in json.loads(manifest.read_text()).get("protocols", ()):
-            found.append(manifest.parent)
-    return found
+    return committed_cassettes("kafka")
 
 
 def tracker_state(connection) -> tuple[Any, ...]:
