@@ -95,7 +95,10 @@ class ConnectionRecorder:
         #: hooks held for the end of the current `feed` (after its forward): (hook, argument)
         self._later: list[tuple[Callable[[Any], None], Any]] = []
         self.framers = connection.framers
-        self._encode = _encoder(summary_encoder(connection.protocol.summary_cache_key))
+        protocol = connection.protocol
+        self._encode = _encoder(
+            summary_encoder(protocol.summary_cache_key, protocol.summary_fast_json)
+        )
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
         self.frames = {C2S: 0, S2C: 0}
         self.closed = False

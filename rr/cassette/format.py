@@ -190,9 +190,11 @@ class EncodedSummary(dict):
     __setitem__ = __delitem__ = __ior__ = _shared
     clear = pop = popitem = setdefault = update = _shared
 
-    def __init__(self, summary: Mapping[str, Any]) -> None:
+    def __init__(self, summary: Mapping[str, Any], encode: SummaryEncoder | None = None) -> None:
+        """`encode`: what makes the summary's canonical JSON (`summary_encoder`'s, the same
+        bytes as summary_json)."""
         dict.__init__(self, summary)
-        self.json = summary_json(summary)
+        self.json = summary_json(summary) if encode is None else encode(summary)
         self.tail = b"".join((SIZE_SUMMARY, self.json, b"}\n"))
         self.sized: dict[int, bytes] = {}  # size -> sized_tail(size)
 
@@ -217,38 +219,83 @@ SIZED_MAX = 64
 #: knows which summaries repeat (a protocol), never decided here
 CacheKey = Callable[[Mapping[str, Any]], Hashable | None]
 SummaryEncoder = Callable[[Mapping[str, Any]], bytes]
+#: summary -> its canonical JSON (== summary_json's bytes) for the shapes a protocol knows to
+#: recur but for a field or two (made from a template, see `json_split`), or None: summary_json
+FastEncoder = Callable[[Mapping[str, Any]], bytes | None]
 
-_ENCODERS: dict[CacheKey, SummaryEncoder] = {}
+_ENCODERS: dict[tuple[CacheKey | None, FastEncoder | None], SummaryEncoder] = {}
 _CACHE_MAX = 4096
 
 
-def summary_encoder(cache_key: CacheKey | None = None) -> SummaryEncoder:
-    """`summary_json`, or with `cache_key` the same bytes from a cache: summaries with the same
-    key get the encoding of the first (bounded: cleared when full). One cache per key function,
-    shared by every connection that uses it."""
-    if cache_key is None:
+def summary_encoder(
+    cache_key: CacheKey | None = None, fast: FastEncoder | None = None
+) -> SummaryEncoder:
+    """`summary_json`, or the same bytes from a cache (`cache_key`: summaries with the same key
+    get the encoding of the first; bounded: cleared when full) or from a protocol's template
+    encoder (`fast`, tried when the cache has no key). One encoder per pair of functions,
+    shared by every connection that uses them."""
+    if cache_key is None and fast is None:
         return summary_json
-    encoder = _ENCODERS.get(cache_key)
+    encoder = _ENCODERS.get((cache_key, fast))
     if encoder is None:
-        encoder = _ENCODERS[cache_key] = _cached(cache_key)
+        encoder = _ENCODERS[cache_key, fast] = _cached(cache_key, fast)
     return encoder
 
 
-def _cached(cache_key: CacheKey) -> SummaryEncoder:
+def _cached(cache_key: CacheKey | None, fast: FastEncoder | None) -> SummaryEncoder:
     cache: dict[Hashable, bytes] = {}
 
     def encode(summary: Mapping[str, Any]) -> bytes:
-        key = cache_key(summary)
-        if key is None:
-            return summary_json(summary)
-        encoded = cache.get(key)
-        if encoded is None:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            encoded = cache[key] = summary_json(summary)
-        return encoded
+        if cache_key is not None:
+            key = cache_key(summary)
+            if key is not None:
+                encoded = cache.get(key)
+                if encoded is None:
+                    if len(cache) >= _CACHE_MAX:
+                        cache.clear()
+                    encoded = cache[key] = summary_json(summary)
+                return encoded
+        if fast is not None:
+            encoded = fast(summary)
+            if encoded is not None:
+                return encoded
+        return summary_json(summary)
 
     return encode
+
+
+#: the JSON of a string (what the canonical encoder writes for one, before UTF-8)
+json_string = json.encoder.encode_basestring
+
+
+def json_scalar(value: int | str) -> bytes:
+    """Canonical JSON of an int (not a bool) or a str."""
+    if value.__class__ is int:
+        return b"%d" % value
+    if value.__class__ is str:
+        return json_string(value).encode("utf-8")
+    raise TypeError(type(value).__name__)
+
+
+def json_split(
+    summary: Mapping[str, Any], name: str, value: int | str
+) -> tuple[bytes, bytes] | None:
+    """`summary`'s canonical JSON split around the JSON of the value of its field `name` (equal
+    to `value`, an int or a str): `before + json_scalar(v) + after` is then the JSON of the same
+    summary with `v` there (a packet id, a sequence header). Unlike `json_around` the field may
+    be the last of its object. None unless `"name":<value>` occurs exactly once (never inside a
+    string: a quote there is escaped)."""
+    if value.__class__ is not int and value.__class__ is not str:
+        return None
+    encoded = summary_json(summary)
+    key = json_scalar(name) + b":"
+    mark = key + json_scalar(value)
+    if encoded.count(mark) != 1:
+        return None
+    before, after = encoded.split(mark)
+    if after[:1] not in (b",", b"}"):
+        return None
+    return before + key, after
 
 
 def frame_line(

@@ -64,6 +64,10 @@ class WireProtocol(abc.ABC):
     label_keys: tuple[str, ...]
     #: a function keying the summaries whose encoding repeats (None: nothing cached)
     summary_cache_key: CacheKey | None = None
+    #: summary -> its exact canonical JSON from a template, for shapes that recur but for a
+    #: field or two (a packet id, a sequence header), or None (see `format.summary_encoder`);
+    #: tried for summaries `summary_cache_key` has no key for (None: none)
+    summary_fast_json: Callable[[Mapping[str, Any]], bytes | None] | None = None
     #: raw frame -> a hashable key, or None: frames of one direction with equal keys decode to
     #: equal summaries whatever came before them on the connection and hold no credential, so
     #: the recorder decodes, redacts and encodes each distinct one once (None: none repeat)

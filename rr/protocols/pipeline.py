@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from rrlab.rr.cassette.format import EncodedSummary
+from rrlab.rr.cassette.format import EncodedSummary, summary_encoder
 from rrlab.rr.codecs import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class FrameConnection:
         self.framers = {d: protocol.framer(d, max_frame_bytes) for d in (C2S, S2C)}
         self._redact = protocol.redact if redact else None
         self._memo_key = protocol.frame_memo_key
+        #: the encoder of a remembered frame's summary (the protocol's cache and templates)
+        self._encode = summary_encoder(protocol.summary_cache_key, protocol.summary_fast_json)
         splicer = protocol.frame_splicer
         self._splice = (
             {d: splicer(d, self.decoder) for d in (C2S, S2C)} if splicer is not None else None
@@ -134,7 +136,7 @@ class FrameConnection:
             return
         if len(memo) >= MEMO_MAX:
             memo.clear()
-        summary = EncodedSummary(decoded.summary)
+        summary = EncodedSummary(decoded.summary, self._encode)
         memo[key] = (summary, Decoded(summary, body=decoded.body, extra=decoded.extra))
 
     def buffered(self, direction: Direction) -> int:
