@@ -152,21 +152,6 @@ def summary_json(summary: Mapping[str, Any]) -> bytes:
         raise ValueError(f"frame summary is not JSON-able ({exc}): {summary!r:.200}") from None
 
 
-def json_around(summary: Mapping[str, Any], name: str, value: int) -> tuple[bytes, bytes] | None:
-    """`summary`'s canonical JSON split around the digits of its integer field `name` (equal to
-    `value`, and not the last key of its object): `before + b"%d" % n + after` is then the JSON
-    of the same summary with `n` there, a template for frames that differ in that number alone
-    (a delivery tag, a correlation id). None unless `"name":value,` occurs exactly once (never
-    inside a string value: a quote there is escaped)."""
-    encoded = summary_json(summary)
-    key = b'"%b":' % name.encode()
-    mark = b"%b%d," % (key, value)
-    if encoded.count(mark) != 1:
-        return None
-    before, after = encoded.split(mark)
-    return before + key, b"," + after
-
-
 #: what follows a format 2 line's base64 payload, up to its summary (keys in code-point order)
 SUMMARY_KEY = b'","summary":'
 REDACTED_KEY = b'","redacted":true,"summary":'
@@ -282,9 +267,9 @@ def json_split(
 ) -> tuple[bytes, bytes] | None:
     """`summary`'s canonical JSON split around the JSON of the value of its field `name` (equal
     to `value`, an int or a str): `before + json_scalar(v) + after` is then the JSON of the same
-    summary with `v` there (a packet id, a sequence header). Unlike `json_around` the field may
-    be the last of its object. None unless `"name":<value>` occurs exactly once (never inside a
-    string: a quote there is escaped)."""
+    summary with `v` there: a template for frames that differ in that value alone (a delivery
+    tag, a correlation id, a packet id, a sequence header). None unless `"name":<value>` occurs
+    exactly once, whole (never inside a string: a quote there is escaped)."""
     if value.__class__ is not int and value.__class__ is not str:
         return None
     encoded = summary_json(summary)

@@ -17,7 +17,7 @@ import pamqp.exceptions
 import pamqp.frame
 import pamqp.header
 
-from rrlab.rr.cassette.format import json_around
+from rrlab.rr.cassette.format import json_split
 from rrlab.rr.codecs import Decoder
 from rrlab.rr.codecs._framing import BufferedFramer
 from rrlab.rr.codecs.base import DEFAULT_MAX_FRAME_BYTES, Decoded, Direction, JsonSummary, Proto
@@ -486,7 +486,7 @@ class DeliveryTagSummaries:
         name = "Basic.Ack" if method == _ACK_ID else "Basic.Deliver"
         if summary is None or summary.get("method") != name:
             return None
-        around = json_around(summary, "delivery_tag", tag)
+        around = json_split(summary, "delivery_tag", tag)
         if around is None:
             return None
         if len(self._templates) >= _TEMPLATES_MAX:

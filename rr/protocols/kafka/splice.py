@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
-from rrlab.rr.cassette.format import json_around
+from rrlab.rr.cassette.format import json_split
 from rrlab.rr.codecs import Decoded, Decoder, Direction, JsonSummary
 
 from .apis import (
@@ -148,7 +148,7 @@ def _template(decoded: Decoded, correlation_id: int) -> Template | None:
     summary = decoded.summary
     if decoded.body is None or "error" in summary:
         return None
-    around = json_around(summary, "correlation_id", correlation_id)
+    around = json_split(summary, "correlation_id", correlation_id)
     if around is None:
         return None
     return Template(
