@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
-from rrlab.rr.cassette.format import summary_encoder
 from rrlab.rr.cassette.writer import CassetteWriteFailed
 from rrlab.rr.codecs import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -95,10 +94,7 @@ class ConnectionRecorder:
         #: hooks held for the end of the current `feed` (after its forward): (hook, argument)
         self._later: list[tuple[Callable[[Any], None], Any]] = []
         self.framers = connection.framers
-        protocol = connection.protocol
-        self._encode = _encoder(
-            summary_encoder(protocol.summary_cache_key, protocol.summary_fast_json)
-        )
+        self._encode = _encoder(connection.encode_summary)
         self.received = {C2S: 0, S2C: 0}  # stream bytes seen per direction
         self.frames = {C2S: 0, S2C: 0}
         self.closed = False

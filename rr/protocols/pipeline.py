@@ -60,8 +60,11 @@ class FrameConnection:
         self.framers = {d: protocol.framer(d, max_frame_bytes) for d in (C2S, S2C)}
         self._redact = protocol.redact if redact else None
         self._memo_key = protocol.frame_memo_key
-        #: the encoder of a remembered frame's summary (the protocol's cache and templates)
-        self._encode = summary_encoder(protocol.summary_cache_key, protocol.summary_fast_json)
+        #: the canonical JSON of this protocol's summaries (its cache and templates): for a
+        #: remembered frame's summary here, and for the cassette lines the recorder writes
+        self.encode_summary = summary_encoder(
+            protocol.summary_cache_key, protocol.summary_fast_json
+        )
         splicer = protocol.frame_splicer
         self._splice = (
             {d: splicer(d, self.decoder) for d in (C2S, S2C)} if splicer is not None else None
@@ -136,7 +139,7 @@ class FrameConnection:
             return
         if len(memo) >= MEMO_MAX:
             memo.clear()
-        summary = EncodedSummary(decoded.summary, self._encode)
+        summary = EncodedSummary(decoded.summary, self.encode_summary)
         memo[key] = (summary, Decoded(summary, body=decoded.body, extra=decoded.extra))
 
     def buffered(self, direction: Direction) -> int:
