@@ -72,12 +72,25 @@ class Served:
 _next_offset = [10_000 + (os.getpid() % 50) * 200]
 
 
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind `port` now as serve's does (SO_REUSEADDR): also false
+    where nothing listens but a connection holds the port as its own end (the offsets reach
+    into the ephemeral range, where a client's outgoing connections take their ports)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_offset(recorded_ports: list[int]) -> int:
     """A port offset at which every recorded listener is free (side-by-side replays)."""
     for _ in range(200):
         _next_offset[0] += 100
         offset = _next_offset[0] % 30_000 + 10_000
-        if not any(port_answers(p + offset) for p in recorded_ports):
+        if all(port_bindable(p + offset) for p in recorded_ports):
             return offset
     raise RuntimeError("no free port range found")
 
